@@ -1,0 +1,50 @@
+"""Settings: one pydantic-settings class read from FLEET_* variables and a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SandboxBackend = Literal["local", "unsafe-local", "daytona"]
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "fleet-rlm"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    root_model: str = Field("openai/gpt-4o-mini", description="Model that drives the RLM and agent.")
+    sub_model: str | None = Field(None, description="Model for llm_query; defaults to root_model.")
+    api_base: str | None = Field(None, description="OpenAI-compatible endpoint for both models.")
+    api_key: str | None = Field(None, description="Key sent to api_base; provider keys also work.")
+
+    sandbox: SandboxBackend = "local"
+    sandbox_memory_mb: int = Field(1024, gt=0)
+    sandbox_max_processes: int = Field(64, gt=0)
+    exec_timeout_s: float = Field(60.0, gt=0)
+    exec_kill_grace_s: float = Field(2.0, gt=0)
+    max_output_chars: int = Field(100_000, gt=0)
+
+    max_depth: int = Field(2, ge=0)
+    max_iterations: int = Field(20, gt=0)
+    max_lm_calls: int = Field(200, gt=0)
+    max_tokens: int = Field(2_000_000, gt=0)
+    max_usd: float = Field(5.0, gt=0)
+    max_wall_s: float = Field(1800.0, gt=0)
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+
+    @property
+    def effective_sub_model(self) -> str:
+        return self.sub_model or self.root_model
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
