@@ -1,0 +1,327 @@
+"""REPL driver that runs inside a sandbox. Standard library only.
+
+Speaks JSON lines: requests on stdin, replies on stdout. Model-written code never sees either
+stream: both are moved to private descriptors before any code runs, and the code's own
+stdout/stderr are captured per execution.
+
+Requests (host -> driver), each with an ``id`` unless noted:
+  {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null, "max_output": int}
+  {"op": "set_var", "name": str, "value": json}           inline value
+  {"op": "set_var", "name": str, "path": str, "format": "text" | "json"}   value from a file
+  {"op": "get_var", "name": str}
+  {"op": "callback_result", "call_id": int, "value": json}          (no id)
+  {"op": "callback_error", "call_id": int, "error": str}            (no id)
+  {"op": "interrupt"}                                               (no id)
+  {"op": "shutdown"}                                                (no id)
+Replies (driver -> host):
+  {"type": "ready", "python": str}
+  {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
+  {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
+   "final": json | null, "truncated": bool, "duration_s": float}
+  {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import itertools
+import json
+import linecache
+import os
+import queue
+import resource
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+CELL = "<cell-{}>"
+
+_out = os.fdopen(os.dup(1), "w", encoding="utf-8", closefd=True)
+_in = os.fdopen(os.dup(0), "r", encoding="utf-8", closefd=True)
+_send_lock = threading.Lock()
+
+
+def send(message: dict) -> None:
+    line = json.dumps(message, ensure_ascii=False, default=repr)
+    with _send_lock:
+        _out.write(line + "\n")
+        _out.flush()
+
+
+class Submitted(BaseException):
+    """Raised by SUBMIT(); BaseException so a bare `except Exception` in model code can't eat it."""
+
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+
+class CappedText(io.TextIOBase):
+    """A stdout/stderr stand-in that keeps the first `cap` characters and counts the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.parts, self.kept, self.dropped = cap, [], 0, 0
+        self.buffer = _BytesInto(self)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.cap - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def value(self) -> str:
+        return "".join(self.parts)
+
+
+class _BytesInto(io.RawIOBase):
+    """`sys.stdout.buffer`: bytes decoded leniently so non-UTF-8 output can't break the protocol."""
+
+    def __init__(self, text: CappedText) -> None:
+        self.text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.text.write(bytes(data).decode("utf-8", errors="replace"))
+        return len(data)
+
+
+class Driver:
+    def __init__(self) -> None:
+        self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.requests: queue.Queue = queue.Queue()
+        self.pending: dict[int, queue.Queue] = {}
+        self.pending_lock = threading.Lock()
+        self.call_ids = itertools.count(1)
+        self.cells = itertools.count(1)
+        self.main_thread = threading.main_thread().ident
+        self.executing = False
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_forever(self) -> None:
+        for line in _in:
+            try:
+                message = json.loads(line)
+                op = message["op"]
+            except (ValueError, KeyError, TypeError):
+                send({"type": "protocol_error", "error": f"bad request line: {line[:200]!r}"})
+                continue
+            if op in ("callback_result", "callback_error"):
+                with self.pending_lock:
+                    waiter = self.pending.get(message.get("call_id"))
+                if waiter is not None:
+                    waiter.put(message)
+            elif op == "interrupt":
+                if self.executing:
+                    signal.pthread_kill(self.main_thread, signal.SIGINT)
+            else:
+                self.requests.put(message)
+        self.requests.put({"op": "shutdown"})
+
+    # -- host callbacks --------------------------------------------------------------------
+    def call_host(self, name: str, args: tuple, kwargs: dict):
+        call_id = next(self.call_ids)
+        waiter: queue.Queue = queue.Queue(maxsize=1)
+        with self.pending_lock:
+            self.pending[call_id] = waiter
+        try:
+            try:
+                payload = {"type": "callback", "call_id": call_id, "name": name,
+                           "args": list(args), "kwargs": kwargs}
+                json.dumps(payload)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"arguments to {name}() must be JSON-serialisable: {exc}") from None
+            send(payload)
+            reply = waiter.get()
+        finally:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+        if reply["op"] == "callback_error":
+            raise RuntimeError(f"{name}() failed: {reply.get('error')}")
+        return reply.get("value")
+
+    def host_function(self, name: str):
+        def call(*args, **kwargs):
+            return self.call_host(name, args, kwargs)
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    # -- variables -------------------------------------------------------------------------
+    def set_var(self, message: dict) -> None:
+        name = message["name"]
+        if not name.isidentifier():
+            raise ValueError(f"not a valid variable name: {name!r}")
+        if "path" in message:
+            with open(message["path"], encoding="utf-8") as handle:
+                value = handle.read() if message.get("format") == "text" else json.load(handle)
+        else:
+            value = message["value"]
+        self.namespace[name] = value
+
+    def get_var(self, message: dict):
+        name = message["name"]
+        if name not in self.namespace:
+            raise NameError(f"name {name!r} is not defined")
+        value = self.namespace[name]
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} holds a {type(value).__name__}, not JSON-serialisable: {exc}")
+        return value
+
+    # -- execution -------------------------------------------------------------------------
+    def execute(self, message: dict) -> dict:
+        cap = int(message.get("max_output", 100_000))
+        for name in message.get("tools", []):
+            self.namespace[name] = self.host_function(name)
+        fields = message.get("submit_fields")
+        self.namespace["SUBMIT"] = self.make_submit(fields)
+
+        filename = CELL.format(next(self.cells))
+        code = message["code"]
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        stdout, stderr = CappedText(cap), CappedText(cap)
+        error, final = None, None
+        started = time.perf_counter()
+        with tempfile.TemporaryFile() as fd_capture:
+            saved = os.dup(1), os.dup(2)
+            os.dup2(fd_capture.fileno(), 1)
+            os.dup2(fd_capture.fileno(), 2)
+            sys.stdout, sys.stderr = stdout, stderr
+            self.executing = True
+            try:
+                self.run_cell(code, filename, stdout)
+            except Submitted as submitted:
+                final = submitted.value
+            except BaseException as exc:  # noqa: BLE001 - every failure of model code is reported
+                error = describe(exc, filename)
+            finally:
+                self.executing = False
+                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
+            fd_capture.seek(0)
+            raw = fd_capture.read(cap + 1)
+        if raw:
+            stdout.write(raw.decode("utf-8", errors="replace"))
+        truncated = stdout.dropped + stderr.dropped > 0 or len(raw) > cap
+        out = stdout.value()
+        if truncated:
+            out += f"\n[output truncated: {stdout.dropped + stderr.dropped} characters dropped]"
+        return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
+                "final": final, "truncated": truncated,
+                "duration_s": round(time.perf_counter() - started, 6)}
+
+    def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
+        tree = ast.parse(code, filename=filename, mode="exec")
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, filename, "exec"), self.namespace)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+            if value is not None:
+                stdout.write(repr(value) + "\n")
+
+    def make_submit(self, fields: list[str] | None):
+        def SUBMIT(*args, **kwargs):  # noqa: N802 - the name models are told to call
+            if fields is None:
+                if len(args) == 1 and not kwargs:
+                    raise Submitted({"output": args[0]})
+                raise Submitted(dict(kwargs))
+            if args and kwargs:
+                raise TypeError("SUBMIT takes positional or keyword values, not both")
+            if len(args) > len(fields):
+                raise TypeError(f"SUBMIT takes at most {len(fields)} values: {', '.join(fields)}")
+            values = dict(zip(fields, args)) if args else dict(kwargs)
+            missing = [f for f in fields if f not in values]
+            extra = [k for k in values if k not in fields]
+            if missing or extra:
+                raise TypeError(f"SUBMIT expects {', '.join(fields)}; missing {missing}, unexpected {extra}")
+            raise Submitted(values)
+
+        return SUBMIT
+
+    # -- loop ------------------------------------------------------------------------------
+    def on_sigint(self, signum, frame) -> None:
+        # An interrupt that lands between cells must not kill the driver.
+        if self.executing:
+            raise KeyboardInterrupt
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGINT, self.on_sigint)
+        threading.Thread(target=self.read_forever, daemon=True).start()
+        send({"type": "ready", "python": sys.version.split()[0], "pid": os.getpid()})
+        while True:
+            message = self.requests.get()
+            op, request_id = message["op"], message.get("id")
+            if op == "shutdown":
+                return
+            try:
+                if op == "execute":
+                    reply = self.execute(message)
+                elif op == "set_var":
+                    self.set_var(message)
+                    reply = {"type": "var", "value": None}
+                elif op == "get_var":
+                    reply = {"type": "var", "value": self.get_var(message)}
+                else:
+                    raise ValueError(f"unknown op {op!r}")
+            except BaseException as exc:  # noqa: BLE001 - reported to the host, loop goes on
+                reply = {"type": "error", "error": describe(exc, None)}
+            reply["id"] = request_id
+            send(reply)
+
+
+def describe(exc: BaseException, filename: str | None) -> dict:
+    """Error type, message and a traceback limited to the model's own code."""
+    if isinstance(exc, SyntaxError):
+        lines = traceback.format_exception_only(type(exc), exc)
+    else:
+        tb = exc.__traceback__
+        while tb is not None and filename and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
+            tb = tb.tb_next
+        lines = traceback.format_exception(type(exc), exc, tb)
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines),
+            "line": getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else _last_line(exc)}
+
+
+def _last_line(exc: BaseException) -> int | None:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell-")]
+    return frames[-1].lineno if frames else None
+
+
+def apply_limits(memory_mb: int, nproc: int, fsize_mb: int) -> None:
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if nproc > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    if fsize_mb > 0:
+        limit = fsize_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails with EFBIG
+
+
+def main(argv: list[str]) -> None:
+    options = dict(zip(argv[0::2], argv[1::2]))
+    apply_limits(int(options.get("--memory-mb", 0)), int(options.get("--nproc", 0)),
+                 int(options.get("--fsize-mb", 0)))
+    sys.stdin = open(os.devnull)  # model code reading stdin must not eat protocol lines
+    Driver().serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

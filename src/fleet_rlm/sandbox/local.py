@@ -1,0 +1,265 @@
+"""Local backend: the driver in a subprocess under bubblewrap.
+
+Isolation: no network, the host filesystem hidden except a read-only Python runtime, a private
+/tmp, one writable work dir, no host environment, its own pid namespace, and (when the host runs
+as root) its own unprivileged uid so the process cap is really per sandbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from .base import DRIVER_SOURCE, Callback, DriverSession, ExecResult, SandboxError
+
+log = logging.getLogger(__name__)
+
+INSIDE_WORK = "/work"
+INSIDE_VARS = "/fleet/vars"
+INSIDE_DRIVER = "/fleet/driver.py"
+# Where uids for sandboxes are drawn from when the host runs as root; far above real accounts.
+UID_BASE, UID_SPAN = 200_000, 100_000
+
+FIX_BWRAP = (
+    "bubblewrap is needed to isolate model-written code. Install it with "
+    "`apt-get install -y bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`, and make sure "
+    "unprivileged user namespaces are allowed (sysctl kernel.unprivileged_userns_clone=1 / "
+    "user.max_user_namespaces > 0). To run WITHOUT isolation on a machine you trust, set "
+    "FLEET_SANDBOX=unsafe-local."
+)
+
+
+def sandbox_python() -> str:
+    """The interpreter the sandbox runs: the system one (readable by any uid), else ours."""
+    for candidate in ("/usr/bin/python3", sys._base_executable):  # noqa: SLF001
+        if candidate and os.access(candidate, os.X_OK):
+            return os.path.realpath(candidate)
+    raise SandboxError("no Python interpreter found for the sandbox")
+
+
+def _runtime_binds(python: str) -> list[str]:
+    args: list[str] = []
+    for top in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    prefix = str(Path(python).resolve().parent.parent)
+    if not prefix.startswith("/usr"):
+        args += ["--ro-bind", prefix, prefix]
+    return args
+
+
+class LocalSandbox:
+    """A Sandbox running driver.py in a subprocess, under bubblewrap unless `isolated=False`."""
+
+    def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
+                 work_dir: Path | None = None) -> None:
+        self.settings = settings or Settings()
+        self.isolated = self.settings.sandbox != "unsafe-local" if isolated is None else isolated
+        self._given_work_dir = work_dir
+        self._root: Path | None = None
+        self.work_dir: Path | None = None
+        self._process: subprocess.Popen | None = None
+        self._session: DriverSession | None = None
+        self._lock = threading.Lock()
+        self.uid: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._session is not None and self._session.alive:
+                return
+            if self._session is not None:  # it died: start afresh, the caller re-sends state
+                self._cleanup_process()
+            self._spawn()
+
+    def _spawn(self) -> None:
+        s = self.settings
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="fleet-sbx-"))
+            os.chmod(self._root, 0o711)
+        (self._root / "vars").mkdir(exist_ok=True)
+        os.chmod(self._root / "vars", 0o755)
+        self.work_dir = self._given_work_dir or self._root / "work"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        driver = self._root / "driver.py"
+        shutil.copyfile(DRIVER_SOURCE, driver)
+        os.chmod(driver, 0o644)
+
+        python = sandbox_python() if self.isolated else sys.executable
+        nproc = s.sandbox_max_processes
+        user = None
+        if self.isolated and os.geteuid() == 0:
+            self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
+            user = self.uid
+            for path in (self.work_dir, *self.work_dir.rglob("*")):
+                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+        elif self.isolated:
+            # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
+            nproc += _count_processes(os.getuid())
+        limits = ["--memory-mb", str(s.sandbox_memory_mb), "--nproc", str(nproc),
+                  "--fsize-mb", str(max(s.sandbox_memory_mb, 1024))]
+        if self.isolated:
+            command = self._bwrap_command(python) + limits
+            cwd = None
+        else:
+            log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
+            command = [python, "-I", str(driver), *limits]
+            cwd = self.work_dir
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=cwd, user=user, group=user, extra_groups=[] if user else None,
+                env=None if self.isolated else _clean_env(), start_new_session=True)
+        except OSError as exc:
+            raise SandboxError(f"could not start the sandbox: {exc}. {FIX_BWRAP}") from exc
+        threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
+        process = self._process
+        self._session = DriverSession(
+            process.stdin, process.stdout, kill=lambda: _kill_group(process),
+            put_file=self._put_file, max_output=s.max_output_chars,
+            kill_grace_s=s.exec_kill_grace_s)
+        try:
+            self._session.wait_ready(timeout=30)
+        except SandboxError as exc:
+            self._cleanup_process()
+            hint = f" {FIX_BWRAP}" if self.isolated else ""
+            raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
+
+    def _bwrap_command(self, python: str) -> list[str]:
+        assert self._root is not None and self.work_dir is not None
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxError(f"bubblewrap (bwrap) is not installed. {FIX_BWRAP}")
+        return [
+            bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            *_runtime_binds(python),
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", str(self.work_dir), INSIDE_WORK,
+            "--ro-bind", str(self._root / "vars"), INSIDE_VARS,
+            "--ro-bind", str(self._root / "driver.py"), INSIDE_DRIVER,
+            "--chdir", INSIDE_WORK, "--clearenv",
+            "--setenv", "HOME", INSIDE_WORK, "--setenv", "PATH", "/usr/bin:/bin",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8",
+            "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+            python, "-I", INSIDE_DRIVER,
+        ]
+
+    def _put_file(self, name: str, data: bytes) -> str:
+        assert self._root is not None
+        target = self._root / "vars" / f"{secrets.token_hex(4)}-{name}"
+        target.write_bytes(data)
+        os.chmod(target, 0o644)
+        return f"{INSIDE_VARS}/{target.name}" if self.isolated else str(target)
+
+    def _drain_stderr(self, process: subprocess.Popen) -> None:
+        self._stderr_lines: list[bytes] = []
+        for line in process.stderr:
+            self._stderr_lines = (self._stderr_lines + [line])[-20:]
+
+    def _stderr_tail(self) -> str:
+        lines = getattr(self, "_stderr_lines", [])
+        return b"".join(lines).decode("utf-8", errors="replace").strip() or "(empty)"
+
+    # -- operations -------------------------------------------------------------------------
+    def _live(self) -> DriverSession:
+        if self._session is None or not self._session.alive:
+            self.start()
+        assert self._session is not None
+        return self._session
+
+    @property
+    def alive(self) -> bool:
+        return self._session is not None and self._session.alive
+
+    def execute(self, code: str, timeout: float | None = None,
+                callbacks: dict[str, Callback] | None = None,
+                submit_fields: list[str] | None = None) -> ExecResult:
+        timeout = self.settings.exec_timeout_s if timeout is None else timeout
+        return self._live().execute(code, timeout, callbacks, submit_fields)
+
+    def put_variable(self, name: str, value: Any) -> None:
+        self._live().put_variable(name, value)
+
+    def get_variable(self, name: str) -> Any:
+        return self._live().get_variable(name)
+
+    def interrupt(self) -> None:
+        if self._session is not None:
+            self._session.interrupt()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cleanup_process()
+            if self._root is not None:
+                shutil.rmtree(self._root, ignore_errors=True)
+                self._root = None
+
+    def _cleanup_process(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._process is not None:
+            _kill_group(self._process)
+            for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def __enter__(self) -> LocalSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def _count_processes(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == uid
+    return count
+
+
+def _clean_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+
+
+def check_bubblewrap(settings: Settings | None = None) -> str:
+    """Start a sandbox and run one line, or raise SandboxError saying how to fix it."""
+    with LocalSandbox(settings, isolated=True) as sandbox:
+        result = sandbox.execute("import sys; print(sys.version.split()[0])", timeout=20)
+    if not result.ok:
+        raise SandboxError(f"bubblewrap sandbox ran but failed: {result.error_message}. {FIX_BWRAP}")
+    return result.stdout.strip()
+
+
+SandboxFactory = Callable[[], LocalSandbox]
