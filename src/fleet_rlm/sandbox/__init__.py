@@ -1,0 +1,36 @@
+"""Where model-written code runs: one Sandbox protocol, several backends, one driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import Settings
+from .base import ExecResult, Sandbox, SandboxError
+from .interpreter import SandboxInterpreter
+
+
+def create_sandbox(settings: Settings, work_dir: Path | None = None) -> Sandbox:
+    """A new, not yet started sandbox of the configured backend."""
+    if settings.sandbox in ("local", "unsafe-local"):
+        from .local import LocalSandbox
+
+        return LocalSandbox(settings, work_dir=work_dir)
+    raise SandboxError(
+        f"sandbox backend {settings.sandbox!r} is not available in this version; "
+        "use FLEET_SANDBOX=local")
+
+
+def interpreter_factory(settings: Settings, **kwargs) -> Callable[[], SandboxInterpreter]:
+    """A zero-argument factory for dspy.RLM(interpreter_factory=...): a fresh sandbox per call."""
+
+    def make() -> SandboxInterpreter:
+        return SandboxInterpreter(create_sandbox(settings), timeout=settings.exec_timeout_s,
+                                  **kwargs)
+
+    make.execution_instructions = SandboxInterpreter.execution_instructions
+    return make
+
+
+__all__ = ["ExecResult", "Sandbox", "SandboxError", "SandboxInterpreter", "create_sandbox",
+           "interpreter_factory"]

@@ -290,10 +290,11 @@ def describe(exc: BaseException, filename: str | None) -> dict:
     if isinstance(exc, SyntaxError):
         lines = traceback.format_exception_only(type(exc), exc)
     else:
-        tb = exc.__traceback__
-        while tb is not None and filename and not tb.tb_frame.f_code.co_filename.startswith("<cell-"):
-            tb = tb.tb_next
-        lines = traceback.format_exception(type(exc), exc, tb)
+        report = traceback.TracebackException.from_exception(exc)
+        # The driver's own frames are noise to the model; library frames it called are not.
+        report.stack = traceback.StackSummary.from_list(
+            [f for f in report.stack if f.filename != __file__])
+        lines = list(report.format())
     return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines),
             "line": getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else _last_line(exc)}
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what fleet-rlm needs on a fresh Debian/Ubuntu machine, then syncs the Python env.
+# Safe to run repeatedly: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+for pkg in "$@"; do
+  case "$pkg" in
+    chromium) command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) ;;
+    *) need_apt+=("$pkg") ;;
+  esac
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing Debian packages: ${need_apt[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
+  echo "installing uv" >&2
+  python3 -m pip install --quiet uv
+fi
+UV="uv"; command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
+$UV sync --frozen --quiet

@@ -1,0 +1,100 @@
+"""Adapter from a Sandbox to dspy's CodeInterpreter protocol, so dspy.RLM runs on our sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput
+
+from .base import ExecResult, Sandbox, SandboxError
+
+EXECUTION_INSTRUCTIONS = (
+    "Code runs in CPython 3 (standard library only) in an isolated sandbox with no network. "
+    "State persists between steps. Host functions and SUBMIT are global functions; their "
+    "arguments and results must be JSON-serialisable. The working directory /work is writable. "
+    "The value of a trailing expression is shown, like a REPL."
+)
+
+
+class SandboxInterpreter:
+    """One dspy CodeInterpreter session on one Sandbox. dspy creates one per forward call."""
+
+    execution_instructions = EXECUTION_INSTRUCTIONS
+
+    def __init__(self, sandbox: Sandbox, tools: dict[str, Callable[..., Any]] | None = None,
+                 output_fields: list[dict] | None = None, timeout: float | None = None,
+                 on_result: Callable[[str, ExecResult], None] | None = None) -> None:
+        self.sandbox = sandbox
+        self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
+        self.output_fields = output_fields
+        self.timeout = timeout
+        self.on_result = on_result
+        self._shut = False
+
+    def start(self) -> None:
+        if self._shut:
+            raise CodeInterpreterError("this interpreter was shut down")
+        try:
+            self.sandbox.start()
+        except SandboxError as exc:
+            raise CodeInterpreterError(str(exc)) from exc
+
+    def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        self.start()
+        try:
+            for name, value in (variables or {}).items():
+                self.sandbox.put_variable(name, value)
+            fields = [f["name"] for f in self.output_fields] if self.output_fields else None
+            result = self.sandbox.execute(code, timeout=self.timeout,
+                                          callbacks={n: _sync(f) for n, f in self.tools.items()},
+                                          submit_fields=fields)
+        except SandboxError as exc:
+            raise CodeInterpreterError(str(exc)) from exc
+        except TypeError as exc:  # a variable that cannot cross into the sandbox
+            raise CodeInterpreterError(str(exc)) from exc
+        if self.on_result is not None:
+            self.on_result(code, result)
+        if result.final is not None:
+            return FinalOutput(result.final)
+        if result.ok:
+            return result.stdout or None
+        if result.error_type == "SyntaxError":
+            raise SyntaxError(result.traceback or result.error_message)
+        raise CodeExecutionError(format_failure(result))
+
+    def shutdown(self) -> None:
+        self._shut = True
+        self.sandbox.close()
+
+    def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        return self.execute(code, variables)
+
+
+def format_failure(result: ExecResult) -> str:
+    """What the model sees when its code failed: output so far, then the traceback."""
+    parts = []
+    if result.stdout:
+        parts.append(f"Output before the error:\n{result.stdout.rstrip()}")
+    parts.append(result.traceback or f"{result.error_type}: {result.error_message}")
+    if result.timed_out or result.state_lost:
+        parts.append(result.error_message or "")
+    if result.state_lost:
+        parts.append("The sandbox was restarted: variables you defined are gone; inputs are reloaded.")
+    return "\n".join(p for p in parts if p)
+
+
+def _sync(tool: Callable[..., Any]) -> Callable[..., Any]:
+    """Host callbacks run in worker threads; async tools get an event loop of their own."""
+    if not (inspect.iscoroutinefunction(tool)
+            or inspect.iscoroutinefunction(getattr(tool, "__call__", None))):
+        return tool
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, tool(*args, **kwargs)).result()
+
+    return run
