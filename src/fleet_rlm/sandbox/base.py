@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -77,6 +78,9 @@ class DriverSession:
         self._ids = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_callback_workers, thread_name_prefix="sandbox-callback")
         self._sent: dict[str, Any] = {}
+        self._in_callbacks = 0
+        self._host_busy, self._host_busy_since = 0.0, None
+        self._callback_lock = threading.Lock()
         self.alive = True
         self.ready: dict = {}
         threading.Thread(target=self._read, daemon=True).start()
@@ -132,12 +136,19 @@ class DriverSession:
             raise SandboxError("sandbox is not running")
         request_id = next(self._ids)
         self._send({**message, "id": request_id})
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        self._host_busy, self._host_busy_since = 0.0, None
+        deadline = None if timeout is None else started + timeout
         timed_out = False
         while True:
             try:
                 reply = self._next(deadline)
             except TimeoutError:
+                # Time spent waiting on the host (a sub-model, a child run) is not the code's.
+                used = time.monotonic() - started - self._host_time()
+                if not timed_out and timeout is not None and used < timeout:
+                    deadline = time.monotonic() + max(timeout - used, 0.05)
+                    continue
                 if timed_out:  # the interrupt was ignored: the process must go
                     self.kill()
                     return None, True
@@ -155,8 +166,18 @@ class DriverSession:
             elif reply.get("id") == request_id:
                 return reply, timed_out
 
+    def _host_time(self) -> float:
+        """Seconds of the current request during which at least one host callback ran."""
+        with self._callback_lock:
+            running = self._host_busy_since
+            return self._host_busy + (time.monotonic() - running if running else 0.0)
+
     def _serve_callback(self, call: dict, callbacks: dict[str, Callback]) -> None:
         name = call.get("name")
+        with self._callback_lock:
+            self._in_callbacks += 1
+            if self._in_callbacks == 1:
+                self._host_busy_since = time.monotonic()
         try:
             if name not in callbacks:
                 raise NameError(f"no host function named {name!r}")
@@ -166,6 +187,12 @@ class DriverSession:
         except Exception as exc:  # noqa: BLE001 - the error goes back to the sandbox code
             message = {"op": "callback_error", "call_id": call["call_id"],
                        "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            with self._callback_lock:
+                self._in_callbacks -= 1
+                if self._in_callbacks == 0 and self._host_busy_since is not None:
+                    self._host_busy += time.monotonic() - self._host_busy_since
+                    self._host_busy_since = None
         try:
             self._send(message)
         except SandboxError:
@@ -176,7 +203,10 @@ class DriverSession:
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
                    "submit_fields": submit_fields, "max_output": self.max_output}
         started = time.perf_counter()
-        reply, timed_out = self.request(message, callbacks, timeout)
+        try:
+            reply, timed_out = self.request(message, callbacks, timeout)
+        except SandboxError:  # it died between calls: the request found no reader
+            reply, timed_out = None, False
         if reply is None:
             self.kill()
             what = (f"killed after exceeding its {timeout:g} s timeout (interrupt ignored)"
@@ -201,10 +231,6 @@ class DriverSession:
         return result
 
     def put_variable(self, name: str, value: Any) -> None:
-        previous = self._sent.get(name, _MISSING)
-        if previous is value or (type(previous) is type(value) and isinstance(value, str)
-                                 and previous == value):
-            return
         if isinstance(value, str):
             payload, fmt = value, "text"
         else:
@@ -213,13 +239,17 @@ class DriverSession:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent to "
                                 f"the sandbox: it is not JSON-serialisable ({exc})") from exc
+        # Compare content, not identity: a list mutated in place is still the same object.
+        sent = (fmt, payload if fmt == "text" else hashlib.sha256(payload.encode()).digest())
+        if self._sent.get(name) == sent:
+            return
         if len(payload) > INLINE_LIMIT:
             path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
             message = {"op": "set_var", "name": name, "path": path, "format": fmt}
         else:
             message = {"op": "set_var", "name": name, "value": value}
         self._checked(message)
-        self._sent[name] = value
+        self._sent[name] = sent
 
     def get_variable(self, name: str) -> Any:
         return self._checked({"op": "get_var", "name": name}).get("value")
@@ -253,5 +283,3 @@ class DriverSession:
                 pass
         self.kill()
 
-
-_MISSING = object()

@@ -216,12 +216,14 @@ class Driver:
                 os.close(saved[1])
             fd_capture.seek(0)
             raw = fd_capture.read(cap + 1)
+            unread = fd_capture.seek(0, os.SEEK_END) - len(raw)
         if raw:
             stdout.write(raw.decode("utf-8", errors="replace"))
-        truncated = stdout.dropped + stderr.dropped > 0 or len(raw) > cap
+        dropped = stdout.dropped + stderr.dropped + unread
+        truncated = dropped > 0
         out = stdout.value()
         if truncated:
-            out += f"\n[output truncated: {stdout.dropped + stderr.dropped} characters dropped]"
+            out += f"\n[output truncated: {dropped} characters dropped]"
         return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
                 "final": final, "truncated": truncated,
                 "duration_s": round(time.perf_counter() - started, 6)}
