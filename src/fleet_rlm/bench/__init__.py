@@ -1,0 +1,22 @@
+"""Benchmark tasks for recursive language models: S-NIAH, OOLONG trec_coarse and OOLONG-Pairs.
+
+Each module offers `generate(...) -> list[Task]` (deterministic by seed) and
+`score(task, answer) -> float`. Nothing here calls a model or the network.
+"""
+
+from fleet_rlm.bench import oolong, pairs, sniah
+from fleet_rlm.bench.tasks import Task
+
+SCORERS = {
+    sniah.BENCHMARK: sniah.score,
+    oolong.BENCHMARK: oolong.score,
+    pairs.BENCHMARK: pairs.score,
+}
+
+
+def score(task: Task, answer: str) -> float:
+    """Score an answer with the scorer of the task's benchmark."""
+    return SCORERS[task.benchmark](task, answer)
+
+
+__all__ = ["SCORERS", "Task", "oolong", "pairs", "score", "sniah"]

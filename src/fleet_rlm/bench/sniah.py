@@ -1,0 +1,145 @@
+"""S-NIAH: a RULER-style single needle in a haystack, deterministic by seed.
+
+The haystack is plain prose from `data/filler.txt` (original sentences shipped with the package),
+reshuffled per task. One sentence, "The special magic <kind> for <key> is: <value>.", is placed at
+a sentence boundary near the requested depth; the question asks for the value of that key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import uuid
+from collections.abc import Sequence
+from functools import cache
+from typing import Literal
+
+from fleet_rlm.bench.tasks import Task, approx_tokens, data_text
+
+Kind = Literal["number", "uuid", "word"]
+
+BENCHMARK = "sniah"
+DEFAULT_LENGTHS: tuple[int, ...] = (50_000, 100_000, 200_000)
+DEFAULT_DEPTHS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+DEFAULT_KINDS: tuple[Kind, ...] = ("number", "uuid", "word")
+
+_KEY_ADJ = (
+    "amber", "brisk", "candid", "dusty", "eager", "fabled", "gilded", "hollow", "ivory", "jagged",
+    "keen", "lunar", "mellow", "nimble", "opaque", "placid", "quaint", "rustic", "sombre", "tepid",
+    "umber", "vivid", "wistful", "zealous",
+)
+_KEY_NOUN = (
+    "anchor", "beacon", "cipher", "dynamo", "ember", "falcon", "glacier", "harpoon", "isthmus",
+    "juniper", "kestrel", "lantern", "monolith", "nebula", "obelisk", "prism", "quarry", "raven",
+    "sextant", "trellis", "upland", "vortex", "walrus", "zenith",
+)
+# Values are words that never occur in the filler, so a hit can only come from the needle.
+_VALUE_WORDS = (
+    "aardvark", "bagpipe", "cardamom", "dulcimer", "eucalyptus", "flamingo", "gazebo", "hibiscus",
+    "iguana", "jackal", "kumquat", "lychee", "marzipan", "narwhal", "ocelot", "pangolin",
+    "quokka", "rhubarb", "saffron", "tamarind", "ukulele", "vermouth", "wombat", "xylophone",
+    "yodeler", "zeppelin", "armadillo", "bassoon", "chinchilla", "dromedary", "emu", "fondue",
+    "gondola", "harmonica", "impala", "jacaranda", "kazoo", "lemur", "mongoose", "nutmeg",
+    "oregano", "pelican", "quinoa", "rutabaga", "sitar", "toucan", "vicuna", "wasabi",
+)
+
+
+@cache
+def filler_sentences() -> tuple[str, ...]:
+    return tuple(s.strip() for s in data_text("filler.txt").splitlines() if s.strip())
+
+
+def _value(rng: random.Random, kind: Kind) -> str:
+    if kind == "number":
+        return str(rng.randint(1_000_000, 9_999_999))
+    if kind == "uuid":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return rng.choice(_VALUE_WORDS)
+
+
+def _haystack(rng: random.Random, budget: int) -> list[str]:
+    """Sentences with their trailing separators, totalling just under `budget` characters."""
+    pool = filler_sentences()
+    pieces: list[str] = []
+    order: list[str] = []
+    size = 0
+    until_break = rng.randint(3, 8)
+    while True:
+        if not order:
+            order = rng.sample(pool, len(pool))
+        sentence = order.pop()
+        until_break -= 1
+        sep = " "
+        if until_break == 0:  # paragraphs make the haystack read like prose, not a list
+            sep, until_break = "\n\n", rng.randint(3, 8)
+        piece = sentence + sep
+        if size + len(piece) > budget:
+            return pieces
+        pieces.append(piece)
+        size += len(piece)
+
+
+def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) -> Task:
+    """One task; every random choice comes from an RNG seeded by all the arguments."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1], got {depth}")
+    rng = random.Random(f"sniah:{seed}:{length}:{float(depth)!r}:{kind}:{index}")
+    key = f"{rng.choice(_KEY_ADJ)}-{rng.choice(_KEY_NOUN)}"
+    value = _value(rng, kind)
+    needle = f"The special magic {kind} for {key} is: {value}."
+    pieces = _haystack(rng, max(length - len(needle) - 1, 0))
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + len(piece))
+    # Nearest sentence boundary to the requested depth of the haystack.
+    goal = depth * starts[-1]
+    k = bisect.bisect_left(starts, goal)
+    if k > 0 and (k == len(starts) or goal - starts[k - 1] <= starts[k] - goal):
+        k -= 1
+    before, after = "".join(pieces[:k]), "".join(pieces[k:]).rstrip()
+    context = f"{before}{needle} {after}".rstrip() if after else f"{before}{needle}"
+    position = len(before) / len(context)
+    question = (
+        f"What is the special magic {kind} for {key} mentioned in the provided text? "
+        f"Answer with the {kind} only."
+    )
+    return Task(
+        id=f"sniah-{kind}-{length}-d{depth:g}-s{seed}-{index}",
+        benchmark=BENCHMARK,
+        context=context,
+        question=question,
+        gold=value,
+        meta={
+            "family": kind,
+            "kind": kind,
+            "key": key,
+            "depth": depth,
+            "needle_position": position,
+            "target_chars": length,
+            "context_chars": len(context),
+            "approx_tokens": approx_tokens(context),
+            "seed": seed,
+        },
+    )
+
+
+def generate(
+    n: int = 1,
+    seed: int = 0,
+    lengths: Sequence[int] = DEFAULT_LENGTHS,
+    depths: Sequence[float] = DEFAULT_DEPTHS,
+    kinds: Sequence[Kind] = DEFAULT_KINDS,
+) -> list[Task]:
+    """`n` tasks for every (length in characters, depth, kind) cell of the grid."""
+    return [
+        make_task(length, depth, kind, seed, i)
+        for length in lengths
+        for depth in depths
+        for kind in kinds
+        for i in range(n)
+    ]
+
+
+def score(task: Task, answer: str) -> float:
+    """RULER's string match: 1.0 when the gold value occurs in the answer, case-insensitively."""
+    return 1.0 if str(task.gold).lower() in answer.lower() else 0.0

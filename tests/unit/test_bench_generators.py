@@ -1,0 +1,422 @@
+"""Benchmark generators and scorers: determinism, sizes, gold answers by recount, scoring rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from collections import Counter, defaultdict
+from datetime import date, datetime
+from functools import cache
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+from fleet_rlm import bench
+from fleet_rlm.bench import oolong, pairs, sniah
+from fleet_rlm.bench.tasks import Task
+
+DATA = Path(oolong.__file__).parent / "data"
+LINE = re.compile(r"^Date: ([A-Z][a-z]{2} \d{2}, \d{4}) \|\| User: (\d{5}) \|\| Instance: (.+)$")
+
+
+def fingerprint(tasks: list[Task]) -> list[tuple[str, str, str, object]]:
+    return [(t.id, t.context_sha256, t.question, t.gold) for t in tasks]
+
+
+@cache
+def truth() -> dict[str, str]:
+    """Question text -> label, read straight from the shipped data file."""
+    rows = [json.loads(line) for line in (DATA / "trec_coarse_validated.jsonl").open()]
+    return {" ".join(r["input"].split()): r["label"] for r in rows}
+
+
+def parse_window(context: str) -> list[tuple[date, str, str]]:
+    rows = []
+    for line in context.splitlines():
+        if m := LINE.match(line):
+            day = datetime.strptime(m[1], "%b %d, %Y").date()
+            rows.append((day, m[2], truth()[m[3]]))
+    return rows
+
+
+# --- S-NIAH ----------------------------------------------------------------------------------
+
+
+SMALL = {"lengths": (10_000, 20_000), "depths": (0.0, 0.3, 0.7, 1.0)}
+
+
+def test_sniah_deterministic_by_seed() -> None:
+    a, b = sniah.generate(2, seed=7, **SMALL), sniah.generate(2, seed=7, **SMALL)
+    assert fingerprint(a) == fingerprint(b)
+    assert len(a) == 2 * 2 * 4 * 3
+    other = {t.context_sha256 for t in sniah.generate(2, seed=8, **SMALL)}
+    assert other.isdisjoint(t.context_sha256 for t in a)
+    assert len({t.context_sha256 for t in a}) == len(a)
+
+
+def test_sniah_default_grid_lengths_and_needles() -> None:
+    tasks = sniah.generate(1, seed=0)
+    assert {t.meta["target_chars"] for t in tasks} == {50_000, 100_000, 200_000}
+    assert {t.meta["kind"] for t in tasks} == {"number", "uuid", "word"}
+    for t in tasks:
+        target = t.meta["target_chars"]
+        assert abs(len(t.context) - target) <= 0.05 * target
+        assert t.meta["context_chars"] == len(t.context)
+        needle = f"The special magic {t.meta['kind']} for {t.meta['key']} is: {t.gold}."
+        assert t.context.count(needle) == 1
+        assert t.context.count(t.meta["key"]) == 1 and t.context.count(str(t.gold)) == 1
+        assert t.context.count("special magic") == 1
+        assert abs(t.context.index(needle) / len(t.context) - t.meta["depth"]) <= 0.05
+        assert t.meta["key"] in t.question and str(t.gold) not in t.question
+
+
+def test_sniah_values_have_the_right_shape() -> None:
+    tasks = sniah.generate(3, seed=1, lengths=(5_000,), depths=(0.5,))
+    filler = " ".join(sniah.filler_sentences()).lower()
+    assert not re.search(r"\d", filler)
+    for t in tasks:
+        gold = str(t.gold)
+        if t.meta["kind"] == "number":
+            assert re.fullmatch(r"[1-9]\d{6}", gold)
+        elif t.meta["kind"] == "uuid":
+            assert str(uuid.UUID(gold)) == gold and uuid.UUID(gold).version == 4
+        else:
+            assert not re.search(rf"\b{gold}\b", filler)
+    for word in sniah._VALUE_WORDS:
+        assert not re.search(rf"\b{word}\b", filler)
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "expected"),
+    [
+        ("4831920", "The special magic number is 4831920.", 1.0),
+        ("4831920", "4831921", 0.0),
+        ("ce3dcefd-e7dd-4abe-9841-60636b104aa2", "CE3DCEFD-E7DD-4ABE-9841-60636B104AA2", 1.0),
+        ("mongoose", "Answer: Mongoose", 1.0),
+        ("mongoose", "I could not find it.", 0.0),
+        ("mongoose", "", 0.0),
+    ],
+)
+def test_sniah_score(gold: str, answer: str, expected: float) -> None:
+    task = Task(id="t", benchmark="sniah", context="", question="", gold=gold)
+    assert sniah.score(task, answer) == expected
+    assert bench.score(task, answer) == expected
+
+
+# --- OOLONG ----------------------------------------------------------------------------------
+
+
+def test_oolong_deterministic_by_seed() -> None:
+    kwargs = {"lengths": (2048, 4096), "per_window": None}
+    a, b = oolong.generate(1, seed=3, **kwargs), oolong.generate(1, seed=3, **kwargs)
+    assert fingerprint(a) == fingerprint(b)
+    c = oolong.generate(1, seed=4, **kwargs)
+    assert {t.context_sha256 for t in a}.isdisjoint(t.context_sha256 for t in c)
+    assert len(oolong.generate(1, seed=3, lengths=(4096,), per_window=10)) == 10
+
+
+@pytest.mark.parametrize("tokens", [2048, 8192, 32_768, 131_072])
+def test_oolong_window_size_and_hidden_labels(tokens: int) -> None:
+    window = oolong.build_window(tokens, seed=5)
+    target = tokens * 4
+    assert abs(len(window.text) - target) <= 0.05 * target
+    lines = window.text.splitlines()
+    body = [line for line in lines if line.startswith("Date: ")]
+    assert len(body) == len(window.instances) and all(LINE.match(line) for line in body)
+    assert f"contain {len(body)} general-knowledge questions" in lines[0]
+    assert "Label:" not in window.text
+    for line in body:  # a label never appears as a field of its own
+        assert all(f"|| {label}" not in line for label in oolong.LABELS)
+    assert [(r.day, r.user, r.label) for r in window.instances] == parse_window(window.text)
+
+
+def recount(task: Task, rows: list[tuple[date, str, str]]) -> str:
+    """The gold answer recomputed from the parsed window, independently of the generator."""
+    f, p = task.meta["family"], task.meta["params"]
+    label, other = p.get("label"), p.get("label_b")
+    labels = Counter({lb: 0 for lb in oolong.LABELS}) + Counter(lb for _, _, lb in rows)
+    for lb in oolong.LABELS:
+        labels.setdefault(lb, 0)
+    by_count = sorted(labels, key=lambda lb: -labels[lb])
+    users = Counter(u for _, u, _ in rows)
+    of_label = Counter(u for _, u, lb in rows if lb == label)
+    months: dict[tuple[int, int], Counter[str]] = defaultdict(Counter)
+    for d, _, lb in rows:
+        months[d.year, d.month][lb] += 1
+
+    def sign(x: float, y: float) -> int:
+        return (x > y) - (x < y)
+
+    def month_of(key: str) -> tuple[int, int]:
+        y, m = key.split("-")
+        return int(y), int(m)
+
+    def top(counter: Counter[str]) -> str | None:
+        (k1, v1), *rest = counter.most_common() or [(None, 0)]
+        return k1 if not rest or rest[0][1] < v1 else None
+
+    if f == "label_count":
+        return str(labels[label])
+    if f == "most_common_label":
+        return by_count[0]
+    if f == "second_most_common_label":
+        return by_count[1]
+    if f == "least_common_label":
+        return by_count[-1]
+    if f == "label_comparison":
+        return {1: "more common than", -1: "less common than", 0: "same frequency as"}[
+            sign(labels[label], labels[other])]
+    if f == "most_frequent_user":
+        return users.most_common(1)[0][0]
+    if f == "second_most_frequent_user":
+        return users.most_common(2)[1][0]
+    if f == "users_exactly_n":
+        return str(sum(v == p["n"] for v in users.values()))
+    if f == "users_exactly_n_label":
+        return str(sum(v == p["n"] for v in of_label.values()))
+    if f == "top_user_for_label":
+        return of_label.most_common(1)[0][0]
+    if f == "user_label_comparison":
+        u1, u2 = p["users"]
+        return u1 if of_label[u1] > of_label[u2] else u2
+    if f == "user_label_count":
+        return str(of_label[p["user"]])
+    if f == "most_frequent_date":
+        return Counter(d for d, _, _ in rows).most_common(1)[0][0].strftime("%m/%d/%Y")
+    if f == "dates_exactly_n":
+        return str(sum(v == p["n"] for v in Counter(d for d, _, _ in rows).values()))
+    if f == "label_count_in_month":
+        return str(months[month_of(p["month"])][label])
+    if f == "most_common_label_in_month":
+        return months[month_of(p["month"])].most_common(1)[0][0]
+    pivot = date.fromisoformat(p["date"]) if "date" in p else None
+    if f == "label_count_after_date":
+        return str(sum(lb == label and d > pivot for d, _, lb in rows))
+    if f == "before_after_comparison":
+        before = [lb for d, _, lb in rows if d < pivot]
+        after = [lb for d, _, lb in rows if d >= pivot]
+        s = sign(before.count(label) / len(before), after.count(label) / len(after))
+        return {1: "more common", -1: "less common", 0: "the same frequency"}[s]
+    beats = sorted(m for m, c in months.items() if c[label] > c[other]) if other else []
+    if f == "first_month_label_beats":
+        y, m = beats[0]
+        return f"{oolong.MONTHS[m - 1]} {y}"
+    if f == "months_label_beats":
+        return str(len(beats))
+    if f == "months_label_top":
+        return str(sum(top(c) == label for c in months.values()))
+    raise AssertionError(f"no recount for {f}")
+
+
+def test_oolong_gold_matches_independent_recount() -> None:
+    seen: set[str] = set()
+    for seed in range(3):
+        tasks = oolong.generate(2, seed=seed, lengths=(4096,), per_window=None)
+        for task in tasks:
+            rows = parse_window(task.context)
+            assert len(rows) == task.meta["n_instances"]
+            assert task.gold == recount(task, rows), (task.meta["family"], task.question)
+            assert oolong.score(task, f"Answer: {task.gold}") == 1.0
+            seen.add(task.meta["family"])
+    assert len(seen) == 21
+
+
+def test_oolong_task_meta_and_question_format() -> None:
+    for task in oolong.generate(1, seed=0, lengths=(2048,)):
+        meta = task.meta
+        assert meta["context_chars"] == len(task.context)
+        assert meta["approx_tokens"] == round(len(task.context) / 4)
+        assert meta["answer_type"] in {"label", "comparison", "numeric", "user", "date",
+                                       "month_year"}
+        assert task.question.startswith("In the above data, ")
+        assert "Give your final answer in the form '" in task.question
+
+
+def test_official_instance_count_formula() -> None:
+    assert [oolong.oolong_instance_count(2**p) for p in (10, 11, 15, 17)] == [14, 39, 787, 3182]
+    window = oolong.build_window(2048, seed=0, n_instances=oolong.oolong_instance_count(2048))
+    assert len(window.instances) == 39 == len(parse_window(window.text))
+
+
+def _task(gold: str, answer_type: str) -> Task:
+    return Task(id="t", benchmark="oolong", context="", question="", gold=gold,
+                meta={"answer_type": answer_type})
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer_type", "answer", "expected"),
+    [
+        ("entity", "label", "Label: entity", 1.0),
+        ("entity", "label", "label: **Entity**.", 1.0),
+        ("entity", "label", "I think it is location. Final answer: 'entity'", 1.0),
+        ("entity", "label", "Label: entity: no, location", 0.0),
+        ("human being", "label", "Label: [human being]", 1.0),
+        ("human being", "label", "Label: human", 0.0),
+        ("entity", "label", "entity", 1.0),
+        ("10", "numeric", "Answer: 10", 1.0),
+        ("10", "numeric", "Answer: 8", 0.75**2),
+        ("10", "numeric", "Answer: 11 instances", 0.75),
+        ("10", "numeric", "Count: about 13, maybe 14", 0.75**3),
+        ("1234", "numeric", "Answer: 1,234", 1.0),
+        ("10", "numeric", "Answer: ten", 0.0),
+        ("10", "numeric", "There are 10 of them. Answer: none", 0.0),
+        ("03/05/2023", "date", "Date: 03/05/2023", 1.0),
+        ("03/05/2023", "date", "Date: March 5, 2023", 1.0),
+        ("03/05/2023", "date", "Date: Mar 05, 2023", 1.0),
+        ("03/05/2023", "date", "Date: 2023-03-05", 1.0),
+        ("03/05/2023", "date", "Date: 5th March 2023", 1.0),
+        ("03/05/2023", "date", "Date: 05/03/2023", 0.0),
+        ("03/05/2023", "date", "Date: soon", 0.0),
+        ("more common than", "comparison", "Answer: entity is more common than location", 1.0),
+        ("more common than", "comparison", "Answer: more common than", 1.0),
+        ("less common than", "comparison", "Answer: entity is more common than location", 0.0),
+        ("same frequency as", "comparison", "Answer: same frequency as", 1.0),
+        ("the same frequency", "comparison", "Answer: The same frequency.", 1.0),
+        ("less common", "comparison", "Answer: less common", 1.0),
+        ("less common", "comparison", "Answer: more common", 0.0),
+        ("12345", "user", "User: 12345", 1.0),
+        ("12345", "user", "User: [12345]", 1.0),
+        ("12345", "user", "User: 12346", 0.0),
+        ("May 2023", "month_year", "Answer: May 2023", 1.0),
+        ("May 2023", "month_year", "Answer: may, 2023", 1.0),
+        ("May 2023", "month_year", "Answer: 2023-05", 1.0),
+        ("May 2023", "month_year", "Answer: June 2023", 0.0),
+        ("entity", "label", "asdf qwer zxcv uiop hjkl", 0.0),
+        ("10", "numeric", "", 0.0),
+        ("more common than", "comparison", "Answer: ???", 0.0),
+    ],
+)
+def test_oolong_scorer(gold: str, answer_type: str, answer: str, expected: float) -> None:
+    assert oolong.score(_task(gold, answer_type), answer) == pytest.approx(expected)
+
+
+def test_load_official_reads_jsonl(tmp_path: Path) -> None:
+    rows = [
+        {"id": 11500001, "context_len": 2048, "dataset": "trec_coarse", "context_window_id": 7,
+         "context_window_text": "Date: Mar 05, 2023 || User: 12345 || Instance: Who ?",
+         "question": "In the above data, how many ...?", "answer": "[23]", "task_group": "counting",
+         "task": "TASK_TYPE.NUMERIC_ONE_CLASS", "answer_type": "ANSWER_TYPE.NUMERIC"},
+        {"id": 11500002, "context_len": 2048, "dataset": "trec_coarse", "context_window_id": 7,
+         "context_window_text": "x", "question": "q", "answer": "['more common than']",
+         "task_group": "counting", "task": "TASK_TYPE.RELATIVE_FREQ",
+         "answer_type": "ANSWER_TYPE.COMPARISON"},
+        {"id": 11500003, "context_len": 2048, "dataset": "trec_coarse", "context_window_id": 7,
+         "context_window_text": "x", "question": "q",
+         "answer": "[datetime.date(2023, 3, 5)]", "task_group": "timeline",
+         "task": "TASK_TYPE.MOST_FREQ_DATE", "answer_type": "ANSWER_TYPE.DATE"},
+        {"id": 21500001, "context_len": 4096, "dataset": "spam", "context_window_id": 1,
+         "context_window_text": "x", "question": "q", "answer": "['spam']",
+         "task_group": "counting", "task": "TASK_TYPE.MOST_FREQ",
+         "answer_type": "ANSWER_TYPE.LABEL"},
+    ]
+    path = tmp_path / "oolong-synth.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = oolong.load_official(path)
+    assert [t.gold for t in tasks] == ["23", "more common than", "03/05/2023"]
+    first = tasks[0]
+    assert first.id == "11500001" and first.benchmark == "oolong"
+    assert first.context == rows[0]["context_window_text"]
+    assert first.meta["answer_type"] == "numeric" and first.meta["family"] == "numeric_one_class"
+    assert oolong.score(first, "Answer: 22") == 0.75
+    assert oolong.score(tasks[2], "Date: 03/05/2023") == 1.0
+    assert len(oolong.load_official(path, dataset=None)) == 4
+    assert len(oolong.load_official(path, dataset=None, context_len=4096)) == 1
+
+
+def test_load_official_parquet_without_reader(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    for name in ("pyarrow", "pyarrow.parquet", "pandas"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match="pyarrow or pandas"):
+        oolong.load_official(tmp_path / "validation.parquet")
+
+
+# --- OOLONG-Pairs ----------------------------------------------------------------------------
+
+
+def test_pairs_deterministic_with_twenty_templates() -> None:
+    a, b = pairs.generate(1, seed=2, lengths=(4096,)), pairs.generate(1, seed=2, lengths=(4096,))
+    assert fingerprint(a) == fingerprint(b)
+    assert len(a) == 20 and len({t.meta["family"] for t in a}) == 20
+    c = pairs.generate(1, seed=3, lengths=(4096,))
+    assert fingerprint(a) != fingerprint(c)
+    for t in a:
+        assert t.benchmark == "oolong_pairs" and isinstance(t.gold, list)
+        assert len(t.gold) == t.meta["n_gold"] == len(set(t.gold))
+        assert pairs.score(t, "\n".join(t.gold)) == 1.0
+
+
+def test_pairs_gold_matches_independent_recount() -> None:
+    tasks = {t.meta["family"]: t for t in pairs.generate(1, seed=4, lengths=(8192,))}
+    rows = parse_window(tasks["both_any_of"].context)
+    by_user: dict[str, list[tuple[date, str]]] = defaultdict(list)
+    for d, u, lb in rows:
+        by_user[u].append((d, lb))
+
+    def labels(u: str) -> set[str]:
+        return {lb for _, lb in by_user[u]}
+
+    def gold(family: str) -> set[tuple[str, str]]:
+        return pairs.parse_pairs("\n".join(tasks[family].gold))
+
+    def check(family: str, expected: set[frozenset[str]]) -> None:
+        assert {frozenset(p) for p in gold(family)} == expected, family
+
+    def all_pairs(users: list[str]) -> set[frozenset[str]]:
+        return {frozenset(p) for p in combinations(users, 2)}
+
+    p = tasks["both_any_of"].meta["params"]
+    check("both_any_of", all_pairs([u for u in by_user if labels(u) & {p["label"], p["label_b"]}]))
+    p = tasks["cross_a_b"].meta["params"]
+    left = [u for u in by_user if p["label"] in labels(u)]
+    right = [u for u in by_user if p["label_b"] in labels(u)]
+    check("cross_a_b", {frozenset((u, v)) for u in left for v in right if u != v})
+    p = tasks["same_month_a"].meta["params"]
+    month_users: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for d, u, lb in rows:
+        if lb == p["label"]:
+            month_users[d.year, d.month].add(u)
+    check("same_month_a", set().union(*(all_pairs(sorted(us)) for us in month_users.values())))
+    p = tasks["both_only_ab"].meta["params"]
+    only = {p["label"], p["label_b"]}
+    check("both_only_ab", all_pairs([u for u in by_user if labels(u) <= only]))
+    p = tasks["both_a_after"].meta["params"]
+    pivot = date.fromisoformat(p["date"])
+    check("both_a_after", all_pairs(
+        [u for u in by_user if any(lb == p["label"] and d > pivot for d, lb in by_user[u])]))
+
+
+GOLD = ["(10001, 10002)", "(10003, 10004)", "(10005, 10006)", "(10007, 10008)"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("\n".join(GOLD), 1.0),
+        ("(10002, 10001)\n(10004, 10003)\n(10006, 10005)\n(10008, 10007)", 1.0),
+        ("10001-10002, 10003-10004, 10005-10006, 10007-10008", 1.0),
+        ("10001, 10002\n10003, 10004\n10005, 10006\n10007, 10008", 1.0),
+        ("(10001, 10002), (10003, 10004)", 2 / 3),
+        # duplicates count once: precision 2/3, recall 2/4
+        ("(10001, 10002)\n(10001, 10002)\n(10003, 10004)\n(10009, 10010)", 4 / 7),
+        ("(10001, 10003)\n(10002, 10004)", 0.0),
+        ("None", 0.0),
+        ("", 0.0),
+        ("I could not determine the pairs.", 0.0),
+        ("(10001, 10001)", 0.0),
+    ],
+)
+def test_pairs_f1(answer: str, expected: float) -> None:
+    task = Task(id="p", benchmark="oolong_pairs", context="", question="", gold=GOLD)
+    assert pairs.score(task, answer) == pytest.approx(expected)
+    assert bench.score(task, answer) == pytest.approx(expected)
+
+
+def test_pairs_empty_gold() -> None:
+    task = Task(id="p", benchmark="oolong_pairs", context="", question="", gold=[])
+    assert pairs.score(task, "None") == 1.0
+    assert pairs.score(task, "(1, 2)") == 0.0
+    assert pairs.pair_f1(set(), set()) == 1.0
