@@ -1,0 +1,25 @@
+"""fleet-rlm: a workspace for recursive language-model work on DSPy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Budget", "BudgetExceeded", "RecursiveRLM", "Settings"]
+
+if TYPE_CHECKING:
+    from .budget import Budget, BudgetExceeded
+    from .config import Settings
+    from .engine.rlm import RecursiveRLM
+
+_LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Settings": ".config",
+         "RecursiveRLM": ".engine.rlm"}
+
+
+def __getattr__(name: str) -> Any:
+    # dspy takes a second to import: only pay for it when the engine is used.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(name)

@@ -88,13 +88,24 @@ def format_failure(result: ExecResult) -> str:
 
 
 def _sync(tool: Callable[..., Any]) -> Callable[..., Any]:
-    """Host callbacks run in worker threads; async tools get an event loop of their own."""
-    if not (inspect.iscoroutinefunction(tool)
-            or inspect.iscoroutinefunction(getattr(tool, "__call__", None))):
-        return tool
+    """Host callbacks run in worker threads: positional arguments are bound to names (dspy's
+    tool wrappers take keywords only), and async tools get an event loop of their own."""
+    try:
+        names = [p.name for p in inspect.signature(tool).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        names = []
+    is_async = (inspect.iscoroutinefunction(tool)
+                or inspect.iscoroutinefunction(getattr(tool, "__call__", None)))
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, tool(*args, **kwargs)).result()
+        if args and len(args) <= len(names):
+            kwargs = {**dict(zip(names, args)), **kwargs}
+            args = ()
+        result = tool(*args, **kwargs)
+        if is_async or inspect.isawaitable(result):
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, result).result()
+        return result
 
     return run

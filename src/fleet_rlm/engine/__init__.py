@@ -1,0 +1,1 @@
+"""The cognition: the recursive engine (and, later, the chat agent and turns)."""

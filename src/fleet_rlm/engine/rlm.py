@@ -1,0 +1,354 @@
+"""RecursiveRLM: dspy.RLM on our sandboxes, with child RLMs, one shared budget and typed events.
+
+Every node of the tree is a `NodeRLM` (a dspy.RLM subclass) with its own sandbox. The nodes of
+one run share a `Run`: settings, the budget (by reference), the event stream, the LMs and the
+cancel token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+from dspy.adapters import ChatAdapter
+from dspy.predict.rlm import _strip_code_fences
+from dspy.primitives.code_interpreter import CodeInterpreterError
+from dspy.primitives.prediction import Prediction
+from dspy.primitives.repl_types import REPLHistory, REPLVariable
+from dspy.utils.exceptions import AdapterParseError, LMError, format_error_for_lm
+
+from ..budget import Budget, BudgetExceeded, Cancelled
+from ..config import Settings
+from ..events import EventStream, NodeRef
+from ..lm import BudgetedLM, call_site
+from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
+
+log = logging.getLogger(__name__)
+
+CHILD_SIGNATURE = "context, query -> answer"
+BATCH_WORKERS = 16
+
+@dataclass
+class Run:
+    """What every node of one recursive run shares. The budget is shared by reference."""
+
+    settings: Settings
+    budget: Budget
+    stream: EventStream
+    root_lm: dspy.BaseLM
+    sub_lm: dspy.BaseLM
+    max_iterations: int
+    max_depth: int
+    batch_workers: int = BATCH_WORKERS
+    interpreter_factory: Callable[[], SandboxInterpreter] | None = None
+    nodes: int = field(default=0)
+
+    @property
+    def cancel(self):
+        return self.budget.cancel
+
+
+class NodeRLM(dspy.RLM):
+    """One node of the recursive tree. Call it like dspy.RLM; it never raises for a run outcome
+    (budget, cancel, bad replies): the Prediction carries `status` and the partial trajectory."""
+
+    def __init__(self, run: Run, node: NodeRef, signature: Any) -> None:
+        self.run, self.node = run, node
+        self.iteration = 0
+        max_calls = run.budget.limits.max_calls or 10**9
+        super().__init__(signature, max_iters=run.max_iterations, max_llm_calls=max_calls,
+                         max_output_chars=run.settings.max_output_chars, sub_lm=run.sub_lm,
+                         tools=self._recursion_tools(), interpreter_factory=self._new_interpreter)
+
+    # -- sandbox -----------------------------------------------------------------------------
+    def _new_interpreter(self) -> SandboxInterpreter:
+        if self.run.interpreter_factory is not None:
+            interpreter = self.run.interpreter_factory()
+        else:
+            interpreter = SandboxInterpreter(create_sandbox(self.run.settings),
+                                             timeout=self.run.settings.exec_timeout_s)
+        interpreter.on_result = self._report_output
+        unregister = self.run.cancel.on_cancel(interpreter.sandbox.close)
+        original_shutdown = interpreter.shutdown
+
+        def shutdown() -> None:
+            unregister()
+            original_shutdown()
+
+        interpreter.shutdown = shutdown
+        return interpreter
+
+    _new_interpreter.execution_instructions = SandboxInterpreter.execution_instructions
+
+    def _report_output(self, code: str, result: ExecResult) -> None:
+        if self.iteration == 0:  # dspy's own set-up code, not the model's
+            return
+        self._emit("code_output", iteration=self.iteration, stdout=result.stdout,
+                   stderr=result.stderr, error_type=result.error_type,
+                   error_message=result.error_message, traceback=result.traceback,
+                   duration_s=round(result.duration_s, 6), timed_out=result.timed_out,
+                   state_lost=result.state_lost)
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self.run.stream.emit(kind, self.node, **fields)
+
+    # -- REPL functions ----------------------------------------------------------------------
+    def _make_llm_tools(self, budget: Any = None, max_workers: int = 8) -> dict[str, Callable]:
+        return {"llm_query": self.llm_query, "llm_query_batched": self.llm_query_batched}
+
+    def llm_query(self, prompt: str) -> str:
+        """Query the sub-LLM with a prompt string."""
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError("llm_query needs a non-empty prompt string")
+        with call_site("sub", self.node, self.iteration):
+            return _text(self.run.sub_lm(prompt))
+
+    def llm_query_batched(self, prompts: list[str]) -> list[str]:
+        """Query several prompts concurrently; a failed item becomes an "[ERROR] ..." string."""
+        if not isinstance(prompts, list):
+            raise TypeError("llm_query_batched needs a list of prompt strings")
+        return self._batched(self.llm_query, [(p,) for p in prompts])
+
+    def _batched(self, fn: Callable[..., str], calls: list[tuple]) -> list[str]:
+        def one(args: tuple) -> str:
+            try:
+                return fn(*args)
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failed item must not lose the rest
+                return f"[ERROR] {type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(min(self.run.batch_workers, max(len(calls), 1))) as pool:
+            return list(pool.map(one, calls))
+
+    def _recursion_tools(self) -> list[dspy.Tool]:
+        def rlm_query(prompt: str, context: Any = None) -> str:
+            """Run a child RLM in its own sandbox on `context` to answer `prompt`."""
+            return self.rlm_query(prompt, context)
+
+        def rlm_query_batched(prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
+            """Run several child RLMs in parallel; answers in order."""
+            return self.rlm_query_batched(prompts, contexts)
+
+        def budget() -> dict:
+            """What remains of the shared budget."""
+            return dict(self.run.budget.remaining(self.node.depth))
+
+        return [dspy.Tool(rlm_query), dspy.Tool(rlm_query_batched), dspy.Tool(budget)]
+
+    def rlm_query(self, prompt: str, context: Any = None) -> str:
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError("rlm_query needs a non-empty prompt string")
+        if self.node.depth + 1 > self.run.max_depth:
+            self._emit("error", error_type="MaxDepth",
+                       message=f"rlm_query at depth {self.node.depth + 1} exceeds max depth "
+                               f"{self.run.max_depth}: answered by llm_query instead",
+                       detail=None)
+            text = prompt if context is None else f"{prompt}\n\nContext:\n{_as_text(context)}"
+            return self.llm_query(text)
+        child = NodeRLM(self.run, self.node.child(), CHILD_SIGNATURE)
+        result = child(context="" if context is None else context, query=prompt)
+        if result.status in ("budget", "cancelled"):
+            raise result.exception
+        if result.status == "error":
+            raise RuntimeError(f"child RLM failed: {result.error}")
+        return _as_text(result.answer)
+
+    def rlm_query_batched(self, prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
+        if contexts is not None and len(contexts) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(contexts)} contexts")
+        contexts = contexts if contexts is not None else [None] * len(prompts)
+        return self._batched(self.rlm_query, list(zip(prompts, contexts)))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _generate(self, **kwargs: Any) -> Prediction:
+        """One action, retried once when the model's reply cannot be parsed."""
+        try:
+            return self.generate_action(**kwargs)
+        except AdapterParseError as exc:
+            log.info("unparseable reply at node %s, retrying once: %s", self.node.node_id, exc)
+            return self.generate_action(**kwargs)
+
+    def _execute_iteration(self, repl, variables, history, iteration, input_args,
+                           output_field_names, interpreter_factory, sub_agent_rules):
+        self.run.cancel.raise_if_cancelled()
+        self.iteration = iteration + 1
+        with call_site("root", self.node, self.iteration):
+            action = self._generate(
+                signature=self._action_signature_for_current_factory(interpreter_factory,
+                                                                     sub_agent_rules),
+                variables_info=[v.format() for v in variables], repl_history=history,
+                iteration=f"{iteration + 1}/{self.max_iters}")
+        try:
+            code = _strip_code_fences(action.code)
+            self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
+                       code=code)
+            result = self._execute_code(repl, code, input_args)
+        except SyntaxError as exc:
+            code = action.code
+            self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
+                       code=code)
+            result = f"[Error] {format_error_for_lm(exc)}"
+        self.run.cancel.raise_if_cancelled()
+        self._emit_budget()
+        return self._process_execution_result(action, code, result, history, output_field_names)
+
+    def _extract_fallback(self, variables: list[REPLVariable], history: REPLHistory,
+                          output_field_names: list[str]) -> Prediction:
+        self._emit("rlm_iteration", iteration=self.iteration + 1, phase="extract",
+                   reasoning="Max iterations reached: extracting the answer from the trajectory.",
+                   code="")
+        with call_site("extract", self.node, self.iteration + 1):
+            return super()._extract_fallback(variables, history, output_field_names)
+
+    def _emit_budget(self) -> None:
+        self._emit("budget", usage=self.run.budget.snapshot(),
+                   remaining=self.run.budget.remaining(self.node.depth))
+
+    def forward(self, **input_args: Any) -> Prediction:
+        self._validate_inputs(input_args)
+        names = list(self.signature.output_fields)
+        self._emit("rlm_started", model=_model(self.run.root_lm), sub_model=_model(self.run.sub_lm),
+                   signature=self.signature.signature, max_iterations=self.max_iters,
+                   inputs={k: {"type": type(v).__name__, "chars": len(_as_text(v))}
+                           for k, v in input_args.items()})
+        self.repl_history = REPLHistory(max_output_chars=self.max_output_chars)
+        status, outputs, error, exception = "ok", None, None, None
+        try:
+            self.run.budget.check_depth(self.node.depth)
+            with dspy.context(lm=self.run.root_lm,
+                              adapter=ChatAdapter(use_json_adapter_fallback=False)):
+                prediction = self._loop(input_args, names)
+            outputs = {n: prediction.get(n) for n in names}
+            if prediction.get("final_reasoning") == "Extract forced final output":
+                status = "extract"
+        except BudgetExceeded as exc:
+            status, exception, error = "budget", exc, str(exc)
+        except Cancelled as exc:
+            status, exception, error = "cancelled", exc, str(exc)
+        except (AdapterParseError, CodeInterpreterError, LMError) as exc:
+            status, exception, error = "error", exc, f"{type(exc).__name__}: {exc}"
+            self._emit("error", error_type=type(exc).__name__, message=str(exc)[:2000],
+                       detail=None)
+        usage = self.run.budget.snapshot()
+        if status == "cancelled" and self.node.depth == 0:
+            self._emit("cancelled", partial_answer=_partial(self.repl_history), reason=error or "")
+        self._emit("rlm_finished", status=status, answer=_jsonable(outputs),
+                   iterations=self.iteration, usage=usage)
+        return Prediction(**(outputs or dict.fromkeys(names)), status=status, error=error,
+                          exception=exception, iterations=self.iteration, usage=usage,
+                          trajectory=[e.model_dump() for e in self.repl_history],
+                          partial=_partial(self.repl_history))
+
+    def _loop(self, input_args: dict, names: list[str]) -> Prediction:
+        """dspy.RLM.forward's loop, keeping `history` reachable for a partial result."""
+        from dspy.predict.rlm import _LLMCallBudget
+
+        tools = self._prepare_execution_tools(_LLMCallBudget(self.max_llm_calls))
+        variables = self._build_variables(**input_args)
+        with self._interpreter_context(tools, self._new_interpreter) as repl:
+            rules = self._setup_facade(repl, _LLMCallBudget(self.max_llm_calls),
+                                       self._new_interpreter)
+            regular = self._prepare_serializable_vars(input_args, repl)
+            for iteration in range(self.max_iters):
+                result = self._execute_iteration(repl, variables, self.repl_history, iteration,
+                                                 regular, names, self._new_interpreter, rules)
+                if isinstance(result, Prediction):
+                    return result
+                self.repl_history = result
+            return self._extract_fallback(variables, self.repl_history, names)
+
+
+def _text(response: Any) -> str:
+    if isinstance(response, list) and response:
+        first = response[0]
+        return str(first.get("text", "") if isinstance(first, dict) else first)
+    return str(getattr(response, "text", response))
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _jsonable(outputs: dict | None) -> dict | None:
+    return None if outputs is None else json.loads(_as_text(outputs))
+
+
+def _partial(history: REPLHistory) -> dict | None:
+    entries = list(history)
+    return {"last_output": entries[-1].output[-4000:]} if entries else None
+
+
+def _model(lm: Any) -> str:
+    return str(getattr(lm, "model", type(lm).__name__))
+
+
+def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str) -> BudgetedLM:
+    """The user's dspy.LM, rebuilt so its calls draw on `budget` and report on `stream`."""
+    if isinstance(lm, BudgetedLM) and lm.budget is budget and lm.stream is stream:
+        return lm
+    if not isinstance(lm, dspy.LM):
+        raise TypeError(f"RecursiveRLM needs a dspy.LM to meter, got {type(lm).__name__}")
+    return BudgetedLM(lm.model, budget=budget, stream=stream, role=role, **lm.kwargs)
+
+
+class RecursiveRLM(dspy.Module):
+    """The recursive engine as a dspy.Module.
+
+    `RecursiveRLM("context, question -> answer")(context=..., question=...)` runs a tree of RLMs
+    under one Budget (pass `budget=` to share one across calls; otherwise each call gets a new
+    one from the limits). LMs come from `lm=`/`sub_lm=`, else `dspy.configure(lm=...)`, else the
+    settings. The result carries the outputs, `status`, `trajectory`, `usage` and `events`.
+    """
+
+    def __init__(self, signature: Any = "context, question -> answer", *,
+                 settings: Settings | None = None, budget: Budget | None = None,
+                 lm: dspy.BaseLM | None = None, sub_lm: dspy.BaseLM | None = None,
+                 max_iterations: int | None = None, max_depth: int | None = None,
+                 max_calls: int | None = None, max_tokens: int | None = None,
+                 max_usd: float | None = None, max_wall_s: float | None = None,
+                 interpreter_factory: Callable[[], SandboxInterpreter] | None = None) -> None:
+        super().__init__()
+        self.signature = dspy.ensure_signature(signature)
+        overrides = {"max_iterations": max_iterations, "max_depth": max_depth,
+                     "max_lm_calls": max_calls, "max_tokens": max_tokens, "max_usd": max_usd,
+                     "max_wall_s": max_wall_s}
+        base = settings or Settings()
+        self.settings = base.model_copy(update={k: v for k, v in overrides.items()
+                                                if v is not None})
+        self.budget, self.lm, self.sub_lm = budget, lm, sub_lm
+        self.interpreter_factory = interpreter_factory
+
+    def start(self, stream: EventStream | None = None,
+              budget: Budget | None = None) -> tuple[Run, NodeRLM]:
+        """The run and root node for one call; `fleet run` and the chat turn use this directly."""
+        from ..lm import build_lms
+
+        budget = budget or self.budget or Budget.from_settings(self.settings)
+        stream = stream or EventStream(turn_id=NodeRef.root().node_id)
+        root = NodeRef.root()
+        default_root, default_sub = build_lms(self.settings, budget, stream, root)
+        configured = self.lm or dspy.settings.lm
+        root_lm = budgeted(configured, budget, stream, "root") if configured else default_root
+        sub_source = self.sub_lm or configured
+        sub_lm = budgeted(sub_source, budget, stream, "sub") if sub_source else default_sub
+        run = Run(self.settings, budget, stream, root_lm, sub_lm,
+                  max_iterations=self.settings.max_iterations, max_depth=self.settings.max_depth,
+                  interpreter_factory=self.interpreter_factory)
+        return run, NodeRLM(run, root, self.signature)
+
+    def forward(self, **inputs: Any) -> Prediction:
+        run, node = self.start()
+        result = node(**inputs)
+        result.events = list(run.stream.events)
+        return result
