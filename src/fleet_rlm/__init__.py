@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Budget", "BudgetExceeded", "RecursiveRLM", "Settings"]
+__all__ = ["Budget", "BudgetExceeded", "Limits", "RecursiveRLM", "Settings"]
 
 if TYPE_CHECKING:
-    from .budget import Budget, BudgetExceeded
+    from .budget import Budget, BudgetExceeded, Limits
     from .config import Settings
     from .engine.rlm import RecursiveRLM
 
-_LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Settings": ".config",
+_LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Limits": ".budget",
+         "Settings": ".config",
          "RecursiveRLM": ".engine.rlm"}
 
 
