@@ -24,4 +24,5 @@ if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1;
   python3 -m pip install --quiet uv
 fi
 UV="uv"; command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
-$UV sync --frozen --quiet
+# Extras (daytona, mlflow, mcp) are for the features and tests that use them.
+$UV sync --frozen --quiet ${FLEET_SYNC_ARGS:-}
