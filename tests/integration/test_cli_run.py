@@ -1,0 +1,178 @@
+"""`fleet run` as a real subprocess against the scripted LM server, and the tree renderer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from fleet_rlm.events import EventStream, NodeRef, parse_event
+from fleet_rlm.render import TreeRenderer
+from fleet_rlm.testing import dspy_reply
+
+pytestmark = pytest.mark.slow
+
+
+def step(iteration: int, code: str, **rule) -> dict:
+    """A root-model rule answering iteration `iteration` of the root RLM with `code`."""
+    return {"match": rf"iteration ## \]\]\n{iteration}/", "model": "root", "times": 1,
+            "reply": dspy_reply(reasoning=f"step {iteration}", code=code), **rule}
+
+
+def fleet_run(tmp_path: Path, server, *args: str, stdin: str | None = None,
+              wait: bool = True, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
+               FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test")
+    cmd = [sys.executable, "-m", "fleet_rlm.cli", "run", *args, "--api-base", server.api_base]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **popen)
+    return subprocess.run(cmd, cwd=tmp_path, env=env, text=True, capture_output=True,
+                          input=stdin, timeout=100)
+
+
+def test_simple_run_prints_the_answer(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
+    (tmp_path / "doc.txt").write_text("some context")
+    done = fleet_run(tmp_path, server, "what is it?", "--context", "doc.txt")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "forty-two\n"
+    assert "ok" in done.stderr and "SUBMIT(answer='forty-two')" in done.stderr  # the final tree
+    server.verify()
+
+
+def test_json_is_the_event_stream(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "x = 6 * 7\nprint(x)"), step(2, "SUBMIT(answer=str(x))")])
+    done = fleet_run(tmp_path, server, "q", "--json", "--context", "-", stdin="from stdin")
+    assert done.returncode == 0, done.stderr
+    events = [parse_event(line) for line in done.stdout.splitlines()]
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1
+    assert events[0].type == "rlm_started" and events[0].inputs["context"].chars == 10
+    assert [e.type for e in events].count("rlm_iteration") == 2
+    last = events[-1]
+    assert last.type == "rlm_finished" and last.parent_id is None
+    assert last.status == "ok" and last.answer == {"answer": "42"}
+
+
+def test_several_context_files_become_a_dict(tmp_path, scripted_lm):
+    code = "print(sorted(context))\nSUBMIT(answer=type(context).__name__ + str(sorted(context)))"
+    server = scripted_lm([step(1, code)])
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("beta")
+    done = fleet_run(tmp_path, server, "q", "-c", "a.txt", "-c", "sub/b.md")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "dict['a.txt', 'b.md']"
+
+
+def test_budget_exhausted_exits_2_with_the_partial_output(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "print('halfway there')"), step(2, "SUBMIT(answer='never')")])
+    done = fleet_run(tmp_path, server, "q", "--max-calls", "1")
+    assert done.returncode == 2, done.stderr
+    assert "halfway there" in done.stdout
+    assert "budget exceeded: calls" in done.stderr
+    assert server.stats()["calls"] == 1
+
+
+def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "SUBMIT(answer='too late')", delay_ms=10_000)])
+    proc = fleet_run(tmp_path, server, "q", wait=False)
+    try:
+        deadline = time.monotonic() + 60
+        while server.stats()["calls"] == 0:  # the slow call is in flight
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never called the model"
+            time.sleep(0.05)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=8)
+        assert time.monotonic() - interrupted < 5
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "cancelled" in stderr and "Traceback" not in stderr
+    assert "too late" not in stdout
+
+
+def test_timeout_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "SUBMIT(answer='too late')", delay_ms=30_000)])
+    started = time.monotonic()
+    done = fleet_run(tmp_path, server, "q", "--timeout", "2")
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 25
+    assert "too late" not in done.stdout and "Traceback" not in done.stderr
+
+
+def test_missing_context_file_is_a_clear_error(tmp_path, scripted_lm):
+    server = scripted_lm([])
+    done = fleet_run(tmp_path, server, "q", "--context", "nope.txt")
+    assert done.returncode == 1
+    assert "cannot read context file nope.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert server.stats()["calls"] == 0
+
+
+def test_binary_context_file_is_a_clear_error(tmp_path, scripted_lm):
+    server = scripted_lm([])
+    (tmp_path / "blob.bin").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    done = fleet_run(tmp_path, server, "q", "--context", "blob.bin")
+    assert done.returncode == 1
+    assert "blob.bin is not UTF-8 text" in done.stderr
+
+
+def test_unparseable_replies_exit_1_without_traceback(tmp_path, scripted_lm):
+    server = scripted_lm([{"model": "root", "reply": "I refuse to use your format."}])
+    done = fleet_run(tmp_path, server, "q")
+    assert done.returncode == 1
+    assert "error:" in done.stderr and "AdapterParseError" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_renderer_draws_the_tree():
+    renderer = TreeRenderer()
+    stream = EventStream("turn", sinks=[renderer])
+    root = NodeRef("rootnode0001", None, 0)
+    child = root.child()
+    stream.emit("rlm_started", root, model="openai/root", sub_model="openai/sub",
+                signature="context, question -> answer", inputs={}, max_iterations=5)
+    stream.emit("rlm_iteration", root, iteration=1, reasoning="look",
+                code="chunks = split(context)\nfor c in chunks:\n    print(c)")
+    stream.emit("lm_call", root, role="sub", model="openai/sub", prompt_tokens=10,
+                completion_tokens=5, cost_usd=None, latency_s=0.1, iteration=1)
+    stream.emit("code_output", root, iteration=1, stdout="first chunk\n", duration_s=0.2)
+    stream.emit("rlm_started", child, model="openai/root", sub_model="openai/sub",
+                signature="context, query -> answer", inputs={}, max_iterations=5)
+    stream.emit("rlm_iteration", child, iteration=1, reasoning="divide", code="1 / 0")
+    stream.emit("code_output", child, iteration=1, error_type="ZeroDivisionError",
+                error_message="division by zero", duration_s=0.01)
+    stream.emit("budget", root, usage=_usage(calls=3, tokens=400),
+                remaining={"calls": 7, "tokens": 600, "usd": 1.0, "wall_s": 50.0, "depth": 1})
+    stream.emit("rlm_finished", root, status="ok", answer={"answer": "done"}, iterations=1,
+                usage=_usage(calls=3, tokens=400))
+
+    console = Console(record=True, width=120)
+    console.print(renderer.render())
+    text = console.export_text()
+    root_line = next(line for line in text.splitlines() if "rootnode0001" in line)
+    assert "openai/root" in root_line and " ok " in root_line and "iter 1/5" in root_line
+    assert "llm_query ×1 (15 tok)" in root_line
+    assert "chunks = split(context)" in text and "first chunk" in text
+    child_line = next(line for line in text.splitlines() if child.node_id in line)
+    assert "running" in child_line and "depth 1" in child_line
+    assert child_line.index(child.node_id) > root_line.index("rootnode0001")  # nested
+    assert "ZeroDivisionError: division by zero" in text
+    assert "calls 3/10" in text and "tokens 400/1,000" in text and "cost unknown" in text
+
+
+def _usage(calls: int, tokens: int) -> dict:
+    return {"calls": calls, "tokens": tokens, "usd_unknown_calls": calls, "elapsed_s": 1.0,
+            "limits": {"max_calls": 10, "max_tokens": 1000, "max_usd": 1.0}}
