@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     max_tokens: int = Field(2_000_000, gt=0)
     max_usd: float = Field(5.0, gt=0)
     max_wall_s: float = Field(1800.0, gt=0)
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="USD per million tokens per model, overriding LiteLLM's table: "
+        '{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}.',
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
 

@@ -1,0 +1,335 @@
+"""The shared budget ledger: one `Budget` per turn, passed by reference to every node of the tree.
+
+Every LM call: `r = budget.reserve(model, est)` (may raise Cancelled or BudgetExceeded), then
+- `budget.commit(r, prompt_tokens, completion_tokens)` once the request reached the provider,
+  even if it then errored (commit whatever usage is known, else 0): it counts as a call;
+- `budget.release(r)` if it failed before reaching the provider: it does not count.
+
+Calls never overshoot: an outstanding reservation holds its slot until committed or released.
+Tokens and USD can overshoot by the completions of calls already admitted (a completion's length
+is unknown until it returns); a call is admitted only while some remain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from fleet_rlm.config import Settings
+
+# LiteLLM otherwise fetches its price table from GitHub when first imported.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+log = logging.getLogger(__name__)
+# Process-wide, so a reservation can never settle another budget's.
+_reservation_ids = itertools.count(1)
+
+LimitKind = Literal["calls", "tokens", "usd", "wall_s", "depth"]
+
+
+class _Record(BaseModel):
+    # Every field appears in the wire format, so the generated TypeScript marks none optional.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class Limits(_Record):
+    """None means unlimited."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
+    max_wall_s: float | None = None
+    max_depth: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_calls=settings.max_lm_calls,
+            max_tokens=settings.max_tokens,
+            max_usd=settings.max_usd,
+            max_wall_s=settings.max_wall_s,
+            max_depth=settings.max_depth,
+        )
+
+
+class ModelPrice(_Record):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class ModelUsage(_Record):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens: int = 0
+    usd: float = 0.0
+    usd_unknown_calls: int = Field(0, description="Calls whose model has no known price.")
+
+    def _add(self, cost: CallCost) -> None:
+        self.calls += 1
+        self.prompt_tokens += cost.prompt_tokens
+        self.completion_tokens += cost.completion_tokens
+        self.tokens += cost.prompt_tokens + cost.completion_tokens
+        if cost.usd is None:
+            self.usd_unknown_calls += 1
+        else:
+            self.usd += cost.usd
+
+
+class Usage(ModelUsage):
+    elapsed_s: float
+    limits: Limits
+    by_model: dict[str, ModelUsage] = {}
+
+
+class Remaining(TypedDict):
+    """What is left per limit; None where unlimited. Sandbox code sees this as `budget()`."""
+
+    calls: int | None
+    tokens: int | None
+    usd: float | None
+    wall_s: float | None
+    depth: int | None
+
+
+class BudgetExceeded(Exception):
+    """A run outcome, not a bug: the run ends cleanly with its partial result."""
+
+    def __init__(self, kind: LimitKind, spent: float, limit: float) -> None:
+        super().__init__(kind, spent, limit)
+        self.kind, self.spent, self.limit = kind, spent, limit
+
+    def __str__(self) -> str:
+        return f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
+
+
+class Cancelled(Exception):
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CancelToken:
+    """A stop flag shared by the whole tree; callbacks (killing sandboxes) run once on cancel."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: dict[object, Callable[[], None]] = {}
+        self.reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            callbacks, self._callbacks = list(self._callbacks.values()), {}
+        for fn in callbacks:
+            _run_callback(fn)
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(self.reason or "cancelled")
+
+    def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Run `fn` once on cancel (now, if already cancelled). Returns its unregister function."""
+        key = object()
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks[key] = fn
+                return lambda: self._unregister(key)
+        _run_callback(fn)
+        return lambda: None
+
+    def _unregister(self, key: object) -> None:
+        with self._lock:
+            self._callbacks.pop(key, None)
+
+
+def _run_callback(fn: Callable[[], None]) -> None:
+    # One failing kill must not spare the rest of the tree.
+    try:
+        fn()
+    except Exception:
+        log.exception("cancel callback %r failed", fn)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    model: str
+    est_tokens: int
+    est_usd: float
+
+
+@dataclass(frozen=True)
+class CallCost:
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float | None  # None: the model has no known price
+
+
+def _price_keys(model: str) -> tuple[str, str]:
+    return model, model.split("/", 1)[-1]  # "openai/gpt-4o-mini", then "gpt-4o-mini"
+
+
+def litellm_price(model: str) -> ModelPrice | None:
+    """The price in LiteLLM's bundled table, looked up with and without the provider prefix."""
+    import litellm  # slow (seconds), so only when a price is first needed
+
+    for key in _price_keys(model):
+        entry = litellm.model_cost.get(key)
+        if entry and "input_cost_per_token" in entry:
+            return ModelPrice(
+                input_per_mtok=entry["input_cost_per_token"] * 1e6,
+                output_per_mtok=entry.get("output_cost_per_token", 0.0) * 1e6,
+            )
+    return None
+
+
+class Budget:
+    """Thread-safe ledger of every LM call in a turn. Share it by reference, never copy it."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        self.limits = limits
+        self.prices = {m: ModelPrice.model_validate(p) for m, p in (prices or {}).items()}
+        self.cancel = cancel or CancelToken()
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._outstanding: dict[int, Reservation] = {}
+        self._total = ModelUsage()
+        self._by_model: dict[str, ModelUsage] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, cancel: CancelToken | None = None) -> Budget:
+        return cls(Limits.from_settings(settings), settings.prices, cancel)
+
+    def price(self, model: str) -> ModelPrice | None:
+        """Override from `prices` first, then LiteLLM's table."""
+        for key in _price_keys(model):
+            if key in self.prices:
+                return self.prices[key]
+        return litellm_price(model)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        price = self.price(model)
+        return None if price is None else price.cost(prompt_tokens, completion_tokens)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def reserve(self, model: str, est_prompt_tokens: int = 0) -> Reservation:
+        """Admit one call or raise Cancelled / BudgetExceeded. Settle it with commit or release."""
+        self.cancel.raise_if_cancelled()
+        est_usd = self.cost(model, est_prompt_tokens, 0) or 0.0  # priced outside the lock
+        lim = self.limits
+        with self._lock:
+            elapsed = self.elapsed_s
+            if lim.max_wall_s is not None and elapsed >= lim.max_wall_s:
+                raise BudgetExceeded("wall_s", round(elapsed, 3), lim.max_wall_s)
+            calls, tokens, usd = self._in_use()
+            if lim.max_calls is not None and calls + 1 > lim.max_calls:
+                raise BudgetExceeded("calls", calls, lim.max_calls)
+            if lim.max_tokens is not None and (
+                tokens >= lim.max_tokens or tokens + est_prompt_tokens > lim.max_tokens
+            ):
+                raise BudgetExceeded("tokens", tokens, lim.max_tokens)
+            if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
+                raise BudgetExceeded("usd", usd, lim.max_usd)
+            reservation = Reservation(next(_reservation_ids), model, est_prompt_tokens, est_usd)
+            self._outstanding[reservation.id] = reservation
+        return reservation
+
+    def commit(
+        self, reservation: Reservation, prompt_tokens: int, completion_tokens: int
+    ) -> CallCost:
+        """Record a call that reached the provider (even one that errored) with its actual usage."""
+        usd = self.cost(reservation.model, prompt_tokens, completion_tokens)
+        cost = CallCost(reservation.model, prompt_tokens, completion_tokens, usd)
+        with self._lock:
+            self._settle(reservation)
+            self._total._add(cost)
+            self._by_model.setdefault(reservation.model, ModelUsage())._add(cost)
+        return cost
+
+    def release(self, reservation: Reservation) -> None:
+        """Return the slot of a call that failed before reaching the provider: it does not count."""
+        with self._lock:
+            self._settle(reservation)
+
+    def check_depth(self, depth: int) -> None:
+        if self.limits.max_depth is not None and depth > self.limits.max_depth:
+            raise BudgetExceeded("depth", depth, self.limits.max_depth)
+
+    def remaining(self, depth: int = 0) -> Remaining:
+        """What is left for new calls (outstanding reservations already subtracted)."""
+        lim = self.limits
+        with self._lock:
+            calls, tokens, usd = self._in_use()
+            elapsed = self.elapsed_s
+
+        def left(limit, used):
+            return None if limit is None else max(limit - used, 0)
+
+        return Remaining(
+            calls=left(lim.max_calls, calls),
+            tokens=left(lim.max_tokens, tokens),
+            usd=left(lim.max_usd, usd),
+            wall_s=left(lim.max_wall_s, elapsed),
+            depth=left(lim.max_depth, depth),
+        )
+
+    def snapshot(self) -> Usage:
+        with self._lock:
+            return Usage(
+                **self._total.model_dump(),
+                elapsed_s=self.elapsed_s,
+                limits=self.limits,
+                by_model={m: u.model_copy() for m, u in self._by_model.items()},
+            )
+
+    def _in_use(self) -> tuple[int, int, float]:
+        """Committed plus outstanding calls, tokens and USD. Caller holds the lock."""
+        out = self._outstanding.values()
+        return (
+            self._total.calls + len(out),
+            self._total.tokens + sum(r.est_tokens for r in out),
+            self._total.usd + sum(r.est_usd for r in out),
+        )
+
+    def _settle(self, reservation: Reservation) -> None:
+        if self._outstanding.pop(reservation.id, None) is None:
+            raise ValueError(f"reservation {reservation.id} was already committed or released")

@@ -1,0 +1,258 @@
+"""The event stream: one discriminated union of typed events, emitted by the engine, read by all.
+
+Kinds are added, never renamed: stored turns and web clients depend on the `type` strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeAlias, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+from fleet_rlm.budget import Remaining, Usage
+
+log = logging.getLogger(__name__)
+
+TurnStatus = Literal["ok", "budget", "cancelled", "error"]
+RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
+LmRole = Literal["root", "sub", "extract", "agent", "summary"]
+Answer: TypeAlias = dict[str, JsonValue]
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
+
+    turn_id: str
+    node_id: str
+    parent_id: str | None
+    depth: int
+    seq: int = Field(description="Strictly increasing per turn, from 1.")
+    ts: float = Field(description="Unix time in seconds.")
+
+
+class TurnStartedEvent(EventBase):
+    type: Literal["turn_started"] = "turn_started"
+    question: str
+
+
+class AgentStepEvent(EventBase):
+    type: Literal["agent_step"] = "agent_step"
+    thought: str
+    tool_name: str
+    tool_args: dict[str, JsonValue] = {}
+
+
+class ToolResultEvent(EventBase):
+    type: Literal["tool_result"] = "tool_result"
+    tool_name: str
+    output: str
+    error: bool = False
+
+
+class InputInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    chars: int
+
+
+class RlmStartedEvent(EventBase):
+    type: Literal["rlm_started"] = "rlm_started"
+    model: str
+    sub_model: str
+    signature: str
+    inputs: dict[str, InputInfo]
+    max_iterations: int
+
+
+class RlmIterationEvent(EventBase):
+    type: Literal["rlm_iteration"] = "rlm_iteration"
+    iteration: int
+    reasoning: str
+    code: str
+    phase: Literal["action", "extract"] = Field(
+        "action", description="extract: the fallback that runs when max_iterations is reached."
+    )
+
+
+class CodeOutputEvent(EventBase):
+    type: Literal["code_output"] = "code_output"
+    iteration: int
+    stdout: str = ""
+    stderr: str = ""
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    duration_s: float
+    timed_out: bool = False
+    state_lost: bool = Field(False, description="The sandbox restarted; variables are gone.")
+
+
+class LmCallEvent(EventBase):
+    type: Literal["lm_call"] = "lm_call"
+    role: LmRole
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None = Field(description="None: the model has no known price.")
+    latency_s: float
+    iteration: int | None = Field(None, description="The RLM iteration whose code made the call.")
+    prompt_preview: str = ""
+    response_preview: str = ""
+    error: str | None = None
+
+
+class BudgetEvent(EventBase):
+    type: Literal["budget"] = "budget"
+    usage: Usage
+    remaining: Remaining
+
+
+class RlmFinishedEvent(EventBase):
+    type: Literal["rlm_finished"] = "rlm_finished"
+    status: RlmStatus
+    answer: Answer | None
+    iterations: int
+    usage: Usage
+
+
+class AskUserEvent(EventBase):
+    type: Literal["ask_user"] = "ask_user"
+    question: str
+    request_id: str
+
+
+class AnswerDeltaEvent(EventBase):
+    type: Literal["answer_delta"] = "answer_delta"
+    text: str
+
+
+class TurnFinishedEvent(EventBase):
+    type: Literal["turn_finished"] = "turn_finished"
+    status: TurnStatus
+    answer: str | None
+    usage: Usage
+
+
+class ErrorEvent(EventBase):
+    type: Literal["error"] = "error"
+    error_type: str
+    message: str
+    detail: str | None = None
+
+
+class CancelledEvent(EventBase):
+    type: Literal["cancelled"] = "cancelled"
+    partial_answer: Answer | None = None
+    reason: str
+
+
+Event = Annotated[
+    TurnStartedEvent
+    | AgentStepEvent
+    | ToolResultEvent
+    | RlmStartedEvent
+    | RlmIterationEvent
+    | CodeOutputEvent
+    | LmCallEvent
+    | BudgetEvent
+    | RlmFinishedEvent
+    | AskUserEvent
+    | AnswerDeltaEvent
+    | TurnFinishedEvent
+    | ErrorEvent
+    | CancelledEvent,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Event)[0])
+}
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: dict[str, Any] | str | bytes) -> Event:
+    if isinstance(data, str | bytes):
+        return _adapter.validate_json(data)
+    return _adapter.validate_python(data)
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The schema of events as sent on the wire; the web app's TypeScript types come from it."""
+    return _adapter.json_schema(mode="serialization")
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """Where an event sits in the tree of agent and RLM nodes."""
+
+    node_id: str
+    parent_id: str | None
+    depth: int
+
+    @classmethod
+    def root(cls) -> NodeRef:
+        return cls(_new_id(), None, 0)
+
+    def child(self) -> NodeRef:
+        return NodeRef(_new_id(), self.node_id, self.depth + 1)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+Sink = Callable[[Event], None]
+
+
+class EventStream:
+    """Thread-safe emitter for one turn. Sinks run in the emitting thread, in seq order, one at a
+    time: keep them quick (hand off to a queue) and never emit from inside one."""
+
+    def __init__(self, turn_id: str, sinks: Iterable[Sink] = ()) -> None:
+        self.turn_id = turn_id
+        self.events: list[Event] = []
+        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self._emit_lock = threading.Lock()
+        self._sinks_lock = threading.Lock()  # separate, so a sink may unsubscribe itself
+
+    def emit(self, kind: str | type[EventBase], node: NodeRef, **fields: Any) -> Event:
+        cls = EVENT_TYPES[kind] if isinstance(kind, str) else kind
+        # Validate outside the lock; only numbering and delivery are serialised.
+        draft = cls(
+            turn_id=self.turn_id,
+            node_id=node.node_id,
+            parent_id=node.parent_id,
+            depth=node.depth,
+            seq=0,
+            ts=0.0,
+            **fields,
+        )
+        with self._emit_lock:
+            event = draft.model_copy(update={"seq": len(self.events) + 1, "ts": time.time()})
+            self.events.append(event)
+            for sink in self._sinks:
+                try:
+                    sink(event)
+                except Exception:
+                    log.exception("event sink %r failed on %s #%d", sink, event.type, event.seq)
+        return event
+
+    def subscribe(self, sink: Sink) -> Callable[[], None]:
+        with self._sinks_lock:
+            self._sinks = (*self._sinks, sink)
+
+        def unsubscribe() -> None:
+            with self._sinks_lock:
+                self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+        return unsubscribe
