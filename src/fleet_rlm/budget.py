@@ -12,13 +12,17 @@ is unknown until it returns); a call is admitted only while some remain.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import itertools
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -200,12 +204,24 @@ def _price_keys(model: str) -> tuple[str, str]:
     return model, model.split("/", 1)[-1]  # "openai/gpt-4o-mini", then "gpt-4o-mini"
 
 
+@functools.cache
+def _litellm_table() -> dict:
+    """LiteLLM's bundled price table, read as data: importing litellm itself takes seconds."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(spec.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("LiteLLM's price table is unreadable at %s; costs will be unknown", path)
+        return {}
+
+
 def litellm_price(model: str) -> ModelPrice | None:
     """The price in LiteLLM's bundled table, looked up with and without the provider prefix."""
-    import litellm  # slow (seconds), so only when a price is first needed
-
     for key in _price_keys(model):
-        entry = litellm.model_cost.get(key)
+        entry = _litellm_table().get(key)
         if entry and "input_cost_per_token" in entry:
             return ModelPrice(
                 input_per_mtok=entry["input_cost_per_token"] * 1e6,

@@ -19,7 +19,7 @@ from fleet_rlm.budget import Remaining, Usage
 
 log = logging.getLogger(__name__)
 
-TurnStatus = Literal["ok", "budget", "cancelled", "error"]
+TurnStatus = Literal["ok", "waiting", "budget", "cancelled", "error"]
 RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
 LmRole = Literal["root", "sub", "extract", "agent", "summary"]
 Answer: TypeAlias = dict[str, JsonValue]
@@ -128,6 +128,8 @@ class AskUserEvent(EventBase):
     type: Literal["ask_user"] = "ask_user"
     question: str
     request_id: str
+    state: dict[str, JsonValue] = Field(
+        default_factory=dict, description="What the paused turn needs to resume after a restart.")
 
 
 class AnswerDeltaEvent(EventBase):
@@ -218,9 +220,11 @@ class EventStream:
     """Thread-safe emitter for one turn. Sinks run in the emitting thread, in seq order, one at a
     time: keep them quick (hand off to a queue) and never emit from inside one."""
 
-    def __init__(self, turn_id: str, sinks: Iterable[Sink] = ()) -> None:
+    def __init__(self, turn_id: str, sinks: Iterable[Sink] = (), start_seq: int = 0) -> None:
+        """`start_seq`: the last seq already recorded for this turn (a resumed turn goes on)."""
         self.turn_id = turn_id
         self.events: list[Event] = []
+        self._seq = start_seq
         self._sinks: tuple[Sink, ...] = tuple(sinks)
         self._emit_lock = threading.Lock()
         self._sinks_lock = threading.Lock()  # separate, so a sink may unsubscribe itself
@@ -238,7 +242,8 @@ class EventStream:
             **fields,
         )
         with self._emit_lock:
-            event = draft.model_copy(update={"seq": len(self.events) + 1, "ts": time.time()})
+            self._seq += 1
+            event = draft.model_copy(update={"seq": self._seq, "ts": time.time()})
             self.events.append(event)
             for sink in self._sinks:
                 try:
