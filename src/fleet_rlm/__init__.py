@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Budget", "BudgetExceeded", "Limits", "RecursiveRLM", "Settings"]
+__all__ = ["Budget", "BudgetExceeded", "FleetAgent", "Limits", "RecursiveRLM", "Settings"]
 
 if TYPE_CHECKING:
     from .budget import Budget, BudgetExceeded, Limits
     from .config import Settings
+    from .engine.agent import FleetAgent
     from .engine.rlm import RecursiveRLM
 
 _LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Limits": ".budget",
          "Settings": ".config",
-         "RecursiveRLM": ".engine.rlm"}
+         "RecursiveRLM": ".engine.rlm", "FleetAgent": ".engine.agent"}
 
 
 def __getattr__(name: str) -> Any:

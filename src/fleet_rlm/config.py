@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         '{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}.',
     )
 
+    delegate_chars: int = Field(
+        40_000, gt=0, description="Documents longer than this go to the recursive engine.")
+    history_max_tokens: int = Field(
+        6_000, gt=0, description="Conversation kept verbatim; older turns are summarised.")
+    max_agent_steps: int = Field(12, gt=0)
+
     data_dir: Path = Field(default_factory=default_data_dir)
 
     @property

@@ -99,12 +99,15 @@ class BudgetedLM(dspy.LM):
         request = _request_text(prompt, messages)
         reservation = self.budget.reserve(self.model, estimate_tokens(request))
         started = time.perf_counter()
-        context = contextvars.copy_context()
         parent_call = super().__call__
-        future = _calls.submit(context.run, self._call_recording, parent_call, prompt, messages,
-                               kwargs)
         try:
-            outputs, entry = self._wait(future)
+            if dspy.settings.send_stream is not None:
+                # dspy streams chunks from the thread it runs in; no hop to the pool here.
+                outputs, entry = self._call_recording(parent_call, prompt, messages, kwargs)
+            else:
+                future = _calls.submit(contextvars.copy_context().run, self._call_recording,
+                                       parent_call, prompt, messages, kwargs)
+                outputs, entry = self._wait(future)
         except Cancelled:
             self.budget.commit(reservation, estimate_tokens(request), 0)
             raise

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -22,7 +22,7 @@ from dspy.primitives.prediction import Prediction
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
 from dspy.utils.exceptions import AdapterParseError, LMError, format_error_for_lm
 
-from ..budget import Budget, BudgetExceeded, Cancelled
+from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
@@ -46,11 +46,27 @@ class Run:
     max_depth: int
     batch_workers: int = BATCH_WORKERS
     interpreter_factory: Callable[[], SandboxInterpreter] | None = None
-    nodes: int = field(default=0)
 
     @property
-    def cancel(self):
+    def cancel(self) -> CancelToken:
         return self.budget.cancel
+
+    @classmethod
+    def create(cls, settings: Settings, node: NodeRef, budget: Budget | None = None,
+               stream: EventStream | None = None, lm: dspy.BaseLM | None = None,
+               sub_lm: dspy.BaseLM | None = None, depth_offset: int = 0, **extra: Any) -> Run:
+        """A run on `settings` (a fresh budget and stream unless given). `lm`/`sub_lm` are the
+        user's dspy LMs, metered here; by default both come from the settings."""
+        from ..lm import build_lms
+
+        budget = budget or Budget.from_settings(settings)
+        stream = stream or EventStream(turn_id=NodeRef.root().node_id)
+        default_root, default_sub = build_lms(settings, budget, stream, node)
+        root_lm = budgeted(lm, budget, stream, "root") if lm else default_root
+        sub_source = sub_lm or lm
+        sub = budgeted(sub_source, budget, stream, "sub") if sub_source else default_sub
+        return cls(settings, budget, stream, root_lm, sub, max_iterations=settings.max_iterations,
+                   max_depth=settings.max_depth + depth_offset, **extra)
 
 
 class NodeRLM(dspy.RLM):
@@ -163,7 +179,7 @@ class NodeRLM(dspy.RLM):
         if contexts is not None and len(contexts) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(contexts)} contexts")
         contexts = contexts if contexts is not None else [None] * len(prompts)
-        return self._batched(self.rlm_query, list(zip(prompts, contexts)))
+        return self._batched(self.rlm_query, list(zip(prompts, contexts, strict=True)))
 
     # -- the loop ----------------------------------------------------------------------------
     def _generate(self, **kwargs: Any) -> Prediction:
@@ -331,20 +347,11 @@ class RecursiveRLM(dspy.Module):
 
     def start(self, stream: EventStream | None = None,
               budget: Budget | None = None) -> tuple[Run, NodeRLM]:
-        """The run and root node for one call; `fleet run` and the chat turn use this directly."""
-        from ..lm import build_lms
-
-        budget = budget or self.budget or Budget.from_settings(self.settings)
-        stream = stream or EventStream(turn_id=NodeRef.root().node_id)
+        """The run and root node for one call; `fleet run` uses this directly."""
         root = NodeRef.root()
-        default_root, default_sub = build_lms(self.settings, budget, stream, root)
-        configured = self.lm or dspy.settings.lm
-        root_lm = budgeted(configured, budget, stream, "root") if configured else default_root
-        sub_source = self.sub_lm or configured
-        sub_lm = budgeted(sub_source, budget, stream, "sub") if sub_source else default_sub
-        run = Run(self.settings, budget, stream, root_lm, sub_lm,
-                  max_iterations=self.settings.max_iterations, max_depth=self.settings.max_depth,
-                  interpreter_factory=self.interpreter_factory)
+        run = Run.create(self.settings, root, budget or self.budget, stream,
+                         lm=self.lm or dspy.settings.lm, sub_lm=self.sub_lm,
+                         interpreter_factory=self.interpreter_factory)
         return run, NodeRLM(run, root, self.signature)
 
     def forward(self, **inputs: Any) -> Prediction:

@@ -1,0 +1,296 @@
+"""FleetAgent: the chat agent on dspy.ReAct. Answers directly when it can; hands long-context work
+to the recursive engine.
+
+The agent reads and writes session data (documents, core memory, its python sandbox) only through
+a `SessionContext`, which the caller provides: the store-backed one in the server and CLI, or
+`InMemorySession` in scripts and notebooks. The engine never imports the store.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import dspy
+import regex
+from dspy.adapters import ChatAdapter
+from dspy.streaming import StreamListener, StreamResponse
+from dspy.utils.exceptions import ContextWindowExceededError, format_error_for_lm
+
+from ..budget import BudgetExceeded, Cancelled
+from ..config import Settings
+from ..events import NodeRef
+from ..lm import call_site
+from ..sandbox import Sandbox, create_sandbox
+from .rlm import NodeRLM, Run, _as_text
+
+MEMORY_LABELS = ("persona", "human", "scratchpad")
+READ_LIMIT = 20_000
+SEARCH_MATCHES = 50
+SEARCH_SECONDS = 2.0
+OBSERVATION_CHARS = 8_000
+
+POLICY = """You are fleet-rlm's assistant. You answer the user's message using the session's
+documents, your core memory and your tools.
+
+How to work with documents:
+- A document shorter than {threshold} characters: read it directly with read_document.
+- A document longer than that, or a question that spans many documents or needs counting,
+  aggregation or checking every part of a text: delegate with rlm_query(question, documents).
+  rlm_query runs a recursive language model that reads the full text with code and sub-models.
+- search_documents finds exact passages by regular expression across all documents.
+- Use python for calculations and files; its variables persist across turns of this session.
+- Keep durable facts about the user in core memory (human), notes to self in scratchpad.
+- If the request is ambiguous in a way that changes the answer, ask_user and wait.
+Call finish when you have what the answer needs."""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    name: str
+    kind: str
+    chars: int
+
+
+class SessionContext(Protocol):
+    """What the agent may read and change in its session."""
+
+    def documents(self) -> list[DocumentInfo]: ...
+    def document_text(self, name: str) -> str: ...
+    def memory(self) -> dict[str, str]: ...
+    def set_memory(self, label: str, value: str) -> None: ...
+    def sandbox(self) -> Sandbox: ...
+
+
+@dataclass
+class InMemorySession:
+    """A SessionContext held in memory, for scripts, notebooks and tests."""
+
+    settings: Settings = field(default_factory=Settings)
+    texts: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    blocks: dict[str, str] = field(default_factory=dict)
+    workspace: Path | None = None
+    _sandbox: Sandbox | None = None
+
+    def add_document(self, name: str, text: str, kind: str = "text") -> None:
+        self.texts[name], self.kinds[name] = text, kind
+
+    def documents(self) -> list[DocumentInfo]:
+        return [DocumentInfo(n, self.kinds.get(n, "text"), len(t)) for n, t in self.texts.items()]
+
+    def document_text(self, name: str) -> str:
+        if name not in self.texts:
+            raise KeyError(f"no document named {name!r}; have: {sorted(self.texts)}")
+        return self.texts[name]
+
+    def memory(self) -> dict[str, str]:
+        return {label: self.blocks.get(label, "") for label in MEMORY_LABELS}
+
+    def set_memory(self, label: str, value: str) -> None:
+        self.blocks[label] = value
+
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self.workspace = self.workspace or Path(tempfile.mkdtemp(prefix="fleet-ws-"))
+            self._sandbox = create_sandbox(self.settings, work_dir=self.workspace)
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+
+
+def agent_signature(threshold: int) -> dspy.Signature:
+    return dspy.Signature(
+        "message: str, conversation: str, memory: str, documents: str -> answer: str",
+        POLICY.format(threshold=threshold))
+
+
+class FleetAgent(dspy.ReAct):
+    """The chat agent. `forward` returns a Prediction whose `status` is "done", or "waiting" with
+    `question` and a JSON-safe `pending` state that `forward(resume=..., reply=...)` continues."""
+
+    def __init__(self, session: SessionContext | None = None, run: Run | None = None,
+                 node: NodeRef | None = None, max_steps: int | None = None,
+                 settings: Settings | None = None) -> None:
+        """Standalone (a script, a notebook): `FleetAgent(settings=...)` with an in-memory
+        session and its own budget; `agent.run.stream.events` holds what it did."""
+        settings = run.settings if run else settings or Settings()
+        self.node = node or NodeRef.root()
+        self.session = session or InMemorySession(settings)
+        self.run = run or Run.create(settings, self.node, depth_offset=1)
+        max_steps = max_steps or settings.max_agent_steps
+        threshold = settings.delegate_chars
+        tools = [self.rlm_query, self.list_documents, self.read_document, self.search_documents,
+                 self.memory_read, self.memory_update, self.ask_user, self.python]
+        super().__init__(agent_signature(threshold), tools=tools, max_iters=max_steps)
+
+    # -- tools -------------------------------------------------------------------------------
+    def rlm_query(self, question: str, documents: list[str] | None = None) -> str:
+        """Answer a question over long documents with the recursive language model. `documents`
+        names the documents to read (all when omitted)."""
+        names = documents or [d.name for d in self.session.documents()]
+        texts = {name: self.session.document_text(name) for name in names}
+        context: Any = next(iter(texts.values())) if len(texts) == 1 else texts
+        node = NodeRLM(self.run, self.node.child(), "context, question -> answer")
+        result = node(context=context, question=question)
+        if result.status in ("budget", "cancelled"):
+            raise result.exception
+        if result.status == "error":
+            return f"The recursive run failed: {result.error}"
+        return _as_text(result.answer)
+
+    def list_documents(self) -> str:
+        """List the session's documents with their kind and length in characters."""
+        docs = self.session.documents()
+        return "\n".join(f"{d.name} ({d.kind}, {d.chars} chars)" for d in docs) or "(none)"
+
+    def read_document(self, name: str, start: int = 0, length: int = 4000) -> str:
+        """Read `length` characters of a document from offset `start` (at most 20000)."""
+        text = self.session.document_text(name)
+        start, length = max(0, int(start)), max(1, min(int(length), READ_LIMIT))
+        piece = text[start:start + length]
+        return f"[{name}: chars {start}-{start + len(piece)} of {len(text)}]\n{piece}"
+
+    def search_documents(self, pattern: str) -> str:
+        """Search all documents with a regular expression; returns up to 50 matches with context."""
+        try:
+            compiled = regex.compile(pattern, regex.MULTILINE)
+        except regex.error as exc:
+            return f"Invalid pattern: {exc}"
+        hits: list[str] = []
+        for doc in self.session.documents():
+            text = self.session.document_text(doc.name)
+            try:
+                for match in compiled.finditer(text, timeout=SEARCH_SECONDS):
+                    lo, hi = max(0, match.start() - 80), min(len(text), match.end() + 80)
+                    hits.append(f"{doc.name}@{match.start()}: ...{text[lo:hi]}...")
+                    if len(hits) >= SEARCH_MATCHES:
+                        return "\n".join(hits) + "\n(stopped at 50 matches)"
+            except TimeoutError:
+                hits.append(f"{doc.name}: search stopped after {SEARCH_SECONDS:g} s")
+        return "\n".join(hits) or "No matches."
+
+    def memory_read(self) -> str:
+        """Read the core memory blocks (persona, human, scratchpad)."""
+        return _memory_text(self.session.memory())
+
+    def memory_update(self, label: str, value: str) -> str:
+        """Replace a core memory block: label is persona, human or scratchpad."""
+        if label not in MEMORY_LABELS:
+            return f"Unknown block {label!r}; use one of {', '.join(MEMORY_LABELS)}."
+        self.session.set_memory(label, value)
+        return f"Updated {label}."
+
+    def ask_user(self, question: str) -> str:
+        """Ask the user a question and wait for the reply."""
+        raise RuntimeError("ask_user pauses the turn; the agent loop handles it")
+
+    def python(self, code: str) -> str:
+        """Run Python in this session's persistent sandbox (working directory: the workspace)."""
+        result = self.session.sandbox().execute(code, timeout=self.run.settings.exec_timeout_s)
+        out = result.stdout
+        if not result.ok:
+            out += result.traceback or f"{result.error_type}: {result.error_message}"
+        return out or "(no output)"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def forward(self, message: str, conversation: str = "", resume: dict | None = None,
+                reply: str | None = None,
+                stream_answer: Callable[[str], None] | None = None) -> dspy.Prediction:
+        inputs = {"message": message, "conversation": conversation or "(new conversation)",
+                  "memory": _memory_text(self.session.memory()),
+                  "documents": self.list_documents()}
+        trajectory: dict[str, Any] = dict(resume["trajectory"]) if resume else {}
+        step = 0
+        if resume:
+            step = resume["step"]
+            trajectory[f"observation_{step}"] = f"The user replied: {reply}"
+            self._emit("tool_result", tool_name="ask_user", output=str(reply), error=False)
+            step += 1
+        adapter = ChatAdapter(use_json_adapter_fallback=False)
+        with dspy.context(lm=self.run.root_lm, adapter=adapter):
+            for idx in range(step, self.max_iters):
+                self.run.cancel.raise_if_cancelled()
+                try:
+                    with call_site("agent", self.node, idx + 1):
+                        pred = self._call_with_potential_trajectory_truncation(
+                            self.react, trajectory, **inputs)
+                except (ContextWindowExceededError, ValueError) as err:
+                    self._emit("error", error_type=type(err).__name__, message=str(err)[:2000],
+                               detail="the agent's step failed; answering from what it has")
+                    break
+                name, args = pred.next_tool_name, pred.next_tool_args
+                trajectory[f"thought_{idx}"] = pred.next_thought
+                trajectory[f"tool_name_{idx}"] = name
+                trajectory[f"tool_args_{idx}"] = args
+                self._emit("agent_step", thought=pred.next_thought, tool_name=name,
+                           tool_args=_json_safe(args))
+                if name == "ask_user":
+                    question = str(args.get("question", "")) or "Could you clarify?"
+                    state = {"trajectory": _json_safe(trajectory), "step": idx}
+                    self._emit("ask_user", question=question, request_id=uuid.uuid4().hex[:12],
+                               state=state)
+                    return dspy.Prediction(status="waiting", question=question, pending=state,
+                                           answer=None, trajectory=trajectory)
+                observation, failed = self._call_tool(name, args)
+                trajectory[f"observation_{idx}"] = observation
+                self._emit("tool_result", tool_name=name, output=observation[:OBSERVATION_CHARS],
+                           error=failed)
+                if name == "finish":
+                    break
+            with call_site("agent", self.node, None):
+                if stream_answer is None:
+                    extract = self._call_with_potential_trajectory_truncation(
+                        self.extract, trajectory, **inputs)
+                else:
+                    extract = self._stream_extract(trajectory, inputs, stream_answer)
+        return dspy.Prediction(status="done", answer=extract.answer, trajectory=trajectory,
+                               pending=None, question=None)
+
+    def _stream_extract(self, trajectory: dict, inputs: dict,
+                        on_text: Callable[[str], None]) -> dspy.Prediction:
+        """The final answer, handed to `on_text` chunk by chunk as the model writes it."""
+        listener = StreamListener(signature_field_name="answer")
+        program = dspy.streamify(self.extract, stream_listeners=[listener], async_streaming=False)
+        final, streamed = None, False
+        for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
+            if isinstance(item, StreamResponse) and item.chunk:
+                streamed = True
+                on_text(item.chunk)
+            elif isinstance(item, dspy.Prediction):
+                final = item
+        if final is None:
+            raise RuntimeError("the answer stream ended without an answer")
+        if not streamed and final.answer:
+            on_text(final.answer)  # a provider that does not stream still answers, once
+        return final
+
+    def _call_tool(self, name: str, args: dict) -> tuple[str, bool]:
+        try:
+            return _as_text(self.tools[name](**args)), False
+        except (BudgetExceeded, Cancelled):
+            raise
+        except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
+            detail = format_error_for_lm(err, traceback_frames=3)
+            return f"Execution error in {name}: {detail}", True
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self.run.stream.emit(kind, self.node, **fields)
+
+
+def _memory_text(blocks: dict[str, str]) -> str:
+    return "\n".join(f"<{label}>\n{blocks.get(label, '')}\n</{label}>" for label in MEMORY_LABELS)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+

@@ -1,0 +1,123 @@
+"""One chat turn: the agent, its events, the answer streamed, cancel, and ask_user pause/resume.
+
+A turn that asks the user ends in status "waiting" with the agent's state in its `ask_user`
+event; answering runs the same turn again from that state (`resume=`, `reply=`), in this process
+or after a restart. The caller records events (the store is written by event consumers) and keeps
+one turn at a time per session.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError, LMError
+
+from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Usage
+from ..config import Settings
+from ..events import EventStream, NodeRef
+from ..lm import call_site
+from .agent import FleetAgent, SessionContext
+from .rlm import Run
+
+SUMMARY_PROMPT = """Summarise this conversation between a user and an assistant for the
+assistant's own memory. Keep names, numbers, decisions, open questions and what each document was
+used for. At most 200 words.
+
+{transcript}"""
+
+
+@dataclass
+class TurnResult:
+    status: str  # ok | waiting | budget | cancelled | error
+    answer: str | None = None
+    question: str | None = None
+    pending: dict | None = None
+    error: str | None = None
+    usage: Usage | None = None
+    summary: str | None = None  # a fresh summary of older turns, for the caller to keep
+
+
+@dataclass
+class Exchange:
+    user: str
+    assistant: str
+
+
+@dataclass
+class Turn:
+    """Everything one turn needs; `cancel` may be triggered from any thread."""
+
+    settings: Settings
+    session: SessionContext
+    stream: EventStream
+    message: str
+    history: list[Exchange] = field(default_factory=list)
+    summary: str | None = None  # of the turns before `history`, kept by the caller
+    cancel: CancelToken = field(default_factory=CancelToken)
+    budget: Budget | None = None
+
+    def run(self, resume: dict | None = None, reply: str | None = None) -> TurnResult:
+        budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
+        node = NodeRef.root()
+        # The agent is depth 0, so the delegated RLM tree gets one more level.
+        run = Run.create(self.settings, node, budget, self.stream, depth_offset=1)
+        emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
+        if resume is None:
+            emit("turn_started", question=self.message)
+        result = TurnResult(status="ok")
+        try:
+            conversation, result.summary = self._conversation(run.sub_lm, node)
+            agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)
+            prediction = agent(message=self.message, conversation=conversation, resume=resume,
+                               reply=reply, stream_answer=lambda text: emit("answer_delta",
+                                                                            text=text))
+            if prediction.status == "waiting":
+                result.status, result.question = "waiting", prediction.question
+                result.pending = prediction.pending
+            else:
+                result.answer = prediction.answer
+        except Cancelled as exc:
+            result.status, result.error = "cancelled", str(exc)
+            emit("cancelled", partial_answer=None, reason=exc.reason)
+        except BudgetExceeded as exc:
+            result.status, result.error = "budget", str(exc)
+            emit("error", error_type="BudgetExceeded", message=str(exc), detail=None)
+        except (LMError, AdapterParseError) as exc:
+            result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
+            emit("error", error_type=type(exc).__name__, message=str(exc)[:2000], detail=None)
+        result.usage = budget.snapshot()
+        emit("turn_finished", status=result.status, answer=result.answer, usage=result.usage)
+        return result
+
+    def _conversation(self, lm: dspy.BaseLM, node: NodeRef) -> tuple[str, str | None]:
+        """The history the agent sees: recent exchanges verbatim, older ones as a summary."""
+        lines = [f"User: {x.user}\nAssistant: {x.assistant}" for x in self.history]
+        kept: list[str] = []
+        budget = self.settings.history_max_tokens
+        for line in reversed(lines):
+            cost = math.ceil(len(line) / 4)
+            if cost > budget:
+                break
+            kept.insert(0, line)
+            budget -= cost
+        older = lines[: len(lines) - len(kept)]
+        summary = self.summary
+        fresh = None
+        if older:
+            transcript = ((f"Earlier summary: {summary}\n\n" if summary else "")
+                          + "\n\n".join(older))
+            with call_site("summary", node):
+                fresh = summary = _text(lm(SUMMARY_PROMPT.format(transcript=transcript)))
+        parts = ([f"Summary of earlier conversation: {summary}"] if summary else []) + kept
+        return "\n\n".join(parts), fresh
+
+
+def _text(response: Any) -> str:
+    if isinstance(response, list) and response:
+        first = response[0]
+        return str(first.get("text", "") if isinstance(first, dict) else first)
+    return str(response)
