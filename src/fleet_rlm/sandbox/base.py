@@ -95,7 +95,8 @@ class DriverSession:
         self._replies.put(None)
 
     def _send(self, message: dict) -> None:
-        data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8")
+        # backslashreplace: a lone surrogate becomes a JSON \u escape the driver decodes back.
+        data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
         with self._send_lock:
             try:
                 self._stdin.write(data)

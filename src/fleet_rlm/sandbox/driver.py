@@ -40,8 +40,10 @@ import traceback
 
 CELL = "<cell-{}>"
 
-_out = os.fdopen(os.dup(1), "w", encoding="utf-8", closefd=True)
-_in = os.fdopen(os.dup(0), "r", encoding="utf-8", closefd=True)
+# A lone surrogate in a reply goes out as a JSON \u escape (which decodes back to it) instead of
+# killing the driver; undecodable request bytes become a protocol error, not a dead reader.
+_out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="backslashreplace", closefd=True)
+_in = os.fdopen(os.dup(0), "r", encoding="utf-8", errors="replace", closefd=True)
 _send_lock = threading.Lock()
 
 

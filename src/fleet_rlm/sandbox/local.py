@@ -123,13 +123,15 @@ class LocalSandbox:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=cwd, user=user, group=user, extra_groups=[] if user else None,
-                env=None if self.isolated else _clean_env(), start_new_session=True)
+                # Never the host's environment, not even for bwrap: its pid-1 stays in the
+                # sandbox and /proc/1/environ is readable from inside.
+                env=_clean_env(), start_new_session=True)
         except OSError as exc:
             raise SandboxError(f"could not start the sandbox: {exc}. {FIX_BWRAP}") from exc
         threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
         process = self._process
         self._session = DriverSession(
-            process.stdin, process.stdout, kill=lambda: _kill_group(process),
+            process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
             kill_grace_s=s.exec_kill_grace_s)
         try:
@@ -144,14 +146,19 @@ class LocalSandbox:
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxError(f"bubblewrap (bwrap) is not installed. {FIX_BWRAP}")
+        tmpfs_bytes = self.settings.sandbox_memory_mb * 1024 * 1024
         return [
             bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             *_runtime_binds(python),
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones, make / and /dev
+            # read-only.
+            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+            "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
+            "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
             "--bind", str(self.work_dir), INSIDE_WORK,
             "--ro-bind", str(self._root / "vars"), INSIDE_VARS,
             "--ro-bind", str(self._root / "driver.py"), INSIDE_DRIVER,
-            "--chdir", INSIDE_WORK, "--clearenv",
+            "--remount-ro", "/", "--chdir", INSIDE_WORK, "--clearenv",
             "--setenv", "HOME", INSIDE_WORK, "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8",
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
@@ -209,11 +216,13 @@ class LocalSandbox:
                 self._root = None
 
     def _cleanup_process(self) -> None:
+        if self._process is not None:  # killed before a graceful shutdown can race bwrap's exit
+            _kill_group(self._process, self.isolated)
         if self._session is not None:
             self._session.close()
             self._session = None
         if self._process is not None:
-            _kill_group(self._process)
+            _kill_group(self._process, self.isolated)
             for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
@@ -231,7 +240,15 @@ class LocalSandbox:
         self.close()
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen, bwrap: bool = False) -> None:
+    if bwrap and process.poll() is None:
+        # bwrap's child is the sandbox's pid 1: killed first, bwrap reaps it and exits. bwrap
+        # killed first would leave it a zombie of the host's init, which may never reap it.
+        with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+            for child in children.split():
+                os.kill(int(child), signal.SIGKILL)
+            process.wait(timeout=2)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
