@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -258,10 +259,13 @@ def test_signals_cannot_reach_the_host(box: LocalSandbox) -> None:
     bystander = subprocess.Popen(["sleep", "30"])
     try:
         box.execute("kept = 'yes'")
-        parent = box.execute("import os\nos.getppid(), os.kill(os.getppid(), 9)")
-        assert parent.stdout == "(1, None)\n"  # its parent is the namespace's init: immune
+        # Its parent is the namespace's init: a root process it may not signal (started by a
+        # root host) or one the kernel shields from its own namespace (a user's host).
+        parent = box.execute("import os\nprint(os.getppid())\nos.kill(os.getppid(), 9)")
+        assert parent.stdout == "1\n"
+        assert parent.ok or parent.error_type == "PermissionError"
         init = box.execute("os.kill(1, 9)")
-        assert init.ok
+        assert init.ok or init.error_type == "PermissionError"
         everyone = box.execute("os.kill(-1, 9)")
         assert everyone.error_type == "ProcessLookupError"  # nothing else is visible to kill
         host = box.execute(f"os.kill({bystander.pid}, 9)")
@@ -288,10 +292,10 @@ def test_writes_outside_the_work_dir_fail_and_inside_appear_on_the_host(box: Loc
                         ("/etc/evil", "No such file or directory"),
                         ("/evil", "Read-only file system"),
                         ("/fleet/driver.py", "Permission denied"),
-                        ("/fleet/vars/evil", "Read-only file system")):
+                        ("/fleet/vars/evil", "Read-only file system|Permission denied")):
         result = box.execute(f"open({path!r}, 'a').write('x')")
         assert result.error_type in ("OSError", "PermissionError", "FileNotFoundError"), path
-        assert error in result.error_message, (path, result.error_message)
+        assert re.search(error, result.error_message), (path, result.error_message)
     mkdir = box.execute("import os\nos.mkdir('/etc')")
     assert "Read-only file system" in mkdir.error_message
     for host_path in ("/usr/evil", "/usr/lib/evil.py", "/etc/evil", "/evil"):
@@ -323,8 +327,20 @@ def test_after_close_no_process_of_the_sandbox_remains() -> None:
         "        os._exit(0)\n"
         "detached = subprocess.Popen(['sleep', '60'], start_new_session=True)\n")
     assert started.ok, started.traceback
-    assert len(sandbox_processes(uid)) >= 7  # bwrap x2, driver, 3 children, sleep
+    assert len(sandbox_processes(uid)) >= 5  # driver, 3 children, sleep (bwrap runs as root)
     sandbox.close()
     assert wait_until_gone(uid) == []
     assert not Path(f"/proc/{pid}").exists()
     assert not sandbox.alive
+
+
+def test_a_work_dir_under_a_private_parent_is_mounted(tmp_path: Path) -> None:
+    private = tmp_path / "home"
+    (private / "workspace").mkdir(parents=True)
+    private.chmod(0o700)
+    with LocalSandbox(Settings(), work_dir=private / "workspace") as sandbox:
+        result = sandbox.execute("open('/work/notes.txt', 'w').write('kept')\n"
+                                 "import os; sorted(os.listdir('/work'))")
+    assert result.ok, result.traceback
+    assert result.stdout == "['notes.txt']\n"
+    assert (private / "workspace" / "notes.txt").read_text() == "kept"

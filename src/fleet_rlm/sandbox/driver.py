@@ -320,10 +320,32 @@ def apply_limits(memory_mb: int, nproc: int, fsize_mb: int) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails with EFBIG
 
 
+def become(uid: int) -> None:
+    """Started as root by the host: drop to the sandbox's own uid for good, with no capability
+    left even in the bounding set, and no way back through setuid binaries."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_capbset_drop = 38, 24
+    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    cap = 0
+    while libc.prctl(pr_capbset_drop, cap, 0, 0, 0) == 0:
+        cap += 1
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:  # inheritable set too: all zero
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
 def main(argv: list[str]) -> None:
     options = dict(zip(argv[0::2], argv[1::2]))
     apply_limits(int(options.get("--memory-mb", 0)), int(options.get("--nproc", 0)),
                  int(options.get("--fsize-mb", 0)))
+    if "--uid" in options:
+        become(int(options["--uid"]))
     sys.stdin = open(os.devnull)  # model code reading stdin must not eat protocol lines
     Driver().serve()
 

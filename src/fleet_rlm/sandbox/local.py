@@ -31,6 +31,12 @@ INSIDE_VARS = "/fleet/vars"
 INSIDE_DRIVER = "/fleet/driver.py"
 # Where uids for sandboxes are drawn from when the host runs as root; far above real accounts.
 UID_BASE, UID_SPAN = 200_000, 100_000
+USER_NAMESPACES = ["--unshare-all", "--cap-drop", "ALL"]
+# As root: no user namespace (the driver's setuid needs real uids); only the capabilities the
+# driver needs to drop to its uid, which it does before any model code runs.
+ROOT_NAMESPACES = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                   "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
+                   "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
 
 FIX_BWRAP = (
     "bubblewrap is needed to isolate model-written code. Install it with "
@@ -90,7 +96,6 @@ class LocalSandbox:
         s = self.settings
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="fleet-sbx-"))
-            os.chmod(self._root, 0o711)
         (self._root / "vars").mkdir(exist_ok=True)
         os.chmod(self._root / "vars", 0o755)
         self.work_dir = self._given_work_dir or self._root / "work"
@@ -101,19 +106,21 @@ class LocalSandbox:
 
         python = sandbox_python() if self.isolated else sys.executable
         nproc = s.sandbox_max_processes
-        user = None
-        if self.isolated and os.geteuid() == 0:
-            self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
-            user = self.uid
-            for path in (self.work_dir, *self.work_dir.rglob("*")):
-                os.chown(path, self.uid, self.uid, follow_symlinks=False)
-        elif self.isolated:
-            # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
-            nproc += _count_processes(os.getuid())
         limits = ["--memory-mb", str(s.sandbox_memory_mb), "--nproc", str(nproc),
                   "--fsize-mb", str(max(s.sandbox_memory_mb, 1024))]
+        as_root = self.isolated and os.geteuid() == 0
+        if as_root:
+            # bwrap runs privileged, so it can mount any work dir (even under a 0700 home);
+            # the driver then drops to a uid of its own, so the process cap is per sandbox.
+            self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
+            for path in (self.work_dir, *self.work_dir.rglob("*")):
+                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+            limits += ["--uid", str(self.uid)]
+        elif self.isolated:
+            # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
+            limits[3] = str(nproc + _count_processes(os.getuid()))
         if self.isolated:
-            command = self._bwrap_command(python) + limits
+            command = self._bwrap_command(python, as_root) + limits
             cwd = None
         else:
             log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
@@ -122,7 +129,7 @@ class LocalSandbox:
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=cwd, user=user, group=user, extra_groups=[] if user else None,
+                cwd=cwd,
                 # Never the host's environment, not even for bwrap: its pid-1 stays in the
                 # sandbox and /proc/1/environ is readable from inside.
                 env=_clean_env(), start_new_session=True)
@@ -141,20 +148,21 @@ class LocalSandbox:
             hint = f" {FIX_BWRAP}" if self.isolated else ""
             raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
 
-    def _bwrap_command(self, python: str) -> list[str]:
+    def _bwrap_command(self, python: str, as_root: bool) -> list[str]:
         assert self._root is not None and self.work_dir is not None
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxError(f"bubblewrap (bwrap) is not installed. {FIX_BWRAP}")
         tmpfs_bytes = self.settings.sandbox_memory_mb * 1024 * 1024
         return [
-            bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES),
+            "--die-with-parent", "--new-session",
             *_runtime_binds(python),
             # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones, make / and /dev
             # read-only.
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-            "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
-            "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
             "--bind", str(self.work_dir), INSIDE_WORK,
             "--ro-bind", str(self._root / "vars"), INSIDE_VARS,
             "--ro-bind", str(self._root / "driver.py"), INSIDE_DRIVER,
