@@ -344,3 +344,11 @@ def test_a_work_dir_under_a_private_parent_is_mounted(tmp_path: Path) -> None:
     assert result.ok, result.traceback
     assert result.stdout == "['notes.txt']\n"
     assert (private / "workspace" / "notes.txt").read_text() == "kept"
+
+
+def test_large_variables_cross_as_files_into_the_isolated_sandbox(box: LocalSandbox) -> None:
+    box.put_variable("big", "0123456789" * 200_000)
+    box.put_variable("records", [{"n": i} for i in range(20_000)])
+    result = box.execute("len(big), big[-3:], sum(r['n'] for r in records)")
+    assert result.ok, result.traceback
+    assert result.stdout == "(2000000, '789', 199990000)\n"

@@ -197,28 +197,23 @@ class Driver:
         stdout, stderr = CappedText(cap), CappedText(cap)
         error, final = None, None
         started = time.perf_counter()
-        with tempfile.TemporaryFile() as fd_capture:
-            saved = os.dup(1), os.dup(2)
-            os.dup2(fd_capture.fileno(), 1)
-            os.dup2(fd_capture.fileno(), 2)
-            sys.stdout, sys.stderr = stdout, stderr
-            self.executing = True
-            try:
-                self.run_cell(code, filename, stdout)
-            except Submitted as submitted:
-                final = submitted.value
-            except BaseException as exc:  # noqa: BLE001 - every failure of model code is reported
-                error = describe(exc, filename)
-            finally:
-                self.executing = False
-                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                os.close(saved[0])
-                os.close(saved[1])
-            fd_capture.seek(0)
-            raw = fd_capture.read(cap + 1)
-            unread = fd_capture.seek(0, os.SEEK_END) - len(raw)
+        # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
+        # written below Python, by C code or child processes, lands there, never in the protocol.
+        os.ftruncate(1, 0)
+        os.lseek(1, 0, os.SEEK_SET)
+        sys.stdout, sys.stderr = stdout, stderr
+        self.executing = True
+        try:
+            self.run_cell(code, filename, stdout)
+        except Submitted as submitted:
+            final = submitted.value
+        except BaseException as exc:  # noqa: BLE001 - every failure of model code is reported
+            error = describe(exc, filename)
+        finally:
+            self.executing = False
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        raw = os.pread(1, cap + 1, 0)
+        unread = os.fstat(1).st_size - len(raw)
         if raw:
             stdout.write(raw.decode("utf-8", errors="replace"))
         dropped = stdout.dropped + stderr.dropped + unread
@@ -347,6 +342,9 @@ def main(argv: list[str]) -> None:
     if "--uid" in options:
         become(int(options["--uid"]))
     sys.stdin = open(os.devnull)  # model code reading stdin must not eat protocol lines
+    capture = tempfile.TemporaryFile()
+    os.dup2(capture.fileno(), 1)
+    os.dup2(capture.fileno(), 2)
     Driver().serve()
 
 

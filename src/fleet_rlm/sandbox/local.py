@@ -163,7 +163,7 @@ class LocalSandbox:
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
-            "--bind", str(self.work_dir), INSIDE_WORK,
+            "--bind", str(self.work_dir), INSIDE_WORK, "--perms", "0755", "--dir", "/fleet",
             "--ro-bind", str(self._root / "vars"), INSIDE_VARS,
             "--ro-bind", str(self._root / "driver.py"), INSIDE_DRIVER,
             "--remount-ro", "/", "--chdir", INSIDE_WORK, "--clearenv",
