@@ -90,13 +90,18 @@ class NodeRLM(dspy.RLM):
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
         unregister = self.run.cancel.on_cancel(interpreter.sandbox.close)
-        original_shutdown = interpreter.shutdown
+        original_shutdown, original_execute = interpreter.shutdown, interpreter.execute
 
         def shutdown() -> None:
             unregister()
             original_shutdown()
 
-        interpreter.shutdown = shutdown
+        def execute(code: str, variables: dict[str, Any] | None = None) -> Any:
+            # A sandbox closed by cancel restarts on its next exec: never run code after cancel.
+            self.run.cancel.raise_if_cancelled()
+            return original_execute(code, variables)
+
+        interpreter.shutdown, interpreter.execute = shutdown, execute
         return interpreter
 
     _new_interpreter.execution_instructions = SandboxInterpreter.execution_instructions
