@@ -82,10 +82,13 @@ class LocalSandbox:
         self._session: DriverSession | None = None
         self._lock = threading.Lock()
         self.uid: int | None = None
+        self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
+            if self._closed:  # e.g. killed by a cancel: it must not come back and run code
+                raise SandboxError("this sandbox was closed")
             if self._session is not None and self._session.alive:
                 return
             if self._session is not None:  # it died: start afresh, the caller re-sends state
@@ -218,6 +221,7 @@ class LocalSandbox:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._cleanup_process()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
