@@ -20,6 +20,9 @@ app = typer.Typer(help="fleet-rlm: a workspace for recursive language-model work
 sandbox_app = typer.Typer(help="Run code in a sandbox of the configured backend.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+db_app = typer.Typer(help="Manage the database schema (FLEET_DATABASE_URL; default a SQLite file "
+                     "in FLEET_DATA_DIR).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
@@ -244,6 +247,64 @@ def _report(outcome: dict, cancel_reason: str | None, as_json: bool) -> int:
         if answer is not None:
             print(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
     return code
+
+
+def _with_store(action) -> str:
+    """Run `await action(store)` on the configured store; a failure is a message and exit 1."""
+    import asyncio
+
+    from .store import Store
+
+    async def run() -> str:
+        async with Store.from_settings(Settings()) as store:
+            return await action(store)
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
+        err.print(f"[red]database error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+        raise typer.Exit(1) from None
+
+
+def _describe(store, revision: str | None) -> str:
+    url = store.url.render_as_string(hide_password=True)
+    return f"{url}: {'revision ' + revision if revision else 'empty (no schema)'}"
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the schema up to REVISION."""
+
+    async def action(store) -> str:
+        await store.upgrade(revision)
+        return _describe(store, await store.current())
+
+    console.print(_with_store(action))
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
+) -> None:
+    """Migrate the schema down to REVISION (base drops every table and its data)."""
+
+    async def action(store) -> str:
+        await store.downgrade(revision)
+        return _describe(store, await store.current())
+
+    console.print(_with_store(action))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database URL and its schema revision."""
+
+    async def action(store) -> str:
+        return _describe(store, await store.current())
+
+    console.print(_with_store(action))
 
 
 def main() -> None:

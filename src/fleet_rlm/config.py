@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_agent_steps: int = Field(12, gt=0)
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql://user@host/db; default: the SQLite "
+        "file {data_dir}/fleet.db.")
+    max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
 
     @property
     def effective_sub_model(self) -> str:

@@ -1,0 +1,42 @@
+"""Persistence: one schema for SQLite and PostgreSQL, Alembic migrations, repositories per
+aggregate, and the event recorder. Written by consumers of the event stream, never the engine."""
+
+from .blobs import BlobStore
+from .db import Store, database_url
+from .errors import Conflict, NotFound
+from .models import (
+    DOCUMENT_KINDS,
+    LOCAL_TENANT_ID,
+    LOCAL_USER_ID,
+    MEMORY_LABELS,
+    TURN_STATUSES,
+    Document,
+    Event,
+    MemoryBlock,
+    Session,
+    Tenant,
+    Turn,
+    User,
+)
+from .recorder import EventRecorder
+
+__all__ = [
+    "DOCUMENT_KINDS",
+    "LOCAL_TENANT_ID",
+    "LOCAL_USER_ID",
+    "MEMORY_LABELS",
+    "TURN_STATUSES",
+    "BlobStore",
+    "Conflict",
+    "Document",
+    "Event",
+    "EventRecorder",
+    "MemoryBlock",
+    "NotFound",
+    "Session",
+    "Store",
+    "Tenant",
+    "Turn",
+    "User",
+    "database_url",
+]

@@ -1,0 +1,356 @@
+"""Repositories: a handful of async methods per aggregate, each its own transaction.
+
+Rows come back as detached model instances (attributes loaded, safe to read after the call).
+Unknown ids raise NotFound(kind, id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .errors import Conflict, NotFound
+from .models import (
+    DOCUMENT_KINDS,
+    FINISHED_STATUSES,
+    LOCAL_TENANT_ID,
+    LOCAL_USER_ID,
+    MEMORY_LABELS,
+    Base,
+    Document,
+    Event,
+    MemoryBlock,
+    Session,
+    Turn,
+    User,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from .db import Store
+
+M = TypeVar("M", bound=Base)
+ACTIVE_STATUSES = ("running", "waiting")
+
+
+def dialect_insert(db: AsyncSession, model: type[Base]) -> Any:
+    """INSERT with the dialect's ON CONFLICT support (SQLite and PostgreSQL spell it alike)."""
+    dialect = db.get_bind().dialect.name
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect](model)
+
+
+async def _get(db: AsyncSession, model: type[M], id: str, **options: Any) -> M:
+    row = await db.get(model, id, **options)
+    if row is None:
+        raise NotFound(model.__tablename__.removesuffix("s"), id)
+    return row
+
+
+class _Repo:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _require(self, model: type[Base], id: str) -> None:
+        """Raise NotFound unless the row exists (used when a query came back empty)."""
+        async with self._store.transaction() as db:
+            await _get(db, model, id)
+
+
+class SessionRepo(_Repo):
+    async def create(
+        self, title: str = "New session", *,
+        tenant_id: str = LOCAL_TENANT_ID, user_id: str = LOCAL_USER_ID,
+    ) -> Session:
+        async with self._store.transaction() as db:
+            user = await db.get(User, user_id)
+            if user is None or user.tenant_id != tenant_id:
+                raise NotFound("user", user_id)
+            now = utcnow()
+            session = Session(tenant_id=tenant_id, user_id=user_id, title=title,
+                              created_at=now, updated_at=now, archived=False)
+            db.add(session)
+        return session
+
+    async def get(self, session_id: str) -> Session:
+        async with self._store.transaction() as db:
+            return await _get(db, Session, session_id)
+
+    def _filter(self, stmt: sa.Select, tenant_id: str, q: str | None, user_id: str | None,
+                include_archived: bool) -> sa.Select:
+        stmt = stmt.where(Session.tenant_id == tenant_id)
+        if q:
+            stmt = stmt.where(Session.title.icontains(q, autoescape=True))
+        if user_id is not None:
+            stmt = stmt.where(Session.user_id == user_id)
+        if not include_archived:
+            stmt = stmt.where(Session.archived.is_(False))
+        return stmt
+
+    async def list(
+        self, tenant_id: str = LOCAL_TENANT_ID, q: str | None = None, *, limit: int = 50,
+        offset: int = 0, include_archived: bool = False, user_id: str | None = None,
+    ) -> list[Session]:
+        """Newest activity first; `q` matches a part of the title, ignoring case."""
+        stmt = self._filter(sa.select(Session), tenant_id, q, user_id, include_archived)
+        stmt = stmt.order_by(Session.updated_at.desc(), Session.id.desc())
+        async with self._store.transaction() as db:
+            return list(await db.scalars(stmt.limit(limit).offset(offset)))
+
+    async def count(
+        self, tenant_id: str = LOCAL_TENANT_ID, q: str | None = None, *,
+        include_archived: bool = False, user_id: str | None = None,
+    ) -> int:
+        stmt = self._filter(sa.select(sa.func.count()).select_from(Session), tenant_id, q,
+                            user_id, include_archived)
+        async with self._store.transaction() as db:
+            return await db.scalar(stmt)
+
+    async def rename(self, session_id: str, title: str) -> Session:
+        async with self._store.transaction() as db:
+            session = await _get(db, Session, session_id)
+            session.title = title
+        return session
+
+    async def archive(self, session_id: str, archived: bool = True) -> Session:
+        async with self._store.transaction() as db:
+            session = await _get(db, Session, session_id)
+            session.archived = archived
+        return session
+
+    async def touch(self, session_id: str) -> Session:
+        async with self._store.transaction() as db:
+            session = await _get(db, Session, session_id)
+            session.updated_at = utcnow()
+        return session
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session with its turns, events, documents and memory; unreferenced blobs
+        go too."""
+        async with self._store.blob_lock:
+            async with self._store.transaction() as db:
+                session = await _get(db, Session, session_id)
+                shas = set(await db.scalars(
+                    sa.select(Document.sha256).where(Document.session_id == session_id)))
+                await db.delete(session)  # the database cascades to the children
+            await self._store.documents.collect_blobs(shas)
+
+
+class TurnRepo(_Repo):
+    async def start(self, session_id: str, user_message: str) -> Turn:
+        """A new `running` turn with the session's next index (1, 2, ...); touches the session."""
+        async with self._store.transaction() as db:
+            # The row lock serialises concurrent starts on PostgreSQL; SQLite's BEGIN IMMEDIATE
+            # already has.
+            session = await _get(db, Session, session_id, with_for_update=True)
+            last = await db.scalar(
+                sa.select(sa.func.max(Turn.index)).where(Turn.session_id == session_id))
+            now = utcnow()
+            turn = Turn(session_id=session_id, index=(last or 0) + 1, user_message=user_message,
+                        status="running", created_at=now)
+            db.add(turn)
+            session.updated_at = now
+        return turn
+
+    async def finish(
+        self, turn_id: str, status: str, *, answer: str | None = None,
+        usage: Mapping[str, Any] | None = None, error: str | None = None,
+        trace_id: str | None = None,
+    ) -> Turn:
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"a turn finishes as one of {FINISHED_STATUSES}, not {status!r}")
+        async with self._store.transaction() as db:
+            turn = await _get(db, Turn, turn_id)
+            turn.status = status
+            turn.answer = answer
+            turn.usage = None if usage is None else dict(usage)
+            turn.error = error
+            turn.pending = None
+            turn.finished_at = utcnow()
+            if trace_id is not None:
+                turn.trace_id = trace_id
+        return turn
+
+    async def set_pending(self, turn_id: str, pending: Mapping[str, Any] | None) -> Turn:
+        """Park a turn on a question to the user (`waiting`), or resume it with None
+        (`running`)."""
+        async with self._store.transaction() as db:
+            turn = await _get(db, Turn, turn_id)
+            if turn.status not in ACTIVE_STATUSES:
+                raise ValueError(f"turn {turn_id} is {turn.status}: it cannot wait or resume")
+            turn.pending = None if pending is None else dict(pending)
+            turn.status = "running" if pending is None else "waiting"
+        return turn
+
+    async def get_pending(self, turn_id: str) -> dict[str, Any] | None:
+        return (await self.get(turn_id)).pending
+
+    async def get(self, turn_id: str) -> Turn:
+        async with self._store.transaction() as db:
+            return await _get(db, Turn, turn_id)
+
+    async def list(self, session_id: str) -> list[Turn]:
+        async with self._store.transaction() as db:
+            turns = list(await db.scalars(
+                sa.select(Turn).where(Turn.session_id == session_id).order_by(Turn.index)))
+        if not turns:
+            await self._require(Session, session_id)
+        return turns
+
+    async def running_for_session(self, session_id: str) -> Turn | None:
+        """The session's latest turn still in flight: `running`, or `waiting` on the user."""
+        async with self._store.transaction() as db:
+            return await db.scalar(
+                sa.select(Turn)
+                .where(Turn.session_id == session_id, Turn.status.in_(ACTIVE_STATUSES))
+                .order_by(Turn.index.desc())
+                .limit(1)
+            )
+
+
+class EventRepo(_Repo):
+    async def append_many(self, turn_id: str, events: Iterable[Mapping[str, Any]]) -> int:
+        """Store events (dicts with at least `seq` and `type`; the whole dict is the payload).
+        An event whose (turn, seq) is already stored is skipped; returns how many were new."""
+        now = utcnow()
+        rows = [{"turn_id": turn_id, "seq": e["seq"], "type": e["type"], "payload": dict(e),
+                 "created_at": now} for e in events]
+        if not rows:
+            return 0
+        try:
+            async with self._store.transaction() as db:
+                stmt = dialect_insert(db, Event).on_conflict_do_nothing(
+                    index_elements=["turn_id", "seq"])
+                result = await db.execute(stmt.returning(Event.id), rows)
+                return len(result.all())
+        except IntegrityError:  # with duplicates skipped, only the turn's foreign key is left
+            raise NotFound("turn", turn_id) from None
+
+    async def list(self, turn_id: str, after_seq: int = 0, limit: int | None = None
+                   ) -> list[Event]:
+        """Events with seq > after_seq, in seq order."""
+        stmt = (sa.select(Event).where(Event.turn_id == turn_id, Event.seq > after_seq)
+                .order_by(Event.seq).limit(limit))
+        async with self._store.transaction() as db:
+            events = list(await db.scalars(stmt))
+        if not events:
+            await self._require(Turn, turn_id)
+        return events
+
+    async def last_seq(self, turn_id: str) -> int:
+        """The highest stored seq of the turn; 0 when none is stored yet."""
+        async with self._store.transaction() as db:
+            last = await db.scalar(
+                sa.select(sa.func.max(Event.seq)).where(Event.turn_id == turn_id))
+        if last is None:
+            await self._require(Turn, turn_id)
+        return last or 0
+
+
+class DocumentRepo(_Repo):
+    async def add(
+        self, session_id: str, name: str, kind: str, size_bytes: int, chars: int, sha256: str,
+        *, text: str | None = None,
+    ) -> Document:
+        """Record a document whose extracted text is the blob `sha256`: pass `text` to store the
+        blob here, or put it in `store.blobs` first. A name is unique within a session."""
+        if kind not in DOCUMENT_KINDS:
+            raise ValueError(f"document kind must be one of {DOCUMENT_KINDS}, not {kind!r}")
+        blobs = self._store.blobs
+        async with self._store.blob_lock:
+            if text is not None:
+                await asyncio.to_thread(blobs.put, sha256, text)
+            elif not blobs.exists(sha256):
+                raise NotFound("blob", sha256)
+            try:
+                async with self._store.transaction() as db:
+                    await _get(db, Session, session_id)
+                    document = Document(session_id=session_id, name=name, kind=kind,
+                                        size_bytes=size_bytes, chars=chars, sha256=sha256,
+                                        created_at=utcnow())
+                    db.add(document)
+            except Exception as exc:
+                await self.collect_blobs({sha256})
+                if isinstance(exc, IntegrityError):
+                    raise Conflict("document", name) from None
+                raise
+        return document
+
+    async def get(self, document_id: str) -> Document:
+        async with self._store.transaction() as db:
+            return await _get(db, Document, document_id)
+
+    async def get_by_name(self, session_id: str, name: str) -> Document:
+        async with self._store.transaction() as db:
+            document = await db.scalar(sa.select(Document).where(
+                Document.session_id == session_id, Document.name == name))
+        if document is None:
+            raise NotFound("document", f"{session_id}/{name}")
+        return document
+
+    async def list(self, session_id: str) -> list[Document]:
+        async with self._store.transaction() as db:
+            documents = list(await db.scalars(sa.select(Document).where(
+                Document.session_id == session_id).order_by(Document.created_at, Document.name)))
+        if not documents:
+            await self._require(Session, session_id)
+        return documents
+
+    async def read(self, document_id: str, start: int = 0, length: int | None = None) -> str:
+        """Characters of the document's extracted text (see BlobStore.read)."""
+        document = await self.get(document_id)
+        return await asyncio.to_thread(self._store.blobs.read, document.sha256, start, length)
+
+    async def delete(self, document_id: str) -> None:
+        """Delete the document; its blob goes too unless another document shares it."""
+        async with self._store.blob_lock:
+            async with self._store.transaction() as db:
+                document = await _get(db, Document, document_id)
+                await db.delete(document)
+            await self.collect_blobs({document.sha256})
+
+    async def collect_blobs(self, shas: set[str]) -> int:
+        """Remove those of `shas` no document references. The caller holds store.blob_lock."""
+        if not shas:
+            return 0
+        async with self._store.transaction() as db:
+            referenced = set(await db.scalars(
+                sa.select(Document.sha256).where(Document.sha256.in_(shas)).distinct()))
+        return sum(self._store.blobs.remove(sha) for sha in shas - referenced)
+
+    async def gc_blobs(self) -> int:
+        """Remove every blob no document references (e.g. left by a crash); returns how many."""
+        async with self._store.blob_lock:
+            async with self._store.transaction() as db:
+                referenced = set(await db.scalars(sa.select(Document.sha256).distinct()))
+            return await asyncio.to_thread(self._store.blobs.gc, referenced)
+
+
+class MemoryRepo(_Repo):
+    async def get_all(self, session_id: str) -> dict[str, str]:
+        """label -> value for the labels that have been set."""
+        async with self._store.transaction() as db:
+            rows = (await db.execute(sa.select(MemoryBlock.label, MemoryBlock.value).where(
+                MemoryBlock.session_id == session_id).order_by(MemoryBlock.label))).all()
+        if not rows:
+            await self._require(Session, session_id)
+        return dict(rows)
+
+    async def set(self, session_id: str, label: str, value: str) -> None:
+        if label not in MEMORY_LABELS:
+            raise ValueError(f"memory label must be one of {MEMORY_LABELS}, not {label!r}")
+        try:
+            async with self._store.transaction() as db:
+                stmt = dialect_insert(db, MemoryBlock).values(
+                    session_id=session_id, label=label, value=value, updated_at=utcnow())
+                await db.execute(stmt.on_conflict_do_update(
+                    index_elements=["session_id", "label"],
+                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+        except IntegrityError:
+            raise NotFound("session", session_id) from None
+

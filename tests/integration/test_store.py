@@ -1,0 +1,440 @@
+"""The store suite, run on SQLite (a file) and on PostgreSQL (a fresh database per test session).
+
+PostgreSQL must be running on 127.0.0.1:5432: without it these tests fail, they do not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from pydantic import BaseModel
+
+from fleet_rlm.events import EventStream, NodeRef
+from fleet_rlm.store import Conflict, EventRecorder, NotFound, Store
+from fleet_rlm.store.models import Base, Document, Event, MemoryBlock, Turn
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+SHA_A, SHA_B = "a" * 64, "b" * 64
+T = TypeVar("T")
+TABLES = {"tenants", "users", "sessions", "turns", "events", "documents", "memory_blocks"}
+
+
+async def _pg_admin() -> tuple[asyncpg.Connection, str]:
+    errors = []
+    for user in ("postgres", "root"):
+        try:
+            conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user,
+                                         database="postgres", timeout=5)
+            return conn, user
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"as {user}: {type(exc).__name__}: {exc}")
+    pytest.fail(f"PostgreSQL is required at {PG_HOST}:{PG_PORT} (trust auth, user postgres or "
+                f"root) and could not be reached ({'; '.join(errors)}). Start it and rerun.",
+                pytrace=False)
+
+
+def _run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a fresh thread: the fixture may be first requested inside a running loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"fleet_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> str:
+        conn, user = await _pg_admin()
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        return user
+
+    async def drop() -> None:
+        conn, _ = await _pg_admin()
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    user = _run_in_own_loop(create())
+    try:
+        yield f"postgresql+asyncpg://{user}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        _run_in_own_loop(drop())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    async with Store(url, tmp_path / "data") as store:
+        await store.downgrade("base")  # the PostgreSQL database is shared by the session's tests
+        await store.upgrade()
+        yield store
+
+
+async def _tables(store: Store) -> set[str]:
+    async with store.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names())) & TABLES
+
+
+async def _count(store: Store, model: type[Base]) -> int:
+    async with store.transaction() as db:
+        return await db.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+async def test_migrations_go_down_to_base_and_up_again(store: Store) -> None:
+    assert await store.current() == "0001"
+    assert await _tables(store) == TABLES
+    await store.downgrade("base")
+    assert await store.current() is None
+    assert await _tables(store) == set()
+    await store.upgrade()
+    assert await store.current() == "0001"
+    assert await _tables(store) == TABLES
+    user = await store.ensure_local_user()  # seeded by the migration; ensuring is idempotent
+    assert (user.id, user.tenant_id, user.name) == ("local", "local", "local")
+
+
+async def test_models_and_migrations_describe_the_same_schema(store: Store) -> None:
+    def diff(connection: sa.Connection) -> list:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_ensure_local_user_recreates_a_missing_local_user(store: Store) -> None:
+    async with store.transaction() as db:
+        await db.execute(sa.text("DELETE FROM tenants"))
+    assert (await store.ensure_local_user()).id == "local"
+    assert (await store.ensure_local_user()).id == "local"
+    await store.sessions.create("works again")
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+async def test_sessions_search_paginate_archive_and_touch(store: Store) -> None:
+    titles = ["Alpha notes", "beta NOTES", "gamma", "100% sure", "1000 sure", "delta notes"]
+    created = [await store.sessions.create(t) for t in titles]
+    assert all(s.created_at.tzinfo is UTC and s.archived is False for s in created)
+
+    listed = await store.sessions.list()
+    assert [s.title for s in listed] == titles[::-1]  # newest activity first
+    assert [s.title for s in await store.sessions.list(limit=2, offset=1)] == titles[::-1][1:3]
+    assert await store.sessions.count() == 6
+
+    assert {s.title for s in await store.sessions.list(q="notes")} == {
+        "Alpha notes", "beta NOTES", "delta notes"}
+    assert [s.title for s in await store.sessions.list(q="0%")] == ["100% sure"]  # % is literal
+    assert await store.sessions.count(q="sure") == 2
+
+    await store.sessions.archive(created[0].id)
+    assert await store.sessions.count(q="notes") == 2
+    assert await store.sessions.count(q="notes", include_archived=True) == 3
+    assert (await store.sessions.archive(created[0].id, archived=False)).archived is False
+
+    await store.sessions.touch(created[2].id)
+    assert (await store.sessions.list(limit=1))[0].title == "gamma"
+    renamed = await store.sessions.rename(created[2].id, "Gamma rays")
+    assert (await store.sessions.get(created[2].id)).title == renamed.title == "Gamma rays"
+    assert await store.sessions.list(tenant_id="someone-else") == []
+
+
+async def test_delete_session_cascades_to_everything_below(store: Store) -> None:
+    keep, doomed = await store.sessions.create("keep"), await store.sessions.create("doomed")
+    for session in (keep, doomed):
+        turn = await store.turns.start(session.id, "q")
+        await store.events.append_many(turn.id, [{"seq": 1, "type": "turn_started"}])
+        await store.memory.set(session.id, "human", "likes tea")
+    await store.documents.add(doomed.id, "a.txt", "text", 3, 3, SHA_A, text="aaa")
+    await store.documents.add(doomed.id, "b.txt", "text", 3, 3, SHA_B, text="bbb")
+    await store.documents.add(keep.id, "b.txt", "text", 3, 3, SHA_B, text="bbb")
+
+    await store.sessions.delete(doomed.id)
+    with pytest.raises(NotFound):
+        await store.sessions.get(doomed.id)
+    for model in (Turn, Event, MemoryBlock):
+        assert await _count(store, model) == 1
+    assert await _count(store, Document) == 1
+    assert not store.blobs.path(SHA_A).exists()  # only the deleted session used it
+    assert store.blobs.read(SHA_B) == "bbb"  # the kept session still does
+
+
+# --- turns --------------------------------------------------------------------------------------
+
+async def test_turn_lifecycle_with_a_pending_question(store: Store) -> None:
+    session = await store.sessions.create()
+    first = await store.turns.start(session.id, "hello")
+    assert (first.index, first.status, first.answer) == (1, "running", None)
+    assert first.finished_at is None
+    assert (await store.sessions.get(session.id)).updated_at == first.created_at
+    assert (await store.turns.running_for_session(session.id)).id == first.id
+
+    pending = {"question": "Which file?", "state": {"step": 3, "history": [1, 2]}}
+    assert (await store.turns.set_pending(first.id, pending)).status == "waiting"
+    assert await store.turns.get_pending(first.id) == pending
+    assert (await store.turns.running_for_session(session.id)).id == first.id
+    assert (await store.turns.set_pending(first.id, None)).status == "running"
+    assert await store.turns.get_pending(first.id) is None
+
+    usage = {"calls": 3, "tokens": 1200, "usd": 0.0042}
+    done = await store.turns.finish(first.id, "done", answer="hi", usage=usage, trace_id="tr-1")
+    assert done.finished_at is not None and done.finished_at.tzinfo is UTC
+    stored = await store.turns.get(first.id)
+    assert (stored.status, stored.answer, stored.usage, stored.trace_id, stored.error) == (
+        "done", "hi", usage, "tr-1", None)
+    assert await store.turns.running_for_session(session.id) is None
+    with pytest.raises(ValueError, match="cannot wait"):
+        await store.turns.set_pending(first.id, pending)
+    with pytest.raises(ValueError, match="finishes as one of"):
+        await store.turns.finish(first.id, "running")
+
+    second = await store.turns.start(session.id, "again")
+    await store.turns.finish(second.id, "failed", error="boom")
+    assert [(t.index, t.status) for t in await store.turns.list(session.id)] == [
+        (1, "done"), (2, "failed")]
+
+
+async def test_concurrent_turn_starts_get_distinct_indexes(store: Store) -> None:
+    session = await store.sessions.create()
+    turns = await asyncio.gather(*(store.turns.start(session.id, f"m{i}") for i in range(10)))
+    assert sorted(t.index for t in turns) == list(range(1, 11))
+
+
+async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
+    store: Store,
+) -> None:
+    session = await store.sessions.create()
+    running = [await store.turns.start(session.id, "a"), await store.turns.start(session.id, "b")]
+    waiting = await store.turns.start(session.id, "c")
+    await store.turns.set_pending(waiting.id, {"question": "?"})
+    done = await store.turns.start(session.id, "d")
+    await store.turns.finish(done.id, "done", answer="ok")
+
+    assert await store.recover_crashed() == 2
+    for turn in running:
+        stored = await store.turns.get(turn.id)
+        assert stored.status == "interrupted" and stored.finished_at is not None
+        assert "stopped" in stored.error
+    assert (await store.turns.get(waiting.id)).status == "waiting"
+    assert await store.turns.get_pending(waiting.id) == {"question": "?"}
+    assert (await store.turns.get(done.id)).status == "done"
+    assert await store.recover_crashed() == 0
+
+
+# --- events -------------------------------------------------------------------------------------
+
+async def test_events_come_back_in_seq_order_and_appending_is_idempotent(store: Store) -> None:
+    session = await store.sessions.create()
+    turn = await store.turns.start(session.id, "q")
+    assert await store.events.last_seq(turn.id) == 0
+    assert await store.events.list(turn.id) == []
+
+    def ev(seq: int) -> dict:
+        return {"seq": seq, "type": "code_output", "turn_id": "engine-id", "stdout": f"out {seq}"}
+
+    assert await store.events.append_many(turn.id, [ev(s) for s in (5, 1, 3, 2, 4)]) == 5
+    assert await store.events.append_many(turn.id, [ev(s) for s in (4, 5, 6, 7)]) == 2
+    assert await store.events.append_many(turn.id, []) == 0
+    events = await store.events.list(turn.id)
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6, 7]
+    assert events[0].payload == ev(1) and events[0].type == "code_output"
+    assert [e.seq for e in await store.events.list(turn.id, after_seq=3, limit=2)] == [4, 5]
+    assert await store.events.last_seq(turn.id) == 7
+
+
+class _Event(BaseModel):
+    seq: int
+    type: str = "answer_delta"
+    text: str
+
+
+async def test_recorder_lands_events_from_eight_threads_in_seq_order(store: Store) -> None:
+    session = await store.sessions.create()
+    turn = await store.turns.start(session.id, "q")
+    recorder = EventRecorder(store, turn.id)
+    threads_n, per_thread = 8, 150
+    barrier = threading.Barrier(threads_n)
+
+    def emit(offset: int) -> None:
+        barrier.wait()
+        for k in range(per_thread):
+            seq = 1 + offset + k * threads_n
+            recorder(_Event(seq=seq, text=f"t{offset}-{k}"))
+
+    def run_threads() -> None:
+        threads = [threading.Thread(target=emit, args=(i,)) for i in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    await asyncio.to_thread(run_threads)
+    await recorder.flush()
+    total = threads_n * per_thread
+    assert await store.events.last_seq(turn.id) == total
+    recorder(_Event(seq=total + 1, text="last"))
+    await recorder.close()
+    events = await store.events.list(turn.id)
+    assert [e.seq for e in events] == list(range(1, total + 2))
+    assert events[-1].payload == {"seq": total + 1, "type": "answer_delta", "text": "last"}
+    with pytest.raises(RuntimeError, match="closed"):
+        recorder(_Event(seq=total + 2, text="late"))
+
+
+async def test_recorder_subscribed_to_an_event_stream(store: Store) -> None:
+    session = await store.sessions.create()
+    turn = await store.turns.start(session.id, "q")
+    recorder = EventRecorder(store, turn.id)
+    stream = EventStream(turn_id=turn.id, sinks=[recorder])
+    root = NodeRef.root()
+
+    def emit() -> None:
+        threads = [threading.Thread(target=lambda: [
+            stream.emit("answer_delta", root, text="x") for _ in range(25)]) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    await asyncio.to_thread(emit)
+    await recorder.close()
+    events = await store.events.list(turn.id)
+    assert [e.seq for e in events] == list(range(1, 201))
+    assert events[0].payload == stream.events[0].model_dump(mode="json")
+
+
+async def test_recorder_reports_a_failed_write(store: Store) -> None:
+    recorder = EventRecorder(store, "no-such-turn")
+    recorder(_Event(seq=1, text="x"))
+    with pytest.raises(RuntimeError, match="no-such-turn") as info:
+        await recorder.close()
+    assert isinstance(info.value.__cause__, NotFound)
+
+
+# --- documents and memory -----------------------------------------------------------------------
+
+async def test_documents_share_one_blob_per_sha_and_gc_it(store: Store) -> None:
+    s1, s2 = await store.sessions.create("one"), await store.sessions.create("two")
+    text = "héllo wörld\n" * 10
+    a = await store.documents.add(s1.id, "a.md", "markdown", 130, len(text), SHA_A, text=text)
+    b = await store.documents.add(s2.id, "copy.md", "markdown", 130, len(text), SHA_A, text=text)
+    assert a.sha256 == b.sha256 and a.created_at.tzinfo is UTC
+    assert [p.name for p in store.blobs.root.rglob("*") if p.is_file()] == [f"{SHA_A}.txt"]
+    assert await store.documents.read(a.id, start=1, length=4) == "éllo"
+
+    with pytest.raises(Conflict, match="a.md"):
+        await store.documents.add(s1.id, "a.md", "text", 1, 1, SHA_B, text="b")
+    assert not store.blobs.exists(SHA_B)  # the refused document's blob did not linger
+    with pytest.raises(ValueError, match="kind"):
+        await store.documents.add(s1.id, "x.doc", "word", 1, 1, SHA_A)
+    with pytest.raises(NotFound, match="blob"):
+        await store.documents.add(s1.id, "c.txt", "text", 1, 1, SHA_B)  # blob never stored
+
+    assert (await store.documents.get_by_name(s2.id, "copy.md")).id == b.id
+    assert [d.name for d in await store.documents.list(s1.id)] == ["a.md"]
+    await store.documents.delete(a.id)
+    assert store.blobs.exists(SHA_A)  # still used by the copy
+    await store.documents.delete(b.id)
+    assert not store.blobs.exists(SHA_A)
+    assert await store.documents.list(s1.id) == []
+
+    store.blobs.put(SHA_B, "orphan left by a crash")
+    await store.documents.add(s1.id, "kept.txt", "text", 4, 4, SHA_A, text="kept")
+    assert await store.documents.gc_blobs() == 1
+    assert not store.blobs.exists(SHA_B) and store.blobs.exists(SHA_A)
+
+
+async def test_memory_blocks_set_and_get(store: Store) -> None:
+    session = await store.sessions.create()
+    assert await store.memory.get_all(session.id) == {}
+    await store.memory.set(session.id, "persona", "a careful analyst")
+    await store.memory.set(session.id, "scratchpad", "v1")
+    await store.memory.set(session.id, "scratchpad", "v2")
+    assert await store.memory.get_all(session.id) == {
+        "persona": "a careful analyst", "scratchpad": "v2"}
+    with pytest.raises(ValueError, match="label"):
+        await store.memory.set(session.id, "diary", "x")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+async def test_unknown_ids_raise_not_found(store: Store) -> None:
+    calls = {
+        "session": [
+            store.sessions.get("nope"), store.sessions.rename("nope", "t"),
+            store.sessions.archive("nope"), store.sessions.delete("nope"),
+            store.sessions.touch("nope"), store.turns.start("nope", "m"),
+            store.turns.list("nope"), store.documents.list("nope"),
+            store.documents.add("nope", "n", "text", 1, 1, SHA_A, text="a"),
+            store.memory.get_all("nope"), store.memory.set("nope", "human", "v"),
+        ],
+        "turn": [
+            store.turns.get("nope"), store.turns.finish("nope", "done"),
+            store.turns.set_pending("nope", {}), store.turns.get_pending("nope"),
+            store.events.list("nope"), store.events.last_seq("nope"),
+            store.events.append_many("nope", [{"seq": 1, "type": "x"}]),
+        ],
+        "document": [store.documents.get("nope"), store.documents.delete("nope"),
+                     store.documents.read("nope")],
+        "user": [store.sessions.create("t", user_id="nope")],
+    }
+    for kind, coroutines in calls.items():
+        for coroutine in coroutines:
+            with pytest.raises(NotFound) as info:
+                await coroutine
+            assert info.value.kind == kind, coroutine
+            assert info.value.id == "nope" and str(info.value) == f"no {kind} with id 'nope'"
+    with pytest.raises(NotFound, match="document"):
+        await store.documents.get_by_name((await store.sessions.create()).id, "missing.txt")
+
+
+# --- SQLite specifics and the command line ------------------------------------------------------
+
+async def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
+    async with Store(None, tmp_path) as store:
+        await store.upgrade()
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    assert (tmp_path / "fleet.db").is_file()
+
+
+def test_fleet_db_upgrade_creates_the_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FLEET_DATABASE_URL"}
+    env.update(FLEET_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
+    fleet = [sys.executable, "-m", "fleet_rlm.cli", "db"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*fleet, *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "empty" in run("current")
+    assert "revision 0001" in run("upgrade")
+    database = tmp_path / "data" / "fleet.db"
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert TABLES <= names
+        assert conn.execute("SELECT id FROM users").fetchall() == [("local",)]
+    assert "revision 0001" in run("current")
+    assert "empty" in run("downgrade", "base")
