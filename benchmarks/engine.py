@@ -1,0 +1,303 @@
+"""Engine benchmark: fleet-rlm's RecursiveRLM against dspy's stock dspy.RLM (Deno + Pyodide).
+
+    uv run --group bench python benchmarks/engine.py [--repeat N] [--quick]
+
+Both engines play the same scripted root-model replies from one local scripted LM server, in
+one process, case by case and side by side; the table shows medians and ratios.
+"""
+
+# ruff: noqa: E402 - litellm reads LITELLM_LOCAL_MODEL_COST_MAP when it is first imported
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no cost-map download
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dspy
+from _stock import StockUnavailable, stock_factory
+from dspy.primitives.python_interpreter import PythonInterpreter
+from rich.console import Console
+from rich.table import Table
+
+from fleet_rlm.config import Settings
+from fleet_rlm.engine.rlm import BATCH_WORKERS, RecursiveRLM
+from fleet_rlm.testing import dspy_reply
+
+# The server writes headers and body in two sends on a keep-alive socket; without TCP_NODELAY
+# every reply then waits ~40 ms for the client's delayed ACK, a cost no real provider has.
+SERVE = """import sys
+from fleet_rlm.testing import scripted_lm
+scripted_lm._Handler.disable_nagle_algorithm = True
+scripted_lm.main(sys.argv[1:])
+"""
+
+MB = 1 << 20
+SIGNATURE = "context, question -> answer"
+FANOUT, DELAY_S, STOCK_WORKERS = 64, 0.2, 8  # stock dspy.RLM's llm_query_batched uses 8 workers
+IDEAL_FANOUT_S = FANOUT / BATCH_WORKERS * DELAY_S
+NEEDLE = "the secret word is PAPAYA"
+
+BIG = [  # iteration K's code; the last one submits
+    "print(len(context))",
+    "print(context[:300])",
+    "print(context.count('lorem'))",
+    f"pos = context.find({NEEDLE!r})\nprint(pos, context[pos:pos + 40])",
+    "SUBMIT(answer=context[pos:pos + 40].splitlines()[0].split()[-1])",
+]
+FAN = [
+    f"answers = llm_query_batched([f'item {{i}}' for i in range({FANOUT})])\nprint(len(answers))",
+    "SUBMIT(answer=str(len(answers)))",
+]
+TRIVIAL = [f"x = {k}\nprint(x)" for k in range(1, 10)] + ["SUBMIT(answer=str(x))"]
+
+
+def haystack(size: int) -> str:
+    line = "lorem ipsum dolor sit amet, consectetur adipiscing elit\n"
+    body = (line * (size // len(line) + 1))[:size - len(NEEDLE) - 1]
+    cut = body.rindex("\n", 0, 2 * len(body) // 3) + 1
+    return body[:cut] + NEEDLE + "\n" + body[cut:]
+
+
+def script(codes: list[str]) -> list[dict]:
+    steps = [{"model": "root", "match": rf"\[\[ ## iteration ## \]\]\n{k}/",
+              "reply": dspy_reply(reasoning=f"Step {k}.", code=code)}
+             for k, code in enumerate(codes, 1)]
+    return steps + [{"model": "sub", "match": r"^item \d+$", "reply": "ok",
+                     "delay_ms": round(DELAY_S * 1000)}]
+
+
+@contextmanager
+def script_server(rules: list[dict]) -> Iterator[str]:
+    """The scripted LM server in its own process, as a provider would be: it must not compete
+    with the engine for this process's GIL. Yields its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "script.json")
+        path.write_text(json.dumps(rules))
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, "--script", str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            url = proc.stdout.readline().strip()
+            check("server", url.startswith("http://"), f"did not start: {url!r}")
+            yield url
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            stats = json.load(opener.open(url + "/_stats"))
+            check("server", not stats["unexpected"], str(stats["unexpected_calls"]))
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def bare_fanout(api_base: str, threads: int) -> float:
+    """The same batch straight through dspy.LM on a thread pool: the floor under both engines."""
+    lm = dspy.LM("openai/sub", api_base=api_base, api_key="x", cache=False)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lm, [f"item {i}" for i in range(FANOUT)]))
+    return time.perf_counter() - started
+
+
+@dataclass
+class Sample:
+    wall: float  # the whole run, sandbox start and shutdown included
+    calls: list[tuple[float, float]]  # (end as Unix time, latency) of each root model call
+    cells: dict[str, float] = field(default_factory=dict)  # code -> wall time of its execute()
+
+    @property
+    def lm(self) -> float:
+        return sum(latency for _, latency in self.calls)
+
+    @property
+    def overhead(self) -> float:
+        return self.wall - self.lm
+
+    @property
+    def steady(self) -> float:
+        """Per iteration from the first model reply to the last: sandbox start left out."""
+        between = self.calls[-1][0] - self.calls[0][0] - sum(lat for _, lat in self.calls[1:])
+        return between / (len(self.calls) - 1)
+
+
+def run_ours(api_base: str, codes: list[str], inputs: dict, expect: str) -> Sample:
+    settings = Settings(root_model="openai/root", sub_model="openai/sub", api_base=api_base,
+                        max_iterations=len(codes))
+    started = time.perf_counter()
+    out = RecursiveRLM(SIGNATURE, settings=settings)(**inputs)
+    wall = time.perf_counter() - started
+    check("ours", out.status == "ok" and out.answer == expect, f"{out.status} {out.error} "
+          f"{out.answer!r}")
+    calls = [(e.ts, e.latency_s) for e in out.events if e.type == "lm_call" and e.role == "root"]
+    cells, code, begun = {}, None, 0.0
+    for event in out.events:  # host time included: from the parsed action to its reported output
+        if event.type == "rlm_iteration":
+            code, begun = event.code, event.ts
+        elif event.type == "code_output":
+            cells[code] = event.ts - begun
+    return Sample(wall, calls, cells)
+
+
+class TimedLM(dspy.LM):
+    """dspy.LM that records (end, latency) of its calls, like our lm_call events."""
+
+    def __call__(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.calls.append((time.time(), time.perf_counter() - started))
+
+
+def run_stock(make: Callable, api_base: str, codes: list[str], inputs: dict,
+              expect: str) -> Sample:
+    cells: dict[str, float] = {}
+
+    def factory():
+        interpreter = make()
+        execute = interpreter.execute
+
+        def timed(code, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return execute(code, *args, **kwargs)
+            finally:
+                cells[code] = time.perf_counter() - started
+
+        interpreter.execute = timed
+        return interpreter
+
+    factory.execution_instructions = PythonInterpreter.execution_instructions
+    lm = TimedLM("openai/root", api_base=api_base, api_key="x", cache=False)
+    lm.calls = []
+    sub = dspy.LM("openai/sub", api_base=api_base, api_key="x", cache=False)
+    rlm = dspy.RLM(SIGNATURE, max_iters=len(codes), max_llm_calls=200, sub_lm=sub,
+                   interpreter_factory=factory)  # 200 = our default; stock's 50 < FANOUT
+    started = time.perf_counter()
+    with dspy.context(lm=lm):
+        out = rlm(**inputs)
+    wall = time.perf_counter() - started
+    check("stock", out.answer == expect, repr(out.answer))
+    return Sample(wall, lm.calls, cells)
+
+
+def check(engine: str, ok: bool, detail: str) -> None:
+    if not ok:
+        raise RuntimeError(f"{engine} run went off script: {detail}")
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def times(ratio: float) -> str:
+    return f"1/{1 / ratio:.3g}" if ratio < 1 else f"{ratio:.3g}x"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per engine and case")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 timed run per case")
+    args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
+    console = Console()
+    console.width = max(console.width, 132)  # a pipe gets 80 columns otherwise
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    notes = []
+    try:
+        stock: Callable | None = stock_factory()
+    except StockUnavailable as exc:
+        stock = None
+        notes.append(f"stock not measured: {exc}")
+
+    big = {"context": haystack(10 * MB), "question": "What is the secret word?"}
+    small = {"context": "a short context", "question": "How many?"}
+    cases = [("10 MB context, 5 iterations", BIG, big, "PAPAYA"),
+             (f"fan-out: {FANOUT} llm_query_batched @ {DELAY_S * 1e3:.0f} ms", FAN, small,
+              str(FANOUT)),
+             ("10 trivial iterations, 0 ms LM", TRIVIAL, small, "9")]
+    results: dict[str, tuple[list[Sample], list[Sample]]] = {}
+    for name, codes, inputs, expect in cases:
+        console.print(f"[dim]… {name}[/dim]")
+        with script_server(script(codes)) as url:
+            api_base, fan = url + "/v1", codes is FAN
+            ours_runs: list[Sample] = []
+            stock_runs: list[Sample] = []
+            for _ in range(repeat + 1):  # run 0 warms both up (imports, first sandbox) untimed
+                ours_runs.append(run_ours(api_base, codes, inputs, expect))
+                if fan:
+                    ours_runs[-1].cells["bare"] = bare_fanout(api_base, BATCH_WORKERS)
+                if stock is None:
+                    continue
+                try:
+                    stock_runs.append(run_stock(stock, api_base, codes, inputs, expect))
+                except Exception as exc:  # noqa: BLE001 - report, keep measuring ours
+                    notes.append(f"stock failed on {name}: {type(exc).__name__}: {exc}"[:400])
+                    stock = None
+                    continue
+                if fan:
+                    stock_runs[-1].cells["bare"] = bare_fanout(api_base, STOCK_WORKERS)
+        results[name] = (ours_runs[1:], stock_runs[1:])
+
+    def median(runs: list[Sample], pick: Callable[[Sample], float]) -> float | None:
+        return statistics.median(pick(s) for s in runs) if runs else None
+
+    table = Table(title="Engine: fleet-rlm RecursiveRLM (bubblewrap + CPython) vs stock dspy.RLM "
+                        "(Deno + Pyodide) — medians")
+    for column in ("case", "ours", "stock", "ours/stock", "goal", "result"):
+        table.add_column(column, justify="left" if column in ("case", "goal") else "right")
+
+    def row(label: str, runs: tuple[list[Sample], list[Sample]], pick: Callable[[Sample], float],
+            goal: str = "-", verdict: Callable[[float, float | None], str] | None = None) -> None:
+        a, b = median(runs[0], pick), median(runs[1], pick)
+        ratio = "-" if b is None else times(a / b)
+        table.add_row(label, fmt(a), fmt(b), ratio, goal, verdict(a, b) if verdict else "")
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "[bold red]MISSED[/bold red]"
+
+    big_runs, fan_runs, trivial_runs = results.values()
+    row("10 MB, 5 iterations: wall", big_runs, lambda s: s.wall, "ours <= 1/5 stock",
+        lambda a, b: "?" if b is None else met(a <= b / 5))
+    row("  minus root LM latency", big_runs, lambda s: s.overhead)
+    row("  exec: print(len(context))", big_runs, lambda s: s.cells[BIG[0]])
+    row(f"fan-out cell ({BATCH_WORKERS} vs {STOCK_WORKERS} workers)", fan_runs,
+        lambda s: s.cells[FAN[0]],
+        f"<= {1.15 * IDEAL_FANOUT_S:.2f} s (1.15x ideal {IDEAL_FANOUT_S:.1f} s)",
+        lambda a, b: f"{a / IDEAL_FANOUT_S:.3g}x ideal, " + met(a <= 1.15 * IDEAL_FANOUT_S))
+    row("  floor: bare dspy.LM, same threads", fan_runs, lambda s: s.cells["bare"],
+        verdict=lambda a, b: f"{a / IDEAL_FANOUT_S:.3g}x ideal")
+    row("overhead / iteration (10 iterations)", trivial_runs, lambda s: s.overhead / 10)
+    row("  same, sandbox start left out", trivial_runs, lambda s: s.steady)
+    row("  10 iterations: wall", trivial_runs, lambda s: s.wall)
+    row("  root LM latency / call", trivial_runs, lambda s: s.lm / 10)
+    console.print(table)
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    n = f"{len(big_runs[0])}/{len(big_runs[1])}"
+    console.print(
+        f"python {sys.version.split()[0]}, dspy {dspy.__version__}; n ours/stock = {n} timed runs "
+        "per case after one untimed warm-up. Wall includes sandbox start and shutdown. Cells are "
+        "the wall time of one execute() including host callbacks (ours: rlm_iteration to "
+        f"code_output event). Stock's ideal fan-out at {STOCK_WORKERS} workers is "
+        f"{FANOUT / STOCK_WORKERS * DELAY_S:.1f} s. Overhead = wall minus root LM call time; "
+        "'sandbox start left out' spans first to last root reply. The scripted LM server runs in "
+        "its own process with TCP_NODELAY.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
