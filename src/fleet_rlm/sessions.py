@@ -1,0 +1,329 @@
+"""Sessions as the CLI, the server and the MCP server use them: documents, turns run in worker
+threads, their events recorded in the store and fanned out live, ask_user pause/resume, cancel,
+and each session's persistent python sandbox with its workspace.
+
+This is a consumer of the engine: it writes the store from the event stream; the engine never
+sees the store (it gets a `SessionContext`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .budget import CancelToken
+from .config import Settings
+from .documents import extract
+from .engine.agent import DocumentInfo
+from .engine.turn import Exchange, Turn, TurnResult
+from .events import Event, EventStream, parse_event
+from .sandbox import Sandbox, create_sandbox
+from .store import Store
+from .store.models import Document
+
+log = logging.getLogger(__name__)
+
+WORKSPACE_DIRS = ("memory", "artifacts", "buffers", "meta")
+STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
+SUBSCRIBER_QUEUE = 2_000
+LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
+
+# Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
+# restart of the process; the others are listed as lost.
+SAVE_STATE = """
+import pickle as _p, types as _t, json as _j
+_keep, _lost = {}, []
+for _k, _v in list(globals().items()):
+    if _k.startswith('_') or isinstance(_v, _t.ModuleType) or callable(_v) and _k.isupper():
+        continue
+    try:
+        _p.dumps(_v); _keep[_k] = _v
+    except Exception:
+        _lost.append(_k)
+with open('/work/meta/namespace.pkl', 'wb') as _f:
+    _p.dump(_keep, _f)
+with open('/work/meta/lost.json', 'w') as _f:
+    _j.dump(sorted(_lost), _f)
+"""
+RESTORE_STATE = """
+import pickle as _p, os as _o
+if _o.path.exists('/work/meta/namespace.pkl'):
+    with open('/work/meta/namespace.pkl', 'rb') as _f:
+        globals().update(_p.load(_f))
+"""
+
+
+class Busy(RuntimeError):
+    """The session already has a turn in flight (running, or waiting on the user)."""
+
+
+class Overflow(RuntimeError):
+    """A subscriber fell behind: resume from its last seq."""
+
+    def __init__(self, last_seq: int) -> None:
+        super().__init__(f"too slow: resume from seq {last_seq}")
+        self.last_seq = last_seq
+
+
+@dataclass
+class LiveTurn:
+    """A turn executing now in this process."""
+
+    turn_id: str
+    session_id: str
+    cancel: CancelToken
+    done: asyncio.Future
+    subscribers: list[asyncio.Queue] = field(default_factory=list)
+    last_seq: int = 0
+    recorder: Any = None
+
+
+class StoreSession:
+    """The engine's SessionContext on the store; called from the turn's worker thread."""
+
+    def __init__(self, service: SessionService, session_id: str) -> None:
+        self.service, self.session_id = service, session_id
+
+    def _wait(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.service.loop).result()
+
+    def _docs(self) -> list[Document]:
+        return self._wait(self.service.store.documents.list(self.session_id))
+
+    def documents(self) -> list[DocumentInfo]:
+        return [DocumentInfo(d.name, d.kind, d.chars) for d in self._docs()]
+
+    def document_text(self, name: str) -> str:
+        for doc in self._docs():
+            if doc.name == name:
+                return self.service.store.blobs.read(doc.sha256)
+        raise KeyError(f"no document named {name!r}; have: {[d.name for d in self._docs()]}")
+
+    def memory(self) -> dict[str, str]:
+        return self._wait(self.service.store.memory.get_all(self.session_id))
+
+    def set_memory(self, label: str, value: str) -> None:
+        self._wait(self.service.store.memory.set(self.session_id, label, value))
+
+    def sandbox(self) -> Sandbox:
+        return self.service.session_sandbox(self.session_id)
+
+
+class SessionService:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store.from_settings(settings)
+        self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._summaries: dict[str, str] = {}
+        self.loop: asyncio.AbstractEventLoop
+
+    async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.store.open()
+        await self.store.upgrade()
+        recovered = await self.store.recover_crashed()
+        if recovered:
+            log.warning("%d turn(s) left running by a crash are marked interrupted", recovered)
+        self.user = await self.store.ensure_local_user()
+
+    async def close(self) -> None:
+        for live in list(self.live.values()):
+            live.cancel.cancel("the workspace is shutting down")
+        for live in list(self.live.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.done), 10)
+        for sandbox in self._sandboxes.values():
+            sandbox.close()
+        self._sandboxes.clear()
+        await self.store.close()
+
+    # -- sessions and documents --------------------------------------------------------------
+    async def create_session(self, title: str = "New session") -> Any:
+        return await self.store.sessions.create(title, tenant_id=self.user.tenant_id,
+                                                user_id=self.user.id)
+
+    async def add_document(self, session_id: str, name: str, data: bytes) -> Document:
+        """Extract text (DocumentError on bad input) and store it once by content hash."""
+        await self.store.sessions.get(session_id)
+        doc = await asyncio.to_thread(extract, name, data,
+                                      self.settings.max_document_mb * 1024 * 1024)
+        return await self.store.documents.add(session_id, doc.name, doc.kind, doc.size_bytes,
+                                              doc.chars, doc.sha256, text=doc.text)
+
+    def workspace(self, session_id: str) -> Path:
+        root = self.settings.data_dir / "workspaces" / session_id
+        for name in WORKSPACE_DIRS:
+            (root / name).mkdir(parents=True, exist_ok=True)
+        return root
+
+    def session_sandbox(self, session_id: str) -> Sandbox:
+        """The session's own python sandbox, alive across turns, restored after a restart."""
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is None:
+            sandbox = create_sandbox(self.settings, work_dir=self.workspace(session_id))
+            restored = sandbox.execute(RESTORE_STATE, timeout=60)
+            if not restored.ok:
+                log.warning("could not restore session %s variables: %s", session_id,
+                            restored.error_message)
+            self._sandboxes[session_id] = sandbox
+        return sandbox
+
+    def _save_state(self, session_id: str) -> None:
+        sandbox = self._sandboxes.get(session_id)
+        if sandbox is not None:
+            result = sandbox.execute(SAVE_STATE, timeout=60)
+            if not result.ok:
+                log.warning("could not save session %s variables: %s", session_id,
+                            result.error_message)
+
+    def lost_variables(self, session_id: str) -> list[str]:
+        path = self.workspace(session_id) / "meta" / "lost.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    async def delete_session(self, session_id: str) -> None:
+        if await self.store.turns.running_for_session(session_id):
+            raise Busy(f"session {session_id} has a turn in flight; cancel it first")
+        sandbox = self._sandboxes.pop(session_id, None)
+        if sandbox is not None:
+            sandbox.close()
+        await self.store.sessions.delete(session_id)
+
+    # -- turns -------------------------------------------------------------------------------
+    async def send(self, session_id: str, message: str,
+                   limits: dict[str, Any] | None = None) -> LiveTurn:
+        """Start a turn. One turn at a time per session: a second message gets Busy."""
+        await self.store.sessions.get(session_id)
+        self.with_limits(limits)  # bad overrides fail before a turn is recorded
+        if not message.strip():
+            raise ValueError("the message is empty")
+        if await self.store.turns.running_for_session(session_id):
+            raise Busy(f"session {session_id} already has a turn in flight")
+        turn = await self.store.turns.start(session_id, message)
+        return await self._launch(turn.id, session_id, message, limits, None, None, 0)
+
+    async def reply(self, turn_id: str, text: str) -> LiveTurn:
+        """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
+        turn = await self.store.turns.get(turn_id)
+        if turn.status != "waiting" or not turn.pending:
+            raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
+        if turn_id in self.live:
+            raise Busy(f"turn {turn_id} is already resuming")
+        pending = turn.pending
+        await self.store.turns.set_pending(turn_id, None)
+        start_seq = await self.store.events.last_seq(turn_id)
+        return await self._launch(turn_id, turn.session_id, turn.user_message,
+                                  pending.get("limits"), pending, text, start_seq)
+
+    def with_limits(self, limits: dict[str, Any] | None) -> Settings:
+        """The settings with a message's budget overrides, validated."""
+        unknown = set(limits or {}) - LIMIT_KEYS
+        if unknown:
+            raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
+        return type(self.settings).model_validate({**self.settings.model_dump(), **(limits or {})})
+
+    def cancel(self, turn_id: str) -> bool:
+        live = self.live.get(turn_id)
+        if live is None:
+            return False
+        live.cancel.cancel("cancelled by the user")
+        return True
+
+    async def _launch(self, turn_id: str, session_id: str, message: str,
+                      limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
+                      start_seq: int) -> LiveTurn:
+        from .store.recorder import EventRecorder
+
+        settings = self.with_limits(limits)
+        history = [Exchange(t.user_message, t.answer or "")
+                   for t in await self.store.turns.list(session_id)
+                   if t.status == "done" and t.id != turn_id]
+        live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
+                        last_seq=start_seq)
+        recorder = live.recorder = EventRecorder(self.store, turn_id, loop=self.loop)
+        stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
+                             start_seq=start_seq)
+        turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
+                    summary=self._summaries.get(session_id), cancel=live.cancel)
+        self.live[turn_id] = live
+
+        def run() -> TurnResult:
+            result = turn.run(resume=resume, reply=reply)
+            self._save_state(session_id)
+            return result
+
+        async def finish() -> None:
+            try:
+                result = await asyncio.to_thread(run)
+                await recorder.close()
+                if result.summary:
+                    self._summaries[session_id] = result.summary
+                usage = result.usage.model_dump(mode="json") if result.usage else None
+                if result.status == "waiting":
+                    await self.store.turns.set_pending(
+                        turn_id, {**(result.pending or {}), "question": result.question,
+                                  "limits": limits})
+                else:
+                    await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
+                                                  answer=result.answer, usage=usage,
+                                                  error=result.error)
+                live.done.set_result(result)
+            except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
+                log.exception("turn %s failed", turn_id)
+                with contextlib.suppress(Exception):
+                    await self.store.turns.finish(turn_id, "failed", error=repr(exc))
+                live.done.set_exception(exc)
+            finally:
+                self.live.pop(turn_id, None)
+                for queue in live.subscribers:
+                    queue.put_nowait(None)
+
+        self.loop.create_task(finish())
+        return live
+
+    def _fan_out(self, live: LiveTurn, event: Event) -> None:
+        self.loop.call_soon_threadsafe(self._deliver, live, event)
+
+    @staticmethod
+    def _deliver(live: LiveTurn, event: Event) -> None:
+        live.last_seq = event.seq
+        for queue in list(live.subscribers):
+            if queue.full():  # a slow client never slows the turn: it resumes from the store
+                live.subscribers.remove(queue)
+                queue.get_nowait()
+                queue.put_nowait(Overflow(event.seq - 1))
+            else:
+                queue.put_nowait(event)
+
+    async def events(self, turn_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Every event of a turn after `after_seq`: the store's record, then live ones until the
+        turn stops. Never re-runs anything. Raises Overflow if the consumer falls behind."""
+        live = self.live.get(turn_id)
+        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+        if live is not None:
+            live.subscribers.append(queue)
+        try:
+            if live is not None:  # what was emitted before we subscribed is in the store
+                await live.recorder.flush()
+            seen = after_seq
+            for record in await self.store.events.list(turn_id, after_seq=after_seq):
+                event = parse_event(record.payload)
+                seen = event.seq
+                yield event
+            if live is None:
+                return
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Overflow):
+                    raise item
+                if item.seq > seen:
+                    seen = item.seq
+                    yield item
+        finally:
+            if live is not None and queue in live.subscribers:
+                live.subscribers.remove(queue)
