@@ -1,0 +1,62 @@
+"""`fleet sandbox exec` and `fleet doctor` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FLEET = Path(sys.executable).with_name("fleet")
+
+
+def fleet(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    return subprocess.run([str(FLEET), *args], input=stdin, text=True, capture_output=True,
+                          env={**clean, **env}, timeout=120)
+
+
+def test_exec_from_stdin_prints_output_and_succeeds():
+    done = fleet("sandbox", "exec", stdin="x = 6 * 7\nprint('answer', x)\nx\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "answer 42\n42\n"
+
+
+def test_exec_json_reports_the_error_with_its_line(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("a = 1\nb = [1, 2][5]\n")
+    done = fleet("sandbox", "exec", str(script), "--json")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["error_type"] == "IndexError"
+    assert result["error_line"] == 2
+    assert 'File "<cell-1>", line 2' in result["traceback"]
+    assert result["timed_out"] is False and result["duration_s"] >= 0
+
+
+def test_exec_timeout_is_reported():
+    done = fleet("sandbox", "exec", "--json", "--timeout", "1", stdin="while True: pass\n")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["timed_out"] is True and result["error_type"] == "TimeoutError"
+
+
+def test_exec_of_a_missing_file_is_a_clear_error(tmp_path):
+    done = fleet("sandbox", "exec", str(tmp_path / "nope.py"))
+    assert done.returncode == 1
+    assert "cannot read" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unsafe_local_runs_without_isolation_and_says_so():
+    done = fleet("sandbox", "exec", stdin="import os\nprint(os.path.exists('/etc/passwd'))\n",
+                 FLEET_SANDBOX="unsafe-local")
+    assert done.returncode == 0
+    assert done.stdout == "True\n"  # the host's files: no isolation
+    assert "WITHOUT isolation" in done.stderr
+
+
+def test_doctor_checks_the_sandbox():
+    done = fleet("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bubblewrap sandbox works" in done.stdout
