@@ -60,3 +60,12 @@ def test_doctor_checks_the_sandbox():
     done = fleet("doctor")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "bubblewrap sandbox works" in done.stdout
+
+
+def test_without_bubblewrap_the_sandbox_refuses_and_says_how_to_fix_it(tmp_path):
+    done = fleet("sandbox", "exec", stdin="print(1)\n", PATH=str(tmp_path))
+    assert done.returncode == 1
+    assert "apt-get install -y bubblewrap" in done.stderr
+    assert "FLEET_SANDBOX=unsafe-local" in done.stderr
+    doctor = fleet("doctor", PATH=str(tmp_path))
+    assert doctor.returncode == 1 and "bubblewrap" in doctor.stdout
