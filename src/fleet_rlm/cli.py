@@ -84,6 +84,51 @@ def doctor() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
+daytona_app = typer.Typer(help="Daytona sandboxes (FLEET_SANDBOX=daytona; DAYTONA_API_KEY).",
+                          no_args_is_help=True)
+app.add_typer(daytona_app, name="daytona")
+
+
+@daytona_app.command("snapshot")
+def daytona_snapshot() -> None:
+    """Create the snapshot sandboxes start from: Python with this version of the driver."""
+    from .sandbox import SandboxError
+    from .sandbox.daytona import create_snapshot
+
+    try:
+        name, created = create_snapshot(Settings(), on_logs=lambda line: err.print(escape(line)))
+    except SandboxError as exc:
+        err.print(f"[red]daytona error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"{'created' if created else 'already there'}: {name}")
+    console.print(f"use it with: export FLEET_DAYTONA_SNAPSHOT={name}")
+
+
+@daytona_app.command("gc")
+def daytona_gc(
+    turns: Annotated[list[str] | None, typer.Argument(
+        help="Ids of finished turns whose sandboxes to delete; none: every fleet-rlm sandbox.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask before deleting all.")
+                   ] = False,
+) -> None:
+    """Delete fleet-rlm sandboxes left on Daytona."""
+    from .sandbox import SandboxError
+    from .sandbox.daytona import gc
+
+    if not turns and not yes:
+        typer.confirm("Delete every fleet-rlm sandbox of this Daytona organisation, including "
+                      "those of turns still running?", abort=True)
+    try:
+        deleted = gc(Settings(), turns or None)
+    except SandboxError as exc:
+        err.print(f"[red]daytona error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    for sandbox_id in deleted:
+        console.print(f"deleted {sandbox_id}")
+    console.print(f"{len(deleted)} sandbox{'es' if len(deleted) != 1 else ''} deleted")
+
+
 @app.command("run")
 def run_command(
     question: Annotated[str, typer.Argument(help="The question to answer.")],

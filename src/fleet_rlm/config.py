@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SandboxBackend = Literal["local", "unsafe-local", "daytona"]
@@ -31,6 +31,29 @@ class Settings(BaseSettings):
     exec_timeout_s: float = Field(60.0, gt=0)
     exec_kill_grace_s: float = Field(2.0, gt=0)
     max_output_chars: int = Field(100_000, gt=0)
+
+    # FLEET_SANDBOX=daytona. The key, URL and target also read Daytona's own variable names.
+    daytona_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("fleet_daytona_api_key", "daytona_api_key"),
+        description="Daytona API key (FLEET_DAYTONA_API_KEY or DAYTONA_API_KEY).")
+    daytona_api_url: str | None = Field(
+        None, validation_alias=AliasChoices("fleet_daytona_api_url", "daytona_api_url"),
+        description="Daytona API URL; default https://app.daytona.io/api.")
+    daytona_target: str | None = Field(
+        None, validation_alias=AliasChoices("fleet_daytona_target", "daytona_target"),
+        description="Daytona region (e.g. us, eu); default: the organisation's.")
+    daytona_snapshot: str | None = Field(
+        None, description="Snapshot sandboxes start from (`fleet daytona snapshot` makes one "
+        "carrying the driver); default: Daytona's default snapshot, driver uploaded at start.")
+    daytona_auto_stop_minutes: int = Field(
+        30, gt=0, description="Idle minutes before Daytona stops a sandbox; never less than the "
+        "turn's wall limit, since a sandbox waiting on a child run looks idle.")
+    daytona_auto_delete_minutes: int = Field(
+        0, ge=0, description="Minutes a stopped sandbox is kept before deletion (0: at once).")
+    daytona_network_block_all: bool = Field(
+        True, description="Block all network access from Daytona sandboxes.")
+    daytona_create_timeout_s: float = Field(
+        120.0, gt=0, description="Seconds to wait for a Daytona sandbox to start.")
 
     max_depth: int = Field(2, ge=0)
     max_iterations: int = Field(20, gt=0)

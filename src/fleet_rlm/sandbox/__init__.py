@@ -16,6 +16,10 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None) -> Sandbox:
         from .local import LocalSandbox
 
         return LocalSandbox(settings, work_dir=work_dir)
+    if settings.sandbox == "daytona":
+        from .daytona import DaytonaSandbox
+
+        return DaytonaSandbox(settings)
     raise SandboxError(
         f"sandbox backend {settings.sandbox!r} is not available in this version; "
         "use FLEET_SANDBOX=local")

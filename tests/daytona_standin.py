@@ -1,0 +1,544 @@
+"""A local stand-in of the Daytona HTTP API, for tests of the Daytona backend.
+
+It serves the endpoints that fleet-rlm's Daytona backend reaches through the real SDK (read from
+the SDK's generated clients, `daytona_api_client` and `daytona_toolbox_api_client`):
+
+  control plane, {api_url} = http://127.0.0.1:PORT/api
+    POST   /sandbox                 create (body parsed as CreateSandbox)
+    GET    /sandbox/{id}            state ("starting" for the first polls, if asked to)
+    DELETE /sandbox/{id}
+    GET    /sandbox?labels=...      list (ListSandboxesResponse)
+    POST   /snapshots, GET /snapshots/{id or name}
+    WS     /socket.io/              refused, so the SDK watches states by polling
+  toolbox, {toolboxProxyUrl}/{sandbox id} = http://127.0.0.1:PORT/toolbox/{id}
+    GET    /work-dir
+    POST   /files/bulk-upload       multipart, parent directories created like the daemon does
+    POST   /process/session                              create a session
+    POST   /process/session/{s}/exec                     start a command (runAsync only)
+    POST   /process/session/{s}/command/{c}/input        write to the command's stdin
+    WS     /process/session/{s}/command/{c}/logs?follow=true    its prefixed output
+    GET    /process/session/{s}/command/{c}              its exit code
+    DELETE /process/session/{s}                          kill its commands
+
+Requests are parsed and replies built with the SDK's own pydantic models. Any other request is
+recorded in `unexpected` and answered 404. Each sandbox is a directory on this machine and each
+session command a local subprocess under /bin/sh, so the driver really runs (`python3 -I
+driver.py`, no bubblewrap). As in the daemon, output reaches the log one line at a time, each
+line prefixed with \\x01\\x01\\x01 (stdout) or \\x02\\x02\\x02 (stderr), and input is echoed into
+the log unless suppressInputEcho. A snapshot's files (from its Dockerfile's
+`echo BASE64 | base64 -d > PATH`) are placed under the sandbox's directory, and commands that
+name those paths are pointed there.
+
+`fail(method, path, status, message)` makes the next matching request fail. `created`,
+`deleted` and `live()` count sandboxes, so a test can check that none leaked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from daytona_api_client.models import (
+    CreateSandbox,
+    CreateSnapshot,
+    ListSandboxesResponse,
+    Sandbox,
+    SandboxListItem,
+    SandboxState,
+    SnapshotDto,
+    SnapshotState,
+    ToolboxProxyUrl,
+)
+from daytona_toolbox_api_client.models import (
+    Command,
+    CreateSessionRequest,
+    SessionExecuteRequest,
+    SessionExecuteResponse,
+    SessionSendInputRequest,
+    WorkDirResponse,
+)
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+
+STDOUT_PREFIX = b"\x01\x01\x01"
+STDERR_PREFIX = b"\x02\x02\x02"
+TARGETS = ("us", "eu")
+IMAGE_FILE = re.compile(r"echo ([A-Za-z0-9+/=]+) \| base64 -d > (\S+)")
+
+
+@dataclass
+class StandInCommand:
+    id: str
+    command: str
+    process: subprocess.Popen
+    suppress_echo: bool
+    log: bytearray = field(default_factory=bytearray)
+    exit_code: int | None = None
+    drops: int = 0  # bumped to cut the log streams open at that moment
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def append(self, data: bytes) -> None:
+        with self.changed:
+            self.log += data
+            self.changed.notify_all()
+
+    def finish(self, code: int) -> None:
+        with self.changed:
+            if self.exit_code is None:
+                self.exit_code = code
+            self.changed.notify_all()
+
+    def read_from(self, offset: int, drops: int, timeout: float) -> tuple[bytes, bool, bool]:
+        """(new log bytes, command ended, stream to be dropped)."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.log) > offset or self.exit_code is not None
+                                  or self.drops != drops, timeout)
+            return bytes(self.log[offset:]), self.exit_code is not None, self.drops != drops
+
+    def drop_streams(self) -> None:
+        with self.changed:
+            self.drops += 1
+            self.changed.notify_all()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+
+
+@dataclass
+class StandInSandbox:
+    dto: Sandbox
+    root: Path
+    work_dir: Path
+    image: dict[str, Path]
+    polls_left: int
+    sessions: dict[str, dict[str, StandInCommand]] = field(default_factory=dict)
+    deleted: bool = False
+
+    def commands(self) -> list[StandInCommand]:
+        return [c for session in self.sessions.values() for c in session.values()]
+
+
+@dataclass
+class _Failure:
+    method: str
+    path: re.Pattern
+    status: int
+    message: str
+    times: int
+    headers: dict[str, str]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def _reply(model: Any) -> JSONResponse:
+    """A reply as the SDK's model serialises it (dates as ISO strings)."""
+    return JSONResponse(jsonable_encoder(model.to_dict()))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"statusCode": status, "message": message, "error": message},
+                        status_code=status, headers=headers)
+
+
+class DaytonaStandIn:
+    def __init__(self, api_key: str = "standin-key", *, polls_until_started: int = 0) -> None:
+        """`polls_until_started`: how many times a new sandbox answers "starting" first."""
+        self.api_key = api_key
+        self.polls_until_started = polls_until_started
+        self.sandboxes: dict[str, StandInSandbox] = {}
+        self.snapshots: dict[str, SnapshotDto] = {}
+        self.snapshot_files: dict[str, dict[str, bytes]] = {}
+        self.create_requests: list[CreateSandbox] = []
+        self.requests: list[str] = []
+        self.unexpected: list[str] = []
+        self.created = self.deleted = 0
+        self._failures: list[_Failure] = []
+        self._lock = threading.RLock()
+        self._root = Path(tempfile.mkdtemp(prefix="daytona-standin-"))
+        self._waiters = ThreadPoolExecutor(64, thread_name_prefix="standin-logs")
+        self.app = self._build_app()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> DaytonaStandIn:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        daemon=True, name="daytona-standin")
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the Daytona stand-in did not start")
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            for box in self.sandboxes.values():
+                for command in box.commands():
+                    command.kill()
+                    command.finish(-9)
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._waiters.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> DaytonaStandIn:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    # -- for tests --------------------------------------------------------------------------
+    def fail(self, method: str, path: str, status: int, message: str = "injected failure", *,
+             times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """The next `times` requests whose path matches the regex `path` get `status`."""
+        with self._lock:
+            self._failures.append(_Failure(method, re.compile(path), status, message, times,
+                                           headers or {}))
+
+    def live(self) -> list[str]:
+        with self._lock:
+            return [i for i, box in self.sandboxes.items() if not box.deleted]
+
+    def running_commands(self, sandbox_id: str) -> list[StandInCommand]:
+        with self._lock:
+            return [c for c in self.sandboxes[sandbox_id].commands() if c.exit_code is None]
+
+    def count(self, pattern: str) -> int:
+        """How many requests matched the regex `pattern` ("METHOD /path")."""
+        return sum(1 for r in self.requests if re.search(pattern, r))
+
+    # -- the app ----------------------------------------------------------------------------
+    def _take_failure(self, method: str, path: str) -> _Failure | None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.times > 0 and failure.method == method and failure.path.search(path):
+                    failure.times -= 1
+                    return failure
+        return None
+
+    def _box(self, sandbox_id: str) -> StandInSandbox | None:
+        with self._lock:
+            box = self.sandboxes.get(sandbox_id)
+            return None if box is None or box.deleted else box
+
+    def _build_app(self) -> FastAPI:  # noqa: C901 - one closure per endpoint
+        app = FastAPI()
+        toolbox = "/toolbox/{sandbox_id}"
+
+        @app.middleware("http")
+        async def gate(request: Request, call_next: Any) -> Response:
+            path = request.url.path
+            self.requests.append(f"{request.method} {path}")
+            if request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return _error(401, "Invalid credentials")
+            failure = self._take_failure(request.method, path)
+            if failure is not None:
+                return _error(failure.status, failure.message, failure.headers)
+            return await call_next(request)
+
+        # -- control plane ------------------------------------------------------------------
+        @app.post("/api/sandbox")
+        async def create_sandbox(request: Request) -> Response:
+            body = await request.json()
+            spec = CreateSandbox.from_dict(body)
+            if spec.additional_properties:
+                self.unexpected.append(f"create fields {sorted(spec.additional_properties)}")
+            if spec.target is not None and spec.target not in TARGETS:
+                return _error(400, f"Region {spec.target!r} is not available to the "
+                              "organization")
+            if spec.snapshot is not None and spec.snapshot not in self.snapshots:
+                return _error(404, f"Snapshot {spec.snapshot} not found")
+            sandbox_id = str(uuid.uuid4())
+            root = self._root / sandbox_id
+            work_dir = root / "home" / "daytona"
+            work_dir.mkdir(parents=True)
+            image = {}
+            for path, content in self.snapshot_files.get(spec.snapshot or "", {}).items():
+                local = root / "image" / path.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(content)
+                image[path] = local
+            dto = Sandbox(
+                id=sandbox_id, organization_id="org-standin", name=sandbox_id,
+                snapshot=spec.snapshot or "daytonaio/sandbox:standin", user="daytona",
+                env=spec.env or {}, labels=spec.labels or {}, public=bool(spec.public),
+                network_block_all=bool(spec.network_block_all), kvm=False,
+                target=spec.target or "us", cpu=1, gpu=0, memory=1, disk=3,
+                state=SandboxState.STARTING if self.polls_until_started else SandboxState.STARTED,
+                auto_stop_interval=spec.auto_stop_interval,
+                auto_delete_interval=spec.auto_delete_interval,
+                toolbox_proxy_url=f"http://127.0.0.1:{self.port}/toolbox",
+                created_at=_now(), updated_at=_now())
+            with self._lock:
+                self.create_requests.append(spec)
+                self.sandboxes[sandbox_id] = StandInSandbox(dto, root, work_dir, image,
+                                                            self.polls_until_started)
+                self.created += 1
+            return _reply(dto)
+
+        @app.get("/api/sandbox/{sandbox_id}")
+        def get_sandbox(sandbox_id: str) -> Response:
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
+            if box.polls_left == 0:
+                box.dto.state = SandboxState.STARTED
+            box.polls_left = max(0, box.polls_left - 1)
+            return _reply(box.dto)
+
+        @app.delete("/api/sandbox/{sandbox_id}")
+        def delete_sandbox(sandbox_id: str) -> Response:
+            with self._lock:
+                box = self._box(sandbox_id)
+                if box is None:
+                    return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
+                box.deleted = True
+                self.deleted += 1
+            for command in box.commands():
+                command.kill()
+                command.finish(-9)
+            shutil.rmtree(box.root, ignore_errors=True)
+            box.dto.state = SandboxState.DESTROYING
+            return _reply(box.dto)
+
+        @app.get("/api/sandbox")
+        def list_sandboxes(labels: str | None = None) -> Response:
+            wanted = json.loads(labels) if labels else {}
+            with self._lock:
+                boxes = [b for b in self.sandboxes.values() if not b.deleted
+                         and wanted.items() <= b.dto.labels.items()]
+            items = [SandboxListItem.from_dict(b.dto.to_dict()) for b in boxes]
+            return _reply(ListSandboxesResponse(items=items, next_cursor=None))
+
+        @app.get("/api/sandbox/{sandbox_id}/toolbox-proxy-url")
+        def toolbox_proxy_url(sandbox_id: str) -> Response:
+            return _reply(ToolboxProxyUrl(url=f"http://127.0.0.1:{self.port}/toolbox"))
+
+        @app.post("/api/snapshots")
+        async def create_snapshot(request: Request) -> Response:
+            spec = CreateSnapshot.from_dict(await request.json())
+            if spec.name in self.snapshots:
+                return _error(409, f"Snapshot with name {spec.name} already exists")
+            dockerfile = spec.build_info.dockerfile_content if spec.build_info else ""
+            files = {path: base64.b64decode(data)
+                     for data, path in IMAGE_FILE.findall(dockerfile)}
+            snapshot = SnapshotDto(
+                id=str(uuid.uuid4()), general=False, name=spec.name, state=SnapshotState.PENDING,
+                size=None, entrypoint=None, cpu=1, gpu=0, mem=1, disk=3, error_reason=None,
+                created_at=_now(), updated_at=_now(), last_used_at=None, source_sandbox_id=None)
+            with self._lock:
+                self.snapshots[spec.name] = snapshot
+                self.snapshot_files[spec.name] = files
+            return _reply(snapshot)
+
+        @app.get("/api/snapshots/{id_or_name}")
+        def get_snapshot(id_or_name: str) -> Response:
+            for snapshot in self.snapshots.values():
+                if id_or_name in (snapshot.id, snapshot.name):
+                    reply = _reply(snapshot)
+                    snapshot.state = SnapshotState.ACTIVE  # built by the next poll
+                    return reply
+            return _error(404, f"Snapshot {id_or_name} not found")
+
+        @app.websocket("/api/socket.io/")
+        async def events(websocket: WebSocket) -> None:
+            self.requests.append("WS /api/socket.io/")
+            await websocket.close(code=1008)
+
+        # -- toolbox ------------------------------------------------------------------------
+        @app.get(toolbox + "/work-dir")
+        def work_dir(sandbox_id: str) -> Response:
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, "sandbox not found")
+            return _reply(WorkDirResponse(dir=str(box.work_dir)))
+
+        @app.post(toolbox + "/files/bulk-upload")
+        async def upload(sandbox_id: str, request: Request) -> Response:
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, "sandbox not found")
+            form = await request.form()
+            written = []
+            for key, value in form.multi_items():
+                if not key.endswith(".path"):
+                    continue
+                target = Path(str(value))
+                if not target.is_absolute() or not target.resolve().is_relative_to(box.root):
+                    return _error(400, f"{target}: outside the sandbox")
+                data = await form[key.removesuffix(".path") + ".file"].read()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                written.append({"path": str(target), "bytes": len(data)})
+            return JSONResponse({"files": written})
+
+        @app.post(toolbox + "/process/session")
+        async def create_session(sandbox_id: str, request: Request) -> Response:
+            spec = CreateSessionRequest.from_dict(await request.json())
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, "sandbox not found")
+            if spec.session_id in box.sessions:
+                return _error(409, "session already exists")
+            box.sessions[spec.session_id] = {}
+            return Response(status_code=201)
+
+        @app.post(toolbox + "/process/session/{session_id}/exec")
+        async def execute(sandbox_id: str, session_id: str, request: Request) -> Response:
+            spec = SessionExecuteRequest.from_dict(await request.json())
+            box = self._box(sandbox_id)
+            if box is None or session_id not in box.sessions:
+                return _error(404, "session not found")
+            if not spec.run_async:
+                self.unexpected.append("synchronous session command")
+                return _error(400, "the stand-in runs asynchronous commands only")
+            command_line = spec.command
+            for path, local in box.image.items():
+                command_line = command_line.replace(path, str(local))
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", command_line], cwd=box.work_dir, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(box.work_dir), "LANG": "C.UTF-8"})
+            command = StandInCommand(str(uuid.uuid4()), spec.command, process,
+                                     bool(spec.suppress_input_echo))
+            box.sessions[session_id][command.id] = command
+            _relay(command)
+            return _reply(SessionExecuteResponse(cmd_id=command.id))
+
+        @app.post(toolbox + "/process/session/{session_id}/command/{command_id}/input")
+        async def send_input(sandbox_id: str, session_id: str, command_id: str,
+                             request: Request) -> Response:
+            spec = SessionSendInputRequest.from_dict(await request.json())
+            command = self._command(sandbox_id, session_id, command_id)
+            if command is None:
+                return _error(404, "command not found")
+            if command.exit_code is not None:
+                return _error(410, f"command has already completed with exit code "
+                              f"{command.exit_code}")
+            data = spec.data if spec.data.endswith("\n") else spec.data + "\n"
+            try:
+                command.process.stdin.write(data.encode("utf-8"))
+                command.process.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return _error(410, "command has already completed")
+            if not command.suppress_echo:
+                command.append(STDOUT_PREFIX + data.encode("utf-8"))
+            return Response(status_code=200)
+
+        @app.get(toolbox + "/process/session/{session_id}/command/{command_id}")
+        def get_command(sandbox_id: str, session_id: str, command_id: str) -> Response:
+            command = self._command(sandbox_id, session_id, command_id)
+            if command is None:
+                return _error(404, "command not found")
+            return _reply(Command(id=command.id, command=command.command,
+                                  exit_code=command.exit_code))
+
+        @app.websocket(toolbox + "/process/session/{session_id}/command/{command_id}/logs")
+        async def logs(websocket: WebSocket, sandbox_id: str, session_id: str,
+                       command_id: str) -> None:
+            path = websocket.url.path
+            self.requests.append(f"WS {path}")
+            command = self._command(sandbox_id, session_id, command_id)
+            if (websocket.headers.get("authorization") != f"Bearer {self.api_key}"
+                    or command is None or websocket.query_params.get("follow") != "true"):
+                self.unexpected.append(f"WS {path}?{websocket.url.query}")
+                await websocket.close(code=1008)
+                return
+            failure = self._take_failure("WS", path)
+            await websocket.accept()
+            if failure is not None:  # the connection drops, the command goes on
+                await websocket.close(code=1011)
+                return
+            loop = asyncio.get_running_loop()
+            offset, done, drops = 0, False, command.drops
+            while not done:
+                chunk, done, dropped = await loop.run_in_executor(
+                    self._waiters, command.read_from, offset, drops, 1.0)
+                if dropped:
+                    await websocket.close(code=1011)
+                    return
+                if chunk:
+                    await websocket.send_bytes(chunk)
+                    offset += len(chunk)
+                    done = False  # the end is only when nothing is left
+            await websocket.close(code=1000)
+
+        @app.delete(toolbox + "/process/session/{session_id}")
+        def delete_session(sandbox_id: str, session_id: str) -> Response:
+            box = self._box(sandbox_id)
+            if box is None or session_id not in box.sessions:
+                return _error(404, "session not found")
+            for command in box.sessions.pop(session_id).values():
+                command.kill()
+                command.finish(-9)
+            return Response(status_code=204)
+
+        @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        def anything_else(path: str, request: Request) -> Response:
+            self.unexpected.append(f"{request.method} /{path}")
+            return _error(404, f"the stand-in does not serve {request.method} /{path}")
+
+        return app
+
+    def _command(self, sandbox_id: str, session_id: str, command_id: str
+                 ) -> StandInCommand | None:
+        box = self._box(sandbox_id)
+        return None if box is None else box.sessions.get(session_id, {}).get(command_id)
+
+
+def _relay(command: StandInCommand) -> None:
+    """Copy the command's output into its log, a line at a time, as the daemon's shell does."""
+
+    def copy(stream: Any, prefix: bytes) -> None:
+        for line in stream:
+            command.append(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+
+    readers = [threading.Thread(target=copy, args=(command.process.stdout, STDOUT_PREFIX),
+                                daemon=True),
+               threading.Thread(target=copy, args=(command.process.stderr, STDERR_PREFIX),
+                                daemon=True)]
+    for reader in readers:
+        reader.start()
+
+    def wait() -> None:
+        code = command.process.wait()
+        for reader in readers:
+            reader.join()
+        command.finish(code)
+
+    threading.Thread(target=wait, daemon=True).start()
