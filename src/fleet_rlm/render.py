@@ -1,11 +1,15 @@
 """The terminal view of a recursive run: a live Rich tree drawn from the event stream.
 
+A chat turn's agent is a node too: its steps (thought, tool call, result) are drawn above the RLM
+trees it delegated to.
+
 `TreeRenderer` is an event sink. Sinks run in the engine's worker threads, so an event only
 updates state under a lock; `live()` redraws from that state a few times a second.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -22,13 +26,14 @@ from .budget import Limits, Usage
 from .events import Event
 
 SHOWN_ITERATIONS = 3
+SHOWN_STEPS = 6
 SHOWN_CHILDREN = 8
 CODE_LINES = 2
 OUTPUT_LINES = 2
 LINE_CHARS = 100
 BAR = 6
 STATUS_STYLE = {"running": "yellow", "ok": "green", "extract": "cyan", "budget": "magenta",
-                "cancelled": "magenta", "error": "red"}
+                "cancelled": "magenta", "error": "red", "waiting": "cyan"}
 
 
 @dataclass
@@ -40,6 +45,15 @@ class IterationView:
     output: str | None = None
     error: str | None = None
     duration_s: float | None = None
+
+
+@dataclass
+class StepView:
+    number: int
+    thought: str
+    call: str
+    output: str | None = None
+    error: bool = False
 
 
 @dataclass
@@ -58,6 +72,8 @@ class NodeView:
     sub_calls: int = 0
     sub_tokens: int = 0
     last_error: str | None = None
+    agent: bool = False
+    steps: list[StepView] = field(default_factory=list)
 
 
 class TreeRenderer:
@@ -115,6 +131,22 @@ class TreeRenderer:
                     node.last_error = event.error
             case "budget":
                 self._usage = event.usage
+            case "turn_started":
+                node.agent = True
+            case "agent_step":
+                node.agent = True
+                node.steps.append(StepView(len(node.steps) + 1, event.thought,
+                                           f"{event.tool_name}({_arguments(event.tool_args)})"))
+            case "tool_result":
+                node.agent = True
+                step = node.steps[-1] if node.steps else None
+                if step is None or step.output is not None:  # a resumed turn: the user's reply
+                    step = StepView(len(node.steps) + 1, "", event.tool_name)
+                    node.steps.append(step)
+                step.output, step.error = event.output, event.error
+            case "turn_finished":
+                node.status, node.finished = event.status, event.ts
+                self._usage = event.usage
             case "rlm_finished":
                 node.status, node.finished = event.status, event.ts
                 self._usage = event.usage
@@ -134,6 +166,10 @@ class TreeRenderer:
 
     def _tree(self, node: NodeView, now: float) -> Tree:
         tree = Tree(self._label(node, now), guide_style="dim")
+        if len(node.steps) > SHOWN_STEPS:
+            tree.add(Text(f"… {len(node.steps) - SHOWN_STEPS} earlier steps", style="dim"))
+        for step in node.steps[-SHOWN_STEPS:]:
+            tree.add(_step_text(step))
         for it in sorted(node.iterations.values(), key=lambda i: i.number)[-SHOWN_ITERATIONS:]:
             tree.add(_iteration_text(it))
         if node.last_error and node.status != "ok":
@@ -158,11 +194,16 @@ class TreeRenderer:
 
     def _label(self, node: NodeView, now: float) -> Text:
         elapsed = (node.finished or now) - node.started
+        style = STATUS_STYLE.get(node.status, "white")
+        if node.agent:
+            return Text.from_markup(f"[bold]agent[/] [dim]{node.node_id}[/] [{style}]{node.status}"
+                                    f"[/] step {len(node.steps)} {elapsed:.1f}s")
+        parent = self._nodes.get(node.parent_id) if node.parent_id else None
+        top = node.parent_id is None or parent is not None and parent.agent
         iterations = len([i for i in node.iterations.values() if i.phase == "action"])
         limit = f"/{node.max_iterations}" if node.max_iterations else ""
-        style = STATUS_STYLE.get(node.status, "white")
         label = Text.from_markup(
-            f"[bold]{'root' if node.parent_id is None else 'child'}[/] "
+            f"[bold]{'root' if top else 'child'}[/] "
             f"[dim]{node.node_id}[/] depth {node.depth} {escape(node.model)} "
             f"[{style}]{node.status}[/] iter {iterations}{limit} {elapsed:.1f}s")
         if node.sub_calls:
@@ -205,6 +246,21 @@ def _meter(label: str, value: float, limit: float | None, fmt: str = "{}") -> st
         return label + fmt.format(value)
     filled = min(round(value / limit * BAR), BAR)
     return f"{label}{fmt.format(value)}/{fmt.format(limit)} {'█' * filled}{'░' * (BAR - filled)}"
+
+
+def _arguments(args: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+
+
+def _step_text(step: StepView) -> Text:
+    text = Text(f"{step.number}. ", style="bold")
+    if step.thought:
+        text.append(_clip(step.thought), style="italic")
+        text.append("\n   ")
+    text.append(_clip(step.call), style="green")
+    if step.output is not None:
+        text.append("\n   → " + _clip(step.output), style="red" if step.error else "dim")
+    return text
 
 
 def _iteration_text(it: IterationView) -> Text:
