@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -122,16 +124,36 @@ class SessionService:
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
         self._sandboxes: dict[str, Sandbox] = {}
         self._summaries: dict[str, str] = {}
+        # Checking that a session is free and starting its turn happen as one step.
+        self._starting = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
         await self.store.open()
         await self.store.upgrade()
-        recovered = await self.store.recover_crashed()
-        if recovered:
-            log.warning("%d turn(s) left running by a crash are marked interrupted", recovered)
+        if self._first_process():
+            recovered = await self.store.recover_crashed()
+            if recovered:
+                log.warning("%d turn(s) left running by a crash are marked interrupted", recovered)
         self.user = await self.store.ensure_local_user()
+        if self.settings.mlflow_tracking_uri:  # a missing extra shows now, not after a turn
+            from .tracing import import_mlflow
+
+            import_mlflow()
+
+    def _first_process(self) -> bool:
+        """True unless another live process (say `fleet web` beside `fleet chat`) has this data
+        dir open: only then are `running` turns really orphans of a crash."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.settings.data_dir / "service.lock", "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(self._lock_file, fcntl.LOCK_SH)  # held while open: others see us
+        return alone
 
     async def close(self) -> None:
         for live in list(self.live.values()):
@@ -143,6 +165,7 @@ class SessionService:
             sandbox.close()
         self._sandboxes.clear()
         await self.store.close()
+        self._lock_file.close()
 
     # -- sessions and documents --------------------------------------------------------------
     async def create_session(self, title: str = "New session") -> Any:
@@ -154,8 +177,11 @@ class SessionService:
         await self.store.sessions.get(session_id)
         doc = await asyncio.to_thread(extract, name, data,
                                       self.settings.max_document_mb * 1024 * 1024)
+        # The blob is the extracted text, so its key is that text's hash, not the upload's: the
+        # same bytes as page.html and page.txt are two texts.
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(doc.text.encode()).hexdigest())
         return await self.store.documents.add(session_id, doc.name, doc.kind, doc.size_bytes,
-                                              doc.chars, doc.sha256, text=doc.text)
+                                              doc.chars, sha, text=doc.text)
 
     def workspace(self, session_id: str) -> Path:
         root = self.settings.data_dir / "workspaces" / session_id
@@ -203,23 +229,25 @@ class SessionService:
         self.with_limits(limits)  # bad overrides fail before a turn is recorded
         if not message.strip():
             raise ValueError("the message is empty")
-        if await self.store.turns.running_for_session(session_id):
-            raise Busy(f"session {session_id} already has a turn in flight")
-        turn = await self.store.turns.start(session_id, message)
-        return await self._launch(turn.id, session_id, message, limits, None, None, 0)
+        async with self._starting:
+            if await self.store.turns.running_for_session(session_id):
+                raise Busy(f"session {session_id} already has a turn in flight")
+            turn = await self.store.turns.start(session_id, message)
+            return await self._launch(turn.id, session_id, message, limits, None, None, 0)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
-        turn = await self.store.turns.get(turn_id)
-        if turn.status != "waiting" or not turn.pending:
-            raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
-        if turn_id in self.live:
-            raise Busy(f"turn {turn_id} is already resuming")
-        pending = turn.pending
-        await self.store.turns.set_pending(turn_id, None)
-        start_seq = await self.store.events.last_seq(turn_id)
-        return await self._launch(turn_id, turn.session_id, turn.user_message,
-                                  pending.get("limits"), pending, text, start_seq)
+        async with self._starting:
+            turn = await self.store.turns.get(turn_id)
+            if turn.status != "waiting" or not turn.pending:
+                raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
+            if turn_id in self.live:
+                raise Busy(f"turn {turn_id} is already resuming")
+            pending = turn.pending
+            await self.store.turns.set_pending(turn_id, None)
+            start_seq = await self.store.events.last_seq(turn_id)
+            return await self._launch(turn_id, turn.session_id, turn.user_message,
+                                      pending.get("limits"), pending, text, start_seq)
 
     def with_limits(self, limits: dict[str, Any] | None) -> Settings:
         """The settings with a message's budget overrides, validated."""
@@ -229,10 +257,21 @@ class SessionService:
         return type(self.settings).model_validate({**self.settings.model_dump(), **(limits or {})})
 
     def cancel(self, turn_id: str) -> bool:
+        """Stop a turn running in this process (see `stop` for a waiting one too)."""
         live = self.live.get(turn_id)
         if live is None:
             return False
         live.cancel.cancel("cancelled by the user")
+        return True
+
+    async def stop(self, turn_id: str) -> bool:
+        """Cancel a running turn, or dismiss one waiting on the user's answer."""
+        if self.cancel(turn_id):
+            return True
+        turn = await self.store.turns.get(turn_id)
+        if turn.status != "waiting":
+            return False
+        await self.store.turns.finish(turn_id, "cancelled", error="dismissed by the user")
         return True
 
     async def _launch(self, turn_id: str, session_id: str, message: str,
@@ -272,7 +311,8 @@ class SessionService:
                 else:
                     await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
                                                   answer=result.answer, usage=usage,
-                                                  error=result.error)
+                                                  error=result.error,
+                                                  trace_id=await self._trace(turn_id, session_id))
                 live.done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
@@ -286,6 +326,17 @@ class SessionService:
 
         self.loop.create_task(finish())
         return live
+
+    # -- MLflow: a finished turn becomes one trace, built from its recorded events -----------
+    async def _trace(self, turn_id: str, session_id: str) -> str | None:
+        if not self.settings.mlflow_tracking_uri:
+            return None
+        from .tracing import record_trace
+
+        events = [parse_event(r.payload) for r in await self.store.events.list(turn_id)]
+        return await asyncio.to_thread(
+            record_trace, self.settings, events, name="turn",
+            tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})
 
     def _fan_out(self, live: LiveTurn, event: Event) -> None:
         self.loop.call_soon_threadsafe(self._deliver, live, event)
