@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         "file {data_dir}/fleet.db.")
     max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
 
+    auth: Literal["none", "token"] = Field(
+        "none", description="none: one local user, loopback only, no login. token: users and "
+        "API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group.")
+    max_workspace_file_mb: int = Field(
+        50, gt=0, description="Largest file written into a session workspace over the API, in MB.")
+
     @property
     def effective_sub_model(self) -> str:
         return self.sub_model or self.root_model

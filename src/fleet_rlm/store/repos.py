@@ -7,6 +7,9 @@ Unknown ids raise NotFound(kind, id).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,11 +25,13 @@ from .models import (
     LOCAL_TENANT_ID,
     LOCAL_USER_ID,
     MEMORY_LABELS,
+    ApiToken,
     Base,
     Document,
     Event,
     MemoryBlock,
     Session,
+    Tenant,
     Turn,
     User,
     utcnow,
@@ -354,3 +359,107 @@ class MemoryRepo(_Repo):
         except IntegrityError:
             raise NotFound("session", session_id) from None
 
+
+
+# -- users, API tokens and usage (token auth; not built by Store, construct with the store) -----
+
+TOKEN_PREFIX = "fleet_"
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class UserRepo(_Repo):
+    async def add(self, name: str, tenant: str | None = None, *, admin: bool = False) -> User:
+        """A user in the tenant named `tenant` (default: a tenant named after the user), the
+        tenant created if missing. Conflict if the tenant already has a user of that name."""
+        tenant_name = tenant or name
+        try:
+            async with self._store.transaction() as db:
+                tenant_row = await db.scalar(sa.select(Tenant).where(Tenant.name == tenant_name))
+                if tenant_row is None:
+                    tenant_row = Tenant(name=tenant_name, created_at=utcnow())
+                    db.add(tenant_row)
+                    await db.flush()
+                user = User(tenant_id=tenant_row.id, name=name, admin=admin, created_at=utcnow())
+                db.add(user)
+        except IntegrityError:
+            raise Conflict("user", f"{tenant_name}/{name}") from None
+        return user
+
+    async def get(self, user_id: str) -> User:
+        async with self._store.transaction() as db:
+            return await _get(db, User, user_id)
+
+    async def find(self, name_or_id: str) -> User:
+        """By id, else by name; a name held by users of several tenants needs the id."""
+        async with self._store.transaction() as db:
+            user = await db.get(User, name_or_id)
+            if user is not None:
+                return user
+            users = list(await db.scalars(sa.select(User).where(User.name == name_or_id)))
+        if not users:
+            raise NotFound("user", name_or_id)
+        if len(users) > 1:
+            raise ValueError(f"{len(users)} users are named {name_or_id!r}: use the user id "
+                             f"({', '.join(u.id for u in users)})")
+        return users[0]
+
+    async def list(self) -> list[tuple[User, str]]:
+        """Every user with the name of its tenant."""
+        async with self._store.transaction() as db:
+            rows = await db.execute(sa.select(User, Tenant.name).join(
+                Tenant, Tenant.id == User.tenant_id).order_by(Tenant.name, User.name))
+            return [(user, tenant) for user, tenant in rows.all()]
+
+
+class TokenRepo(_Repo):
+    async def create(self, user_id: str, name: str = "token") -> tuple[ApiToken, str]:
+        """A new token; the secret is returned once and only its hash is stored."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self._store.transaction() as db:
+            await _get(db, User, user_id)
+            token = ApiToken(user_id=user_id, name=name, token_hash=hash_token(secret),
+                             created_at=utcnow())
+            db.add(token)
+        return token, secret
+
+    async def authenticate(self, secret: str) -> User | None:
+        """The user of a live (not revoked) token, or None."""
+        digest = hash_token(secret)
+        async with self._store.transaction() as db:
+            token = await db.scalar(sa.select(ApiToken).where(ApiToken.token_hash == digest))
+            if token is None or token.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(token.token_hash, digest):
+                return None
+            now = utcnow()
+            if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+                token.last_used_at = now
+            return await db.get(User, token.user_id)
+
+    async def revoke(self, token_id: str) -> ApiToken:
+        async with self._store.transaction() as db:
+            token = await _get(db, ApiToken, token_id)
+            token.revoked_at = token.revoked_at or utcnow()
+        return token
+
+    async def list(self, user_id: str | None = None) -> list[ApiToken]:
+        stmt = sa.select(ApiToken).order_by(ApiToken.created_at)
+        if user_id is not None:
+            stmt = stmt.where(ApiToken.user_id == user_id)
+        async with self._store.transaction() as db:
+            return list(await db.scalars(stmt))
+
+
+class UsageRepo(_Repo):
+    async def turns(self, tenant_id: str) -> list[tuple[str, str, Any, dict[str, Any]]]:
+        """(session id, session title, turn created_at, usage) of the tenant's turns that
+        recorded usage, oldest first."""
+        stmt = (sa.select(Session.id, Session.title, Turn.created_at, Turn.usage)
+                .join(Turn, Turn.session_id == Session.id)
+                .where(Session.tenant_id == tenant_id, Turn.usage.is_not(None))
+                .order_by(Turn.created_at))
+        async with self._store.transaction() as db:
+            return [tuple(row) for row in (await db.execute(stmt)).all()]

@@ -1,0 +1,104 @@
+"""The FastAPI app: REST under /api/v1, the session WebSocket, and the built web app at /."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from .. import __version__
+from ..config import Settings
+from ..sessions import SessionService
+from . import errors, settings_file
+from .auth import SYSTEM_TENANT, install_tenant_guard, tenant_scope
+from .hub import Hub
+from .routes_documents import router as documents_router
+from .routes_sessions import router as sessions_router
+from .routes_settings import router as settings_router
+from .routes_workspace import router as workspace_router
+from .ws import router as ws_router
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+STATIC = Path(__file__).parent / "static"
+NOT_BUILT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fleet-rlm</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:42rem;margin:4rem auto;padding:0 1rem}}
+code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></head>
+<body><h1>fleet-rlm</h1>
+<p>The server is running, but the web app is not built yet.</p>
+<p>Build it once (Node.js 20 or newer) and reload this page:</p>
+<pre>cd frontend
+npm install
+npm run build</pre>
+<p>The build lands in <code>{static}</code>.</p>
+<p>The API is available now: <a href="{api}/docs">{api}/docs</a>.</p>
+</body></html>
+"""
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app on a SessionService opened at startup and closed at shutdown."""
+    base = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = SessionService(settings_file.apply(base, settings_file.load(base.data_dir)))
+        install_tenant_guard()
+        with tenant_scope(SYSTEM_TENANT):  # startup recovery spans every tenant
+            await svc.open()
+        app.state.svc, app.state.hub = svc, Hub(svc)
+        try:
+            yield
+        finally:
+            await app.state.hub.close()
+            with tenant_scope(SYSTEM_TENANT):
+                await svc.close()
+
+    app = FastAPI(title="fleet-rlm", version=__version__, lifespan=lifespan,
+                  openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
+    errors.install(app)
+    for router in (sessions_router, documents_router, workspace_router, settings_router,
+                   ws_router):
+        app.include_router(router, prefix=API)
+
+    @app.get(f"{API}/ready", tags=["system"])
+    async def ready() -> JSONResponse:
+        """Readiness: the database answers a query."""
+        try:
+            async with app.state.svc.store.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return JSONResponse({"status": "unavailable", "error": f"{type(exc).__name__}: "
+                                 f"{exc}"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get(f"{API}/health", tags=["system"])
+    async def health() -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/{path:path}", include_in_schema=False)
+    async def web_app(path: str):
+        return _static(path)
+
+    return app
+
+
+def _static(path: str):
+    """A file of the built web app; index.html for the app's own routes."""
+    index = STATIC / "index.html"
+    if path.startswith(API.strip("/")):
+        return JSONResponse(errors.error_body("not_found", f"no route /{path}"), 404)
+    if not index.is_file():
+        return HTMLResponse(NOT_BUILT.format(static=html.escape(str(STATIC)), api=API))
+    if path:
+        candidate = (STATIC / path).resolve()
+        if candidate.is_relative_to(STATIC.resolve()) and candidate.is_file():
+            return FileResponse(candidate)
+    return FileResponse(index)

@@ -1,0 +1,76 @@
+"""One JSON shape for every error: {"error": code, "message": text}, plus `detail` for bad
+input. Store errors map to HTTP statuses here, so routes just let them propagate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..documents import DocumentError
+from ..sessions import Busy
+from ..store import Conflict, NotFound
+
+# DocumentError.reason -> HTTP status; the rest are 422.
+DOCUMENT_STATUS = {"too_large": 413, "binary": 415, "unsupported": 415}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              415: "unsupported_media_type", 422: "invalid"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "message": message, **extra}
+
+
+def _response(status: int, code: str, message: str, headers: dict | None = None,
+              **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def _field(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _response(exc.status, exc.code, exc.message, headers, **exc.extra)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _response(404, "not_found", str(exc), kind=exc.kind, id=exc.id)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _response(409, "conflict", str(exc))
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return _response(409, "busy", str(exc))
+
+    @app.exception_handler(DocumentError)
+    async def document_error(_: Request, exc: DocumentError) -> JSONResponse:
+        return _response(DOCUMENT_STATUS.get(exc.reason, 422), exc.reason, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors)
+        detail = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
+        return _response(422, "invalid", message or "invalid request", detail=detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        return _response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))

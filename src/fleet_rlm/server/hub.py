@@ -1,0 +1,219 @@
+"""Live turns to every socket of a session.
+
+Each socket has an outbox drained by its own writer task. When a turn starts (a message, or an
+answer to ask_user), the hub tells every socket of the session, and each follows the turn with
+`svc.events` from the seq it started at, so all of them get the same sequence. Following only
+moves events into the outbox and never waits on the network: a client that stops reading fills
+its outbox (bounded), gets an `overflow` error frame with the seq to resume from, and stops
+following that turn. The turn itself never waits for anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict, deque
+from typing import Any
+
+from fastapi import WebSocket
+
+from ..sessions import Overflow, SessionService
+
+log = logging.getLogger(__name__)
+OUTBOX_EVENTS = 1_000
+SETTLE_S = 60.0
+
+
+def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
+class Outbox:
+    """Frames waiting for one socket. Event frames count against the bound; the few control
+    frames (errors, session state) always fit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: deque[tuple[dict[str, Any], bool]] = deque()
+        self._events = 0
+        self._ready = asyncio.Event()
+
+    def put(self, frame: dict[str, Any], event: bool = False) -> bool:
+        if event:
+            if self._events >= self.limit:
+                return False
+            self._events += 1
+        self._frames.append((frame, event))
+        self._ready.set()
+        return True
+
+    def drop_turn(self, turn_id: str) -> None:
+        """Forget the turn's queued events (they are about to be replayed)."""
+        kept = [(f, e) for f, e in self._frames if not (e and f.get("turn_id") == turn_id)]
+        self._events -= len(self._frames) - len(kept)
+        self._frames = deque(kept)
+
+    async def get(self) -> dict[str, Any]:
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+        frame, event = self._frames.popleft()
+        self._events -= event
+        return frame
+
+
+class Client:
+    """One WebSocket on one session."""
+
+    def __init__(self, svc: SessionService, ws: WebSocket, session_id: str,
+                 limit: int = OUTBOX_EVENTS) -> None:
+        self.svc, self.ws, self.session_id = svc, ws, session_id
+        self.outbox = Outbox(limit)
+        self.follows: dict[str, asyncio.Task] = {}
+
+    def push(self, frame: dict[str, Any]) -> None:
+        self.outbox.put(frame)
+
+    def follow(self, turn_id: str, after_seq: int) -> None:
+        """Send the turn's events after `after_seq` (stored, then live), replacing any earlier
+        following of that turn on this socket."""
+        previous = self.follows.pop(turn_id, None)
+        if previous is not None:
+            previous.cancel()
+            self.outbox.drop_turn(turn_id)
+        self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq))
+
+    async def _pump(self, turn_id: str, after_seq: int) -> None:
+        last = after_seq
+        try:
+            async with contextlib.aclosing(self.svc.events(turn_id, after_seq)) as events:
+                async for event in events:
+                    frames = [event.model_dump(mode="json")]
+                    if event.seq > last + 1:  # a dropped live event: fill the gap from the store
+                        frames[:0] = await self._stored(turn_id, last, event.seq)
+                    for frame in frames:
+                        if frame["seq"] <= last:
+                            continue
+                        if not self.outbox.put(frame, event=True):
+                            raise Overflow(last)
+                        last = frame["seq"]
+        except Overflow:
+            self.push(error_frame(
+                "overflow", f"this client fell behind turn {turn_id}: send resume with "
+                f"last_seq={last} to catch up", turn_id=turn_id, resume_from=last))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the client, the socket goes on
+            log.exception("following turn %s failed", turn_id)
+            self.push(error_frame("internal", f"following turn {turn_id} failed: {exc}",
+                                  turn_id=turn_id, resume_from=last))
+        finally:
+            if self.follows.get(turn_id) is asyncio.current_task():
+                del self.follows[turn_id]
+
+    async def _stored(self, turn_id: str, after: int, before: int) -> list[dict[str, Any]]:
+        live = self.svc.live.get(turn_id)
+        if live is not None:
+            await live.recorder.flush()
+        records = await self.svc.store.events.list(turn_id, after_seq=after,
+                                                   limit=before - after - 1)
+        return [r.payload for r in records]
+
+    async def write_loop(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+
+    def close(self) -> None:
+        for task in self.follows.values():
+            task.cancel()
+        self.follows.clear()
+
+
+class Hub:
+    """The sockets of each session, and the one place turns are started from the WebSocket."""
+
+    def __init__(self, svc: SessionService) -> None:
+        self.svc = svc
+        self.clients: dict[str, set[Client]] = defaultdict(set)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def join(self, client: Client) -> None:
+        self.clients[client.session_id].add(client)
+
+    def leave(self, client: Client) -> None:
+        client.close()
+        clients = self.clients.get(client.session_id)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.clients[client.session_id]
+
+    def _announce(self, session_id: str, turn_id: str, after_seq: int) -> None:
+        for client in list(self.clients.get(session_id, ())):
+            client.follow(turn_id, after_seq)
+
+    def broadcast(self, session_id: str, frame: dict[str, Any]) -> None:
+        for client in list(self.clients.get(session_id, ())):
+            client.push(frame)
+
+    async def send(self, session_id: str, text: str, limits: dict[str, Any] | None) -> str:
+        """Start a turn (Busy if one is in flight); every socket of the session follows it."""
+        async with self._locks[session_id]:  # two sockets sending at once: one gets Busy
+            await self._settle(session_id)
+            live = await self.svc.send(session_id, text, limits)
+        self._announce(session_id, live.turn_id, 0)
+        return live.turn_id
+
+    async def reply(self, session_id: str, turn_id: str, text: str) -> None:
+        """Answer the turn's ask_user; it goes on with the seq after the question."""
+        async with self._locks[session_id]:
+            await self._settle(session_id)
+            after = await self.svc.store.events.last_seq(turn_id)
+            await self.svc.reply(turn_id, text)
+        self._announce(session_id, turn_id, after)
+
+    async def _settle(self, session_id: str) -> None:
+        """A turn that has sent turn_finished still saves its sandbox's variables and records
+        its outcome for a moment; a client that answers or writes again at once waits for that
+        instead of getting `busy`."""
+        for live in [t for t in self.svc.live.values() if t.session_id == session_id]:
+            await live.recorder.flush()
+            last = await self.svc.store.events.last_seq(live.turn_id)
+            final = await self.svc.store.events.list(live.turn_id, after_seq=max(last - 1, 0))
+            if final and final[-1].type == "turn_finished":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+
+    async def cancel(self, session_id: str, turn_id: str) -> bool:
+        """Cancel a running turn, or close one waiting on the user; False if neither."""
+        if self.svc.cancel(turn_id):
+            return True
+        async with self._locks[session_id]:
+            turn = await self.svc.store.turns.get(turn_id)
+            if turn.status != "waiting" or turn_id in self.svc.live:
+                return False
+            await self.svc.store.turns.finish(turn_id, "cancelled", answer=turn.answer,
+                                              error="cancelled by the user")
+        self.broadcast(session_id, await self.state(session_id))
+        return True
+
+    async def state(self, session_id: str) -> dict[str, Any]:
+        """The `session` frame: the turn in flight, if any, and where its events stand."""
+        turn = await self.svc.store.turns.running_for_session(session_id)
+        active = None
+        if turn is not None:
+            live = self.svc.live.get(turn.id)
+            last_seq = live.last_seq if live else await self.svc.store.events.last_seq(turn.id)
+            active = {"turn_id": turn.id, "status": turn.status, "last_seq": last_seq,
+                      "question": (turn.pending or {}).get("question")}
+        return {"type": "session", "session_id": session_id, "active_turn": active}
+
+    async def close(self) -> None:
+        for clients in list(self.clients.values()):
+            for client in list(clients):
+                self.leave(client)
+                with contextlib.suppress(Exception):
+                    await client.ws.close(code=1001, reason="server shutting down")

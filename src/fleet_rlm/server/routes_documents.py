@@ -1,0 +1,65 @@
+"""Documents: upload (multipart), list, read a preview or a slice, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+
+from .deps import Service, User, document_of, session_of
+from .errors import ApiError
+from .schemas import DocumentDetail, DocumentOut
+
+router = APIRouter(tags=["documents"])
+PREVIEW_CHARS = 2_000
+CHUNK = 1 << 20
+
+
+def _too_large(limit_mb: int) -> ApiError:
+    return ApiError(413, "too_large", f"the document is larger than the {limit_mb} MB limit "
+                    "(FLEET_MAX_DOCUMENT_MB)")
+
+
+@router.post("/sessions/{session_id}/documents", response_model=DocumentOut, status_code=201)
+async def upload_document(svc: Service, user: User, request: Request, session_id: str,
+                          file: Annotated[UploadFile, File()]) -> DocumentOut:
+    """Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
+    unreadable → 422, a name already used in the session → 409."""
+    await session_of(svc, user, session_id)
+    limit_mb = svc.settings.max_document_mb
+    limit = limit_mb * 1024 * 1024
+    # The multipart envelope adds a little; a body far past the limit is refused unread.
+    if int(request.headers.get("content-length") or 0) > limit + CHUNK:
+        raise _too_large(limit_mb)
+    data = bytearray()
+    while chunk := await file.read(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise _too_large(limit_mb)
+    document = await svc.add_document(session_id, file.filename or "", bytes(data))
+    return DocumentOut.of(document)
+
+
+@router.get("/sessions/{session_id}/documents", response_model=list[DocumentOut])
+async def list_documents(svc: Service, user: User, session_id: str) -> list[DocumentOut]:
+    await session_of(svc, user, session_id)
+    return [DocumentOut.of(d) for d in await svc.store.documents.list(session_id)]
+
+
+@router.get("/documents/{document_id}", response_model=DocumentDetail)
+async def get_document(svc: Service, user: User, document_id: str,
+                       start: int = Query(0, ge=0, description="First character."),
+                       length: int | None = Query(None, ge=0, le=10_000_000,
+                                                  description="Characters; default a preview.")
+                       ) -> DocumentDetail:
+    document = await document_of(svc, user, document_id)
+    text = await svc.store.documents.read(document_id, start,
+                                          PREVIEW_CHARS if length is None else length)
+    return DocumentDetail(**DocumentOut.of(document).model_dump(), start=start, text=text)
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+async def delete_document(svc: Service, user: User, document_id: str) -> Response:
+    await document_of(svc, user, document_id)
+    await svc.store.documents.delete(document_id)
+    return Response(status_code=204)

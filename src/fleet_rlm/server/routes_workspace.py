@@ -1,0 +1,83 @@
+"""A session's workspace (/work in its sandbox): list, read, write and delete files."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from .deps import Service, User, session_of
+from .errors import ApiError
+from .schemas import WorkspaceListing
+from .workspace import Workspace
+
+router = APIRouter(tags=["workspace"])
+PathParam = Query("", description="Relative to the workspace; no '..', no leading '/'.")
+# Files the sandbox wrote are shown, never run as pages of this origin.
+UNSAFE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml",
+                "application/xml", "application/javascript", "text/javascript")
+CHUNK = 1 << 16
+
+
+async def _workspace(svc, user, session_id: str) -> Workspace:
+    await session_of(svc, user, session_id)
+    return Workspace(svc.workspace(session_id))
+
+
+@router.get("/sessions/{session_id}/workspace", response_model=WorkspaceListing)
+async def list_workspace(svc: Service, user: User, session_id: str, path: str = PathParam
+                         ) -> WorkspaceListing:
+    workspace = await _workspace(svc, user, session_id)
+    entries = await asyncio.to_thread(workspace.list, path)
+    return WorkspaceListing(path=path, entries=entries)
+
+
+def _chunks(fd: int) -> Iterator[bytes]:
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+@router.get("/sessions/{session_id}/workspace/file")
+async def read_file(svc: Service, user: User, session_id: str, path: str = PathParam
+                    ) -> StreamingResponse:
+    workspace = await _workspace(svc, user, session_id)
+    fd, size = await asyncio.to_thread(workspace.open_file, path)
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if media_type in UNSAFE_TYPES:
+        media_type = "text/plain"
+    headers = {"Content-Length": str(size), "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "sandbox; default-src 'none'"}
+    return StreamingResponse(_chunks(fd), media_type=media_type, headers=headers)
+
+
+@router.put("/sessions/{session_id}/workspace/file")
+async def write_file(svc: Service, user: User, request: Request, session_id: str,
+                     path: str = PathParam) -> dict:
+    """The request body becomes the file (created with its directories, or replaced)."""
+    workspace = await _workspace(svc, user, session_id)
+    limit_mb = svc.settings.max_workspace_file_mb
+    limit = limit_mb * 1024 * 1024
+    too_large = ApiError(413, "too_large", f"the file is larger than the {limit_mb} MB limit "
+                         "(FLEET_MAX_WORKSPACE_FILE_MB)")
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise too_large
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise too_large
+    written = await asyncio.to_thread(workspace.write, path, bytes(data))
+    return {"path": path, "size": written}
+
+
+@router.delete("/sessions/{session_id}/workspace/file", status_code=204)
+async def delete_file(svc: Service, user: User, session_id: str, path: str = PathParam
+                      ) -> Response:
+    workspace = await _workspace(svc, user, session_id)
+    await asyncio.to_thread(workspace.delete, path)
+    return Response(status_code=204)

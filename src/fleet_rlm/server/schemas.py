@@ -1,0 +1,165 @@
+"""The REST API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import SandboxBackend
+from ..store import Document, Session, Turn
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionOut(BaseModel):
+    id: str
+    title: str
+    user_id: str
+    archived: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, s: Session) -> SessionOut:
+        return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
+                   created_at=s.created_at, updated_at=s.updated_at)
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SessionCreate(_In):
+    title: str = Field("New session", min_length=1, max_length=500)
+
+
+class SessionPatch(_In):
+    title: str | None = Field(None, min_length=1, max_length=500)
+    archived: bool | None = None
+
+
+class TurnOut(BaseModel):
+    id: str
+    session_id: str
+    index: int
+    user_message: str
+    answer: str | None
+    status: str
+    error: str | None
+    usage: dict[str, Any] | None
+    question: str | None = Field(None, description="What the turn asks the user (waiting).")
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, t: Turn) -> TurnOut:
+        return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
+                   answer=t.answer, status=t.status, error=t.error, usage=t.usage,
+                   question=(t.pending or {}).get("question"), created_at=t.created_at,
+                   finished_at=t.finished_at)
+
+
+class EventList(BaseModel):
+    turn_id: str
+    events: list[dict[str, Any]] = Field(description="Events as on the WebSocket, in seq order.")
+    last_seq: int = Field(description="The last seq returned (after_seq when none).")
+
+
+class DocumentOut(BaseModel):
+    id: str
+    session_id: str
+    name: str
+    kind: str
+    size_bytes: int
+    chars: int
+    sha256: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, d: Document) -> DocumentOut:
+        return cls(id=d.id, session_id=d.session_id, name=d.name, kind=d.kind,
+                   size_bytes=d.size_bytes, chars=d.chars, sha256=d.sha256,
+                   created_at=d.created_at)
+
+
+class DocumentDetail(DocumentOut):
+    start: int
+    text: str = Field(description="A preview, or the slice asked for with start/length.")
+
+
+class WorkspaceEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    modified: datetime
+
+
+class WorkspaceListing(BaseModel):
+    path: str
+    entries: list[WorkspaceEntry]
+
+
+class Limits(_In):
+    max_lm_calls: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_usd: float | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0)
+    max_depth: int | None = Field(None, ge=0)
+    max_iterations: int | None = Field(None, gt=0)
+
+
+class SettingsOut(BaseModel):
+    root_model: str
+    sub_model: str | None
+    api_base: str | None
+    sandbox: SandboxBackend
+    limits: dict[str, float | int]
+    api_key_set: bool
+    daytona_api_key_set: bool
+    auth: str
+
+
+class SettingsPatch(_In):
+    """Only the fields given change; null clears an optional one. Keys are write-only."""
+
+    root_model: str | None = Field(None, min_length=1)
+    sub_model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    daytona_api_key: str | None = None
+    sandbox: SandboxBackend | None = None
+    limits: Limits | None = None
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    problem: str | None = Field(None, description="unreachable, auth, unknown_model, sandbox, "
+                                "error; null when ok.")
+    message: str
+    detail: str | None = None
+    duration_s: float
+
+
+class UsageRow(BaseModel):
+    key: str = Field(description="The session id, or the day (YYYY-MM-DD, UTC).")
+    title: str | None = None
+    turns: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens: int = 0
+    usd: float = 0.0
+
+
+class UsageReport(BaseModel):
+    group: Literal["session", "day"]
+    items: list[UsageRow]
+    total: UsageRow

@@ -1,0 +1,197 @@
+"""The session WebSocket: /api/v1/sessions/{id}/ws.
+
+Client frames (JSON text, by `type`; an optional `id` is echoed in error frames):
+  message {text, document_ids?, limits?}   start a turn (error `busy` if one is in flight)
+  answer  {turn_id, text}                  answer the turn's ask_user; it goes on
+  cancel  {turn_id?}                       cancel the turn in flight (default: the session's)
+  resume  {turn_id, last_seq}              send the turn's events after last_seq, then live ones
+Server frames: every event as `event.model_dump(mode="json")` (they carry `seq`); `session`
+{session_id, active_turn} on connect and when a waiting turn is closed; `error` {code, message}
+for a frame that could not be served (the socket stays open), including `overflow` with
+`resume_from` when this client fell behind. Close codes: 4401 unauthenticated, 4403 refused,
+4404 no such session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ..sessions import Busy
+from ..store import NotFound
+from .auth import Principal, authenticate
+from .deps import session_of, turn_of
+from .errors import ApiError
+from .hub import Client, Hub, error_frame
+
+router = APIRouter(tags=["websocket"])
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | int | None = Field(None, description="Echoed in error frames about this frame.")
+
+
+class MessageFrame(_Frame):
+    type: Literal["message"]
+    text: str = Field(min_length=1)
+    document_ids: list[str] = []
+    limits: dict[str, Any] | None = None
+
+
+class AnswerFrame(_Frame):
+    type: Literal["answer"]
+    turn_id: str
+    text: str = Field(min_length=1)
+
+
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+    turn_id: str | None = None
+
+
+class ResumeFrame(_Frame):
+    type: Literal["resume"]
+    turn_id: str
+    last_seq: int = Field(0, ge=0)
+
+
+ClientFrame = Annotated[MessageFrame | AnswerFrame | CancelFrame | ResumeFrame,
+                        Field(discriminator="type")]
+FRAMES: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+FRAME_TYPES = ("message", "answer", "cancel", "resume")
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.extra = code, message, extra
+
+
+def parse_frame(text: str) -> ClientFrame:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise FrameError("bad_json", f"the frame is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FrameError("bad_frame", "a frame is a JSON object with a `type`")
+    if data.get("type") not in FRAME_TYPES:
+        raise FrameError("unknown_type", f"unknown frame type {data.get('type')!r}; "
+                         f"expected one of {', '.join(FRAME_TYPES)}")
+    try:
+        return FRAMES.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}"
+                             for e in exc.errors())
+        raise FrameError("bad_frame", f"bad {data['type']} frame: {problems}") from None
+
+
+class Connection:
+    """What one socket's frames do."""
+
+    def __init__(self, hub: Hub, client: Client, user: Principal) -> None:
+        self.hub, self.client, self.user = hub, client, user
+        self.svc, self.session_id = hub.svc, client.session_id
+
+    async def handle(self, text: str) -> None:
+        frame_id = None
+        try:
+            frame = parse_frame(text)
+            frame_id = frame.id
+            await getattr(self, f"on_{frame.type}")(frame)
+        except FrameError as exc:
+            self._error(exc.code, exc.message, frame_id, **exc.extra)
+        except Busy as exc:
+            self._error("busy", str(exc), frame_id)
+        except NotFound as exc:
+            self._error("not_found", str(exc), frame_id)
+        except ValueError as exc:  # bad limits, an empty message, a turn not waiting
+            self._error("invalid", str(exc), frame_id)
+
+    def _error(self, code: str, message: str, frame_id: Any, **extra: Any) -> None:
+        if frame_id is not None:
+            extra["id"] = frame_id
+        self.client.push(error_frame(code, message, **extra))
+
+    async def _turn(self, turn_id: str):
+        turn = await turn_of(self.svc, self.user, turn_id)
+        if turn.session_id != self.session_id:
+            raise NotFound("turn", turn_id)
+        return turn
+
+    async def on_message(self, frame: MessageFrame) -> None:
+        text = frame.text
+        if frame.document_ids:
+            names = []
+            for document_id in frame.document_ids:
+                document = await self.svc.store.documents.get(document_id)
+                if document.session_id != self.session_id:
+                    raise NotFound("document", document_id)
+                names.append(document.name)
+            text += f"\n\n(Attached documents: {', '.join(names)})"
+        await self.hub.send(self.session_id, text, frame.limits)
+
+    async def on_answer(self, frame: AnswerFrame) -> None:
+        await self._turn(frame.turn_id)
+        await self.hub.reply(self.session_id, frame.turn_id, frame.text)
+
+    async def on_cancel(self, frame: CancelFrame) -> None:
+        if frame.turn_id is not None:
+            turn_id = (await self._turn(frame.turn_id)).id
+        else:
+            turn = await self.svc.store.turns.running_for_session(self.session_id)
+            if turn is None:
+                raise FrameError("not_running", "no turn is in flight in this session")
+            turn_id = turn.id
+        if not await self.hub.cancel(self.session_id, turn_id):
+            raise FrameError("not_running", f"turn {turn_id} is not in flight", turn_id=turn_id)
+
+    async def on_resume(self, frame: ResumeFrame) -> None:
+        await self._turn(frame.turn_id)
+        self.client.follow(frame.turn_id, frame.last_seq)
+
+
+async def _admit(ws: WebSocket, session_id: str) -> Principal | None:
+    try:
+        user = await authenticate(ws, websocket=True)
+        await session_of(ws.app.state.svc, user, session_id)
+        return user
+    except ApiError as exc:
+        code = 4401 if exc.status == 401 else 4403
+        await ws.close(code=code, reason=exc.message[:120])
+    except NotFound as exc:
+        await ws.close(code=4404, reason=str(exc)[:120])
+    return None
+
+
+@router.websocket("/sessions/{session_id}/ws")
+async def session_socket(ws: WebSocket, session_id: str) -> None:
+    await ws.accept()  # before the checks, so the close code reaches browsers too
+    user = await _admit(ws, session_id)
+    if user is None:
+        return
+    hub: Hub = ws.app.state.hub
+    client = Client(hub.svc, ws, session_id)
+    connection = Connection(hub, client, user)
+    hub.join(client)
+    writer = asyncio.create_task(client.write_loop())
+    try:
+        client.push(await hub.state(session_id))
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is not None:
+                await connection.handle(message["text"])
+            else:
+                client.push(error_frame("bad_frame", "send JSON in text frames, not binary"))
+    finally:
+        hub.leave(client)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
