@@ -1,0 +1,282 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+
+import { api, errorText, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
+import { Chat } from "./chat/Chat";
+import { DocumentsPage } from "./pages/DocumentsPage";
+import { SettingsPage } from "./pages/SettingsPage";
+import { UsagePage } from "./pages/UsagePage";
+import { parseRoute, sessionHref, type Route } from "./route";
+import { useSession } from "./session/useSession";
+import { Sidebar } from "./Sidebar";
+import { TreePanel } from "./tree/TreePanel";
+import { HelpDialog } from "./ui/HelpDialog";
+import { useTheme } from "./ui/theme";
+
+const LAST_SESSION = "fleet.lastSession";
+
+function isTyping(target: EventTarget | null): boolean {
+  const el = target as HTMLElement | null;
+  return !!el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+}
+
+function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(location.hash));
+  useEffect(() => {
+    const on = () => setRoute(parseRoute(location.hash));
+    window.addEventListener("hashchange", on);
+    return () => window.removeEventListener("hashchange", on);
+  }, []);
+  return route;
+}
+
+function TokenDialog({ onDone }: { onDone: () => void }) {
+  const [value, setValue] = useState("");
+  return (
+    <div className="banner warn" role="alert">
+      <form
+        className="token-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setToken(value.trim() || null);
+          onDone();
+        }}
+      >
+        This server needs a token (create one with <code>fleet tokens create</code>).
+        <input aria-label="Access token" type="password" value={value} onChange={(e) => setValue(e.target.value)} placeholder="token" />
+        <button type="submit" aria-label="Use this token">Sign in</button>
+      </form>
+    </div>
+  );
+}
+
+function Workbench({ sessionId, settings }: { sessionId: string; settings: SettingsOut | null }) {
+  const session = useSession(sessionId);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [tab, setTab] = useState<"chat" | "tree">("chat");
+  const { turns, loadTurn } = session;
+  const latest = turns.at(-1)?.id ?? null;
+  const follow = useRef(true);
+
+  useEffect(() => {
+    setSelected(null);
+    follow.current = true;
+  }, [sessionId]);
+  // The tree follows the newest turn unless the reader picked an older one.
+  useEffect(() => {
+    if (follow.current || selected === null) setSelected(latest);
+  }, [latest, selected]);
+  useEffect(() => {
+    if (selected) loadTurn(selected);
+  }, [selected, loadTurn]);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape" && session.liveTurnId && !document.querySelector("dialog[open]")) {
+        e.preventDefault();
+        session.cancel();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [session]);
+
+  const select = (turnId: string) => {
+    follow.current = turnId === latest;
+    setSelected(turnId);
+    setTab("tree");
+  };
+  const notConfigured = settings && !settings.api_key_set && !settings.api_base;
+  const lastErrors = latest ? session.trees[latest]?.errors ?? [] : [];
+  const authFailure = lastErrors.some((e) => /auth|api.?key|not.?configured|credential/i.test(`${e.error_type} ${e.message}`));
+
+  return (
+    <div className={`workbench tab-${tab}`}>
+      <div className="banners">
+        {session.socketState === "reconnecting" ? (
+          <div className="banner warn" role="status" data-testid="banner-reconnecting">
+            Disconnected from the server — reconnecting{session.reconnectAttempt > 1 ? ` (attempt ${session.reconnectAttempt})` : ""}… The turn goes on; its events resume from where they stopped.
+          </div>
+        ) : null}
+        {session.socketState === "closed" && session.notice?.code.startsWith("ws_") ? null : null}
+        {notConfigured || authFailure ? (
+          <div className="banner warn" role="status" data-testid="banner-model">
+            {authFailure ? "The model rejected the request: check the key." : "No API key or endpoint is configured for the model."} <a href="#/settings">Open Settings</a> to set one and test it.
+          </div>
+        ) : null}
+        {session.notice ? (
+          <div className="banner error" role="alert" data-testid="banner-notice">
+            {session.notice.message}
+            <button type="button" className="icon" aria-label="Dismiss the message" onClick={session.dismissNotice}>×</button>
+          </div>
+        ) : null}
+      </div>
+      <div className="tabs" role="tablist" aria-label="Workbench view">
+        <button type="button" role="tab" aria-selected={tab === "chat"} aria-label="Show chat" onClick={() => setTab("chat")}>Chat</button>
+        <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
+      </div>
+      <div className="panes">
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} />
+        <TreePanel sessionId={sessionId} turns={turns} tree={selected ? session.trees[selected] : undefined} selectedTurnId={selected} onSelectTurn={select} />
+      </div>
+    </div>
+  );
+}
+
+export function App() {
+  const route = useRoute();
+  const { theme, effective, cycle } = useTheme();
+  const [sessions, setSessions] = useState<Session[]>([]);
+  const [total, setTotal] = useState(0);
+  const [query, setQuery] = useState("");
+  const [showArchived, setShowArchived] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [help, setHelp] = useState(false);
+  const [menu, setMenu] = useState(false);
+  const [needToken, setNeedToken] = useState(false);
+  const [settings, setSettings] = useState<SettingsOut | null>(null);
+  const search = useRef<HTMLInputElement>(null);
+  const routeSession = route.page === "workbench" ? route.sessionId : null;
+  const [docSession, setDocSession] = useState<string | null>(() => localStorage.getItem(LAST_SESSION));
+
+  useEffect(() => onUnauthorized(() => setNeedToken(true)), []);
+
+  const reload = useCallback(async () => {
+    try {
+      const list = await api.listSessions(query, 200, 0, showArchived);
+      setSessions(list.items);
+      setTotal(list.total);
+      setError(null);
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }, [query, showArchived]);
+
+  useEffect(() => {
+    const t = setTimeout(() => void reload(), query ? 150 : 0);
+    return () => clearTimeout(t);
+  }, [reload, query]);
+
+  useEffect(() => {
+    api.getSettings().then(setSettings, () => undefined);
+  }, [needToken]);
+
+  useEffect(() => {
+    if (routeSession) {
+      localStorage.setItem(LAST_SESSION, routeSession);
+      setDocSession(routeSession);
+    }
+  }, [routeSession]);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        setMenu(true);
+        search.current?.focus();
+        search.current?.select();
+      } else if (e.key === "?" && !isTyping(e.target)) {
+        e.preventDefault();
+        setHelp(true);
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
+  const newSession = async () => {
+    try {
+      const s = await api.createSession("New session");
+      setQuery("");
+      await reload();
+      location.hash = sessionHref(s.id);
+      setMenu(false);
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+
+  const act = (f: () => Promise<unknown>) => {
+    f().then(reload, (e: unknown) => setError(errorText(e)));
+  };
+
+  const current = sessions.find((s) => s.id === routeSession);
+
+  return (
+    <div className={`app ${menu ? "menu-open" : ""}`}>
+      <header className="topbar">
+        <button type="button" className="icon menu-button" aria-label={menu ? "Close the menu" : "Open the menu"} aria-expanded={menu} onClick={() => setMenu(!menu)}>☰</button>
+        <a className="brand" href="#/" aria-label="fleet-rlm home">
+          <span className="logo" aria-hidden="true">◉</span> fleet-rlm
+        </a>
+        <span className="crumb">{route.page === "workbench" ? (current?.title ?? "") : route.page[0]?.toUpperCase() + route.page.slice(1)}</span>
+        <span className="spacer" />
+        <button type="button" className="icon" aria-label={`Theme: ${theme === "system" ? `system (${effective})` : theme}. Change theme`} title={`Theme: ${theme}`} onClick={cycle} data-testid="theme-toggle">
+          {effective === "dark" ? "☾" : "☀"}
+          {theme === "system" ? <span className="tiny">auto</span> : null}
+        </button>
+        <button type="button" className="icon" aria-label="Keyboard shortcuts (?)" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>?</button>
+      </header>
+      {needToken ? <TokenDialog onDone={() => {
+        setNeedToken(false);
+        void reload();
+      }} /> : null}
+      <div className="layout">
+        <Sidebar
+          route={route}
+          sessions={sessions}
+          total={total}
+          query={query}
+          onQuery={setQuery}
+          showArchived={showArchived}
+          onShowArchived={setShowArchived}
+          currentId={routeSession}
+          onNew={() => void newSession()}
+          onRename={(s, title) => act(() => api.renameSession(s.id, title))}
+          onArchive={(s, archived) => act(async () => {
+            await api.archiveSession(s.id, archived);
+            if (archived && s.id === routeSession && !showArchived) location.hash = "#/";
+          })}
+          onDelete={(s) => {
+            if (!confirm(`Delete the session "${s.title}" with its turns, documents and files?`)) return;
+            act(async () => {
+              await api.deleteSession(s.id);
+              if (s.id === routeSession) location.hash = "#/";
+            });
+          }}
+          searchRef={search}
+          onNavigate={() => setMenu(false)}
+        />
+        <main className="main" aria-label="Main">
+          {error ? (
+            <div className="banner error" role="alert">
+              {error}
+              <button type="button" className="icon" aria-label="Dismiss the error" onClick={() => setError(null)}>×</button>
+            </div>
+          ) : null}
+          {route.page === "workbench" ? (
+            route.sessionId ? (
+              <Workbench key={route.sessionId} sessionId={route.sessionId} settings={settings} />
+            ) : (
+              <div className="page welcome">
+                <h1>Workbench</h1>
+                <p>Chat with an agent that hands long inputs to a recursive language model, and watch every step in the execution tree.</p>
+                <button type="button" className="primary" aria-label="Start a new session" onClick={() => void newSession()}>＋ New session</button>
+                {sessions.length ? <p className="muted">…or pick a session on the left.</p> : null}
+              </div>
+            )
+          ) : route.page === "documents" ? (
+            <DocumentsPage sessions={sessions} sessionId={docSession && sessions.some((s) => s.id === docSession) ? docSession : (sessions[0]?.id ?? null)} onSession={(id) => {
+              setDocSession(id);
+              localStorage.setItem(LAST_SESSION, id);
+            }} />
+          ) : route.page === "settings" ? (
+            <SettingsPage onSaved={setSettings} />
+          ) : (
+            <UsagePage />
+          )}
+        </main>
+      </div>
+      <HelpDialog open={help} onClose={() => setHelp(false)} />
+    </div>
+  );
+}

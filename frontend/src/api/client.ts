@@ -1,0 +1,279 @@
+/* The REST API under /api/v1, typed after the server's schemas (fleet_rlm.server.schemas). */
+
+import type { FleetEvent, Usage } from "../generated/events";
+
+export const API = "/api/v1";
+const TOKEN_KEY = "fleet.token";
+
+export interface Session {
+  id: string;
+  title: string;
+  user_id: string;
+  archived: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface SessionList {
+  items: Session[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export type StoredTurnStatus = "running" | "waiting" | "done" | "cancelled" | "failed" | "interrupted";
+
+export interface Turn {
+  id: string;
+  session_id: string;
+  index: number;
+  user_message: string;
+  answer: string | null;
+  status: StoredTurnStatus;
+  error: string | null;
+  usage: Usage | null;
+  question: string | null;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export interface EventList {
+  turn_id: string;
+  events: FleetEvent[];
+  last_seq: number;
+}
+
+export interface DocumentInfo {
+  id: string;
+  session_id: string;
+  name: string;
+  kind: string;
+  size_bytes: number;
+  chars: number;
+  sha256: string;
+  created_at: string;
+}
+
+export interface DocumentDetail extends DocumentInfo {
+  start: number;
+  text: string;
+}
+
+export interface WorkspaceEntry {
+  name: string;
+  path: string;
+  type: "file" | "dir" | "symlink" | "other";
+  size: number;
+  modified: string;
+}
+
+export interface WorkspaceListing {
+  path: string;
+  entries: WorkspaceEntry[];
+}
+
+export type SandboxBackend = "local" | "unsafe-local" | "daytona";
+
+export interface SettingsOut {
+  root_model: string;
+  sub_model: string | null;
+  api_base: string | null;
+  sandbox: SandboxBackend;
+  limits: Record<string, number>;
+  api_key_set: boolean;
+  daytona_api_key_set: boolean;
+  auth: string;
+}
+
+export interface SettingsPatch {
+  root_model?: string;
+  sub_model?: string | null;
+  api_base?: string | null;
+  api_key?: string | null;
+  daytona_api_key?: string | null;
+  sandbox?: SandboxBackend;
+  limits?: Record<string, number | null>;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  problem: string | null;
+  message: string;
+  detail?: string | null;
+  guidance?: string | null;
+  duration_s?: number;
+}
+
+export interface UsageRow {
+  key: string;
+  title: string | null;
+  turns: number;
+  calls: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  tokens: number;
+  usd: number;
+}
+
+export interface UsageReport {
+  group: "session" | "day";
+  items: UsageRow[];
+  total: UsageRow;
+}
+
+export interface Health {
+  status?: string;
+  ok?: boolean;
+  version?: string;
+  model_configured?: boolean;
+  [key: string]: unknown;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function getToken(): string | null {
+  return localStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(token: string | null): void {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+const unauthorizedListeners = new Set<() => void>();
+
+/** Called when the server asks for a token (FLEET_AUTH=token). */
+export function onUnauthorized(listener: () => void): () => void {
+  unauthorizedListeners.add(listener);
+  return () => unauthorizedListeners.delete(listener);
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let payload: BodyInit | undefined;
+  if (body instanceof FormData) payload = body;
+  else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  let response: Response;
+  try {
+    response = await fetch(API + path, { method, headers, body: payload });
+  } catch (e) {
+    throw new ApiError(0, "unreachable", `The server cannot be reached (${String(e)}).`);
+  }
+  if (response.status === 401) unauthorizedListeners.forEach((f) => f());
+  if (!response.ok) {
+    let code = `http_${response.status}`;
+    let message = response.statusText || `HTTP ${response.status}`;
+    try {
+      const data = (await response.json()) as { error?: string; message?: string };
+      code = data.error ?? code;
+      message = data.message ?? message;
+    } catch {
+      // not JSON: keep the status text
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  if (response.status === 204) return undefined as T;
+  const type = response.headers.get("content-type") ?? "";
+  return (type.includes("json") ? await response.json() : await response.text()) as T;
+}
+
+const q = (params: Record<string, string | number | boolean | undefined>): string => {
+  const s = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") s.set(k, String(v));
+  const text = s.toString();
+  return text ? `?${text}` : "";
+};
+const id = encodeURIComponent;
+
+export const api = {
+  listSessions: (query: string, limit = 100, offset = 0, includeArchived = false) =>
+    request<SessionList>(
+      "GET",
+      `/sessions${q({ q: query, limit, offset, include_archived: includeArchived || undefined })}`,
+    ),
+  createSession: (title = "New session") => request<Session>("POST", "/sessions", { title }),
+  getSession: (sessionId: string) => request<Session>("GET", `/sessions/${id(sessionId)}`),
+  renameSession: (sessionId: string, title: string) =>
+    request<Session>("PATCH", `/sessions/${id(sessionId)}`, { title }),
+  archiveSession: (sessionId: string, archived: boolean) =>
+    request<Session>("PATCH", `/sessions/${id(sessionId)}`, { archived }),
+  deleteSession: (sessionId: string) => request<undefined>("DELETE", `/sessions/${id(sessionId)}`),
+  exportUrl: (sessionId: string, format: "json" | "markdown") =>
+    `${API}/sessions/${id(sessionId)}/export${q({ format })}`,
+  exportSession: (sessionId: string, format: "json" | "markdown") =>
+    request<unknown>("GET", `/sessions/${id(sessionId)}/export${q({ format })}`),
+
+  listTurns: (sessionId: string) => request<Turn[]>("GET", `/sessions/${id(sessionId)}/turns`),
+  turnEvents: (turnId: string, afterSeq = 0) =>
+    request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
+
+  uploadDocument: (sessionId: string, file: File) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return request<DocumentInfo>("POST", `/sessions/${id(sessionId)}/documents`, form);
+  },
+  listDocuments: (sessionId: string) =>
+    request<DocumentInfo[]>("GET", `/sessions/${id(sessionId)}/documents`),
+  getDocument: (documentId: string) =>
+    request<DocumentDetail>("GET", `/documents/${id(documentId)}`),
+  deleteDocument: (documentId: string) => request<undefined>("DELETE", `/documents/${id(documentId)}`),
+
+  workspace: (sessionId: string, path = "") =>
+    request<WorkspaceListing>("GET", `/sessions/${id(sessionId)}/workspace${q({ path })}`),
+  /** The file as text, whatever its type (previews show text). */
+  readWorkspaceFile: async (sessionId: string, path: string): Promise<string> => {
+    const headers: Record<string, string> = {};
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
+    const response = await fetch(url, { headers });
+    if (!response.ok) {
+      const data = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
+      throw new ApiError(response.status, data.error ?? "error", data.message ?? response.statusText);
+    }
+    return response.text();
+  },
+  writeWorkspaceFile: async (sessionId: string, path: string, content: Blob) => {
+    const headers: Record<string, string> = { "Content-Type": "application/octet-stream" };
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
+    const response = await fetch(url, { method: "PUT", headers, body: content });
+    if (!response.ok) {
+      const data = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
+      throw new ApiError(response.status, data.error ?? "error", data.message ?? response.statusText);
+    }
+  },
+  deleteWorkspaceFile: (sessionId: string, path: string) =>
+    request<undefined>("DELETE", `/sessions/${id(sessionId)}/workspace/file${q({ path })}`),
+
+  getSettings: () => request<SettingsOut>("GET", "/settings"),
+  patchSettings: (patch: SettingsPatch) => request<SettingsOut>("PATCH", "/settings", patch),
+  /** With a patch: tests those values before they are saved. */
+  testModel: (patch?: SettingsPatch) => request<CheckResult>("POST", "/settings/test-model", patch),
+  testSandbox: (patch?: SettingsPatch) =>
+    request<CheckResult>("POST", "/settings/test-sandbox", patch),
+
+  usage: (group: "session" | "day") => request<UsageReport>("GET", `/usage${q({ group })}`),
+  health: () => request<Health>("GET", "/health"),
+};
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) return e.message;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

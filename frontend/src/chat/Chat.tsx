@@ -1,0 +1,295 @@
+/* The conversation: turns with their streamed answers, inline ask_user questions, and the
+composer with attachments (click, drag and drop, paste) and a stop button. */
+
+import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type KeyboardEvent } from "react";
+
+import { api, errorText, type DocumentInfo, type Turn } from "../api/client";
+import type { SessionController } from "../session/useSession";
+import type { TurnTree } from "../tree/reducer";
+import { StatusChip } from "../tree/TreeView";
+import { fmtBytes } from "../ui/format";
+import { Markdown } from "../ui/Markdown";
+
+const ATTACHED = /\n\n\(Attached documents: ([^)]*)\)$/;
+
+function splitMessage(text: string): { text: string; attached: string[] } {
+  const m = ATTACHED.exec(text);
+  if (!m) return { text, attached: [] };
+  return { text: text.slice(0, m.index), attached: (m[1] ?? "").split(", ").filter(Boolean) };
+}
+
+const STORED_TO_STATUS: Record<string, string> = {
+  done: "ok",
+  failed: "error",
+  cancelled: "cancelled",
+  interrupted: "interrupted",
+  running: "running",
+  waiting: "waiting",
+};
+
+function activity(tree: TurnTree | undefined): string {
+  if (!tree) return "Starting…";
+  const nodes = Object.values(tree.nodes);
+  const rlms = nodes.filter((n) => n.kind === "rlm" && n.status === "running");
+  if (rlms.length) {
+    const deepest = rlms.reduce((a, b) => (b.depth > a.depth ? b : a));
+    return `Recursive run at depth ${deepest.depth}, iteration ${deepest.iterations.length}…`;
+  }
+  for (let i = tree.events.length - 1; i >= 0; i--) {
+    const e = tree.events[i];
+    if (e?.type === "agent_step") return `Using ${e.tool_name}…`;
+  }
+  return "Thinking…";
+}
+
+function AskUser({ question, onAnswer }: { question: string; onAnswer: (text: string) => void }) {
+  const [text, setText] = useState("");
+  const submit = () => {
+    if (text.trim()) onAnswer(text.trim());
+  };
+  return (
+    <form
+      className="ask-user"
+      aria-label="Question from the agent"
+      onSubmit={(e) => {
+        e.preventDefault();
+        submit();
+      }}
+    >
+      <div className="ask-question">
+        <span aria-hidden="true">❓</span> {question}
+      </div>
+      <div className="ask-row">
+        <input
+          aria-label="Your answer"
+          value={text}
+          autoFocus
+          onChange={(e) => setText(e.target.value)}
+          placeholder="Type your answer and press Enter"
+        />
+        <button type="submit" aria-label="Send answer" disabled={!text.trim()}>
+          Answer
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function TurnView({ turn, tree, selected, onSelect, onAnswer }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void }) {
+  const { text, attached } = splitMessage(turn.user_message || tree?.question || "");
+  const status = tree && tree.status !== "idle" ? tree.status : (STORED_TO_STATUS[turn.status] ?? turn.status);
+  const answer = tree?.answer || turn.answer || "";
+  const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
+  const running = status === "running";
+  const error = tree?.errors.at(-1)?.message ?? (status === "error" ? turn.error : null);
+  return (
+    <article className={`turn ${selected ? "selected" : ""}`} data-testid="turn" data-turn-id={turn.id} data-status={status} aria-label={`Turn ${turn.index}`}>
+      <div className="bubble user">
+        <div className="bubble-text">{text}</div>
+        {attached.length ? (
+          <div className="attachments">
+            {attached.map((name) => (
+              <span key={name} className="attachment">📄 {name}</span>
+            ))}
+          </div>
+        ) : null}
+      </div>
+      <div className="bubble assistant" aria-live={running ? "polite" : "off"}>
+        <div className="bubble-head">
+          <StatusChip status={status} />
+          <button type="button" className="link" aria-label={`Show turn ${turn.index} in the execution tree`} onClick={onSelect}>
+            {selected ? "shown in tree" : "show in tree"}
+          </button>
+        </div>
+        {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}
+        {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
+        {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
+        {error ? <p className="error-text" role="alert">{error}</p> : null}
+        {question ? <AskUser question={question} onAnswer={onAnswer} /> : null}
+      </div>
+    </article>
+  );
+}
+
+export interface ChatProps {
+  sessionId: string;
+  session: SessionController;
+  selectedTurnId: string | null;
+  onSelectTurn: (turnId: string) => void;
+}
+
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatProps) {
+  const [draft, setDraft] = useState("");
+  const [attachments, setAttachments] = useState<DocumentInfo[]>([]);
+  const [uploading, setUploading] = useState(0);
+  const [uploadError, setUploadError] = useState<string | null>(null);
+  const [dragging, setDragging] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
+  const scroller = useRef<HTMLDivElement>(null);
+  const textarea = useRef<HTMLTextAreaElement>(null);
+  const live = session.liveTurnId !== null;
+  const busy = live || session.pending !== null;
+  const lastTurn = session.turns.at(-1);
+  const lastTree = lastTurn ? session.trees[lastTurn.id] : undefined;
+
+  useEffect(() => {
+    setDraft("");
+    setAttachments([]);
+    setUploadError(null);
+    textarea.current?.focus();
+  }, [sessionId]);
+
+  // Keep the newest text in view while it streams, unless the reader scrolled up.
+  useEffect(() => {
+    const el = scroller.current;
+    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 160) el.scrollTop = el.scrollHeight;
+  }, [session.turns, lastTree, session.pending]);
+
+  const upload = async (files: readonly File[]) => {
+    setUploadError(null);
+    for (const file of files) {
+      setUploading((n) => n + 1);
+      try {
+        const doc = await api.uploadDocument(sessionId, file);
+        setAttachments((list) => [...list.filter((d) => d.id !== doc.id), doc]);
+      } catch (e) {
+        setUploadError(`${file.name}: ${errorText(e)}`);
+      } finally {
+        setUploading((n) => n - 1);
+      }
+    }
+  };
+
+  const send = () => {
+    const text = draft.trim();
+    if (!text || busy || uploading) return;
+    session.send(text, attachments.map((d) => d.id));
+    setDraft("");
+    setAttachments([]);
+  };
+
+  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  };
+
+  const onPaste = (e: ClipboardEvent<HTMLTextAreaElement>) => {
+    const files = Array.from(e.clipboardData.files);
+    if (files.length) {
+      e.preventDefault();
+      void upload(files);
+    }
+  };
+
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault();
+    setDragging(false);
+    const files = Array.from(e.dataTransfer.files);
+    if (files.length) void upload(files);
+  };
+
+  return (
+    <section
+      className={`chat ${dragging ? "dragging" : ""}`}
+      aria-label="Chat"
+      onDragOver={(e) => {
+        if (e.dataTransfer.types.includes("Files")) {
+          e.preventDefault();
+          setDragging(true);
+        }
+      }}
+      onDragLeave={(e) => {
+        if (e.currentTarget === e.target) setDragging(false);
+      }}
+      onDrop={onDrop}
+    >
+      <div className="chat-scroll" ref={scroller}>
+        {session.loading && !session.turns.length ? <p className="muted empty">Loading…</p> : null}
+        {!session.loading && !session.turns.length && !session.pending ? (
+          <div className="empty-chat">
+            <h2>Ask anything</h2>
+            <p className="muted">
+              Attach long documents (drop them here, paste, or use 📎): when they outgrow one context window the agent hands them to the recursive engine, and the tree on the right shows every step.
+            </p>
+          </div>
+        ) : null}
+        {session.turns.map((t) => (
+          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} />
+        ))}
+        {session.pending !== null ? (
+          <article className="turn pending" aria-label="Message being sent">
+            <div className="bubble user">
+              <div className="bubble-text">{session.pending}</div>
+            </div>
+            <div className="bubble assistant">
+              <p className="muted working"><span className="spinner" aria-hidden="true" /> Starting…</p>
+            </div>
+          </article>
+        ) : null}
+      </div>
+      {dragging ? <div className="drop-hint" aria-hidden="true">Drop files to attach them</div> : null}
+      <form
+        className="composer"
+        aria-label="Message composer"
+        onSubmit={(e) => {
+          e.preventDefault();
+          send();
+        }}
+      >
+        {attachments.length || uploading || uploadError ? (
+          <div className="attachments" aria-label="Attachments">
+            {attachments.map((d) => (
+              <span key={d.id} className="attachment" data-testid="attachment">
+                📄 {d.name} <span className="muted">{fmtBytes(d.size_bytes)}</span>
+                <button type="button" className="icon" aria-label={`Remove attachment ${d.name}`} onClick={() => setAttachments((l) => l.filter((x) => x.id !== d.id))}>
+                  ×
+                </button>
+              </span>
+            ))}
+            {uploading ? <span className="muted">Uploading {uploading}…</span> : null}
+            {uploadError ? <span className="error-text" role="alert">{uploadError}</span> : null}
+          </div>
+        ) : null}
+        <div className="composer-row">
+          <button type="button" className="icon big" aria-label="Attach documents" title="Attach documents" onClick={() => fileInput.current?.click()}>
+            📎
+          </button>
+          <input
+            ref={fileInput}
+            type="file"
+            multiple
+            hidden
+            aria-label="Choose documents to attach"
+            data-testid="file-input"
+            onChange={(e) => {
+              const files = Array.from(e.target.files ?? []);
+              e.target.value = "";
+              void upload(files);
+            }}
+          />
+          <textarea
+            ref={textarea}
+            aria-label="Message"
+            placeholder={busy ? "Working… (Esc stops)" : "Ask something (Enter sends, Shift+Enter for a new line)"}
+            value={draft}
+            rows={Math.min(8, Math.max(1, draft.split("\n").length))}
+            onChange={(e) => setDraft(e.target.value)}
+            onKeyDown={onKeyDown}
+            onPaste={onPaste}
+          />
+          {live ? (
+            <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>
+              ■ Stop
+            </button>
+          ) : (
+            <button type="submit" className="primary" aria-label="Send message" disabled={!draft.trim() || busy || uploading > 0}>
+              Send
+            </button>
+          )}
+        </div>
+      </form>
+    </section>
+  );
+}

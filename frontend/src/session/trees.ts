@@ -1,0 +1,33 @@
+/* The trees of every turn of one session, keyed by turn id: events are routed by turn_id. */
+
+import type { FleetEvent } from "../generated/events";
+import { applyEvents, emptyTree, type TurnTree } from "../tree/reducer";
+
+export type Trees = Readonly<Record<string, TurnTree>>;
+
+export type TreesAction = { type: "events"; events: readonly FleetEvent[] } | { type: "clear" };
+
+export function treesReducer(trees: Trees, action: TreesAction): Trees {
+  if (action.type === "clear") return {};
+  const byTurn = new Map<string, FleetEvent[]>();
+  for (const e of action.events) {
+    const list = byTurn.get(e.turn_id);
+    if (list) list.push(e);
+    else byTurn.set(e.turn_id, [e]);
+  }
+  let next: Record<string, TurnTree> | null = null;
+  for (const [turnId, events] of byTurn) {
+    const before = trees[turnId] ?? emptyTree(turnId);
+    const after = applyEvents(before, events);
+    if (after !== trees[turnId]) {
+      next ??= { ...trees };
+      next[turnId] = after;
+    }
+  }
+  return next ?? trees;
+}
+
+/** A turn still producing events, as far as its tree tells. */
+export function isLive(tree: TurnTree | undefined): boolean {
+  return tree !== undefined && (tree.status === "running" || tree.status === "idle");
+}
