@@ -223,9 +223,33 @@ def test_a_sandbox_that_never_starts_is_deleted(settings: Settings) -> None:
         settings = settings.model_copy(update={"daytona_api_url": standin.api_url,
                                                "daytona_create_timeout_s": 1.5})
         box = DaytonaSandbox(settings)
-        with pytest.raises(SandboxError, match="Daytona could not start the sandbox"):
+        with pytest.raises(SandboxError, match="Daytona could not start the sandbox.*"
+                           "FLEET_DAYTONA_CREATE_TIMEOUT_S"):
             box.start()
         assert (standin.created, standin.deleted) == (1, 1)
+
+
+def test_a_driver_that_cannot_start_takes_its_sandbox_with_it(
+        settings: Settings, standin: DaytonaStandIn) -> None:
+    name = snapshot_name()
+    standin.snapshots[name] = _snapshot(name)
+    standin.snapshot_files[name] = {backend.SNAPSHOT_DRIVER: b"raise SystemExit('no driver')"}
+    box = DaytonaSandbox(settings.model_copy(update={"daytona_snapshot": name}))
+    with pytest.raises(SandboxError, match="sandbox failed to start.*driver stderr: no driver"):
+        box.start()
+    assert (standin.created, standin.deleted, standin.live()) == (1, 1, [])
+
+
+def test_a_sandbox_deleted_behind_our_back_is_replaced(
+        sandbox: DaytonaSandbox, settings: Settings, standin: DaytonaStandIn) -> None:
+    sandbox.execute("kept = 1")
+    first = sandbox.sandbox_id
+    backend.client(settings).get(first).delete()
+    lost = sandbox.execute("kept")
+    assert lost.state_lost and lost.error_type == "SandboxDied"
+    fresh = sandbox.execute("print('new home')\nkept")
+    assert fresh.stdout == "new home\n" and fresh.error_type == "NameError"
+    assert sandbox.sandbox_id != first and standin.created == 2
 
 
 def test_a_sandbox_polled_until_started(settings: Settings) -> None:

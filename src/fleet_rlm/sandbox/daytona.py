@@ -25,7 +25,7 @@ This module uses the session command. Each host→driver message costs one POST 
 to the toolbox proxy). Driver→host messages are pushed over the open WebSocket, with no
 polling. An `execute` is one POST plus its reply on the stream, and each host callback
 (`llm_query`, `rlm_query`) adds one POST for its result. Against the local stand-in of the API
-in the tests, a round trip costs ~3 ms for an `execute` and ~4 ms for an `execute` with one
+in the tests, a round trip costs ~2 ms for an `execute` and ~5 ms for an `execute` with one
 callback. Against a real region, add one network round trip per POST. That is small next to
 the model call that wrote the code. The daemon relays output line by line through a shell
 loop, which suits a line protocol.
@@ -141,6 +141,9 @@ def explain(exc: Exception, settings: Settings, action: str) -> SandboxError:
     elif status in (400, 404, 422) and ("region" in lowered or "target" in lowered):
         hint = (f"Daytona does not know the target {settings.daytona_target!r}: set "
                 "DAYTONA_TARGET to a region of the organisation (e.g. us, eu), or unset it")
+    elif isinstance(exc, sdk.DaytonaTimeoutError):
+        hint = (f"nothing within {settings.daytona_create_timeout_s:g} s; Daytona may be busy: "
+                "retry, or raise FLEET_DAYTONA_CREATE_TIMEOUT_S")
     elif status in (400, 404) and "snapshot" in lowered:
         hint = (f"snapshot {settings.daytona_snapshot!r} is not usable: run "
                 "`fleet daytona snapshot`, or unset FLEET_DAYTONA_SNAPSHOT")
@@ -343,10 +346,16 @@ class DaytonaSandbox:
                 self._session = self._channel = None
             try:
                 if self.sandbox is not None and not self._still_running():
-                    self.sandbox = self._work_dir = None
-                if self.sandbox is None:
+                    self._discard()
+                fresh = self.sandbox is None
+                if fresh:
                     self.sandbox = self._create()
-                self._spawn()
+                try:
+                    self._spawn()
+                except (sdk.DaytonaError, SandboxError):
+                    if fresh:  # a sandbox whose driver can't start is of no use: don't keep it
+                        self._discard()
+                    raise
             except sdk.DaytonaError as exc:
                 raise explain(exc, self.settings, "start the sandbox") from None
 
@@ -360,9 +369,12 @@ class DaytonaSandbox:
             return True
         log.warning("Daytona sandbox %s is %s; starting a new one", self.sandbox.id,
                     self.sandbox.state)
-        with contextlib.suppress(sdk.DaytonaError):
-            self.sandbox.delete()
         return False
+
+    def _discard(self) -> None:
+        sandbox, self.sandbox, self._work_dir = self.sandbox, None, None
+        with contextlib.suppress(_sdk().DaytonaError):  # auto-delete and gc are the fallback
+            sandbox.delete()
 
     def _create(self) -> Any:
         sdk = _sdk()
@@ -479,6 +491,8 @@ class DaytonaSandbox:
         sdk = _sdk()
         try:
             _retrying(sandbox.delete)
+        except sdk.DaytonaNotFoundError:
+            pass  # already gone
         except sdk.DaytonaError as exc:
             log.warning("could not delete Daytona sandbox %s (%s); its auto-delete or "
                         "`fleet daytona gc` will", sandbox.id, exc)
