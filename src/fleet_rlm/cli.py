@@ -448,6 +448,128 @@ def db_current() -> None:
     console.print(_with_store(action))
 
 
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the browser.")] = False,
+) -> None:
+    """Serve the web workspace and its API (/api/v1, docs at /api/v1/docs).
+
+    Loopback only unless FLEET_AUTH=token: without login, anyone who can reach the port could
+    run code in your sandboxes and spend your model budget.
+    """
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .server import create_app
+    from .server.auth import is_loopback_host
+
+    settings = Settings()
+    if not is_loopback_host(host) and settings.auth != "token":
+        err.print(f"[red]error:[/red] refusing to listen on {host}: without login only "
+                  "loopback addresses (127.0.0.1, ::1, localhost) are allowed. Set "
+                  "FLEET_AUTH=token and create users and tokens (`fleet users add`, `fleet "
+                  "tokens create`) to serve other hosts.")
+        raise typer.Exit(1)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    err.print(f"fleet-rlm web on {url} (auth: {settings.auth})")
+    if open_browser:
+        threading.Timer(1.0, webbrowser.open, [url]).start()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+users_app = typer.Typer(help="Users of the web workspace (FLEET_AUTH=token).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="API tokens of users (FLEET_AUTH=token).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    tenant: Annotated[str | None, typer.Option(
+        help="Tenant (a group sharing sessions), created if missing; default: named NAME.")]
+    = None,
+    admin: Annotated[bool, typer.Option(help="May change the server's settings.")] = False,
+) -> None:
+    """Add a user; its sessions are visible to its tenant only."""
+    from .store.repos import UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        user = await UserRepo(store).add(name, tenant, admin=admin)
+        return f"user {user.name} ({user.id}) in tenant {tenant or name}" + (
+            ", admin" if admin else "")
+
+    console.print(escape(_with_store(action)))
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their tenants."""
+    from .store.repos import UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        rows = await UserRepo(store).list()
+        return "\n".join(f"{u.id}  {t}/{u.name}{'  admin' if u.admin else ''}" for u, t in rows)
+
+    console.print(escape(_with_store(action)))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "token",
+) -> None:
+    """Create a token and print it once (only its hash is kept)."""
+    from .store.repos import TokenRepo, UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        owner = await UserRepo(store).find(user)
+        token, secret = await TokenRepo(store).create(owner.id, name)
+        err.print(f"token {token.id} for {owner.name}; shown once, store it now:")
+        return secret
+
+    print(_with_store(action))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    from .store.repos import TokenRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        token = await TokenRepo(store).revoke(token_id)
+        return f"revoked token {token.id}"
+
+    console.print(_with_store(action))
+
+
+@tokens_app.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Argument(help="User name or id; default all.")] = None,
+) -> None:
+    """List tokens (never their secrets)."""
+    from .store.repos import TokenRepo, UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        owner = await UserRepo(store).find(user) if user else None
+        tokens = await TokenRepo(store).list(owner.id if owner else None)
+        return "\n".join(
+            f"{t.id}  user {t.user_id}  {t.name}  created {t.created_at:%Y-%m-%d %H:%M}"
+            f"{'  REVOKED' if t.revoked_at else ''}" for t in tokens)
+
+    console.print(escape(_with_store(action)))
+
+
 def main() -> None:
     app()
 

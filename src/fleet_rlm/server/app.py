@@ -33,10 +33,9 @@ NOT_BUILT = """<!doctype html>
 code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></head>
 <body><h1>fleet-rlm</h1>
 <p>The server is running, but the web app is not built yet.</p>
-<p>Build it once (Node.js 20 or newer) and reload this page:</p>
-<pre>cd frontend
-npm install
-npm run build</pre>
+<p>Build it once (Node.js 20.19 or newer) from the repository and reload this page:</p>
+<pre>scripts/build-frontend.sh</pre>
+<p>(or <code>cd frontend &amp;&amp; npm ci &amp;&amp; npm run build</code>)</p>
 <p>The build lands in <code>{static}</code>.</p>
 <p>The API is available now: <a href="{api}/docs">{api}/docs</a>.</p>
 </body></html>

@@ -188,17 +188,14 @@ class Hub:
                     await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
 
     async def cancel(self, session_id: str, turn_id: str) -> bool:
-        """Cancel a running turn, or close one waiting on the user; False if neither."""
+        """Cancel a running turn, or dismiss one waiting on the user; False if neither."""
         if self.svc.cancel(turn_id):
             return True
         async with self._locks[session_id]:
-            turn = await self.svc.store.turns.get(turn_id)
-            if turn.status != "waiting" or turn_id in self.svc.live:
-                return False
-            await self.svc.store.turns.finish(turn_id, "cancelled", answer=turn.answer,
-                                              error="cancelled by the user")
-        self.broadcast(session_id, await self.state(session_id))
-        return True
+            stopped = await self.svc.stop(turn_id)
+        if stopped:  # a waiting turn emits nothing more: tell the sockets it is closed
+            self.broadcast(session_id, await self.state(session_id))
+        return stopped
 
     async def state(self, session_id: str) -> dict[str, Any]:
         """The `session` frame: the turn in flight, if any, and where its events stand."""
