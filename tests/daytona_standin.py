@@ -26,8 +26,8 @@ session command a local subprocess under /bin/sh, so the driver really runs (`py
 driver.py`, no bubblewrap). As in the daemon, output reaches the log one line at a time, each
 line prefixed with \\x01\\x01\\x01 (stdout) or \\x02\\x02\\x02 (stderr), and input is echoed into
 the log unless suppressInputEcho. A snapshot's files (from its Dockerfile's
-`echo BASE64 | base64 -d > PATH`) are placed under the sandbox's directory, and commands that
-name those paths are pointed there.
+`echo BASE64 | base64 -d > PATH` and `mkdir -p -m MODE DIR`) are placed under the sandbox's
+directory, and commands that name those paths, or /work, are pointed there.
 
 `fail(method, path, status, message)` makes the next matching request fail. `created`,
 `deleted` and `live()` count sandboxes, so a test can check that none leaked.
@@ -81,6 +81,9 @@ STDOUT_PREFIX = b"\x01\x01\x01"
 STDERR_PREFIX = b"\x02\x02\x02"
 TARGETS = ("us", "eu")
 IMAGE_FILE = re.compile(r"echo ([A-Za-z0-9+/=]+) \| base64 -d > (\S+)")
+IMAGE_DIR = re.compile(r"mkdir -p -m \d+ (\S+)")
+# Directories of this machine a command must not reach: in a box they resolve inside it.
+BOX_ONLY = ("/work",)
 
 
 @dataclass
@@ -172,6 +175,7 @@ class DaytonaStandIn:
         self.sandboxes: dict[str, StandInSandbox] = {}
         self.snapshots: dict[str, SnapshotDto] = {}
         self.snapshot_files: dict[str, dict[str, bytes]] = {}
+        self.snapshot_dirs: dict[str, list[str]] = {}
         self.create_requests: list[CreateSandbox] = []
         self.requests: list[str] = []
         self.unexpected: list[str] = []
@@ -293,6 +297,10 @@ class DaytonaStandIn:
                 local.parent.mkdir(parents=True, exist_ok=True)
                 local.write_bytes(content)
                 image[path] = local
+            for path in self.snapshot_dirs.get(spec.snapshot or "", []):
+                local = root / "image" / path.lstrip("/")
+                local.mkdir(parents=True, exist_ok=True)
+                image[path] = local
             dto = Sandbox(
                 id=sandbox_id, organization_id="org-standin", name=sandbox_id,
                 snapshot=spec.snapshot or "daytonaio/sandbox:standin", user="daytona",
@@ -357,6 +365,7 @@ class DaytonaStandIn:
             dockerfile = spec.build_info.dockerfile_content if spec.build_info else ""
             files = {path: base64.b64decode(data)
                      for data, path in IMAGE_FILE.findall(dockerfile)}
+            directories = IMAGE_DIR.findall(dockerfile)
             snapshot = SnapshotDto(
                 id=str(uuid.uuid4()), general=False, name=spec.name, state=SnapshotState.PENDING,
                 size=None, entrypoint=None, cpu=1, gpu=0, mem=1, disk=3, error_reason=None,
@@ -364,6 +373,7 @@ class DaytonaStandIn:
             with self._lock:
                 self.snapshots[spec.name] = snapshot
                 self.snapshot_files[spec.name] = files
+                self.snapshot_dirs[spec.name] = directories
             return _reply(snapshot)
 
         @app.get("/api/snapshots/{id_or_name}")
@@ -428,8 +438,9 @@ class DaytonaStandIn:
                 self.unexpected.append("synchronous session command")
                 return _error(400, "the stand-in runs asynchronous commands only")
             command_line = spec.command
-            for path, local in box.image.items():
-                command_line = command_line.replace(path, str(local))
+            for path in sorted({*box.image, *BOX_ONLY}, key=len, reverse=True):
+                command_line = re.sub(rf"(?<![\w/.-]){re.escape(path)}(?![\w.-])",
+                                      str(box.root / "image" / path.lstrip("/")), command_line)
             process = subprocess.Popen(
                 ["/bin/sh", "-c", command_line], cwd=box.work_dir, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,

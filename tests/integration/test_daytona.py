@@ -87,7 +87,9 @@ def test_runs_code_keeps_state_and_deletes_the_sandbox_on_close(
     assert spec.auto_stop_interval == 30 and spec.auto_delete_interval == 0
     assert spec.snapshot is None
     command = standin.sandboxes[box.sandbox_id].commands()[0].command
-    assert command.startswith("python3 -I ") and command.split()[2].endswith("/.fleet/driver.py")
+    assert command.startswith("cd /work 2>/dev/null; python3 -I ")
+    assert command.split()[5].endswith("/.fleet/driver.py")
+    assert box.execute("import os\nos.getcwd()").stdout.endswith("/home/daytona'\n")
     assert standin.count(UPLOAD) == 1  # the driver itself, no snapshot configured
 
     sandbox_id = box.sandbox_id
@@ -379,9 +381,11 @@ def test_snapshot_command_bakes_the_driver_in(settings: Settings, standin: Dayto
 
     with DaytonaSandbox(settings.model_copy(update={"daytona_snapshot": name})) as box:
         assert box.execute("print('from the snapshot')").stdout == "from the snapshot\n"
+        here = box.execute("import os\nopen('note.txt', 'w').write('hi')\nprint(os.getcwd())")
+        assert here.ok and here.stdout.endswith("/work\n"), "the snapshot has a writable /work"
         command = standin.sandboxes[box.sandbox_id].commands()[0].command
     assert standin.count(UPLOAD) == 0
-    assert f"python3 -I {backend.SNAPSHOT_DRIVER} " in command
+    assert f"cd /work 2>/dev/null; python3 -I {backend.SNAPSHOT_DRIVER} " in command
     assert standin.create_requests[0].snapshot == name
 
 

@@ -67,6 +67,8 @@ LABEL = "fleet-rlm"
 SNAPSHOT_PREFIX = "fleet-rlm-driver-"
 SNAPSHOT_BASE_IMAGE = "python:3.12-slim"
 SNAPSHOT_DRIVER = "/opt/fleet/driver.py"
+# The working directory code is told it has, as on the local backend; the snapshot makes it.
+WORK_DIR = "/work"
 # 429 and 503 mean the request never reached a sandbox, so sending it again is safe.
 RETRIES = 4
 RETRY_BASE_S = 1.0
@@ -194,12 +196,14 @@ def snapshot_name() -> str:
 
 
 def snapshot_image() -> Any:
-    """A Python image with driver.py baked in (inline, so no build context to upload)."""
+    """A Python image with driver.py baked in (inline, so no build context to upload) and a
+    writable /work."""
     encoded = base64.b64encode(DRIVER_SOURCE.read_bytes()).decode("ascii")
     directory = os.path.dirname(SNAPSHOT_DRIVER)
     return _sdk().Image.base(SNAPSHOT_BASE_IMAGE).run_commands(
-        f"mkdir -p {directory} && echo {encoded} | base64 -d > {SNAPSHOT_DRIVER} "
-        f"&& chmod 644 {SNAPSHOT_DRIVER} && python3 -I -m py_compile {SNAPSHOT_DRIVER}")
+        f"mkdir -p -m 1777 {WORK_DIR} && mkdir -p {directory} "
+        f"&& echo {encoded} | base64 -d > {SNAPSHOT_DRIVER} && chmod 644 {SNAPSHOT_DRIVER} "
+        f"&& python3 -I -m py_compile {SNAPSHOT_DRIVER}")
 
 
 def create_snapshot(settings: Settings, on_logs: Callable[[str], None] | None = None
@@ -403,7 +407,8 @@ class DaytonaSandbox:
             self._driver_path = self._install_driver()
         session_id = f"fleet-driver-{next(self._session_ids)}"
         process.create_session(session_id)
-        command = (f"python3 -I {shlex.quote(self._driver_path)} "
+        # Without /work (no snapshot) the driver runs in the sandbox user's home.
+        command = (f"cd {WORK_DIR} 2>/dev/null; python3 -I {shlex.quote(self._driver_path)} "
                    f"--memory-mb {s.sandbox_memory_mb}")
         response = process.execute_session_command(session_id, sdk.SessionExecuteRequest(
             command=command, run_async=True, suppress_input_echo=True))
