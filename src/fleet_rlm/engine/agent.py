@@ -195,7 +195,15 @@ class FleetAgent(dspy.ReAct):
 
     def python(self, code: str) -> str:
         """Run Python in this session's persistent sandbox (working directory: the workspace)."""
-        result = self.session.sandbox().execute(code, timeout=self.run.settings.exec_timeout_s)
+        sandbox = self.session.sandbox()
+        self.run.cancel.raise_if_cancelled()
+        # Cancel interrupts the code instead of waiting for it; the sandbox and its variables stay.
+        unregister = self.run.cancel.on_cancel(sandbox.interrupt)
+        try:
+            result = sandbox.execute(code, timeout=self.run.settings.exec_timeout_s)
+        finally:
+            unregister()
+        self.run.cancel.raise_if_cancelled()
         out = result.stdout
         if not result.ok:
             out += result.traceback or f"{result.error_type}: {result.error_message}"
