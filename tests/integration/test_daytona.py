@@ -476,6 +476,10 @@ def test_recursive_run_gives_every_node_its_own_daytona_sandbox(
     assert len(nodes) == 4
     assert standin.created == 4 and standin.deleted == 4 and standin.live() == []
     assert standin.count(CREATE) == 4 + (2 if flaky else 0)
+    # Each sandbox is labelled with its turn and node, so `fleet daytona gc TURN` finds them.
+    labels = [spec.labels for spec in standin.create_requests]
+    assert {label["fleet-rlm-turn"] for label in labels} == {out.events[0].turn_id}
+    assert {label["fleet-rlm-node"] for label in labels} == nodes
     # The budget counts model calls only: retries and sandboxes add none.
     assert out.usage.calls == stats["calls"] == 8
     assert stats["unexpected_calls"] == []

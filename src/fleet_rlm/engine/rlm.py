@@ -86,7 +86,8 @@ class NodeRLM(dspy.RLM):
         if self.run.interpreter_factory is not None:
             interpreter = self.run.interpreter_factory()
         else:
-            interpreter = SandboxInterpreter(create_sandbox(self.run.settings),
+            labels = {"turn": self.run.stream.turn_id, "node": self.node.node_id}
+            interpreter = SandboxInterpreter(create_sandbox(self.run.settings, labels=labels),
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
         unregister = self.run.cancel.on_cancel(interpreter.sandbox.close)

@@ -10,8 +10,10 @@ from .base import ExecResult, Sandbox, SandboxError
 from .interpreter import SandboxInterpreter
 
 
-def create_sandbox(settings: Settings, work_dir: Path | None = None) -> Sandbox:
-    """A new, not yet started sandbox of the configured backend."""
+def create_sandbox(settings: Settings, work_dir: Path | None = None,
+                   labels: dict[str, str] | None = None) -> Sandbox:
+    """A new, not yet started sandbox of the configured backend. `labels` (session, turn,
+    node) tag remote sandboxes so `fleet daytona gc` can find a turn's leftovers."""
     if settings.sandbox in ("local", "unsafe-local"):
         from .local import LocalSandbox
 
@@ -19,7 +21,7 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None) -> Sandbox:
     if settings.sandbox == "daytona":
         from .daytona import DaytonaSandbox
 
-        return DaytonaSandbox(settings)
+        return DaytonaSandbox(settings, labels=labels)
     raise SandboxError(
         f"sandbox backend {settings.sandbox!r} is not available in this version; "
         "use FLEET_SANDBOX=local")
