@@ -317,6 +317,7 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int
     finally:
         signal.signal(signal.SIGINT, previous)
     code = _report(outcome, run.cancel.reason, as_json)
+    _trace_run(settings, stream.events, inputs["question"])
     if run.cancel.cancelled:
         # An LM request the run walked away from would hold the interpreter's exit until it
         # returns: leave now that everything is printed.
@@ -446,6 +447,20 @@ def db_current() -> None:
         return _describe(store, await store.current())
 
     console.print(_with_store(action))
+
+
+def _trace_run(settings: Settings, events: list, question: str) -> None:
+    """With an MLflow tracking URI configured, the run becomes one trace."""
+    if not settings.mlflow_tracking_uri:
+        return
+    from .tracing import record_trace
+
+    trace_id = record_trace(settings, events, name="fleet run", inputs={"question": question},
+                            tags={"fleet.kind": "run"}, wait=True)
+    if trace_id is None:
+        err.print("[yellow]warning:[/yellow] the MLflow trace was not recorded")
+    else:
+        err.print(f"MLflow trace: {trace_id}")
 
 
 @app.command()

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         "file {data_dir}/fleet.db.")
     max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
 
+    # Observability and the MCP server (extras: fleet-rlm[mlflow], fleet-rlm[mcp]).
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias=AliasChoices("fleet_mlflow_tracking_uri", "mlflow_tracking_uri"),
+        description="MLflow tracking URI (FLEET_MLFLOW_TRACKING_URI or MLFLOW_TRACKING_URI); "
+        "when set, every turn and every `fleet run` is recorded as one MLflow trace.")
+    mlflow_experiment: str = Field("fleet-rlm", description="MLflow experiment for the traces.")
+    mcp_token: str | None = Field(
+        None, description="Bearer token `fleet serve-mcp --transport http` requires; without "
+        "one the server only binds to a loopback address.")
+
     auth: Literal["none", "token"] = Field(
         "none", description="none: one local user, loopback only, no login. token: users and "
         "API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group.")
