@@ -9,7 +9,7 @@ from ..budget import Budget
 from ..config import Settings
 from .schemas import CheckResult
 
-PING = [{"role": "user", "content": "Reply with the single word OK."}]
+PING = "Reply with the single word OK."
 MODEL_TIMEOUT_S = 30
 
 
@@ -49,7 +49,7 @@ def check_model(settings: Settings) -> CheckResult:
     started = time.monotonic()
     root, _ = build_lms(settings, Budget.from_settings(settings))
     try:
-        outputs = root(messages=PING, max_tokens=8, timeout=MODEL_TIMEOUT_S)
+        outputs = root(PING, max_tokens=8, timeout=MODEL_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - every failure becomes guidance
         problem, message = _model_guidance(exc, settings)
         return _result(started, False, message, problem, f"{type(exc).__name__}: {exc}")

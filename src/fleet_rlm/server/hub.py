@@ -2,10 +2,11 @@
 
 Each socket has an outbox drained by its own writer task. When a turn starts (a message, or an
 answer to ask_user), the hub tells every socket of the session, and each follows the turn with
-`svc.events` from the seq it started at, so all of them get the same sequence. Following only
-moves events into the outbox and never waits on the network: a client that stops reading fills
-its outbox (bounded), gets an `overflow` error frame with the seq to resume from, and stops
-following that turn. The turn itself never waits for anyone.
+`svc.events` from the seq it started at, so all of them get the same sequence. Following moves
+events into the outbox (bounded) and never waits on the network: a replay from the store waits
+for room, and a client that leaves its outbox full for STALL_S (or lets the service's live queue
+fill up) gets an `overflow` error frame with the seq to resume from and stops following that
+turn. The turn itself never waits for anyone: the service drops a subscriber that falls behind.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..sessions import Overflow, SessionService
 
 log = logging.getLogger(__name__)
 OUTBOX_EVENTS = 1_000
+STALL_S = 10.0  # a full outbox the client has not read from for this long: overflow
 SETTLE_S = 60.0
 
 
@@ -39,13 +41,22 @@ class Outbox:
         self._frames: deque[tuple[dict[str, Any], bool]] = deque()
         self._events = 0
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()
 
-    def put(self, frame: dict[str, Any], event: bool = False) -> bool:
-        if event:
-            if self._events >= self.limit:
+    def put(self, frame: dict[str, Any]) -> None:
+        self._frames.append((frame, False))
+        self._ready.set()
+
+    async def put_event(self, frame: dict[str, Any], stall_s: float) -> bool:
+        """Queue an event, waiting up to `stall_s` for room; False if the client stalled."""
+        while self._events >= self.limit:
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), stall_s)
+            except TimeoutError:
                 return False
-            self._events += 1
-        self._frames.append((frame, event))
+        self._events += 1
+        self._frames.append((frame, True))
         self._ready.set()
         return True
 
@@ -54,13 +65,16 @@ class Outbox:
         kept = [(f, e) for f, e in self._frames if not (e and f.get("turn_id") == turn_id)]
         self._events -= len(self._frames) - len(kept)
         self._frames = deque(kept)
+        self._room.set()
 
     async def get(self) -> dict[str, Any]:
         while not self._frames:
             self._ready.clear()
             await self._ready.wait()
         frame, event = self._frames.popleft()
-        self._events -= event
+        if event:
+            self._events -= 1
+            self._room.set()
         return frame
 
 
@@ -68,9 +82,10 @@ class Client:
     """One WebSocket on one session."""
 
     def __init__(self, svc: SessionService, ws: WebSocket, session_id: str,
-                 limit: int = OUTBOX_EVENTS) -> None:
+                 limit: int = OUTBOX_EVENTS, stall_s: float = STALL_S) -> None:
         self.svc, self.ws, self.session_id = svc, ws, session_id
         self.outbox = Outbox(limit)
+        self.stall_s = stall_s
         self.follows: dict[str, asyncio.Task] = {}
 
     def push(self, frame: dict[str, Any]) -> None:
@@ -90,13 +105,15 @@ class Client:
         try:
             async with contextlib.aclosing(self.svc.events(turn_id, after_seq)) as events:
                 async for event in events:
+                    if event.type == "turn_finished":
+                        await self._settled(turn_id)
                     frames = [event.model_dump(mode="json")]
                     if event.seq > last + 1:  # a dropped live event: fill the gap from the store
                         frames[:0] = await self._stored(turn_id, last, event.seq)
                     for frame in frames:
                         if frame["seq"] <= last:
                             continue
-                        if not self.outbox.put(frame, event=True):
+                        if not await self.outbox.put_event(frame, self.stall_s):
                             raise Overflow(last)
                         last = frame["seq"]
         except Overflow:
@@ -112,6 +129,14 @@ class Client:
         finally:
             if self.follows.get(turn_id) is asyncio.current_task():
                 del self.follows[turn_id]
+
+    async def _settled(self, turn_id: str) -> None:
+        """Hold turn_finished until the turn's outcome is in the store, so a client that
+        reacts to it (reads the turn, sends the next message) sees the turn closed."""
+        live = self.svc.live.get(turn_id)
+        if live is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
 
     async def _stored(self, turn_id: str, after: int, before: int) -> list[dict[str, Any]]:
         live = self.svc.live.get(turn_id)

@@ -80,15 +80,16 @@ def parse_frame(text: str) -> ClientFrame:
         raise FrameError("bad_json", f"the frame is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "a frame is a JSON object with a `type`")
+    echo = {"id": data["id"]} if isinstance(data.get("id"), str | int) else {}
     if data.get("type") not in FRAME_TYPES:
         raise FrameError("unknown_type", f"unknown frame type {data.get('type')!r}; "
-                         f"expected one of {', '.join(FRAME_TYPES)}")
+                         f"expected one of {', '.join(FRAME_TYPES)}", **echo)
     try:
         return FRAMES.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}"
                              for e in exc.errors())
-        raise FrameError("bad_frame", f"bad {data['type']} frame: {problems}") from None
+        raise FrameError("bad_frame", f"bad {data['type']} frame: {problems}", **echo) from None
 
 
 class Connection:
