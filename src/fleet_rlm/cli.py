@@ -493,7 +493,8 @@ def web(
     err.print(f"fleet-rlm web on {url} (auth: {settings.auth})")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                ws="websockets-sansio")
 
 
 users_app = typer.Typer(help="Users of the web workspace (FLEET_AUTH=token).",

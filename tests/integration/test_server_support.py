@@ -123,7 +123,7 @@ def uvicorn_server(settings: Settings) -> Iterator[str]:
     """The app on a real uvicorn in a thread; yields its http base URL."""
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", ws="websockets")
+                            log_level="warning", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
