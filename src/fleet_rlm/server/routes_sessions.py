@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Query, Response
 
-from . import export
+from .. import export
 from .deps import Service, User, session_of, turn_of
 from .schemas import EventList, SessionCreate, SessionList, SessionOut, SessionPatch, TurnOut
 
@@ -64,15 +65,15 @@ async def delete_session(svc: Service, user: User, session_id: str) -> Response:
 @router.get("/sessions/{session_id}/export")
 async def export_session(svc: Service, user: User, session_id: str,
                          format: Literal["json", "markdown"] = "json") -> Response:
-    await session_of(svc, user, session_id)
-    data = await export.collect(svc.store, session_id)
-    name = export.file_name(data, format)
-    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
-    if format == "markdown":
-        return Response(export.to_markdown(data), media_type="text/markdown; charset=utf-8",
-                        headers=disposition)
-    return Response(export.to_json_text(data), media_type="application/json",
-                    headers=disposition)
+    """The session with its documents, turns, answers and every event: JSON, or a Markdown
+    transcript."""
+    session = await session_of(svc, user, session_id)
+    text = await export.export_session(svc.store, session_id, format)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", session.title).strip("-").lower()[:60] or "session"
+    name = f"{slug}-{session.id}.{'md' if format == 'markdown' else 'json'}"
+    media_type = "text/markdown; charset=utf-8" if format == "markdown" else "application/json"
+    return Response(text, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/sessions/{session_id}/turns", response_model=list[TurnOut])
