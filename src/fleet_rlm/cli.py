@@ -505,6 +505,33 @@ def export_command(
         err.print(f"wrote {kind} {id} to {out}")
 
 
+@app.command("serve-mcp")
+def serve_mcp(
+    transport: Annotated[str, typer.Option(help="stdio | http (streamable HTTP at /mcp)")]
+    = "stdio",
+    host: Annotated[str, typer.Option(help="Address to bind (http).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (http).")] = 8765,
+) -> None:
+    """Serve the engine and the sessions to other agents over MCP: tools rlm_query, chat,
+    list_sessions, get_turn. Over http a bearer token (FLEET_MCP_TOKEN) is required unless the
+    server binds to a loopback address."""
+    from .mcp import McpConfigError, check_bind, serve
+
+    if transport not in ("stdio", "http"):
+        err.print("[red]error:[/red] --transport must be stdio or http")
+        raise typer.Exit(1)
+    settings = Settings()
+    try:
+        check_bind(settings, transport, host)
+        if transport == "http":
+            auth = "bearer token required" if settings.mcp_token else "no token (loopback only)"
+            err.print(f"fleet-rlm MCP server on http://{host}:{port}/mcp ({auth})")
+        serve(settings, transport, host, port)
+    except (McpConfigError, ImportError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def web(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -1,0 +1,210 @@
+"""`fleet serve-mcp` as a real subprocess, driven by the MCP SDK's own client over stdio and over
+streamable HTTP, against the scripted LM server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet_rlm.testing import dspy_reply
+
+pytest.importorskip("mcp")
+import httpx2  # noqa: E402 - comes with the mcp extra
+from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+FLEET = str(Path(sys.executable).parent / "fleet")
+TOOLS = {"rlm_query", "chat", "list_sessions", "get_turn"}
+
+
+def agent_step(thought: str, tool: str, args: dict, **rule) -> dict:
+    return {"model": "root", **rule, "reply": dspy_reply(
+        next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))}
+
+
+RULES = [
+    # rlm_query: the REPL shows what the context became.
+    {"match": r"iteration ## \]\]\n1/", "model": "root", "times": 1,
+     "reply": dspy_reply(reasoning="look", code="print(type(context).__name__)\n"
+                         "SUBMIT(answer=','.join(f'{k}={len(v)}' for k, v in "
+                         "sorted(context.items())))")},
+    # chat: the agent asks which colour, then answers.
+    {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
+     "reply": dspy_reply(reasoning="r", answer="Blue it is.")},
+    agent_step("done", "finish", {}, match="observation_0"),
+    agent_step("unclear", "ask_user", {"question": "Which colour?"}, match="next_thought",
+               times=1),
+]
+
+
+def server_env(tmp_path: Path, api_base: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "MLFLOW_"))}
+    env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
+               FLEET_SUB_MODEL="openai/sub", FLEET_API_BASE=api_base, FLEET_API_KEY="test",
+               **extra)
+    return env
+
+
+async def exercise(client: Client, tmp_path: Path) -> None:
+    """Call every tool once and check what comes back."""
+    assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
+
+    (tmp_path / "notes.md").write_text("# Notes\n\nsome notes")
+    progress: list[tuple[float, str]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message or ""))
+
+    result = await client.call_tool(
+        "rlm_query", {"question": "sizes?", "context": "twelve chars",
+                      "paths": [str(tmp_path / "notes.md")], "max_calls": 5},
+        progress_callback=on_progress)
+    assert not result.is_error, result.content
+    answer = result.structured_content
+    assert answer["answer"] == "context=12,notes.md=19" and answer["status"] == "ok"
+    assert answer["usage"]["calls"] == 1 and answer["usage"]["limits"]["max_calls"] == 5
+    kinds = [message.split(" ", 1)[0] for _, message in progress]
+    assert kinds == ["rlm_started", "lm_call", "rlm_iteration", "code_output", "rlm_finished"]
+    assert progress[3][1] == "code_output (depth 0) dict"
+    assert [value for value, _ in progress] == sorted(value for value, _ in progress)
+
+    progress.clear()
+    first = (await client.call_tool("chat", {"message": "Pick a colour"},
+                                    progress_callback=on_progress)).structured_content
+    assert first["status"] == "waiting" and first["question"] == "Which colour?"
+    assert "ask_user (depth 0) Which colour?" in [message for _, message in progress]
+    second = (await client.call_tool("chat", {"message": "blue",
+                                              "session_id": first["session_id"]})
+              ).structured_content
+    assert second["turn_id"] == first["turn_id"]  # the reply resumed the waiting turn
+    assert second["status"] == "ok" and second["answer"] == "Blue it is."
+
+    sessions = (await client.call_tool("list_sessions", {})).structured_content["result"]
+    assert [(s["id"], s["title"]) for s in sessions] == [(first["session_id"], "Pick a colour")]
+
+    turn = json.loads((await client.call_tool(
+        "get_turn", {"turn_id": first["turn_id"]})).content[0].text)["turn"]
+    assert turn["status"] == "done" and turn["answer"] == "Blue it is."
+    assert [e["type"] for e in turn["events"]][-1] == "turn_finished"
+    markdown = (await client.call_tool(
+        "get_turn", {"turn_id": first["turn_id"], "format": "markdown"})).content[0].text
+    assert markdown.startswith("# Turn 1 — done")
+    assert "Asked the user: **Which colour?**" in markdown
+
+    missing = await client.call_tool("get_turn", {"turn_id": "nope"})
+    assert missing.is_error and "no turn with id 'nope'" in missing.content[0].text
+    unknown = await client.call_tool("chat", {"message": "hi", "session_id": "nope"})
+    assert unknown.is_error and "no session with id 'nope'" in unknown.content[0].text
+    bad_file = await client.call_tool("rlm_query", {"question": "q", "paths": ["/no/such"]})
+    assert bad_file.is_error and "no such file: /no/such" in bad_file.content[0].text
+
+
+async def test_stdio(scripted_lm, tmp_path):
+    server = scripted_lm(RULES)
+    params = StdioServerParameters(command=FLEET, args=["serve-mcp", "--transport", "stdio"],
+                                   env=server_env(tmp_path, server.api_base), cwd=tmp_path)
+    async with Client(params, read_timeout_seconds=120) as client:
+        await exercise(client, tmp_path)
+    server.verify()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_http(tmp_path: Path, api_base: str, host: str, **env: str
+               ) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [FLEET, "serve-mcp", "--transport", "http", "--host", host, "--port", str(port)],
+        env=server_env(tmp_path, api_base, **env), cwd=tmp_path, text=True,
+        stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"http://127.0.0.1:{port}/mcp"
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise TimeoutError("the MCP server did not start")
+
+
+@pytest.fixture
+def http_servers() -> Iterator[list[subprocess.Popen]]:
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def test_http_on_loopback_needs_no_token(scripted_lm, tmp_path, http_servers):
+    server = scripted_lm(RULES)
+    process, url = start_http(tmp_path, server.api_base, "127.0.0.1")
+    http_servers.append(process)
+    async with Client(url, read_timeout_seconds=120) as client:
+        await exercise(client, tmp_path)
+    server.verify()
+
+
+async def test_http_with_a_token_wants_it_on_every_request(scripted_lm, tmp_path, http_servers):
+    server = scripted_lm(RULES)
+    # Any address may be bound once there is a token; the test reaches it over loopback.
+    process, url = start_http(tmp_path, server.api_base, "0.0.0.0", FLEET_MCP_TOKEN="s3cret")
+    http_servers.append(process)
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"}}}
+    headers = {"accept": "application/json, text/event-stream"}
+    async with httpx2.AsyncClient() as http:
+        for auth in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
+            response = await http.post(url, json=initialize, headers={**headers, **auth})
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+    async with httpx2.AsyncClient(headers={"authorization": "Bearer s3cret"},
+                                  timeout=httpx2.Timeout(30, read=120)) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            await exercise(client, tmp_path)
+    server.verify()
+
+
+def test_a_public_address_without_a_token_is_refused(tmp_path):
+    done = subprocess.run(
+        [FLEET, "serve-mcp", "--transport", "http", "--host", "0.0.0.0", "--port",
+         str(free_port())], env=server_env(tmp_path, "http://127.0.0.1:9"), text=True,
+        capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert "refusing to serve MCP on 0.0.0.0 without a token" in done.stderr
+    assert "FLEET_MCP_TOKEN" in done.stderr
+
+
+def test_loopback_addresses():
+    from fleet_rlm.mcp import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch):
+    from fleet_rlm.mcp import import_mcp
+
+    monkeypatch.setitem(sys.modules, "mcp.server", None)
+    with pytest.raises(ImportError, match=r"pip install 'fleet-rlm\[mcp\]'"):
+        import_mcp()
