@@ -7,6 +7,7 @@ PostgreSQL must be running on 127.0.0.1:5432 (trust auth): without it these test
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -119,6 +120,13 @@ def test_tokens_tenants_admin_and_revocation(scripted_lm, tmp_path):
         assert client.get(f"{API}/sessions", headers=_bearer(alice)).status_code == 401
         assert _ws_close_code(client, ws_url(session_id, token=alice)) == 4401
         assert client.get(f"{API}/sessions", headers=_bearer(carol)).json()["total"] == 1
+
+        # Tokens in WebSocket URLs stay out of the server's log.
+        record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
+                                   '%s - "WebSocket %s" [accepted]',
+                                   ("127.0.0.1:5", f"/api/v1/x/ws?token={carol}&a=1"), None)
+        logging.getLogger("uvicorn.error").filter(record)
+        assert carol not in record.getMessage() and "token=***&a=1" in record.getMessage()
 
 
 # -- row-level security on PostgreSQL ------------------------------------------------------------

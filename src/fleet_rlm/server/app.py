@@ -16,7 +16,7 @@ from .. import __version__
 from ..config import Settings
 from ..sessions import SessionService
 from . import errors, settings_file
-from .auth import SYSTEM_TENANT, install_tenant_guard, tenant_scope
+from .auth import SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope
 from .hub import Hub
 from .routes_documents import router as documents_router
 from .routes_sessions import router as sessions_router
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = SessionService(settings_file.apply(base, settings_file.load(base.data_dir)))
         install_tenant_guard()
+        redact_tokens_in_logs()
         with tenant_scope(SYSTEM_TENANT):  # startup recovery spans every tenant
             await svc.open()
         app.state.svc, app.state.hub = svc, Hub(svc)

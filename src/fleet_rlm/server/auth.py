@@ -12,6 +12,8 @@ Every request runs with its tenant in `TENANT`; on PostgreSQL each transaction s
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -55,6 +57,27 @@ def install_tenant_guard() -> None:
     row-level security shows no rows."""
     if not sa.event.contains(Engine, "begin", _set_tenant):
         sa.event.listen(Engine, "begin", _set_tenant)
+
+
+class RedactTokens(logging.Filter):
+    """Browsers pass the WebSocket token as ?token=: keep it out of the server's logs."""
+
+    PATTERN = re.compile(r"([?&]token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1***", record.msg)
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 @contextmanager
