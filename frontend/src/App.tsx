@@ -11,8 +11,10 @@ import { Sidebar } from "./Sidebar";
 import { TreePanel } from "./tree/TreePanel";
 import { HelpDialog } from "./ui/HelpDialog";
 import { useTheme } from "./ui/theme";
+import { Icon } from "./ui/Icon";
 
 const LAST_SESSION = "fleet.lastSession";
+const DEFAULT_TITLE = "New session";
 
 function isTyping(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
@@ -49,7 +51,7 @@ function TokenDialog({ onDone }: { onDone: () => void }) {
   );
 }
 
-function Workbench({ sessionId, settings }: { sessionId: string; settings: SettingsOut | null }) {
+function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string; settings: SettingsOut | null; onFirstMessage: (text: string) => void }) {
   const session = useSession(sessionId);
   const [selected, setSelected] = useState<string | null>(null);
   const [tab, setTab] = useState<"chat" | "tree">("chat");
@@ -106,7 +108,7 @@ function Workbench({ sessionId, settings }: { sessionId: string; settings: Setti
         {session.notice ? (
           <div className="banner error" role="alert" data-testid="banner-notice">
             {session.notice.message}
-            <button type="button" className="icon" aria-label="Dismiss the message" onClick={session.dismissNotice}>×</button>
+            <button type="button" className="icon" aria-label="Dismiss the message" onClick={session.dismissNotice}><Icon name="close" /></button>
           </div>
         ) : null}
       </div>
@@ -115,7 +117,7 @@ function Workbench({ sessionId, settings }: { sessionId: string; settings: Setti
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
       <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} />
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} />
         <TreePanel sessionId={sessionId} turns={turns} tree={selected ? session.trees[selected] : undefined} selectedTurnId={selected} onSelectTurn={select} />
       </div>
     </div>
@@ -185,7 +187,7 @@ export function App() {
 
   const newSession = async () => {
     try {
-      const s = await api.createSession("New session");
+      const s = await api.createSession(DEFAULT_TITLE);
       setQuery("");
       await reload();
       location.hash = sessionHref(s.id);
@@ -204,17 +206,17 @@ export function App() {
   return (
     <div className={`app ${menu ? "menu-open" : ""}`}>
       <header className="topbar">
-        <button type="button" className="icon menu-button" aria-label={menu ? "Close the menu" : "Open the menu"} aria-expanded={menu} onClick={() => setMenu(!menu)}>☰</button>
+        <button type="button" className="icon menu-button" aria-label={menu ? "Close the menu" : "Open the menu"} aria-expanded={menu} onClick={() => setMenu(!menu)}><Icon name="menu" size={18} /></button>
         <a className="brand" href="#/" aria-label="fleet-rlm home">
           <span className="logo" aria-hidden="true">◉</span> fleet-rlm
         </a>
         <span className="crumb">{route.page === "workbench" ? (current?.title ?? "") : route.page[0]?.toUpperCase() + route.page.slice(1)}</span>
         <span className="spacer" />
         <button type="button" className="icon" aria-label={`Theme: ${theme === "system" ? `system (${effective})` : theme}. Change theme`} title={`Theme: ${theme}`} onClick={cycle} data-testid="theme-toggle">
-          {effective === "dark" ? "☾" : "☀"}
+          <Icon name={effective === "dark" ? "moon" : "sun"} />
           {theme === "system" ? <span className="tiny">auto</span> : null}
         </button>
-        <button type="button" className="icon" aria-label="Keyboard shortcuts (?)" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}>?</button>
+        <button type="button" className="icon" aria-label="Keyboard shortcuts (?)" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}><Icon name="help" /></button>
       </header>
       {needToken ? <TokenDialog onDone={() => {
         setNeedToken(false);
@@ -250,17 +252,27 @@ export function App() {
           {error ? (
             <div className="banner error" role="alert">
               {error}
-              <button type="button" className="icon" aria-label="Dismiss the error" onClick={() => setError(null)}>×</button>
+              <button type="button" className="icon" aria-label="Dismiss the error" onClick={() => setError(null)}><Icon name="close" /></button>
             </div>
           ) : null}
           {route.page === "workbench" ? (
             route.sessionId ? (
-              <Workbench key={route.sessionId} sessionId={route.sessionId} settings={settings} />
+              <Workbench
+                key={route.sessionId}
+                sessionId={route.sessionId}
+                settings={settings}
+                onFirstMessage={(text) => {
+                  // A session still called "New session" takes its name from its first question.
+                  if (current?.title !== DEFAULT_TITLE) return;
+                  const title = text.replace(/\s+/g, " ").trim();
+                  act(() => api.renameSession(current.id, title.length > 60 ? `${title.slice(0, 59)}…` : title));
+                }}
+              />
             ) : (
               <div className="page welcome">
                 <h1>Workbench</h1>
                 <p>Chat with an agent that hands long inputs to a recursive language model, and watch every step in the execution tree.</p>
-                <button type="button" className="primary" aria-label="Start a new session" onClick={() => void newSession()}>＋ New session</button>
+                <button type="button" className="primary" aria-label="Start a new session" onClick={() => void newSession()}><Icon name="plus" /> New session</button>
                 {sessions.length ? <p className="muted">…or pick a session on the left.</p> : null}
               </div>
             )

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState, type RefObject } from "react";
 
 import type { Session } from "./api/client";
 import type { Route } from "./route";
+import { Icon } from "./ui/Icon";
 
 export interface SidebarProps {
   route: Route;
@@ -68,13 +69,13 @@ function SessionItem({ s, current, onRename, onArchive, onDelete, onNavigate }: 
       )}
       <span className="session-actions">
         <button type="button" className="icon" aria-label={`Rename session ${s.title}`} title="Rename" onClick={() => setEditing(true)}>
-          ✎
+          <Icon name="edit" size={14} />
         </button>
         <button type="button" className="icon" aria-label={`${s.archived ? "Unarchive" : "Archive"} session ${s.title}`} title={s.archived ? "Unarchive" : "Archive"} onClick={onArchive}>
-          {s.archived ? "⤴" : "🗄"}
+          <Icon name={s.archived ? "unarchive" : "archive"} size={14} />
         </button>
         <button type="button" className="icon danger" aria-label={`Delete session ${s.title}`} title="Delete" onClick={onDelete}>
-          🗑
+          <Icon name="trash" size={14} />
         </button>
       </span>
     </li>
@@ -95,7 +96,7 @@ export function Sidebar(p: SidebarProps) {
         ))}
       </ul>
       <button type="button" className="primary new-session" aria-label="New session" onClick={p.onNew}>
-        ＋ New session
+        <Icon name="plus" /> New session
       </button>
       <div className="search">
         <input ref={p.searchRef} type="search" aria-label={`Search sessions (${mod}+K)`} placeholder={`Search  ${mod}+K`} value={p.query} onChange={(e) => p.onQuery(e.target.value)} />

@@ -9,6 +9,7 @@ import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
 import { fmtBytes } from "../ui/format";
 import { Markdown } from "../ui/Markdown";
+import { Icon } from "../ui/Icon";
 
 const ATTACHED = /\n\n\(Attached documents: ([^)]*)\)$/;
 
@@ -57,7 +58,7 @@ function AskUser({ question, onAnswer }: { question: string; onAnswer: (text: st
       }}
     >
       <div className="ask-question">
-        <span aria-hidden="true">❓</span> {question}
+        {question}
       </div>
       <div className="ask-row">
         <input
@@ -65,7 +66,7 @@ function AskUser({ question, onAnswer }: { question: string; onAnswer: (text: st
           value={text}
           autoFocus
           onChange={(e) => setText(e.target.value)}
-          placeholder="Type your answer and press Enter"
+          placeholder="Your answer…"
         />
         <button type="submit" aria-label="Send answer" disabled={!text.trim()}>
           Answer
@@ -89,7 +90,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer }: { turn: Turn; tr
         {attached.length ? (
           <div className="attachments">
             {attached.map((name) => (
-              <span key={name} className="attachment">📄 {name}</span>
+              <span key={name} className="attachment"><Icon name="file" size={13} /> {name}</span>
             ))}
           </div>
         ) : null}
@@ -116,9 +117,11 @@ export interface ChatProps {
   session: SessionController;
   selectedTurnId: string | null;
   onSelectTurn: (turnId: string) => void;
+  /** The first message of a session, which can name it. */
+  onFirstMessage?: (text: string) => void;
 }
 
-export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatProps) {
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage }: ChatProps) {
   const [draft, setDraft] = useState("");
   const [attachments, setAttachments] = useState<DocumentInfo[]>([]);
   const [uploading, setUploading] = useState(0);
@@ -163,6 +166,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
   const send = () => {
     const text = draft.trim();
     if (!text || busy || uploading) return;
+    if (!session.turns.length) onFirstMessage?.(text);
     session.send(text, attachments.map((d) => d.id));
     setDraft("");
     setAttachments([]);
@@ -211,7 +215,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
           <div className="empty-chat">
             <h2>Ask anything</h2>
             <p className="muted">
-              Attach long documents (drop them here, paste, or use 📎): when they outgrow one context window the agent hands them to the recursive engine, and the tree on the right shows every step.
+              Attach long documents (drop them here, paste them, or use the paper clip): when they outgrow one context window the agent hands them to the recursive engine, and the tree on the right shows every step.
             </p>
           </div>
         ) : null}
@@ -242,9 +246,9 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
           <div className="attachments" aria-label="Attachments">
             {attachments.map((d) => (
               <span key={d.id} className="attachment" data-testid="attachment">
-                📄 {d.name} <span className="muted">{fmtBytes(d.size_bytes)}</span>
+                <Icon name="file" size={13} /> {d.name} <span className="muted">{fmtBytes(d.size_bytes)}</span>
                 <button type="button" className="icon" aria-label={`Remove attachment ${d.name}`} onClick={() => setAttachments((l) => l.filter((x) => x.id !== d.id))}>
-                  ×
+                  <Icon name="close" size={12} />
                 </button>
               </span>
             ))}
@@ -254,7 +258,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
         ) : null}
         <div className="composer-row">
           <button type="button" className="icon big" aria-label="Attach documents" title="Attach documents" onClick={() => fileInput.current?.click()}>
-            📎
+            <Icon name="clip" size={18} />
           </button>
           <input
             ref={fileInput}
@@ -272,7 +276,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
           <textarea
             ref={textarea}
             aria-label="Message"
-            placeholder={busy ? "Working… (Esc stops)" : "Ask something (Enter sends, Shift+Enter for a new line)"}
+            placeholder={busy ? "Working… (Esc stops)" : "Ask something… (Enter sends)"}
             value={draft}
             rows={Math.min(8, Math.max(1, draft.split("\n").length))}
             onChange={(e) => setDraft(e.target.value)}
@@ -281,7 +285,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn }: ChatP
           />
           {live ? (
             <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>
-              ■ Stop
+              <Icon name="stop" size={14} /> Stop
             </button>
           ) : (
             <button type="submit" className="primary" aria-label="Send message" disabled={!draft.trim() || busy || uploading > 0}>

@@ -4,6 +4,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 
 import { api, errorText, type DocumentInfo, type Session, type WorkspaceEntry } from "../api/client";
 import { fmtBytes, fmtDate } from "../ui/format";
+import { Icon } from "../ui/Icon";
 
 const PREVIEW_BYTES = 200_000;
 
@@ -80,7 +81,7 @@ function Documents({ sessionId, onPreview, setError }: { sessionId: string; onPr
                     if (!confirm(`Delete the document ${d.name}?`)) return;
                     api.deleteDocument(d.id).then(reload, (e: unknown) => setError(errorText(e)));
                   }}>
-                    🗑
+                    <Icon name="trash" size={14} />
                   </button>
                 </td>
               </tr>
@@ -142,28 +143,28 @@ function Workspace({ sessionId, onPreview, setError }: { sessionId: string; onPr
           e.target.value = "";
           void upload(files);
         }} />
-        <button type="button" className="icon" aria-label="Refresh the workspace listing" onClick={reload}>⟳</button>
+        <button type="button" className="icon" aria-label="Refresh the workspace listing" onClick={reload}><Icon name="refresh" /></button>
       </header>
       {entries.length ? (
         <ul className="files">
           {entries.map((e) => (
             <li key={e.path} data-testid="workspace-entry">
               {e.type === "dir" ? (
-                <button type="button" className="link" aria-label={`Open folder ${e.name}`} onClick={() => setPath(e.path)}>📁 {e.name}/</button>
+                <button type="button" className="link" aria-label={`Open folder ${e.name}`} onClick={() => setPath(e.path)}><Icon name="folder" size={13} /> {e.name}/</button>
               ) : (
                 <button type="button" className="link" aria-label={`Preview file ${e.name}`} onClick={() => {
                   api.readWorkspaceFile(sessionId, e.path).then(
                     (text) => onPreview({ title: e.path, text: text.slice(0, PREVIEW_BYTES), note: text.length > PREVIEW_BYTES ? `first ${PREVIEW_BYTES.toLocaleString()} characters` : undefined }),
                     (err: unknown) => setError(errorText(err)),
                   );
-                }}>📄 {e.name}</button>
+                }}><Icon name="file" size={13} /> {e.name}</button>
               )}
               <span className="muted">{e.type === "file" ? fmtBytes(e.size) : e.type}</span>
               <span className="muted">{fmtDate(e.modified)}</span>
               <button type="button" className="icon danger" aria-label={`Delete ${e.type === "dir" ? "folder" : "file"} ${e.name}`} onClick={() => {
                 if (!confirm(`Delete ${e.path}?`)) return;
                 api.deleteWorkspaceFile(sessionId, e.path).then(reload, (err: unknown) => setError(errorText(err)));
-              }}>🗑</button>
+              }}><Icon name="trash" size={14} /></button>
             </li>
           ))}
         </ul>
@@ -194,7 +195,7 @@ export function DocumentsPage({ sessions, sessionId, onSession }: { sessions: Se
           </select>
         </label>
       </div>
-      {error ? <div className="banner error" role="alert">{error} <button type="button" className="icon" aria-label="Dismiss" onClick={() => setError(null)}>×</button></div> : null}
+      {error ? <div className="banner error" role="alert">{error} <button type="button" className="icon" aria-label="Dismiss" onClick={() => setError(null)}><Icon name="close" /></button></div> : null}
       {sessionId ? (
         <div className="documents-grid">
           <div>
@@ -204,7 +205,7 @@ export function DocumentsPage({ sessions, sessionId, onSession }: { sessions: Se
           <section className="card preview-pane" aria-label="Preview">
             <header className="card-head">
               <h2>{preview ? preview.title : "Preview"}</h2>
-              {preview ? <button type="button" className="icon" aria-label="Close the preview" onClick={() => setPreview(null)}>×</button> : null}
+              {preview ? <button type="button" className="icon" aria-label="Close the preview" onClick={() => setPreview(null)}><Icon name="close" /></button> : null}
             </header>
             {preview ? (
               <>

@@ -23,7 +23,7 @@ export function BarChart({ rows, group, metric }: { rows: UsageRow[]; group: "se
   const width = Math.max(320, shown.length * (barW + gap) + gap + 40);
   const fmt = metric === "usd" ? (n: number) => fmtUsd(n) : fmtTokens;
   return (
-    <svg className="chart" role="img" aria-label={`${metric === "usd" ? "Cost" : "Tokens"} per ${group}`} viewBox={`0 0 ${width} ${height + top + bottom}`} width="100%" preserveAspectRatio="xMinYMin meet">
+    <svg className="chart" role="img" aria-label={`${metric === "usd" ? "Cost" : "Tokens"} per ${group}`} viewBox={`0 0 ${width} ${height + top + bottom}`} width={width} height={height + top + bottom}>
       {[0, 0.5, 1].map((f) => (
         <g key={f}>
           <line x1={36} x2={width} y1={top + height * (1 - f)} y2={top + height * (1 - f)} className="grid-line" />

@@ -105,6 +105,7 @@ export function useSession(sessionId: string | null): SessionController {
         setPending(null);
         loaded.current.add(event.turn_id);
       }
+      if (event.type === "turn_started") setPending(null);
       if (event.type === "turn_finished") refreshSoon();
     };
     const onErrorFrame = (frame: ErrorFrame) => {

@@ -6,6 +6,7 @@ import { api, errorText, getToken, type Turn } from "../api/client";
 import { clip } from "../ui/format";
 import { buildTree, replayStops, type TurnTree } from "./reducer";
 import { BudgetMeter, StatusChip, TreeBody } from "./TreeView";
+import { Icon } from "../ui/Icon";
 
 function isTyping(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
@@ -110,9 +111,9 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
       {shown ? <BudgetMeter tree={shown} /> : null}
       {finished && stops.length ? (
         <div className="replay" role="group" aria-label="Replay">
-          <button type="button" aria-label="Replay from the start" onClick={() => setReplay({ turnId: selectedTurnId, index: 0 })}>⏮</button>
-          <button type="button" aria-label="Step back (←)" onClick={() => step(-1)}>◀</button>
-          <button type="button" aria-label="Step forward (→)" onClick={() => step(1)} disabled={replayIndex === null}>▶</button>
+          <button type="button" aria-label="Replay from the start" onClick={() => setReplay({ turnId: selectedTurnId, index: 0 })}><Icon name="first" size={12} /></button>
+          <button type="button" aria-label="Step back (←)" onClick={() => step(-1)}><Icon name="prev" size={12} /></button>
+          <button type="button" aria-label="Step forward (→)" onClick={() => step(1)} disabled={replayIndex === null}><Icon name="next" size={12} /></button>
           <span className="replay-pos" aria-live="polite" data-testid="replay-position">
             {replayIndex === null ? `${stops.length} steps · ← to replay` : `step ${replayIndex + 1} / ${stops.length}: ${stopEvent?.type ?? ""}`}
           </span>

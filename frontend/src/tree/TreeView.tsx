@@ -33,7 +33,7 @@ function Totals({ totals, time }: { totals: CallTotals; time?: number }) {
       <span title={`${totals.promptTokens} prompt + ${totals.completionTokens} completion tokens`}>
         {fmtTokens(tokens)} tok
       </span>
-      <span title={totals.usdUnknown ? `${totals.usdUnknown} calls of unpriced models` : "cost"}>
+      <span title={totals.usdUnknown ? `cost; ${totals.usdUnknown} calls of models without a known price` : "cost"}>
         {fmtUsd(totals.usd, totals.usdUnknown)}
       </span>
       {time !== undefined ? <span title="wall time">{fmtSeconds(time)}</span> : null}

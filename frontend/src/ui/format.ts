@@ -5,9 +5,12 @@ export function fmtTokens(n: number): string {
   return String(n);
 }
 
+/** Dollars; calls of models without a known price make the sum a lower bound ("≥"), or
+ * unknown ("$ n/a") when nothing was priced. */
 export function fmtUsd(n: number, unknown = 0): string {
+  if (unknown > 0 && n === 0) return "$ n/a";
   const base = n === 0 ? "$0" : n < 0.01 ? `$${n.toFixed(4)}` : `$${n.toFixed(2)}`;
-  return unknown > 0 ? `${base}+?` : base;
+  return unknown > 0 ? `≥${base}` : base;
 }
 
 export function fmtSeconds(s: number): string {

@@ -1,0 +1,139 @@
+"""Browser tests: the built web app served by a real `fleet web`, driven by Chromium.
+
+One `fleet web` subprocess and one scripted LM server serve the whole module; each test sets the
+script it needs and works in sessions of its own. Screenshots land in tests/e2e/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet_rlm.testing import ScriptedLMServer
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(base: str) -> bool:
+    with urllib.request.urlopen(f"{base}/api/v1/health", timeout=5) as response:
+        return json.load(response).get("status") == "ok"
+
+
+@pytest.fixture(scope="session")
+def frontend_build() -> Path:
+    """The web app, built (or found up to date) by the same script developers run."""
+    if shutil.which("npm") is None:
+        pytest.fail("npm is not installed: the browser tests need Node.js 20.19+ to build the app")
+    result = subprocess.run([str(ROOT / "scripts" / "build-frontend.sh")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/build-frontend.sh failed ({result.returncode}):\n"
+                    f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    index = ROOT / "src" / "fleet_rlm" / "server" / "static" / "index.html"
+    assert index.is_file(), f"the build did not produce {index}"
+    return index.parent
+
+
+@pytest.fixture(scope="session")
+def scripted() -> Iterator[ScriptedLMServer]:
+    with ScriptedLMServer([]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`fleet web` on a free port, its models pointed at the scripted server."""
+    data_dir = tmp_path_factory.mktemp("fleet-data")
+    port = free_port()
+    fleet = Path(sys.executable).parent / "fleet"
+    if not fleet.exists():
+        fleet = ROOT / ".venv" / "bin" / "fleet"
+    env = {
+        **os.environ,
+        "FLEET_DATA_DIR": str(data_dir),
+        "FLEET_ROOT_MODEL": "openai/root",
+        "FLEET_SUB_MODEL": "openai/sub",
+        "FLEET_API_BASE": scripted.api_base,
+        "FLEET_DELEGATE_CHARS": "1000",  # the test documents go to the recursive engine
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    for name in ("FLEET_API_KEY", "FLEET_AUTH", "FLEET_DATABASE_URL", "FLEET_SANDBOX"):
+        env.pop(name, None)
+    log = (data_dir / "fleet-web.log").open("w")
+    proc = subprocess.Popen([str(fleet), "web", "--port", str(port)], cwd=data_dir, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if healthy(base):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail("fleet web did not start:\n"
+                            + (data_dir / "fleet-web.log").read_text()[-4000:])
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, fleet_web: str, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh 1280×800 page on the app, light theme; JS errors fail the test."""
+    context = browser.new_context(base_url=fleet_web, viewport={"width": 1280, "height": 800},
+                                  color_scheme="light")
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"))
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,399 @@
+"""The Workbench in a real browser against a real `fleet web` and the scripted LM server.
+
+The scripts: the agent delegates the attached document with rlm_query (a depth-1 RLM under the
+agent); that RLM's first cell calls llm_query_batched (sub calls under the cell) and rlm_query
+(a depth-2 RLM under the cell), then counts and submits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from fleet_rlm.testing import ScriptedLMServer, dspy_reply
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+STEP = r"\[\[ ## iteration ## \]\]\n{}/"
+ROOT = r"Variable: `question`[\s\S]*"
+CHILD = r"Variable: `query`[\s\S]*"
+DOCUMENT = ("hay needle " * 500).encode()
+SPLIT_AND_DELEGATE = (
+    "parts = [context[:60], context[60:120]]\n"
+    "counts = llm_query_batched(['Count needles in: ' + p for p in parts])\n"
+    "print(counts)\n"
+    "print(rlm_query('How many needles in this part?', context[:400]))"
+)
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ANSWER = "There are **500 needles**.\n\n```python\ncontext.count('needle')  # 500\n```"
+
+
+def agent(thought: str, tool: str, args: dict[str, Any]) -> str:
+    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
+
+
+def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = False
+           ) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {"match": "single word OK", "reply": "OK"},  # Settings → Test model
+        {"match": CHILD + STEP.format(1), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Count directly.",
+                             code="SUBMIT(answer=str(context.count('needle')))")},
+        {"match": ROOT + STEP.format(1), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Split, ask sub-models, delegate a part.",
+                             code=first_cell)},
+        {"match": ROOT + STEP.format(2), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Now count everything.",
+                             code="total = context.count('needle')\nprint(total)")},
+        {"match": ROOT + STEP.format(3), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Done.", code="SUBMIT(answer=str(total))")},
+        {"model": "sub", "reply": "2", "delay_ms": delay_ms},
+        {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
+         "reply": dspy_reply(reasoning="Counted.", answer=ANSWER)},
+    ]
+    delegate = agent("The document is long: delegate.", "rlm_query",
+                     {"question": "How many needles?"})
+    if ask:
+        rules += [
+            {"match": "observation_1", "model": "root", "reply": agent("done", "finish", {})},
+            {"match": "observation_0", "model": "root", "reply": delegate},
+            {"match": "next_thought", "model": "root", "times": 1,
+             "reply": agent("Which one?", "ask_user", {"question": "Which document shall I read?"})},
+        ]
+    else:
+        rules += [
+            {"match": "observation_0", "model": "root", "reply": agent("done", "finish", {})},
+            {"match": "next_thought", "model": "root", "delay_ms": delay_ms, "reply": delegate},
+        ]
+    return rules
+
+
+def api_get(base: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{base}/api/v1{path}", timeout=10) as response:
+        return json.load(response)
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def new_session(page: Page) -> str:
+    page.goto("/")
+    page.get_by_role("button", name="New session", exact=True).click()
+    page.wait_for_url(re.compile(r"#/s/\w+"))
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    return page.url.rsplit("/", 1)[-1]
+
+
+def attach(page: Page, name: str = "big.txt", data: bytes = DOCUMENT) -> None:
+    page.get_by_test_id("file-input").set_input_files(
+        files=[{"name": name, "mimeType": "text/plain", "buffer": data}])
+    expect(page.get_by_test_id("attachment").filter(has_text=name)).to_be_visible()
+
+
+def ask(page: Page, text: str) -> None:
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+
+
+def last_turn(page: Page):
+    return page.get_by_test_id("turn").last
+
+
+def node(page: Page, kind: str, depth: int):
+    return page.locator(f'[data-testid=tree-node][data-kind="{kind}"][data-depth="{depth}"]')
+
+
+def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(delay_ms=300))
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles are in big.txt?")
+
+    expect(page.get_by_role("button", name="Stop the running turn (Esc)")).to_be_visible()
+    # The delegated RLM appears under the agent step that called it, while the turn runs…
+    rlm = page.locator('[data-kind="agent"] [data-testid=agent-step] '
+                       '[data-testid=tree-node][data-kind="rlm"][data-depth="1"]')
+    expect(rlm).to_be_visible()
+    # …and its child under the code cell that called rlm_query.
+    child = rlm.locator('[data-testid=iteration] [data-kind="rlm"][data-depth="2"]')
+    expect(child).to_be_visible()
+    shot(page, "01-running")
+
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(turn.locator("strong")).to_have_text("500 needles")
+    expect(turn.locator("pre code.hljs")).to_contain_text("context.count")
+    expect(turn).to_contain_text("big.txt")
+    # The session is named after its first question.
+    expect(page.get_by_role("link", name="Open session How many needles are in big.txt?")
+           ).to_be_visible()
+    expect(rlm).to_have_attribute("data-status", "ok")
+    expect(child).to_have_attribute("data-status", "ok")
+    expect(rlm).to_contain_text("3/20 it")
+    expect(rlm.get_by_test_id("iteration")).to_have_count(4)  # its three and the child's one
+
+    sub_calls = rlm.get_by_role("button", name="Show sub-LM calls")
+    expect(sub_calls).to_contain_text("2 sub-LM calls")
+    sub_calls.click()
+    rlm.get_by_role("button", name=re.compile(r"Show call \d+ previews")).first.click()
+    expect(rlm.locator("pre.preview").first).to_contain_text("Count needles in")
+
+    calls = page.get_by_role("meter", name="LM calls used")
+    assert int(calls.get_attribute("aria-valuenow")) >= 8
+    assert calls.get_attribute("aria-valuemax") == "200"
+    shot(page, "02-finished")
+
+    # Replay: ← steps back through the recorded events, the tree as it was.
+    page.get_by_role("heading", name="Execution tree").click()
+    page.keyboard.press("ArrowLeft")
+    position = page.get_by_test_id("replay-position")
+    expect(position).to_contain_text(re.compile(r"step (\d+) / \1\b|step \d+ / \d+"))
+    page.get_by_role("button", name="Replay from the start").click()
+    expect(position).to_contain_text("step 1 /")
+    expect(node(page, "rlm", 1)).to_have_count(0)
+    for _ in range(12):
+        page.keyboard.press("ArrowRight")
+    expect(node(page, "rlm", 1)).to_have_count(1)
+    shot(page, "03-replay")
+    page.get_by_role("button", name="Leave replay").click()
+    expect(position).to_contain_text("← to replay")
+
+
+def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(first_cell="import time\nprint('working')\ntime.sleep(120)"))
+    new_session(page)
+    attach(page)
+    ask(page, "Count the needles, slowly.")
+    cell = node(page, "rlm", 1).get_by_test_id("iteration").first
+    expect(cell).to_contain_text("time.sleep(120)")
+    expect(cell).to_contain_text("running…")
+    page.keyboard.press("Escape")
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "cancelled", timeout=30_000)
+    expect(node(page, "rlm", 1)).to_have_attribute("data-status", "cancelled")
+    expect(page.get_by_role("button", name="Stop the running turn (Esc)")).to_have_count(0)
+    expect(page.get_by_role("button", name="Send message")).to_be_visible()
+    shot(page, "04-stopped")
+
+
+def test_reload_mid_turn_resumes_the_tree(page: Page, scripted: ScriptedLMServer,
+                                          fleet_web: str) -> None:
+    scripted.set_rules(script(delay_ms=900))
+    session_id = new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    expect(node(page, "rlm", 1)).to_be_visible()
+    page.reload()
+    # What happened before the reload comes from the store, the rest live, nothing twice.
+    rlm = node(page, "rlm", 1)
+    expect(rlm).to_have_count(1)
+    expect(page.get_by_role("button", name="Stop the running turn (Esc)")).to_be_visible()
+    shot(page, "05-reloaded-mid-turn")
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(rlm).to_have_count(1)
+    expect(node(page, "rlm", 2)).to_have_count(1)
+    expect(rlm.locator("> .node-body > .cells > [data-testid=iteration]")).to_have_count(3)
+    turns = api_get(fleet_web, f"/sessions/{session_id}/turns")
+    events = api_get(fleet_web, f"/turns/{turns[-1]['id']}/events")["events"]
+    expect(page.get_by_test_id("replay-position")).to_contain_text(
+        f"{sum(e['type'] != 'answer_delta' for e in events)} steps")
+
+
+def test_reconnect_resumes_from_the_last_seq(page: Page, scripted: ScriptedLMServer) -> None:
+    page.add_init_script("""
+      window.__sockets = []; window.__sent = [];
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...args) { super(...args); window.__sockets.push(this); }
+        send(data) { window.__sent.push(JSON.parse(data)); super.send(data); }
+      };
+    """)
+    scripted.set_rules(script(delay_ms=900))
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    expect(node(page, "rlm", 1)).to_be_visible()
+    page.evaluate("window.__sockets.at(-1).close()")
+    expect(page.get_by_test_id("banner-reconnecting")).to_be_visible()
+    shot(page, "06-reconnecting")
+    expect(page.get_by_test_id("banner-reconnecting")).to_have_count(0)
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    resumes = [f for f in page.evaluate("window.__sent") if f["type"] == "resume"]
+    assert resumes and resumes[-1]["last_seq"] > 0, resumes
+    expect(node(page, "rlm", 1)).to_have_count(1)
+
+
+def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(ask=True))
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    question = page.get_by_role("form", name="Question from the agent")
+    expect(question).to_contain_text("Which document shall I read?")
+    expect(last_turn(page)).to_have_attribute("data-status", "waiting")
+    shot(page, "07-ask-user")
+    answer = question.get_by_role("textbox", name="Your answer")
+    answer.fill("big.txt")
+    answer.press("Enter")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(node(page, "rlm", 1)).to_have_count(1)
+    expect(page.get_by_test_id("agent-step").first).to_contain_text("big.txt")
+
+
+def test_sessions_new_rename_search_archive_delete(page: Page) -> None:
+    new_session(page)
+    item = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
+    item.get_by_role("button", name=re.compile("^Rename session")).click()
+    title = page.get_by_role("textbox", name=re.compile("^New title for"))
+    title.fill("Needle research")
+    title.press("Enter")
+    expect(page.get_by_role("link", name="Open session Needle research")).to_be_visible()
+    new_session(page)
+    page.keyboard.press("Control+k")
+    search = page.get_by_role("searchbox", name=re.compile("Search sessions"))
+    expect(search).to_be_focused()
+    search.fill("needle res")
+    expect(page.get_by_test_id("session-item")).to_have_count(1)
+    shot(page, "08-search")
+    page.get_by_role("button", name="Archive session Needle research").click()
+    expect(page.get_by_test_id("session-item")).to_have_count(0)
+    page.get_by_role("checkbox", name="Show archived sessions").check()
+    expect(page.get_by_role("link", name=re.compile("Open session Needle research"))).to_contain_text(
+        "archived")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete session Needle research").click()
+    expect(page.get_by_test_id("session-item")).to_have_count(0)
+
+
+def test_settings_test_buttons_show_the_servers_guidance(page: Page, scripted: ScriptedLMServer
+                                                         ) -> None:
+    scripted.set_rules(script())
+    page.goto("/#/settings")
+    expect(page.get_by_role("textbox", name="Root model")).to_have_value("openai/root")
+    expect(page.get_by_role("textbox", name="API key")).to_have_value("")
+    page.get_by_role("button", name="Test model").click()
+    check = page.get_by_test_id("check-model")
+    expect(check).to_contain_text("Works")
+    expect(check).to_contain_text("openai/root answered")
+    page.get_by_role("button", name="Test sandbox").click()
+    expect(page.get_by_test_id("check-sandbox")).to_contain_text("print(1)")
+    # Unsaved values are what the test uses: a dead endpoint gets the server's advice.
+    page.get_by_role("textbox", name="API base").fill("http://127.0.0.1:9/v1")
+    page.get_by_role("button", name="Test model").click()
+    expect(check).to_contain_text("Problem")
+    expect(check).to_contain_text("api_base")
+    shot(page, "09-settings")
+    page.get_by_role("button", name="Discard changes").click()
+    page.get_by_role("spinbutton", name="LM calls per turn").fill("150")
+    page.get_by_role("textbox", name="API key").fill("sk-test-123")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+    expect(page.get_by_role("textbox", name="API key")).to_have_attribute(
+        "placeholder", re.compile("set"))
+    page.reload()
+    expect(page.get_by_role("spinbutton", name="LM calls per turn")).to_have_value("150")
+    expect(page.get_by_role("textbox", name="API key")).to_have_value("")
+
+
+def test_documents_page_browses_previews_and_deletes(page: Page) -> None:
+    new_session(page)
+    attach(page, "notes.md", b"# Notes\n\nneedle one\n")
+    page.get_by_role("link", name="Documents").click()
+    row = page.get_by_test_id("document-row").filter(has_text="notes.md")
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="Preview document notes.md").click()
+    expect(page.get_by_test_id("preview")).to_contain_text("needle one")
+    page.get_by_label("Choose files for the workspace").set_input_files(
+        files=[{"name": "data.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
+    entry = page.get_by_test_id("workspace-entry").filter(has_text="data.csv")
+    expect(entry).to_be_visible()
+    entry.get_by_role("button", name="Preview file data.csv").click()
+    expect(page.get_by_test_id("preview")).to_contain_text("a,b")
+    shot(page, "10-documents")
+    page.once("dialog", lambda d: d.accept())
+    entry.get_by_role("button", name="Delete file data.csv").click()
+    expect(entry).to_have_count(0)
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Delete document notes.md").click()
+    expect(row).to_have_count(0)
+
+
+def test_usage_page_charts_tokens_and_cost(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script())
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("img", name="Tokens per session")).to_be_visible()
+    expect(page.get_by_role("table", name="Usage per session").locator("tbody tr")).not_to_have_count(0)
+    page.get_by_role("radio", name="Per day").click()
+    expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
+    shot(page, "11-usage")
+
+
+def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str) -> None:
+    context = browser.new_context(base_url=fleet_web, viewport={"width": 1280, "height": 800},
+                                  color_scheme="dark")
+    dark = context.new_page()
+    try:
+        new_session(dark)
+        html = dark.locator("html")
+        expect(html).to_have_attribute("data-theme", "dark")
+        background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(15, 18, 22)", background
+        dark.evaluate("document.activeElement.blur()")  # "?" in the message box is just text
+        dark.keyboard.press("?")
+        dialog = dark.get_by_role("dialog", name="Keyboard shortcuts")
+        expect(dialog).to_contain_text("Stop the running turn")
+        expect(dialog).to_contain_text("Replay a finished turn")
+        shot(dark, "12-dark-help")
+        dark.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        toggle = dark.get_by_test_id("theme-toggle")
+        toggle.click()  # system → light
+        expect(html).to_have_attribute("data-theme", "light")
+        toggle.click()  # light → dark
+        expect(html).to_have_attribute("data-theme", "dark")
+        dark.reload()
+        expect(html).to_have_attribute("data-theme", "dark")
+    finally:
+        context.close()
+
+    page.set_viewport_size({"width": 600, "height": 900})
+    page.goto("/")
+    page.get_by_role("button", name="Start a new session").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Sessions and pages")).not_to_be_in_viewport()
+    page.get_by_role("button", name="Open the menu").click()
+    expect(page.get_by_role("navigation", name="Sessions and pages")).to_be_in_viewport()
+    page.get_by_role("button", name="Close the menu").click()
+    page.get_by_role("tab", name="Show execution tree").click()
+    expect(page.get_by_role("region", name="Execution tree")).to_be_visible()
+    expect(page.get_by_role("region", name="Chat")).to_be_hidden()
+    shot(page, "13-narrow")
+
+
+def test_every_control_has_an_accessible_name(page: Page) -> None:
+    new_session(page)
+    for path in ("", "#/documents", "#/settings", "#/usage"):
+        if path:
+            page.goto("/" + path)
+            page.wait_for_load_state("networkidle")
+        unnamed = page.evaluate("""() => [...document.querySelectorAll(
+              'button, input:not([type=hidden]), select, textarea, [role=tab], [role=radio]')]
+            .filter(el => !el.closest('[hidden]') && !el.hidden)
+            .filter(el => !(el.getAttribute('aria-label') || el.labels?.length
+                            || el.getAttribute('aria-labelledby')))
+            .map(el => el.outerHTML.slice(0, 120))""")
+        assert unnamed == [], f"{path or 'workbench'}: {unnamed}"
