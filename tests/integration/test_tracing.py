@@ -44,6 +44,15 @@ TREE_RULES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uri_restored():
+    """MLflow exports its tracking URI as MLFLOW_TRACKING_URI, which Settings (and every
+    subprocess) would read in later tests."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow.set_tracking_uri(before)
+
+
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory) -> str:
     # One store for the module: creating MLflow's schema takes seconds.
