@@ -14,9 +14,23 @@ const check = process.argv.includes("--check");
 
 const python =
   "import json; from fleet_rlm.events import event_json_schema; print(json.dumps(event_json_schema()))";
-const schema = JSON.parse(
-  execFileSync("uv", ["run", "--quiet", "python", "-c", python], { cwd: repo, encoding: "utf8" }),
-);
+// uv may be on PATH or only importable (`python3 -m uv`); UV="..." picks another.
+const runners = process.env.UV ? [process.env.UV.split(" ")] : [["uv"], ["python3", "-m", "uv"]];
+let output = null;
+for (const [command, ...prefix] of runners) {
+  try {
+    output = execFileSync(command, [...prefix, "run", "--quiet", "python", "-c", python], {
+      cwd: repo,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    break;
+  } catch (e) {
+    if (e.code !== "ENOENT") throw e;
+  }
+}
+if (output === null) throw new Error("uv not found: install it, or set UV to the command that runs it");
+const schema = JSON.parse(output);
 // Property titles would each become a named alias (TurnId1, TurnId2, ...): types come inline
 // instead, and the models are named by their $defs keys.
 function dropTitles(node) {

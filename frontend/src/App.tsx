@@ -118,7 +118,23 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
       </div>
       <div className="panes">
         <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} />
-        <TreePanel sessionId={sessionId} turns={turns} tree={selected ? session.trees[selected] : undefined} selectedTurnId={selected} onSelectTurn={select} />
+        <TreePanel
+          sessionId={sessionId}
+          turns={turns}
+          tree={selected ? session.trees[selected] : undefined}
+          selectedTurnId={selected}
+          onSelectTurn={select}
+          limits={
+            settings
+              ? {
+                  max_calls: settings.limits.max_lm_calls,
+                  max_tokens: settings.limits.max_tokens,
+                  max_usd: settings.limits.max_usd,
+                  max_wall_s: settings.limits.max_wall_s,
+                }
+              : undefined
+          }
+        />
       </div>
     </div>
   );

@@ -152,6 +152,12 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
     assert calls.get_attribute("aria-valuemax") == "200"
     shot(page, "02-finished")
 
+    page.get_by_label("Export", exact=True).click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export session as Markdown").click()
+    exported = Path(download.value.path()).read_text()
+    assert "How many needles are in big.txt?" in exported and "500 needles" in exported
+
     # Replay: ← steps back through the recorded events, the tree as it was.
     page.get_by_role("heading", name="Execution tree").click()
     page.keyboard.press("ArrowLeft")
@@ -166,6 +172,33 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
     shot(page, "03-replay")
     page.get_by_role("button", name="Leave replay").click()
     expect(position).to_contain_text("← to replay")
+
+
+def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
+    new_session(page)
+    page.evaluate("""() => {
+        const files = new DataTransfer();
+        files.items.add(new File(['hay needle '.repeat(200)], 'dropped.txt', {type: 'text/plain'}));
+        const chat = document.querySelector('[aria-label=Chat]');
+        chat.dispatchEvent(new DragEvent('dragover', {dataTransfer: files, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.get_by_text("Drop files to attach them")).to_be_visible()
+    shot(page, "15-drop-target")
+    page.evaluate("""() => {
+        const files = new DataTransfer();
+        files.items.add(new File(['hay needle '.repeat(200)], 'dropped.txt', {type: 'text/plain'}));
+        const chat = document.querySelector('[aria-label=Chat]');
+        chat.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true}));
+        const clip = new DataTransfer();
+        clip.items.add(new File(['pasted needle'], 'pasted.txt', {type: 'text/plain'}));
+        document.querySelector('textarea[aria-label=Message]').dispatchEvent(
+            new ClipboardEvent('paste', {clipboardData: clip, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.get_by_text("Drop files to attach them")).to_be_hidden()
+    for name in ("dropped.txt", "pasted.txt"):
+        expect(page.get_by_test_id("attachment").filter(has_text=name)).to_be_visible()
+    page.get_by_role("button", name="Remove attachment pasted.txt").click()
+    expect(page.get_by_test_id("attachment")).to_have_count(1)
 
 
 def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
@@ -342,7 +375,8 @@ def test_usage_page_charts_tokens_and_cost(page: Page, scripted: ScriptedLMServe
     shot(page, "11-usage")
 
 
-def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str) -> None:
+def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
+                                          scripted: ScriptedLMServer) -> None:
     context = browser.new_context(base_url=fleet_web, viewport={"width": 1280, "height": 800},
                                   color_scheme="dark")
     dark = context.new_page()
@@ -370,10 +404,14 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str) -
     finally:
         context.close()
 
+    scripted.set_rules(script())
     page.set_viewport_size({"width": 600, "height": 900})
     page.goto("/")
     page.get_by_role("button", name="Start a new session").click()
-    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    attach(page)
+    ask(page, "How many needles?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    shot(page, "13-narrow-chat")
     expect(page.get_by_role("navigation", name="Sessions and pages")).not_to_be_in_viewport()
     page.get_by_role("button", name="Open the menu").click()
     expect(page.get_by_role("navigation", name="Sessions and pages")).to_be_in_viewport()
@@ -381,7 +419,8 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str) -
     page.get_by_role("tab", name="Show execution tree").click()
     expect(page.get_by_role("region", name="Execution tree")).to_be_visible()
     expect(page.get_by_role("region", name="Chat")).to_be_hidden()
-    shot(page, "13-narrow")
+    expect(node(page, "rlm", 1)).to_be_visible()
+    shot(page, "14-narrow-tree")
 
 
 def test_every_control_has_an_accessible_name(page: Page) -> None:

@@ -34,7 +34,8 @@ function activity(tree: TurnTree | undefined): string {
   const rlms = nodes.filter((n) => n.kind === "rlm" && n.status === "running");
   if (rlms.length) {
     const deepest = rlms.reduce((a, b) => (b.depth > a.depth ? b : a));
-    return `Recursive run at depth ${deepest.depth}, iteration ${deepest.iterations.length}…`;
+    const n = deepest.iterations.length;
+    return `Recursive run at depth ${deepest.depth}${n ? `, iteration ${n}` : ""}…`;
   }
   for (let i = tree.events.length - 1; i >= 0; i--) {
     const e = tree.events[i];

@@ -51,7 +51,10 @@ export function useSession(sessionId: string | null): SessionController {
   }, [trees, turns]);
 
   const refreshTurns = useCallback(async (id: string) => {
-    const list = await api.listTurns(id);
+    const fetched = await api.listTurns(id);
+    // A turn whose events arrived after the list was read stays.
+    const known = new Set(fetched.map((t) => t.id));
+    const list = [...fetched, ...turnsRef.current.filter((t) => !known.has(t.id) && t.session_id === id)];
     turnsRef.current = list;
     setTurns(list);
     return list;
@@ -131,6 +134,17 @@ export function useSession(sessionId: string | null): SessionController {
       if (!active) refreshSoon();
     };
 
+    // The socket opens at once, so a message sent while the history loads is not lost; what
+    // the socket and the history both deliver is applied once.
+    socket.current = new SessionSocket(sessionId, {
+      onEvent,
+      onErrorFrame,
+      onSession,
+      onState: (state, attempt) => {
+        setSocketState(state);
+        setReconnectAttempt(attempt);
+      },
+    });
     setLoading(true);
     (async () => {
       const list = await refreshTurns(sessionId);
@@ -144,16 +158,6 @@ export function useSession(sessionId: string | null): SessionController {
         dispatch({ type: "events", events: page.events });
         treesRef.current = treesReducer(treesRef.current, { type: "events", events: page.events });
       }
-      if (stopped) return;
-      socket.current = new SessionSocket(sessionId, {
-        onEvent,
-        onErrorFrame,
-        onSession,
-        onState: (state, attempt) => {
-          setSocketState(state);
-          setReconnectAttempt(attempt);
-        },
-      });
     })()
       .catch((e: unknown) => {
         if (!stopped) setNotice({ code: "load_failed", message: errorText(e) });

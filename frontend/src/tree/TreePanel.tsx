@@ -3,6 +3,7 @@
 import { useEffect, useMemo, useState } from "react";
 
 import { api, errorText, getToken, type Turn } from "../api/client";
+import type { Limits } from "../generated/events";
 import { clip } from "../ui/format";
 import { buildTree, replayStops, type TurnTree } from "./reducer";
 import { BudgetMeter, StatusChip, TreeBody } from "./TreeView";
@@ -37,9 +38,11 @@ export interface TreePanelProps {
   tree: TurnTree | undefined;
   selectedTurnId: string | null;
   onSelectTurn: (turnId: string) => void;
+  /** The server's limits, shown until the turn reports its own. */
+  limits?: Partial<Limits>;
 }
 
-export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn }: TreePanelProps) {
+export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn, limits }: TreePanelProps) {
   const [replay, setReplay] = useState<{ turnId: string | null; index: number } | null>(null);
   const [exportError, setExportError] = useState<string | null>(null);
   const stops = useMemo(() => (tree ? replayStops(tree.events) : []), [tree]);
@@ -101,14 +104,26 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           </select>
         ) : null}
         {tree ? <StatusChip status={tree.status} /> : null}
-        <div className="panel-actions" role="group" aria-label="Export">
-          <button type="button" aria-label="Export session as JSON" onClick={() => exportAs("json")}>JSON</button>
-          <button type="button" aria-label="Export session as Markdown" onClick={() => exportAs("markdown")}>Markdown</button>
-          <button type="button" aria-label="Download this turn's events" onClick={exportTurn} disabled={!tree}>Events</button>
-        </div>
+        <details className="menu panel-actions">
+          <summary aria-label="Export">
+            <Icon name="download" size={14} /> Export
+          </summary>
+          <div
+            className="menu-items"
+            role="group"
+            aria-label="Export options"
+            onClick={(e) => {
+              (e.currentTarget.parentElement as HTMLDetailsElement).open = false;
+            }}
+          >
+            <button type="button" aria-label="Export session as JSON" onClick={() => exportAs("json")}>Session as JSON</button>
+            <button type="button" aria-label="Export session as Markdown" onClick={() => exportAs("markdown")}>Session as Markdown</button>
+            <button type="button" aria-label="Download this turn's events" onClick={exportTurn} disabled={!tree}>This turn's events</button>
+          </div>
+        </details>
       </header>
       {exportError ? <div className="banner error" role="alert">{exportError}</div> : null}
-      {shown ? <BudgetMeter tree={shown} /> : null}
+      {shown ? <BudgetMeter tree={shown} defaults={limits} /> : null}
       {finished && stops.length ? (
         <div className="replay" role="group" aria-label="Replay">
           <button type="button" aria-label="Replay from the start" onClick={() => setReplay({ turnId: selectedTurnId, index: 0 })}><Icon name="first" size={12} /></button>

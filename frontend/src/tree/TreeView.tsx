@@ -3,7 +3,7 @@ under the cell that made them, child RLMs under their parent. */
 
 import { useState, type ReactNode } from "react";
 
-import type { LmCallEvent } from "../generated/events";
+import type { Limits, LmCallEvent } from "../generated/events";
 import { Code } from "../ui/Code";
 import { clip, fmtSeconds, fmtTokens, fmtUsd } from "../ui/format";
 import {
@@ -68,8 +68,8 @@ function Meter({ label, value, max, format }: { label: string; value: number; ma
   );
 }
 
-export function BudgetMeter({ tree }: { tree: TurnTree }) {
-  const b = budgetView(tree);
+export function BudgetMeter({ tree, defaults }: { tree: TurnTree; defaults?: Partial<Limits> }) {
+  const b = budgetView(tree, defaults);
   return (
     <div className="budget" aria-label="Budget for the whole tree">
       <Meter label="LM calls" value={b.calls} max={b.maxCalls} format={String} />

@@ -320,3 +320,14 @@ describe("replay", () => {
     expect(treeReducer(tree, { type: "events", events: events.slice(3, 9) })).toBe(tree);
   });
 });
+
+describe("budget meter", () => {
+  it("shows the server's limits until the turn reports its own", () => {
+    const early = buildTree(script().slice(0, 3));
+    expect(budgetView(early).maxCalls).toBeNull();
+    expect(budgetView(early, { max_calls: 50, max_usd: 1 }).maxCalls).toBe(50);
+    expect(budgetView(early).calls).toBe(1);
+    const late = buildTree(script());
+    expect(budgetView(late, { max_calls: 50 }).maxCalls).toBe(200);
+  });
+});

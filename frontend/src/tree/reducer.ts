@@ -13,6 +13,7 @@ import type {
   FleetEvent,
   InputInfo,
   JsonValue,
+  Limits,
   LmCallEvent,
   Remaining,
   Usage,
@@ -459,7 +460,8 @@ export interface BudgetView {
   maxWall: number | null;
 }
 
-export function budgetView(tree: TurnTree): BudgetView {
+/** `defaults`: the limits to show before the turn reports its own (the server's settings). */
+export function budgetView(tree: TurnTree, defaults: Partial<Limits> = {}): BudgetView {
   const u = tree.usage;
   const counted = tree.totals;
   const elapsed = tree.startTs !== null && tree.endTs !== null ? tree.endTs - tree.startTs : 0;
@@ -468,10 +470,10 @@ export function budgetView(tree: TurnTree): BudgetView {
     tokens: Math.max(u?.tokens ?? 0, counted.promptTokens + counted.completionTokens),
     usd: Math.max(u?.usd ?? 0, counted.usd),
     elapsed: Math.max(u?.elapsed_s ?? 0, elapsed),
-    maxCalls: u?.limits.max_calls ?? null,
-    maxTokens: u?.limits.max_tokens ?? null,
-    maxUsd: u?.limits.max_usd ?? null,
-    maxWall: u?.limits.max_wall_s ?? null,
+    maxCalls: (u ? u.limits.max_calls : defaults.max_calls) ?? null,
+    maxTokens: (u ? u.limits.max_tokens : defaults.max_tokens) ?? null,
+    maxUsd: (u ? u.limits.max_usd : defaults.max_usd) ?? null,
+    maxWall: (u ? u.limits.max_wall_s : defaults.max_wall_s) ?? null,
   };
 }
 
