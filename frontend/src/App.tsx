@@ -102,7 +102,10 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
         {session.socketState === "closed" && session.notice?.code.startsWith("ws_") ? null : null}
         {notConfigured || authFailure ? (
           <div className="banner warn" role="status" data-testid="banner-model">
-            {authFailure ? "The model rejected the request: check the key." : "No API key or endpoint is configured for the model."} <a href="#/settings">Open Settings</a> to set one and test it.
+            {authFailure
+              ? "The model rejected the request: check its API key."
+              : "No API key or endpoint is set for the model (a provider variable such as OPENAI_API_KEY on the server may still work)."}{" "}
+            <a href="#/settings">Open Settings</a> to set one and test it.
           </div>
         ) : null}
         {session.notice ? (

@@ -423,6 +423,20 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
     shot(page, "14-narrow-tree")
 
 
+def test_banner_when_no_model_key_or_endpoint_is_configured(page: Page) -> None:
+    def unconfigured(route) -> None:
+        settings = route.fetch().json()
+        route.fulfill(json={**settings, "api_key_set": False, "api_base": None})
+
+    page.route("**/api/v1/settings", unconfigured)
+    new_session(page)
+    banner = page.get_by_test_id("banner-model")
+    expect(banner).to_contain_text("No API key or endpoint is set for the model")
+    shot(page, "16-model-banner")
+    banner.get_by_role("link", name="Open Settings").click()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+
+
 def test_every_control_has_an_accessible_name(page: Page) -> None:
     new_session(page)
     for path in ("", "#/documents", "#/settings", "#/usage"):
