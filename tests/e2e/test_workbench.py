@@ -283,6 +283,18 @@ def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer) -> 
     expect(page.get_by_test_id("agent-step").first).to_contain_text("big.txt")
 
 
+def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(ask=True))
+    new_session(page)
+    ask(page, "How many needles?")
+    question = page.get_by_role("form", name="Question from the agent")
+    expect(question).to_be_visible()
+    question.get_by_role("button", name="Dismiss the question and end the turn").click()
+    expect(last_turn(page)).to_have_attribute("data-status", "cancelled")
+    expect(question).to_have_count(0)
+    expect(page.get_by_role("button", name="Send message")).to_be_visible()
+
+
 def test_sessions_new_rename_search_archive_delete(page: Page) -> None:
     new_session(page)
     item = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))

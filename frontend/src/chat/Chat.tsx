@@ -4,6 +4,7 @@ composer with attachments (click, drag and drop, paste) and a stop button. */
 import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type KeyboardEvent } from "react";
 
 import { api, errorText, type DocumentInfo, type Turn } from "../api/client";
+import { turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
@@ -18,15 +19,6 @@ function splitMessage(text: string): { text: string; attached: string[] } {
   if (!m) return { text, attached: [] };
   return { text: text.slice(0, m.index), attached: (m[1] ?? "").split(", ").filter(Boolean) };
 }
-
-const STORED_TO_STATUS: Record<string, string> = {
-  done: "ok",
-  failed: "error",
-  cancelled: "cancelled",
-  interrupted: "interrupted",
-  running: "running",
-  waiting: "waiting",
-};
 
 function activity(tree: TurnTree | undefined): string {
   if (!tree) return "Starting…";
@@ -44,7 +36,7 @@ function activity(tree: TurnTree | undefined): string {
   return "Thinking…";
 }
 
-function AskUser({ question, onAnswer }: { question: string; onAnswer: (text: string) => void }) {
+function AskUser({ question, onAnswer, onDismiss }: { question: string; onAnswer: (text: string) => void; onDismiss: () => void }) {
   const [text, setText] = useState("");
   const submit = () => {
     if (text.trim()) onAnswer(text.trim());
@@ -69,17 +61,20 @@ function AskUser({ question, onAnswer }: { question: string; onAnswer: (text: st
           onChange={(e) => setText(e.target.value)}
           placeholder="Your answer…"
         />
-        <button type="submit" aria-label="Send answer" disabled={!text.trim()}>
+        <button type="submit" className="primary" aria-label="Send answer" disabled={!text.trim()}>
           Answer
+        </button>
+        <button type="button" aria-label="Dismiss the question and end the turn" onClick={onDismiss}>
+          Dismiss
         </button>
       </div>
     </form>
   );
 }
 
-function TurnView({ turn, tree, selected, onSelect, onAnswer }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void }) {
+function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void; onDismiss: () => void }) {
   const { text, attached } = splitMessage(turn.user_message || tree?.question || "");
-  const status = tree && tree.status !== "idle" ? tree.status : (STORED_TO_STATUS[turn.status] ?? turn.status);
+  const status = turnStatus(turn.status, tree);
   const answer = tree?.answer || turn.answer || "";
   const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
   const running = status === "running";
@@ -107,7 +102,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer }: { turn: Turn; tr
         {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
         {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
-        {question ? <AskUser question={question} onAnswer={onAnswer} /> : null}
+        {question ? <AskUser question={question} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
       </div>
     </article>
   );
@@ -221,7 +216,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
           </div>
         ) : null}
         {session.turns.map((t) => (
-          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} />
+          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} onDismiss={() => session.dismiss(t.id)} />
         ))}
         {session.pending !== null ? (
           <article className="turn pending" aria-label="Message being sent">

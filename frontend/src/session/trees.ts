@@ -31,3 +31,21 @@ export function treesReducer(trees: Trees, action: TreesAction): Trees {
 export function isLive(tree: TurnTree | undefined): boolean {
   return tree !== undefined && (tree.status === "running" || tree.status === "idle");
 }
+
+const STORED: Record<string, string> = {
+  done: "ok",
+  failed: "error",
+  cancelled: "cancelled",
+  interrupted: "interrupted",
+  running: "running",
+  waiting: "waiting",
+};
+const SETTLED = new Set(["ok", "error", "budget", "cancelled", "extract"]);
+
+/** What a turn is doing: its events tell, unless the store has settled it without an event (a
+ * waiting turn dismissed, a run cut short by a server restart). */
+export function turnStatus(stored: string, tree: TurnTree | undefined): string {
+  if (tree && SETTLED.has(tree.status)) return tree.status;
+  if (stored !== "running" && stored !== "waiting") return STORED[stored] ?? stored;
+  return tree && tree.status !== "idle" ? tree.status : (STORED[stored] ?? stored);
+}

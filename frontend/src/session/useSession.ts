@@ -5,7 +5,7 @@ import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { api, errorText, type Turn } from "../api/client";
 import { SessionSocket, type ErrorFrame, type SessionFrame, type SocketState } from "../api/socket";
 import type { FleetEvent } from "../generated/events";
-import { isLive, treesReducer, type Trees } from "./trees";
+import { isLive, treesReducer, turnStatus, type Trees } from "./trees";
 
 export interface Notice {
   code: string;
@@ -26,6 +26,8 @@ export interface SessionController {
   send: (text: string, documentIds: string[]) => void;
   cancel: () => void;
   answer: (turnId: string, text: string) => void;
+  /** Close a turn waiting on the user without answering. */
+  dismiss: (turnId: string) => void;
   loadTurn: (turnId: string) => void;
   dismissNotice: () => void;
 }
@@ -213,7 +215,12 @@ export function useSession(sessionId: string | null): SessionController {
     setTurns(turnsRef.current);
   }, []);
 
+  const dismiss = useCallback((turnId: string) => {
+    socket.current?.send({ type: "cancel", turn_id: turnId });
+  }, []);
+
   return {
+    dismiss,
     turns,
     trees,
     socketState,
@@ -234,8 +241,7 @@ function liveTurn(turns: readonly Turn[], trees: Trees): string | null {
   for (let i = turns.length - 1; i >= 0; i--) {
     const t = turns[i] as Turn;
     const tree = trees[t.id];
-    const running = tree && tree.status !== "idle" ? tree.status === "running" : t.status === "running";
-    if (running) return t.id;
+    if (turnStatus(t.status, tree) === "running") return t.id;
   }
   return null;
 }

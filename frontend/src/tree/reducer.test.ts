@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { FleetEvent, Usage } from "../generated/events";
+import { turnStatus } from "../session/trees";
 import {
   applyEvent,
   applyEvents,
@@ -329,5 +330,19 @@ describe("budget meter", () => {
     expect(budgetView(early).calls).toBe(1);
     const late = buildTree(script());
     expect(budgetView(late, { max_calls: 50 }).maxCalls).toBe(200);
+  });
+});
+
+describe("turn status", () => {
+  it("prefers the events, unless the store settled the turn without one", () => {
+    const waiting = buildTree(script().slice(0, 5));
+    expect(turnStatus("waiting", waiting)).toBe("waiting");
+    expect(turnStatus("cancelled", waiting)).toBe("cancelled");
+    const running = buildTree(script().slice(0, 12));
+    expect(turnStatus("running", running)).toBe("running");
+    expect(turnStatus("interrupted", running)).toBe("interrupted");
+    expect(turnStatus("done", buildTree(script()))).toBe("ok");
+    expect(turnStatus("running", undefined)).toBe("running");
+    expect(turnStatus("done", undefined)).toBe("ok");
   });
 });
