@@ -4,11 +4,16 @@ It serves the endpoints that fleet-rlm's Daytona backend reaches through the rea
 the SDK's generated clients, `daytona_api_client` and `daytona_toolbox_api_client`):
 
   control plane, {api_url} = http://127.0.0.1:PORT/api
-    POST   /sandbox                 create (body parsed as CreateSandbox)
+    POST   /sandbox                 create (body parsed as CreateSandbox), volumes mounted
     GET    /sandbox/{id}            state ("starting" for the first polls, if asked to)
+    POST   /sandbox/{id}/stop       stopped: processes killed, files kept; deleted at once
+                                    when its auto-delete interval is 0, as Daytona does
+    POST   /sandbox/{id}/start      started again
     DELETE /sandbox/{id}
     GET    /sandbox?labels=...      list (ListSandboxesResponse)
     POST   /snapshots, GET /snapshots/{id or name}
+    POST   /volumes, GET /volumes, GET /volumes/by-name/{name}, DELETE /volumes/{id}
+    GET    /regions                 the targets (us, eu)
     WS     /socket.io/              refused, so the SDK watches states by polling
   toolbox, {toolboxProxyUrl}/{sandbox id} = http://127.0.0.1:PORT/toolbox/{id}
     GET    /work-dir
@@ -22,15 +27,21 @@ the SDK's generated clients, `daytona_api_client` and `daytona_toolbox_api_clien
 
 Requests are parsed and replies built with the SDK's own pydantic models. Any other request is
 recorded in `unexpected` and answered 404. Each sandbox is a directory on this machine and each
-session command a local subprocess under /bin/sh, so the driver really runs (`python3 -I
-driver.py`, no bubblewrap). As in the daemon, output reaches the log one line at a time, each
-line prefixed with \\x01\\x01\\x01 (stdout) or \\x02\\x02\\x02 (stderr), and input is echoed into
-the log unless suppressInputEcho. A snapshot's files (from its Dockerfile's
-`echo BASE64 | base64 -d > PATH` and `mkdir -p -m MODE DIR`) are placed under the sandbox's
-directory, and commands that name those paths, or /work, are pointed there.
+session command a local subprocess, `/bin/sh -c COMMAND` under bubblewrap, so the driver really
+runs (`python3 -I driver.py`) and sees a filesystem of its own: this machine's runtime
+(read-only), the sandbox's directory, and what the sandbox mounts at its own paths. Those are
+a snapshot's files (from its Dockerfile's `echo BASE64 | base64 -d > PATH` and
+`mkdir -p -m MODE DIR`) and its volumes: each volume is a directory on this machine, so what
+one sandbox writes to /work is there for the next sandbox that mounts the volume. As in the
+daemon, output reaches the log one line at a time, each line prefixed with \\x01\\x01\\x01
+(stdout) or \\x02\\x02\\x02 (stderr), and input is echoed into the log unless
+suppressInputEcho. The toolbox of a sandbox that is not started answers 400.
 
 `fail(method, path, status, message)` makes the next matching request fail. `created`,
 `deleted` and `live()` count sandboxes, so a test can check that none leaked.
+
+The fixtures at the end (`standin`, `settings`, `quick_polls`, and `cli_env` for the CLI) are
+shared by the Daytona tests: each test module binds them to names of its own.
 """
 
 from __future__ import annotations
@@ -48,22 +59,30 @@ import subprocess
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from daytona_api_client.models import (
     CreateSandbox,
     CreateSnapshot,
+    CreateVolume,
     ListSandboxesResponse,
+    Region,
+    RegionType,
     Sandbox,
     SandboxListItem,
     SandboxState,
+    SandboxVolume,
     SnapshotDto,
     SnapshotState,
     ToolboxProxyUrl,
+    VolumeDto,
+    VolumeState,
 )
 from daytona_toolbox_api_client.models import (
     Command,
@@ -77,13 +96,14 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
+from fleet_rlm.config import Settings
+
 STDOUT_PREFIX = b"\x01\x01\x01"
 STDERR_PREFIX = b"\x02\x02\x02"
 TARGETS = ("us", "eu")
 IMAGE_FILE = re.compile(r"echo ([A-Za-z0-9+/=]+) \| base64 -d > (\S+)")
 IMAGE_DIR = re.compile(r"mkdir -p -m \d+ (\S+)")
-# Directories of this machine a command must not reach: in a box they resolve inside it.
-BOX_ONLY = ("/work",)
+RUNTIME = ("/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc")
 
 
 @dataclass
@@ -134,13 +154,47 @@ class StandInSandbox:
     dto: Sandbox
     root: Path
     work_dir: Path
-    image: dict[str, Path]
+    mounts: dict[str, Path]  # a path inside the sandbox -> the file or directory it shows
     polls_left: int
     sessions: dict[str, dict[str, StandInCommand]] = field(default_factory=dict)
     deleted: bool = False
 
     def commands(self) -> list[StandInCommand]:
         return [c for session in self.sessions.values() for c in session.values()]
+
+    def kill_all(self) -> None:
+        for command in self.commands():
+            command.kill()
+            command.finish(-9)
+        self.sessions.clear()
+
+    def host_path(self, path: str) -> Path | None:
+        """Where a path inside the sandbox is on this machine; None outside what it can see."""
+        for inside, host in sorted(self.mounts.items(), key=lambda m: -len(m[0])):
+            if path == inside or path.startswith(inside.rstrip("/") + "/"):
+                return host / path[len(inside):].lstrip("/")
+        target = Path(path)
+        return target if target.resolve().is_relative_to(self.root) else None
+
+    def argv(self, command: str) -> list[str]:
+        """The command under bubblewrap, seeing the filesystem this sandbox would."""
+        args = ["bwrap", "--die-with-parent", "--dev", "/dev", "--proc", "/proc",
+                "--tmpfs", "/tmp"]
+        for top in RUNTIME:
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        args += ["--bind", str(self.root), str(self.root)]
+        for inside, host in sorted(self.mounts.items()):
+            args += ["--bind", str(host), inside]
+        return [*args, "--chdir", str(self.work_dir), "/bin/sh", "-c", command]
+
+
+@dataclass
+class StandInVolume:
+    dto: VolumeDto
+    path: Path
 
 
 @dataclass
@@ -176,10 +230,11 @@ class DaytonaStandIn:
         self.snapshots: dict[str, SnapshotDto] = {}
         self.snapshot_files: dict[str, dict[str, bytes]] = {}
         self.snapshot_dirs: dict[str, list[str]] = {}
+        self.volumes: dict[str, StandInVolume] = {}  # by id
         self.create_requests: list[CreateSandbox] = []
         self.requests: list[str] = []
         self.unexpected: list[str] = []
-        self.created = self.deleted = 0
+        self.created = self.deleted = self.started = 0
         self._failures: list[_Failure] = []
         self._lock = threading.RLock()
         self._root = Path(tempfile.mkdtemp(prefix="daytona-standin-"))
@@ -207,9 +262,7 @@ class DaytonaStandIn:
     def stop(self) -> None:
         with self._lock:
             for box in self.sandboxes.values():
-                for command in box.commands():
-                    command.kill()
-                    command.finish(-9)
+                box.kill_all()
         if self._server is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
@@ -246,6 +299,17 @@ class DaytonaStandIn:
         """How many requests matched the regex `pattern` ("METHOD /path")."""
         return sum(1 for r in self.requests if re.search(pattern, r))
 
+    def volume_dir(self, name: str) -> Path:
+        """The directory on this machine behind the volume `name`."""
+        return self._volume(name).path
+
+    def _volume(self, id_or_name: str) -> StandInVolume | None:
+        with self._lock:
+            for volume in self.volumes.values():
+                if id_or_name in (volume.dto.id, volume.dto.name):
+                    return volume
+        return None
+
     # -- the app ----------------------------------------------------------------------------
     def _take_failure(self, method: str, path: str) -> _Failure | None:
         with self._lock:
@@ -255,10 +319,21 @@ class DaytonaStandIn:
                     return failure
         return None
 
-    def _box(self, sandbox_id: str) -> StandInSandbox | None:
+    def _box(self, sandbox_id: str, *, started: bool = False) -> StandInSandbox | None:
+        """A sandbox not deleted (and, for the toolbox, started)."""
         with self._lock:
             box = self.sandboxes.get(sandbox_id)
-            return None if box is None or box.deleted else box
+            if box is None or box.deleted:
+                return None
+            return None if started and box.dto.state != SandboxState.STARTED else box
+
+    def _delete(self, box: StandInSandbox) -> None:
+        with self._lock:
+            box.deleted = True
+            self.deleted += 1
+        box.kill_all()
+        shutil.rmtree(box.root, ignore_errors=True)
+        box.dto.state = SandboxState.DESTROYING
 
     def _build_app(self) -> FastAPI:  # noqa: C901 - one closure per endpoint
         app = FastAPI()
@@ -287,20 +362,32 @@ class DaytonaStandIn:
                               "organization")
             if spec.snapshot is not None and spec.snapshot not in self.snapshots:
                 return _error(404, f"Snapshot {spec.snapshot} not found")
+            mounted = []
+            for mount in spec.volumes or []:
+                volume = self._volume(mount.volume_id)
+                if volume is None:
+                    return _error(404, f"Volume {mount.volume_id} not found")
+                if volume.dto.state != VolumeState.READY:
+                    return _error(400, f"Volume {volume.dto.name} is not in a ready state "
+                                  f"({volume.dto.state.value})")
+                mounted.append((mount, volume))
             sandbox_id = str(uuid.uuid4())
             root = self._root / sandbox_id
             work_dir = root / "home" / "daytona"
             work_dir.mkdir(parents=True)
-            image = {}
+            mounts = {}
             for path, content in self.snapshot_files.get(spec.snapshot or "", {}).items():
                 local = root / "image" / path.lstrip("/")
                 local.parent.mkdir(parents=True, exist_ok=True)
                 local.write_bytes(content)
-                image[path] = local
+                mounts[path] = local
             for path in self.snapshot_dirs.get(spec.snapshot or "", []):
                 local = root / "image" / path.lstrip("/")
                 local.mkdir(parents=True, exist_ok=True)
-                image[path] = local
+                mounts[path] = local
+            for mount, volume in mounted:
+                mounts[mount.mount_path] = volume.path / (mount.subpath or "")
+                mounts[mount.mount_path].mkdir(parents=True, exist_ok=True)
             dto = Sandbox(
                 id=sandbox_id, organization_id="org-standin", name=sandbox_id,
                 snapshot=spec.snapshot or "daytonaio/sandbox:standin", user="daytona",
@@ -310,11 +397,13 @@ class DaytonaStandIn:
                 state=SandboxState.STARTING if self.polls_until_started else SandboxState.STARTED,
                 auto_stop_interval=spec.auto_stop_interval,
                 auto_delete_interval=spec.auto_delete_interval,
+                volumes=[SandboxVolume(volume_id=volume.dto.id, mount_path=mount.mount_path,
+                                       subpath=mount.subpath) for mount, volume in mounted],
                 toolbox_proxy_url=f"http://127.0.0.1:{self.port}/toolbox",
                 created_at=_now(), updated_at=_now())
             with self._lock:
                 self.create_requests.append(spec)
-                self.sandboxes[sandbox_id] = StandInSandbox(dto, root, work_dir, image,
+                self.sandboxes[sandbox_id] = StandInSandbox(dto, root, work_dir, mounts,
                                                             self.polls_until_started)
                 self.created += 1
             return _reply(dto)
@@ -324,9 +413,36 @@ class DaytonaStandIn:
             box = self._box(sandbox_id)
             if box is None:
                 return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
-            if box.polls_left == 0:
+            if box.polls_left == 0 and box.dto.state == SandboxState.STARTING:
                 box.dto.state = SandboxState.STARTED
             box.polls_left = max(0, box.polls_left - 1)
+            return _reply(box.dto)
+
+        @app.post("/api/sandbox/{sandbox_id}/stop")
+        def stop_sandbox(sandbox_id: str, force: bool = False) -> Response:
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
+            if box.dto.state != SandboxState.STARTED:
+                return _error(400, f"Sandbox is not started (state: {box.dto.state.value})")
+            box.kill_all()
+            box.dto.state = SandboxState.STOPPED
+            if box.dto.auto_delete_interval == 0:  # ephemeral: deleted once stopped
+                self._delete(box)
+            return _reply(box.dto)
+
+        @app.post("/api/sandbox/{sandbox_id}/start")
+        def start_sandbox(sandbox_id: str) -> Response:
+            box = self._box(sandbox_id)
+            if box is None:
+                return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
+            if box.dto.state not in (SandboxState.STOPPED, SandboxState.ARCHIVED):
+                return _error(400, f"Sandbox is not stopped (state: {box.dto.state.value})")
+            box.polls_left = self.polls_until_started
+            box.dto.state = (SandboxState.STARTING if self.polls_until_started
+                             else SandboxState.STARTED)
+            with self._lock:
+                self.started += 1
             return _reply(box.dto)
 
         @app.delete("/api/sandbox/{sandbox_id}")
@@ -335,13 +451,7 @@ class DaytonaStandIn:
                 box = self._box(sandbox_id)
                 if box is None:
                     return _error(404, f"Sandbox with ID or name {sandbox_id} not found")
-                box.deleted = True
-                self.deleted += 1
-            for command in box.commands():
-                command.kill()
-                command.finish(-9)
-            shutil.rmtree(box.root, ignore_errors=True)
-            box.dto.state = SandboxState.DESTROYING
+                self._delete(box)
             return _reply(box.dto)
 
         @app.get("/api/sandbox")
@@ -385,6 +495,58 @@ class DaytonaStandIn:
                     return reply
             return _error(404, f"Snapshot {id_or_name} not found")
 
+        @app.post("/api/volumes")
+        async def create_volume(request: Request) -> Response:
+            spec = CreateVolume.from_dict(await request.json())
+            if spec.additional_properties:
+                self.unexpected.append(f"volume fields {sorted(spec.additional_properties)}")
+            if self._volume(spec.name) is not None:
+                return _error(409, f"Volume with name {spec.name} already exists")
+            volume_id = str(uuid.uuid4())
+            path = self._root / "volumes" / volume_id
+            path.mkdir(parents=True)
+            dto = VolumeDto(id=volume_id, name=spec.name, organization_id="org-standin",
+                            state=VolumeState.PENDING_CREATE, created_at=_now(),
+                            updated_at=_now(), last_used_at=None, error_reason=None)
+            with self._lock:
+                self.volumes[volume_id] = StandInVolume(dto, path)
+            return _reply(dto)
+
+        @app.get("/api/volumes")
+        def list_volumes(includeDeleted: bool = False) -> Response:  # noqa: N803 - API name
+            with self._lock:
+                dtos = [v.dto.to_dict() for v in self.volumes.values()]
+            return JSONResponse(jsonable_encoder(dtos))
+
+        @app.get("/api/volumes/by-name/{name}")
+        def get_volume(name: str) -> Response:
+            volume = self._volume(name)
+            if volume is None:
+                return _error(404, f"Volume with name {name} not found")
+            reply = _reply(volume.dto)
+            volume.dto.state = VolumeState.READY  # made by the next poll
+            return reply
+
+        @app.delete("/api/volumes/{volume_id}")
+        def delete_volume(volume_id: str) -> Response:
+            volume = self._volume(volume_id)
+            if volume is None:
+                return _error(404, f"Volume {volume_id} not found")
+            with self._lock:
+                users = [b.dto.id for b in self.sandboxes.values() if not b.deleted
+                         and any(m.volume_id == volume_id for m in b.dto.volumes or [])]
+                if users:
+                    return _error(409, f"Volume {volume.dto.name} is in use by {users}")
+                del self.volumes[volume_id]
+            shutil.rmtree(volume.path, ignore_errors=True)
+            return Response(status_code=200)
+
+        @app.get("/api/regions")
+        def regions() -> Response:
+            return JSONResponse(jsonable_encoder([
+                Region(id=name, name=name, region_type=RegionType.SHARED, created_at=_now(),
+                       updated_at=_now()).to_dict() for name in TARGETS]))
+
         @app.websocket("/api/socket.io/")
         async def events(websocket: WebSocket) -> None:
             self.requests.append("WS /api/socket.io/")
@@ -393,24 +555,24 @@ class DaytonaStandIn:
         # -- toolbox ------------------------------------------------------------------------
         @app.get(toolbox + "/work-dir")
         def work_dir(sandbox_id: str) -> Response:
-            box = self._box(sandbox_id)
+            box = self._box(sandbox_id, started=True)
             if box is None:
-                return _error(404, "sandbox not found")
+                return _not_running(sandbox_id)
             return _reply(WorkDirResponse(dir=str(box.work_dir)))
 
         @app.post(toolbox + "/files/bulk-upload")
         async def upload(sandbox_id: str, request: Request) -> Response:
-            box = self._box(sandbox_id)
+            box = self._box(sandbox_id, started=True)
             if box is None:
-                return _error(404, "sandbox not found")
+                return _not_running(sandbox_id)
             form = await request.form()
             written = []
             for key, value in form.multi_items():
                 if not key.endswith(".path"):
                     continue
-                target = Path(str(value))
-                if not target.is_absolute() or not target.resolve().is_relative_to(box.root):
-                    return _error(400, f"{target}: outside the sandbox")
+                target = box.host_path(str(value)) if str(value).startswith("/") else None
+                if target is None:
+                    return _error(400, f"{value}: outside the sandbox")
                 data = await form[key.removesuffix(".path") + ".file"].read()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
@@ -420,9 +582,9 @@ class DaytonaStandIn:
         @app.post(toolbox + "/process/session")
         async def create_session(sandbox_id: str, request: Request) -> Response:
             spec = CreateSessionRequest.from_dict(await request.json())
-            box = self._box(sandbox_id)
+            box = self._box(sandbox_id, started=True)
             if box is None:
-                return _error(404, "sandbox not found")
+                return _not_running(sandbox_id)
             if spec.session_id in box.sessions:
                 return _error(409, "session already exists")
             box.sessions[spec.session_id] = {}
@@ -431,18 +593,14 @@ class DaytonaStandIn:
         @app.post(toolbox + "/process/session/{session_id}/exec")
         async def execute(sandbox_id: str, session_id: str, request: Request) -> Response:
             spec = SessionExecuteRequest.from_dict(await request.json())
-            box = self._box(sandbox_id)
+            box = self._box(sandbox_id, started=True)
             if box is None or session_id not in box.sessions:
                 return _error(404, "session not found")
             if not spec.run_async:
                 self.unexpected.append("synchronous session command")
                 return _error(400, "the stand-in runs asynchronous commands only")
-            command_line = spec.command
-            for path in sorted({*box.image, *BOX_ONLY}, key=len, reverse=True):
-                command_line = re.sub(rf"(?<![\w/.-]){re.escape(path)}(?![\w.-])",
-                                      str(box.root / "image" / path.lstrip("/")), command_line)
             process = subprocess.Popen(
-                ["/bin/sh", "-c", command_line], cwd=box.work_dir, stdin=subprocess.PIPE,
+                box.argv(spec.command), cwd=box.work_dir, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                 env={"PATH": "/usr/bin:/bin", "HOME": str(box.work_dir), "LANG": "C.UTF-8"})
             command = StandInCommand(str(uuid.uuid4()), spec.command, process,
@@ -511,7 +669,7 @@ class DaytonaStandIn:
 
         @app.delete(toolbox + "/process/session/{session_id}")
         def delete_session(sandbox_id: str, session_id: str) -> Response:
-            box = self._box(sandbox_id)
+            box = self._box(sandbox_id, started=True)
             if box is None or session_id not in box.sessions:
                 return _error(404, "session not found")
             for command in box.sessions.pop(session_id).values():
@@ -528,8 +686,12 @@ class DaytonaStandIn:
 
     def _command(self, sandbox_id: str, session_id: str, command_id: str
                  ) -> StandInCommand | None:
-        box = self._box(sandbox_id)
+        box = self._box(sandbox_id, started=True)
         return None if box is None else box.sessions.get(session_id, {}).get(command_id)
+
+
+def _not_running(sandbox_id: str) -> JSONResponse:
+    return _error(400, f"Sandbox {sandbox_id} is not started")
 
 
 def _relay(command: StandInCommand) -> None:
@@ -553,3 +715,40 @@ def _relay(command: StandInCommand) -> None:
         command.finish(code)
 
     threading.Thread(target=wait, daemon=True).start()
+
+
+# -- fixtures for the Daytona tests -----------------------------------------------------------
+
+@pytest.fixture
+def standin() -> Iterator[DaytonaStandIn]:
+    with DaytonaStandIn() as server:
+        yield server
+        assert server.unexpected == [], "the backend made requests the stand-in does not serve"
+
+
+@pytest.fixture
+def settings(standin: DaytonaStandIn) -> Settings:
+    return Settings(sandbox="daytona", daytona_api_key=standin.api_key,
+                    daytona_api_url=standin.api_url, daytona_target=None,
+                    daytona_snapshot=None, exec_timeout_s=20, exec_kill_grace_s=0.5,
+                    daytona_create_timeout_s=20)
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries and volume polls without the production waits."""
+    from fleet_rlm.sandbox import daytona, daytona_admin
+
+    monkeypatch.setattr(daytona_admin, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(daytona, "VOLUME_POLL_S", 0.01)
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, standin: DaytonaStandIn, tmp_path: Path) -> None:
+    """The environment a `fleet` command reads, pointed at the stand-in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLEET_DAYTONA_API_KEY", raising=False)
+    monkeypatch.delenv("FLEET_DAYTONA_SNAPSHOT", raising=False)
+    monkeypatch.delenv("DAYTONA_TARGET", raising=False)
+    monkeypatch.setenv("FLEET_SANDBOX", "daytona")
+    monkeypatch.setenv("DAYTONA_API_KEY", standin.api_key)
+    monkeypatch.setenv("DAYTONA_API_URL", standin.api_url)

@@ -93,7 +93,7 @@ app.add_typer(daytona_app, name="daytona")
 def daytona_snapshot() -> None:
     """Create the snapshot sandboxes start from: Python with this version of the driver."""
     from .sandbox import SandboxError
-    from .sandbox.daytona import create_snapshot
+    from .sandbox.daytona_admin import create_snapshot
 
     try:
         name, created = create_snapshot(Settings(), on_logs=lambda line: err.print(escape(line)))
@@ -114,7 +114,7 @@ def daytona_gc(
 ) -> None:
     """Delete fleet-rlm sandboxes left on Daytona."""
     from .sandbox import SandboxError
-    from .sandbox.daytona import gc
+    from .sandbox.daytona_admin import gc
 
     if not turns and not yes:
         typer.confirm("Delete every fleet-rlm sandbox of this Daytona organisation, including "

@@ -193,8 +193,9 @@ class SessionService:
         """The session's own python sandbox, alive across turns, restored after a restart."""
         sandbox = self._sandboxes.get(session_id)
         if sandbox is None:
+            # A Daytona sandbox replaced between turns (stopped, deleted) restores by itself.
             sandbox = create_sandbox(self.settings, work_dir=self.workspace(session_id),
-                                     labels={"session": session_id})
+                                     labels={"session": session_id}, restore=RESTORE_STATE)
             restored = sandbox.execute(RESTORE_STATE, timeout=60)
             if not restored.ok:
                 log.warning("could not restore session %s variables: %s", session_id,

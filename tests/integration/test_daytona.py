@@ -19,7 +19,8 @@ import dspy
 import pytest
 from typer.testing import CliRunner
 
-from daytona_standin import DaytonaStandIn
+import daytona_standin
+from daytona_standin import DaytonaStandIn, cli_env
 from fleet_rlm.cli import app
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.rlm import RecursiveRLM
@@ -35,20 +36,9 @@ INPUT = r"POST /toolbox/.*/input"
 NEW_SESSION = r"POST /toolbox/.*/process/session$"
 LIVE = bool(os.environ.get("DAYTONA_API_KEY"))
 
-
-@pytest.fixture
-def standin() -> Iterator[DaytonaStandIn]:
-    with DaytonaStandIn() as server:
-        yield server
-        assert server.unexpected == [], "the backend made requests the stand-in does not serve"
-
-
-@pytest.fixture
-def settings(standin: DaytonaStandIn) -> Settings:
-    return Settings(sandbox="daytona", daytona_api_key=standin.api_key,
-                    daytona_api_url=standin.api_url, daytona_target=None,
-                    daytona_snapshot=None, exec_timeout_s=20, exec_kill_grace_s=0.5,
-                    daytona_create_timeout_s=20)
+standin = daytona_standin.standin
+settings = daytona_standin.settings
+quick_polls = daytona_standin.quick_polls
 
 
 @pytest.fixture
@@ -59,11 +49,6 @@ def sandbox(settings: Settings, standin: DaytonaStandIn) -> Iterator[DaytonaSand
     yield box
     box.close()
     assert standin.live() == [], "a Daytona sandbox was left behind"
-
-
-@pytest.fixture(autouse=True)
-def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend, "RETRY_BASE_S", 0.01)
 
 
 # -- the Sandbox protocol -------------------------------------------------------------------
@@ -183,7 +168,7 @@ def test_ignored_interrupt_kills_the_session_not_the_sandbox(
                 "        pass\n")
     result = sandbox.execute(stubborn, timeout=1)
     assert result.timed_out and result.state_lost
-    assert standin.count(r"DELETE /toolbox/.*/process/session/fleet-driver-1$") == 1
+    assert standin.count(r"DELETE /toolbox/.*/process/session/fleet-driver-\w+-1$") == 1
     after = sandbox.execute("print('back')\nkept")
     assert after.stdout == "back\n" and after.error_type == "NameError"
     assert standin.count(NEW_SESSION) == 2 and standin.created == 1
@@ -285,7 +270,7 @@ def test_create_failing_with_500_is_reported_and_nothing_leaks(
 
 @pytest.mark.parametrize(("status", "message", "hint"), [
     (401, "Invalid credentials", "rejected the API key: check DAYTONA_API_KEY"),
-    (403, "Forbidden resource", "lacks the sandbox permissions"),
+    (403, "Forbidden resource", "lacks a permission.*write and delete on sandboxes"),
     (403, "Total CPU quota exceeded. Maximum allowed: 10", "quota is used up.*fleet daytona gc"),
     (429, "Sandbox quota exceeded", "quota is used up"),
 ])
@@ -356,19 +341,10 @@ def test_settings_read_daytona_and_fleet_variable_names(monkeypatch: pytest.Monk
     assert Settings(daytona_api_key="given").daytona_api_key == "given"
 
 
-def _cli_env(monkeypatch: pytest.MonkeyPatch, standin: DaytonaStandIn, tmp_path) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FLEET_DAYTONA_API_KEY", raising=False)
-    monkeypatch.delenv("DAYTONA_TARGET", raising=False)
-    monkeypatch.setenv("FLEET_SANDBOX", "daytona")
-    monkeypatch.setenv("DAYTONA_API_KEY", standin.api_key)
-    monkeypatch.setenv("DAYTONA_API_URL", standin.api_url)
-
-
 def test_snapshot_command_bakes_the_driver_in(settings: Settings, standin: DaytonaStandIn,
                                               monkeypatch: pytest.MonkeyPatch,
                                               tmp_path) -> None:
-    _cli_env(monkeypatch, standin, tmp_path)
+    cli_env(monkeypatch, standin, tmp_path)
     runner = CliRunner()
     made = runner.invoke(app, ["daytona", "snapshot"])
     assert made.exit_code == 0, made.output
@@ -423,7 +399,7 @@ def test_gc_deletes_fleet_sandboxes_of_given_turns_or_all(
 
     foreign = backend.client(settings).create(
         daytona.CreateSandboxFromSnapshotParams(labels={"team": "other"}))
-    _cli_env(monkeypatch, standin, tmp_path)
+    cli_env(monkeypatch, standin, tmp_path)
     runner = CliRunner()
 
     first = runner.invoke(app, ["daytona", "gc", "t1"])

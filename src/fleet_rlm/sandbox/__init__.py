@@ -11,9 +11,11 @@ from .interpreter import SandboxInterpreter
 
 
 def create_sandbox(settings: Settings, work_dir: Path | None = None,
-                   labels: dict[str, str] | None = None) -> Sandbox:
+                   labels: dict[str, str] | None = None, restore: str | None = None) -> Sandbox:
     """A new, not yet started sandbox of the configured backend. `labels` (session, turn,
-    node) tag remote sandboxes so `fleet daytona gc` can find a turn's leftovers."""
+    node) tag remote sandboxes so `fleet daytona gc` can find a turn's leftovers. On Daytona a
+    session's sandbox (a `session` label) keeps its workspace on the session's volume and may
+    be replaced between calls; each replacement runs `restore` first."""
     if settings.sandbox in ("local", "unsafe-local"):
         from .local import LocalSandbox
 
@@ -21,6 +23,8 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None,
     if settings.sandbox == "daytona":
         from .daytona import DaytonaSandbox
 
+        if labels and labels.get("session"):
+            return DaytonaSandbox.for_session(settings, labels, work_dir, restore)
         return DaytonaSandbox(settings, labels=labels)
     raise SandboxError(
         f"sandbox backend {settings.sandbox!r} is not available in this version; "
