@@ -81,6 +81,13 @@ def doctor() -> None:
             console.print(f"[red]✗[/red] {exc}")
     elif settings.sandbox == "unsafe-local":
         console.print("[yellow]! sandbox isolation is OFF (FLEET_SANDBOX=unsafe-local)[/yellow]")
+    elif settings.sandbox == "daytona":
+        from .sandbox.daytona_admin import check
+
+        marks = {True: "[green]✓[/green]", None: "[yellow]![/yellow]", False: "[red]✗[/red]"}
+        for works, line in check(settings):
+            ok = ok and works is not False
+            console.print(f"{marks[works]} {escape(line)}")
     raise typer.Exit(0 if ok else 1)
 
 

@@ -1,5 +1,5 @@
 """The Daytona client every sandbox of the process shares, its errors turned into what to do,
-and the work around the sandboxes: the driver snapshot and `fleet daytona gc`."""
+and the work around the sandboxes: the driver snapshot, `fleet daytona gc`, `fleet doctor`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import version
 from typing import Any, TypeVar
 
 from ..config import Settings
@@ -189,3 +190,71 @@ def gc(settings: Settings, turns: Iterable[str] | None = None) -> list[str]:
     except daytona.DaytonaError as exc:
         raise explain(exc, settings, "delete sandboxes") from None
     return deleted
+
+
+# -- fleet doctor -----------------------------------------------------------------------------
+
+def check(settings: Settings) -> Iterator[tuple[bool | None, str]]:
+    """What `fleet doctor` reports for FLEET_SANDBOX=daytona, one line at a time: (True, what
+    works), (None, a note) or (False, what failed and what to do). Without the SDK or the API
+    there is nothing more to check."""
+    try:
+        daytona = sdk()
+    except SandboxError as exc:
+        yield False, str(exc)
+        return
+    yield True, f"Daytona SDK {version('daytona')}"
+    url = api_url(settings)
+    try:
+        api = client(settings)
+        ours = list(api.list(daytona.ListSandboxesQuery(labels={LABEL: "true"})))
+        volumes = [v for v in api.volume.list() if v.name.startswith(f"{LABEL}-")]
+    except SandboxError as exc:
+        yield False, str(exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - the SDK lets some transport errors through raw
+        yield False, str(explain(exc, settings, f"list sandboxes and volumes at {url}"))
+        return
+    yield True, (f"the API key works at {url}: {len(ours)} fleet-rlm sandbox(es), "
+                 f"{len(volumes)} session volume(s)")
+    yield from _check_target(settings, api)
+    yield from _check_snapshot(settings, api)
+
+
+def _check_target(settings: Settings, api: Any) -> Iterator[tuple[bool | None, str]]:
+    from daytona_api_client import OrganizationsApi
+    from daytona_api_client.exceptions import ApiException
+
+    target = settings.daytona_target
+    try:  # the SDK has no call for this; the API client it wraps does
+        regions = OrganizationsApi(api._api_client).list_available_regions()  # noqa: SLF001
+    except ApiException as exc:
+        yield None, (f"target {target or '(the organisation default)'}: not checked, the key "
+                     f"cannot list regions ({exc.status})")
+        return
+    names = sorted({r.name for r in regions} | {r.id for r in regions})
+    if target is None:
+        yield True, f"target: the organisation's default (available: {', '.join(names)})"
+    elif target in names:
+        yield True, f"target {target}"
+    else:
+        yield False, (f"Daytona does not know the target {target!r}: set DAYTONA_TARGET to one "
+                      f"of {', '.join(names)}, or unset it")
+
+
+def _check_snapshot(settings: Settings, api: Any) -> Iterator[tuple[bool | None, str]]:
+    name = settings.daytona_snapshot
+    if not name:
+        yield None, ("no snapshot: the driver is uploaded at each start "
+                     "(`fleet daytona snapshot` makes one, then set FLEET_DAYTONA_SNAPSHOT)")
+        return
+    try:
+        api.snapshot.get(name)
+    except sdk().DaytonaError as exc:
+        yield False, str(explain(exc, settings, f"find snapshot {name}"))
+        return
+    if name == snapshot_name():
+        yield True, f"snapshot {name} carries this driver"
+    else:
+        yield None, (f"snapshot {name} does not carry this version of the driver, so it is "
+                     f"uploaded at each start; `fleet daytona snapshot` builds {snapshot_name()}")
