@@ -301,6 +301,17 @@ class Budget:
             self._by_model.setdefault(reservation.model, ModelUsage())._add(cost)
         return cost
 
+    def carry(self, earlier: Usage) -> None:
+        """Count what an earlier part of the same turn spent (a turn resumed after ask_user),
+        so its limits hold across the pause and its usage totals are whole."""
+        with self._lock:
+            for total, part in [(self._total, earlier),
+                                *((self._by_model.setdefault(m, ModelUsage()), u)
+                                  for m, u in earlier.by_model.items())]:
+                for name in ModelUsage.model_fields:
+                    setattr(total, name, getattr(total, name) + getattr(part, name))
+            self._started -= earlier.elapsed_s
+
     def release(self, reservation: Reservation) -> None:
         """Return the slot of a call that failed before reaching the provider: it does not count."""
         with self._lock:

@@ -349,8 +349,10 @@ class SessionService:
         for queue in list(live.subscribers):
             if queue.full():  # a slow client never slows the turn: it resumes from the store
                 live.subscribers.remove(queue)
-                queue.get_nowait()
-                queue.put_nowait(Overflow(event.seq - 1))
+                oldest_unread = queue.get_nowait()
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(Overflow(oldest_unread.seq - 1))
             else:
                 queue.put_nowait(event)
 

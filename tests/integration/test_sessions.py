@@ -213,6 +213,8 @@ async def test_a_waiting_turn_resumes_in_a_new_process_where_it_paused(scripted_
     assert after[-1].type == "turn_finished" and after[-1].status == "ok"
     turn = await svc.store.turns.get(live.turn_id)
     assert (turn.status, turn.answer) == ("done", "Q3 it is.")
+    # The turn's bill covers both sides of the pause: every call the server received.
+    assert turn.usage["calls"] == server.stats()["calls"]
 
 
 async def test_a_turn_left_running_by_a_crash_is_interrupted_on_the_next_start(tmp_path,
@@ -526,3 +528,20 @@ async def test_memory_updates_persist_and_reach_the_next_prompt(scripted_lm, tmp
     _, result = await finish(svc, await svc.send(session.id, "who am I?"))
     assert result.status == "ok"
     server.verify()
+
+
+def test_a_subscriber_that_falls_behind_resumes_from_its_last_read_event():
+    from types import SimpleNamespace
+
+    from fleet_rlm.sessions import LiveTurn, Overflow, SessionService
+
+    queue: asyncio.Queue = asyncio.Queue(3)
+    live = LiveTurn("t", "s", None, None, subscribers=[queue])  # type: ignore[arg-type]
+    for seq in (1, 2):
+        SessionService._deliver(live, SimpleNamespace(seq=seq))
+    assert queue.get_nowait().seq == 1  # the consumer read seq 1, then stalled
+    for seq in (3, 4, 5):
+        SessionService._deliver(live, SimpleNamespace(seq=seq))
+    (item,) = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert isinstance(item, Overflow) and item.last_seq == 1  # 2 onwards come from the store
+    assert queue not in live.subscribers

@@ -62,6 +62,8 @@ class Turn:
 
     def run(self, resume: dict | None = None, reply: str | None = None) -> TurnResult:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
+        if resume and resume.get("usage"):
+            budget.carry(Usage.model_validate(resume["usage"]))
         node = NodeRef.root()
         # The agent is depth 0, so the delegated RLM tree gets one more level.
         run = Run.create(self.settings, node, budget, self.stream, depth_offset=1)
@@ -90,6 +92,8 @@ class Turn:
             result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
             emit("error", error_type=type(exc).__name__, message=str(exc)[:2000], detail=None)
         result.usage = budget.snapshot()
+        if result.status == "waiting":  # the resumed part of the turn goes on from this spend
+            result.pending = {**(result.pending or {}), "usage": result.usage.model_dump(mode="json")}
         emit("turn_finished", status=result.status, answer=result.answer, usage=result.usage)
         return result
 
