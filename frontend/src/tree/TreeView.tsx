@@ -41,7 +41,7 @@ function Totals({ totals, time }: { totals: CallTotals; time?: number }) {
   );
 }
 
-function Meter({ label, value, max, format }: { label: string; value: number; max: number | null; format: (n: number) => string }) {
+function Meter({ label, value, max, format, shown }: { label: string; value: number; max: number | null; format: (n: number) => string; shown?: string }) {
   const ratio = max ? Math.min(1, value / max) : 0;
   const level = ratio > 0.9 ? "high" : ratio > 0.6 ? "mid" : "low";
   return (
@@ -49,7 +49,7 @@ function Meter({ label, value, max, format }: { label: string; value: number; ma
       <div className="meter-label">
         <span>{label}</span>
         <span>
-          {format(value)}
+          {shown ?? format(value)}
           {max !== null ? ` / ${format(max)}` : ""}
         </span>
       </div>
@@ -74,7 +74,7 @@ export function BudgetMeter({ tree, defaults }: { tree: TurnTree; defaults?: Par
     <div className="budget" aria-label="Budget for the whole tree">
       <Meter label="LM calls" value={b.calls} max={b.maxCalls} format={String} />
       <Meter label="Tokens" value={b.tokens} max={b.maxTokens} format={fmtTokens} />
-      <Meter label="Cost" value={b.usd} max={b.maxUsd} format={(n) => fmtUsd(n)} />
+      <Meter label="Cost" value={b.usd} max={b.maxUsd} format={(n) => fmtUsd(n)} shown={fmtUsd(b.usd, b.usdUnknown)} />
       <Meter label="Time" value={b.elapsed} max={b.maxWall} format={fmtSeconds} />
     </div>
   );

@@ -453,6 +453,8 @@ export interface BudgetView {
   calls: number;
   tokens: number;
   usd: number;
+  /** Calls of models without a known price: their cost is not in `usd`. */
+  usdUnknown: number;
   elapsed: number;
   maxCalls: number | null;
   maxTokens: number | null;
@@ -469,6 +471,7 @@ export function budgetView(tree: TurnTree, defaults: Partial<Limits> = {}): Budg
     calls: Math.max(u?.calls ?? 0, counted.calls),
     tokens: Math.max(u?.tokens ?? 0, counted.promptTokens + counted.completionTokens),
     usd: Math.max(u?.usd ?? 0, counted.usd),
+    usdUnknown: Math.max(u?.usd_unknown_calls ?? 0, counted.usdUnknown),
     elapsed: Math.max(u?.elapsed_s ?? 0, elapsed),
     maxCalls: (u ? u.limits.max_calls : defaults.max_calls) ?? null,
     maxTokens: (u ? u.limits.max_tokens : defaults.max_tokens) ?? null,
