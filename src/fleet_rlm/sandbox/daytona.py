@@ -23,6 +23,8 @@ before each call: one Daytona stopped is started again, one that is gone (delete
 by gc, by hand) is replaced by a new one on the same volume, and a new process finds the one
 an earlier process left by its labels. A driver that replaces an earlier one first runs the
 session's `restore` code, which loads the saved variables: the session goes on where it was.
+Daytona mounts a volume with mount-s3, so a file there is written whole or replaced, never
+appended to or renamed; the saved variables are written whole.
 """
 
 from __future__ import annotations
