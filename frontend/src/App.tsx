@@ -57,16 +57,9 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
   const [tab, setTab] = useState<"chat" | "tree">("chat");
   const { turns, loadTurn } = session;
   const latest = turns.at(-1)?.id ?? null;
-  const follow = useRef(true);
 
-  useEffect(() => {
-    setSelected(null);
-    follow.current = true;
-  }, [sessionId]);
-  // The tree follows the newest turn unless the reader picked an older one.
-  useEffect(() => {
-    if (follow.current || selected === null) setSelected(latest);
-  }, [latest, selected]);
+  // A new turn takes the tree; the reader can then pick any other.
+  useEffect(() => setSelected(latest), [latest]);
   useEffect(() => {
     if (selected) loadTurn(selected);
   }, [selected, loadTurn]);
@@ -83,7 +76,6 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
   }, [session]);
 
   const select = (turnId: string) => {
-    follow.current = turnId === latest;
     setSelected(turnId);
     setTab("tree");
   };

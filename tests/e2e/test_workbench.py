@@ -373,12 +373,23 @@ def test_documents_page_browses_previews_and_deletes(page: Page) -> None:
     expect(row).to_have_count(0)
 
 
-def test_usage_page_charts_tokens_and_cost(page: Page, scripted: ScriptedLMServer) -> None:
+def test_turns_and_usage(page: Page, scripted: ScriptedLMServer) -> None:
     scripted.set_rules(script())
     new_session(page)
     attach(page)
     ask(page, "How many needles?")
     expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    ask(page, "And how many in the first half?")
+    expect(page.get_by_test_id("turn")).to_have_count(2)
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    # The tree follows the new turn; an older one can be picked from the list or the chat.
+    picker = page.get_by_role("combobox", name="Turn shown in the tree")
+    expect(picker.locator("option:checked")).to_contain_text("Turn 2")
+    page.get_by_role("button", name="Show turn 1 in the execution tree").click()
+    expect(picker.locator("option:checked")).to_contain_text("Turn 1")
+    expect(page.get_by_test_id("turn").first).to_contain_text("shown in tree")
+    picker.select_option(index=1)
+    expect(last_turn(page)).to_contain_text("shown in tree")
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("img", name="Tokens per session")).to_be_visible()
     expect(page.get_by_role("table", name="Usage per session").locator("tbody tr")).not_to_have_count(0)
