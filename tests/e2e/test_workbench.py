@@ -147,6 +147,12 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
     rlm.get_by_role("button", name=re.compile(r"Show call \d+ previews")).first.click()
     expect(rlm.locator("pre.preview").first).to_contain_text("Count needles in")
 
+    collapse = child.get_by_role("button", name="Collapse RLM node at depth 2")
+    collapse.click()
+    expect(child.get_by_test_id("iteration")).to_have_count(0)
+    child.get_by_role("button", name="Expand RLM node at depth 2").click()
+    expect(child.get_by_test_id("iteration")).to_have_count(1)
+
     calls = page.get_by_role("meter", name="LM calls used")
     assert int(calls.get_attribute("aria-valuenow")) >= 8
     assert calls.get_attribute("aria-valuemax") == "200"
