@@ -109,6 +109,8 @@ def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
+    for stale in ARTIFACTS.glob("FAILED-*.png"):
+        stale.unlink()
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
