@@ -61,6 +61,33 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
+class DriverBackedSandbox:
+    """The Sandbox operations every backend shares: they go to the running driver, which
+    `_live()` returns (starting or restarting the sandbox as the backend sees fit)."""
+
+    settings: Any
+    _session: DriverSession | None
+
+    def _live(self) -> DriverSession:
+        raise NotImplementedError
+
+    def execute(self, code: str, timeout: float | None = None,
+                callbacks: dict[str, Callback] | None = None,
+                submit_fields: list[str] | None = None) -> ExecResult:
+        timeout = self.settings.exec_timeout_s if timeout is None else timeout
+        return self._live().execute(code, timeout, callbacks, submit_fields)
+
+    def put_variable(self, name: str, value: Any) -> None:
+        self._live().put_variable(name, value)
+
+    def get_variable(self, name: str) -> Any:
+        return self._live().get_variable(name)
+
+    def interrupt(self) -> None:
+        if self._session is not None:
+            self._session.interrupt()
+
+
 class DriverSession:
     """One live driver process: request/reply over JSON lines, host callbacks, timeouts.
 

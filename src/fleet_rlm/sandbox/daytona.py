@@ -43,7 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from .base import DRIVER_SOURCE, Callback, DriverSession, ExecResult, SandboxError
+from .base import (
+    DRIVER_SOURCE,
+    DriverBackedSandbox,
+    DriverSession,
+    SandboxError,
+)
 from .daytona_admin import (
     LABEL,
     SNAPSHOT_DRIVER,
@@ -80,7 +85,7 @@ def session_volume(session_id: str) -> str:
     return f"{LABEL}-{session_id}"
 
 
-class DaytonaSandbox:
+class DaytonaSandbox(DriverBackedSandbox):
     """A Sandbox running driver.py in a Daytona sandbox (see the module docstring)."""
 
     def __init__(self, settings: Settings | None = None, *,
@@ -321,22 +326,6 @@ class DaytonaSandbox:
     @property
     def sandbox_id(self) -> str | None:
         return self.sandbox.id if self.sandbox is not None else None
-
-    def execute(self, code: str, timeout: float | None = None,
-                callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
-        timeout = self.settings.exec_timeout_s if timeout is None else timeout
-        return self._live().execute(code, timeout, callbacks, submit_fields)
-
-    def put_variable(self, name: str, value: Any) -> None:
-        self._live().put_variable(name, value)
-
-    def get_variable(self, name: str) -> Any:
-        return self._live().get_variable(name)
-
-    def interrupt(self) -> None:
-        if self._session is not None:
-            self._session.interrupt()
 
     def close(self) -> None:
         """Delete the sandbox (a session's volume stays)."""

@@ -19,10 +19,14 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..config import Settings
-from .base import DRIVER_SOURCE, Callback, DriverSession, ExecResult, SandboxError
+from .base import (
+    DRIVER_SOURCE,
+    DriverBackedSandbox,
+    DriverSession,
+    SandboxError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def _runtime_binds(python: str) -> list[str]:
     return args
 
 
-class LocalSandbox:
+class LocalSandbox(DriverBackedSandbox):
     """A Sandbox running driver.py in a subprocess, under bubblewrap unless `isolated=False`."""
 
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
@@ -202,22 +206,6 @@ class LocalSandbox:
     @property
     def alive(self) -> bool:
         return self._session is not None and self._session.alive
-
-    def execute(self, code: str, timeout: float | None = None,
-                callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
-        timeout = self.settings.exec_timeout_s if timeout is None else timeout
-        return self._live().execute(code, timeout, callbacks, submit_fields)
-
-    def put_variable(self, name: str, value: Any) -> None:
-        self._live().put_variable(name, value)
-
-    def get_variable(self, name: str) -> Any:
-        return self._live().get_variable(name)
-
-    def interrupt(self) -> None:
-        if self._session is not None:
-            self._session.interrupt()
 
     def close(self) -> None:
         with self._lock:
