@@ -31,7 +31,8 @@ err = Console(stderr=True)
 def sandbox_exec(
     file: Annotated[str, typer.Argument(help="Python file to run, or - for standard input.")] = "-",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Seconds before the code is stopped.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before the code is stopped.")] = None,
 ) -> None:
     """Run code in a fresh sandbox and print what it did."""
     from .sandbox import SandboxError, create_sandbox

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
         env_prefix="FLEET_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    root_model: str = Field("openai/gpt-4o-mini", description="Model that drives the RLM and agent.")
+    root_model: str = Field("openai/gpt-4o-mini",
+                            description="Model that drives the RLM and agent.")
     sub_model: str | None = Field(None, description="Model for llm_query; defaults to root_model.")
     api_base: str | None = Field(None, description="OpenAI-compatible endpoint for both models.")
     api_key: str | None = Field(None, description="Key sent to api_base; provider keys also work.")

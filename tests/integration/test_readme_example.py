@@ -24,7 +24,8 @@ def test_readme_python_api_example_runs(scripted_lm, tmp_path, monkeypatch, caps
     server = scripted_lm([
         {"match": step.format(1), "times": 1,
          "reply": dspy_reply(reasoning="Scan for quarters.",
-                             code="import re\nq = re.findall(r'(Q\\d): (\\d+)', context)\nprint(q)")},
+                             code="import re\n"
+                                  "q = re.findall(r'(Q\\d): (\\d+)', context)\nprint(q)")},
         {"match": step.format(2), "times": 1,
          "reply": dspy_reply(reasoning="Pick the largest.",
                              code="SUBMIT(answer=max(q, key=lambda p: int(p[1]))[0])")},

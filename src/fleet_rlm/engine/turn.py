@@ -93,7 +93,8 @@ class Turn:
             emit("error", error_type=type(exc).__name__, message=str(exc)[:2000], detail=None)
         result.usage = budget.snapshot()
         if result.status == "waiting":  # the resumed part of the turn goes on from this spend
-            result.pending = {**(result.pending or {}), "usage": result.usage.model_dump(mode="json")}
+            spent = result.usage.model_dump(mode="json")
+            result.pending = {**(result.pending or {}), "usage": spent}
         emit("turn_finished", status=result.status, answer=result.answer, usage=result.usage)
         return result
 

@@ -5,7 +5,8 @@ stream: both are moved to private descriptors before any code runs, and the code
 stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
-  {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null, "max_output": int}
+  {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
+   "max_output": int}
   {"op": "set_var", "name": str, "value": json}           inline value
   {"op": "set_var", "name": str, "path": str, "format": "text" | "json"}   value from a file
   {"op": "get_var", "name": str}
@@ -180,7 +181,8 @@ class Driver:
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} holds a {type(value).__name__}, not JSON-serialisable: {exc}")
+            raise TypeError(
+                f"{name} holds a {type(value).__name__}, not JSON-serialisable: {exc}") from None
         return value
 
     # -- execution -------------------------------------------------------------------------
@@ -244,11 +246,12 @@ class Driver:
                 raise TypeError("SUBMIT takes positional or keyword values, not both")
             if len(args) > len(fields):
                 raise TypeError(f"SUBMIT takes at most {len(fields)} values: {', '.join(fields)}")
-            values = dict(zip(fields, args)) if args else dict(kwargs)
+            values = dict(zip(fields, args, strict=False)) if args else dict(kwargs)
             missing = [f for f in fields if f not in values]
             extra = [k for k in values if k not in fields]
             if missing or extra:
-                raise TypeError(f"SUBMIT expects {', '.join(fields)}; missing {missing}, unexpected {extra}")
+                raise TypeError(f"SUBMIT expects {', '.join(fields)}; "
+                                f"missing {missing}, unexpected {extra}")
             raise Submitted(values)
 
         return SUBMIT
@@ -295,7 +298,7 @@ def describe(exc: BaseException, filename: str | None) -> dict:
             [f for f in report.stack if f.filename != __file__])
         lines = list(report.format())
     return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines),
-            "line": getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else _last_line(exc)}
+            "line": exc.lineno if isinstance(exc, SyntaxError) else _last_line(exc)}
 
 
 def _last_line(exc: BaseException) -> int | None:
@@ -336,7 +339,7 @@ def become(uid: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    options = dict(zip(argv[0::2], argv[1::2]))
+    options = dict(zip(argv[0::2], argv[1::2], strict=True))
     apply_limits(int(options.get("--memory-mb", 0)), int(options.get("--nproc", 0)),
                  int(options.get("--fsize-mb", 0)))
     if "--uid" in options:

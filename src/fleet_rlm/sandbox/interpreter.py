@@ -83,7 +83,8 @@ def format_failure(result: ExecResult) -> str:
     if result.timed_out or result.state_lost:
         parts.append(result.error_message or "")
     if result.state_lost:
-        parts.append("The sandbox was restarted: variables you defined are gone; inputs are reloaded.")
+        parts.append("The sandbox was restarted: variables you defined are gone; "
+                     "inputs are reloaded.")
     return "\n".join(p for p in parts if p)
 
 
@@ -96,11 +97,11 @@ def _sync(tool: Callable[..., Any]) -> Callable[..., Any]:
     except (TypeError, ValueError):
         names = []
     is_async = (inspect.iscoroutinefunction(tool)
-                or inspect.iscoroutinefunction(getattr(tool, "__call__", None)))
+                or inspect.iscoroutinefunction(type(tool).__call__))
 
     def run(*args: Any, **kwargs: Any) -> Any:
         if args and len(args) <= len(names):
-            kwargs = {**dict(zip(names, args)), **kwargs}
+            kwargs = {**dict(zip(names, args, strict=False)), **kwargs}
             args = ()
         result = tool(*args, **kwargs)
         if is_async or inspect.isawaitable(result):

@@ -275,7 +275,8 @@ def check_bubblewrap(settings: Settings | None = None) -> str:
     with LocalSandbox(settings, isolated=True) as sandbox:
         result = sandbox.execute("import sys; print(sys.version.split()[0])", timeout=20)
     if not result.ok:
-        raise SandboxError(f"bubblewrap sandbox ran but failed: {result.error_message}. {FIX_BWRAP}")
+        raise SandboxError(
+            f"bubblewrap sandbox ran but failed: {result.error_message}. {FIX_BWRAP}")
     return result.stdout.strip()
 
 
