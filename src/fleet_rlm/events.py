@@ -71,6 +71,8 @@ class RlmStartedEvent(EventBase):
     signature: str
     inputs: dict[str, InputInfo]
     max_iterations: int
+    iteration: int | None = Field(
+        None, description="The parent's iteration (code cell) that started this node, if any.")
 
 
 class RlmIterationEvent(EventBase):

@@ -93,6 +93,10 @@ export interface RlmStartedEvent {
     [k: string]: InputInfo;
   };
   max_iterations: number;
+  /**
+   * The parent's iteration (code cell) that started this node, if any.
+   */
+  iteration: number | null;
 }
 export interface InputInfo {
   type: string;

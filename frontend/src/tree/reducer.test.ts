@@ -160,6 +160,14 @@ describe("building the tree", () => {
     expect(c.answer).toEqual({ answer: "3" });
   });
 
+  it("nests a child under the cell its rlm_started names, whatever cell is open", () => {
+    const events = script().map((e) =>
+      e.type === "rlm_started" && e.node_id === CHILD ? { ...e, iteration: 1 } : e,
+    );
+    const r = buildTree(events).nodes[RLM]!;
+    expect(r.iterations.map((c) => c.children)).toEqual([[CHILD], []]);
+  });
+
   it("puts sub calls under the iteration that made them and root calls on their cell", () => {
     const [one, two] = tree.nodes[RLM]!.iterations;
     expect(one!.subCalls).toHaveLength(0);

@@ -289,7 +289,8 @@ function step(tree: TurnTree, event: FleetEvent): TurnTree {
   let node: TreeNode = known ? { ...known, endTs: event.ts } : newNode(event);
   if (!known) {
     const parent = event.parent_id === null ? undefined : nodes[event.parent_id];
-    if (parent) nodes[parent.id] = spawnedIn(parent, node.id);
+    const cell = event.type === "rlm_started" ? event.iteration : null;
+    if (parent) nodes[parent.id] = spawnedIn(parent, node.id, cell);
     else t.roots = [...t.roots, node.id];
   }
 
@@ -395,12 +396,13 @@ function step(tree: TurnTree, event: FleetEvent): TurnTree {
   return t;
 }
 
-/** Record a child under its parent, and under the iteration cell (or agent step) that was
-running when it started. */
-function spawnedIn(node: TreeNode, childId: string): TreeNode {
+/** Record a child under its parent, and under the iteration cell that started it (the event
+says which), else the cell (or agent step) that was running when it started. */
+function spawnedIn(node: TreeNode, childId: string, cellIteration: number | null): TreeNode {
   const parent = { ...node, children: [...node.children, childId] };
   if (parent.kind === "rlm" && parent.iterations.length > 0) {
-    let i = parent.iterations.findLastIndex((c) => c.output === null);
+    let i = parent.iterations.findIndex((c) => c.iteration === cellIteration);
+    if (i < 0) i = parent.iterations.findLastIndex((c) => c.output === null);
     if (i < 0) i = parent.iterations.length - 1;
     const iterations = [...parent.iterations];
     const cell = iterations[i] as IterationCell;

@@ -73,8 +73,9 @@ class NodeRLM(dspy.RLM):
     """One node of the recursive tree. Call it like dspy.RLM; it never raises for a run outcome
     (budget, cancel, bad replies): the Prediction carries `status` and the partial trajectory."""
 
-    def __init__(self, run: Run, node: NodeRef, signature: Any) -> None:
-        self.run, self.node = run, node
+    def __init__(self, run: Run, node: NodeRef, signature: Any,
+                 spawned_at: int | None = None) -> None:
+        self.run, self.node, self.spawned_at = run, node, spawned_at
         self.iteration = 0
         max_calls = run.budget.limits.max_calls or 10**9
         super().__init__(signature, max_iters=run.max_iterations, max_llm_calls=max_calls,
@@ -173,7 +174,7 @@ class NodeRLM(dspy.RLM):
                        detail=None)
             text = prompt if context is None else f"{prompt}\n\nContext:\n{_as_text(context)}"
             return self.llm_query(text)
-        child = NodeRLM(self.run, self.node.child(), CHILD_SIGNATURE)
+        child = NodeRLM(self.run, self.node.child(), CHILD_SIGNATURE, spawned_at=self.iteration)
         result = child(context="" if context is None else context, query=prompt)
         if result.status in ("budget", "cancelled"):
             raise result.exception
@@ -237,6 +238,7 @@ class NodeRLM(dspy.RLM):
         names = list(self.signature.output_fields)
         self._emit("rlm_started", model=_model(self.run.root_lm), sub_model=_model(self.run.sub_lm),
                    signature=self.signature.signature, max_iterations=self.max_iters,
+                   iteration=self.spawned_at,
                    inputs={k: {"type": type(v).__name__, "chars": len(_as_text(v))}
                            for k, v in input_args.items()})
         self.repl_history = REPLHistory(max_output_chars=self.max_output_chars)
