@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .budget import CancelToken
+from .budget import CancelToken, Usage
 from .config import Settings
 from .documents import extract
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
-from .events import Event, EventStream, parse_event
+from .events import Event, EventStream, NodeRef, parse_event
 from .sandbox import Sandbox, create_sandbox
 from .store import Store
 from .store.models import Document
@@ -273,7 +273,18 @@ class SessionService:
         turn = await self.store.turns.get(turn_id)
         if turn.status != "waiting":
             return False
-        await self.store.turns.finish(turn_id, "cancelled", error="dismissed by the user")
+        reason = "dismissed by the user"
+        # The record ends like any cancelled turn, so replays and exports tell the truth.
+        first = (await self.store.events.list(turn_id, limit=1))[0].payload
+        node = NodeRef(first["node_id"], first["parent_id"], first["depth"])
+        stream = EventStream(turn_id, start_seq=await self.store.events.last_seq(turn_id))
+        usage = Usage.model_validate(turn.pending["usage"])
+        stream.emit("cancelled", node, partial_answer=None, reason=reason)
+        stream.emit("turn_finished", node, status="cancelled", answer=None, usage=usage)
+        await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
+                                                      for e in stream.events])
+        await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
+                                      error=reason)
         return True
 
     async def _launch(self, turn_id: str, session_id: str, message: str,

@@ -545,3 +545,24 @@ def test_a_subscriber_that_falls_behind_resumes_from_its_last_read_event():
     (item,) = [queue.get_nowait() for _ in range(queue.qsize())]
     assert isinstance(item, Overflow) and item.last_seq == 1  # 2 onwards come from the store
     assert queue not in live.subscribers
+
+
+async def test_dismissing_a_waiting_turn_closes_its_record(scripted_lm, tmp_path, open_service):
+    server = scripted_lm(ask_user_script())
+    svc = await open_service(settings_for(server, tmp_path))
+    session = await svc.create_session()
+    await svc.add_document(session.id, "notes.txt", b"hello world")
+    live = await svc.send(session.id, "Summarise the report")
+    first, result = await finish(svc, live)
+    assert result.status == "waiting"
+
+    assert await svc.stop(live.turn_id) is True
+    assert await svc.stop(live.turn_id) is False  # already over
+    events = await stored(svc, live.turn_id)
+    assert [e.seq for e in events] == list(range(1, len(first) + 3))
+    assert [e.type for e in events[-2:]] == ["cancelled", "turn_finished"]
+    assert events[-1].status == "cancelled" and events[-1].node_id == first[0].node_id
+    turn = await svc.store.turns.get(live.turn_id)
+    assert (turn.status, turn.pending) == ("cancelled", None)
+    assert turn.usage["calls"] == server.stats()["calls"]
+    await svc.send(session.id, "a new question")  # the session is free again
