@@ -105,7 +105,9 @@ def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
     log.close()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and every asyncio test that runs after it in the same session would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
