@@ -82,7 +82,8 @@ class Chat:
         self.session_id: str | None = None  # created on first use, so /new leaves no empty ones
         self.waiting: str | None = None  # a turn paused on a question to the user
         self.limits: dict[str, float] = {}
-        self.last_usage: list[Usage] = []  # one per segment of the last turn (ask_user splits)
+        # The last turn's usage; a turn resumed after ask_user already counts its first part.
+        self.last_usage: list[Usage] = []
         self._turn: str | None = None  # the turn running now
         self._cancelling = self._streaming = False
         self._main: asyncio.Task | None = None
@@ -186,7 +187,7 @@ class Chat:
         finally:
             self._turn = None
         if result.usage is not None:
-            self.last_usage.append(result.usage)
+            self.last_usage = [result.usage]
         match result.status:
             case "waiting":
                 self.waiting = live.turn_id
