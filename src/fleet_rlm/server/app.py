@@ -17,6 +17,7 @@ from ..config import Settings
 from ..sessions import SessionService
 from . import errors, settings_file
 from .auth import SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope
+from .feedback import router as feedback_router
 from .hub import Hub
 from .routes_documents import router as documents_router
 from .routes_sessions import router as sessions_router
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     errors.install(app)
     for router in (sessions_router, documents_router, workspace_router, settings_router,
-                   ws_router):
+                   feedback_router, ws_router):
         app.include_router(router, prefix=API)
 
     @app.get(f"{API}/ready", tags=["system"])
