@@ -301,6 +301,57 @@ def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> 
     expect(page.get_by_role("button", name="Send message")).to_be_visible()
 
 
+def test_feedback_on_a_finished_turn(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script())
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "ok", timeout=60_000)
+    feedback = turn.get_by_test_id("turn-feedback")
+    expect(feedback.get_by_test_id("trace-id")).to_have_count(0)  # tracing is off here
+    feedback.get_by_role("button", name="Good answer").click()
+    feedback.get_by_role("textbox", name="Comment (optional)").fill("Counted right.")
+    feedback.get_by_role("button", name="Send feedback").click()
+    expect(feedback.get_by_test_id("feedback-problem")).to_contain_text(
+        "Feedback needs MLflow tracing: set FLEET_MLFLOW_TRACKING_URI")
+    shot(page, "17-feedback-needs-tracing")
+
+    # A traced turn (as the server reports one with tracing on): its trace id can be copied,
+    # and the feedback posted is the thumb and the comment.
+    trace_id = "tr-0123456789abcdef0123456789abcdef"
+    posted: list[dict] = []
+
+    def traced(route) -> None:
+        route.fulfill(json=[{**t, "trace_id": trace_id} for t in route.fetch().json()])
+
+    def recorded(route) -> None:
+        posted.append(route.request.post_data_json)
+        turn_id = route.request.url.split("/")[-2]
+        route.fulfill(status=201, json={"turn_id": turn_id, "trace_id": trace_id,
+                                        "assessment_id": "a-1"})
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.route("**/api/v1/sessions/*/turns", traced)
+    page.route("**/api/v1/turns/*/feedback", recorded)
+    page.reload()
+    feedback = last_turn(page).get_by_test_id("turn-feedback")
+    expect(feedback.get_by_test_id("trace-id")).to_contain_text("MLflow trace tr-012345678…")
+    feedback.get_by_role("button", name="Copy the MLflow trace id").click()
+    expect(feedback.get_by_role("status")).to_have_text("copied")
+    assert page.evaluate("navigator.clipboard.readText()") == trace_id
+    feedback.get_by_role("button", name="Bad answer").click()
+    expect(feedback.get_by_role("button", name="Bad answer")).to_have_attribute(
+        "aria-pressed", "true")
+    comment = feedback.get_by_role("textbox", name="Comment (optional)")
+    comment.fill("Missed the second half.")
+    shot(page, "18-feedback-comment")
+    comment.press("Enter")
+    expect(feedback).to_contain_text("Thanks: your thumbs down is recorded")
+    assert posted == [{"thumbs_up": False, "comment": "Missed the second half."}]
+    expect(feedback.get_by_role("button", name="Good answer")).to_be_disabled()
+
+
 def test_sessions_new_rename_search_archive_delete(page: Page) -> None:
     new_session(page)
     item = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))

@@ -33,8 +33,16 @@ export interface Turn {
   error: string | null;
   usage: Usage | null;
   question: string | null;
+  /** The turn's MLflow trace, when tracing was on as it finished. */
+  trace_id: string | null;
   created_at: string;
   finished_at: string | null;
+}
+
+export interface FeedbackOut {
+  turn_id: string;
+  trace_id: string;
+  assessment_id: string;
 }
 
 export interface EventList {
@@ -220,6 +228,9 @@ export const api = {
   listTurns: (sessionId: string) => request<Turn[]>("GET", `/sessions/${id(sessionId)}/turns`),
   turnEvents: (turnId: string, afterSeq = 0) =>
     request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
+  /** 409 when the server has no tracing, or the turn no trace. */
+  sendFeedback: (turnId: string, thumbsUp: boolean, comment: string | null) =>
+    request<FeedbackOut>("POST", `/turns/${id(turnId)}/feedback`, { thumbs_up: thumbsUp, comment }),
 
   uploadDocument: (sessionId: string, file: File) => {
     const form = new FormData();

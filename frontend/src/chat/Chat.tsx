@@ -11,6 +11,7 @@ import { StatusChip } from "../tree/TreeView";
 import { fmtBytes } from "../ui/format";
 import { Markdown } from "../ui/Markdown";
 import { Icon } from "../ui/Icon";
+import { TurnFeedback } from "./Feedback";
 
 const ATTACHED = /\n\n\(Attached documents: ([^)]*)\)$/;
 
@@ -103,6 +104,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
         {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
         {question ? <AskUser question={question} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
+        {!running && status !== "waiting" ? <TurnFeedback turn={turn} /> : null}
       </div>
     </article>
   );

@@ -33,6 +33,7 @@ export interface SessionController {
 }
 
 const FLUSH_MS = 30;
+const SETTLE_MS = [150, 400, 1000, 2000, 4000, 8000];
 
 export function useSession(sessionId: string | null): SessionController {
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -82,11 +83,17 @@ export function useSession(sessionId: string | null): SessionController {
       buffer = [];
       if (!stopped && events.length) dispatch({ type: "events", events });
     };
-    const refreshSoon = () => {
+    // The store settles a turn (its status, its trace id) a little after its last event, once
+    // the trace is written: ask again until every turn whose events ended is settled there too.
+    const refreshSoon = (attempt = 0) => {
       if (refreshTimer) clearTimeout(refreshTimer);
       refreshTimer = setTimeout(() => {
-        if (!stopped) refreshTurns(sessionId).catch(() => undefined);
-      }, 150);
+        if (stopped) return;
+        refreshTurns(sessionId).then((list) => {
+          const unsettled = list.some((t) => t.status === "running" && treesRef.current[t.id] && !isLive(treesRef.current[t.id]));
+          if (unsettled && !stopped && attempt + 1 < SETTLE_MS.length) refreshSoon(attempt + 1);
+        }, () => undefined);
+      }, SETTLE_MS[attempt]);
     };
     const onEvent = (event: FleetEvent) => {
       buffer.push(event);
@@ -102,6 +109,7 @@ export function useSession(sessionId: string | null): SessionController {
           error: null,
           usage: null,
           question: null,
+          trace_id: null,
           created_at: new Date(event.ts * 1000).toISOString(),
           finished_at: null,
         };

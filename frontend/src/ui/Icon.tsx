@@ -21,6 +21,10 @@ const PATHS = {
   next: "M8 6l8 6-8 6z",
   send: "M4 12l16-8-6 16-3-7z",
   download: "M12 4v11M7 10l5 5 5-5M5 20h14",
+  thumbsUp: "M7 11v10H4a1 1 0 0 1-1-1v-8a1 1 0 0 1 1-1zM7 11l4-8a2.5 2.5 0 0 1 3 2.5V9h5a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 17.7 21H7",
+  thumbsDown: "M17 13V3h3a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1zM17 13l-4 8a2.5 2.5 0 0 1-3-2.5V15H5a2 2 0 0 1-2-2.3l1.3-8A2 2 0 0 1 6.3 3H17",
+  copy: "M9 9h11v11H9zM5 15H4V4h11v1",
+  gauge: "M12 14l4-4M3.3 19a10 10 0 1 1 17.4 0",
 } as const;
 
 export type IconName = keyof typeof PATHS;

@@ -55,6 +55,7 @@ class TurnOut(BaseModel):
     error: str | None
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
+    trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -62,8 +63,8 @@ class TurnOut(BaseModel):
     def of(cls, t: Turn) -> TurnOut:
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    answer=t.answer, status=t.status, error=t.error, usage=t.usage,
-                   question=(t.pending or {}).get("question"), created_at=t.created_at,
-                   finished_at=t.finished_at)
+                   question=(t.pending or {}).get("question"), trace_id=t.trace_id,
+                   created_at=t.created_at, finished_at=t.finished_at)
 
 
 class EventList(BaseModel):
