@@ -352,6 +352,44 @@ def test_feedback_on_a_finished_turn(page: Page, scripted: ScriptedLMServer) -> 
     expect(feedback.get_by_role("button", name="Good answer")).to_be_disabled()
 
 
+def test_a_budget_for_the_message(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script())
+    new_session(page)
+    budget = page.get_by_role("button", name="Set a budget for your messages")
+    budget.click()
+    popover = page.get_by_role("dialog", name="Budget for your messages")
+    calls = popover.get_by_role("spinbutton", name="Max LM calls")
+    expect(calls).to_be_focused()
+    expect(calls).to_have_attribute("placeholder", re.compile(r"^\d+$"))  # the server's limit
+    popover.get_by_role("spinbutton", name="Max depth").fill("-1")
+    popover.get_by_role("button", name="Close the budget").click()
+    expect(popover).to_have_count(0)
+    # The server checks the values: a bad one is named, and the message stays in the box.
+    ask(page, "How many needles?")
+    expect(page.get_by_test_id("banner-notice")).to_contain_text(
+        "bad limits: max_depth: Input should be greater than or equal to 0")
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("How many needles?")
+    expect(page.get_by_test_id("turn")).to_have_count(0)
+
+    page.get_by_test_id("budget-button").click()
+    popover.get_by_role("spinbutton", name="Max depth").fill("")
+    calls.fill("1")
+    shot(page, "19-budget-popover")
+    calls.press("Enter")
+    expect(page.get_by_role("button", name="Budget for your messages: 1 call. Change it")
+           ).to_be_visible()
+    attach(page)
+    page.get_by_role("button", name="Send message").click()
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "budget", timeout=60_000)
+    expect(turn).to_contain_text("The budget ran out; this is the partial result.")
+    meter = page.get_by_role("meter", name="LM calls used")
+    expect(meter).to_have_attribute("aria-valuemax", "1")
+    expect(meter).to_have_attribute("aria-valuenow", "1")
+    expect(page.get_by_test_id("banner-notice")).to_have_count(0)
+    shot(page, "20-budget-ran-out")
+
+
 def test_sessions_new_rename_search_archive_delete(page: Page) -> None:
     new_session(page)
     item = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))

@@ -6,7 +6,7 @@ import type { FleetEvent } from "../generated/events";
 import { getToken } from "./client";
 
 export type ClientFrame =
-  | { type: "message"; text: string; document_ids?: string[]; limits?: Record<string, number> }
+  | { type: "message"; text: string; document_ids?: string[]; limits?: Record<string, number | string> }
   | { type: "cancel"; turn_id?: string }
   | { type: "answer"; turn_id: string; text: string }
   | { type: "resume"; turn_id: string; last_seq: number };

@@ -11,7 +11,9 @@ import { StatusChip } from "../tree/TreeView";
 import { fmtBytes } from "../ui/format";
 import { Markdown } from "../ui/Markdown";
 import { Icon } from "../ui/Icon";
+import { BudgetPopover } from "./BudgetPopover";
 import { TurnFeedback } from "./Feedback";
+import { toLimits, type LimitDraft } from "./limits";
 
 const ATTACHED = /\n\n\(Attached documents: ([^)]*)\)$/;
 
@@ -117,10 +119,13 @@ export interface ChatProps {
   onSelectTurn: (turnId: string) => void;
   /** The first message of a session, which can name it. */
   onFirstMessage?: (text: string) => void;
+  /** The server's limits, shown in the budget popover. */
+  defaultLimits?: Record<string, number>;
 }
 
-export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage }: ChatProps) {
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits }: ChatProps) {
   const [draft, setDraft] = useState("");
+  const [limitDraft, setLimitDraft] = useState<LimitDraft>({});
   const [attachments, setAttachments] = useState<DocumentInfo[]>([]);
   const [uploading, setUploading] = useState(0);
   const [uploadError, setUploadError] = useState<string | null>(null);
@@ -139,6 +144,12 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
     setUploadError(null);
     textarea.current?.focus();
   }, [sessionId]);
+
+  // A message the server refused (busy, a bad budget) comes back to the box, not lost.
+  const { returned } = session;
+  useEffect(() => {
+    if (returned) setDraft((d) => d || returned.text);
+  }, [returned]);
 
   // Keep the newest text in view while it streams, unless the reader scrolled up.
   useEffect(() => {
@@ -165,7 +176,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
     const text = draft.trim();
     if (!text || busy || uploading) return;
     if (!session.turns.length) onFirstMessage?.(text);
-    session.send(text, attachments.map((d) => d.id));
+    session.send(text, attachments.map((d) => d.id), toLimits(limitDraft));
     setDraft("");
     setAttachments([]);
   };
@@ -281,6 +292,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
             onKeyDown={onKeyDown}
             onPaste={onPaste}
           />
+          <BudgetPopover draft={limitDraft} onChange={setLimitDraft} defaults={defaultLimits} />
           {live ? (
             <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>
               <Icon name="stop" size={14} /> Stop

@@ -3,6 +3,7 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 
 import { api, errorText, type Turn } from "../api/client";
+import type { MessageLimits } from "../chat/limits";
 import { SessionSocket, type ErrorFrame, type SessionFrame, type SocketState } from "../api/socket";
 import type { FleetEvent } from "../generated/events";
 import { isLive, treesReducer, turnStatus, type Trees } from "./trees";
@@ -23,7 +24,9 @@ export interface SessionController {
   pending: string | null;
   /** The turn producing events now, if any. */
   liveTurnId: string | null;
-  send: (text: string, documentIds: string[]) => void;
+  /** The last message the server refused to start (a new object each time). */
+  returned: { text: string } | null;
+  send: (text: string, documentIds: string[], limits?: MessageLimits) => void;
   cancel: () => void;
   answer: (turnId: string, text: string) => void;
   /** Close a turn waiting on the user without answering. */
@@ -43,6 +46,8 @@ export function useSession(sessionId: string | null): SessionController {
   const [loading, setLoading] = useState(false);
   const [notice, setNotice] = useState<Notice | null>(null);
   const [pending, setPending] = useState<string | null>(null);
+  const [returned, setReturned] = useState<{ text: string } | null>(null);
+  const pendingRef = useRef<string | null>(null);
 
   const socket = useRef<SessionSocket | null>(null);
   const treesRef = useRef(trees);
@@ -68,6 +73,7 @@ export function useSession(sessionId: string | null): SessionController {
     setTurns([]);
     setNotice(null);
     setPending(null);
+    pendingRef.current = null;
     loaded.current = new Set();
     treesRef.current = {};
     turnsRef.current = [];
@@ -115,10 +121,14 @@ export function useSession(sessionId: string | null): SessionController {
         };
         turnsRef.current = [...turnsRef.current, placeholder];
         setTurns(turnsRef.current);
-        setPending(null);
         loaded.current.add(event.turn_id);
+        pendingRef.current = null;
+        setPending(null);
       }
-      if (event.type === "turn_started") setPending(null);
+      if (event.type === "turn_started") {
+        pendingRef.current = null;
+        setPending(null);
+      }
       if (event.type === "turn_finished") refreshSoon();
     };
     const onErrorFrame = (frame: ErrorFrame) => {
@@ -128,6 +138,8 @@ export function useSession(sessionId: string | null): SessionController {
         if (turnId) socket.current?.resume(turnId, Math.min(last, frame.resume_from ?? last));
         return;
       }
+      if (pendingRef.current !== null) setReturned({ text: pendingRef.current });
+      pendingRef.current = null;
       setPending(null);
       setNotice({ code: frame.code, message: frame.message });
     };
@@ -197,13 +209,15 @@ export function useSession(sessionId: string | null): SessionController {
       });
   }, []);
 
-  const send = useCallback((text: string, documentIds: string[]) => {
+  const send = useCallback((text: string, documentIds: string[], limits: MessageLimits = {}) => {
     setNotice(null);
     setPending(text);
+    pendingRef.current = text;
     socket.current?.send({
       type: "message",
       text,
       ...(documentIds.length ? { document_ids: documentIds } : {}),
+      ...(Object.keys(limits).length ? { limits } : {}),
     });
   }, []);
 
@@ -236,6 +250,7 @@ export function useSession(sessionId: string | null): SessionController {
     loading,
     notice,
     pending,
+    returned,
     liveTurnId,
     send,
     cancel,

@@ -126,6 +126,12 @@ class Connection:
         return turn
 
     async def on_message(self, frame: MessageFrame) -> None:
+        try:
+            self.svc.with_limits(frame.limits)
+        except ValidationError as exc:  # said per field, before anything is looked up
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in exc.errors())
+            raise FrameError("invalid", f"bad limits: {problems}") from None
         text = frame.text
         if frame.document_ids:
             names = []
