@@ -79,7 +79,7 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
     setSelected(turnId);
     setTab("tree");
   };
-  const notConfigured = settings && !settings.api_key_set && !settings.api_base;
+  const notConfigured = settings !== null && !settings.model_ready;
   const lastErrors = latest ? session.trees[latest]?.errors ?? [] : [];
   const authFailure = lastErrors.some((e) => /auth|api.?key|not.?configured|credential/i.test(`${e.error_type} ${e.message}`));
 
@@ -94,10 +94,12 @@ function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string;
         {session.socketState === "closed" && session.notice?.code.startsWith("ws_") ? null : null}
         {notConfigured || authFailure ? (
           <div className="banner warn" role="status" data-testid="banner-model">
-            {authFailure
-              ? "The model rejected the request: check its API key."
-              : "No API key or endpoint is set for the model (a provider variable such as OPENAI_API_KEY on the server may still work)."}{" "}
-            <a href="#/settings">Open Settings</a> to set one and test it.
+            <span>
+              {authFailure
+                ? "The model rejected the request: check its API key."
+                : `No API key or endpoint is set for ${settings?.root_model ?? "the model"}${settings?.provider_keys.length ? `, and the server has no ${settings.provider_keys.join(" or ")} in its environment` : ""}.`}{" "}
+              <a href="#/settings">Open Settings</a> to set one and test it.
+            </span>
           </div>
         ) : null}
         {session.notice ? (

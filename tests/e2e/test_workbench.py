@@ -457,6 +457,11 @@ def test_documents_page_browses_previews_and_deletes(page: Page) -> None:
         files=[{"name": "data.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
     entry = page.get_by_test_id("workspace-entry").filter(has_text="data.csv")
     expect(entry).to_be_visible()
+    # The service's own folder cannot be deleted from here; the others can.
+    entries = page.get_by_test_id("workspace-entry")
+    expect(entries.filter(has_text="meta/")).to_contain_text("kept by the service")
+    expect(page.get_by_role("button", name="Delete folder meta")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete folder memory")).to_be_visible()
     entry.get_by_role("button", name="Preview file data.csv").click()
     expect(page.get_by_test_id("preview")).to_contain_text("a,b")
     shot(page, "10-documents")
@@ -487,7 +492,9 @@ def test_turns_and_usage(page: Page, scripted: ScriptedLMServer) -> None:
     expect(last_turn(page)).to_contain_text("shown in tree")
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("img", name="Tokens per session")).to_be_visible()
-    expect(page.get_by_role("table", name="Usage per session").locator("tbody tr")).not_to_have_count(0)
+    rows = page.get_by_role("table", name="Usage per session").locator("tbody tr")
+    expect(rows).not_to_have_count(0)
+    expect(rows.first.locator("td").last).to_have_text("$ n/a")  # the scripted models: no price
     page.get_by_role("radio", name="Per day").click()
     expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
     shot(page, "11-usage")
@@ -542,14 +549,20 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
 
 
 def test_banner_when_no_model_key_or_endpoint_is_configured(page: Page) -> None:
+    new_session(page)
+    expect(page.get_by_test_id("banner-model")).to_have_count(0)  # api_base is set here
+
     def unconfigured(route) -> None:
         settings = route.fetch().json()
-        route.fulfill(json={**settings, "api_key_set": False, "api_base": None})
+        assert settings["model_ready"] is True
+        route.fulfill(json={**settings, "model_ready": False, "api_base": None,
+                            "provider_keys": ["OPENAI_API_KEY"]})
 
     page.route("**/api/v1/settings", unconfigured)
-    new_session(page)
+    page.reload()
     banner = page.get_by_test_id("banner-model")
-    expect(banner).to_contain_text("No API key or endpoint is set for the model")
+    expect(banner).to_contain_text("No API key or endpoint is set for openai/root, and the "
+                                   "server has no OPENAI_API_KEY in its environment.")
     shot(page, "16-model-banner")
     banner.get_by_role("link", name="Open Settings").click()
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()

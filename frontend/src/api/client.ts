@@ -73,6 +73,8 @@ export interface WorkspaceEntry {
   type: "file" | "dir" | "symlink" | "other";
   size: number;
   modified: string;
+  /** The service's own files (meta/): the server refuses to delete them. */
+  protected: boolean;
 }
 
 export interface WorkspaceListing {
@@ -91,6 +93,10 @@ export interface SettingsOut {
   api_key_set: boolean;
   daytona_api_key_set: boolean;
   auth: string;
+  /** A key or endpoint is set, or the provider's key is in the server's environment. */
+  model_ready: boolean;
+  /** The variables that hold a key for the root model's provider (any one will do). */
+  provider_keys: string[];
 }
 
 export interface SettingsPatch {
@@ -121,6 +127,8 @@ export interface UsageRow {
   completion_tokens: number;
   tokens: number;
   usd: number;
+  /** Calls of models without a known price, left out of `usd`. */
+  usd_unknown_calls: number;
 }
 
 export interface UsageReport {

@@ -161,10 +161,16 @@ function Workspace({ sessionId, onPreview, setError }: { sessionId: string; onPr
               )}
               <span className="muted">{e.type === "file" ? fmtBytes(e.size) : e.type}</span>
               <span className="muted">{fmtDate(e.modified)}</span>
-              <button type="button" className="icon danger" aria-label={`Delete ${e.type === "dir" ? "folder" : "file"} ${e.name}`} onClick={() => {
-                if (!confirm(`Delete ${e.path}?`)) return;
-                api.deleteWorkspaceFile(sessionId, e.path).then(reload, (err: unknown) => setError(errorText(err)));
-              }}><Icon name="trash" size={14} /></button>
+              {e.protected ? (
+                <span className="protected" title="The service keeps the session's saved variables here: it cannot be deleted">
+                  <Icon name="lock" size={13} /><span className="sr-only">kept by the service</span>
+                </span>
+              ) : (
+                <button type="button" className="icon danger" aria-label={`Delete ${e.type === "dir" ? "folder" : "file"} ${e.name}`} onClick={() => {
+                  if (!confirm(`Delete ${e.path}?`)) return;
+                  api.deleteWorkspaceFile(sessionId, e.path).then(reload, (err: unknown) => setError(errorText(err)));
+                }}><Icon name="trash" size={14} /></button>
+              )}
             </li>
           ))}
         </ul>

@@ -110,7 +110,7 @@ export function UsagePage() {
                     <td>{r.calls}</td>
                     <td>{r.prompt_tokens.toLocaleString()}</td>
                     <td>{r.completion_tokens.toLocaleString()}</td>
-                    <td>{fmtUsd(r.usd)}</td>
+                    <td title={r.usd_unknown_calls ? `${r.usd_unknown_calls} calls of models without a known price` : undefined}>{fmtUsd(r.usd, r.usd_unknown_calls)}</td>
                   </tr>
                 ))}
               </tbody>
@@ -121,7 +121,7 @@ export function UsagePage() {
                   <td>{report.total.calls}</td>
                   <td>{report.total.prompt_tokens.toLocaleString()}</td>
                   <td>{report.total.completion_tokens.toLocaleString()}</td>
-                  <td>{fmtUsd(report.total.usd)}</td>
+                  <td>{fmtUsd(report.total.usd, report.total.usd_unknown_calls)}</td>
                 </tr>
               </tfoot>
             </table>

@@ -17,7 +17,8 @@ from .schemas import CheckResult, SettingsOut, SettingsPatch, UsageReport, Usage
 
 router = APIRouter(tags=["settings"])
 Admin = Annotated[Principal, Depends(admin_user)]
-USAGE_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "tokens", "usd")
+USAGE_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "tokens", "usd",
+                "usd_unknown_calls")
 
 
 def _merged(svc, values: dict):

@@ -101,6 +101,8 @@ class WorkspaceEntry(BaseModel):
     type: Literal["file", "dir", "symlink", "other"]
     size: int
     modified: datetime
+    protected: bool = Field(False, description="The service's own files (meta/): not deleted "
+                            "over the API.")
 
 
 class WorkspaceListing(BaseModel):
@@ -126,6 +128,10 @@ class SettingsOut(BaseModel):
     api_key_set: bool
     daytona_api_key_set: bool
     auth: str
+    model_ready: bool = Field(description="An API key or api_base is set, or the root model's "
+                              "provider key (e.g. OPENAI_API_KEY) is in the server's environment.")
+    provider_keys: list[str] = Field(description="The environment variables that hold a key "
+                                     "for the root model's provider (any one will do).")
 
 
 class SettingsPatch(_In):
@@ -158,6 +164,8 @@ class UsageRow(BaseModel):
     completion_tokens: int = 0
     tokens: int = 0
     usd: float = 0.0
+    usd_unknown_calls: int = Field(0, description="Calls of models without a known price: "
+                                   "`usd` leaves them out (a lower bound, or unknown if all).")
 
 
 class UsageReport(BaseModel):

@@ -22,6 +22,12 @@ from .schemas import WorkspaceEntry
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ESCAPE = "the path leads outside the session workspace"
+# The session service keeps the session's saved python variables here (sessions.py).
+PROTECTED = "meta"
+
+
+def _protected(parts: list[str]) -> bool:
+    return bool(parts) and parts[0] == PROTECTED
 
 
 def _parts(path: str) -> list[str]:
@@ -84,7 +90,8 @@ class Workspace:
                         if stat.S_ISREG(info.st_mode) else "other")
                 entries.append(WorkspaceEntry(
                     name=entry.name, path="/".join([*parts, entry.name]), type=kind,
-                    size=info.st_size, modified=datetime.fromtimestamp(info.st_mtime, UTC)))
+                    size=info.st_size, modified=datetime.fromtimestamp(info.st_mtime, UTC),
+                    protected=_protected([*parts, entry.name])))
         return sorted(entries, key=lambda e: (e.type != "dir", e.name))
 
     def open_file(self, path: str) -> tuple[int, int]:
@@ -122,6 +129,9 @@ class Workspace:
         parts = self._inside(_parts(path), follow_last=False)
         if not parts:
             raise ApiError(400, "is_directory", "the workspace directory itself cannot be deleted")
+        if _protected(parts):
+            raise ApiError(403, "protected", f"{PROTECTED}/ holds the session's saved variables "
+                           "and is kept by the service: its files cannot be deleted")
         with self._dir(parts[:-1]) as dir_fd:
             try:
                 info = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
