@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
-import { api, errorText, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
+import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
 import { Chat } from "./chat/Chat";
 import { DocumentsPage } from "./pages/DocumentsPage";
 import { SettingsPage } from "./pages/SettingsPage";
@@ -10,6 +10,7 @@ import { useSession } from "./session/useSession";
 import { Sidebar } from "./Sidebar";
 import { TreePanel } from "./tree/TreePanel";
 import { HelpDialog } from "./ui/HelpDialog";
+import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
 
@@ -31,24 +32,9 @@ function useRoute(): Route {
   return route;
 }
 
-function TokenDialog({ onDone }: { onDone: () => void }) {
-  const [value, setValue] = useState("");
-  return (
-    <div className="banner warn" role="alert">
-      <form
-        className="token-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setToken(value.trim() || null);
-          onDone();
-        }}
-      >
-        This server needs a token (create one with <code>fleet tokens create</code>).
-        <input aria-label="Access token" type="password" value={value} onChange={(e) => setValue(e.target.value)} placeholder="token" />
-        <button type="submit" aria-label="Use this token">Sign in</button>
-      </form>
-    </div>
-  );
+/** A 401 is answered by the sign-in dialog, not by an error banner. */
+function shown(e: unknown): string | null {
+  return e instanceof ApiError && e.status === 401 ? null : errorText(e);
 }
 
 function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string; settings: SettingsOut | null; onFirstMessage: (text: string) => void }) {
@@ -147,13 +133,16 @@ export function App() {
   const [error, setError] = useState<string | null>(null);
   const [help, setHelp] = useState(false);
   const [menu, setMenu] = useState(false);
-  const [needToken, setNeedToken] = useState(false);
+  // Set while the server wants a token: its reason. The version remounts what holds a socket.
+  const [authReason, setAuthReason] = useState<string | null>(null);
+  const [authVersion, setAuthVersion] = useState(0);
+  const [signedIn, setSignedIn] = useState(() => getToken() !== null);
   const [settings, setSettings] = useState<SettingsOut | null>(null);
   const search = useRef<HTMLInputElement>(null);
   const routeSession = route.page === "workbench" ? route.sessionId : null;
   const [docSession, setDocSession] = useState<string | null>(() => localStorage.getItem(LAST_SESSION));
 
-  useEffect(() => onUnauthorized(() => setNeedToken(true)), []);
+  useEffect(() => onUnauthorized((reason) => setAuthReason(reason)), []);
 
   const reload = useCallback(async () => {
     try {
@@ -162,7 +151,7 @@ export function App() {
       setTotal(list.total);
       setError(null);
     } catch (e) {
-      setError(errorText(e));
+      setError(shown(e));
     }
   }, [query, showArchived]);
 
@@ -173,7 +162,7 @@ export function App() {
 
   useEffect(() => {
     api.getSettings().then(setSettings, () => undefined);
-  }, [needToken]);
+  }, [authVersion]);
 
   useEffect(() => {
     if (routeSession) {
@@ -206,12 +195,12 @@ export function App() {
       location.hash = sessionHref(s.id);
       setMenu(false);
     } catch (e) {
-      setError(errorText(e));
+      setError(shown(e));
     }
   };
 
   const act = (f: () => Promise<unknown>) => {
-    f().then(reload, (e: unknown) => setError(errorText(e)));
+    f().then(reload, (e: unknown) => setError(shown(e)));
   };
 
   const current = sessions.find((s) => s.id === routeSession);
@@ -230,11 +219,23 @@ export function App() {
           {theme === "system" ? <span className="tiny">auto</span> : null}
         </button>
         <button type="button" className="icon" aria-label="Keyboard shortcuts (?)" title="Keyboard shortcuts (?)" onClick={() => setHelp(true)}><Icon name="help" /></button>
+        {signedIn ? (
+          <button type="button" className="icon" aria-label="Sign out (forget the API token)" title="Sign out" onClick={() => {
+            setToken(null);
+            setSignedIn(false);
+            setAuthVersion((v) => v + 1);
+            void reload();
+          }}><Icon name="signOut" /></button>
+        ) : null}
       </header>
-      {needToken ? <TokenDialog onDone={() => {
-        setNeedToken(false);
+      <SignInDialog open={authReason !== null} reason={authReason} onSignedIn={(token) => {
+        setToken(token);
+        setSignedIn(true);
+        setAuthReason(null);
+        setError(null);
+        setAuthVersion((v) => v + 1);
         void reload();
-      }} /> : null}
+      }} />
       <div className="layout">
         <Sidebar
           route={route}
@@ -261,7 +262,8 @@ export function App() {
           searchRef={search}
           onNavigate={() => setMenu(false)}
         />
-        <main className="main" aria-label="Main">
+        {/* Remounted on sign-in and sign-out: every page reads again with the new token. */}
+        <main className="main" aria-label="Main" key={authVersion}>
           {error ? (
             <div className="banner error" role="alert">
               {error}

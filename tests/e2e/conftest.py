@@ -15,6 +15,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -59,15 +61,13 @@ def scripted() -> Iterator[ScriptedLMServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`fleet web` on a free port, its models pointed at the scripted server."""
-    data_dir = tmp_path_factory.mktemp("fleet-data")
-    port = free_port()
+def fleet_command() -> Path:
     fleet = Path(sys.executable).parent / "fleet"
-    if not fleet.exists():
-        fleet = ROOT / ".venv" / "bin" / "fleet"
+    return fleet if fleet.exists() else ROOT / ".venv" / "bin" / "fleet"
+
+
+def fleet_env(data_dir: Path, scripted: ScriptedLMServer, **extra: str) -> dict[str, str]:
+    """The environment of `fleet web` and of the CLI on the same data dir."""
     env = {
         **os.environ,
         "FLEET_DATA_DIR": str(data_dir),
@@ -79,9 +79,16 @@ def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
     }
     for name in ("FLEET_API_KEY", "FLEET_AUTH", "FLEET_DATABASE_URL", "FLEET_SANDBOX"):
         env.pop(name, None)
+    return {**env, **extra}
+
+
+@contextmanager
+def running_fleet_web(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """`fleet web` on a free port until the block ends; its base URL."""
+    port = free_port()
     log = (data_dir / "fleet-web.log").open("w")
-    proc = subprocess.Popen([str(fleet), "web", "--port", str(port)], cwd=data_dir, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(fleet_command()), "web", "--port", str(port)], cwd=data_dir,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -95,14 +102,49 @@ def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
                 pytest.fail("fleet web did not start:\n"
                             + (data_dir / "fleet-web.log").read_text()[-4000:])
             time.sleep(0.2)
-    yield base
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`fleet web` on a free port, its models pointed at the scripted server."""
+    data_dir = tmp_path_factory.mktemp("fleet-data")
+    with running_fleet_web(data_dir, fleet_env(data_dir, scripted)) as base:
+        yield base
+
+
+@dataclass(frozen=True)
+class TokenServer:
+    base: str
+    token: str
+
+
+@pytest.fixture(scope="session")
+def fleet_web_token(frontend_build: Path, scripted: ScriptedLMServer,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
+    """`fleet web` with FLEET_AUTH=token, and a token of its admin user made with the CLI."""
+    data_dir = tmp_path_factory.mktemp("fleet-data-token")
+    env = fleet_env(data_dir, scripted, FLEET_AUTH="token")
+    fleet = str(fleet_command())
+    subprocess.run([fleet, "users", "add", "alice", "--admin"], env=env, cwd=data_dir,
+                   check=True, capture_output=True, timeout=120)
+    created = subprocess.run([fleet, "tokens", "create", "alice", "--name", "browser"], env=env,
+                             cwd=data_dir, check=True, capture_output=True, text=True,
+                             timeout=120)
+    token = created.stdout.strip()
+    assert token.startswith("fleet_"), (created.stdout, created.stderr)
+    with running_fleet_web(data_dir, env) as base:
+        yield TokenServer(base, token)
 
 
 # Module scope: Playwright's sync API keeps an event loop running in the main thread while it

@@ -165,43 +165,62 @@ export function setToken(token: string | null): void {
   else localStorage.removeItem(TOKEN_KEY);
 }
 
-const unauthorizedListeners = new Set<() => void>();
+const unauthorizedListeners = new Set<(message: string) => void>();
 
-/** Called when the server asks for a token (FLEET_AUTH=token). */
-export function onUnauthorized(listener: () => void): () => void {
+/** Called with the server's reason when it asks for a token (FLEET_AUTH=token): none was sent,
+ * or the one sent is unknown or revoked. */
+export function onUnauthorized(listener: (message: string) => void): () => void {
   unauthorizedListeners.add(listener);
   return () => unauthorizedListeners.delete(listener);
 }
 
+export function notifyUnauthorized(message: string): void {
+  unauthorizedListeners.forEach((f) => f(message));
+}
+
+function authHeaders(token: string | null = getToken()): Record<string, string> {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** The server's error body ({error, message}) as an ApiError; a 401 is announced. */
+async function failure(response: Response, announce = true): Promise<ApiError> {
+  let code = `http_${response.status}`;
+  let message = response.statusText || `HTTP ${response.status}`;
+  try {
+    const data = (await response.json()) as { error?: string; message?: string };
+    code = data.error ?? code;
+    message = data.message ?? message;
+  } catch {
+    // not JSON: keep the status text
+  }
+  if (response.status === 401 && announce) notifyUnauthorized(message);
+  return new ApiError(response.status, code, message);
+}
+
+async function reach(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new ApiError(0, "unreachable", `The server cannot be reached (${String(e)}).`);
+  }
+}
+
+/** Resolves when the server accepts the token; its own reason otherwise. */
+export async function verifyToken(token: string): Promise<void> {
+  const response = await reach(`${API}/sessions?limit=1`, { headers: authHeaders(token) });
+  if (!response.ok) throw await failure(response, false);
+}
+
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = {};
-  const token = getToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
+  const headers = authHeaders();
   let payload: BodyInit | undefined;
   if (body instanceof FormData) payload = body;
   else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
   }
-  let response: Response;
-  try {
-    response = await fetch(API + path, { method, headers, body: payload });
-  } catch (e) {
-    throw new ApiError(0, "unreachable", `The server cannot be reached (${String(e)}).`);
-  }
-  if (response.status === 401) unauthorizedListeners.forEach((f) => f());
-  if (!response.ok) {
-    let code = `http_${response.status}`;
-    let message = response.statusText || `HTTP ${response.status}`;
-    try {
-      const data = (await response.json()) as { error?: string; message?: string };
-      code = data.error ?? code;
-      message = data.message ?? message;
-    } catch {
-      // not JSON: keep the status text
-    }
-    throw new ApiError(response.status, code, message);
-  }
+  const response = await reach(API + path, { method, headers, body: payload });
+  if (!response.ok) throw await failure(response);
   if (response.status === 204) return undefined as T;
   const type = response.headers.get("content-type") ?? "";
   return (type.includes("json") ? await response.json() : await response.text()) as T;
@@ -255,27 +274,16 @@ export const api = {
     request<WorkspaceListing>("GET", `/sessions/${id(sessionId)}/workspace${q({ path })}`),
   /** The file as text, whatever its type (previews show text). */
   readWorkspaceFile: async (sessionId: string, path: string): Promise<string> => {
-    const headers: Record<string, string> = {};
-    const token = getToken();
-    if (token) headers.Authorization = `Bearer ${token}`;
     const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
-    const response = await fetch(url, { headers });
-    if (!response.ok) {
-      const data = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
-      throw new ApiError(response.status, data.error ?? "error", data.message ?? response.statusText);
-    }
+    const response = await reach(url, { headers: authHeaders() });
+    if (!response.ok) throw await failure(response);
     return response.text();
   },
   writeWorkspaceFile: async (sessionId: string, path: string, content: Blob) => {
-    const headers: Record<string, string> = { "Content-Type": "application/octet-stream" };
-    const token = getToken();
-    if (token) headers.Authorization = `Bearer ${token}`;
     const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
-    const response = await fetch(url, { method: "PUT", headers, body: content });
-    if (!response.ok) {
-      const data = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
-      throw new ApiError(response.status, data.error ?? "error", data.message ?? response.statusText);
-    }
+    const headers = { ...authHeaders(), "Content-Type": "application/octet-stream" };
+    const response = await reach(url, { method: "PUT", headers, body: content });
+    if (!response.ok) throw await failure(response);
   },
   deleteWorkspaceFile: (sessionId: string, path: string) =>
     request<undefined>("DELETE", `/sessions/${id(sessionId)}/workspace/file${q({ path })}`),

@@ -3,7 +3,7 @@ server sends a `session` frame naming the turn in flight, and the caller resumes
 seq it saw (the server never replays a turn on its own). */
 
 import type { FleetEvent } from "../generated/events";
-import { getToken } from "./client";
+import { getToken, notifyUnauthorized } from "./client";
 
 export type ClientFrame =
   | { type: "message"; text: string; document_ids?: string[]; limits?: Record<string, number | string> }
@@ -114,6 +114,11 @@ export class SessionSocket {
       if (close.code === 4401 || close.code === 4403 || close.code === 4404) {
         // Refused (no token, another origin, no such session): retrying cannot help.
         this.ws = null;
+        if (close.code === 4401) {
+          notifyUnauthorized(close.reason || "the server asks for a token");
+          this.handlers.onState("closed", 0);
+          return;
+        }
         this.handlers.onErrorFrame({ type: "error", code: `ws_${close.code}`, message: close.reason || "the server refused the connection" });
         this.handlers.onState("closed", 0);
         return;

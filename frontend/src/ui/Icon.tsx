@@ -26,6 +26,7 @@ const PATHS = {
   copy: "M9 9h11v11H9zM5 15H4V4h11v1",
   gauge: "M12 14l4-4M3.3 19a10 10 0 1 1 17.4 0",
   lock: "M5 11h14v10H5zM8 11V7a4 4 0 0 1 8 0v4",
+  signOut: "M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4M16 17l5-5-5-5M21 12H9",
 } as const;
 
 export type IconName = keyof typeof PATHS;
