@@ -17,6 +17,9 @@ def get_service(request: Request) -> SessionService:
 
 Service = Annotated[SessionService, Depends(get_service)]
 User = Annotated[Principal, Depends(current_user)]
+# The largest integer every store's integer columns hold (PostgreSQL's `integer`): offsets and
+# seqs past it are refused as invalid input instead of failing in the database.
+MAX_INT = 2**31 - 1
 
 
 async def session_of(svc: SessionService, user: Principal, session_id: str) -> Session:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
@@ -58,6 +59,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _response(409, "busy", str(exc))
+
+    @app.exception_handler(DBAPIError)
+    async def unstorable(_: Request, exc: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 (data exception): input the database cannot hold, such as a NUL
+        # character in text on PostgreSQL. Anything else stays a server error.
+        if not str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):
+            raise exc
+        reason = str(exc.orig).rpartition(">: ")[2]
+        return _response(422, "invalid", f"the database cannot take this input: {reason}")
 
     @app.exception_handler(DocumentError)
     async def document_error(_: Request, exc: DocumentError) -> JSONResponse:

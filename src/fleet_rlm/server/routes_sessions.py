@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 
 from .. import export
-from .deps import Service, User, session_of, turn_of
+from .deps import MAX_INT, Service, User, session_of, turn_of
 from .schemas import EventList, SessionCreate, SessionList, SessionOut, SessionPatch, TurnOut
 
 router = APIRouter(tags=["sessions"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["sessions"])
 async def list_sessions(
     svc: Service, user: User,
     q: str | None = Query(None, description="Part of the title, any case."),
-    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_INT),
     include_archived: bool = False,
 ) -> SessionList:
     sessions = svc.store.sessions
@@ -89,7 +89,7 @@ async def get_turn(svc: Service, user: User, turn_id: str) -> TurnOut:
 
 @router.get("/turns/{turn_id}/events", response_model=EventList)
 async def list_events(svc: Service, user: User, turn_id: str,
-                      after_seq: int = Query(0, ge=0),
+                      after_seq: int = Query(0, ge=0, le=MAX_INT),
                       limit: int | None = Query(None, ge=1, le=10_000)) -> EventList:
     """The stored events of a turn after `after_seq` (live ones stream on the WebSocket)."""
     await turn_of(svc, user, turn_id)

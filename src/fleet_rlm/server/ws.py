@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ..sessions import Busy
 from ..store import NotFound
 from .auth import Principal, authenticate
-from .deps import session_of, turn_of
+from .deps import MAX_INT, session_of, turn_of
 from .errors import ApiError
 from .hub import Client, Hub, error_frame
 
@@ -58,7 +58,7 @@ class CancelFrame(_Frame):
 class ResumeFrame(_Frame):
     type: Literal["resume"]
     turn_id: str
-    last_seq: int = Field(0, ge=0)
+    last_seq: int = Field(0, ge=0, le=MAX_INT)
 
 
 ClientFrame = Annotated[MessageFrame | AnswerFrame | CancelFrame | ResumeFrame,

@@ -1,0 +1,157 @@
+"""Schemathesis over the served OpenAPI document: every operation of /api/v1, against the app on a
+real uvicorn (settings and data in tmp, the scripted LM server as api_base), on SQLite and on
+PostgreSQL, never answers 5xx.
+
+Path ids are mostly real ones (a session with a document, a finished turn and a workspace file;
+DELETEs get a session and document of their own), so the generated requests reach the handlers
+instead of stopping at 404. Every operation runs, including the settings checks (one model call to
+the scripted server, one sandbox start) and PATCH /settings, whose changes the later requests see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+import zlib
+from collections.abc import Iterator
+from importlib.util import find_spec
+
+import asyncpg
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from test_server_support import API, quick, settings_for, until_finished, uvicorn_server, ws_url
+from websockets.sync.client import connect
+
+schemathesis = pytest.importorskip("schemathesis")
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.generation.modes import GenerationMode  # noqa: E402
+
+pytestmark = pytest.mark.slow
+EXAMPLES = 20  # per operation and mode (valid, invalid input): ~1 min per database
+WORKSPACE_FILE = "notes/a.txt"
+
+
+def _seed(base: str) -> dict[str, str]:
+    """Real ids to aim at, and one session and one document for the DELETEs to remove."""
+    def post(path: str, **kwargs) -> dict:
+        response = httpx.post(f"{base}{API}{path}", **kwargs)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def document(session_id: str, name: str) -> str:
+        return post(f"/sessions/{session_id}/documents",
+                    files={"file": (name, b"# Notes\nhello world\n")})["id"]
+
+    session_id = post("/sessions", json={"title": "fuzzed"})["id"]
+    with connect(ws_url(session_id, base.replace("http", "ws"))) as ws:
+        ws.recv(timeout=30)
+        ws.send(json.dumps({"type": "message", "text": "hello"}))
+        turn_id = until_finished(lambda: json.loads(ws.recv(timeout=60)))[-1]["turn_id"]
+    written = httpx.put(f"{base}{API}/sessions/{session_id}/workspace/file",
+                        params={"path": WORKSPACE_FILE}, content=b"abc")
+    assert written.status_code == 200, written.text
+    return {"session_id": session_id, "document_id": document(session_id, "notes.md"),
+            "turn_id": turn_id, "doomed_document_id": document(session_id, "doomed.md"),
+            "doomed_session_id": post("/sessions", json={"title": "doomed"})["id"]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> Iterator[str | None]:
+    """The default SQLite file in the data dir, or a fresh PostgreSQL database (127.0.0.1:5432,
+    trust auth), which refuses some input SQLite takes (NUL characters, integers past int4)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = f"fleet_fuzz_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
+                                     database="postgres", timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def api_schema(scripted_lm, tmp_path, database_url):
+    # The seeded turn's script, then one catch-all reply for the model check (and any prompt).
+    lm = scripted_lm([*quick("hello", "hi"), {"reply": "OK"}])
+    # With MLflow (on SQLite: once is enough), the seeded turn has a trace and feedback on it is
+    # recorded for real.
+    tracking = (f"sqlite:///{tmp_path / 'mlflow.db'}"
+                if database_url is None and find_spec("mlflow") else None)
+    settings = settings_for(lm, tmp_path / "data", database_url=database_url,
+                            mlflow_tracking_uri=tracking)
+    with uvicorn_server(settings) as base:
+        ids = _seed(base)
+        schema = schemathesis.openapi.from_url(f"{base}{API}/openapi.json")
+
+        @schema.hook
+        def map_path_parameters(context, path_parameters):
+            if not path_parameters:
+                return path_parameters
+            delete = context.operation.method.upper() == "DELETE"
+            mapped = dict(path_parameters)
+            for name, value in path_parameters.items():
+                # Two in three generated ids become real ones; the rest stay random (404s).
+                if _hash(value) % 3:
+                    doomed = delete and f"{{{name}}}" == context.operation.path.split("/")[-1]
+                    mapped[name] = ids[f"doomed_{name}" if doomed else name]
+            return mapped
+
+        @schema.hook
+        def map_query(context, query):
+            if query and "path" in query and _hash(query["path"]) % 2:
+                return {**query, "path": WORKSPACE_FILE}
+            return query
+
+        yield schema
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uri_restored():
+    """MLflow exports its tracking URI as MLFLOW_TRACKING_URI, which Settings would read later."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(before)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _hash(value: object) -> int:
+    return zlib.crc32(repr(value).encode())
+
+
+def test_no_operation_answers_with_a_server_error(api_schema):
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert len(operations) >= 20, [op.label for op in operations]
+    failures = []
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                      phases=[Phase.explicit, Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            def run(case):
+                case.call_and_validate(checks=[not_a_server_error], timeout=60)
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing invalid to send: its only parameter is any string
+                assert mode is GenerationMode.NEGATIVE, operation.label
+            except Exception as exc:  # noqa: BLE001 - every operation runs, all failures shown
+                failures.append(f"{operation.label} ({mode}): {exc}")
+    assert not failures, "\n\n".join(failures)
