@@ -24,7 +24,15 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from test_server_support import API, quick, settings_for, until_finished, uvicorn_server, ws_url
+from test_server_support import (
+    API,
+    app_client,
+    quick,
+    settings_for,
+    until_finished,
+    uvicorn_server,
+    ws_url,
+)
 from websockets.sync.client import connect
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -155,3 +163,31 @@ def test_no_operation_answers_with_a_server_error(api_schema):
             except Exception as exc:  # noqa: BLE001 - every operation runs, all failures shown
                 failures.append(f"{operation.label} ({mode}): {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_inputs_the_fuzzing_found_are_client_errors(database_url, tmp_path):
+    with app_client(settings_for(None, tmp_path, database_url=database_url)) as client:
+        session_id = client.post(f"{API}/sessions", json={"title": "edges"}).json()["id"]
+        turn = client.portal.call(client.app.state.svc.store.turns.start, session_id, "q")
+        huge = 2**63
+        for path, params in ((f"{API}/sessions", {"offset": huge}),
+                             (f"{API}/turns/{turn.id}/events", {"after_seq": huge})):
+            response = client.get(path, params=params)
+            assert response.status_code == 422, response.text
+            assert "less than or equal to 2147483647" in response.json()["message"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "resume", "turn_id": turn.id, "last_seq": huge})
+            assert ws.receive_json()["code"] == "bad_frame"
+        # SQLite stores a NUL character; PostgreSQL cannot, which is the client's problem.
+        named = client.post(f"{API}/sessions", json={"title": "a\x00b"})
+        looked_up = client.get(f"{API}/sessions/a%00b")
+        if database_url is None:
+            assert named.status_code == 201 and looked_up.status_code == 404
+        else:
+            for response in (named, looked_up):
+                assert response.status_code == 422, response.text
+                assert response.json()["message"] == ("the database cannot take this input: "
+                                                      'invalid byte sequence for encoding "UTF8": '
+                                                      "0x00")
+        client.portal.call(lambda: client.app.state.svc.store.turns.finish(turn.id, "cancelled"))
