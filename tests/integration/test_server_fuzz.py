@@ -4,8 +4,9 @@ PostgreSQL, never answers 5xx.
 
 Path ids are mostly real ones (a session with a document, a finished turn and a workspace file;
 DELETEs get a session and document of their own), so the generated requests reach the handlers
-instead of stopping at 404. Every operation runs, including the settings checks (one model call to
-the scripted server, one sandbox start) and PATCH /settings, whose changes the later requests see.
+instead of stopping at 404. No operation is skipped: the settings checks run too (one model call
+to the scripted server, one sandbox start), and so does PATCH /settings, whose changes the later
+requests see. (The session WebSocket is not an OpenAPI operation.)
 """
 
 from __future__ import annotations
