@@ -375,10 +375,15 @@ class SessionService:
         if live is not None:
             live.subscribers.append(queue)
         try:
-            if live is not None:  # what was emitted before we subscribed is in the store
-                await live.recorder.flush()
             seen = after_seq
-            for record in await self.store.events.list(turn_id, after_seq=after_seq):
+            # Events up to live.last_seq were delivered before we subscribed: they are in the
+            # store (once flushed); everything after comes through the queue. A subscriber that
+            # is already up to date skips the store, which matters when many sessions write.
+            backlog = live is None or after_seq < live.last_seq
+            if live is not None and backlog:
+                await live.recorder.flush()
+            for record in (await self.store.events.list(turn_id, after_seq=after_seq)
+                           if backlog else []):
                 event = parse_event(record.payload)
                 seen = event.seq
                 yield event
