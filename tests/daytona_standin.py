@@ -12,12 +12,18 @@ the SDK's generated clients, `daytona_api_client` and `daytona_toolbox_api_clien
     DELETE /sandbox/{id}
     GET    /sandbox?labels=...      list (ListSandboxesResponse)
     POST   /snapshots, GET /snapshots/{id or name}
-    POST   /volumes, GET /volumes, GET /volumes/by-name/{name}, DELETE /volumes/{id}
+    POST   /volumes, GET /volumes, GET /volumes/by-name/{name}
+    DELETE /volumes/{id}            only a ready (or failed) volume no live sandbox mounts
     GET    /regions                 the targets (us, eu)
     WS     /socket.io/              refused, so the SDK watches states by polling
   toolbox, {toolboxProxyUrl}/{sandbox id} = http://127.0.0.1:PORT/toolbox/{id}
     GET    /work-dir
     POST   /files/bulk-upload       multipart, parent directories created like the daemon does
+    GET    /files?path=             list a directory (FileInfo, links followed as os.Stat does)
+    GET    /files/info?path=        one FileInfo
+    POST   /files/bulk-download     the files as multipart parts ("file", or "error" with the
+                                    daemon's JSON error), as the daemon streams them
+    DELETE /files?path=&recursive=  a file, or a directory only with recursive=true
     POST   /process/session                              create a session
     POST   /process/session/{s}/exec                     start a command (runAsync only)
     POST   /process/session/{s}/command/{c}/input        write to the command's stdin
@@ -37,8 +43,12 @@ daemon, output reaches the log one line at a time, each line prefixed with \\x01
 (stdout) or \\x02\\x02\\x02 (stderr), and input is echoed into the log unless
 suppressInputEcho. The toolbox of a sandbox that is not started answers 400.
 
+The toolbox's file calls see what the sandbox sees (its directory, a volume at /work), and
+only that: a path whose links lead elsewhere on this machine is not found.
+
 `fail(method, path, status, message)` makes the next matching request fail. `created`,
-`deleted` and `live()` count sandboxes, so a test can check that none leaked.
+`deleted` and `live()` count sandboxes, and `live_volumes()` lists the volumes, so a test can
+check that none leaked.
 
 The fixtures at the end (`standin`, `settings`, `quick_polls`, and `cli_env` for the CLI) are
 shared by the Daytona tests: each test module binds them to names of its own.
@@ -55,6 +65,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -87,6 +98,8 @@ from daytona_api_client.models import (
 from daytona_toolbox_api_client.models import (
     Command,
     CreateSessionRequest,
+    FileInfo,
+    FilesDownloadRequest,
     SessionExecuteRequest,
     SessionExecuteResponse,
     SessionSendInputRequest,
@@ -104,6 +117,8 @@ TARGETS = ("us", "eu")
 IMAGE_FILE = re.compile(r"echo ([A-Za-z0-9+/=]+) \| base64 -d > (\S+)")
 IMAGE_DIR = re.compile(r"mkdir -p -m \d+ (\S+)")
 RUNTIME = ("/usr", "/bin", "/lib", "/lib64", "/sbin", "/etc")
+DAEMON = "DAYTONA_DAEMON"
+DOWNLOAD_BOUNDARY = "DAYTONA-FILE-BOUNDARY"
 
 
 @dataclass
@@ -175,6 +190,16 @@ class StandInSandbox:
                 return host / path[len(inside):].lstrip("/")
         target = Path(path)
         return target if target.resolve().is_relative_to(self.root) else None
+
+    def visible(self, path: str) -> Path | None:
+        """The file the toolbox finds at `path` (relative: to the work dir), links followed:
+        None when it leads outside what the sandbox sees."""
+        host = self.host_path(path if path.startswith("/") else f"{self.work_dir}/{path}")
+        if host is None:
+            return None
+        seen = [self.root, *self.mounts.values()]
+        resolved = host.resolve()
+        return host if any(resolved.is_relative_to(top.resolve()) for top in seen) else None
 
     def argv(self, command: str) -> list[str]:
         """The command under bubblewrap, seeing the filesystem this sandbox would."""
@@ -294,6 +319,10 @@ class DaytonaStandIn:
     def running_commands(self, sandbox_id: str) -> list[StandInCommand]:
         with self._lock:
             return [c for c in self.sandboxes[sandbox_id].commands() if c.exit_code is None]
+
+    def live_volumes(self) -> list[str]:
+        with self._lock:
+            return sorted(v.dto.name for v in self.volumes.values())
 
     def count(self, pattern: str) -> int:
         """How many requests matched the regex `pattern` ("METHOD /path")."""
@@ -532,11 +561,15 @@ class DaytonaStandIn:
             volume = self._volume(volume_id)
             if volume is None:
                 return _error(404, f"Volume {volume_id} not found")
+            if volume.dto.state not in (VolumeState.READY, VolumeState.ERROR):
+                return _error(400, "Volume must be in 'ready' or 'error' state in order to be "
+                              "deleted")
             with self._lock:
                 users = [b.dto.id for b in self.sandboxes.values() if not b.deleted
                          and any(m.volume_id == volume_id for m in b.dto.volumes or [])]
                 if users:
-                    return _error(409, f"Volume {volume.dto.name} is in use by {users}")
+                    return _error(409, f"Volume cannot be deleted because it is in use by one "
+                                  f"or more sandboxes (e.g. {users[0]})")
                 del self.volumes[volume_id]
             shutil.rmtree(volume.path, ignore_errors=True)
             return Response(status_code=200)
@@ -566,7 +599,7 @@ class DaytonaStandIn:
             if box is None:
                 return _not_running(sandbox_id)
             form = await request.form()
-            written = []
+            written, errors = [], []
             for key, value in form.multi_items():
                 if not key.endswith(".path"):
                     continue
@@ -574,10 +607,92 @@ class DaytonaStandIn:
                 if target is None:
                     return _error(400, f"{value}: outside the sandbox")
                 data = await form[key.removesuffix(".path") + ".file"].read()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                written.append({"path": str(target), "bytes": len(data)})
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                except OSError as exc:  # as the daemon does: each file's error, then 400
+                    errors.append(f"{value}: {exc.strerror}")
+                    continue
+                written.append({"path": str(value), "bytes": len(data)})
+            if errors:
+                return JSONResponse({"errors": errors, "files": written}, status_code=400)
             return JSONResponse({"files": written})
+
+        @app.get(toolbox + "/files")
+        def list_files(sandbox_id: str, path: str = ".", depth: int = 1) -> Response:
+            box = self._box(sandbox_id, started=True)
+            if box is None:
+                return _not_running(sandbox_id)
+            if depth != 1:
+                self.unexpected.append(f"list_files depth={depth}")
+            target = box.visible(path)
+            if target is None or not target.exists():
+                return _daemon_error(404, "FILE_NOT_FOUND", f"open {path}: no such file or "
+                                     "directory")
+            if not target.is_dir():
+                return _daemon_error(400, "BAD_REQUEST", f"open {path}: not a directory")
+            infos = []
+            for child in sorted(target.iterdir()):
+                shown = box.visible(f"{path.rstrip('/')}/{child.name}")
+                if shown is not None and shown.exists():  # the daemon skips what it can't stat
+                    infos.append(_file_info(shown, f"{path.rstrip('/')}/{child.name}"))
+            return JSONResponse(jsonable_encoder([info.to_dict() for info in infos]))
+
+        @app.get(toolbox + "/files/info")
+        def file_info(sandbox_id: str, path: str = "") -> Response:
+            box = self._box(sandbox_id, started=True)
+            if box is None:
+                return _not_running(sandbox_id)
+            if not path:
+                return _daemon_error(400, "BAD_REQUEST", "path is required")
+            target = box.visible(path)
+            if target is None or not target.exists():
+                return _daemon_error(404, "FILE_NOT_FOUND", f"stat {path}: no such file or "
+                                     "directory")
+            return _reply(_file_info(target, path))
+
+        @app.post(toolbox + "/files/bulk-download")
+        async def download(sandbox_id: str, request: Request) -> Response:
+            box = self._box(sandbox_id, started=True)
+            if box is None:
+                return _not_running(sandbox_id)
+            spec = FilesDownloadRequest.from_dict(await request.json())
+            if spec.additional_properties or not spec.paths:
+                return JSONResponse({"error": 'request body must be {"paths": [ ... ]} and '
+                                     "non-empty"}, status_code=400)
+            parts = []
+            for path in spec.paths:
+                target = box.visible(path)
+                if target is None or not target.is_file():
+                    error = {"statusCode": 404, "code": "FILE_NOT_FOUND", "source": DAEMON,
+                             "message": f"file not found or invalid: {path}"}
+                    parts.append(("error", path, "application/json",
+                                  json.dumps(error).encode()))
+                else:
+                    parts.append(("file", path, "application/octet-stream",
+                                  target.read_bytes()))
+            return Response(_multipart(parts), media_type="multipart/form-data; boundary="
+                            + DOWNLOAD_BOUNDARY)
+
+        @app.delete(toolbox + "/files")
+        def delete_file(sandbox_id: str, path: str = "", recursive: bool = False) -> Response:
+            box = self._box(sandbox_id, started=True)
+            if box is None:
+                return _not_running(sandbox_id)
+            if not path:
+                return _daemon_error(400, "BAD_REQUEST", "path is required")
+            target = box.visible(path)
+            if target is None or not target.exists():
+                return _daemon_error(404, "FILE_NOT_FOUND", f"stat {path}: no such file or "
+                                     "directory")
+            if target.is_dir() and not recursive:
+                return _daemon_error(400, "BAD_REQUEST", "cannot delete directory without "
+                                     "recursive flag")
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+            return Response(status_code=204)
 
         @app.post(toolbox + "/process/session")
         async def create_session(sandbox_id: str, request: Request) -> Response:
@@ -694,6 +809,35 @@ def _not_running(sandbox_id: str) -> JSONResponse:
     return _error(400, f"Sandbox {sandbox_id} is not started")
 
 
+def _daemon_error(status: int, code: str, message: str) -> JSONResponse:
+    """An error as the sandbox daemon sends it (common-go's ErrorResponse)."""
+    return JSONResponse({"statusCode": status, "message": message, "code": code,
+                         "source": DAEMON}, status_code=status)
+
+
+def _file_info(target: Path, path: str) -> FileInfo:
+    """What the daemon says of a path: os.Stat, so links are followed."""
+    info = target.stat()
+    modified = dt.datetime.fromtimestamp(info.st_mtime, dt.UTC)
+    return FileInfo(
+        name=Path(path).name, path=path, is_dir=stat.S_ISDIR(info.st_mode), size=info.st_size,
+        mode=stat.filemode(info.st_mode), permissions=f"{stat.S_IMODE(info.st_mode):04o}",
+        # Go's time.String() layout, which is why the SDK deprecates it for modifiedAt.
+        mod_time=modified.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC"),
+        modified_at=modified.isoformat(), owner=str(info.st_uid), group=str(info.st_gid))
+
+
+def _multipart(parts: list[tuple[str, str, str, bytes]]) -> bytes:
+    """(field name, source path, content type, body) parts, as the daemon's bulk download
+    writes them."""
+    body = bytearray()
+    for name, path, content_type, data in parts:
+        body += (f"--{DOWNLOAD_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                 f"filename=\"{path}\"\r\nContent-Type: {content_type}\r\n\r\n").encode()
+        body += data + b"\r\n"
+    return bytes(body + f"--{DOWNLOAD_BOUNDARY}--\r\n".encode())
+
+
 def _relay(command: StandInCommand) -> None:
     """Copy the command's output into its log, a line at a time, as the daemon's shell does."""
 
@@ -746,6 +890,8 @@ def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 def cli_env(monkeypatch: pytest.MonkeyPatch, standin: DaytonaStandIn, tmp_path: Path) -> None:
     """The environment a `fleet` command reads, pointed at the stand-in."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "data"))  # never the user's own
+    monkeypatch.delenv("FLEET_DATABASE_URL", raising=False)
     monkeypatch.delenv("FLEET_DAYTONA_API_KEY", raising=False)
     monkeypatch.delenv("FLEET_DAYTONA_SNAPSHOT", raising=False)
     monkeypatch.delenv("DAYTONA_TARGET", raising=False)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,14 @@ from .events import Event, EventStream, NodeRef, parse_event
 from .sandbox import Sandbox, create_sandbox
 from .store import Store
 from .store.models import Document
+from .workspace import LocalWorkspace, Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
 WORKSPACE_DIRS = ("memory", "artifacts", "buffers", "meta")
+LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
+# One lock per session id while its sandbox is made (session_sandbox).
+_SANDBOX_LOCKS: dict[str, threading.Lock] = {}
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
@@ -184,23 +189,39 @@ class SessionService:
                                               doc.chars, sha, text=doc.text)
 
     def workspace(self, session_id: str) -> Path:
+        """The session's directory on this machine, laid out: its workspace on the local
+        backends; on Daytona only the layout its volume gets."""
         root = self.settings.data_dir / "workspaces" / session_id
         for name in WORKSPACE_DIRS:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
 
+    def session_workspace(self, session_id: str) -> Workspace:
+        """The session's files as its sandbox sees them at /work, wherever the backend keeps
+        them: the local directory, or (Daytona) the session's volume through its sandbox."""
+        if self.settings.sandbox == "daytona":
+            from .sandbox.daytona_workspace import DaytonaWorkspace
+
+            return DaytonaWorkspace(lambda: self.session_sandbox(session_id))
+        return LocalWorkspace(self.workspace(session_id))
+
     def session_sandbox(self, session_id: str) -> Sandbox:
-        """The session's own python sandbox, alive across turns, restored after a restart."""
+        """The session's own python sandbox, alive across turns, restored after a restart.
+        Made once even when a turn and the workspace routes ask for it at the same time."""
         sandbox = self._sandboxes.get(session_id)
-        if sandbox is None:
-            # A Daytona sandbox replaced between turns (stopped, deleted) restores by itself.
-            sandbox = create_sandbox(self.settings, work_dir=self.workspace(session_id),
-                                     labels={"session": session_id}, restore=RESTORE_STATE)
-            restored = sandbox.execute(RESTORE_STATE, timeout=60)
-            if not restored.ok:
-                log.warning("could not restore session %s variables: %s", session_id,
-                            restored.error_message)
-            self._sandboxes[session_id] = sandbox
+        if sandbox is not None:
+            return sandbox
+        with _SANDBOX_LOCKS.setdefault(session_id, threading.Lock()):
+            sandbox = self._sandboxes.get(session_id)
+            if sandbox is None:
+                # A Daytona sandbox replaced between turns (stopped, deleted) restores by itself.
+                sandbox = create_sandbox(self.settings, work_dir=self.workspace(session_id),
+                                         labels={"session": session_id}, restore=RESTORE_STATE)
+                restored = sandbox.execute(RESTORE_STATE, timeout=60)
+                if not restored.ok:
+                    log.warning("could not restore session %s variables: %s", session_id,
+                                restored.error_message)
+                self._sandboxes[session_id] = sandbox
         return sandbox
 
     def _save_state(self, session_id: str) -> None:
@@ -212,8 +233,15 @@ class SessionService:
                             result.error_message)
 
     def lost_variables(self, session_id: str) -> list[str]:
-        path = self.workspace(session_id) / "meta" / "lost.json"
-        return json.loads(path.read_text()) if path.exists() else []
+        """The variables the last turn left that could not be saved (a lambda, an open file):
+        a new sandbox starts without them. Blocking (on Daytona it reads through the sandbox)."""
+        try:
+            chunks, _ = self.session_workspace(session_id).open_file(LOST_VARIABLES)
+        except WorkspaceError as exc:
+            if exc.reason != "not_found":
+                raise
+            return []
+        return json.loads(b"".join(chunks))
 
     async def delete_session(self, session_id: str) -> None:
         if await self.store.turns.running_for_session(session_id):

@@ -24,7 +24,8 @@ by gc, by hand) is replaced by a new one on the same volume, and a new process f
 an earlier process left by its labels. A driver that replaces an earlier one first runs the
 session's `restore` code, which loads the saved variables: the session goes on where it was.
 Daytona mounts a volume with mount-s3, so a file there is written whole or replaced, never
-appended to or renamed; the saved variables are written whole.
+appended to or renamed; the saved variables are written whole. The REST routes browse the
+volume through this sandbox (daytona_workspace.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .daytona_admin import (
     WORK_DIR,
     client,
     explain,
+    session_volume,
     snapshot_name,
 )
 from .daytona_admin import retrying as _retrying
@@ -78,11 +80,6 @@ def sandbox_labels(**labels: str | None) -> Iterator[None]:
         yield
     finally:
         _labels.reset(token)
-
-
-def session_volume(session_id: str) -> str:
-    """The name of the Daytona volume holding a session's workspace."""
-    return f"{LABEL}-{session_id}"
 
 
 class DaytonaSandbox(DriverBackedSandbox):
@@ -313,6 +310,15 @@ class DaytonaSandbox(DriverBackedSandbox):
         return path
 
     # -- operations -------------------------------------------------------------------------
+    def files(self) -> Any:
+        """The SDK's file system of this sandbox, started if need be: for a session's sandbox,
+        the session's volume at /work."""
+        self.start()
+        sandbox = self.sandbox
+        if sandbox is None:  # closed meanwhile: its session was deleted
+            raise SandboxError("the sandbox was closed")
+        return sandbox.fs
+
     def _live(self) -> DriverSession:
         if self.volume is not None or not self.alive:  # start() checks a kept sandbox
             self.start()

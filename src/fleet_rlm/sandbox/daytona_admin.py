@@ -171,6 +171,11 @@ def create_snapshot(settings: Settings, on_logs: Callable[[str], None] | None = 
 
 # -- cleanup ----------------------------------------------------------------------------------
 
+def session_volume(session_id: str) -> str:
+    """The name of the Daytona volume holding a session's workspace."""
+    return f"{LABEL}-{session_id}"
+
+
 def gc(settings: Settings, turns: Iterable[str] | None = None) -> list[str]:
     """Delete fleet-rlm sandboxes (all, or those of `turns`); return the ids deleted. Session
     volumes stay: a session's next sandbox mounts its volume again."""

@@ -14,9 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..documents import DocumentError
 from ..sessions import Busy
 from ..store import Conflict, NotFound
+from ..workspace import WorkspaceError
 
 # DocumentError.reason -> HTTP status; the rest are 422.
 DOCUMENT_STATUS = {"too_large": 413, "binary": 415, "unsupported": 415}
+# WorkspaceError.reason -> HTTP status; the rest (a path that does not fit) are 400.
+WORKSPACE_STATUS = {"not_found": 404, "forbidden": 403, "protected": 403, "conflict": 409,
+                    "unavailable": 502}
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid"}
@@ -72,6 +76,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DocumentError)
     async def document_error(_: Request, exc: DocumentError) -> JSONResponse:
         return _response(DOCUMENT_STATUS.get(exc.reason, 422), exc.reason, exc.message)
+
+    @app.exception_handler(WorkspaceError)
+    async def workspace_error(_: Request, exc: WorkspaceError) -> JSONResponse:
+        return _response(WORKSPACE_STATUS.get(exc.reason, 400), exc.reason, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

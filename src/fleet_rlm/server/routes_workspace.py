@@ -1,31 +1,29 @@
-"""A session's workspace (/work in its sandbox): list, read, write and delete files."""
+"""A session's workspace (/work in its sandbox): list, read, write and delete files, wherever
+the session service keeps them (a local directory, or the session's Daytona volume)."""
 
 from __future__ import annotations
 
 import asyncio
 import mimetypes
-import os
-from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ..workspace import Workspace
 from .deps import Service, User, session_of
 from .errors import ApiError
 from .schemas import WorkspaceListing
-from .workspace import Workspace
 
 router = APIRouter(tags=["workspace"])
 PathParam = Query("", description="Relative to the workspace; no '..', no leading '/'.")
 # Files the sandbox wrote are shown, never run as pages of this origin.
 UNSAFE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml",
                 "application/xml", "application/javascript", "text/javascript")
-CHUNK = 1 << 16
 
 
 async def _workspace(svc, user, session_id: str) -> Workspace:
     await session_of(svc, user, session_id)
-    return Workspace(svc.workspace(session_id))
+    return svc.session_workspace(session_id)
 
 
 @router.get("/sessions/{session_id}/workspace", response_model=WorkspaceListing)
@@ -36,23 +34,18 @@ async def list_workspace(svc: Service, user: User, session_id: str, path: str = 
     return WorkspaceListing(path=path, entries=entries)
 
 
-def _chunks(fd: int) -> Iterator[bytes]:
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
-
-
 @router.get("/sessions/{session_id}/workspace/file")
 async def read_file(svc: Service, user: User, session_id: str, path: str = PathParam
                     ) -> StreamingResponse:
     workspace = await _workspace(svc, user, session_id)
-    fd, size = await asyncio.to_thread(workspace.open_file, path)
+    chunks, size = await asyncio.to_thread(workspace.open_file, path)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if media_type in UNSAFE_TYPES:
         media_type = "text/plain"
     headers = {"Content-Length": str(size), "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "sandbox; default-src 'none'"}
-    return StreamingResponse(_chunks(fd), media_type=media_type, headers=headers)
+    # The chunks are read in a worker thread as they are sent (a sync iterator).
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
 @router.put("/sessions/{session_id}/workspace/file")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import SandboxBackend
 from ..store import Document, Session, Turn
+from ..workspace import WorkspaceEntry
 
 
 class _In(BaseModel):
@@ -93,16 +94,6 @@ class DocumentOut(BaseModel):
 class DocumentDetail(DocumentOut):
     start: int
     text: str = Field(description="A preview, or the slice asked for with start/length.")
-
-
-class WorkspaceEntry(BaseModel):
-    name: str
-    path: str
-    type: Literal["file", "dir", "symlink", "other"]
-    size: int
-    modified: datetime
-    protected: bool = Field(False, description="The service's own files (meta/): not deleted "
-                            "over the API.")
 
 
 class WorkspaceListing(BaseModel):
