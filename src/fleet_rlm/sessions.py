@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import shutil
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .documents import extract
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
-from .sandbox import Sandbox, create_sandbox
+from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.models import Document
 from .workspace import LocalWorkspace, Workspace, WorkspaceError
@@ -244,12 +245,24 @@ class SessionService:
         return json.loads(b"".join(chunks))
 
     async def delete_session(self, session_id: str) -> None:
+        """The session and everything of it: its records, its sandbox, its workspace (the
+        directory here and, on Daytona, its volume)."""
         if await self.store.turns.running_for_session(session_id):
             raise Busy(f"session {session_id} has a turn in flight; cancel it first")
         sandbox = self._sandboxes.pop(session_id, None)
         if sandbox is not None:
-            sandbox.close()
+            await asyncio.to_thread(sandbox.close)
+        _SANDBOX_LOCKS.pop(session_id, None)
         await self.store.sessions.delete(session_id)
+        root = self.settings.data_dir / "workspaces" / session_id
+        await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
+        if self.settings.sandbox == "daytona":
+            from .sandbox.daytona_admin import delete_session_volume
+
+            try:
+                await asyncio.to_thread(delete_session_volume, self.settings, session_id)
+            except SandboxError as exc:  # the session is gone: gc finds its volume later
+                log.warning("%s; `fleet daytona gc` deletes it later", exc)
 
     # -- turns -------------------------------------------------------------------------------
     async def send(self, session_id: str, message: str,

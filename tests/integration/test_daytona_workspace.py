@@ -1,20 +1,25 @@
 """A session's workspace on Daytona: the same REST routes browse its volume through its sandbox,
-under the same path rules as a local workspace — through the real SDK against the stand-in."""
+under the same path rules as a local workspace; deleting the session deletes its sandbox and
+volume, and `fleet daytona gc` deletes the volumes of sessions that are gone — through the real
+SDK against the stand-in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from test_server_support import API, app_client
+from typer.testing import CliRunner
 
 import daytona_standin
-from daytona_standin import DaytonaStandIn
+from daytona_standin import DaytonaStandIn, cli_env
+from fleet_rlm.cli import app
 from fleet_rlm.config import Settings
 from fleet_rlm.sandbox import daytona_admin as admin
-from fleet_rlm.sessions import SAVE_STATE
+from fleet_rlm.sessions import SAVE_STATE, SessionService
 
 standin = daytona_standin.standin
 settings = daytona_standin.settings
@@ -148,3 +153,85 @@ def test_lost_variables_are_read_from_the_volume(client, standin: DaytonaStandIn
     assert svc.lost_variables(session_id) == ["f", "square"]
     meta = standin.volume_dir(f"fleet-rlm-{session_id}") / "meta"
     assert (meta / "lost.json").exists() and (meta / "namespace.pkl").exists()
+
+
+def test_deleting_the_session_deletes_its_sandbox_and_volume(
+        client, data_settings: Settings, standin: DaytonaStandIn) -> None:
+    svc = client.app.state.svc
+    kept, deleted = _session(client), _session(client)
+    for session_id in (kept, deleted):
+        assert svc.session_sandbox(session_id).execute("print(1)").ok
+    assert len(standin.live()) == 2
+    assert client.delete(f"{API}/sessions/{deleted}").status_code == 204
+    assert standin.live_volumes() == [f"fleet-rlm-{kept}"]
+    assert standin.live() == [svc.session_sandbox(kept).sandbox_id]
+    assert not (data_settings.data_dir / "workspaces" / deleted).exists()
+    assert client.get(f"{API}/sessions/{deleted}/workspace").status_code == 404
+
+    # One that never ran code on Daytona has no volume: nothing more to do.
+    never = _session(client)
+    assert client.delete(f"{API}/sessions/{never}").status_code == 204
+    assert standin.live_volumes() == [f"fleet-rlm-{kept}"]
+    assert standin.count("DELETE /api/volumes/") == 1
+
+
+async def _two_sessions_one_deleted(settings: Settings, standin: DaytonaStandIn
+                                    ) -> tuple[str, str]:
+    """A live session and a deleted one whose volume Daytona failed to delete."""
+    svc = SessionService(settings)
+    await svc.open()
+    try:
+        live, orphan = (await svc.create_session()).id, (await svc.create_session()).id
+        for session_id in (live, orphan):
+            box = await asyncio.to_thread(svc.session_sandbox, session_id)
+            assert (await asyncio.to_thread(box.execute, "print(1)")).ok
+        standin.fail("DELETE", r"^/api/volumes/", 500, "storage unavailable")
+        await svc.delete_session(orphan)  # the session goes; its volume stays for now
+    finally:
+        await svc.close()
+    return live, orphan
+
+
+def test_a_volume_left_by_a_failed_delete_is_collected_by_gc(
+        data_settings: Settings, standin: DaytonaStandIn, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    live, orphan = asyncio.run(_two_sessions_one_deleted(data_settings, standin))
+    assert "fleet daytona gc` deletes it later" in caplog.text
+    api = admin.client(data_settings)
+    api.volume.create(f"fleet-rlm-{'0' * 32}")  # a session that never was here
+    api.volume.get(f"fleet-rlm-{'0' * 32}")  # now ready
+    api.volume.create("fleet-rlm-pending")  # being made: not deletable yet
+    api.volume.create("team-data")
+    api.volume.get("team-data")
+    assert standin.live_volumes() == sorted([
+        f"fleet-rlm-{'0' * 32}", f"fleet-rlm-{live}", f"fleet-rlm-{orphan}",
+        "fleet-rlm-pending", "team-data"])
+
+    cli_env(monkeypatch, standin, tmp_path)
+    monkeypatch.setenv("FLEET_DATA_DIR", str(data_settings.data_dir))
+    runner = CliRunner()
+    by_turn = runner.invoke(app, ["daytona", "gc", "some-turn"])
+    assert by_turn.exit_code == 0, by_turn.output
+    assert "volume" not in by_turn.output and len(standin.live_volumes()) == 5
+    swept = runner.invoke(app, ["daytona", "gc", "--yes"])
+    assert swept.exit_code == 0, swept.output
+    assert f"deleted volume fleet-rlm-{orphan}" in swept.output
+    assert "2 volumes of deleted sessions deleted" in swept.output
+    assert standin.live_volumes() == sorted([f"fleet-rlm-{live}", "fleet-rlm-pending",
+                                             "team-data"])
+    assert standin.live() == []
+
+
+def test_gc_keeps_every_volume_without_the_workspace_database(
+        settings: Settings, standin: DaytonaStandIn, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    api = admin.client(settings)
+    api.volume.create("fleet-rlm-abc")
+    api.volume.get("fleet-rlm-abc")
+    cli_env(monkeypatch, standin, tmp_path)
+    monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "elsewhere"))
+    result = CliRunner().invoke(app, ["daytona", "gc", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "volumes kept: no fleet-rlm database at" in result.output
+    assert standin.live_volumes() == ["fleet-rlm-abc"]
+    assert not (tmp_path / "elsewhere").exists()  # looked for, not made

@@ -480,6 +480,24 @@ async def test_python_variables_survive_a_restart_and_unpicklable_ones_are_liste
     assert [e.output for e in events if e.type == "tool_result"][0] == "42\nFalse\n"
 
 
+async def test_deleting_a_session_deletes_its_sandbox_and_workspace(tmp_path, open_service):
+    svc = await open_service(Settings(data_dir=tmp_path))
+    kept, deleted = (await svc.create_session()).id, (await svc.create_session()).id
+    for session_id in (kept, deleted):
+        box = await asyncio.to_thread(svc.session_sandbox, session_id)
+        result = await asyncio.to_thread(
+            box.execute, "open('/work/artifacts/out.txt', 'w').write('x')")
+        assert result.ok, result
+    root = svc.workspace(deleted)
+    assert (root / "artifacts" / "out.txt").exists()
+
+    await svc.delete_session(deleted)
+    assert not root.exists() and not box.alive
+    assert (svc.workspace(kept) / "artifacts" / "out.txt").exists()
+    chunks, size = svc.session_workspace(kept).open_file("artifacts/out.txt")
+    assert (b"".join(chunks), size) == (b"x", 1)
+
+
 async def test_memory_updates_persist_and_reach_the_next_prompt(scripted_lm, tmp_path,
                                                                open_service):
     fact = "Name: Ada. Prefers metric units."

@@ -25,7 +25,8 @@ an earlier process left by its labels. A driver that replaces an earlier one fir
 session's `restore` code, which loads the saved variables: the session goes on where it was.
 Daytona mounts a volume with mount-s3, so a file there is written whole or replaced, never
 appended to or renamed; the saved variables are written whole. The REST routes browse the
-volume through this sandbox (daytona_workspace.py).
+volume through this sandbox (daytona_workspace.py); deleting the session deletes the sandbox
+and the volume (daytona_admin.delete_session_volume).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -178,22 +178,70 @@ def session_volume(session_id: str) -> str:
 
 def gc(settings: Settings, turns: Iterable[str] | None = None) -> list[str]:
     """Delete fleet-rlm sandboxes (all, or those of `turns`); return the ids deleted. Session
-    volumes stay: a session's next sandbox mounts its volume again."""
-    daytona = sdk()
+    volumes stay: a session's next sandbox mounts its volume again (`gc_volumes` deletes those
+    of sessions that are gone)."""
     queries = ([{LABEL: "true"}] if turns is None
                else [{LABEL: "true", f"{LABEL}-turn": turn} for turn in turns])
-    deleted: list[str] = []
     try:
-        api = client(settings)
-        for labels in queries:
-            for sandbox in list(api.list(daytona.ListSandboxesQuery(labels=labels))):
-                if sandbox.state in (daytona.SandboxState.DESTROYED,
-                                     daytona.SandboxState.DESTROYING):
-                    continue
-                retrying(sandbox.delete)
-                deleted.append(sandbox.id)
-    except daytona.DaytonaError as exc:
+        return [sandbox_id for labels in queries for sandbox_id in _delete_sandboxes(
+            settings, labels)]
+    except sdk().DaytonaError as exc:
         raise explain(exc, settings, "delete sandboxes") from None
+
+
+def _delete_sandboxes(settings: Settings, labels: dict[str, str]) -> list[str]:
+    daytona = sdk()
+    deleted = []
+    for sandbox in list(client(settings).list(daytona.ListSandboxesQuery(labels=labels))):
+        if sandbox.state not in (daytona.SandboxState.DESTROYED,
+                                 daytona.SandboxState.DESTROYING):
+            retrying(sandbox.delete)
+            deleted.append(sandbox.id)
+    return deleted
+
+
+def delete_session_volume(settings: Settings, session_id: str) -> bool:
+    """Delete a deleted session's volume, and any sandbox still mounting it; False when it had
+    none (the session never ran code on Daytona)."""
+    daytona = sdk()
+    name = session_volume(session_id)
+    try:
+        _delete_sandboxes(settings, {LABEL: "true", f"{LABEL}-volume": name})
+        volumes = client(settings).volume
+        try:
+            volume = retrying(lambda: volumes.get(name))
+        except daytona.DaytonaNotFoundError:
+            return False
+        retrying(lambda: volumes.delete(volume))
+    except daytona.DaytonaError as exc:
+        raise explain(exc, settings, f"delete volume {name}") from None
+    return True
+
+
+def gc_volumes(settings: Settings, live_sessions: Callable[[], Collection[str]]) -> list[str]:
+    """Delete the volumes of sessions that no longer exist; return their names.
+
+    `live_sessions()` gives the ids of every session there is; it is called once the volumes
+    are listed, so a session made meanwhile is in it (its volume comes after it) and no live
+    session loses its volume. A volume still mounted by a sandbox (Daytona refuses, 409), or not
+    ready, stays."""
+    daytona = sdk()
+    prefix = f"{LABEL}-"
+    try:
+        volumes = client(settings).volume
+        ours = [v for v in volumes.list() if v.name.startswith(prefix)]
+        live = {session_volume(session_id) for session_id in live_sessions()}
+        deleted = []
+        for volume in ours:
+            if volume.name in live or volume.state.value not in ("ready", "error"):
+                continue
+            try:
+                retrying(lambda v=volume: volumes.delete(v))
+            except daytona.DaytonaConflictError:
+                continue
+            deleted.append(volume.name)
+    except daytona.DaytonaError as exc:
+        raise explain(exc, settings, "delete volumes") from None
     return deleted
 
 
