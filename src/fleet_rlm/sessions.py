@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -20,6 +21,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pydantic
 
 from .budget import CancelToken, Usage
 from .config import Settings
@@ -65,6 +68,15 @@ if _o.path.exists('/work/meta/namespace.pkl'):
     with open('/work/meta/namespace.pkl', 'rb') as _f:
         globals().update(_p.load(_f))
 """
+
+
+@functools.cache
+def _limit_overrides(settings_type: type[Settings]) -> type[pydantic.BaseModel]:
+    """A model of just the budget limits of `settings_type`, with their types and bounds."""
+    fields = settings_type.model_fields
+    return pydantic.create_model(f"{settings_type.__name__}Limits",
+                                 **{key: (fields[key].annotation, fields[key])
+                                    for key in sorted(LIMIT_KEYS)})
 
 
 class Busy(RuntimeError):
@@ -297,7 +309,12 @@ class SessionService:
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
-        return type(self.settings).model_validate({**self.settings.model_dump(), **(limits or {})})
+        if not limits:
+            return self.settings
+        # Only the overrides are validated: building Settings again would read the environment
+        # and .env, milliseconds of the event loop's time on every message.
+        checked = _limit_overrides(type(self.settings)).model_validate(limits)
+        return self.settings.model_copy(update=checked.model_dump(exclude_unset=True))
 
     def cancel(self, turn_id: str) -> bool:
         """Stop a turn running in this process (see `stop` for a waiting one too)."""

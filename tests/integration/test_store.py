@@ -425,6 +425,43 @@ async def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> No
     assert (tmp_path / "fleet.db").is_file()
 
 
+async def test_sqlite_reads_never_wait_for_a_writer_and_writers_queue_in_process(
+        tmp_path: Path) -> None:
+    async with Store(None, tmp_path) as store:
+        await store.upgrade()
+        session = await store.sessions.create("s")
+        turn = await store.turns.start(session.id, "hi")
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> None:
+            async with store.transaction() as db:  # holds SQLite's write lock until released
+                db.add(Event(turn_id=turn.id, seq=1, type="x", payload={"seq": 1},
+                             created_at=turn.created_at))
+                await db.flush()
+                holding.set()
+                await release.wait()
+
+        task = asyncio.create_task(writer())
+        await holding.wait()
+        # Reads see the last committed state at once, although a write is open.
+        assert await asyncio.wait_for(store.events.last_seq(turn.id), 2) == 0
+        assert [t.id for t in await asyncio.wait_for(store.turns.list(session.id), 2)] == [turn.id]
+        # A second writer of this process queues on the store's lock, not on SQLite's busy
+        # handler, and goes through once the first commits.
+        second = asyncio.create_task(store.events.append_many(
+            turn.id, [{"seq": 2, "type": "x"}]))
+        await asyncio.sleep(0.2)
+        assert not second.done() and store.write_lock.locked()
+        release.set()
+        await task
+        assert await asyncio.wait_for(second, 2) == 1
+        assert await store.events.last_seq(turn.id) == 2
+        # Many concurrent writers all land.
+        await asyncio.gather(*(store.events.append_many(turn.id, [{"seq": n, "type": "x"}])
+                               for n in range(3, 103)))
+        assert await store.events.last_seq(turn.id) == 102
+
+
 def test_fleet_db_upgrade_creates_the_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FLEET_DATABASE_URL"}
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")

@@ -39,6 +39,7 @@ _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
 }
 INTERRUPTED = "the server stopped while this turn was running"
+READ_ONLY = "fleet_read_only"  # execution option of the engine behind `Store.reading`
 
 
 def database_url(url: str | sa.URL | None, data_dir: Path) -> sa.URL:
@@ -75,9 +76,11 @@ def _use_sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
-        # Take the write lock up front: a deferred transaction that reads and then writes fails
-        # at once with SQLITE_BUSY when another connection wrote in between.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writing transaction takes the write lock up front: a deferred one that reads and
+        # then writes fails at once with SQLITE_BUSY when another connection wrote in between.
+        # A reading one stays deferred: under WAL it reads a snapshot and never waits.
+        reading = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -87,6 +90,11 @@ class Store:
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._readmaker: async_sessionmaker[AsyncSession] | None = None
+        # SQLite has one writer at a time. Writers of this process queue here, in order, rather
+        # than on SQLite's busy handler, which polls with sleeps of up to 100 ms; other
+        # processes on the same file still wait through busy_timeout.
+        self.write_lock = asyncio.Lock()
         self.blob_lock = asyncio.Lock()  # blob writes and blob GC never interleave
         self.sessions = SessionRepo(self)
         self.turns = TurnRepo(self)
@@ -113,11 +121,13 @@ class Store:
         if self.dialect == "sqlite":
             _use_sqlite_pragmas(self._engine)
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._readmaker = async_sessionmaker(
+            self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
-        self._engine = self._sessionmaker = None
+        self._engine = self._sessionmaker = self._readmaker = None
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -141,7 +151,19 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction committed on exit (rolled back on an exception)."""
-        async with self.sessionmaker() as db, db.begin():
+        sessionmaker = self.sessionmaker
+        if self.dialect != "sqlite":
+            async with sessionmaker() as db, db.begin():
+                yield db
+            return
+        async with self.write_lock, sessionmaker() as db, db.begin():
+            yield db
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads: it never waits for writers (nor they for it)."""
+        self.sessionmaker  # noqa: B018 - raises when the store is not open
+        async with self._readmaker() as db, db.begin():
             yield db
 
     async def upgrade(self, revision: str = "head") -> None:

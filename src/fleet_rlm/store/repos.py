@@ -63,7 +63,7 @@ class _Repo:
 
     async def _require(self, model: type[Base], id: str) -> None:
         """Raise NotFound unless the row exists (used when a query came back empty)."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             await _get(db, model, id)
 
 
@@ -83,7 +83,7 @@ class SessionRepo(_Repo):
         return session
 
     async def get(self, session_id: str) -> Session:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await _get(db, Session, session_id)
 
     def _filter(self, stmt: sa.Select, tenant_id: str, q: str | None, user_id: str | None,
@@ -104,7 +104,7 @@ class SessionRepo(_Repo):
         """Newest activity first; `q` matches a part of the title, ignoring case."""
         stmt = self._filter(sa.select(Session), tenant_id, q, user_id, include_archived)
         stmt = stmt.order_by(Session.updated_at.desc(), Session.id.desc())
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return list(await db.scalars(stmt.limit(limit).offset(offset)))
 
     async def count(
@@ -113,7 +113,7 @@ class SessionRepo(_Repo):
     ) -> int:
         stmt = self._filter(sa.select(sa.func.count()).select_from(Session), tenant_id, q,
                             user_id, include_archived)
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await db.scalar(stmt)
 
     async def rename(self, session_id: str, title: str) -> Session:
@@ -196,11 +196,11 @@ class TurnRepo(_Repo):
         return (await self.get(turn_id)).pending
 
     async def get(self, turn_id: str) -> Turn:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await _get(db, Turn, turn_id)
 
     async def list(self, session_id: str) -> list[Turn]:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             turns = list(await db.scalars(
                 sa.select(Turn).where(Turn.session_id == session_id).order_by(Turn.index)))
         if not turns:
@@ -209,7 +209,7 @@ class TurnRepo(_Repo):
 
     async def running_for_session(self, session_id: str) -> Turn | None:
         """The session's latest turn still in flight: `running`, or `waiting` on the user."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await db.scalar(
                 sa.select(Turn)
                 .where(Turn.session_id == session_id, Turn.status.in_(ACTIVE_STATUSES))
@@ -241,7 +241,7 @@ class EventRepo(_Repo):
         """Events with seq > after_seq, in seq order."""
         stmt = (sa.select(Event).where(Event.turn_id == turn_id, Event.seq > after_seq)
                 .order_by(Event.seq).limit(limit))
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             events = list(await db.scalars(stmt))
         if not events:
             await self._require(Turn, turn_id)
@@ -249,7 +249,7 @@ class EventRepo(_Repo):
 
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             last = await db.scalar(
                 sa.select(sa.func.max(Event.seq)).where(Event.turn_id == turn_id))
         if last is None:
@@ -287,11 +287,11 @@ class DocumentRepo(_Repo):
         return document
 
     async def get(self, document_id: str) -> Document:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await _get(db, Document, document_id)
 
     async def get_by_name(self, session_id: str, name: str) -> Document:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             document = await db.scalar(sa.select(Document).where(
                 Document.session_id == session_id, Document.name == name))
         if document is None:
@@ -299,7 +299,7 @@ class DocumentRepo(_Repo):
         return document
 
     async def list(self, session_id: str) -> list[Document]:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             documents = list(await db.scalars(sa.select(Document).where(
                 Document.session_id == session_id).order_by(Document.created_at, Document.name)))
         if not documents:
@@ -323,7 +323,7 @@ class DocumentRepo(_Repo):
         """Remove those of `shas` no document references. The caller holds store.blob_lock."""
         if not shas:
             return 0
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             referenced = set(await db.scalars(
                 sa.select(Document.sha256).where(Document.sha256.in_(shas)).distinct()))
         return sum(self._store.blobs.remove(sha) for sha in shas - referenced)
@@ -331,7 +331,7 @@ class DocumentRepo(_Repo):
     async def gc_blobs(self) -> int:
         """Remove every blob no document references (e.g. left by a crash); returns how many."""
         async with self._store.blob_lock:
-            async with self._store.transaction() as db:
+            async with self._store.reading() as db:
                 referenced = set(await db.scalars(sa.select(Document.sha256).distinct()))
             return await asyncio.to_thread(self._store.blobs.gc, referenced)
 
@@ -339,7 +339,7 @@ class DocumentRepo(_Repo):
 class MemoryRepo(_Repo):
     async def get_all(self, session_id: str) -> dict[str, str]:
         """label -> value for the labels that have been set."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             rows = (await db.execute(sa.select(MemoryBlock.label, MemoryBlock.value).where(
                 MemoryBlock.session_id == session_id).order_by(MemoryBlock.label))).all()
         if not rows:
@@ -389,12 +389,12 @@ class UserRepo(_Repo):
         return user
 
     async def get(self, user_id: str) -> User:
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return await _get(db, User, user_id)
 
     async def find(self, name_or_id: str) -> User:
         """By id, else by name; a name held by users of several tenants needs the id."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             user = await db.get(User, name_or_id)
             if user is not None:
                 return user
@@ -408,7 +408,7 @@ class UserRepo(_Repo):
 
     async def list(self) -> list[tuple[User, str]]:
         """Every user with the name of its tenant."""
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             rows = await db.execute(sa.select(User, Tenant.name).join(
                 Tenant, Tenant.id == User.tenant_id).order_by(Tenant.name, User.name))
             return [(user, tenant) for user, tenant in rows.all()]
@@ -428,16 +428,19 @@ class TokenRepo(_Repo):
     async def authenticate(self, secret: str) -> User | None:
         """The user of a live (not revoked) token, or None."""
         digest = hash_token(secret)
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             token = await db.scalar(sa.select(ApiToken).where(ApiToken.token_hash == digest))
             if token is None or token.revoked_at is not None:
                 return None
             if not hmac.compare_digest(token.token_hash, digest):
                 return None
-            now = utcnow()
-            if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-                token.last_used_at = now
-            return await db.get(User, token.user_id)
+            user = await db.get(User, token.user_id)
+        now = utcnow()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            async with self._store.transaction() as db:  # a write only about once a minute
+                await db.execute(sa.update(ApiToken).where(ApiToken.id == token.id)
+                                 .values(last_used_at=now))
+        return user
 
     async def revoke(self, token_id: str) -> ApiToken:
         async with self._store.transaction() as db:
@@ -449,7 +452,7 @@ class TokenRepo(_Repo):
         stmt = sa.select(ApiToken).order_by(ApiToken.created_at)
         if user_id is not None:
             stmt = stmt.where(ApiToken.user_id == user_id)
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return list(await db.scalars(stmt))
 
 
@@ -461,5 +464,5 @@ class UsageRepo(_Repo):
                 .join(Turn, Turn.session_id == Session.id)
                 .where(Session.tenant_id == tenant_id, Turn.usage.is_not(None))
                 .order_by(Turn.created_at))
-        async with self._store.transaction() as db:
+        async with self._store.reading() as db:
             return [tuple(row) for row in (await db.execute(stmt)).all()]
