@@ -32,7 +32,7 @@ from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
-from .store.models import Document
+from .store.models import Document, utcnow
 from .workspace import LocalWorkspace, Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
 _SANDBOX_LOCKS: dict[str, threading.Lock] = {}
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
+SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
@@ -102,6 +103,31 @@ class LiveTurn:
     subscribers: list[asyncio.Queue] = field(default_factory=list)
     last_seq: int = 0
     recorder: Any = None
+    finished: bool = False  # turn_finished has been delivered
+
+
+class TurnOutcome:
+    """The recorder's `outcome`: a finished turn's status, answer, usage and error, stored on the
+    turn's row in the transaction that stores its turn_finished event."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.written: dict[str, Any] | None = None
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
+        update = None
+        for record in batch:
+            if record["type"] == "error":
+                self.error = f"{record['error_type']}: {record['message']}"
+            elif record["type"] == "cancelled":
+                self.error = record["reason"]
+            elif record["type"] == "turn_finished" and record["status"] in STORE_STATUS:
+                status = record["status"]
+                update = {"status": STORE_STATUS[status], "answer": record["answer"],
+                          "usage": record["usage"], "pending": None, "finished_at": utcnow(),
+                          "error": None if status == "ok" else self.error}
+                self.written = update
+        return update
 
 
 class StoreSession:
@@ -259,6 +285,7 @@ class SessionService:
     async def delete_session(self, session_id: str) -> None:
         """The session and everything of it: its records, its sandbox, its workspace (the
         directory here and, on Daytona, its volume)."""
+        await self.settle(session_id)
         if await self.store.turns.running_for_session(session_id):
             raise Busy(f"session {session_id} has a turn in flight; cancel it first")
         sandbox = self._sandboxes.pop(session_id, None)
@@ -284,6 +311,7 @@ class SessionService:
         self.with_limits(limits)  # bad overrides fail before a turn is recorded
         if not message.strip():
             raise ValueError("the message is empty")
+        await self.settle(session_id)
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
@@ -292,6 +320,9 @@ class SessionService:
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
+        live = self.live.get(turn_id)
+        if live is not None:
+            await self.settle(live.session_id)
         async with self._starting:
             turn = await self.store.turns.get(turn_id)
             if turn.status != "waiting" or not turn.pending:
@@ -303,6 +334,14 @@ class SessionService:
             start_seq = await self.store.events.last_seq(turn_id)
             return await self._launch(turn_id, turn.session_id, turn.user_message,
                                       pending.get("limits"), pending, text, start_seq)
+
+    async def settle(self, session_id: str) -> None:
+        """A turn that has sent turn_finished still saves its sandbox's variables (and, when it
+        waits on the user, its question) for a moment: the session's next message or answer
+        waits for that rather than get Busy."""
+        for live in [t for t in self.live.values() if t.session_id == session_id and t.finished]:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
 
     def with_limits(self, limits: dict[str, Any] | None) -> Settings:
         """The settings with a message's budget overrides, validated."""
@@ -356,7 +395,9 @@ class SessionService:
                    if t.status == "done" and t.id != turn_id]
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
                         last_seq=start_seq)
-        recorder = live.recorder = EventRecorder(self.store, turn_id, loop=self.loop)
+        outcome = TurnOutcome()
+        recorder = live.recorder = EventRecorder(self.store, turn_id, loop=self.loop,
+                                                 outcome=outcome)
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
@@ -380,10 +421,15 @@ class SessionService:
                         turn_id, {**(result.pending or {}), "question": result.question,
                                   "limits": limits})
                 else:
-                    await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
-                                                  answer=result.answer, usage=usage,
-                                                  error=result.error,
-                                                  trace_id=await self._trace(turn_id, session_id))
+                    # The recorder stored the outcome with turn_finished; this adds the trace
+                    # and the exact error.
+                    trace_id = await self._trace(turn_id, session_id)
+                    written = outcome.written
+                    if (trace_id or written is None or written["error"] != result.error
+                            or written["status"] != STORE_STATUS[result.status]):
+                        await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
+                                                      answer=result.answer, usage=usage,
+                                                      error=result.error, trace_id=trace_id)
                 live.done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
@@ -415,6 +461,7 @@ class SessionService:
     @staticmethod
     def _deliver(live: LiveTurn, event: Event) -> None:
         live.last_seq = event.seq
+        live.finished = live.finished or event.type == "turn_finished"
         for queue in list(live.subscribers):
             if queue.full():  # a slow client never slows the turn: it resumes from the store
                 live.subscribers.remove(queue)

@@ -528,10 +528,10 @@ def test_a_subscriber_that_falls_behind_resumes_from_its_last_read_event():
     queue: asyncio.Queue = asyncio.Queue(3)
     live = LiveTurn("t", "s", None, None, subscribers=[queue])  # type: ignore[arg-type]
     for seq in (1, 2):
-        SessionService._deliver(live, SimpleNamespace(seq=seq))
+        SessionService._deliver(live, SimpleNamespace(seq=seq, type="lm_call"))
     assert queue.get_nowait().seq == 1  # the consumer read seq 1, then stalled
     for seq in (3, 4, 5):
-        SessionService._deliver(live, SimpleNamespace(seq=seq))
+        SessionService._deliver(live, SimpleNamespace(seq=seq, type="lm_call"))
     (item,) = [queue.get_nowait() for _ in range(queue.qsize())]
     assert isinstance(item, Overflow) and item.last_seq == 1  # 2 onwards come from the store
     assert queue not in live.subscribers

@@ -106,7 +106,7 @@ class Client:
             async with contextlib.aclosing(self.svc.events(turn_id, after_seq)) as events:
                 async for event in events:
                     if event.type == "turn_finished":
-                        await self._settled(turn_id)
+                        await self._settled(turn_id, event.status)
                     frames = [event.model_dump(mode="json")]
                     if event.seq > last + 1:  # a dropped live event: fill the gap from the store
                         frames[:0] = await self._stored(turn_id, last, event.seq)
@@ -130,13 +130,18 @@ class Client:
             if self.follows.get(turn_id) is asyncio.current_task():
                 del self.follows[turn_id]
 
-    async def _settled(self, turn_id: str) -> None:
+    async def _settled(self, turn_id: str, status: str) -> None:
         """Hold turn_finished until the turn's outcome is in the store, so a client that
-        reacts to it (reads the turn, sends the next message) sees the turn closed."""
+        reacts to it (reads the turn, sends the next message) sees the turn closed. The
+        recorder stores it with the event itself; a question to the user is stored once the
+        turn has stopped."""
         live = self.svc.live.get(turn_id)
         if live is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+                if status == "waiting":
+                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+                else:
+                    await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
 
     async def _stored(self, turn_id: str, after: int, before: int) -> list[dict[str, Any]]:
         live = self.svc.live.get(turn_id)
@@ -187,7 +192,6 @@ class Hub:
     async def send(self, session_id: str, text: str, limits: dict[str, Any] | None) -> str:
         """Start a turn (Busy if one is in flight); every socket of the session follows it."""
         async with self._locks[session_id]:  # two sockets sending at once: one gets Busy
-            await self._settle(session_id)
             live = await self.svc.send(session_id, text, limits)
         self._announce(session_id, live.turn_id, 0)
         return live.turn_id
@@ -195,22 +199,10 @@ class Hub:
     async def reply(self, session_id: str, turn_id: str, text: str) -> None:
         """Answer the turn's ask_user; it goes on with the seq after the question."""
         async with self._locks[session_id]:
-            await self._settle(session_id)
+            await self.svc.settle(session_id)  # its question and last events are stored
             after = await self.svc.store.events.last_seq(turn_id)
             await self.svc.reply(turn_id, text)
         self._announce(session_id, turn_id, after)
-
-    async def _settle(self, session_id: str) -> None:
-        """A turn that has sent turn_finished still saves its sandbox's variables and records
-        its outcome for a moment; a client that answers or writes again at once waits for that
-        instead of getting `busy`."""
-        for live in [t for t in self.svc.live.values() if t.session_id == session_id]:
-            await live.recorder.flush()
-            last = await self.svc.store.events.last_seq(live.turn_id)
-            final = await self.svc.store.events.list(live.turn_id, after_seq=max(last - 1, 0))
-            if final and final[-1].type == "turn_finished":
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
 
     async def cancel(self, session_id: str, turn_id: str) -> bool:
         """Cancel a running turn, or dismiss one waiting on the user; False if neither."""

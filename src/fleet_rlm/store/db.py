@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 
 from .blobs import BlobStore
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
+from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Store:
         # than on SQLite's busy handler, which polls with sleeps of up to 100 ms; other
         # processes on the same file still wait through busy_timeout.
         self.write_lock = asyncio.Lock()
+        self._event_writer: EventWriter | None = None
         self.blob_lock = asyncio.Lock()  # blob writes and blob GC never interleave
         self.sessions = SessionRepo(self)
         self.turns = TurnRepo(self)
@@ -124,7 +126,16 @@ class Store:
         self._readmaker = async_sessionmaker(
             self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
+    def event_writer(self, loop: asyncio.AbstractEventLoop) -> EventWriter:
+        """The one task that writes what every EventRecorder of this store buffers."""
+        if self._event_writer is None or self._event_writer.loop is not loop:
+            self._event_writer = EventWriter(self, loop)
+        return self._event_writer
+
     async def close(self) -> None:
+        if self._event_writer is not None:
+            await self._event_writer.stop()
+            self._event_writer = None
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = self._sessionmaker = self._readmaker = None

@@ -222,19 +222,37 @@ class EventRepo(_Repo):
     async def append_many(self, turn_id: str, events: Iterable[Mapping[str, Any]]) -> int:
         """Store events (dicts with at least `seq` and `type`; the whole dict is the payload).
         An event whose (turn, seq) is already stored is skipped; returns how many were new."""
+        return await self.append_batches([(turn_id, events, None)])
+
+    async def append_batches(
+        self, items: Iterable[tuple[str, Iterable[Mapping[str, Any]], Mapping[str, Any] | None]]
+    ) -> int:
+        """Store events of several turns in one transaction: (turn id, events, turn update)
+        per turn, where a turn update (column values, or None) is applied to a turn still in
+        flight with its events. Returns how many events were new."""
         now = utcnow()
-        rows = [{"turn_id": turn_id, "seq": e["seq"], "type": e["type"], "payload": dict(e),
-                 "created_at": now} for e in events]
-        if not rows:
+        rows, updates = [], []
+        for turn_id, events, update in items:
+            rows += [{"turn_id": turn_id, "seq": e["seq"], "type": e["type"],
+                      "payload": dict(e), "created_at": now} for e in events]
+            if update:
+                updates.append((turn_id, update))
+        if not rows and not updates:
             return 0
         try:
             async with self._store.transaction() as db:
-                stmt = dialect_insert(db, Event).on_conflict_do_nothing(
-                    index_elements=["turn_id", "seq"])
-                result = await db.execute(stmt.returning(Event.id), rows)
-                return len(result.all())
-        except IntegrityError:  # with duplicates skipped, only the turn's foreign key is left
-            raise NotFound("turn", turn_id) from None
+                new = 0
+                if rows:
+                    stmt = dialect_insert(db, Event).on_conflict_do_nothing(
+                        index_elements=["turn_id", "seq"])
+                    new = len((await db.execute(stmt.returning(Event.id), rows)).all())
+                for turn_id, update in updates:
+                    await db.execute(sa.update(Turn).where(
+                        Turn.id == turn_id, Turn.status.in_(ACTIVE_STATUSES)).values(**update))
+                return new
+        except IntegrityError:  # with duplicates skipped, only a turn's foreign key is left
+            missing = ", ".join(turn_id for turn_id, _, _ in items)
+            raise NotFound("turn", missing) from None
 
     async def list(self, turn_id: str, after_seq: int = 0, limit: int | None = None
                    ) -> list[Event]:
