@@ -231,8 +231,7 @@ def main() -> int:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load}; "
         f"{args.rounds} timed rounds per column after one untimed warm-up, each with fresh "
         "sessions. Added latency = client receipt time minus the event's ts (same clock), so it "
-        "includes the client's own scheduling of its sockets. turn_finished is held until the "
-        "turn's outcome is in the store. Throughput spans the first message sent to the last "
+        "includes the client's own scheduling of its sockets. Throughput spans the first message sent to the last "
         "turn_finished received.")
     return 0
 

@@ -103,7 +103,7 @@ class LiveTurn:
     subscribers: list[asyncio.Queue] = field(default_factory=list)
     last_seq: int = 0
     recorder: Any = None
-    finished: bool = False  # turn_finished has been delivered
+    finished: str | None = None  # the status turn_finished announced, once delivered
 
 
 class TurnOutcome:
@@ -335,6 +335,23 @@ class SessionService:
             return await self._launch(turn_id, turn.session_id, turn.user_message,
                                       pending.get("limits"), pending, text, start_seq)
 
+    async def stored(self, session_id: str | None = None, turn_id: str | None = None, *,
+                     complete: bool = False) -> None:
+        """Return once the outcome of each live turn (of the session, or this turn) that has
+        announced turn_finished is in the store: its status and answer, or its question to the
+        user; with `complete`, also its trace id. turn_finished reaches clients without waiting
+        for its write; a read made in answer to it goes through this, so it sees the turn
+        closed."""
+        for live in list(self.live.values()):
+            if not live.finished or (session_id or live.session_id) != live.session_id \
+                    or (turn_id or live.turn_id) != live.turn_id:
+                continue
+            with contextlib.suppress(Exception):
+                if complete or live.finished == "waiting":  # stored once the turn stops
+                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+                else:  # the recorder stores the outcome with the event
+                    await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
+
     async def settle(self, session_id: str) -> None:
         """A turn that has sent turn_finished still saves its sandbox's variables (and, when it
         waits on the user, its question) for a moment: the session's next message or answer
@@ -461,7 +478,8 @@ class SessionService:
     @staticmethod
     def _deliver(live: LiveTurn, event: Event) -> None:
         live.last_seq = event.seq
-        live.finished = live.finished or event.type == "turn_finished"
+        if event.type == "turn_finished":
+            live.finished = event.status
         for queue in list(live.subscribers):
             if queue.full():  # a slow client never slows the turn: it resumes from the store
                 live.subscribers.remove(queue)
@@ -472,13 +490,20 @@ class SessionService:
             else:
                 queue.put_nowait(event)
 
-    async def events(self, turn_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+    def events(self, turn_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Every event of a turn after `after_seq`: the store's record, then live ones until the
-        turn stops. Never re-runs anything. Raises Overflow if the consumer falls behind."""
+        turn stops. Never re-runs anything. Raises Overflow if the consumer falls behind.
+
+        The subscription starts with this call, not with the first iteration: called just
+        after `send`, it gets every event live, with no read of the store."""
         live = self.live.get(turn_id)
         queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
         if live is not None:
             live.subscribers.append(queue)
+        return self._events(turn_id, after_seq, live, queue)
+
+    async def _events(self, turn_id: str, after_seq: int, live: LiveTurn | None,
+                      queue: asyncio.Queue) -> AsyncIterator[Event]:
         try:
             seen = after_seq
             # Events up to live.last_seq were delivered before we subscribed: they are in the

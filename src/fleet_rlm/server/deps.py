@@ -30,6 +30,7 @@ async def session_of(svc: SessionService, user: Principal, session_id: str) -> S
 
 
 async def turn_of(svc: SessionService, user: Principal, turn_id: str) -> Turn:
+    await svc.stored(turn_id=turn_id)
     turn = await svc.store.turns.get(turn_id)
     try:
         await session_of(svc, user, turn.session_id)

@@ -34,6 +34,7 @@ async def give_feedback(svc: Service, user: User, turn_id: str, body: FeedbackIn
     """Logged as an assessment on the turn's trace. 409 when tracing is not configured
     (FLEET_MLFLOW_TRACKING_URI) or the turn has no trace (not finished, or finished while
     tracing was off); 502 when the MLflow store fails."""
+    await svc.stored(turn_id=turn_id, complete=True)  # a turn that just finished: its trace
     turn = await turn_of(svc, user, turn_id)
     if not svc.settings.mlflow_tracking_uri:
         raise ApiError(409, "tracing_off", "tracing is not configured: set "

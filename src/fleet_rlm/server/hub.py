@@ -16,16 +16,17 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import WebSocket
 
+from ..events import Event
 from ..sessions import Overflow, SessionService
 
 log = logging.getLogger(__name__)
 OUTBOX_EVENTS = 1_000
 STALL_S = 10.0  # a full outbox the client has not read from for this long: overflow
-SETTLE_S = 60.0
 
 
 def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -98,15 +99,14 @@ class Client:
         if previous is not None:
             previous.cancel()
             self.outbox.drop_turn(turn_id)
-        self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq))
+        events = self.svc.events(turn_id, after_seq)  # subscribed now, before the turn emits
+        self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq, events))
 
-    async def _pump(self, turn_id: str, after_seq: int) -> None:
+    async def _pump(self, turn_id: str, after_seq: int, events: AsyncIterator[Event]) -> None:
         last = after_seq
         try:
-            async with contextlib.aclosing(self.svc.events(turn_id, after_seq)) as events:
+            async with contextlib.aclosing(events):
                 async for event in events:
-                    if event.type == "turn_finished":
-                        await self._settled(turn_id, event.status)
                     frames = [event.model_dump(mode="json")]
                     if event.seq > last + 1:  # a dropped live event: fill the gap from the store
                         frames[:0] = await self._stored(turn_id, last, event.seq)
@@ -129,19 +129,6 @@ class Client:
         finally:
             if self.follows.get(turn_id) is asyncio.current_task():
                 del self.follows[turn_id]
-
-    async def _settled(self, turn_id: str, status: str) -> None:
-        """Hold turn_finished until the turn's outcome is in the store, so a client that
-        reacts to it (reads the turn, sends the next message) sees the turn closed. The
-        recorder stores it with the event itself; a question to the user is stored once the
-        turn has stopped."""
-        live = self.svc.live.get(turn_id)
-        if live is not None:
-            with contextlib.suppress(Exception):
-                if status == "waiting":
-                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
-                else:
-                    await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
 
     async def _stored(self, turn_id: str, after: int, before: int) -> list[dict[str, Any]]:
         live = self.svc.live.get(turn_id)
@@ -216,6 +203,7 @@ class Hub:
 
     async def state(self, session_id: str) -> dict[str, Any]:
         """The `session` frame: the turn in flight, if any, and where its events stand."""
+        await self.svc.stored(session_id)
         turn = await self.svc.store.turns.running_for_session(session_id)
         active = None
         if turn is not None:

@@ -68,6 +68,7 @@ async def export_session(svc: Service, user: User, session_id: str,
     """The session with its documents, turns, answers and every event: JSON, or a Markdown
     transcript."""
     session = await session_of(svc, user, session_id)
+    await svc.stored(session_id)
     text = await export.export_session(svc.store, session_id, format)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", session.title).strip("-").lower()[:60] or "session"
     name = f"{slug}-{session.id}.{'md' if format == 'markdown' else 'json'}"
@@ -79,6 +80,7 @@ async def export_session(svc: Service, user: User, session_id: str,
 @router.get("/sessions/{session_id}/turns", response_model=list[TurnOut])
 async def list_turns(svc: Service, user: User, session_id: str) -> list[TurnOut]:
     await session_of(svc, user, session_id)
+    await svc.stored(session_id)
     return [TurnOut.of(t) for t in await svc.store.turns.list(session_id)]
 
 

@@ -73,6 +73,7 @@ async def usage(svc: Service, user: User, group: Literal["session", "day"] = "se
     rows: dict[str, UsageRow] = {}
     total = UsageRow(key="total")
     counts: dict[str, int] = defaultdict(int)
+    await svc.stored()  # turns that have just finished count
     for session_id, title, created_at, turn_usage in await UsageRepo(svc.store).turns(
             user.tenant_id):
         key = session_id if group == "session" else created_at.date().isoformat()
