@@ -337,6 +337,35 @@ async def test_recorder_reports_a_failed_write(store: Store) -> None:
     assert isinstance(info.value.__cause__, NotFound)
 
 
+async def test_recorders_share_one_writer_and_store_an_outcome_with_its_events(
+        store: Store) -> None:
+    session = await store.sessions.create()
+    one = await store.turns.start(session.id, "a")
+    two = await store.turns.start(session.id, "b")
+    finished = lambda batch: ({"status": "done", "answer": "42"}  # noqa: E731
+                              if any(e["type"] == "turn_finished" for e in batch) else None)
+    rec_one = EventRecorder(store, one.id, outcome=finished)
+    rec_two = EventRecorder(store, two.id)
+    lost = EventRecorder(store, "no-such-turn")
+    assert rec_one._writer is rec_two._writer is lost._writer
+    # Buffered before the writer runs: one transaction for all three, which fails on the
+    # unknown turn; the other two turns still get their events.
+    rec_one(_Event(seq=1, text="x"))
+    rec_two(_Event(seq=1, text="y"))
+    lost(_Event(seq=1, text="z"))
+    rec_one(_Event(seq=2, type="turn_finished", text=""))
+    await rec_one.flush()
+    await rec_two.close()
+    with pytest.raises(RuntimeError, match="no-such-turn"):
+        await lost.close()
+    assert [e.seq for e in await store.events.list(one.id)] == [1, 2]
+    assert [e.payload["text"] for e in await store.events.list(two.id)] == ["y"]
+    turn = await store.turns.get(one.id)
+    assert (turn.status, turn.answer) == ("done", "42")
+    assert (await store.turns.get(two.id)).status == "running"
+    await rec_one.close()
+
+
 # --- documents and memory -----------------------------------------------------------------------
 
 async def test_documents_share_one_blob_per_sha_and_gc_it(store: Store) -> None:
