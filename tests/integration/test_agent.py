@@ -110,3 +110,28 @@ def test_readme_agent_example_runs(scripted_lm, tmp_path, monkeypatch, capsys):
     (read,) = [e for e in events if e.type == "tool_result" and e.tool_name == "read_document"]
     assert clause in read.output
     assert agent.run.budget.snapshot().usd > 0  # gpt-4o-mini has a price in LiteLLM's table
+
+
+def test_agents_with_the_same_settings_share_what_react_builds_but_not_their_tools(tmp_path):
+    from fleet_rlm.engine import agent as agent_module
+
+    settings = Settings(data_dir=tmp_path, delegate_chars=777, max_agent_steps=3)
+    agent_module._PROTOTYPES.pop((777, 3), None)
+    first = FleetAgent(settings=settings)
+    second = FleetAgent(settings=settings)
+    agent_module._PROTOTYPES.pop((777, 3))
+    built = FleetAgent(settings=settings)  # what dspy.ReAct builds from scratch
+    for agent in (first, second):
+        assert agent.react.signature.instructions == built.react.signature.instructions
+        assert "777 characters" in agent.react.signature.instructions
+        assert list(agent.react.signature.fields) == list(built.react.signature.fields)
+        assert list(agent.extract.predict.signature.fields) == list(
+            built.extract.predict.signature.fields)
+        assert agent.max_iters == 3
+        assert {n: t.args for n, t in agent.tools.items()} == {
+            n: t.args for n, t in built.tools.items()}
+        # Each agent's tools call that agent, and its predictors are its own.
+        assert all(agent.tools[name].func.__self__ is agent for name in agent_module.TOOL_NAMES)
+    assert second.react is not first.react and second.extract is not first.extract
+    assert second.tools["memory_read"]() == second.memory_read()
+    assert second.tools["finish"]() == "Completed."

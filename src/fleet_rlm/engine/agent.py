@@ -113,6 +113,38 @@ def agent_signature(threshold: int) -> dspy.Signature:
         POLICY.format(threshold=threshold))
 
 
+TOOL_NAMES = ("rlm_query", "list_documents", "read_document", "search_documents",
+              "memory_read", "memory_update", "ask_user", "python")
+
+
+@dataclass
+class _Prototype:
+    """What dspy.ReAct builds from the agent's signature and tools: the same for every agent
+    with the same settings, and about 18 ms of CPU per turn to build (tool schemas, signature
+    classes). The first agent builds it; later ones copy it and bind the tools to themselves."""
+
+    signature: type[dspy.Signature]
+    tools: dict[str, dspy.Tool]  # the agent's own tools unbound (func=None), and `finish`
+    react: dspy.Predict
+    extract: dspy.Module
+
+    @classmethod
+    def of(cls, agent: FleetAgent) -> _Prototype:
+        tools = {name: tool.model_copy(update={"func": None}) if name in TOOL_NAMES else tool
+                 for name, tool in agent.tools.items()}
+        return cls(agent.signature, tools, agent.react.deepcopy(), agent.extract.deepcopy())
+
+    def build(self, agent: FleetAgent, max_steps: int) -> None:
+        dspy.Module.__init__(agent)  # what dspy.ReAct.__init__ does first
+        agent.signature, agent.max_iters = self.signature, max_steps
+        agent.tools = {name: tool.model_copy(update={"func": getattr(agent, name)})
+                       if name in TOOL_NAMES else tool for name, tool in self.tools.items()}
+        agent.react, agent.extract = self.react.deepcopy(), self.extract.deepcopy()
+
+
+_PROTOTYPES: dict[tuple[int, int], _Prototype] = {}
+
+
 class FleetAgent(dspy.ReAct):
     """The chat agent. `forward` returns a Prediction whose `status` is "done", or "waiting" with
     `question` and a JSON-safe `pending` state that `forward(resume=..., reply=...)` continues."""
@@ -127,10 +159,14 @@ class FleetAgent(dspy.ReAct):
         self.session = session or InMemorySession(settings)
         self.run = run or Run.create(settings, self.node, depth_offset=1)
         max_steps = max_steps or settings.max_agent_steps
-        threshold = settings.delegate_chars
-        tools = [self.rlm_query, self.list_documents, self.read_document, self.search_documents,
-                 self.memory_read, self.memory_update, self.ask_user, self.python]
-        super().__init__(agent_signature(threshold), tools=tools, max_iters=max_steps)
+        key = (settings.delegate_chars, max_steps)
+        prototype = _PROTOTYPES.get(key)
+        if prototype is None:
+            tools = [getattr(self, name) for name in TOOL_NAMES]
+            super().__init__(agent_signature(key[0]), tools=tools, max_iters=max_steps)
+            _PROTOTYPES[key] = _Prototype.of(self)
+        else:
+            prototype.build(self, max_steps)
 
     # -- tools -------------------------------------------------------------------------------
     def rlm_query(self, question: str, documents: list[str] | None = None) -> str:
