@@ -135,3 +135,17 @@ def test_agents_with_the_same_settings_share_what_react_builds_but_not_their_too
     assert second.react is not first.react and second.extract is not first.extract
     assert second.tools["memory_read"]() == second.memory_read()
     assert second.tools["finish"]() == "Completed."
+
+
+def test_the_trajectory_is_formatted_as_dspy_react_formats_it(tmp_path):
+    import dspy
+
+    agent = FleetAgent(settings=Settings(data_dir=tmp_path))
+    trajectory: dict = {}
+    for step in range(3):
+        trajectory.update({f"thought_{step}": f"thinking {step}", f"tool_name_{step}": "python",
+                           f"tool_args_{step}": {"code": f"print({step})"},
+                           f"observation_{step}": f"{step}\n"})
+        assert agent._format_trajectory(trajectory) == dspy.ReAct._format_trajectory(
+            agent, trajectory)
+    assert "tool_args_2" in agent._format_trajectory(trajectory)

@@ -8,6 +8,7 @@ a `SessionContext`, which the caller provides: the store-backed one in the serve
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import uuid
@@ -143,6 +144,11 @@ class _Prototype:
 
 
 _PROTOTYPES: dict[tuple[int, int], _Prototype] = {}
+
+
+@functools.lru_cache(maxsize=512)
+def _trajectory_signature(keys: tuple[str, ...]) -> type[dspy.Signature]:
+    return dspy.Signature(f"{', '.join(keys)} -> x")
 
 
 class FleetAgent(dspy.ReAct):
@@ -298,6 +304,13 @@ class FleetAgent(dspy.ReAct):
                     extract = self._stream_extract(trajectory, inputs, stream_answer)
         return dspy.Prediction(status="done", answer=extract.answer, trajectory=trajectory,
                                pending=None, question=None)
+
+    def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
+        # As dspy.ReAct's, with the signature of the trajectory's keys made once per set of
+        # keys instead of at every step (a new pydantic model each time).
+        adapter = dspy.settings.adapter or dspy.ChatAdapter()
+        return adapter.format_user_message_content(_trajectory_signature(tuple(trajectory)),
+                                                   trajectory)
 
     def _stream_extract(self, trajectory: dict, inputs: dict,
                         on_text: Callable[[str], None]) -> dspy.Prediction:
