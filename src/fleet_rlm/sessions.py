@@ -180,6 +180,10 @@ class SessionService:
             recovered = await self.store.recover_crashed()
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted", recovered)
+            from .sandbox.local import sweep_stale_roots
+
+            if swept := await asyncio.to_thread(sweep_stale_roots):
+                log.warning("removed %d sandbox directories left by a crashed process", len(swept))
         self.user = await self.store.ensure_local_user()
         if self.settings.mlflow_tracking_uri:  # a missing extra shows now, not after a turn
             from .tracing import import_mlflow

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,6 +133,10 @@ def test_a_server_killed_mid_turn_restarts_with_the_turn_interrupted_and_no_sand
             assert httpx.get(f"{base}{API}/turns/{second_id}").json()["status"] == "running"
             family = _descendants(server.pid)
             server_started = _processes()[server.pid][1]
+            left = [root for root in Path(tempfile.gettempdir()).glob("fleet-sbx-*")
+                    if (root / "owner").is_file()
+                    and (root / "owner").read_text().split(" ")[0] == str(server.pid)]
+            assert left  # the session's sandbox directory, which SIGKILL will leave behind
             assert any("driver.py" in info[2] for info in family.values()), family
             server.send_signal(signal.SIGKILL)
             server.wait(10)
@@ -148,8 +153,10 @@ def test_a_server_killed_mid_turn_restarts_with_the_turn_interrupted_and_no_sand
         _survivors(family))
     assert not _orphaned_drivers(server_started)
 
+    assert all(root.exists() for root in left)
     server, base = _fleet_web(data, lm.api_base, log)
     try:
+        assert not any(root.exists() for root in left)  # swept when the workspace starts
         turns = {t["id"]: t for t in httpx.get(f"{base}{API}/sessions/{session_id}/turns").json()}
         assert turns[first_id]["status"] == "done" and turns[first_id]["answer"] == "one"
         stored = httpx.get(f"{base}{API}/turns/{first_id}/events").json()["events"]

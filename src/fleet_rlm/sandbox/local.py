@@ -30,6 +30,8 @@ from .base import (
 
 log = logging.getLogger(__name__)
 
+ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
+OWNER_FILE = "owner"  # in it: the identity of the process that made it
 INSIDE_WORK = "/work"
 INSIDE_VARS = "/fleet/vars"
 INSIDE_DRIVER = "/fleet/driver.py"
@@ -102,7 +104,8 @@ class LocalSandbox(DriverBackedSandbox):
     def _spawn(self) -> None:
         s = self.settings
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="fleet-sbx-"))
+            self._root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+            (self._root / OWNER_FILE).write_text(_process_identity(os.getpid()) or "")
         (self._root / "vars").mkdir(exist_ok=True)
         os.chmod(self._root / "vars", 0o755)
         self.work_dir = self._given_work_dir or self._root / "work"
@@ -238,6 +241,32 @@ class LocalSandbox(DriverBackedSandbox):
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _process_identity(pid: int) -> str | None:
+    """"pid start-time" of a live process (the start time tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
+    """Remove the directories sandboxes of a process that no longer runs left behind (a host
+    killed with SIGKILL has no chance to); returns them. A directory whose owner is unknown
+    is left alone."""
+    removed = []
+    for root in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = (root / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        pid = owner.split(" ", 1)[0]
+        if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return removed
 
 
 def _kill_group(process: subprocess.Popen, bwrap: bool = False) -> None:
