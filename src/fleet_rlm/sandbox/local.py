@@ -150,7 +150,7 @@ class LocalSandbox(DriverBackedSandbox):
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
-            kill_grace_s=s.exec_kill_grace_s)
+            kill_grace_s=s.exec_kill_grace_s, direct=True)
         try:
             self._session.wait_ready(timeout=30)
         except SandboxError as exc:
