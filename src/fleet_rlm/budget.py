@@ -106,6 +106,15 @@ class Usage(ModelUsage):
     limits: Limits
     by_model: dict[str, ModelUsage] = {}
 
+    @classmethod
+    def of_calls(cls, calls: list[CallCost], elapsed_s: float, limits: Limits) -> Usage:
+        """The usage these calls add up to (a record rebuilt from its lm_call events)."""
+        usage = cls(elapsed_s=elapsed_s, limits=limits)
+        for cost in calls:
+            usage._add(cost)
+            usage.by_model.setdefault(cost.model, ModelUsage())._add(cost)
+        return usage
+
 
 class Remaining(TypedDict):
     """What is left per limit; None where unlimited. Sandbox code sees this as `budget()`."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import pydantic
 
-from .budget import CancelToken, Usage
+from .budget import CallCost, CancelToken, Limits, Usage
 from .config import Settings
 from .documents import extract
 from .engine.agent import DocumentInfo
@@ -32,6 +32,7 @@ from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
+from .store.db import INTERRUPTED
 from .store.models import Document, utcnow
 from .workspace import LocalWorkspace, Workspace, WorkspaceError
 
@@ -178,8 +179,11 @@ class SessionService:
         await self.store.upgrade()
         if self._first_process():
             recovered = await self.store.recover_crashed()
+            for turn_id in recovered:
+                await self._close_interrupted(turn_id)
             if recovered:
-                log.warning("%d turn(s) left running by a crash are marked interrupted", recovered)
+                log.warning("%d turn(s) left running by a crash are marked interrupted",
+                            len(recovered))
             from .sandbox.local import sweep_stale_roots
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
@@ -404,6 +408,27 @@ class SessionService:
         await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
                                       error=reason)
         return True
+
+    async def _close_interrupted(self, turn_id: str) -> None:
+        """End the record of a turn a crash cut short as any failed turn ends (an error, then
+        turn_finished), its usage added up from the model calls it recorded."""
+        records = [r.payload for r in await self.store.events.list(turn_id)]
+        if records and records[-1]["type"] == "turn_finished":
+            return
+        node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
+                if records else NodeRef.root())
+        calls = [CallCost(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
+                 for r in records if r["type"] == "lm_call"]
+        snapshots = [r["usage"] for r in records if "usage" in r]
+        limits = (Limits.model_validate(snapshots[-1]["limits"]) if snapshots
+                  else Limits.from_settings(self.settings))
+        elapsed = records[-1]["ts"] - records[0]["ts"] if records else 0.0
+        usage = Usage.of_calls(calls, elapsed, limits)
+        stream = EventStream(turn_id, start_seq=records[-1]["seq"] if records else 0)
+        stream.emit("error", node, error_type="Interrupted", message=INTERRUPTED, detail=None)
+        stream.emit("turn_finished", node, status="error", answer=None, usage=usage)
+        await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
+                                                      for e in stream.events])
 
     async def _launch(self, turn_id: str, session_id: str, message: str,
                       limits: dict[str, Any] | None, resume: dict | None, reply: str | None,

@@ -166,8 +166,17 @@ def test_a_server_killed_mid_turn_restarts_with_the_turn_interrupted_and_no_sand
         assert interrupted["error"] and interrupted["finished_at"]
         kept = httpx.get(f"{base}{API}/turns/{second_id}/events").json()["events"]
         assert [e["seq"] for e in kept] == list(range(1, len(kept) + 1))
-        n = min(len(kept), len(second))
-        assert kept[:n] == second[:n]  # what was recorded before the kill, unchanged
+        # What was recorded before the kill, unchanged, then a closing error and turn_finished
+        # with the usage of the model calls it made.
+        *before, error, finished = kept
+        assert before == second[:len(before)] and len(before) >= 3
+        assert error["type"] == "error" and error["error_type"] == "Interrupted"
+        assert finished["type"] == "turn_finished" and finished["status"] == "error"
+        calls = [e for e in before if e["type"] == "lm_call"]
+        assert finished["usage"]["calls"] == len(calls) >= 1
+        assert finished["usage"]["tokens"] == sum(
+            e["prompt_tokens"] + e["completion_tokens"] for e in calls)
+        assert finished["node_id"] == second[0]["node_id"]
 
         with connect(ws_url(session_id, base.replace("http", "ws"))) as ws:
             receive = _receiver(ws)

@@ -236,7 +236,7 @@ async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
     done = await store.turns.start(session.id, "d")
     await store.turns.finish(done.id, "done", answer="ok")
 
-    assert await store.recover_crashed() == 2
+    assert sorted(await store.recover_crashed()) == sorted(t.id for t in running)
     for turn in running:
         stored = await store.turns.get(turn.id)
         assert stored.status == "interrupted" and stored.finished_at is not None
@@ -244,7 +244,7 @@ async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
     assert (await store.turns.get(waiting.id)).status == "waiting"
     assert await store.turns.get_pending(waiting.id) == {"question": "?"}
     assert (await store.turns.get(done.id)).status == "done"
-    assert await store.recover_crashed() == 0
+    assert await store.recover_crashed() == []
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -194,17 +194,18 @@ class Store:
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
 
-    async def recover_crashed(self) -> int:
-        """Mark turns a previous process left `running` as `interrupted`; returns how many.
+    async def recover_crashed(self) -> list[str]:
+        """Mark turns a previous process left `running` as `interrupted`; returns their ids.
         `waiting` turns stay: their question to the user is still pending."""
         async with self.transaction() as db:
             result = await db.execute(
                 sa.update(Turn)
                 .where(Turn.status == "running")
                 .values(status="interrupted", error=INTERRUPTED, finished_at=utcnow())
+                .returning(Turn.id)
                 .execution_options(synchronize_session=False)
             )
-            return result.rowcount
+            return list(result.scalars())
 
     async def ensure_local_user(self) -> User:
         """The tenant and user "local" (id and name), created if missing; returns the user."""
