@@ -1,0 +1,5 @@
+"""`python -m fleet_rlm.cli`: the `fleet` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,139 @@
+"""Administration of the store: `fleet db` (the schema), `fleet users` and `fleet tokens`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .common import console, err, with_store
+
+db_app = typer.Typer(help="Manage the database schema (FLEET_DATABASE_URL; default a SQLite file "
+                     "in FLEET_DATA_DIR).", no_args_is_help=True)
+users_app = typer.Typer(help="Users of the web workspace (FLEET_AUTH=token).",
+                        no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens of users (FLEET_AUTH=token).", no_args_is_help=True)
+
+
+def _describe(store, revision: str | None) -> str:
+    url = store.url.render_as_string(hide_password=True)
+    return f"{url}: {'revision ' + revision if revision else 'empty (no schema)'}"
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the schema up to REVISION."""
+
+    async def action(store) -> str:
+        await store.upgrade(revision)
+        return _describe(store, await store.current())
+
+    console.print(with_store(action))
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
+) -> None:
+    """Migrate the schema down to REVISION (base drops every table and its data)."""
+
+    async def action(store) -> str:
+        await store.downgrade(revision)
+        return _describe(store, await store.current())
+
+    console.print(with_store(action))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database URL and its schema revision."""
+
+    async def action(store) -> str:
+        return _describe(store, await store.current())
+
+    console.print(with_store(action))
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    tenant: Annotated[str | None, typer.Option(
+        help="Tenant (a group sharing sessions), created if missing; default: named NAME.")]
+    = None,
+    admin: Annotated[bool, typer.Option(help="May change the server's settings.")] = False,
+) -> None:
+    """Add a user; its sessions are visible to its tenant only."""
+    from ..store.repos import UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        user = await UserRepo(store).add(name, tenant, admin=admin)
+        return f"user {user.name} ({user.id}) in tenant {tenant or name}" + (
+            ", admin" if admin else "")
+
+    console.print(escape(with_store(action)))
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their tenants."""
+    from ..store.repos import UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        rows = await UserRepo(store).list()
+        return "\n".join(f"{u.id}  {t}/{u.name}{'  admin' if u.admin else ''}" for u, t in rows)
+
+    console.print(escape(with_store(action)))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "token",
+) -> None:
+    """Create a token and print it once (only its hash is kept)."""
+    from ..store.repos import TokenRepo, UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        owner = await UserRepo(store).find(user)
+        token, secret = await TokenRepo(store).create(owner.id, name)
+        err.print(f"token {token.id} for {owner.name}; shown once, store it now:")
+        return secret
+
+    print(with_store(action))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    from ..store.repos import TokenRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        token = await TokenRepo(store).revoke(token_id)
+        return f"revoked token {token.id}"
+
+    console.print(with_store(action))
+
+
+@tokens_app.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Argument(help="User name or id; default all.")] = None,
+) -> None:
+    """List tokens (never their secrets)."""
+    from ..store.repos import TokenRepo, UserRepo
+
+    async def action(store) -> str:
+        await store.upgrade()
+        owner = await UserRepo(store).find(user) if user else None
+        tokens = await TokenRepo(store).list(owner.id if owner else None)
+        return "\n".join(
+            f"{t.id}  user {t.user_id}  {t.name}  created {t.created_at:%Y-%m-%d %H:%M}"
+            f"{'  REVOKED' if t.revoked_at else ''}" for t in tokens)
+
+    console.print(escape(with_store(action)))

@@ -1,0 +1,53 @@
+"""`fleet export`: a turn or a session from the store as JSON or a Markdown transcript."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..config import Settings
+from .common import database_error, err
+
+
+def export_command(
+    id: Annotated[str, typer.Argument(help="A turn id (a session id with --session).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="json | markdown")] = "json",
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write to this file instead of standard output.")] = None,
+    session: Annotated[bool, typer.Option(
+        "--session", help="ID is a session: export it with all its turns.")] = False,
+) -> None:
+    """Export a turn from the store (FLEET_DATA_DIR / FLEET_DATABASE_URL) as JSON (everything,
+    every event) or as a Markdown transcript."""
+    import asyncio
+
+    from ..export import FORMATS, export_session, export_turn
+    from ..store import NotFound, Store
+
+    if format not in FORMATS:
+        err.print(f"[red]error:[/red] --format must be one of {', '.join(FORMATS)}")
+        raise typer.Exit(1)
+    kind = "session" if session else "turn"
+
+    async def load() -> str:
+        async with Store.from_settings(Settings()) as store:
+            if await store.current() is None:  # no database yet, so nothing to export
+                raise NotFound(kind, id)
+            return await (export_session if session else export_turn)(store, id, format)
+
+    try:
+        text = asyncio.run(load())
+    except NotFound:
+        err.print(f"[red]error:[/red] no {kind} with id {escape(repr(id))}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
+        raise database_error(exc) from None
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {kind} {id} to {out}")

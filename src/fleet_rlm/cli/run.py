@@ -1,0 +1,196 @@
+"""`fleet run`: answer a question over context files with a recursive RLM, its tree live."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..config import Settings
+from .common import err
+
+
+def run_command(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    context: Annotated[list[str] | None, typer.Option(
+        "--context", "-c", help="Context file (repeatable; - for standard input). One file is "
+        "a string; several are a dict of file name to text.")] = None,
+    model: Annotated[str | None, typer.Option(help="Root model, e.g. openai/gpt-4o-mini.")] = None,
+    sub_model: Annotated[str | None, typer.Option(help="Model for llm_query.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="Most LM calls in the whole tree.")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Most USD spent.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Most tokens used.")] = None,
+    max_depth: Annotated[int | None, typer.Option(help="Deepest child RLM.")] = None,
+    max_iterations: Annotated[int | None, typer.Option(help="Iterations per RLM node.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Most wall-clock seconds.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the event stream as JSON lines instead of the answer.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live tree.")] = False,
+) -> None:
+    """Answer QUESTION over the context with a recursive RLM.
+
+    Exit status: 0 answered; 1 error; 2 the budget or time limit ran out (the partial result
+    is printed); 130 interrupted.
+    """
+    from pydantic import ValidationError
+
+    from ..config import get_settings
+
+    try:
+        inputs = {"context": _read_context(context or []), "question": question}
+        settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base,
+                                max_lm_calls=max_calls, max_usd=max_usd, max_tokens=max_tokens,
+                                max_depth=max_depth, max_iterations=max_iterations,
+                                max_wall_s=timeout)
+    except (ValidationError, _InputError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        code = _run(settings, inputs, as_json=as_json, quiet=quiet)
+    except KeyboardInterrupt:  # before the run's own handler was installed
+        code = 130
+    raise typer.Exit(code)
+
+
+TIME_LIMIT = "time limit (--timeout, FLEET_MAX_WALL_S) reached"
+
+
+class _InputError(Exception):
+    pass
+
+
+def _read_text(name: str) -> str:
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        raise _InputError(f"cannot read context file {name}: {exc.strerror or exc}") from None
+    label = "standard input" if name == "-" else name
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), len(data), "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _InputError(f"context file {label} is not UTF-8 text (binary file?)") from None
+
+
+def _read_context(names: list[str]) -> str | dict[str, str]:
+    if not names:
+        return ""
+    if len(names) == 1:
+        return _read_text(names[0])
+    texts: dict[str, str] = {}
+    for name in names:
+        key = "stdin" if name == "-" else Path(name).name
+        if key in texts:
+            raise _InputError(f"two context files are both named {key!r}; rename one")
+        texts[key] = _read_text(name)
+    return texts
+
+
+def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int:
+    import contextlib
+    import os
+    import signal
+    import threading
+
+    from ..engine.rlm import RecursiveRLM
+    from ..events import EventStream
+    from ..render import TreeRenderer
+
+    sinks = []
+    if as_json:
+        sinks.append(lambda event: print(event.model_dump_json(), flush=True))
+    renderer = None if as_json or quiet else TreeRenderer(err)
+    if renderer is not None:
+        sinks.append(renderer)
+    stream = EventStream(turn_id=uuid.uuid4().hex[:12], sinks=sinks)
+    run, root = RecursiveRLM("context, question -> answer", settings=settings).start(stream)
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = root(**inputs)
+        except Exception as exc:  # noqa: BLE001 - reported as a clear message, exit 1
+            outcome["exception"] = exc
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if run.cancel.cancelled:  # a second Ctrl-C: stop waiting for the wind-down
+            os._exit(130)
+        err.print("[yellow]interrupted: stopping the run…[/yellow]")
+        run.cancel.cancel("interrupted by the user")
+
+    worker = threading.Thread(target=work, name="fleet-run", daemon=True)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    # The budget checks wall time only when a call is admitted; this also stops a call in flight.
+    deadline = time.monotonic() + settings.max_wall_s
+    try:
+        with renderer.live() if renderer else contextlib.nullcontext():
+            worker.start()
+            while worker.is_alive():  # the main thread stays free to take SIGINT
+                worker.join(0.1)
+                if time.monotonic() > deadline:
+                    run.cancel.cancel(TIME_LIMIT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    code = _report(outcome, run.cancel.reason, as_json)
+    _trace_run(settings, stream.events, inputs["question"])
+    if run.cancel.cancelled:
+        # An LM request the run walked away from would hold the interpreter's exit until it
+        # returns: leave now that everything is printed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _report(outcome: dict, cancel_reason: str | None, as_json: bool) -> int:
+    if "exception" in outcome:
+        exc = outcome["exception"]
+        err.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
+        return 1
+    result = outcome["result"]
+    if cancel_reason == TIME_LIMIT:
+        err.print(f"[magenta]stopped:[/magenta] {TIME_LIMIT}")
+        code = 2
+    elif cancel_reason or result.status == "cancelled":
+        err.print("[magenta]cancelled[/magenta]")
+        code = 130
+    elif result.status == "budget":
+        err.print(f"[magenta]stopped:[/magenta] {escape(str(result.error))}")
+        code = 2
+    elif result.status == "error":
+        message = "\n".join(line for line in str(result.error).splitlines() if line.strip())
+        err.print(f"[red]error:[/red] {escape(message)}")
+        return 1
+    else:
+        code = 0
+    if not as_json:
+        answer = result.answer
+        if answer is None and result.partial:
+            err.print("[dim]no answer; the last output was:[/dim]")
+            answer = result.partial["last_output"].rstrip("\n")
+        if answer is not None:
+            print(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
+    return code
+
+
+def _trace_run(settings: Settings, events: list, question: str) -> None:
+    """With an MLflow tracking URI configured, the run becomes one trace."""
+    if not settings.mlflow_tracking_uri:
+        return
+    from ..tracing import record_trace
+
+    trace_id = record_trace(settings, events, name="fleet run", inputs={"question": question},
+                            tags={"fleet.kind": "run"}, wait=True)
+    if trace_id is None:
+        err.print("[yellow]warning:[/yellow] the MLflow trace was not recorded")
+    else:
+        err.print(f"MLflow trace: {trace_id}")
+
