@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from fleet_rlm.testing import ScriptedLMServer, dspy_reply
+from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,10 +32,6 @@ SPLIT_AND_DELEGATE = (
 )
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ANSWER = "There are **500 needles**.\n\n```python\ncontext.count('needle')  # 500\n```"
-
-
-def agent(thought: str, tool: str, args: dict[str, Any]) -> str:
-    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
 
 
 def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = False
@@ -54,21 +50,24 @@ def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = 
         {"match": ROOT + STEP.format(3), "model": "root", "delay_ms": delay_ms,
          "reply": dspy_reply(reasoning="Done.", code="SUBMIT(answer=str(total))")},
         {"model": "sub", "reply": "2", "delay_ms": delay_ms},
-        {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
+        {"match": AGENT_ANSWER, "model": "root",
          "reply": dspy_reply(reasoning="Counted.", answer=ANSWER)},
     ]
-    delegate = agent("The document is long: delegate.", "rlm_query",
-                     {"question": "How many needles?"})
+    delegate = dspy_agent_step("The document is long: delegate.", "rlm_query",
+                               question="How many needles?")
     if ask:
         rules += [
-            {"match": "observation_1", "model": "root", "reply": agent("done", "finish", {})},
+            {"match": "observation_1", "model": "root",
+             "reply": dspy_agent_step("done", "finish")},
             {"match": "observation_0", "model": "root", "reply": delegate},
             {"match": "next_thought", "model": "root", "times": 1,
-             "reply": agent("Which one?", "ask_user", {"question": "Which document shall I read?"})},
+             "reply": dspy_agent_step("Which one?", "ask_user",
+                                      question="Which document shall I read?")},
         ]
     else:
         rules += [
-            {"match": "observation_0", "model": "root", "reply": agent("done", "finish", {})},
+            {"match": "observation_0", "model": "root",
+             "reply": dspy_agent_step("done", "finish")},
             {"match": "next_thought", "model": "root", "delay_ms": delay_ms, "reply": delegate},
         ]
     return rules
@@ -186,7 +185,8 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
         const files = new DataTransfer();
         files.items.add(new File(['hay needle '.repeat(200)], 'dropped.txt', {type: 'text/plain'}));
         const chat = document.querySelector('[aria-label=Chat]');
-        chat.dispatchEvent(new DragEvent('dragover', {dataTransfer: files, bubbles: true, cancelable: true}));
+        chat.dispatchEvent(new DragEvent('dragover',
+            {dataTransfer: files, bubbles: true, cancelable: true}));
     }""")
     expect(page.get_by_text("Drop files to attach them")).to_be_visible()
     shot(page, "15-drop-target")
@@ -194,7 +194,8 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
         const files = new DataTransfer();
         files.items.add(new File(['hay needle '.repeat(200)], 'dropped.txt', {type: 'text/plain'}));
         const chat = document.querySelector('[aria-label=Chat]');
-        chat.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true}));
+        chat.dispatchEvent(new DragEvent('drop',
+            {dataTransfer: files, bubbles: true, cancelable: true}));
         const clip = new DataTransfer();
         clip.items.add(new File(['pasted needle'], 'pasted.txt', {type: 'text/plain'}));
         document.querySelector('textarea[aria-label=Message]').dispatchEvent(
@@ -408,8 +409,8 @@ def test_sessions_new_rename_search_archive_delete(page: Page) -> None:
     page.get_by_role("button", name="Archive session Needle research").click()
     expect(page.get_by_test_id("session-item")).to_have_count(0)
     page.get_by_role("checkbox", name="Show archived sessions").check()
-    expect(page.get_by_role("link", name=re.compile("Open session Needle research"))).to_contain_text(
-        "archived")
+    archived = page.get_by_role("link", name=re.compile("Open session Needle research"))
+    expect(archived).to_contain_text("archived")
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Delete session Needle research").click()
     expect(page.get_by_test_id("session-item")).to_have_count(0)

@@ -1,12 +1,10 @@
 """The chat agent on its own: the delegation policy it is given, a pause whose state survives a
-JSON round trip, and the README's agent example — every model call answered by the scripted
-server."""
+JSON round trip, and what each agent shares with others — every model call answered by the
+scripted server."""
 
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import pytest
 
@@ -14,14 +12,7 @@ from fleet_rlm.config import Settings
 from fleet_rlm.engine.agent import FleetAgent, InMemorySession
 from fleet_rlm.engine.turn import Turn
 from fleet_rlm.events import EventStream
-from fleet_rlm.testing import dspy_reply
-
-README = Path(__file__).parents[2] / "README.md"
-ANSWER = r"then `\[\[ ## answer ## \]\]`"  # only the final-answer (extract) prompt asks for this
-
-
-def step(thought: str, tool: str, **args: object) -> str:
-    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
+from fleet_rlm.testing import AGENT_ANSWER, dspy_agent_step, dspy_reply
 
 
 def answer(text: str) -> str:
@@ -34,9 +25,9 @@ def test_the_instructions_state_the_delegation_policy_with_the_configured_thresh
     policy = (r"A document shorter than 1234 characters: read it directly with read_document\."
               r"\s+- A document longer than that.*delegate with rlm_query\(question, documents\)")
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer("ok")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("ok")},
         {"model": "root", "match": policy + ".*next_thought",
-         "reply": step("policy seen", "finish")},
+         "reply": dspy_agent_step("policy seen", "finish")},
     ])
     settings = Settings(root_model="openai/root", api_base=server.api_base,
                         delegate_chars=threshold)
@@ -52,12 +43,12 @@ def test_the_instructions_state_the_delegation_policy_with_the_configured_thresh
 
 def test_a_paused_agent_resumes_from_its_state_after_a_json_round_trip(scripted_lm):
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer("Use the 2023 figures.")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("Use the 2023 figures.")},
         {"model": "root", "times": 1,
          "match": r"tool_name_0 ## \]\]\nask_user.*observation_0 ## \]\]\nThe user replied: 2023",
-         "reply": step("clear now", "finish")},
+         "reply": dspy_agent_step("clear now", "finish")},
         {"model": "root", "match": "next_thought", "times": 1,
-         "reply": step("which year?", "ask_user", question="Which year?")},
+         "reply": dspy_agent_step("which year?", "ask_user", question="Which year?")},
     ])
     settings = Settings(root_model="openai/root", api_base=server.api_base)
     agent = FleetAgent(settings=settings)
@@ -73,43 +64,6 @@ def test_a_paused_agent_resumes_from_its_state_after_a_json_round_trip(scripted_
     assert done.trajectory["tool_name_0"] == "ask_user"
     assert done.trajectory["tool_name_1"] == "finish"
     server.verify()
-
-
-def readme_agent_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- example: agent-api -->\n```python\n(.*?)```", text, re.DOTALL)
-    assert match, "README lost its chat agent example"
-    return match.group(1)
-
-
-def test_readme_agent_example_runs(scripted_lm, tmp_path, monkeypatch, capsys):
-    clause = "Either party may end this contract on 30 days' written notice."
-    server = scripted_lm([
-        {"model": "gpt-4o-mini", "match": ANSWER,
-         "reply": answer("It ends on 31 March 2026; either side needs 30 days' written notice.")},
-        {"model": "gpt-4o-mini", "match": "observation_0", "times": 1,
-         "reply": step("I have the clauses", "finish")},
-        {"model": "gpt-4o-mini", "match": "contract.txt \\(text, \\d+ chars\\).*next_thought",
-         "times": 1, "reply": step("short: read it", "read_document", name="contract.txt")},
-    ])
-    (tmp_path / "contract.txt").write_text(
-        f"Term. This contract runs until 31 March 2026.\nTermination. {clause}\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FLEET_API_BASE", server.api_base)
-    monkeypatch.setenv("OPENAI_API_KEY", "test")
-    namespace = {"__name__": "__readme__"}
-    exec(compile(readme_agent_example(), str(README), "exec"), namespace)
-
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == ["done", "It ends on 31 March 2026; either side needs 30 days' written notice.",
-                     "7"]
-    server.verify()
-    agent = namespace["agent"]
-    events = agent.run.stream.events
-    assert [e.type for e in events].count("lm_call") == server.stats()["calls"] == 3
-    (read,) = [e for e in events if e.type == "tool_result" and e.tool_name == "read_document"]
-    assert clause in read.output
-    assert agent.run.budget.snapshot().usd > 0  # gpt-4o-mini has a price in LiteLLM's table
 
 
 def test_agents_with_the_same_settings_share_what_react_builds_but_not_their_tools(tmp_path):

@@ -27,7 +27,7 @@ from fleet_rlm.engine.rlm import RecursiveRLM
 from fleet_rlm.sandbox import SandboxError, create_sandbox
 from fleet_rlm.sandbox import daytona as backend
 from fleet_rlm.sandbox.daytona import DaytonaSandbox, sandbox_labels, snapshot_name
-from fleet_rlm.testing import ScriptedLMServer, dspy_reply
+from fleet_rlm.testing import ScriptedLMServer, two_level_rlm_rules
 
 LOGS = r"WS /toolbox/.*/logs"
 UPLOAD = r"POST /toolbox/.*/files/bulk-upload"
@@ -417,30 +417,13 @@ def test_gc_deletes_fleet_sandboxes_of_given_turns_or_all(
 
 # -- a whole recursive run ------------------------------------------------------------------
 
-def _tree_rules() -> list[dict]:
-    def step(reasoning: str, code: str) -> str:
-        return dspy_reply(reasoning=reasoning, code=code)
-
-    return [
-        {"match": r"iteration ## \]\]\n2/", "model": "root", "times": 1,
-         "reply": step("done", "SUBMIT(answer=' | '.join(res))")},
-        {"match": "summarise", "model": "root", "times": 3,
-         "reply": step("child", "SUBMIT(answer=llm_query('sum: ' + context))")},
-        {"match": r"iteration ## \]\]\n1/", "model": "root", "times": 1,
-         "reply": step("split", "chunks = [context[i:i+10] for i in range(0, 30, 10)]\n"
-                                "res = rlm_query_batched(['summarise'] * 3, chunks)\n"
-                                "print(res)")},
-        {"match": "sum: ", "model": "sub", "reply": "chunk-summary"},
-    ]
-
-
 @pytest.mark.parametrize("flaky", [False, True], ids=["clean", "rate-limited"])
 def test_recursive_run_gives_every_node_its_own_daytona_sandbox(
         settings: Settings, standin: DaytonaStandIn, flaky: bool) -> None:
     if flaky:  # two sandbox creations and one message to a driver are turned away first
         standin.fail("POST", r"/api/sandbox$", 429, "Too Many Requests", times=2)
         standin.fail("POST", r"/input$", 429, "Too Many Requests", times=1)
-    with dspy.context(lm=None), ScriptedLMServer(_tree_rules()) as lm:
+    with dspy.context(lm=None), ScriptedLMServer(two_level_rlm_rules()) as lm:
         run_settings = settings.model_copy(update={
             "root_model": "openai/root", "sub_model": "openai/sub", "api_base": lm.api_base})
         out = RecursiveRLM("context, question -> answer", settings=run_settings,

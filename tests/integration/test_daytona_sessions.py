@@ -6,7 +6,6 @@ service with scripted turns."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from fleet_rlm.sandbox import SandboxError, create_sandbox
 from fleet_rlm.sandbox import daytona_admin as admin
 from fleet_rlm.sandbox.daytona import DaytonaSandbox
 from fleet_rlm.sessions import RESTORE_STATE, SAVE_STATE, SessionService
-from fleet_rlm.testing import dspy_reply
+from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
+from fleet_rlm.testing import dspy_agent_step as step
 
 standin = daytona_standin.standin
 settings = daytona_standin.settings
@@ -164,13 +164,6 @@ def test_a_sandbox_that_cannot_start_again_is_replaced(
 
 # -- through the session service --------------------------------------------------------------
 
-ANSWER = r"then `\[\[ ## answer ## \]\]`"
-
-
-def step(thought: str, tool: str, **args: object) -> str:
-    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
-
-
 def python_turn(message: str, code: str) -> dict:
     return {"model": "root", "match": rf"\[\[ ## message ## \]\]\n{message}\n.*next_thought",
             "times": 1, "reply": step("run it", "python", code=code)}
@@ -196,7 +189,7 @@ async def test_a_chat_session_on_daytona_is_one_continuous_session(
         scripted_lm, settings: Settings, standin: DaytonaStandIn, tmp_path: Path,
         services: list[SessionService]) -> None:
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": dspy_reply(reasoning="r", answer="ok")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": dspy_reply(reasoning="r", answer="ok")},
         {"model": "root", "match": "observation_0", "reply": step("done", "finish")},
         python_turn("set", "x = 42\nsquare = lambda v: v * v\n"
                            "open('/work/artifacts/out.txt', 'w').write('saved')\nprint(x)"),

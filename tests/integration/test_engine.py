@@ -8,12 +8,10 @@ history and `[[ ## iteration ## ]]\\nK/N`. The root's inputs are `context, quest
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,12 @@ from fleet_rlm.config import Settings
 from fleet_rlm.engine.rlm import RecursiveRLM
 from fleet_rlm.events import EventStream
 from fleet_rlm.sandbox.local import LocalSandbox
-from fleet_rlm.testing import ScriptedLMServer, dspy_reply
+from fleet_rlm.testing import (
+    ScriptedLMServer,
+    dspy_reply,
+    eager_thread_switching,
+    two_level_rlm_rules,
+)
 
 STEP = r"\[\[ ## iteration ## \]\]\n{}/"
 ROOT = r"Variable: `question`.*"
@@ -83,15 +86,8 @@ def assert_well_formed_tree(events: list) -> None:
 # -- 1. the tree ------------------------------------------------------------------------------
 
 def test_two_level_tree_answers_and_reports_its_shape(scripted_lm):
-    server = scripted_lm([
-        root_step(2, "SUBMIT(answer=' | '.join(res))"),
-        child_step(1, "SUBMIT(answer=llm_query('sum: ' + context))", times=3),
-        root_step(1, "chunks = [context[i:i + 10] for i in range(0, 30, 10)]\n"
-                     "res = rlm_query_batched(['summarise'] * 3, chunks)\nprint(res)"),
-        {"model": "sub", "match": "sum: a{10}", "reply": "A", "times": 1},
-        {"model": "sub", "match": "sum: b{10}", "reply": "B", "times": 1},
-        {"model": "sub", "match": "sum: c{10}", "reply": "C", "times": 1},
-    ])
+    server = scripted_lm(two_level_rlm_rules(
+        sub_reply={"a" * 10: "A", "b" * 10: "B", "c" * 10: "C"}))
     rlm = RecursiveRLM(settings=make_settings(server), max_iterations=3)
 
     result = rlm(context="a" * 10 + "b" * 10 + "c" * 10, question="Summarise.")
@@ -167,17 +163,6 @@ def test_every_call_of_the_tree_is_accounted_including_the_extract_fallback(scri
 
 
 # -- 3. the call limit holds under concurrent batches -----------------------------------------
-
-@contextmanager
-def eager_thread_switching() -> Iterator[None]:
-    """Switch threads constantly, so a race between concurrent reservations can show."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
 
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

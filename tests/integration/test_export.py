@@ -15,41 +15,14 @@ from fleet_rlm.config import Settings
 from fleet_rlm.export import export_session, export_turn
 from fleet_rlm.sessions import SessionService
 from fleet_rlm.store import NotFound, Store
-from fleet_rlm.testing import dspy_reply
+from fleet_rlm.testing import ask_then_delegate_rules, two_level_rlm_rules
 
 pytestmark = pytest.mark.slow
 
 
-def agent_step(thought: str, tool: str, args: dict, **rule) -> dict:
-    return {"model": "root", **rule, "reply": dspy_reply(
-        next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))}
-
-
-def code(reasoning: str, source: str) -> str:
-    return dspy_reply(reasoning=reasoning, code=source)
-
-
-RULES = [
-    # The delegated RLM splits the document over three child RLMs, then joins their answers.
-    {"match": r"iteration ## \]\]\n2/", "model": "root", "times": 1,
-     "reply": code("join the summaries", "SUBMIT(answer=' | '.join(res))")},
-    {"match": "summarise", "model": "root", "times": 3,
-     "reply": code("ask the sub-model", "SUBMIT(answer=llm_query('sum: ' + context))")},
-    {"match": r"iteration ## \]\]\n1/", "model": "root", "times": 1,
-     "reply": code("split in three", "chunks = [context[i:i+10] for i in range(0, 30, 10)]\n"
-                                     "res = rlm_query_batched(['summarise'] * 3, chunks)\n"
-                                     "print(res)")},
-    {"match": "sum: ", "model": "sub", "reply": "chunk-summary"},
-    # The agent: ask the user, delegate, run python, finish; then the answer.
-    {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
-     "reply": dspy_reply(reasoning="r", answer="Three summaries, x=42.")},
-    agent_step("done", "finish", {}, match="observation_2"),
-    agent_step("keep a number", "python", {"code": "x = 42\nprint(x)"}, match="observation_1"),
-    agent_step("delegate", "rlm_query", {"question": "Summarise the parts"},
-               match="observation_0"),
-    agent_step("which one?", "ask_user", {"question": "Which document?"}, match="next_thought",
-               times=1),
-]
+# The agent asks which document, then delegates to an RLM that fans out to three children.
+RULES = [*two_level_rlm_rules(),
+         *ask_then_delegate_rules("Summarise the parts", "Three summaries, x=42.")]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_rlm.testing import dspy_reply
+from fleet_rlm.testing import AGENT_ANSWER, dspy_agent_step, dspy_reply
 
 pytest.importorskip("mcp")
 import httpx2  # noqa: E402 - comes with the mcp extra
@@ -27,11 +27,6 @@ FLEET = str(Path(sys.executable).parent / "fleet")
 TOOLS = {"rlm_query", "chat", "list_sessions", "get_turn"}
 
 
-def agent_step(thought: str, tool: str, args: dict, **rule) -> dict:
-    return {"model": "root", **rule, "reply": dspy_reply(
-        next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))}
-
-
 RULES = [
     # rlm_query: the REPL shows what the context became.
     {"match": r"iteration ## \]\]\n1/", "model": "root", "times": 1,
@@ -39,11 +34,11 @@ RULES = [
                          "SUBMIT(answer=','.join(f'{k}={len(v)}' for k, v in "
                          "sorted(context.items())))")},
     # chat: the agent asks which colour, then answers.
-    {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
+    {"match": AGENT_ANSWER, "model": "root",
      "reply": dspy_reply(reasoning="r", answer="Blue it is.")},
-    agent_step("done", "finish", {}, match="observation_0"),
-    agent_step("unclear", "ask_user", {"question": "Which colour?"}, match="next_thought",
-               times=1),
+    {"match": "observation_0", "model": "root", "reply": dspy_agent_step("done", "finish")},
+    {"match": "next_thought", "model": "root", "times": 1,
+     "reply": dspy_agent_step("unclear", "ask_user", question="Which colour?")},
 ]
 
 

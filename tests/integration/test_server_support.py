@@ -4,7 +4,6 @@ on a real uvicorn, and WebSocket helpers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import socket
 import threading
@@ -19,15 +18,11 @@ from fastapi.testclient import TestClient
 
 from fleet_rlm.config import Settings
 from fleet_rlm.server import create_app
-from fleet_rlm.testing import dspy_reply
+from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
+from fleet_rlm.testing import dspy_agent_step as step
 
 API = "/api/v1"
 HOST = "http://127.0.0.1"  # the no-login server answers loopback Host names only
-ANSWER = r"then `\[\[ ## answer ## \]\]`"  # only the final-answer (extract) prompt has this
-
-
-def step(thought: str, tool: str, **args: object) -> str:
-    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
 
 
 def _msg(text: str) -> str:
@@ -41,7 +36,7 @@ def _both(a: str, b: str) -> str:
 def quick(text: str, answer: str) -> list[dict]:
     """`text` is answered at once: one agent step (finish), one answer call."""
     return [
-        {"model": "root", "match": _both(ANSWER, _msg(text)),
+        {"model": "root", "match": _both(AGENT_ANSWER, _msg(text)),
          "reply": dspy_reply(reasoning="r", answer=answer)},
         {"model": "root", "match": _both("next_thought", _msg(text)),
          "reply": step("done", "finish")},
@@ -50,7 +45,7 @@ def quick(text: str, answer: str) -> list[dict]:
 
 def slow(text: str, answer: str, steps: int, delay_ms: int) -> list[dict]:
     """`steps` python steps, each model call taking `delay_ms`, then finish and the answer."""
-    rules = [{"model": "root", "match": _both(ANSWER, _msg(text)),
+    rules = [{"model": "root", "match": _both(AGENT_ANSWER, _msg(text)),
               "reply": dspy_reply(reasoning="r", answer=answer)},
              {"model": "root", "match": _both(f"observation_{steps - 1}", _msg(text)),
               "reply": step("done", "finish"), "delay_ms": delay_ms}]
@@ -64,7 +59,7 @@ def slow(text: str, answer: str, steps: int, delay_ms: int) -> list[dict]:
 def asking(text: str, question: str, answer: str) -> list[dict]:
     """ask_user first; after the reply, finish and the answer."""
     return [
-        {"model": "root", "match": _both(ANSWER, _msg(text)),
+        {"model": "root", "match": _both(AGENT_ANSWER, _msg(text)),
          "reply": dspy_reply(reasoning="r", answer=answer)},
         {"model": "root", "match": _both("observation_0", _msg(text)),
          "reply": step("got it", "finish")},

@@ -5,7 +5,6 @@ memory — every model call answered by the scripted server."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,17 +16,12 @@ from fleet_rlm.config import Settings
 from fleet_rlm.documents import DocumentError
 from fleet_rlm.events import parse_event
 from fleet_rlm.sessions import Busy, LiveTurn, SessionService
-from fleet_rlm.testing import dspy_reply
-from fleet_rlm.testing.documents import make_pdf
+from fleet_rlm.testing import AGENT_ANSWER, dspy_reply, make_pdf
+from fleet_rlm.testing import dspy_agent_step as step
 
-ANSWER = r"then `\[\[ ## answer ## \]\]`"  # only the final-answer (extract) prompt asks for this
 RLM_ACTION = "variables_info"  # only the recursive engine's action prompt has this field
 
 Open = Callable[..., Awaitable[SessionService]]
-
-
-def step(thought: str, tool: str, **args: object) -> str:
-    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
 
 
 def message(text: str) -> str:
@@ -80,7 +74,7 @@ async def test_long_document_goes_to_the_recursive_engine_short_one_is_read_dire
         {"model": "root", "match": RLM_ACTION,
          "reply": dspy_reply(reasoning="count in code",
                              code="SUBMIT(answer=str(context.count('needle')))")},
-        {"model": "root", "match": ANSWER, "reply": answer("500 needles; Tuesday 10:00.")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("500 needles; Tuesday 10:00.")},
         {"model": "root", "match": "observation_2", "times": 1, "reply": step("done", "finish")},
         {"model": "root", "match": "observation_1", "times": 1,
          "reply": step("short: read it", "read_document", name="small.txt")},
@@ -142,7 +136,7 @@ def ask_user_script() -> list[dict]:
                r".*tool_name_1 ## \]\]\nask_user"
                r".*observation_1 ## \]\]\nThe user replied: the Q3 one")
     return [
-        {"model": "root", "match": ANSWER, "reply": answer("Q3 it is.")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("Q3 it is.")},
         {"model": "root", "match": resumed, "times": 1, "reply": step("got it", "finish")},
         {"model": "root", "match": "observation_0", "times": 1,
          "reply": step("ambiguous", "ask_user", question="Which report?")},
@@ -151,15 +145,21 @@ def ask_user_script() -> list[dict]:
     ]
 
 
+async def waiting_turn(svc: SessionService) -> tuple[object, LiveTurn, list, object]:
+    """A session holding notes.txt whose first turn, played by ask_user_script, asks "Which
+    report?" and waits: the session, the turn, its events so far and its result."""
+    session = await svc.create_session()
+    await svc.add_document(session.id, "notes.txt", b"hello world")
+    live = await svc.send(session.id, "Summarise the report")
+    first, result = await finish(svc, live)
+    return session, live, first, result
+
+
 async def test_ask_user_pauses_the_turn_and_a_reply_resumes_it(scripted_lm, tmp_path,
                                                                open_service):
     server = scripted_lm(ask_user_script())
     svc = await open_service(settings_for(server, tmp_path))
-    session = await svc.create_session()
-    await svc.add_document(session.id, "notes.txt", b"hello world")
-
-    live = await svc.send(session.id, "Summarise the report")
-    first, result = await finish(svc, live)
+    session, live, first, result = await waiting_turn(svc)
     assert (result.status, result.question) == ("waiting", "Which report?")
     turn = await svc.store.turns.get(live.turn_id)
     assert turn.status == "waiting"
@@ -189,10 +189,7 @@ async def test_a_waiting_turn_resumes_in_a_new_process_where_it_paused(scripted_
     server = scripted_lm(ask_user_script())
     settings = settings_for(server, tmp_path)
     svc = await open_service(settings)
-    session = await svc.create_session()
-    await svc.add_document(session.id, "notes.txt", b"hello world")
-    live = await svc.send(session.id, "Summarise the report")
-    _, result = await finish(svc, live)
+    session, live, _, result = await waiting_turn(svc)
     assert result.status == "waiting"
     before = await stored(svc, live.turn_id)
     await svc.close()
@@ -247,10 +244,11 @@ async def test_older_turns_are_summarised_once_and_stay_whole_in_the_store(scrip
     server = scripted_lm([
         {"model": "sub", "match": r"Summarise this conversation.*User: first\nAssistant: APPLES",
          "times": 1, "reply": "SUMMARY-7F3: the user asked about apples."},
-        {"model": "root", "match": message("first") + ".*" + ANSWER, "reply": answer(long_answer)},
-        {"model": "root", "match": message("second") + ".*" + ANSWER,
+        {"model": "root", "match": message("first") + ".*" + AGENT_ANSWER,
+         "reply": answer(long_answer)},
+        {"model": "root", "match": message("second") + ".*" + AGENT_ANSWER,
          "reply": answer("PEARS " + "the orchard has pears " * 8)},
-        {"model": "root", "match": third + ".*" + ANSWER, "reply": answer("done")},
+        {"model": "root", "match": third + ".*" + AGENT_ANSWER, "reply": answer("done")},
         {"model": "root", "match": "(?s)^(?!.*SUMMARY-7F3).*" + message("(first|second)")
          + ".*next_thought", "times": 2, "reply": step("nothing to look up", "finish")},
         {"model": "root", "match": third + ".*next_thought", "times": 1,
@@ -282,7 +280,7 @@ async def test_older_turns_are_summarised_once_and_stay_whole_in_the_store(scrip
 async def test_answer_deltas_concatenate_to_the_final_answer(scripted_lm, tmp_path, open_service):
     text = "Revenue rose 12% in Q3.\n\nDrivers:\n- exports  (+8%)\n- `services` [see p. 4]"
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer(text)},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer(text)},
         {"model": "root", "match": "next_thought", "reply": step("known", "finish")},
     ])
     svc = await open_service(settings_for(server, tmp_path))
@@ -298,7 +296,7 @@ async def test_answer_deltas_concatenate_to_the_final_answer(scripted_lm, tmp_pa
 async def test_one_turn_at_a_time_per_session_while_sessions_run_side_by_side(
         scripted_lm, tmp_path, open_service):
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer("fine")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("fine")},
         {"model": "root", "match": "next_thought", "delay_ms": 700,
          "reply": step("slow model", "finish")},
     ])
@@ -457,7 +455,7 @@ async def test_the_same_bytes_read_as_two_formats_keep_their_own_text(tmp_path, 
 async def test_python_variables_survive_a_restart_and_unpicklable_ones_are_listed(
         scripted_lm, tmp_path, open_service):
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer("ok")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("ok")},
         {"model": "root", "match": "observation_0", "reply": step("done", "finish")},
         {"model": "root", "match": message("set") + ".*next_thought", "times": 1,
          "reply": step("store", "python", code="x = 42\nsquare = lambda v: v * v\nprint(x)")},
@@ -502,7 +500,7 @@ async def test_memory_updates_persist_and_reach_the_next_prompt(scripted_lm, tmp
                                                                open_service):
     fact = "Name: Ada. Prefers metric units."
     server = scripted_lm([
-        {"model": "root", "match": ANSWER, "reply": answer("noted")},
+        {"model": "root", "match": AGENT_ANSWER, "reply": answer("noted")},
         {"model": "root", "match": "observation_0", "reply": step("done", "finish")},
         {"model": "root", "match": message("remember me") + ".*next_thought", "times": 1,
          "reply": step("a durable fact", "memory_update", label="human", value=fact)},
@@ -540,10 +538,7 @@ def test_a_subscriber_that_falls_behind_resumes_from_its_last_read_event():
 async def test_dismissing_a_waiting_turn_closes_its_record(scripted_lm, tmp_path, open_service):
     server = scripted_lm(ask_user_script())
     svc = await open_service(settings_for(server, tmp_path))
-    session = await svc.create_session()
-    await svc.add_document(session.id, "notes.txt", b"hello world")
-    live = await svc.send(session.id, "Summarise the report")
-    first, result = await finish(svc, live)
+    session, live, first, result = await waiting_turn(svc)
     assert result.status == "waiting"
 
     assert await svc.stop(live.turn_id) is True

@@ -3,7 +3,6 @@ session service each become one trace whose span tree follows the event stream."
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,13 @@ import pytest
 from fleet_rlm import RecursiveRLM, tracing
 from fleet_rlm.config import Settings
 from fleet_rlm.sessions import SessionService
-from fleet_rlm.testing import dspy_reply
+from fleet_rlm.testing import (
+    AGENT_ANSWER,
+    ask_then_delegate_rules,
+    dspy_agent_step,
+    dspy_reply,
+    two_level_rlm_rules,
+)
 from fleet_rlm.tracing import FEEDBACK_NAME, log_feedback, trace_events
 
 mlflow = pytest.importorskip("mlflow")
@@ -26,22 +31,8 @@ PRICES = {"openai/root": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
           "openai/sub": {"input_per_mtok": 0.5, "output_per_mtok": 1.0}}
 
 
-def code(reasoning: str, source: str) -> str:
-    return dspy_reply(reasoning=reasoning, code=source)
-
-
-# Root iteration 1 splits the context over three child RLMs (rlm_query_batched); each child asks
-# the sub-model once; root iteration 2 joins their answers.
-TREE_RULES = [
-    {"match": r"iteration ## \]\]\n2/", "model": "root", "times": 1,
-     "reply": code("join", "SUBMIT(answer=' | '.join(res))")},
-    {"match": "summarise", "model": "root", "times": 3,
-     "reply": code("child", "SUBMIT(answer=llm_query('sum: ' + context))")},
-    {"match": r"iteration ## \]\]\n1/", "model": "root", "times": 1,
-     "reply": code("split", "chunks = [context[i:i+10] for i in range(0, 30, 10)]\n"
-                            "res = rlm_query_batched(['summarise'] * 3, chunks)\nprint(res)")},
-    {"match": "sum: ", "model": "sub", "reply": "chunk-summary"},
-]
+# A root RLM splits the context over three child RLMs; each asks the sub-model once.
+TREE_RULES = two_level_rlm_rules()
 
 
 @pytest.fixture(autouse=True)
@@ -146,29 +137,14 @@ def test_a_two_level_rlm_run_is_one_trace(scripted_lm, tracking_uri):
     assert experiment.artifact_location.endswith("/mlartifacts")
 
 
-AGENT_RULES = [
-    {"match": "variables_info", "model": "root",
-     "reply": code("count", "print(len(context))\nSUBMIT(answer=str(context.count('needle')))")},
-    {"match": r"then `\[\[ ## answer ## \]\]`", "model": "root",
-     "reply": dspy_reply(reasoning="r", answer="500 needles, x=42.")},
-]
-
-
-def agent_step(thought: str, tool: str, args: dict, **rule) -> dict:
-    return {"model": "root", **rule, "reply": dspy_reply(
-        next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))}
+# The RLM the agent delegates to counts in one cell.
+COUNT_NEEDLES = {"match": "variables_info", "model": "root", "reply": dspy_reply(
+    reasoning="count", code="print(len(context))\nSUBMIT(answer=str(context.count('needle')))")}
 
 
 async def test_an_agent_turn_is_one_trace_with_its_id_stored(scripted_lm, tracking_uri, tmp_path):
-    server = scripted_lm([
-        *AGENT_RULES,
-        agent_step("done", "finish", {}, match="observation_2"),
-        agent_step("store", "python", {"code": "x = 42\nprint(x)"}, match="observation_1"),
-        agent_step("delegate", "rlm_query", {"question": "How many needles?"},
-                   match="observation_0"),
-        agent_step("ask", "ask_user", {"question": "Which document?"}, match="next_thought",
-                   times=1),
-    ])
+    server = scripted_lm([COUNT_NEEDLES,
+                          *ask_then_delegate_rules("How many needles?", "500 needles, x=42.")])
     service = SessionService(settings_for(server, tracking_uri, data_dir=tmp_path,
                                           delegate_chars=1000))
     await service.open()
@@ -216,7 +192,10 @@ async def test_an_agent_turn_is_one_trace_with_its_id_stored(scripted_lm, tracki
 
 async def test_an_unreachable_tracking_store_never_fails_the_turn(scripted_lm, tmp_path):
     server = scripted_lm([
-        *AGENT_RULES, agent_step("done", "finish", {}, match="next_thought")])
+        COUNT_NEEDLES,
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="r", answer="500 needles, x=42.")},
+        {"match": "next_thought", "model": "root", "reply": dspy_agent_step("done", "finish")}])
     settings = settings_for(server, "nonsense://store", data_dir=tmp_path)
     service = SessionService(settings)
     await service.open()

@@ -4,7 +4,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +19,7 @@ from fleet_rlm.budget import (
     litellm_price,
 )
 from fleet_rlm.config import Settings
+from fleet_rlm.testing import eager_thread_switching
 
 UNPRICED = "scripted/no-such-model-xyz"
 # $1 per input token, $2 per output token: costs are exact small floats.
@@ -34,17 +34,6 @@ def run_concurrently(worker, n_threads):
     """Run worker(i) in n threads at once; re-raise the first failure in the test thread."""
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
         return [f.result() for f in [pool.submit(worker, i) for i in range(n_threads)]]
-
-
-@contextmanager
-def eager_thread_switching():
-    """Switch threads constantly, so a missing lock shows up as a failure."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 @settings(max_examples=30, deadline=None)

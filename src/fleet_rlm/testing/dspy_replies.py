@@ -22,3 +22,8 @@ def dspy_reply(**fields: Any) -> str:
 def dspy_json_reply(**fields: Any) -> str:
     """A JSONAdapter reply, which is what ChatAdapter's fallback retry parses."""
     return json.dumps(fields, ensure_ascii=False)
+
+
+def dspy_agent_step(thought: str, tool: str, **args: Any) -> str:
+    """A ReAct step reply, as the agent's step prompt asks: a thought, then a tool and its args."""
+    return dspy_reply(next_thought=thought, next_tool_name=tool, next_tool_args=json.dumps(args))
