@@ -356,6 +356,19 @@ class DaytonaStandIn:
                 return None
             return None if started and box.dto.state != SandboxState.STARTED else box
 
+    def _stat(self, sandbox_id: str, path: str) -> Path | Response:
+        """The host file behind `path` in a started sandbox, or the daemon's error for a stat of
+        it (not started, no path, nothing there)."""
+        box = self._box(sandbox_id, started=True)
+        if box is None:
+            return _not_running(sandbox_id)
+        if not path:
+            return _daemon_error(400, "BAD_REQUEST", "path is required")
+        target = box.visible(path)
+        if target is None or not target.exists():
+            return _daemon_error(404, "FILE_NOT_FOUND", f"stat {path}: no such file or directory")
+        return target
+
     def _delete(self, box: StandInSandbox) -> None:
         with self._lock:
             box.deleted = True
@@ -640,15 +653,9 @@ class DaytonaStandIn:
 
         @app.get(toolbox + "/files/info")
         def file_info(sandbox_id: str, path: str = "") -> Response:
-            box = self._box(sandbox_id, started=True)
-            if box is None:
-                return _not_running(sandbox_id)
-            if not path:
-                return _daemon_error(400, "BAD_REQUEST", "path is required")
-            target = box.visible(path)
-            if target is None or not target.exists():
-                return _daemon_error(404, "FILE_NOT_FOUND", f"stat {path}: no such file or "
-                                     "directory")
+            target = self._stat(sandbox_id, path)
+            if isinstance(target, Response):
+                return target
             return _reply(_file_info(target, path))
 
         @app.post(toolbox + "/files/bulk-download")
@@ -676,15 +683,9 @@ class DaytonaStandIn:
 
         @app.delete(toolbox + "/files")
         def delete_file(sandbox_id: str, path: str = "", recursive: bool = False) -> Response:
-            box = self._box(sandbox_id, started=True)
-            if box is None:
-                return _not_running(sandbox_id)
-            if not path:
-                return _daemon_error(400, "BAD_REQUEST", "path is required")
-            target = box.visible(path)
-            if target is None or not target.exists():
-                return _daemon_error(404, "FILE_NOT_FOUND", f"stat {path}: no such file or "
-                                     "directory")
+            target = self._stat(sandbox_id, path)
+            if isinstance(target, Response):
+                return target
             if target.is_dir() and not recursive:
                 return _daemon_error(400, "BAD_REQUEST", "cannot delete directory without "
                                      "recursive flag")
