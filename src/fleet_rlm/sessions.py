@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 WORKSPACE_DIRS = ("memory", "artifacts", "buffers", "meta")
 LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
-# One lock per session id while its sandbox is made (session_sandbox).
-_SANDBOX_LOCKS: dict[str, threading.Lock] = {}
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
@@ -168,6 +166,8 @@ class SessionService:
         self.store = store or Store.from_settings(settings)
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
         self._sandboxes: dict[str, Sandbox] = {}
+        # One lock per session id while its sandbox is made (session_sandbox).
+        self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
         # Checking that a session is free and starting its turn happen as one step.
         self._starting = asyncio.Lock()
@@ -258,7 +258,7 @@ class SessionService:
         sandbox = self._sandboxes.get(session_id)
         if sandbox is not None:
             return sandbox
-        with _SANDBOX_LOCKS.setdefault(session_id, threading.Lock()):
+        with self._sandbox_locks.setdefault(session_id, threading.Lock()):
             sandbox = self._sandboxes.get(session_id)
             if sandbox is None:
                 # A Daytona sandbox replaced between turns (stopped, deleted) restores by itself.
@@ -293,13 +293,13 @@ class SessionService:
     async def delete_session(self, session_id: str) -> None:
         """The session and everything of it: its records, its sandbox, its workspace (the
         directory here and, on Daytona, its volume)."""
-        await self.settle(session_id)
+        await self.stored(session_id, complete=True)
         if await self.store.turns.running_for_session(session_id):
             raise Busy(f"session {session_id} has a turn in flight; cancel it first")
         sandbox = self._sandboxes.pop(session_id, None)
         if sandbox is not None:
             await asyncio.to_thread(sandbox.close)
-        _SANDBOX_LOCKS.pop(session_id, None)
+        self._sandbox_locks.pop(session_id, None)
         await self.store.sessions.delete(session_id)
         root = self.settings.data_dir / "workspaces" / session_id
         await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
@@ -319,7 +319,7 @@ class SessionService:
         self.with_limits(limits)  # bad overrides fail before a turn is recorded
         if not message.strip():
             raise ValueError("the message is empty")
-        await self.settle(session_id)
+        await self.stored(session_id, complete=True)
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
@@ -330,7 +330,7 @@ class SessionService:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
         live = self.live.get(turn_id)
         if live is not None:
-            await self.settle(live.session_id)
+            await self.stored(live.session_id, complete=True)
         async with self._starting:
             turn = await self.store.turns.get(turn_id)
             if turn.status != "waiting" or not turn.pending:
@@ -347,26 +347,21 @@ class SessionService:
                      complete: bool = False) -> None:
         """Return once the outcome of each live turn (of the session, or this turn) that has
         announced turn_finished is in the store: its status and answer, or its question to the
-        user; with `complete`, also its trace id. turn_finished reaches clients without waiting
-        for its write; a read made in answer to it goes through this, so it sees the turn
-        closed."""
+        user. turn_finished reaches clients without waiting for its write; a read made in
+        answer to it goes through this, so it sees the turn closed.
+
+        With `complete`, wait until such turns have stopped altogether (saved their sandbox's
+        variables, recorded their trace): the session's next message or answer does, rather
+        than get Busy."""
         for live in list(self.live.values()):
-            if not live.finished or (session_id or live.session_id) != live.session_id \
-                    or (turn_id or live.turn_id) != live.turn_id:
+            if not live.finished or session_id not in (None, live.session_id) \
+                    or turn_id not in (None, live.turn_id):
                 continue
             with contextlib.suppress(Exception):
                 if complete or live.finished == "waiting":  # stored once the turn stops
                     await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
                 else:  # the recorder stores the outcome with the event
                     await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
-
-    async def settle(self, session_id: str) -> None:
-        """A turn that has sent turn_finished still saves its sandbox's variables (and, when it
-        waits on the user, its question) for a moment: the session's next message or answer
-        waits for that rather than get Busy."""
-        for live in [t for t in self.live.values() if t.session_id == session_id and t.finished]:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
 
     def with_limits(self, limits: dict[str, Any] | None) -> Settings:
         """The settings with a message's budget overrides, validated."""
@@ -397,14 +392,9 @@ class SessionService:
             return False
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
-        first = (await self.store.events.list(turn_id, limit=1))[0].payload
-        node = NodeRef(first["node_id"], first["parent_id"], first["depth"])
-        stream = EventStream(turn_id, start_seq=await self.store.events.last_seq(turn_id))
         usage = Usage.model_validate(turn.pending["usage"])
-        stream.emit("cancelled", node, partial_answer=None, reason=reason)
-        stream.emit("turn_finished", node, status="cancelled", answer=None, usage=usage)
-        await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
-                                                      for e in stream.events])
+        await self._end_record(turn_id, await self.store.events.list(turn_id), "cancelled",
+                               usage, partial_answer=None, reason=reason)
         await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
                                       error=reason)
         return True
@@ -412,21 +402,29 @@ class SessionService:
     async def _close_interrupted(self, turn_id: str) -> None:
         """End the record of a turn a crash cut short as any failed turn ends (an error, then
         turn_finished), its usage added up from the model calls it recorded."""
-        records = [r.payload for r in await self.store.events.list(turn_id)]
+        stored = await self.store.events.list(turn_id)
+        records = [r.payload for r in stored]
         if records and records[-1]["type"] == "turn_finished":
             return
-        node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
-                if records else NodeRef.root())
         calls = [CallCost(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
                  for r in records if r["type"] == "lm_call"]
         snapshots = [r["usage"] for r in records if "usage" in r]
         limits = (Limits.model_validate(snapshots[-1]["limits"]) if snapshots
                   else Limits.from_settings(self.settings))
         elapsed = records[-1]["ts"] - records[0]["ts"] if records else 0.0
-        usage = Usage.of_calls(calls, elapsed, limits)
+        await self._end_record(turn_id, stored, "error", Usage.of_calls(calls, elapsed, limits),
+                               error_type="Interrupted", message=INTERRUPTED, detail=None)
+
+    async def _end_record(self, turn_id: str, stored: list, kind: str, usage: Usage,
+                          **fields: Any) -> None:
+        """Append the closing events of a turn no engine runs any more: `kind` ("cancelled" or
+        "error") with `fields`, then turn_finished, on the node of its first event."""
+        records = [r.payload for r in stored]
+        node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
+                if records else NodeRef.root())
         stream = EventStream(turn_id, start_seq=records[-1]["seq"] if records else 0)
-        stream.emit("error", node, error_type="Interrupted", message=INTERRUPTED, detail=None)
-        stream.emit("turn_finished", node, status="error", answer=None, usage=usage)
+        stream.emit(kind, node, **fields)
+        stream.emit("turn_finished", node, status=kind, answer=None, usage=usage)
         await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
                                                       for e in stream.events])
 

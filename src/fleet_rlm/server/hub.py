@@ -186,7 +186,7 @@ class Hub:
     async def reply(self, session_id: str, turn_id: str, text: str) -> None:
         """Answer the turn's ask_user; it goes on with the seq after the question."""
         async with self._locks[session_id]:
-            await self.svc.settle(session_id)  # its question and last events are stored
+            await self.svc.stored(session_id, complete=True)  # its question and events are stored
             after = await self.svc.store.events.last_seq(turn_id)
             await self.svc.reply(turn_id, text)
         self._announce(session_id, turn_id, after)
