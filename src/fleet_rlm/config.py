@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     sandbox: SandboxBackend = "local"
     sandbox_memory_mb: int = Field(1024, gt=0)
     sandbox_max_processes: int = Field(64, gt=0)
+    sandbox_cpus: float = Field(
+        1.0, gt=0, description="CPU time a local sandbox may use, in cores (a cgroup quota).")
+    sandbox_tmp_mb: int = Field(
+        256, gt=0, description="Size of a local sandbox's /tmp and of its /dev/shm, each in MiB; "
+        "their files count in its memory cap.")
+    sandbox_disk_mb: int = Field(
+        1024, gt=0, description="Size of a local sandbox's /work (its workspace), in MiB.")
+    sandbox_disk_files: int = Field(
+        65_536, gt=0, description="Files and directories a local sandbox's /work can hold.")
+    sandbox_max_open_files: int = Field(
+        1024, gt=0, description="Open files per process in a local sandbox (RLIMIT_NOFILE).")
     exec_timeout_s: float = Field(60.0, gt=0)
     exec_kill_grace_s: float = Field(2.0, gt=0)
     max_output_chars: int = Field(100_000, gt=0)

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import logging
-import shutil
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -166,6 +165,7 @@ class SessionService:
         self.store = store or Store.from_settings(settings)
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
         self._sandboxes: dict[str, Sandbox] = {}
+        self._quota_mounts: set[Path] = set()  # workspace images this service mounted
         # One lock per session id while its sandbox is made (session_sandbox).
         self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
@@ -216,6 +216,10 @@ class SessionService:
         for sandbox in self._sandboxes.values():
             sandbox.close()
         self._sandboxes.clear()
+        from .sandbox.disk import unmount_workspace
+
+        for root in self._quota_mounts:
+            unmount_workspace(root)
         await self.store.close()
         self._lock_file.close()
 
@@ -239,6 +243,11 @@ class SessionService:
         """The session's directory on this machine, laid out: its workspace on the local
         backends; on Daytona only the layout its volume gets."""
         root = self.settings.data_dir / "workspaces" / session_id
+        if self.settings.sandbox == "local":  # its disk quota: an image mounted here
+            from .sandbox.local import quota_workspace
+
+            if quota_workspace(self.settings, root):
+                self._quota_mounts.add(root)
         for name in WORKSPACE_DIRS:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
@@ -302,7 +311,10 @@ class SessionService:
         self._sandbox_locks.pop(session_id, None)
         await self.store.sessions.delete(session_id)
         root = self.settings.data_dir / "workspaces" / session_id
-        await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
+        from .sandbox.disk import remove_workspace
+
+        self._quota_mounts.discard(root)
+        await asyncio.to_thread(remove_workspace, root)
         if self.settings.sandbox == "daytona":
             from .sandbox.daytona_admin import delete_session_volume
 

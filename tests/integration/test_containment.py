@@ -211,12 +211,11 @@ def test_memory_is_capped(box: LocalSandbox) -> None:
     assert box.execute("len(bytearray(64 * 1024**2))").stdout == f"{64 * 1024**2}\n"
 
 
-def test_tmpfs_cannot_be_used_to_escape_the_memory_cap(box: LocalSandbox) -> None:
-    # tmpfs pages are host RAM that no RLIMIT_AS counts: the writable ones are sized.
+def test_tmpfs_is_sized_and_the_rest_of_the_tree_read_only(box: LocalSandbox) -> None:
     sizes = box.execute("import os\n"
                         "[os.statvfs(p).f_blocks * os.statvfs(p).f_frsize // 2**20 "
                         "for p in ('/tmp', '/dev/shm')]")
-    assert sizes.stdout == f"[{box.settings.sandbox_memory_mb}, {box.settings.sandbox_memory_mb}]\n"
+    assert sizes.stdout == f"[{box.settings.sandbox_tmp_mb}, {box.settings.sandbox_tmp_mb}]\n"
     for path in ("/big", "/dev/big"):
         result = box.execute(f"open({path!r}, 'w')")
         assert result.error_type == "OSError"
@@ -341,9 +340,9 @@ def test_a_work_dir_under_a_private_parent_is_mounted(tmp_path: Path) -> None:
     with LocalSandbox(Settings(), work_dir=private / "workspace") as sandbox:
         result = sandbox.execute("open('/work/notes.txt', 'w').write('kept')\n"
                                  "import os; sorted(os.listdir('/work'))")
+        assert (private / "workspace" / "notes.txt").read_text() == "kept"
     assert result.ok, result.traceback
     assert result.stdout == "['notes.txt']\n"
-    assert (private / "workspace" / "notes.txt").read_text() == "kept"
 
 
 def test_large_variables_cross_as_files_into_the_isolated_sandbox(box: LocalSandbox) -> None:

@@ -2,15 +2,19 @@
 
 Isolation: no network, the host filesystem hidden except a read-only Python runtime, a private
 /tmp, one writable work dir, no host environment, its own pid namespace, and (when the host runs
-as root) its own unprivileged uid so the process cap is really per sandbox.
+as root) its own unprivileged uid so the process cap is really per sandbox. Containment: one
+control group per sandbox (memory with its tmpfs, processes, CPU; `cgroups.py`), a disk quota
+on /work (`disk.py`), a seccomp filter (`seccomp.py`) and an open-files limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -21,10 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from . import cgroups, disk, seccomp
 from .base import (
     DRIVER_SOURCE,
+    Callback,
     DriverBackedSandbox,
     DriverSession,
+    ExecResult,
     SandboxError,
 )
 
@@ -89,6 +96,9 @@ class LocalSandbox(DriverBackedSandbox):
         self._lock = threading.Lock()
         self.uid: int | None = None
         self._closed = False
+        self.envelope: cgroups.Envelope | None = None
+        self._oom_kills = 0
+        self._mounted_work = False  # this sandbox mounted the work dir's image (and unmounts it)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +124,8 @@ class LocalSandbox(DriverBackedSandbox):
         shutil.copyfile(DRIVER_SOURCE, driver)
         os.chmod(driver, 0o644)
 
+        if self.isolated:
+            self._contain()
         python = sandbox_python() if self.isolated else sys.executable
         nproc = s.sandbox_max_processes
         limits = ["--memory-mb", str(s.sandbox_memory_mb), "--nproc", str(nproc),
@@ -129,8 +141,11 @@ class LocalSandbox(DriverBackedSandbox):
         elif self.isolated:
             # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
             limits[3] = str(nproc + _count_processes(os.getuid()))
+        passed: list[int] = []
         if self.isolated:
-            command = self._bwrap_command(python, as_root) + limits
+            passed.append(seccomp.filter_fd())
+            command = (self._enter_command() + self._bwrap_command(python, as_root, passed[0])
+                       + limits)
             cwd = None
         else:
             log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
@@ -142,9 +157,12 @@ class LocalSandbox(DriverBackedSandbox):
                 cwd=cwd,
                 # Never the host's environment, not even for bwrap: its pid-1 stays in the
                 # sandbox and /proc/1/environ is readable from inside.
-                env=_clean_env(), start_new_session=True)
+                env=_clean_env(), start_new_session=True, pass_fds=passed)
         except OSError as exc:
             raise SandboxError(f"could not start the sandbox: {exc}. {FIX_BWRAP}") from exc
+        finally:
+            for fd in passed:
+                os.close(fd)
         threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
         process = self._process
         self._session = DriverSession(
@@ -158,18 +176,46 @@ class LocalSandbox(DriverBackedSandbox):
             hint = f" {FIX_BWRAP}" if self.isolated else ""
             raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
 
-    def _bwrap_command(self, python: str, as_root: bool) -> list[str]:
+    def _contain(self) -> None:
+        """The work dir's quota and the sandbox's control group, or a loud fallback."""
+        assert self._root is not None and self.work_dir is not None
+        s = self.settings
+        self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
+        if self.envelope is None:
+            try:
+                self.envelope = cgroups.Envelope(self._root.name)
+                self.envelope.set_caps(s.sandbox_memory_mb * 1024 * 1024,
+                                       s.sandbox_max_processes, s.sandbox_cpus)
+            except (cgroups.CgroupsUnavailable, OSError) as exc:
+                self.envelope = None
+                _warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. Falling back "
+                           "to per-process limits: memory, /tmp and /dev/shm are capped per "
+                           "process and per mount, not per sandbox, and there is no CPU cap.")
+        self._oom_kills = self.envelope.oom_kills() if self.envelope else 0
+
+    def _enter_command(self) -> list[str]:
+        """A shell that caps open files, joins the sandbox's control group, then becomes bwrap:
+        every process of the sandbox starts inside its envelope, with no window outside it."""
+        steps = [f"ulimit -n {self.settings.sandbox_max_open_files}"]
+        steps += [f"echo $$ > {shlex.quote(path)}"
+                  for path in (self.envelope.enter_paths if self.envelope else [])]
+        return ["/bin/sh", "-c", " && ".join([*steps, 'exec "$@"']), "sh"]
+
+    def _bwrap_command(self, python: str, as_root: bool, seccomp_fd: int) -> list[str]:
         assert self._root is not None and self.work_dir is not None
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxError(f"bubblewrap (bwrap) is not installed. {FIX_BWRAP}")
-        tmpfs_bytes = self.settings.sandbox_memory_mb * 1024 * 1024
+        tmpfs_bytes = self.settings.sandbox_tmp_mb * 1024 * 1024
+        # With a user namespace of its own, bwrap can also forbid nested ones (0.8 and later);
+        # as root there is none, and the seccomp filter denies them.
+        no_userns = [] if as_root or not _bwrap_disables_userns(bwrap) else ["--disable-userns"]
         return [
-            bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES),
-            "--die-with-parent", "--new-session",
+            bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES), *no_userns,
+            "--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd),
             *_runtime_binds(python),
-            # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones, make / and /dev
-            # read-only.
+            # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones (their pages are
+            # charged to the sandbox's memory cgroup), make / and /dev read-only.
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
@@ -200,6 +246,31 @@ class LocalSandbox(DriverBackedSandbox):
         return b"".join(lines).decode("utf-8", errors="replace").strip() or "(empty)"
 
     # -- operations -------------------------------------------------------------------------
+    def execute(self, code: str, timeout: float | None = None,
+                callbacks: dict[str, Callback] | None = None,
+                submit_fields: list[str] | None = None) -> ExecResult:
+        result = super().execute(code, timeout, callbacks, submit_fields)
+        if self.envelope is not None and self.envelope.oom_kills() > self._oom_kills:
+            # Whichever process the kernel chose, the sandbox as a whole went over its cap: it
+            # is stopped and restarts empty on the next call, as after any death.
+            with self._lock:
+                self._cleanup_process()
+            s = self.settings
+            result = ExecResult(
+                stdout=result.stdout, stderr=result.stderr, error_type="MemoryLimit",
+                error_message=f"the sandbox went over its memory cap of {s.sandbox_memory_mb} "
+                "MiB (all its processes and its /tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) "
+                "and was stopped; its variables are lost",
+                duration_s=result.duration_s, state_lost=True)
+        elif result.error_message and "[Errno 28]" in result.error_message:
+            s = self.settings
+            result.error_message += (
+                f" (the sandbox's disk quota: /work holds {s.sandbox_disk_mb} MiB in at most "
+                f"{s.sandbox_disk_files} files, FLEET_SANDBOX_DISK_MB and "
+                f"FLEET_SANDBOX_DISK_FILES; /tmp and /dev/shm {s.sandbox_tmp_mb} MiB each, "
+                "FLEET_SANDBOX_TMP_MB)")
+        return result
+
     def _live(self) -> DriverSession:
         if self._session is None or not self._session.alive:
             self.start()
@@ -214,6 +285,12 @@ class LocalSandbox(DriverBackedSandbox):
         with self._lock:
             self._closed = True
             self._cleanup_process()
+            if self.envelope is not None:
+                self.envelope.remove()
+                self.envelope = None
+            if self._mounted_work and self.work_dir is not None:
+                disk.unmount_workspace(self.work_dir)
+                self._mounted_work = False
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
                 self._root = None
@@ -226,6 +303,8 @@ class LocalSandbox(DriverBackedSandbox):
             self._session = None
         if self._process is not None:
             _kill_group(self._process, self.isolated)
+            if self.envelope is not None:  # a process that left bwrap's tree is still inside
+                self.envelope.kill_all()
             for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
@@ -264,6 +343,8 @@ def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
             continue
         pid = owner.split(" ", 1)[0]
         if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
+            cgroups.remove_stale(root.name)
+            disk.unmount_workspace(root / "work")
             shutil.rmtree(root, ignore_errors=True)
             removed.append(root)
     return removed
@@ -293,6 +374,34 @@ def _count_processes(uid: int) -> int:
             with contextlib.suppress(OSError):
                 count += entry.stat().st_uid == uid
     return count
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, message: str) -> None:
+    """A missing defence is said loudly, once per process (and by `fleet doctor`)."""
+    if what not in _warned:
+        _warned.add(what)
+        log.warning(message)
+
+
+def quota_workspace(settings: Settings, work_dir: Path) -> bool:
+    """Give a work dir its disk quota (its image mounted there) unless it has it: True when
+    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain."""
+    try:
+        return disk.mount_workspace(work_dir, settings.sandbox_disk_mb,
+                                    settings.sandbox_disk_files)
+    except disk.QuotaUnavailable as exc:
+        _warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. /work is a plain host "
+                   "directory that sandbox code can fill.")
+        return False
+
+
+@functools.cache
+def _bwrap_disables_userns(bwrap: str) -> bool:
+    usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, check=False)
+    return "--disable-userns" in usage.stdout
 
 
 def _clean_env() -> dict[str, str]:
