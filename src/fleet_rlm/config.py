@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SandboxBackend = Literal["local", "unsafe-local", "daytona"]
+SandboxBackend = Literal["local", "gvisor", "unsafe-local", "daytona"]
 
 
 def default_data_dir() -> Path:

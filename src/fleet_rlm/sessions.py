@@ -243,7 +243,7 @@ class SessionService:
         """The session's directory on this machine, laid out: its workspace on the local
         backends; on Daytona only the layout its volume gets."""
         root = self.settings.data_dir / "workspaces" / session_id
-        if self.settings.sandbox == "local":  # its disk quota: an image mounted here
+        if self.settings.sandbox in ("local", "gvisor"):  # its disk quota: an image mounted here
             from .sandbox.local import quota_workspace
 
             if quota_workspace(self.settings, root):

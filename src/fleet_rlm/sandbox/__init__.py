@@ -20,6 +20,10 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None,
         from .local import LocalSandbox
 
         return LocalSandbox(settings, work_dir=work_dir)
+    if settings.sandbox == "gvisor":
+        from .gvisor import GVisorSandbox
+
+        return GVisorSandbox(settings, work_dir=work_dir)
     if settings.sandbox == "daytona":
         from .daytona import DaytonaSandbox
 

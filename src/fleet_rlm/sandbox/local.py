@@ -84,6 +84,9 @@ def _runtime_binds(python: str) -> list[str]:
 class LocalSandbox(DriverBackedSandbox):
     """A Sandbox running driver.py in a subprocess, under bubblewrap unless `isolated=False`."""
 
+    fix_hint = FIX_BWRAP
+    runtime_nofile = True  # the open-files cap is set on the runtime (bwrap), inherited inside
+
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
                  work_dir: Path | None = None) -> None:
         self.settings = settings or Settings()
@@ -137,15 +140,13 @@ class LocalSandbox(DriverBackedSandbox):
             self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
             for path in (self.work_dir, *self.work_dir.rglob("*")):
                 os.chown(path, self.uid, self.uid, follow_symlinks=False)
-            limits += ["--uid", str(self.uid)]
         elif self.isolated:
             # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
             limits[3] = str(nproc + _count_processes(os.getuid()))
         passed: list[int] = []
         if self.isolated:
-            passed.append(seccomp.filter_fd())
-            command = (self._enter_command() + self._bwrap_command(python, as_root, passed[0])
-                       + limits)
+            command, passed = self._isolated_command(python, as_root, limits)
+            command = self._enter_command() + command
             cwd = None
         else:
             log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
@@ -159,7 +160,7 @@ class LocalSandbox(DriverBackedSandbox):
                 # sandbox and /proc/1/environ is readable from inside.
                 env=_clean_env(), start_new_session=True, pass_fds=passed)
         except OSError as exc:
-            raise SandboxError(f"could not start the sandbox: {exc}. {FIX_BWRAP}") from exc
+            raise SandboxError(f"could not start the sandbox: {exc}. {self.fix_hint}") from exc
         finally:
             for fd in passed:
                 os.close(fd)
@@ -173,7 +174,7 @@ class LocalSandbox(DriverBackedSandbox):
             self._session.wait_ready(timeout=30)
         except SandboxError as exc:
             self._cleanup_process()
-            hint = f" {FIX_BWRAP}" if self.isolated else ""
+            hint = f" {self.fix_hint}" if self.isolated else ""
             raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
 
     def _contain(self) -> None:
@@ -184,8 +185,8 @@ class LocalSandbox(DriverBackedSandbox):
         if self.envelope is None:
             try:
                 self.envelope = cgroups.Envelope(self._root.name)
-                self.envelope.set_caps(s.sandbox_memory_mb * 1024 * 1024,
-                                       s.sandbox_max_processes, s.sandbox_cpus)
+                self.envelope.set_caps(s.sandbox_memory_mb * 1024 * 1024, self._host_pids(),
+                                       s.sandbox_cpus)
             except (cgroups.CgroupsUnavailable, OSError) as exc:
                 self.envelope = None
                 _warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. Falling back "
@@ -193,13 +194,29 @@ class LocalSandbox(DriverBackedSandbox):
                            "process and per mount, not per sandbox, and there is no CPU cap.")
         self._oom_kills = self.envelope.oom_kills() if self.envelope else 0
 
+    def _host_pids(self) -> int:
+        """The envelope's process cap, counted in host processes."""
+        return self.settings.sandbox_max_processes
+
     def _enter_command(self) -> list[str]:
         """A shell that caps open files, joins the sandbox's control group, then becomes bwrap:
         every process of the sandbox starts inside its envelope, with no window outside it."""
-        steps = [f"ulimit -n {self.settings.sandbox_max_open_files}"]
+        steps = [f"ulimit -n {self.settings.sandbox_max_open_files}"] if self.runtime_nofile else []
         steps += [f"echo $$ > {shlex.quote(path)}"
                   for path in (self.envelope.enter_paths if self.envelope else [])]
         return ["/bin/sh", "-c", " && ".join([*steps, 'exec "$@"']), "sh"]
+
+    def _isolated_command(self, python: str, as_root: bool,
+                          driver_args: list[str]) -> tuple[list[str], list[int]]:
+        """The command that runs the driver isolated, and the descriptors it must inherit."""
+        seccomp_fd = seccomp.filter_fd()
+        try:
+            command = self._bwrap_command(python, as_root, seccomp_fd)
+        except SandboxError:
+            os.close(seccomp_fd)
+            raise
+        uid = ["--uid", str(self.uid)] if as_root else []
+        return command + driver_args + uid, [seccomp_fd]
 
     def _bwrap_command(self, python: str, as_root: bool, seccomp_fd: int) -> list[str]:
         assert self._root is not None and self.work_dir is not None
