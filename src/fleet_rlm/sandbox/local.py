@@ -102,6 +102,7 @@ class LocalSandbox(DriverBackedSandbox):
         self.envelope: cgroups.Envelope | None = None
         self._oom_kills = 0
         self._mounted_work = False  # this sandbox mounted the work dir's image (and unmounts it)
+        self.quota_in_force = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,6 +183,7 @@ class LocalSandbox(DriverBackedSandbox):
         assert self._root is not None and self.work_dir is not None
         s = self.settings
         self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
+        self.quota_in_force = os.path.ismount(self.work_dir)
         if self.envelope is None:
             try:
                 self.envelope = cgroups.Envelope(self._root.name)
@@ -226,7 +228,7 @@ class LocalSandbox(DriverBackedSandbox):
         tmpfs_bytes = self.settings.sandbox_tmp_mb * 1024 * 1024
         # With a user namespace of its own, bwrap can also forbid nested ones (0.8 and later);
         # as root there is none, and the seccomp filter denies them.
-        no_userns = [] if as_root or not _bwrap_disables_userns(bwrap) else ["--disable-userns"]
+        no_userns = [] if as_root or not bwrap_disables_userns(bwrap) else ["--disable-userns"]
         return [
             bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES), *no_userns,
             "--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd),
@@ -332,7 +334,11 @@ class LocalSandbox(DriverBackedSandbox):
         return self._process.pid if self._process else None
 
     def __enter__(self) -> LocalSandbox:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # what the failed start set up (its group, its mount) goes too
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -416,23 +422,13 @@ def quota_workspace(settings: Settings, work_dir: Path) -> bool:
 
 
 @functools.cache
-def _bwrap_disables_userns(bwrap: str) -> bool:
+def bwrap_disables_userns(bwrap: str) -> bool:
     usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, check=False)
     return "--disable-userns" in usage.stdout
 
 
 def _clean_env() -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
-
-
-def check_bubblewrap(settings: Settings | None = None) -> str:
-    """Start a sandbox and run one line, or raise SandboxError saying how to fix it."""
-    with LocalSandbox(settings, isolated=True) as sandbox:
-        result = sandbox.execute("import sys; print(sys.version.split()[0])", timeout=20)
-    if not result.ok:
-        raise SandboxError(
-            f"bubblewrap sandbox ran but failed: {result.error_message}. {FIX_BWRAP}")
-    return result.stdout.strip()
 
 
 SandboxFactory = Callable[[], LocalSandbox]
