@@ -244,7 +244,7 @@ class SessionService:
         backends; on Daytona only the layout its volume gets."""
         root = self.settings.data_dir / "workspaces" / session_id
         if self.settings.sandbox in ("local", "gvisor"):  # its disk quota: an image mounted here
-            from .sandbox.local import quota_workspace
+            from .sandbox.containment import quota_workspace
 
             if quota_workspace(self.settings, root):
                 self._quota_mounts.add(root)

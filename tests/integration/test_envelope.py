@@ -265,7 +265,7 @@ def test_without_control_groups_the_fallback_is_loud(make, monkeypatch, caplog) 
         raise cgroups.CgroupsUnavailable("no writable memory control group (test)")
 
     monkeypatch.setattr(cgroups, "hierarchy", unusable)
-    monkeypatch.setattr("fleet_rlm.sandbox.local._warned", set())
+    monkeypatch.setattr("fleet_rlm.sandbox.containment._warned", set())
     with caplog.at_level(logging.WARNING):
         box = make(sandbox_memory_mb=256)
     assert box.envelope is None

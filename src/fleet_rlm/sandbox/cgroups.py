@@ -116,8 +116,20 @@ class Envelope:
         self.dirs = {key: parent / name for key, parent in self.hierarchy.parents.items()}
         for path in self.dirs.values():
             path.mkdir(exist_ok=True)
+        events = "memory.events" if self.hierarchy.version == "v2" else "memory.oom_control"
+        # Held open: it is read after every execution, and a re-read of an open control file
+        # costs a tenth of opening it again.
+        self._events = os.open(self._memory_dir / events, os.O_RDONLY | os.O_CLOEXEC)
 
     def set_caps(self, memory_bytes: int, pids: int, cpus: float) -> None:
+        """Write the caps; a group that refuses one is removed again (and OSError raised)."""
+        try:
+            self._write_caps(memory_bytes, pids, cpus)
+        except OSError:
+            self.remove()
+            raise
+
+    def _write_caps(self, memory_bytes: int, pids: int, cpus: float) -> None:
         quota = max(1000, int(cpus * CPU_PERIOD_US))
         if self.hierarchy.version == "v2":
             group = self.dirs["unified"]
@@ -146,12 +158,10 @@ class Envelope:
 
     def oom_kills(self) -> int:
         """How many processes the kernel has killed for this envelope's memory cap."""
-        name = "memory.events" if self.hierarchy.version == "v2" else "memory.oom_control"
-        with contextlib.suppress(OSError):
-            for line in (self._memory_dir / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
+        for line in os.pread(self._events, 4096, 0).decode().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
         return 0
 
     def processes(self) -> list[int]:
@@ -176,6 +186,7 @@ class Envelope:
 
     def remove(self) -> None:
         self.kill_all()
+        os.close(self._events)
         for path in self.dirs.values():
             for _ in range(100):  # a killed process leaves its group once the kernel reaps it
                 try:

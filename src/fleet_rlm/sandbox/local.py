@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,13 @@ from .base import (
     DriverSession,
     ExecResult,
     SandboxError,
+)
+from .containment import (
+    enter_command,
+    explain_full_disk,
+    memory_limit_result,
+    open_envelope,
+    quota_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -113,7 +119,11 @@ class LocalSandbox(DriverBackedSandbox):
                 return
             if self._session is not None:  # it died: start afresh, the caller re-sends state
                 self._cleanup_process()
-            self._spawn()
+            try:
+                self._spawn()
+            except BaseException:
+                self._release()  # a failed start keeps no group or mount, closed or not
+                raise
 
     def _spawn(self) -> None:
         s = self.settings
@@ -147,7 +157,8 @@ class LocalSandbox(DriverBackedSandbox):
         passed: list[int] = []
         if self.isolated:
             command, passed = self._isolated_command(python, as_root, limits)
-            command = self._enter_command() + command
+            nofile = self.settings.sandbox_max_open_files if self.runtime_nofile else None
+            command = enter_command(self.envelope, nofile) + command
             cwd = None
         else:
             log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
@@ -185,28 +196,12 @@ class LocalSandbox(DriverBackedSandbox):
         self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
         self.quota_in_force = os.path.ismount(self.work_dir)
         if self.envelope is None:
-            try:
-                self.envelope = cgroups.Envelope(self._root.name)
-                self.envelope.set_caps(s.sandbox_memory_mb * 1024 * 1024, self._host_pids(),
-                                       s.sandbox_cpus)
-            except (cgroups.CgroupsUnavailable, OSError) as exc:
-                self.envelope = None
-                _warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. Falling back "
-                           "to per-process limits: memory, /tmp and /dev/shm are capped per "
-                           "process and per mount, not per sandbox, and there is no CPU cap.")
+            self.envelope = open_envelope(s, self._root.name, self._host_pids())
         self._oom_kills = self.envelope.oom_kills() if self.envelope else 0
 
     def _host_pids(self) -> int:
         """The envelope's process cap, counted in host processes."""
         return self.settings.sandbox_max_processes
-
-    def _enter_command(self) -> list[str]:
-        """A shell that caps open files, joins the sandbox's control group, then becomes bwrap:
-        every process of the sandbox starts inside its envelope, with no window outside it."""
-        steps = [f"ulimit -n {self.settings.sandbox_max_open_files}"] if self.runtime_nofile else []
-        steps += [f"echo $$ > {shlex.quote(path)}"
-                  for path in (self.envelope.enter_paths if self.envelope else [])]
-        return ["/bin/sh", "-c", " && ".join([*steps, 'exec "$@"']), "sh"]
 
     def _isolated_command(self, python: str, as_root: bool,
                           driver_args: list[str]) -> tuple[list[str], list[int]]:
@@ -274,20 +269,8 @@ class LocalSandbox(DriverBackedSandbox):
             # is stopped and restarts empty on the next call, as after any death.
             with self._lock:
                 self._cleanup_process()
-            s = self.settings
-            result = ExecResult(
-                stdout=result.stdout, stderr=result.stderr, error_type="MemoryLimit",
-                error_message=f"the sandbox went over its memory cap of {s.sandbox_memory_mb} "
-                "MiB (all its processes and its /tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) "
-                "and was stopped; its variables are lost",
-                duration_s=result.duration_s, state_lost=True)
-        elif result.error_message and "[Errno 28]" in result.error_message:
-            s = self.settings
-            result.error_message += (
-                f" (the sandbox's disk quota: /work holds {s.sandbox_disk_mb} MiB in at most "
-                f"{s.sandbox_disk_files} files, FLEET_SANDBOX_DISK_MB and "
-                f"FLEET_SANDBOX_DISK_FILES; /tmp and /dev/shm {s.sandbox_tmp_mb} MiB each, "
-                "FLEET_SANDBOX_TMP_MB)")
+            return memory_limit_result(self.settings, result)
+        explain_full_disk(self.settings, result)
         return result
 
     def _live(self) -> DriverSession:
@@ -304,15 +287,18 @@ class LocalSandbox(DriverBackedSandbox):
         with self._lock:
             self._closed = True
             self._cleanup_process()
-            if self.envelope is not None:
-                self.envelope.remove()
-                self.envelope = None
-            if self._mounted_work and self.work_dir is not None:
-                disk.unmount_workspace(self.work_dir)
-                self._mounted_work = False
+            self._release()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
                 self._root = None
+
+    def _release(self) -> None:
+        if self.envelope is not None:
+            self.envelope.remove()
+            self.envelope = None
+        if self._mounted_work and self.work_dir is not None:
+            disk.unmount_workspace(self.work_dir)
+            self._mounted_work = False
 
     def _cleanup_process(self) -> None:
         if self._process is not None:  # killed before a graceful shutdown can race bwrap's exit
@@ -397,28 +383,6 @@ def _count_processes(uid: int) -> int:
             with contextlib.suppress(OSError):
                 count += entry.stat().st_uid == uid
     return count
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(what: str, message: str) -> None:
-    """A missing defence is said loudly, once per process (and by `fleet doctor`)."""
-    if what not in _warned:
-        _warned.add(what)
-        log.warning(message)
-
-
-def quota_workspace(settings: Settings, work_dir: Path) -> bool:
-    """Give a work dir its disk quota (its image mounted there) unless it has it: True when
-    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain."""
-    try:
-        return disk.mount_workspace(work_dir, settings.sandbox_disk_mb,
-                                    settings.sandbox_disk_files)
-    except disk.QuotaUnavailable as exc:
-        _warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. /work is a plain host "
-                   "directory that sandbox code can fill.")
-        return False
 
 
 @functools.cache
