@@ -70,12 +70,22 @@ def _v2_parent(own: Path) -> Path:
     wanted = " ".join(f"+{c}" for c in V1_CONTROLLERS
                       if c in (own / "cgroup.controllers").read_text().split())
     try:
-        (own / "cgroup.subtree_control").write_text(wanted)
+        try:
+            (own / "cgroup.subtree_control").write_text(wanted)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            # v2 enables controllers only below groups without processes: the host (alone in a
+            # delegated group, as under systemd's Delegate=yes) moves to a leaf of its own.
+            leaf = own / "fleet-host"
+            leaf.mkdir(exist_ok=True)
+            (leaf / "cgroup.procs").write_text(str(os.getpid()))
+            (own / "cgroup.subtree_control").write_text(wanted)
         parent = own / PARENT
         parent.mkdir(exist_ok=True)
         (parent / "cgroup.subtree_control").write_text(wanted)
     except OSError as exc:
-        reason = ("its group also holds processes (cgroup v2 allows controllers only below "
+        reason = ("other processes share its group (cgroup v2 allows controllers only below "
                   "groups without them)" if exc.errno == errno.EBUSY else str(exc))
         raise CgroupsUnavailable(
             f"cannot delegate controllers below this process's cgroup {own}: {reason}; run "
