@@ -308,3 +308,35 @@ async def test_a_session_workspace_keeps_its_quota_and_files_across_services(tmp
         assert not root.exists() and not disk.image_of(root).exists()
     finally:
         await again.close()
+
+
+def test_a_host_killed_with_sigkill_leaves_nothing_after_the_sweep(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from fleet_rlm.sandbox.local import sweep_stale_roots
+
+    script = ("import sys, time\n"
+              "from fleet_rlm.config import Settings\n"
+              "from fleet_rlm.sandbox.local import LocalSandbox\n"
+              "box = LocalSandbox(Settings())\n"
+              "box.start()\n"
+              "print(box._root, flush=True)\n"
+              "time.sleep(60)\n")
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    root = Path(host.stdout.readline().strip())
+    name = root.name
+    groups = [parent / name for parent in cgroups.hierarchy().parents.values()]
+    assert all(g.is_dir() for g in groups) and os.path.ismount(root / "work")
+    host.send_signal(signal.SIGKILL)
+    host.wait()
+    deadline = time.monotonic() + 10  # bwrap dies with its parent; the kernel reaps the rest
+    while any((g / "cgroup.procs").read_text().strip() for g in groups):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert sweep_stale_roots(tmp_path) == [root]
+    assert not root.exists()
+    assert not any(g.exists() for g in groups)
+    assert str(root) not in Path("/proc/self/mountinfo").read_text()
