@@ -188,6 +188,10 @@ class SessionService:
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
                 log.warning("removed %d sandbox directories left by a crashed process", len(swept))
+        if self.settings.sandbox in ("local", "gvisor"):
+            from .sandbox.containment import warn_missing_defences
+
+            await asyncio.to_thread(warn_missing_defences)
         self.user = await self.store.ensure_local_user()
         if self.settings.mlflow_tracking_uri:  # a missing extra shows now, not after a turn
             from .tracing import import_mlflow

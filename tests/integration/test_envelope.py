@@ -340,3 +340,63 @@ def test_a_host_killed_with_sigkill_leaves_nothing_after_the_sweep(tmp_path) -> 
     assert not root.exists()
     assert not any(g.exists() for g in groups)
     assert str(root) not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
+@pytest.mark.parametrize("backend", ["gvisor"])
+def test_gvisor_hides_the_host_caps_processes_and_times_out(make, monkeypatch) -> None:
+    monkeypatch.setenv("FLEET_FAKE_API_KEY", "sk-fleet-test-fake-secret-4b1d")
+    box = make(sandbox_max_processes=32)
+    seen = box.execute(
+        "import os, socket\n"
+        "hidden = [p for p in ('/etc/shadow', '/etc/passwd', '/root', '/home')\n"
+        "          if not os.path.exists(p)]\n"
+        "try:\n"
+        "    socket.create_connection(('1.1.1.1', 53), 2)\n"
+        "    net = 'reached'\n"
+        "except OSError as exc:\n"
+        "    net = type(exc).__name__\n"
+        "print(os.getuid() >= 200_000, hidden, net, sorted(os.environ))")
+    assert seen.stdout == ("True ['/etc/shadow', '/etc/passwd', '/root', '/home'] OSError "
+                           "['HOME', 'LANG', 'MALLOC_ARENA_MAX', 'PATH', "
+                           "'PYTHONDONTWRITEBYTECODE', 'PYTHONIOENCODING']\n"), seen
+    forks = box.execute(
+        "import time\n"
+        "children, error = [], None\n"
+        "for _ in range(1000):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError as exc:\n"
+        "        error = type(exc).__name__\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "print(len(children), error)", timeout=60)
+    count, error = forks.stdout.split()
+    assert int(count) <= 32 and error == "BlockingIOError"
+    box.execute("kept = 1")
+    spin = box.execute("while True: pass", timeout=1)
+    assert (spin.timed_out, spin.state_lost) == (True, False)
+    assert box.execute("kept").stdout == "1\n"
+
+
+async def test_the_service_says_at_start_what_the_host_cannot_give(tmp_path, monkeypatch,
+                                                                   caplog) -> None:
+    from fleet_rlm.sessions import SessionService
+
+    def unusable() -> cgroups.Hierarchy:
+        raise cgroups.CgroupsUnavailable("no writable memory control group (test)")
+
+    monkeypatch.setattr(cgroups, "hierarchy", unusable)
+    monkeypatch.setattr("fleet_rlm.sandbox.containment._warned", set())
+    svc = SessionService(Settings(data_dir=tmp_path))
+    with caplog.at_level(logging.WARNING):
+        await svc.open()
+    try:
+        assert "NO CONTROL GROUPS for sandboxes: no writable memory control group" in caplog.text
+        assert "per-process limits" in caplog.text
+        assert svc._sandboxes == {}  # said before any sandbox started
+    finally:
+        await svc.close()

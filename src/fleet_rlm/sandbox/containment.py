@@ -14,6 +14,9 @@ from .base import ExecResult
 
 log = logging.getLogger(__name__)
 ENOSPC = "[Errno 28]"
+CGROUP_FALLBACK = ("Falling back to per-process limits: memory, /tmp and /dev/shm are capped per "
+                   "process and per mount, not per sandbox, and there is no CPU cap.")
+DISK_FALLBACK = "/work is a plain host directory that sandbox code can fill."
 
 _warned: set[str] = set()
 
@@ -25,6 +28,16 @@ def warn_once(what: str, message: str) -> None:
         log.warning(message)
 
 
+def warn_missing_defences() -> None:
+    """Said at start (the session service's): what this host cannot give its sandboxes."""
+    try:
+        cgroups.hierarchy()
+    except cgroups.CgroupsUnavailable as exc:
+        warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. {CGROUP_FALLBACK}")
+    if reason := disk.quota_unavailable_reason():
+        warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {reason}. {DISK_FALLBACK}")
+
+
 def quota_workspace(settings: Settings, work_dir: Path) -> bool:
     """Give a work dir its disk quota (its image mounted there) unless it has it: True when
     this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain."""
@@ -32,8 +45,7 @@ def quota_workspace(settings: Settings, work_dir: Path) -> bool:
         return disk.mount_workspace(work_dir, settings.sandbox_disk_mb,
                                     settings.sandbox_disk_files)
     except disk.QuotaUnavailable as exc:
-        warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. /work is a plain host "
-                  "directory that sandbox code can fill.")
+        warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. {DISK_FALLBACK}")
         return False
 
 
@@ -44,9 +56,7 @@ def open_envelope(settings: Settings, name: str, host_pids: int) -> cgroups.Enve
         envelope.set_caps(settings.sandbox_memory_mb * 1024 * 1024, host_pids,
                           settings.sandbox_cpus)
     except (cgroups.CgroupsUnavailable, OSError) as exc:
-        warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. Falling back to "
-                  "per-process limits: memory, /tmp and /dev/shm are capped per process and "
-                  "per mount, not per sandbox, and there is no CPU cap.")
+        warn_once("cgroups", f"NO CONTROL GROUPS for sandboxes: {exc}. {CGROUP_FALLBACK}")
         return None
     return envelope
 
