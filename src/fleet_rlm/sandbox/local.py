@@ -323,7 +323,7 @@ class LocalSandbox(DriverBackedSandbox):
         try:
             self.start()
         except BaseException:
-            self.close()  # what the failed start set up (its group, its mount) goes too
+            self.close()  # a failed start leaves nothing behind, its directory included
             raise
         return self
 
