@@ -234,7 +234,7 @@ def test_code_only_oolong_is_at_chance_on_label_questions():
     assert len(label) > 150 and free
     assert mean(label) < 0.35
     # Six-way label answers sit near 1/6.
-    assert mean(scores[t.id] for t in tasks if t.meta["answer_type"] == "label") < 0.25
+    assert mean(scores[t.id] for t in tasks if t.meta["answer_type"] == "ANSWER_TYPE.LABEL") < 0.25
     assert mean(free) == 1.0  # users and dates need no labels: code alone gets them right
     assert all(score(t, gold_text(t)) == 1.0 for t in tasks)  # the gold answer itself scores 1
 

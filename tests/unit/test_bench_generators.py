@@ -229,8 +229,9 @@ def test_oolong_task_meta_and_question_format() -> None:
         meta = task.meta
         assert meta["context_chars"] == len(task.context)
         assert meta["approx_tokens"] == round(len(task.context) / 4)
-        assert meta["answer_type"] in {"label", "comparison", "numeric", "user", "date",
-                                       "month_year"}
+        assert meta["answer_type"] in {"ANSWER_TYPE.LABEL", "ANSWER_TYPE.COMPARISON",
+                                       "ANSWER_TYPE.NUMERIC", "ANSWER_TYPE.USER",
+                                       "ANSWER_TYPE.DATE", "ANSWER_TYPE.MONTH_YEAR"}
         assert task.question.startswith("In the above data, ")
         assert "Give your final answer in the form '" in task.question
 
@@ -243,7 +244,8 @@ def test_official_instance_count_formula() -> None:
 
 def _task(gold: str, answer_type: str) -> Task:
     return Task(id="t", benchmark="oolong", context="", question="", gold=gold,
-                meta={"answer_type": answer_type})
+                meta={"answer": oolong.stored_answer(gold, answer_type),
+                      "answer_type": answer_type})
 
 
 @pytest.mark.parametrize(
@@ -289,8 +291,8 @@ def _task(gold: str, answer_type: str) -> Task:
         ("more common than", "comparison", "Answer: ???", 0.0),
     ],
 )
-def test_oolong_scorer(gold: str, answer_type: str, answer: str, expected: float) -> None:
-    assert oolong.score(_task(gold, answer_type), answer) == pytest.approx(expected)
+def test_oolong_lenient_scorer(gold: str, answer_type: str, answer: str, expected: float) -> None:
+    assert oolong.score(_task(gold, answer_type), answer, "lenient") == pytest.approx(expected)
 
 
 def test_load_official_reads_jsonl(tmp_path: Path) -> None:
@@ -319,7 +321,8 @@ def test_load_official_reads_jsonl(tmp_path: Path) -> None:
     first = tasks[0]
     assert first.id == "11500001" and first.benchmark == "oolong"
     assert first.context == rows[0]["context_window_text"]
-    assert first.meta["answer_type"] == "numeric" and first.meta["family"] == "numeric_one_class"
+    assert first.meta["answer_type"] == "ANSWER_TYPE.NUMERIC"
+    assert first.meta["family"] == "numeric_one_class" and first.meta["answer"] == "[23]"
     assert oolong.score(first, "Answer: 22") == 0.75
     assert oolong.score(tasks[2], "Date: 03/05/2023") == 1.0
     assert len(oolong.load_official(path, dataset=None)) == 4

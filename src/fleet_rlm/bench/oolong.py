@@ -7,11 +7,9 @@ questions sampled per label, skewed user IDs, uniform dates, and one unlabeled l
 window. Windows are sized at 4 characters a token rather than OOLONG's 39 tokens a line, so a
 target length means the same thing here as in the S-NIAH grid.
 
-Scoring reads the text after the last colon. Labels, users, months and comparison phrases match
-after normalising case, whitespace and edge punctuation (upstream compares raw strings; a sentence
-that contains "more common", "less common" or "same frequency" collapses to that phrase, as
-upstream). Numbers score 0.75^|gold - answer| on the first number found; dates must parse to the
-gold date.
+Each task keeps its gold answer in the dataset's stored form (`meta["answer"]`, e.g. `[23]`) with
+the dataset's `answer_type`, and is scored by the official OOLONG rule unless the lenient one is
+asked for (`oolong_score.py`).
 
 Data: `data/trec_coarse_validated.jsonl` is OOLONG-synth's validated trec_coarse split
 (abertsch72/oolong, MIT, Copyright (c) 2025 Amanda Bertsch). Its questions come from the TREC
@@ -21,31 +19,25 @@ licence notes are in `data/PROVENANCE.md`; use the data for research, with that 
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import random
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from fleet_rlm.bench.oolong_score import Scorer, answer_type, readable_gold, score_answer
 from fleet_rlm.bench.tasks import (
     CHARS_PER_TOKEN,
     MONTHS,
     Task,
-    after_last_colon,
     approx_tokens,
     data_text,
-    first_number,
-    normalize,
-    parse_date,
-    parse_month_year,
     read_records,
 )
 
@@ -391,7 +383,8 @@ def window_tasks(
     return [
         Task(id=f"{window.id}-q{i:02d}", benchmark=BENCHMARK, context=window.text, question=text,
              gold=gold, meta={**base, "family": family, "task_group": group,
-                              "answer_type": kind, "params": params})
+                              "answer": stored_answer(gold, kind),
+                              "answer_type": answer_type(kind), "params": params})
         for i, (family, group, (text, gold, kind, params)) in enumerate(picked)
     ]
 
@@ -403,44 +396,20 @@ def generate(n: int = 1, seed: int = 0, lengths: Sequence[int] = DEFAULT_TOKENS,
             for task in window_tasks(build_window(tokens, seed, i), per_window, families)]
 
 
-def score_answer(gold: str, answer: str, answer_type: str) -> float:
-    candidate = after_last_colon(answer)
-    if answer_type == "numeric" and (gold_n := first_number(gold)) is not None:
-        value = first_number(candidate)
-        return 0.0 if value is None else 0.75 ** abs(gold_n - value)
-    if answer_type == "date":
-        gold_day = parse_date(gold)
-        return float(gold_day is not None and parse_date(candidate) == gold_day)
-    got, want = normalize(candidate), normalize(gold)
-    if got == want:
-        return 1.0
-    if answer_type == "month_year":
-        gold_month = parse_month_year(want)
-        return float(gold_month is not None and parse_month_year(got) == gold_month)
-    if answer_type == "comparison":
-        for phrase in ("more common", "less common", "same frequency"):
-            if phrase in got:
-                return float(phrase in want)
-    return 0.0
+def stored_answer(gold: Any, kind: str) -> str:
+    """A gold answer in the dataset's stored form: `[23]`, `['entity']`,
+    `[datetime.date(2023, 3, 5)]` (user IDs are integers there)."""
+    if kind == "date":
+        d = datetime.strptime(gold, "%m/%d/%Y").date()
+        return f"[datetime.date({d.year}, {d.month}, {d.day})]"
+    if kind in ("numeric", "user"):
+        return f"[{int(gold)}]"
+    return repr([str(gold)])
 
 
-def score(task: Task, answer: str) -> float:
-    return score_answer(str(task.gold), answer, task.meta.get("answer_type", "label"))
-
-
-def _official_gold(answer: Any) -> str:
-    """First element of a stored answer list (upstream's rule); dates become MM/DD/YYYY."""
-    if isinstance(answer, str) and "datetime" in answer:
-        y, m, d = map(int, re.findall(r"\d+", answer)[:3])
-        return date(y, m, d).strftime("%m/%d/%Y")
-    if isinstance(answer, str):
-        try:
-            answer = ast.literal_eval(answer)
-        except (ValueError, SyntaxError):
-            return answer
-    if isinstance(answer, list | tuple):
-        answer = answer[0] if answer else ""
-    return str(answer)
+def score(task: Task, answer: str, scorer: Scorer = "official") -> float:
+    """`answer` scored against the task's stored gold by the official rule or the lenient one."""
+    return score_answer(answer, task.meta["answer"], task.meta["answer_type"], scorer)
 
 
 def load_official(
@@ -453,13 +422,13 @@ def load_official(
             continue
         if context_len is not None and int(row.get("context_len", -1)) != context_len:
             continue
-        text, kind = row["context_window_text"], str(row.get("answer_type", "label"))
+        text, kind = row["context_window_text"], str(row["answer_type"])
         tasks.append(Task(
             id=str(row["id"]), benchmark=BENCHMARK, context=text, question=row["question"],
-            gold=_official_gold(row["answer"]),
-            meta={"family": str(row.get("task", "")).rsplit(".", 1)[-1].lower(),
+            gold=readable_gold(str(row["answer"])),
+            meta={"answer": str(row["answer"]), "answer_type": answer_type(kind),
+                  "family": str(row.get("task", "")).rsplit(".", 1)[-1].lower(),
                   "task_group": row.get("task_group"),
-                  "answer_type": kind.rsplit(".", 1)[-1].lower(),
                   "window_id": str(row.get("context_window_id", "")),
                   "target_tokens": row.get("context_len"), "dataset": row.get("dataset"),
                   "context_chars": len(text), "approx_tokens": approx_tokens(text),

@@ -70,11 +70,16 @@ def _paper(benchmark: str, length: int, mode: str) -> str:
     return "" if figure is None else f"{figure[0]:.3f} · ${figure[1]:.2f}"
 
 
+def _lenient(rows: list[Record]) -> bool:
+    return any(r.get("scorer") == "lenient" for r in rows)
+
+
 def length_table(records: list[Record]) -> list[str]:
     rows = []
     for (bench, mode), group in _groups(records, lambda r: (r["benchmark"], r["mode"])).items():
         for (length,), cell in _groups(group, lambda r: (r["length"],)).items():
-            rows.append([bench, mode, str(length), *_stats(cell), _paper(bench, length, mode)])
+            paper = _paper(bench, length, mode) if not _lenient(cell) else ""
+            rows.append([bench, mode, str(length), *_stats(cell), paper])
         rows.append([bench, mode, "**all**", *_stats(group), ""])
     return _table(["benchmark", "mode", "context length (tokens)", *_COLUMNS, "paper"], rows)
 
@@ -107,7 +112,12 @@ def render(records: list[Record]) -> str:
         return "\n".join([*lines, "No results yet."]) + "\n"
     models = Counter(f"{r['mode']}: {r.get('model') or 'no model'}"
                      + (f" (sub {r['sub_model']})" if r.get("sub_model") else "") for r in records)
-    lines += ["Models: " + "; ".join(models), "", "## By context length", "",
+    lines += ["Models: " + "; ".join(models), ""]
+    if _lenient(records):
+        lines += ["**Scorer: lenient** (case, punctuation and number formats forgiven). These "
+                  "scores are not the published OOLONG metric and are not comparable with it.",
+                  ""]
+    lines += ["## By context length", "",
               *length_table(records), "", PAPER_NOTE, "", "## By family", "",
               *family_table(records), "", "## Status", ""]
     for (bench, mode), group in _groups(records, lambda r: (r["benchmark"], r["mode"])).items():

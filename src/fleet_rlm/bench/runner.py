@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleet_rlm.bench import oolong, pairs, score, sniah
+from fleet_rlm.bench import OOLONG_SCORERS, Scorer, oolong, pairs, score, sniah
 from fleet_rlm.bench.tasks import CHARS_PER_TOKEN, Task
 from fleet_rlm.budget import Budget, BudgetExceeded, Cancelled, CancelToken
 from fleet_rlm.config import Settings
@@ -181,7 +181,7 @@ RUNNERS: dict[str, Callable[[Task, Settings, CancelToken], Outcome]] = {
 
 
 def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
-           seconds: float) -> dict[str, Any]:
+           seconds: float, scorer: Scorer = "official") -> dict[str, Any]:
     """One line of results.jsonl."""
     usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "usd": 0.0,
              "usd_unknown_calls": 0, **outcome.usage}
@@ -189,7 +189,8 @@ def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
     return {
         "task_id": task.id, "benchmark": task.benchmark, "mode": mode,
         "family": task.meta.get("family"), "length": target_tokens(task),
-        "score": score(task, outcome.answer or ""), "status": outcome.status, **usage,
+        "score": score(task, outcome.answer or "", scorer), "scorer": scorer,
+        "status": outcome.status, **usage,
         "seconds": round(seconds, 3), "turn_id": outcome.turn_id, "node_id": outcome.node_id,
         "model": settings.root_model if uses_model else None,
         "sub_model": settings.effective_sub_model if uses_model else None,
@@ -229,11 +230,11 @@ class BenchRun:
 
     def __init__(self, tasks: Sequence[Task], mode: str, settings: Settings, out: Path, *,
                  concurrency: int = 1, max_usd: float | None = None,
-                 retry_errors: bool = False,
+                 retry_errors: bool = False, scorer: Scorer = "official",
                  on_done: Callable[[dict[str, Any], RunSummary], None] | None = None) -> None:
         if mode not in RUNNERS:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        self.mode, self.settings, self.out = mode, settings, out
+        self.mode, self.settings, self.out, self.scorer = mode, settings, out, scorer
         self.concurrency, self.max_usd = max(1, concurrency), max_usd
         self.on_done = on_done or (lambda rec, summary: None)
         previous = load_results(out)
@@ -263,7 +264,8 @@ class BenchRun:
         outcome = RUNNERS[self.mode](task, self.settings, token)
         if outcome.status == "cancelled" and self._interrupted:
             return None
-        rec = record(task, self.mode, self.settings, outcome, time.perf_counter() - started)
+        rec = record(task, self.mode, self.settings, outcome, time.perf_counter() - started,
+                     self.scorer)
         with self._lock:
             self.out.mkdir(parents=True, exist_ok=True)
             with (self.out / RESULTS).open("a", encoding="utf-8") as f:
@@ -330,7 +332,7 @@ def parse_lengths(values: Sequence[str] | None) -> list[int] | None:
 def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int, seed: int,
             lengths: Sequence[str] | None, out: Path, export: Path | None,
             max_usd: float | None, concurrency: int, retry_errors: bool,
-            overrides: dict[str, Any]) -> int:
+            overrides: dict[str, Any], scorer: Scorer = "official") -> int:
     """`fleet bench BENCHMARK`. Returns the exit status: 0 done, 1 misuse, 2 stopped by
     --max-usd, 130 interrupted (the caller should exit at once)."""
     from pydantic import ValidationError
@@ -343,6 +345,8 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
     try:
         if mode not in MODES:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if scorer not in OOLONG_SCORERS:
+            raise ValueError(f"--scorer must be one of {', '.join(OOLONG_SCORERS)}, not {scorer!r}")
         tasks = make_tasks(benchmark, n, seed, parse_lengths(lengths))
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
@@ -354,7 +358,7 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         console.print(f"wrote {export_tasks(tasks, export)} tasks to {export}")
         return 0
     run = BenchRun(tasks, mode, settings, out, concurrency=concurrency, max_usd=max_usd,
-                   retry_errors=retry_errors)
+                   retry_errors=retry_errors, scorer=scorer)
     if run.summary.skipped:
         err.print(f"resuming: {run.summary.skipped} of {len(tasks)} tasks already in {out}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
