@@ -98,12 +98,25 @@ def test_sniah_values_have_the_right_shape() -> None:
         ("mongoose", "Answer: Mongoose", 1.0),
         ("mongoose", "I could not find it.", 0.0),
         ("mongoose", "", 0.0),
+        ("emu", "The value is lemur.", 0.0),
+        ("emu", "The value is emu.", 1.0),
+        ("emu", "EMU", 1.0),
+        ("emu", "emus", 0.0),
+        ("4831920", "48319201", 0.0),
+        ("4831920", "the number 14831920", 0.0),
+        ("4831920", "Answer: 4831920", 1.0),
+        ("ce3dcefd-e7dd-4abe-9841-60636b104aa2", "xce3dcefd-e7dd-4abe-9841-60636b104aa2", 0.0),
+        ("ce3dcefd-e7dd-4abe-9841-60636b104aa2", "(ce3dcefd-e7dd-4abe-9841-60636b104aa2)", 1.0),
     ],
 )
 def test_sniah_score(gold: str, answer: str, expected: float) -> None:
     task = Task(id="t", benchmark="sniah", context="", question="", gold=gold)
     assert sniah.score(task, answer) == expected
     assert bench.score(task, answer) == expected
+
+
+def test_sniah_scores_several_values_as_a_share() -> None:
+    assert sniah.score_values(["emu", "4831920"], "emu and 4831921") == 0.5
 
 
 # --- OOLONG ----------------------------------------------------------------------------------

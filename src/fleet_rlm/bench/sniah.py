@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from functools import cache
@@ -140,6 +141,18 @@ def generate(
     ]
 
 
+def matches(gold: str, answer: str) -> bool:
+    """The gold value appears in the answer as a whole word (or whole value), any case: `emu`
+    does not match `lemur`, nor `1234567` match `12345678`."""
+    return re.search(rf"(?<!\w){re.escape(gold)}(?!\w)", answer, re.IGNORECASE) is not None
+
+
+def score_values(golds: Sequence[str], answer: str) -> float:
+    """RULER's all-values score: the share of gold values the answer names."""
+    return sum(matches(g, answer) for g in golds) / len(golds)
+
+
 def score(task: Task, answer: str) -> float:
-    """RULER's string match: 1.0 when the gold value occurs in the answer, case-insensitively."""
-    return 1.0 if str(task.gold).lower() in answer.lower() else 0.0
+    """1.0 when the answer names the needle's value as a whole word, else 0.0."""
+    golds = task.gold if isinstance(task.gold, list) else [task.gold]
+    return score_values(golds, answer)

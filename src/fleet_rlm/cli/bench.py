@@ -73,3 +73,44 @@ def bench_report(out: Annotated[Path, typer.Argument(help="A results directory."
         err.print(f"[red]error:[/red] no {RESULTS} in {out}")
         raise typer.Exit(1)
     console.print(f"{report.write_report(out)}: {report.summary_line(load_results(out))}")
+
+
+@bench_app.command("score")
+def bench_score(
+    benchmark: Annotated[str, typer.Argument(help="oolong | oolong-pairs | sniah")],
+    file: Annotated[Path, typer.Argument(help="JSONL of predictions: prediction, answer (in the "
+                                         "dataset's form) and, for oolong, answer_type.")],
+    scorer: Annotated[str, typer.Option(
+        help="OOLONG scorer: official (the published rule) or lenient (ours).")] = "official",
+    out: Annotated[Path | None, typer.Option(
+        help="Write every line with its score to this JSONL file.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the mean and counts as JSON instead of a table.")] = False,
+) -> None:
+    """Score predictions made by any system against gold answers, by the benchmark's rule."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..bench.scoring import ScoreFileError, score_file, write_lines
+
+    try:
+        scored = score_file(benchmark, file, scorer)  # type: ignore[arg-type]
+    except (ScoreFileError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if out is not None:
+        write_lines(scored, out)
+    if as_json:
+        console.print_json(json.dumps(scored.summary()))
+        return
+    if scorer == "lenient":
+        console.print("[bold]scorer: lenient[/bold] (not the published metric)", soft_wrap=True)
+    table = Table(title=f"{benchmark}, {scorer} scorer")
+    for column in ("answer type", "n", "mean score"):
+        table.add_column(column, justify="left" if column == "answer type" else "right")
+    for kind, (n, value) in scored.by_type().items():
+        table.add_row(kind, str(n), f"{value:.4f}")
+    table.add_row("[b]all[/b]", str(len(scored.lines)), f"[b]{scored.mean:.4f}[/b]")
+    console.print(table)
