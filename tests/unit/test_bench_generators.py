@@ -57,20 +57,42 @@ def test_sniah_deterministic_by_seed() -> None:
     assert len({t.context_sha256 for t in a}) == len(a)
 
 
-def test_sniah_default_grid_lengths_and_needles() -> None:
-    tasks = sniah.generate(1, seed=0)
-    assert {t.meta["target_chars"] for t in tasks} == {50_000, 100_000, 200_000}
+def test_sniah_needles_follow_ruler() -> None:
+    tasks = sniah.generate(1, seed=0, lengths=(20_000, 40_000), depths=(0.0, 0.33, 0.67, 1.0))
     assert {t.meta["kind"] for t in tasks} == {"number", "uuid", "word"}
     for t in tasks:
-        target = t.meta["target_chars"]
+        target, kind = t.meta["target_chars"], t.meta["kind"]
         assert abs(len(t.context) - target) <= 0.05 * target
         assert t.meta["context_chars"] == len(t.context)
-        needle = f"The special magic {t.meta['kind']} for {t.meta['key']} is: {t.gold}."
+        assert t.context.startswith(f"A special magic {kind} is hidden within the following "
+                                    f"text. Make sure to memorize it. I will quiz you about the "
+                                    f"{kind} afterwards.\n")
+        needle = f"One of the special magic {kind}s for {t.meta['key']} is: {t.gold}."
         assert t.context.count(needle) == 1
         assert t.context.count(t.meta["key"]) == 1 and t.context.count(str(t.gold)) == 1
-        assert t.context.count("special magic") == 1
+        assert t.context.count("special magic") == 2  # the opening and the needle
         assert abs(t.context.index(needle) / len(t.context) - t.meta["depth"]) <= 0.05
-        assert t.meta["key"] in t.question and str(t.gold) not in t.question
+        assert t.question == (f"What is the special magic {kind} for {t.meta['key']} mentioned "
+                              "in the provided text?")
+
+
+def test_sniah_defaults_are_the_papers_range_and_rulers_depths() -> None:
+    assert [c // 4 for c in sniah.DEFAULT_LENGTHS] == [2**p for p in range(13, 19)]
+    assert len(sniah.DEFAULT_DEPTHS) == 40 == len(set(sniah.DEFAULT_DEPTHS))
+    assert sniah.DEFAULT_DEPTHS[0] == 0.0 and sniah.DEFAULT_DEPTHS[-1] == 1.0
+
+
+def test_fifty_sniah_tasks_spread_over_the_six_lengths() -> None:
+    from fleet_rlm.bench import runner
+
+    tasks = runner.make_tasks("sniah", 50)
+    per_length = Counter(t.meta["target_chars"] // 4 for t in tasks)
+    assert per_length == {8192: 9, 16384: 9, 32768: 8, 65536: 8, 131072: 8, 262144: 8}
+    for length in per_length:
+        cell = [t for t in tasks if t.meta["target_chars"] // 4 == length]
+        assert len({t.meta["depth"] for t in cell}) == len(cell)  # no depth twice in a length
+        assert {t.meta["kind"] for t in cell} == {"number", "uuid", "word"}
+    assert len({t.id for t in tasks}) == 50
 
 
 def test_sniah_values_have_the_right_shape() -> None:
@@ -353,56 +375,91 @@ def test_load_official_parquet_without_reader(monkeypatch: pytest.MonkeyPatch,
 # --- OOLONG-Pairs ----------------------------------------------------------------------------
 
 
-def test_pairs_deterministic_with_twenty_templates() -> None:
+def test_pairs_deterministic_with_the_papers_twenty_queries() -> None:
     a, b = pairs.generate(1, seed=2, lengths=(4096,)), pairs.generate(1, seed=2, lengths=(4096,))
     assert fingerprint(a) == fingerprint(b)
-    assert len(a) == 20 and len({t.meta["family"] for t in a}) == 20
+    assert [t.meta["family"] for t in a] == [f"q{k:02d}" for k in range(1, 21)]
     c = pairs.generate(1, seed=3, lengths=(4096,))
     assert fingerprint(a) != fingerprint(c)
     for t in a:
         assert t.benchmark == "oolong_pairs" and isinstance(t.gold, list)
         assert len(t.gold) == t.meta["n_gold"] == len(set(t.gold))
         assert pairs.score(t, "\n".join(t.gold)) == 1.0
+        assert t.question.startswith("In the above data, list all pairs of user IDs (no "
+                                     "duplicate pairs, list lower ID first) ")
+        assert t.question.endswith("In your answer, list all pairs in the format (user_id_1, "
+                                   "user_id_2), separated by newlines.")
 
 
-def test_pairs_gold_matches_independent_recount() -> None:
-    tasks = {t.meta["family"]: t for t in pairs.generate(1, seed=4, lengths=(8192,))}
-    rows = parse_window(tasks["both_any_of"].context)
-    by_user: dict[str, list[tuple[date, str]]] = defaultdict(list)
-    for d, u, lb in rows:
-        by_user[u].append((d, lb))
+def test_pairs_wording_of_the_paper() -> None:
+    q = {query.number: query.clause for query in pairs.QUERIES}
+    assert q[1] == "where both users have at least one instance with a numeric value or location"
+    assert q[4] == ("where both users have at least one instance with a human being or location, "
+                    "and all instances that are a human being for both users must be after "
+                    "January 6, 2023")
+    assert q[10].endswith("all instances that are an abbreviation for both users must be before "
+                          "May 20, 2023")
+    assert q[11] == ("such that one user has at least one instance with entity and one with "
+                     "abbreviation, and the other user has exactly one instance with entity")
 
-    def labels(u: str) -> set[str]:
-        return {lb for _, lb in by_user[u]}
 
-    def gold(family: str) -> set[tuple[str, str]]:
-        return pairs.parse_pairs("\n".join(tasks[family].gold))
+E, L, N, H, D, A = ("entity", "location", "numeric value", "human being",
+                    "description and abstract concept", "abbreviation")
 
-    def check(family: str, expected: set[frozenset[str]]) -> None:
-        assert {frozenset(p) for p in gold(family)} == expected, family
 
-    def all_pairs(users: list[str]) -> set[frozenset[str]]:
-        return {frozenset(p) for p in combinations(users, 2)}
+def _paper_condition(number: int, one: list[tuple[date, str]], two: list[tuple[date, str]]) -> bool:
+    """The paper's query `number` for one pair of users, read from the appendix, pair by pair."""
+    def n(rows: list[tuple[date, str]], label: str) -> int:
+        return [lb for _, lb in rows].count(label)
 
-    p = tasks["both_any_of"].meta["params"]
-    check("both_any_of", all_pairs([u for u in by_user if labels(u) & {p["label"], p["label_b"]}]))
-    p = tasks["cross_a_b"].meta["params"]
-    left = [u for u in by_user if p["label"] in labels(u)]
-    right = [u for u in by_user if p["label_b"] in labels(u)]
-    check("cross_a_b", {frozenset((u, v)) for u in left for v in right if u != v})
-    p = tasks["same_month_a"].meta["params"]
-    month_users: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for d, u, lb in rows:
-        if lb == p["label"]:
-            month_users[d.year, d.month].add(u)
-    check("same_month_a", set().union(*(all_pairs(sorted(us)) for us in month_users.values())))
-    p = tasks["both_only_ab"].meta["params"]
-    only = {p["label"], p["label_b"]}
-    check("both_only_ab", all_pairs([u for u in by_user if labels(u) <= only]))
-    p = tasks["both_a_after"].meta["params"]
-    pivot = date.fromisoformat(p["date"])
-    check("both_a_after", all_pairs(
-        [u for u in by_user if any(lb == p["label"] and d > pivot for d, lb in by_user[u])]))
+    def either(x: str, y: str, dated: tuple[str, str, date] | None = None) -> bool:
+        def ok(rows: list[tuple[date, str]]) -> bool:
+            if not (n(rows, x) or n(rows, y)):
+                return False
+            if dated is None:
+                return True
+            label, side, day = dated
+            return all((d > day) if side == "after" else (d < day)
+                       for d, lb in rows if lb == label)
+        return ok(one) and ok(two)
+
+    def asym(p, q) -> bool:
+        return (p(one) and q(two)) or (p(two) and q(one))
+
+    symmetric = {1: (N, L), 2: (E, H), 3: (D, A), 6: (L, A), 8: (H, D)}
+    dated = {4: (H, L, (H, "after", date(2023, 1, 6))), 5: (E, N, (E, "before", date(2023, 3, 15))),
+             7: (D, N, (N, "after", date(2023, 2, 1))), 9: (E, L, (L, "after", date(2023, 4, 10))),
+             10: (N, A, (A, "before", date(2023, 5, 20)))}
+    if number in symmetric:
+        return either(*symmetric[number])
+    if number in dated:
+        return either(*dated[number])
+    return asym(*{
+        11: (lambda r: n(r, E) >= 1 and n(r, A) >= 1, lambda r: n(r, E) == 1),
+        12: (lambda r: n(r, N) >= 2, lambda r: n(r, L) >= 1 and n(r, H) >= 1),
+        13: (lambda r: n(r, D) == 1, lambda r: n(r, A) >= 1 and n(r, E) >= 1),
+        14: (lambda r: n(r, H) >= 1 and n(r, N) >= 1, lambda r: n(r, L) == 2),
+        15: (lambda r: n(r, E) >= 1 and n(r, L) >= 1 and n(r, A) >= 1, lambda r: n(r, N) == 1),
+        16: (lambda r: n(r, D) >= 1 and n(r, H) >= 1, lambda r: n(r, E) >= 2 and n(r, A) == 1),
+        17: (lambda r: n(r, N) == 1, lambda r: n(r, L) >= 1 and n(r, D) >= 1),
+        18: (lambda r: n(r, A) >= 1 and n(r, H) == 1, lambda r: n(r, E) >= 1 and n(r, N) >= 1),
+        19: (lambda r: n(r, L) >= 2 and n(r, E) >= 1, lambda r: n(r, D) == 1 and n(r, A) == 1),
+        20: (lambda r: n(r, N) >= 1 and n(r, H) >= 1,
+             lambda r: n(r, L) >= 1 and n(r, E) >= 1 and n(r, A) == 1),
+    }[number])
+
+
+def test_pairs_gold_matches_a_pair_by_pair_recount() -> None:
+    for seed in (4, 5):
+        tasks = pairs.generate(1, seed=seed, lengths=(8192,))
+        by_user: dict[str, list[tuple[date, str]]] = defaultdict(list)
+        for d, u, lb in parse_window(tasks[0].context):
+            by_user[u].append((d, lb))
+        for number, task in enumerate(tasks, 1):
+            expected = {f"({u}, {v})" for u, v in combinations(sorted(by_user, key=int), 2)
+                        if _paper_condition(number, by_user[u], by_user[v])}
+            assert set(task.gold) == expected, task.meta["family"]
+            assert expected or number in (16, 19, 20)  # most queries have pairs at 8K
 
 
 GOLD = ["(10001, 10002)", "(10003, 10004)", "(10005, 10006)", "(10007, 10008)"]

@@ -181,7 +181,7 @@ def answer_sniah(task: Task) -> str:
     if kind_key is None:
         return ""
     kind, key = kind_key.groups()
-    needle = re.search(rf"The special magic {kind} for {re.escape(key)} is: (\S+?)\.(?:\s|$)",
+    needle = re.search(rf"special magic {kind}s for {re.escape(key)} is: (\S+?)\.(?:\s|$)",
                        task.context)
     return needle[1] if needle else ""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import threading
 import time
 import uuid
@@ -34,7 +33,7 @@ RESULTS = "results.jsonl"
 # Context lengths are in tokens for every benchmark (S-NIAH's generator counts characters).
 DEFAULT_LENGTHS = {"sniah": tuple(c // CHARS_PER_TOKEN for c in sniah.DEFAULT_LENGTHS),
                    "oolong": oolong.DEFAULT_TOKENS, "oolong-pairs": pairs.DEFAULT_TOKENS}
-_PER_WINDOW = {"oolong": 25, "oolong-pairs": len(pairs.TEMPLATES)}
+_PER_WINDOW = {"oolong": 25, "oolong-pairs": len(pairs.QUERIES)}
 
 
 def make_tasks(benchmark: str, n: int, seed: int = 0,
@@ -56,13 +55,7 @@ def _generate(benchmark: str, quota: int, seed: int, tokens: int) -> list[list[T
     """Enough tasks of one length, grouped by window (or S-NIAH grid repeat), each group in the
     order its questions should be taken."""
     if benchmark == "sniah":
-        cells = len(sniah.DEFAULT_DEPTHS) * len(sniah.DEFAULT_KINDS)
-        grid = sniah.generate(math.ceil(quota / cells), seed, [tokens * CHARS_PER_TOKEN])
-        groups: dict[int, list[Task]] = {}
-        for task in grid:
-            groups.setdefault(int(task.id.rsplit("-", 1)[1]), []).append(task)
-        # A fixed shuffle per repeat, so a few tasks still cover several depths and kinds.
-        return [random.Random(f"{seed}:{k}").sample(g, len(g)) for k, g in sorted(groups.items())]
+        return [sniah.spread(quota, seed, tokens * CHARS_PER_TOKEN)]
     module = BENCHMARKS[benchmark]
     windows = math.ceil(quota / _PER_WINDOW[benchmark])
     grouped: dict[str, list[Task]] = {}
