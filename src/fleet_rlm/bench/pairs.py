@@ -11,8 +11,8 @@ other user another.
 The wording is the appendix's, taken from a text transcription of the paper that several public
 reproductions agree on; it was not compared with the PDF itself. Two readings are ours: "all
 instances that are a X ... must be after D" holds for a user with no X instance (the user still
-needs an instance of A or B), and "after" / "before" are strict. Windows are 32K tokens by
-default, as in the paper's Table 1.
+needs an instance of A or B), and "after" / "before" are strict. Windows are built by the
+official OOLONG-synth rules (`oolong_synth`), 32K tokens by default as in the paper's Table 1.
 
 Gold is the set of pairs; an answer is scored by F1 between the pairs it lists, each normalised
 to (lower, higher) and deduplicated, and that set (both empty scores 1).
@@ -28,7 +28,7 @@ from datetime import date
 from itertools import combinations
 from typing import Literal
 
-from fleet_rlm.bench.oolong import Window, build_window
+from fleet_rlm.bench.oolong_synth import SynthWindow, build
 from fleet_rlm.bench.tasks import Task, approx_tokens
 
 BENCHMARK = "oolong_pairs"
@@ -47,10 +47,10 @@ SUFFIX = (
 class Users:
     """Per-user views of a window's hidden labels."""
 
-    def __init__(self, window: Window) -> None:
+    def __init__(self, window: SynthWindow) -> None:
         self.lines: dict[str, list[tuple[date, str]]] = defaultdict(list)
-        for r in window.instances:
-            self.lines[r.user].append((r.day, r.label))
+        for r in window.rows:
+            self.lines[str(r.user)].append((r.day, r.label))
         self.lines = dict(self.lines)
 
     def count(self, user: str, label: str, when: Callable[[date], bool] = lambda d: True) -> int:
@@ -195,12 +195,12 @@ QUERIES: tuple[Query, ...] = (
 )
 
 
-def window_tasks(window: Window, numbers: Sequence[int] | None = None) -> list[Task]:
+def window_tasks(window: SynthWindow, numbers: Sequence[int] | None = None) -> list[Task]:
     """One task per query (or per query in `numbers`), gold from the window's hidden labels."""
     users = Users(window)
-    base = {"window_id": window.id, "target_tokens": window.target_tokens,
+    base = {"window_id": window.id, "target_tokens": window.context_len,
             "context_chars": len(window.text), "approx_tokens": approx_tokens(window.text),
-            "n_instances": len(window.instances)}
+            "n_instances": len(window.rows)}
     tasks = []
     for query in QUERIES:
         if numbers is not None and query.number not in numbers:
@@ -227,7 +227,7 @@ def generate(
 ) -> list[Task]:
     """`n` windows per target length (tokens), each with the twenty queries."""
     return [task for tokens in lengths for i in range(n)
-            for task in window_tasks(build_window(tokens, seed, i), numbers)]
+            for task in window_tasks(build(tokens, seed, i), numbers)]
 
 
 def _pair(u: str, v: str) -> Pair:

@@ -68,6 +68,20 @@ def _interleave(groups: list[list[Task]]) -> list[Task]:
     return [g[k] for k in range(max(map(len, groups), default=0)) for g in groups if k < len(g)]
 
 
+def load_data(benchmark: str, path: Path, lengths: Sequence[int] | None = None) -> list[Task]:
+    """Every trec_coarse row of a released OOLONG-synth file (at `lengths`, if given)."""
+    if benchmark != "oolong":
+        raise ValueError(f"--data loads OOLONG-synth rows; {benchmark} has no released data")
+    if not path.exists():
+        raise ValueError(f"--data {path}: no such file")
+    tasks = [t for t in oolong.load_official(path)
+             if lengths is None or t.meta["target_tokens"] in lengths]
+    if not tasks:
+        raise ValueError(f"--data {path}: no trec_coarse rows"
+                         + (f" at lengths {list(lengths)}" if lengths else ""))
+    return tasks
+
+
 def target_tokens(task: Task) -> int:
     if "target_tokens" in task.meta:
         return int(task.meta["target_tokens"])
@@ -325,7 +339,8 @@ def parse_lengths(values: Sequence[str] | None) -> list[int] | None:
 def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int, seed: int,
             lengths: Sequence[str] | None, out: Path, export: Path | None,
             max_usd: float | None, concurrency: int, retry_errors: bool,
-            overrides: dict[str, Any], scorer: Scorer = "official") -> int:
+            overrides: dict[str, Any], scorer: Scorer = "official",
+            data: Path | None = None) -> int:
     """`fleet bench BENCHMARK`. Returns the exit status: 0 done, 1 misuse, 2 stopped by
     --max-usd, 130 interrupted (the caller should exit at once)."""
     from pydantic import ValidationError
@@ -340,7 +355,8 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         if scorer not in OOLONG_SCORERS:
             raise ValueError(f"--scorer must be one of {', '.join(OOLONG_SCORERS)}, not {scorer!r}")
-        tasks = make_tasks(benchmark, n, seed, parse_lengths(lengths))
+        tasks = (load_data(benchmark, data, parse_lengths(lengths)) if data is not None
+                 else make_tasks(benchmark, n, seed, parse_lengths(lengths)))
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
         settings = get_settings(**overrides)

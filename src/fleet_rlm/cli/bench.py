@@ -34,6 +34,9 @@ def _bench_command(benchmark: str) -> None:
             help="Write the tasks as JSONL to this file and run nothing.")] = None,
         retry_errors: Annotated[bool, typer.Option(
             help="Run again the tasks whose recorded status is error.")] = False,
+        data: Annotated[Path | None, typer.Option(
+            help="oolong: run every trec_coarse row of this released oolong-synth file (JSONL "
+                 "or Parquet) instead of generated windows; --n is not used.")] = None,
         scorer: Annotated[str, typer.Option(
             help="OOLONG scorer: official (the published rule) or lenient (ours; reports "
                  "label it and show no published figures beside it).")] = "official",
@@ -45,7 +48,7 @@ def _bench_command(benchmark: str) -> None:
         code = run_cli(benchmark, console, err, n=n, mode=mode, concurrency=concurrency,
                        max_usd=max_usd, seed=seed, lengths=lengths,
                        out=out or Path(f"bench-{benchmark}"), export=export,
-                       retry_errors=retry_errors, scorer=scorer,
+                       retry_errors=retry_errors, scorer=scorer, data=data,
                        overrides={"root_model": model, "sub_model": sub_model,
                                   "api_base": api_base})
         if code == 130:  # an LM request walked away from would otherwise hold the exit
