@@ -200,7 +200,7 @@ def window_tasks(window: SynthWindow, numbers: Sequence[int] | None = None) -> l
     users = Users(window)
     base = {"window_id": window.id, "target_tokens": window.context_len,
             "context_chars": len(window.text), "approx_tokens": approx_tokens(window.text),
-            "n_instances": len(window.rows)}
+            "n_instances": len(window.rows), "source": "paper-queries"}
     tasks = []
     for query in QUERIES:
         if numbers is not None and query.number not in numbers:

@@ -131,6 +131,7 @@ def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) 
             "context_chars": len(context),
             "approx_tokens": approx_tokens(context),
             "seed": seed,
+            "source": "ruler-construction",
         },
     )
 
