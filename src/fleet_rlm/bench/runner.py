@@ -341,7 +341,7 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
             lengths: Sequence[str] | None, out: Path, export: Path | None,
             max_usd: float | None, concurrency: int, retry_errors: bool,
             overrides: dict[str, Any], scorer: Scorer = "official",
-            data: Path | None = None) -> int:
+            data: Path | None = None, dry_run: bool = False) -> int:
     """`fleet bench BENCHMARK`. Returns the exit status: 0 done, 1 misuse, 2 stopped by
     --max-usd, 130 interrupted (the caller should exit at once)."""
     from pydantic import ValidationError
@@ -366,6 +366,13 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         return 1
     if export is not None:
         console.print(f"wrote {export_tasks(tasks, export)} tasks to {export}")
+        return 0
+    if dry_run:
+        from fleet_rlm.bench import projection
+
+        lines = projection.render(projection.project(tasks, mode, settings), benchmark, mode,
+                                  settings)
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
         return 0
     run = BenchRun(tasks, mode, settings, out, concurrency=concurrency, max_usd=max_usd,
                    retry_errors=retry_errors, scorer=scorer)

@@ -34,6 +34,9 @@ def _bench_command(benchmark: str) -> None:
             help="Write the tasks as JSONL to this file and run nothing.")] = None,
         retry_errors: Annotated[bool, typer.Option(
             help="Run again the tasks whose recorded status is error.")] = False,
+        dry_run: Annotated[bool, typer.Option(
+            help="Print the tasks, their context tokens and the projected cost; run nothing.")]
+        = False,
         data: Annotated[Path | None, typer.Option(
             help="oolong: run every trec_coarse row of this released oolong-synth file (JSONL "
                  "or Parquet) instead of generated windows; --n is not used.")] = None,
@@ -49,6 +52,7 @@ def _bench_command(benchmark: str) -> None:
                        max_usd=max_usd, seed=seed, lengths=lengths,
                        out=out or Path(f"bench-{benchmark}"), export=export,
                        retry_errors=retry_errors, scorer=scorer, data=data,
+                       dry_run=dry_run,
                        overrides={"root_model": model, "sub_model": sub_model,
                                   "api_base": api_base})
         if code == 130:  # an LM request walked away from would otherwise hold the exit
