@@ -22,8 +22,8 @@ from datetime import date, datetime
 
 from fleet_rlm.bench import oolong, sniah
 from fleet_rlm.bench.oolong import LABELS
-from fleet_rlm.bench.oolong_synth import MONTHS, Row, month_shares
-from fleet_rlm.bench.tasks import Task, sha256
+from fleet_rlm.bench.oolong_synth import Row, month_shares
+from fleet_rlm.bench.tasks import MONTHS, Task, sha256
 
 BENCHMARKS = (sniah.BENCHMARK, oolong.BENCHMARK)
 # Question types whose answer needs no label: code alone can get them right.

@@ -18,28 +18,19 @@ licence notes are in `data/PROVENANCE.md`; use the data for research, with that 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fleet_rlm.bench import oolong_synth
 from fleet_rlm.bench.oolong_score import Scorer, answer_type, readable_gold, score_answer
-from fleet_rlm.bench.tasks import Task, approx_tokens, data_text, read_records
+from fleet_rlm.bench.tasks import Task, approx_tokens, read_records
 
 BENCHMARK = "oolong"
-LABELS: tuple[str, ...] = ("description and abstract concept", "entity", "human being",
-                           "numeric value", "location", "abbreviation")
+LABELS = oolong_synth.LABEL_ORDER
 DEFAULT_TOKENS: tuple[int, ...] = (32_768, 131_072)
 PER_WINDOW = 25  # the released set keeps 25 questions per window
-
-
-@cache
-def trec_rows() -> tuple[tuple[str, str], ...]:
-    """(question, label) for every line of the shipped file; OOLONG reads no other field."""
-    rows = (json.loads(line) for line in data_text("trec_coarse_validated.jsonl").splitlines())
-    return tuple((r["input"], r["label"]) for r in rows)
 
 
 def family(task_type: str, kind: str) -> str:
@@ -47,11 +38,10 @@ def family(task_type: str, kind: str) -> str:
     return f"{task_type.rsplit('.', 1)[-1]}/{kind.rsplit('.', 1)[-1]}".lower()
 
 
-def window_tasks(window: Any, per_window: int | None = PER_WINDOW) -> list[Task]:
+def window_tasks(window: oolong_synth.SynthWindow,
+                 per_window: int | None = PER_WINDOW) -> list[Task]:
     """Up to `per_window` of the window's official questions, taken round-robin over question
     types (in a fixed shuffle) so a small run still covers every type."""
-    from fleet_rlm.bench import oolong_synth
-
     found = oolong_synth.questions(window)
     rng = random.Random(f"{window.id}:pick")
     pools: dict[str, list[Any]] = {}
@@ -77,8 +67,6 @@ def window_tasks(window: Any, per_window: int | None = PER_WINDOW) -> list[Task]
 def generate(n: int = 1, seed: int = 0, lengths: Sequence[int] = DEFAULT_TOKENS,
              per_window: int | None = PER_WINDOW) -> list[Task]:
     """`n` windows per context length (tokens), each with up to `per_window` questions."""
-    from fleet_rlm.bench import oolong_synth
-
     return [task for tokens in lengths for i in range(n)
             for task in window_tasks(oolong_synth.build(tokens, seed, i), per_window)]
 

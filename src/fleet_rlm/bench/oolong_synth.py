@@ -40,6 +40,7 @@ Where this differs, and why:
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections import Counter, defaultdict
@@ -50,13 +51,11 @@ from functools import cache
 
 import numpy as np
 
-from fleet_rlm.bench.oolong import trec_rows
+from fleet_rlm.bench.tasks import MONTHS, data_text
 
 LABEL_ORDER = ("abbreviation", "entity", "description and abstract concept", "human being",
                "location", "numeric value")  # the loader's label_map order
 FIRST_DAY, LAST_DAY = date(2022, 2, 16), date(2025, 6, 21)
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
 
 
 def examples_in_context(tokens: int) -> int:
@@ -84,6 +83,13 @@ class SynthWindow:
     true_counts: tuple[tuple[str, int], ...]
     rows: tuple[Row, ...]  # in generation order (the questions' view)
     text: str
+
+
+@cache
+def trec_rows() -> tuple[tuple[str, str], ...]:
+    """(question, label) for every line of the shipped file; OOLONG reads no other field."""
+    rows = (json.loads(line) for line in data_text("trec_coarse_validated.jsonl").splitlines())
+    return tuple((r["input"], r["label"]) for r in rows)
 
 
 @cache
