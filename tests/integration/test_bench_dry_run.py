@@ -53,3 +53,8 @@ def test_an_unpriced_model_is_named(tmp_path: Path) -> None:
                  "2048", FLEET_ROOT_MODEL="openai/unheard-of-model")
     assert done.returncode == 0, done.stderr
     assert "no price for openai/unheard-of-model" in done.stdout
+
+
+def test_the_lenient_scorer_is_refused_where_it_means_nothing(tmp_path: Path) -> None:
+    done = fleet(tmp_path, "sniah", "--dry-run", "--scorer", "lenient", "--n", "1")
+    assert done.returncode == 1 and "applies to oolong only" in done.stderr

@@ -22,6 +22,8 @@ def test_a_lenient_run_is_labelled_and_shows_no_published_figure() -> None:
     text = report.render([_rec("a", "lenient"), _rec("b", "lenient")])
     assert "**Scorer: lenient**" in text
     assert REFERENCE not in text and "0.565" not in text
+    assert "(lenient scorer)" in report.summary_line([_rec("a", "lenient")])
+    assert "lenient" not in report.summary_line([_rec("a")])
 
 
 def test_an_official_run_on_official_windows_gets_a_labelled_reference_section() -> None:

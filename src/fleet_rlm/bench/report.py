@@ -230,4 +230,5 @@ def summary_line(records: list[Record]) -> str:
         return "no results"
     cost = sum(r.get("usd") or 0.0 for r in records)
     score = mean(r["score"] for r in records)
-    return f"{len(records)} tasks, mean score {score:.3f}, total cost ${cost:.4f}"
+    label = " (lenient scorer)" if _lenient(records) else ""
+    return f"{len(records)} tasks, mean score {score:.3f}{label}, total cost ${cost:.4f}"

@@ -356,6 +356,8 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         if scorer not in OOLONG_SCORERS:
             raise ValueError(f"--scorer must be one of {', '.join(OOLONG_SCORERS)}, not {scorer!r}")
+        if scorer != "official" and benchmark != "oolong":
+            raise ValueError(f"--scorer {scorer} applies to oolong only; {benchmark} has one rule")
         tasks = (load_data(benchmark, data, parse_lengths(lengths)) if data is not None
                  else make_tasks(benchmark, n, seed, parse_lengths(lengths)))
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
