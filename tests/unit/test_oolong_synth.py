@@ -141,3 +141,8 @@ def test_every_question_type_is_answered_by_code_given_the_true_labels() -> None
     assert total > 150 and misses <= 2
     assert {"most_freq/user", "relative_freq/user", "relative_freq/month_year",
             "represented_n_times/numeric", "numeric_one_class/numeric"} <= families
+
+
+def test_windows_below_the_official_minimum_are_refused() -> None:
+    with pytest.raises(ValueError, match="start at 1,024 tokens"):
+        oolong_synth.build(1000)

@@ -112,6 +112,8 @@ def _description(n: int, labels: Sequence[str], intro: bool) -> str:
 
 def build(context_len: int, seed: int = 0, index: int = 0) -> SynthWindow:
     """One window of `context_len` tokens; deterministic in (context_len, seed, index)."""
+    if context_len < 1024:
+        raise ValueError(f"OOLONG-synth windows start at 1,024 tokens, not {context_len}")
     rng = random.Random(f"oolong-synth:{context_len}:{seed}:{index}")
     temperature = rng.randint(2, 6)
     n = examples_in_context(context_len)
