@@ -150,7 +150,7 @@ class LocalSandbox(DriverBackedSandbox):
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
-            kill_grace_s=s.exec_kill_grace_s, direct=True)
+            kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s)
         try:
             self._session.wait_ready(timeout=30)
         except SandboxError as exc:
@@ -166,7 +166,9 @@ class LocalSandbox(DriverBackedSandbox):
         tmpfs_bytes = self.settings.sandbox_memory_mb * 1024 * 1024
         return [
             bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES),
-            "--die-with-parent", "--new-session",
+            # The driver's supervisor is the namespace's pid 1: the kernel drops signals sent to it
+            # from inside, and its end takes every process of the sandbox with it.
+            "--die-with-parent", "--new-session", "--as-pid-1",
             *_runtime_binds(python),
             # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones, make / and /dev
             # read-only.
