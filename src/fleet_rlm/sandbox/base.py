@@ -358,6 +358,7 @@ class DriverSession:
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
                 submit_fields: list[str] | None) -> ExecResult:
+        timeout = self.request_timeout_s if timeout is None else timeout
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
                    "submit_fields": submit_fields, "max_output": self.max_output}
         started = time.perf_counter()
@@ -368,12 +369,14 @@ class DriverSession:
                               error_message=f"{exc}; the sandbox was killed and its variables "
                               "are lost", duration_s=time.perf_counter() - started,
                               state_lost=True)
-        except SandboxError:  # it died between calls, or stopped reading
-            reply, timed_out = None, False
+        except SandboxError as exc:  # it died between calls, or stopped reading
+            reply, timed_out, failure = None, False, str(exc)
+        else:
+            failure = "the sandbox process died"
         if reply is None:
             self.kill()
             what = (f"killed after exceeding its {timeout:g} s timeout (interrupt ignored)"
-                    if timed_out else "the sandbox process died")
+                    if timed_out else failure)
             return ExecResult(error_type="SandboxDied" if not timed_out else "TimeoutError",
                               error_message=f"{what}; its variables are lost",
                               duration_s=time.perf_counter() - started, timed_out=timed_out,
