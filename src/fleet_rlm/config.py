@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         "API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group.")
     max_workspace_file_mb: int = Field(
         50, gt=0, description="Largest file written into a session workspace over the API, in MB.")
+    workspace_io_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a workspace file operation over the API may take; it "
+        "runs on a small pool of its own, so a stuck file never holds the server's threads.")
 
     @property
     def effective_sub_model(self) -> str:

@@ -34,7 +34,7 @@ from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
 from .store.models import Document, utcnow
-from .workspace import LocalWorkspace, Workspace, WorkspaceError
+from .workspace import LocalWorkspace, Workspace, WorkspaceError, WorkspaceIO
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
+WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
@@ -172,6 +173,7 @@ class SessionService:
         # Checking that a session is free and starting its turn happen as one step.
         self._starting = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop
+        self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -216,6 +218,7 @@ class SessionService:
         for sandbox in self._sandboxes.values():
             sandbox.close()
         self._sandboxes.clear()
+        self.workspace_io.close()
         await self.store.close()
         self._lock_file.close()
 
@@ -250,7 +253,8 @@ class SessionService:
             from .sandbox.daytona_workspace import DaytonaWorkspace
 
             return DaytonaWorkspace(lambda: self.session_sandbox(session_id))
-        return LocalWorkspace(self.workspace(session_id))
+        return LocalWorkspace(self.workspace(session_id),
+                              max_file_bytes=self.settings.max_workspace_file_mb << 20)
 
     def session_sandbox(self, session_id: str) -> Sandbox:
         """The session's own python sandbox, alive across turns, restored after a restart.

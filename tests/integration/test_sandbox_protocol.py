@@ -14,13 +14,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from test_containment import make_sandbox, sandbox_processes, wait_until_gone
 
 from fleet_rlm.sandbox.base import DriverSession, SandboxError
 from fleet_rlm.sandbox.local import LocalSandbox
-from test_containment import make_sandbox, sandbox_processes, wait_until_gone
 
 READY = 'import sys, time\nout = sys.stdout.buffer\nout.write(b\'{"type": "ready"}\\n\')\n' \
         'out.flush()\n'
