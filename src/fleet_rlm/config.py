@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     sandbox_max_processes: int = Field(64, gt=0)
     exec_timeout_s: float = Field(60.0, gt=0)
     exec_kill_grace_s: float = Field(2.0, gt=0)
+    sandbox_idle_s: float = Field(
+        900.0, gt=0, description="Seconds a session's sandbox may sit idle before it is saved and "
+        "closed; its next use starts a new one, restored from the save.")
     max_output_chars: int = Field(100_000, gt=0)
 
     # FLEET_SANDBOX=daytona. The key, URL and target also read Daytona's own variable names.

@@ -78,8 +78,11 @@ class LocalSandbox(DriverBackedSandbox):
     """A Sandbox running driver.py in a subprocess, under bubblewrap unless `isolated=False`."""
 
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, restore: str | None = None) -> None:
+        """`restore` is run by a driver that replaces one that died, before any other code."""
         self.settings = settings or Settings()
+        self.restore = restore
+        self._spawns = 0
         self.isolated = self.settings.sandbox != "unsafe-local" if isolated is None else isolated
         self._given_work_dir = work_dir
         self._root: Path | None = None
@@ -100,6 +103,14 @@ class LocalSandbox(DriverBackedSandbox):
             if self._session is not None:  # it died: start afresh, the caller re-sends state
                 self._cleanup_process()
             self._spawn()
+            self._spawns += 1
+            if self._spawns > 1 and self.restore:
+                assert self._session is not None
+                result = self._session.execute(self.restore, self.settings.exec_timeout_s, None,
+                                               None)
+                if not result.ok:
+                    log.warning("a restarted sandbox could not restore the saved state: %s",
+                                result.error_message)
 
     def _spawn(self) -> None:
         s = self.settings
