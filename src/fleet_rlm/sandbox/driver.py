@@ -60,6 +60,9 @@ CHUNK = 1 << 20
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
            "get_var": ("var", "error")}
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+# The last pid handed out in this pid namespace: threads take pids too, so while it is unchanged
+# nothing was started.
+LAST_PID = "/proc/sys/kernel/ns_last_pid"
 
 
 class FrameTooLarge(ValueError):
@@ -159,13 +162,15 @@ class _BytesInto(io.RawIOBase):
 
 
 class Worker:
-    """Runs the cells, in its own process, speaking to the supervisor over `channel` (a
-    socket): requests in, replies and callbacks out."""
+    """Runs the cells, in its own process, speaking to the supervisor over two sockets:
+    `channel` carries requests in (read by the main thread itself, between cells) and every
+    frame out; `results` carries the host's answers to callbacks (read by a thread, since any
+    thread of a cell may be waiting for one)."""
 
-    def __init__(self, channel: int) -> None:
-        self.channel = channel
+    def __init__(self, channel: int, results: int) -> None:
+        self.channel, self.results = channel, results
+        self.requests = Lines(limit=1 << 62)  # the supervisor is trusted
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
-        self.requests: queue.Queue = queue.Queue()
         self.pending: dict[int, queue.Queue] = {}
         self.pending_lock = threading.Lock()
         self.send_lock = threading.Lock()
@@ -181,20 +186,24 @@ class Worker:
             write_all(self.channel, data)
 
     # -- reading ---------------------------------------------------------------------------
-    def read_forever(self) -> None:
-        lines = Lines(limit=1 << 62)  # the supervisor is trusted
-        while chunk := os.read(self.channel, CHUNK):
+    def next_request(self) -> dict:
+        while (line := self.requests.next()) is None:
+            chunk = os.read(self.channel, CHUNK)
+            if not chunk:
+                return {"op": "shutdown"}
+            self.requests.feed(chunk)
+        return json.loads(line)
+
+    def read_results(self) -> None:
+        lines = Lines(limit=1 << 62)
+        while chunk := os.read(self.results, CHUNK):
             lines.feed(chunk)
             while (line := lines.next()) is not None:
                 message = json.loads(line)
-                if message["op"] in ("callback_result", "callback_error"):
-                    with self.pending_lock:
-                        waiter = self.pending.get(message.get("call_id"))
-                    if waiter is not None:
-                        waiter.put(message)
-                else:
-                    self.requests.put(message)
-        self.requests.put({"op": "shutdown"})
+                with self.pending_lock:
+                    waiter = self.pending.get(message.get("call_id"))
+                if waiter is not None:
+                    waiter.put(message)
 
     # -- host callbacks --------------------------------------------------------------------
     def call_host(self, name: str, args: tuple, kwargs: dict):
@@ -331,9 +340,9 @@ class Worker:
 
     def serve(self) -> None:
         signal.signal(signal.SIGINT, self.on_sigint)
-        threading.Thread(target=self.read_forever, daemon=True).start()
+        threading.Thread(target=self.read_results, daemon=True).start()
         while True:
-            message = self.requests.get()
+            message = self.next_request()
             op = message["op"]
             if op == "shutdown":
                 return
@@ -355,7 +364,7 @@ class Worker:
                 data = encode({"type": "result", "stdout": "", "stderr": "", "error": error,
                                "final": None, "truncated": False, "duration_s": 0.0}
                               if op == "execute" else {"type": "error", "error": error})
-            if op == "execute" and len(os.listdir("/proc/self/task")) > 2:
+            if op == "execute" and len(sys._current_frames()) > 2:  # noqa: SLF001
                 self.shed_threads(data)
             else:
                 with self.send_lock:
@@ -371,8 +380,8 @@ class Worker:
             if successor:
                 write_all(self.channel, encode({"type": "worker", "pid": successor}) + reply)
                 os._exit(0)
-        self.requests, self.pending, self.pending_lock = queue.Queue(), {}, threading.Lock()
-        threading.Thread(target=self.read_forever, daemon=True).start()
+        self.pending, self.pending_lock = {}, threading.Lock()
+        threading.Thread(target=self.read_results, daemon=True).start()
 
 
 class Supervisor:
@@ -381,24 +390,31 @@ class Supervisor:
     def __init__(self, host_in: int, host_out: int) -> None:
         self.host_in, self.host_out = host_in, host_out
         self.in_flight: tuple[object, str] | None = None  # (id, op) of the request being served
-        self.worker, self.exited, self.channel = self.spawn()
+        self.worker, self.exited, self.channel, self.results = self.spawn()
         self.pid = os.getpid()
+        self.swept_at: bytes | None = None  # LAST_PID after the last sweep
+        try:
+            self.last_pid: int | None = os.open(LAST_PID, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.last_pid = None
 
-    def spawn(self) -> tuple[int, int, int]:
+    def spawn(self) -> tuple[int, int, int, int]:
         ours, theirs = socket.socketpair()
+        results, their_results = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            keep = {0, 1, 2, theirs.fileno()}
+            keep = {0, 1, 2, theirs.fileno(), their_results.fileno()}
             for fd in map(int, os.listdir("/proc/self/fd")):
                 if fd not in keep:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc entries stay its own
-            Worker(theirs.detach()).serve()
+            Worker(theirs.detach(), their_results.detach()).serve()
             os._exit(0)
         theirs.close()
+        their_results.close()
         _prctl(PR_SET_DUMPABLE, 0)
-        return pid, os.pidfd_open(pid), ours.detach()
+        return pid, os.pidfd_open(pid), ours.detach(), results.detach()
 
     def send_host(self, message: dict) -> None:
         write_all(self.host_out, encode(message))
@@ -444,12 +460,14 @@ class Supervisor:
             return
         if op == "shutdown":
             self.stop(0)
-        if op not in ("callback_result", "callback_error"):
-            if self.in_flight is not None:
-                self.send_host({"type": "error", "id": message.get("id"), "error": {
-                    "type": "ProtocolError", "message": "a request is already in flight"}})
-                return
-            self.in_flight = (message.get("id"), op)
+        if op in ("callback_result", "callback_error"):
+            write_all(self.results, line + b"\n")
+            return
+        if self.in_flight is not None:
+            self.send_host({"type": "error", "id": message.get("id"), "error": {
+                "type": "ProtocolError", "message": "a request is already in flight"}})
+            return
+        self.in_flight = (message.get("id"), op)
         write_all(self.channel, line + b"\n")
 
     def from_worker(self, line: bytes, poll: select.poll) -> None:
@@ -466,8 +484,11 @@ class Supervisor:
         elif op is not None and kind in REPLIES.get(op, ("error",)):
             if op == "execute":
                 self.sweep()
-            frame["id"], self.in_flight = request_id, None
-            self.send_host(frame)
+            self.in_flight = None
+            # The frame is a JSON object, so it ends with "}": the id goes in as its last key
+            # (the one a reader keeps if the worker sent one too).
+            stamped = b'%s, "id": %s}\n' % (line.rstrip()[:-1], json.dumps(request_id).encode())
+            write_all(self.host_out, stamped)
         else:
             self.violation(f"the worker sent an unexpected {str(kind)[:40]!r} frame "
                            f"while {'serving ' + op if op else 'idle'}")
@@ -487,6 +508,8 @@ class Supervisor:
     def sweep(self) -> None:
         """Kill every process in the sandbox but the worker and this one. As subreaper this
         process inherits orphans, so they are all its descendants; killed ones cannot fork."""
+        if self.swept_at is not None and self.read_last_pid() == self.swept_at:
+            return
         self.reap()
         while stray := [pid for pid in _descendants(self.pid) if pid != self.worker]:
             for pid in stray:
@@ -499,6 +522,10 @@ class Supervisor:
                 else:  # the worker reaps its own children before its next cell
                     while _state(pid) not in ("Z", None):
                         time.sleep(0.001)
+        self.swept_at = self.read_last_pid()
+
+    def read_last_pid(self) -> bytes | None:
+        return None if self.last_pid is None else os.pread(self.last_pid, 32, 0)
 
     def reap(self) -> None:
         """Collect orphans that ended by themselves; a dead worker ends the supervisor."""
