@@ -283,3 +283,20 @@ def test_nothing_a_cell_started_outlives_it(box: LocalSandbox, ending: str) -> N
     after = box.execute("import os\nprint(kept, len(os.listdir('/proc/self/task')))")
     assert after.stdout == "{'a': 1} 2\n"
     assert box.execute("import subprocess\nsubprocess.run(['true']).returncode").stdout == "0\n"
+
+
+def test_a_result_of_the_wrong_shape_is_a_violation() -> None:
+    driver = ScriptedDriver("""
+        import json
+        request = json.loads(sys.stdin.readline())
+        out.write(json.dumps({"type": "result", "id": request["id"], "stdout": ["not", "text"],
+                              "error": None, "final": None}).encode() + b'\\n')
+        out.flush()
+        time.sleep(60)
+    """)
+    try:
+        result, _ = finishes(lambda: driver.session.execute("1", 5, None, None), 10)
+        assert (result.error_type, result.state_lost) == ("ProtocolViolation", True)
+        assert "a malformed result" in result.error_message
+    finally:
+        driver.close()

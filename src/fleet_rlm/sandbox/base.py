@@ -296,6 +296,8 @@ class DriverSession:
             elif kind == "violation":
                 self._violation(f"the driver reported: {reply.get('error')}")
             elif kind in REPLIES.get(op, ("error",)) and reply.get("id") == request_id:
+                if kind == "result" and not _well_formed(reply):
+                    self._violation(f"a malformed result: {str(reply)[:200]}")
                 return reply, timed_out
             else:
                 self._violation(f"an unexpected {kind[:40]!r} frame (id {reply.get('id')!r}) "
@@ -384,6 +386,7 @@ class DriverSession:
         error = reply.get("error") or {}
         if reply.get("type") == "error":
             raise SandboxError(f"driver rejected execute: {error.get('message')}")
+
         result = ExecResult(
             stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""),
             error_type=error.get("type"), error_message=error.get("message"),
@@ -452,3 +455,15 @@ class DriverSession:
                 pass
         self.kill()
 
+
+def _well_formed(result: dict) -> bool:
+    """A result frame's fields have the types ExecResult promises."""
+    error = result.get("error")
+    return (isinstance(result.get("stdout", ""), str) and isinstance(result.get("stderr", ""), str)
+            and isinstance(result.get("final"), dict | None)
+            and isinstance(result.get("truncated", False), bool)
+            and isinstance(result.get("duration_s", 0.0), int | float)
+            and (error is None or isinstance(error, dict)
+                 and all(isinstance(error.get(k), str) for k in ("type", "message"))
+                 and isinstance(error.get("traceback"), str | None)
+                 and isinstance(error.get("line"), int | None)))
