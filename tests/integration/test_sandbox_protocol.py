@@ -300,3 +300,15 @@ def test_a_result_of_the_wrong_shape_is_a_violation() -> None:
         assert "a malformed result" in result.error_message
     finally:
         driver.close()
+
+
+def test_a_worker_kept_from_shedding_threads_is_stopped(box: LocalSandbox) -> None:
+    # The worker runs in the cell's own process, so a cell can switch its shedding off; the
+    # supervisor counts the worker's threads from outside.
+    result = box.execute("import __main__, os, threading\n"
+                         "__main__.Worker.shed_threads = lambda self, reply: os.write(\n"
+                         "    self.channel, reply)\n"
+                         "threading.Thread(target=lambda: exec('while True: pass')).start()\n")
+    assert (result.error_type, result.state_lost) == ("ProtocolViolation", True), result
+    assert "left threads running" in result.error_message
+    assert box.execute("'back'").stdout == "'back'\n"

@@ -482,8 +482,8 @@ class Supervisor:
         elif op == "execute" and kind == "worker" and isinstance(frame.get("pid"), int):
             self.succeed(frame["pid"], poll)
         elif op is not None and kind in REPLIES.get(op, ("error",)):
-            if op == "execute":
-                self.sweep()
+            if op == "execute" and not self.sweep():
+                self.violation("the cell left threads running and the worker kept them")
             self.in_flight = None
             # The frame is a JSON object, so it ends with "}": the id goes in as its last key
             # (the one a reader keeps if the worker sent one too).
@@ -505,11 +505,13 @@ class Supervisor:
         self.worker, self.exited = pid, os.pidfd_open(pid)
         poll.register(self.exited, select.POLLIN)
 
-    def sweep(self) -> None:
+    def sweep(self) -> bool:
         """Kill every process in the sandbox but the worker and this one. As subreaper this
-        process inherits orphans, so they are all its descendants; killed ones cannot fork."""
+        process inherits orphans, so they are all its descendants; killed ones cannot fork.
+        False if the worker still has threads beyond its own two (model code can stop it from
+        shedding them: Worker.shed_threads runs in its process)."""
         if self.swept_at is not None and self.read_last_pid() == self.swept_at:
-            return
+            return True
         self.reap()
         while stray := [pid for pid in _descendants(self.pid) if pid != self.worker]:
             for pid in stray:
@@ -523,6 +525,12 @@ class Supervisor:
                     while _state(pid) not in ("Z", None):
                         time.sleep(0.001)
         self.swept_at = self.read_last_pid()
+        settle = time.monotonic() + 0.2  # a thread the cell joined may still be exiting
+        while _tasks(self.worker) > 2:
+            if time.monotonic() > settle:
+                return False
+            time.sleep(0.005)
+        return True
 
     def read_last_pid(self) -> bytes | None:
         return None if self.last_pid is None else os.pread(self.last_pid, 32, 0)
@@ -576,6 +584,13 @@ def _parent(pid: int) -> int | None:
 def _state(pid: int) -> str | None:
     fields = _stat(pid)
     return fields[0] if fields else None
+
+
+def _tasks(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def _descendants(root: int) -> list[int]:
