@@ -175,6 +175,7 @@ class SessionService:
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
         self._sandboxes: dict[str, Sandbox] = {}
         self._used: dict[str, float] = {}  # session id -> when its sandbox was last used
+        self._reaper: asyncio.Task | None = None
         # One lock per session id while its sandbox is made (session_sandbox).
         self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
@@ -219,7 +220,8 @@ class SessionService:
         return alone
 
     async def close(self) -> None:
-        self._reaper.cancel()
+        if self._reaper is not None:
+            self._reaper.cancel()
         for live in list(self.live.values()):
             live.cancel.cancel("the workspace is shutting down")
         for live in list(self.live.values()):
