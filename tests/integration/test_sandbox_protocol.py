@@ -29,13 +29,13 @@ class ScriptedDriver:
     """A process that says ready and then does what `script` says, spoken to by a DriverSession
     exactly as the local backend does."""
 
-    def __init__(self, script: str, **session: float) -> None:
+    def __init__(self, script: str, direct: bool = True, **session: float) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", READY + textwrap.dedent(script)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         self.session = DriverSession(
             self.proc.stdin, self.proc.stdout, kill=self.proc.kill,
-            put_file=lambda name, data: name, max_output=1000, direct=True,
+            put_file=lambda name, data: name, max_output=1000, direct=direct,
             **{"kill_grace_s": 0.5, **session})
         self.session.wait_ready(timeout=10)
 
@@ -63,13 +63,16 @@ def violations(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 # -- the host against a driver that breaks the protocol -----------------------------------------
-def test_junk_lines_are_one_violation_not_a_longer_cell(caplog: pytest.LogCaptureFixture) -> None:
+# Both ways of reading: by the requesting thread (local) and by a reader thread (Daytona).
+@pytest.mark.parametrize("direct", [True, False])
+def test_junk_lines_are_one_violation_not_a_longer_cell(caplog: pytest.LogCaptureFixture,
+                                                        direct: bool) -> None:
     driver = ScriptedDriver("""
         sys.stdin.readline()
         while True:
             out.write(b'not json at all\\n' * 100)
             out.flush()
-    """)
+    """, direct)
     try:
         result, elapsed = finishes(lambda: driver.session.execute("1", 5, None, None), 10)
         assert (result.error_type, result.state_lost) == ("ProtocolViolation", True)
@@ -81,14 +84,16 @@ def test_junk_lines_are_one_violation_not_a_longer_cell(caplog: pytest.LogCaptur
         driver.close()
 
 
-def test_an_unterminated_line_ends_by_the_frame_limit(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("direct", [True, False])
+def test_an_unterminated_line_ends_by_the_frame_limit(caplog: pytest.LogCaptureFixture,
+                                                      direct: bool) -> None:
     driver = ScriptedDriver("""
         sys.stdin.readline()
         chunk = b'x' * (1 << 20)
         while True:
             out.write(chunk)
             out.flush()
-    """)
+    """, direct)
     try:
         result, elapsed = finishes(lambda: driver.session.execute("1", 3, None, None), 10)
         assert result.error_type == "ProtocolViolation"
