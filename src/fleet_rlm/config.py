@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         1024, gt=0, description="Open files per process in a local sandbox (RLIMIT_NOFILE).")
     exec_timeout_s: float = Field(60.0, gt=0)
     exec_kill_grace_s: float = Field(2.0, gt=0)
+    sandbox_idle_s: float = Field(
+        900.0, gt=0, description="Seconds a session's sandbox may sit idle before it is saved and "
+        "closed; its next use starts a new one, restored from the save.")
     max_output_chars: int = Field(100_000, gt=0)
 
     # FLEET_SANDBOX=daytona. The key, URL and target also read Daytona's own variable names.
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
         "API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group.")
     max_workspace_file_mb: int = Field(
         50, gt=0, description="Largest file written into a session workspace over the API, in MB.")
+    workspace_io_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a workspace file operation over the API may take; it "
+        "runs on a small pool of its own, so a stuck file never holds the server's threads.")
 
     @property
     def effective_sub_model(self) -> str:

@@ -94,8 +94,11 @@ class LocalSandbox(DriverBackedSandbox):
     runtime_nofile = True  # the open-files cap is set on the runtime (bwrap), inherited inside
 
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, restore: str | None = None) -> None:
+        """`restore` is run by a driver that replaces one that died, before any other code."""
         self.settings = settings or Settings()
+        self.restore = restore
+        self._spawns = 0
         self.isolated = self.settings.sandbox != "unsafe-local" if isolated is None else isolated
         self._given_work_dir = work_dir
         self._root: Path | None = None
@@ -124,6 +127,14 @@ class LocalSandbox(DriverBackedSandbox):
             except BaseException:
                 self._release()  # a failed start keeps no group or mount, closed or not
                 raise
+            self._spawns += 1
+            if self._spawns > 1 and self.restore:
+                assert self._session is not None
+                result = self._session.execute(self.restore, self.settings.exec_timeout_s, None,
+                                               None)
+                if not result.ok:
+                    log.warning("a restarted sandbox could not restore the saved state: %s",
+                                result.error_message)
 
     def _spawn(self) -> None:
         s = self.settings
@@ -181,7 +192,7 @@ class LocalSandbox(DriverBackedSandbox):
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
-            kill_grace_s=s.exec_kill_grace_s, direct=True)
+            kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s)
         try:
             self._session.wait_ready(timeout=30)
         except SandboxError as exc:
@@ -226,7 +237,9 @@ class LocalSandbox(DriverBackedSandbox):
         no_userns = [] if as_root or not bwrap_disables_userns(bwrap) else ["--disable-userns"]
         return [
             bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES), *no_userns,
-            "--die-with-parent", "--new-session", "--seccomp", str(seccomp_fd),
+            # The driver's supervisor is the namespace's pid 1: the kernel drops signals sent to it
+            # from inside, and its end takes every process of the sandbox with it.
+            "--die-with-parent", "--new-session", "--as-pid-1", "--seccomp", str(seccomp_fd),
             *_runtime_binds(python),
             # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones (their pages are
             # charged to the sandbox's memory cgroup), make / and /dev read-only.
