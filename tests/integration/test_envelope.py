@@ -400,3 +400,36 @@ async def test_the_service_says_at_start_what_the_host_cannot_give(tmp_path, mon
         assert svc._sandboxes == {}  # said before any sandbox started
     finally:
         await svc.close()
+
+
+@BOTH
+def test_nothing_a_cell_started_is_running_inside_after_it(make) -> None:
+    """Seen from inside, after a cell that left a busy child, a grandchild and a thread: only
+    the supervisor (the namespace's init) and the worker remain. gVisor keeps no per-thread
+    child lists, so this holds there only through the init's view of the whole namespace."""
+    box = make()
+    started = box.execute(
+        "import os, subprocess, sys, threading, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+        "if os.fork() == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+        "time.sleep(0.3)\n"
+        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))", timeout=20)
+    assert started.error_type is None, started
+    assert int(started.stdout) >= 4  # the work really ran
+    after = box.execute(
+        "import os\n"
+        "def state(pid):\n"
+        "    try:\n"
+        "        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+        "    except OSError:\n"
+        "        return None\n"
+        "live = [p for p in os.listdir('/proc') if p.isdigit() and state(p) not in ('Z', None)]\n"
+        "print(sorted(map(int, live))[0], len(live), len(os.listdir(f'/proc/{os.getpid()}/task')))")
+    assert after.error_type is None, after
+    init, live, threads = map(int, after.stdout.split())
+    assert (init, live) == (1, 2), after.stdout
+    assert threads <= 2

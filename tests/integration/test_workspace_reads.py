@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import socket
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,9 +73,11 @@ def test_sockets_and_oversized_files_are_refused(tmp_path: Path) -> None:
         root = client.app.state.svc.workspace(session_id)
         files = f"{API}/sessions/{session_id}/workspace/file"
         listener = socket.socket(socket.AF_UNIX)
-        with contextlib.closing(listener), tempfile.TemporaryDirectory(dir="/tmp") as short:
-            listener.bind(f"{short}/s")  # a workspace path is too long to bind to
-            os.rename(f"{short}/s", root / "artifacts" / "sock")
+        directory = os.open(root / "artifacts", os.O_RDONLY | os.O_DIRECTORY)
+        with contextlib.closing(listener):
+            # A workspace path is too long to bind to; its descriptor's path is not.
+            listener.bind(f"/proc/self/fd/{directory}/sock")
+            os.close(directory)
             response = client.get(files, params={"path": "artifacts/sock"})
             assert (response.status_code, response.json()["error"]) == (400, "not_a_file")
         (root / "artifacts" / "big.bin").write_bytes(b"x" * ((1 << 20) + 1))

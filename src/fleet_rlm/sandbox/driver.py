@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import io
 import itertools
 import json
@@ -417,7 +418,7 @@ class Supervisor:
         theirs.close()
         their_results.close()
         _prctl(PR_SET_DUMPABLE, 0)
-        return pid, os.pidfd_open(pid), ours.detach(), results.detach()
+        return pid, _exit_watch(pid), ours.detach(), results.detach()
 
     def send_host(self, message: dict) -> None:
         write_all(self.host_out, encode(message))
@@ -447,7 +448,8 @@ class Supervisor:
                 host.feed(chunk)
                 while (line := host.next()) is not None:
                     self.from_host(line)
-            if self.exited in ready and os.waitpid(self.worker, os.WNOHANG)[0]:
+            if self.exited in ready and _drained(self.exited) and \
+                    os.waitpid(self.worker, os.WNOHANG)[0]:
                 self.stop(1)  # the worker died: the host reports the sandbox died
 
     def from_host(self, line: bytes) -> None:
@@ -503,10 +505,12 @@ class Supervisor:
         os.waitpid(self.worker, 0)
         if _parent(pid) != self.pid:
             self.violation(f"the worker named process {pid} its successor, not a child of ours")
-        poll.unregister(self.exited)
-        os.close(self.exited)
-        self.worker, self.exited = pid, os.pidfd_open(pid)
-        poll.register(self.exited, select.POLLIN)
+        if self.exited not in _CHILD_SIGNALS:  # a pidfd names one process; the pipe serves all
+            poll.unregister(self.exited)
+            os.close(self.exited)
+            self.exited = _exit_watch(pid)
+            poll.register(self.exited, select.POLLIN)
+        self.worker = pid
 
     def sweep(self) -> bool:
         """Kill every process in the sandbox but the worker and this one. As subreaper this
@@ -596,8 +600,39 @@ def _tasks(pid: int) -> int:
         return 0
 
 
+def _exit_watch(pid: int) -> int:
+    """A descriptor readable when `pid` exits: its pidfd, or where the kernel has none (gVisor)
+    a pipe that SIGCHLD wakes (drain it with _drained)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+    if not _CHILD_SIGNALS:
+        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        _CHILD_SIGNALS.append(read)
+    return _CHILD_SIGNALS[0]
+
+
+_CHILD_SIGNALS: list[int] = []  # the SIGCHLD wake-up pipe's read end, once made
+
+
+def _drained(fd: int) -> bool:
+    if fd in _CHILD_SIGNALS:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 4096):
+                pass
+    return True
+
+
 def _descendants(root: int) -> list[int]:
-    """Live (not zombie) processes under `root`, from the kernel's per-thread child lists."""
+    """Live (not zombie) processes under `root`, from the kernel's per-thread child lists; for
+    the pid namespace's init, every other process in it (gVisor keeps no child lists)."""
+    if root == 1:
+        return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                if pid != 1 and _state(pid) not in ("Z", None)]
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
