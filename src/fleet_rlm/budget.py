@@ -1,13 +1,16 @@
 """The shared budget ledger: one `Budget` per turn, passed by reference to every node of the tree.
 
-Every LM call: `r = budget.reserve(model, est)` (may raise Cancelled or BudgetExceeded), then
+Every LM call: `r = budget.reserve(model, prompt_tokens, max_completion_tokens)` (may raise
+Cancelled or BudgetExceeded), then
 - `budget.commit(r, prompt_tokens, completion_tokens)` once the request reached the provider,
   even if it then errored (commit whatever usage is known, else 0): it counts as a call;
 - `budget.release(r)` if it failed before reaching the provider: it does not count.
 
-Calls never overshoot: an outstanding reservation holds its slot until committed or released.
-Tokens and USD can overshoot by the completions of calls already admitted (a completion's length
-is unknown until it returns); a call is admitted only while some remain.
+A reservation holds the call's worst case (its prompt plus the most completion it may produce)
+until it is committed or released, so concurrent calls never overshoot a limit together: calls
+never, tokens and USD only by what a provider counts beyond the prompt estimate the caller gave.
+A USD limit on a model without a known price is refused (`UnpricedModel`) unless the budget
+allows unpriced models.
 """
 
 from __future__ import annotations
@@ -137,6 +140,20 @@ class BudgetExceeded(Exception):
         return f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
 
 
+class UnpricedModel(ValueError):
+    """A misuse, refused before any call: a USD limit cannot hold for a model with no price."""
+
+    def __init__(self, model: str, max_usd: float) -> None:
+        super().__init__(model, max_usd)
+        self.model, self.max_usd = model, max_usd
+
+    def __str__(self) -> str:
+        return (f"model {self.model!r} has no known price, so the USD limit (${self.max_usd:g}) "
+                "cannot be enforced: set its price in FLEET_PRICES (e.g. "
+                f'{{"{self.model}": {{"input_per_mtok": 0.15, "output_per_mtok": 0.6}}}}) or '
+                "run it with USD unmetered: FLEET_ALLOW_UNPRICED_MODELS=true")
+
+
 class Cancelled(Exception):
     def __init__(self, reason: str = "cancelled") -> None:
         super().__init__(reason)
@@ -239,6 +256,15 @@ def litellm_price(model: str) -> ModelPrice | None:
     return None
 
 
+def max_output_tokens(model: str) -> int | None:
+    """The most completion tokens the model produces per call, from LiteLLM's bundled table."""
+    for key in _price_keys(model):
+        entry = _litellm_table().get(key) or {}
+        if isinstance(entry.get("max_output_tokens"), int):
+            return entry["max_output_tokens"]
+    return None
+
+
 class Budget:
     """Thread-safe ledger of every LM call in a turn. Share it by reference, never copy it."""
 
@@ -247,8 +273,10 @@ class Budget:
         limits: Limits,
         prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
         cancel: CancelToken | None = None,
+        allow_unpriced: bool = False,
     ) -> None:
         self.limits = limits
+        self.allow_unpriced = allow_unpriced
         self.prices = {m: ModelPrice.model_validate(p) for m, p in (prices or {}).items()}
         self.cancel = cancel or CancelToken()
         self._started = time.monotonic()
@@ -259,7 +287,8 @@ class Budget:
 
     @classmethod
     def from_settings(cls, settings: Settings, cancel: CancelToken | None = None) -> Budget:
-        return cls(Limits.from_settings(settings), settings.prices, cancel)
+        return cls(Limits.from_settings(settings), settings.prices, cancel,
+                   settings.allow_unpriced_models)
 
     def price(self, model: str) -> ModelPrice | None:
         """Override from `prices` first, then LiteLLM's table."""
@@ -272,14 +301,25 @@ class Budget:
         price = self.price(model)
         return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
+    def require_price(self, model: str) -> None:
+        """Raise UnpricedModel when a USD limit is set and `model` has no price to meter it by."""
+        if (self.limits.max_usd is not None and not self.allow_unpriced
+                and self.price(model) is None):
+            raise UnpricedModel(model, self.limits.max_usd)
+
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
 
-    def reserve(self, model: str, est_prompt_tokens: int = 0) -> Reservation:
-        """Admit one call or raise Cancelled / BudgetExceeded. Settle it with commit or release."""
+    def reserve(self, model: str, prompt_tokens: int = 0,
+                max_completion_tokens: int = 0) -> Reservation:
+        """Admit one call at its worst case (`prompt_tokens` plus `max_completion_tokens`) or
+        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit or release."""
         self.cancel.raise_if_cancelled()
-        est_usd = self.cost(model, est_prompt_tokens, 0) or 0.0  # priced outside the lock
+        self.require_price(model)
+        est_tokens = prompt_tokens + max_completion_tokens
+        # Priced outside the lock; an unpriced model (allowed) holds no USD.
+        est_usd = self.cost(model, prompt_tokens, max_completion_tokens) or 0.0
         lim = self.limits
         with self._lock:
             elapsed = self.elapsed_s
@@ -289,12 +329,12 @@ class Budget:
             if lim.max_calls is not None and calls + 1 > lim.max_calls:
                 raise BudgetExceeded("calls", calls, lim.max_calls)
             if lim.max_tokens is not None and (
-                tokens >= lim.max_tokens or tokens + est_prompt_tokens > lim.max_tokens
+                tokens >= lim.max_tokens or tokens + est_tokens > lim.max_tokens
             ):
                 raise BudgetExceeded("tokens", tokens, lim.max_tokens)
             if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
                 raise BudgetExceeded("usd", usd, lim.max_usd)
-            reservation = Reservation(next(_reservation_ids), model, est_prompt_tokens, est_usd)
+            reservation = Reservation(next(_reservation_ids), model, est_tokens, est_usd)
             self._outstanding[reservation.id] = reservation
         return reservation
 

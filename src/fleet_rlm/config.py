@@ -67,6 +67,13 @@ class Settings(BaseSettings):
         description="USD per million tokens per model, overriding LiteLLM's table: "
         '{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}.',
     )
+    allow_unpriced_models: bool = Field(
+        False, description="Run models with no known price (not in LiteLLM's table or prices) "
+        "with USD unmetered; otherwise a run with such a model is refused.")
+    call_max_tokens: int = Field(
+        16_000, gt=0, description="Most completion tokens one model call may produce, sent as "
+        "max_tokens (lowered to the model's own maximum when LiteLLM's table knows it) unless "
+        "the LM sets its own; each call reserves this much of the token and USD limits.")
 
     delegate_chars: int = Field(
         40_000, gt=0, description="Documents longer than this go to the recursive engine.")

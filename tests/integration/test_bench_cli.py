@@ -24,6 +24,7 @@ LENGTH = 2000  # tokens: tiny windows keep every run quick
 def fleet_bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, server=None,
                 wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    clean["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     clean.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                  FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test", **(env or {}))
     api = ["--api-base", server.api_base] if server is not None else []

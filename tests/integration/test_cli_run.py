@@ -28,6 +28,7 @@ def step(iteration: int, code: str, **rule) -> dict:
 def fleet_run(tmp_path: Path, server, *args: str, stdin: str | None = None,
               wait: bool = True, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test")
     cmd = [sys.executable, "-m", "fleet_rlm.cli", "run", *args, "--api-base", server.api_base]

@@ -163,7 +163,7 @@ class FleetAgent(dspy.ReAct):
         settings = run.settings if run else settings or Settings()
         self.node = node or NodeRef.root()
         self.session = session or InMemorySession(settings)
-        self.run = run or Run.create(settings, self.node, depth_offset=1)
+        self.run = run or Run.create(settings, self.node)
         max_steps = max_steps or settings.max_agent_steps
         key = (settings.delegate_chars, max_steps)
         prototype = _PROTOTYPES.get(key)
@@ -178,6 +178,10 @@ class FleetAgent(dspy.ReAct):
     def rlm_query(self, question: str, documents: list[str] | None = None) -> str:
         """Answer a question over long documents with the recursive language model. `documents`
         names the documents to read (all when omitted)."""
+        if self.node.depth + 1 > self.run.max_depth:
+            return (f"rlm_query is unavailable: the recursive engine would run at depth "
+                    f"{self.node.depth + 1}, past this turn's max depth {self.run.max_depth}. "
+                    "Read the documents with read_document and search_documents instead.")
         names = documents or [d.name for d in self.session.documents()]
         texts = {name: self.session.document_text(name) for name in names}
         context: Any = next(iter(texts.values())) if len(texts) == 1 else texts

@@ -54,19 +54,28 @@ class Run:
     @classmethod
     def create(cls, settings: Settings, node: NodeRef, budget: Budget | None = None,
                stream: EventStream | None = None, lm: dspy.BaseLM | None = None,
-               sub_lm: dspy.BaseLM | None = None, depth_offset: int = 0, **extra: Any) -> Run:
+               sub_lm: dspy.BaseLM | None = None, **extra: Any) -> Run:
         """A run on `settings` (a fresh budget and stream unless given). `lm`/`sub_lm` are the
-        user's dspy LMs, metered here; by default both come from the settings."""
+        user's dspy LMs, metered here; by default both come from the settings. Raises
+        UnpricedModel when a model cannot be metered against the USD limit.
+
+        The depth limit, the tighter of the settings' and the budget's, is the deepest node the
+        tree may hold, counting from its top (a chat turn's agent is depth 0)."""
         from ..lm import build_lms
 
         budget = budget or Budget.from_settings(settings)
         stream = stream or EventStream(turn_id=NodeRef.root().node_id)
         default_root, default_sub = build_lms(settings, budget, stream, node)
-        root_lm = budgeted(lm, budget, stream, "root") if lm else default_root
+        cap = settings.call_max_tokens
+        root_lm = budgeted(lm, budget, stream, "root", cap) if lm else default_root
         sub_source = sub_lm or lm
-        sub = budgeted(sub_source, budget, stream, "sub") if sub_source else default_sub
+        sub = budgeted(sub_source, budget, stream, "sub", cap) if sub_source else default_sub
+        for model in {root_lm.model, sub.model}:
+            budget.require_price(model)
+        limits = [settings.max_depth, budget.limits.max_depth]
+        depth = min(d for d in limits if d is not None)
         return cls(settings, budget, stream, root_lm, sub, max_iterations=settings.max_iterations,
-                   max_depth=settings.max_depth + depth_offset, **extra)
+                   max_depth=depth, **extra)
 
 
 class NodeRLM(dspy.RLM):
@@ -317,13 +326,15 @@ def _model(lm: Any) -> str:
     return str(getattr(lm, "model", type(lm).__name__))
 
 
-def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str) -> BudgetedLM:
+def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str,
+             call_max_tokens: int) -> BudgetedLM:
     """The user's dspy.LM, rebuilt so its calls draw on `budget` and report on `stream`."""
     if isinstance(lm, BudgetedLM) and lm.budget is budget and lm.stream is stream:
         return lm
     if not isinstance(lm, dspy.LM):
         raise TypeError(f"RecursiveRLM needs a dspy.LM to meter, got {type(lm).__name__}")
-    return BudgetedLM(lm.model, budget=budget, stream=stream, role=role, **lm.kwargs)
+    return BudgetedLM(lm.model, budget=budget, stream=stream, role=role,
+                      call_max_tokens=call_max_tokens, **lm.kwargs)
 
 
 class RecursiveRLM(dspy.Module):
