@@ -15,27 +15,23 @@ allows unpriced models.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import itertools
-import json
 import logging
-import os
+import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from .prices import ModelPrice, litellm_price, price_keys
+
 if TYPE_CHECKING:
     from fleet_rlm.config import Settings
-
-# LiteLLM otherwise fetches its price table from GitHub when first imported.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 log = logging.getLogger(__name__)
 # Process-wide, so a reservation can never settle another budget's.
@@ -69,20 +65,6 @@ class Limits(_Record):
             max_wall_s=settings.max_wall_s,
             max_depth=settings.max_depth,
         )
-
-
-class ModelPrice(_Record):
-    """USD per million tokens."""
-
-    model_config = ConfigDict(frozen=True)
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
-        ) / 1e6
 
 
 class ModelUsage(_Record):
@@ -161,23 +143,27 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """A stop flag shared by the whole tree; callbacks (killing sandboxes) run once on cancel."""
+    """A stop flag shared by the whole tree; callbacks (killing sandboxes) run once on cancel.
+
+    A run stopped by a limit (the wall-time watchdog) is cancelled with that limit's
+    BudgetExceeded, which every check then raises instead of Cancelled."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: dict[object, Callable[[], None]] = {}
         self.reason: str | None = None
+        self.exceeded: BudgetExceeded | None = None
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", exceeded: BudgetExceeded | None = None) -> None:
         with self._lock:
             if self._event.is_set():
                 return
-            self.reason = reason
+            self.reason, self.exceeded = reason, exceeded
             self._event.set()
             callbacks, self._callbacks = list(self._callbacks.values()), {}
         for fn in callbacks:
@@ -185,6 +171,9 @@ class CancelToken:
 
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
+            if self.exceeded is not None:
+                e = self.exceeded
+                raise BudgetExceeded(e.kind, e.spent, e.limit)
             raise Cancelled(self.reason or "cancelled")
 
     def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -226,43 +215,41 @@ class CallCost:
     usd: float | None  # None: the model has no known price
 
 
-def _price_keys(model: str) -> tuple[str, str]:
-    return model, model.split("/", 1)[-1]  # "openai/gpt-4o-mini", then "gpt-4o-mini"
+class _Watchdog:
+    """One thread that stops every budget's run at its wall limit, whatever the run is doing
+    (a cell that sleeps, a call in flight): the budget's cancel token kills or interrupts the
+    run's sandboxes and the run ends with BudgetExceeded("wall_s")."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._budgets: weakref.WeakSet[Budget] = weakref.WeakSet()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, budget: Budget) -> None:
+        """Start watching `budget`, or look again at its deadline (it moved)."""
+        with self._wake:
+            self._budgets.add(budget)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="budget-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                due = [b for b in self._budgets if b.deadline <= now]
+                for budget in due:
+                    self._budgets.discard(budget)
+                if not due:
+                    nearest = min((b.deadline for b in self._budgets), default=now + 3600)
+                    self._wake.wait(nearest - now)
+            for budget in due:  # outside the lock: the cancel callbacks kill sandboxes
+                budget.expire()
 
 
-@functools.cache
-def _litellm_table() -> dict:
-    """LiteLLM's bundled price table, read as data: importing litellm itself takes seconds."""
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(spec.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("LiteLLM's price table is unreadable at %s; costs will be unknown", path)
-        return {}
-
-
-def litellm_price(model: str) -> ModelPrice | None:
-    """The price in LiteLLM's bundled table, looked up with and without the provider prefix."""
-    for key in _price_keys(model):
-        entry = _litellm_table().get(key)
-        if entry and "input_cost_per_token" in entry:
-            return ModelPrice(
-                input_per_mtok=entry["input_cost_per_token"] * 1e6,
-                output_per_mtok=entry.get("output_cost_per_token", 0.0) * 1e6,
-            )
-    return None
-
-
-def max_output_tokens(model: str) -> int | None:
-    """The most completion tokens the model produces per call, from LiteLLM's bundled table."""
-    for key in _price_keys(model):
-        entry = _litellm_table().get(key) or {}
-        if isinstance(entry.get("max_output_tokens"), int):
-            return entry["max_output_tokens"]
-    return None
+_watchdog = _Watchdog()
 
 
 class Budget:
@@ -284,6 +271,8 @@ class Budget:
         self._outstanding: dict[int, Reservation] = {}
         self._total = ModelUsage()
         self._by_model: dict[str, ModelUsage] = {}
+        if limits.max_wall_s is not None:
+            _watchdog.watch(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, cancel: CancelToken | None = None) -> Budget:
@@ -292,7 +281,7 @@ class Budget:
 
     def price(self, model: str) -> ModelPrice | None:
         """Override from `prices` first, then LiteLLM's table."""
-        for key in _price_keys(model):
+        for key in price_keys(model):
             if key in self.prices:
                 return self.prices[key]
         return litellm_price(model)
@@ -310,6 +299,18 @@ class Budget:
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
+
+    @property
+    def deadline(self) -> float:
+        """The monotonic time at which the wall limit runs out (infinity without one)."""
+        limit = self.limits.max_wall_s
+        return math.inf if limit is None else self._started + limit
+
+    def expire(self) -> None:
+        """Stop the run: the wall limit has run out."""
+        limit = self.limits.max_wall_s or 0.0
+        self.cancel.cancel("time limit reached",
+                           BudgetExceeded("wall_s", round(self.elapsed_s, 3), limit))
 
     def reserve(self, model: str, prompt_tokens: int = 0,
                 max_completion_tokens: int = 0) -> Reservation:
@@ -360,6 +361,8 @@ class Budget:
                 for name in ModelUsage.model_fields:
                     setattr(total, name, getattr(total, name) + getattr(part, name))
             self._started -= earlier.elapsed_s
+        if self.limits.max_wall_s is not None:
+            _watchdog.watch(self)  # the deadline moved
 
     def release(self, reservation: Reservation) -> None:
         """Return the slot of a call that failed before reaching the provider: it does not count."""

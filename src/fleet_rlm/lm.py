@@ -19,9 +19,10 @@ from typing import Any
 
 import dspy
 
-from .budget import Budget, BudgetExceeded, Cancelled, max_output_tokens
+from .budget import Budget, BudgetExceeded, Cancelled
 from .config import Settings
 from .events import EventStream, NodeRef
+from .prices import max_output_tokens
 
 PREVIEW_CHARS = 600
 MESSAGE_TOKENS = 4  # what a chat format adds per message (role and separators)

@@ -8,6 +8,7 @@ spent budget.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,11 @@ import pytest
 
 from fleet_rlm.budget import UnpricedModel
 from fleet_rlm.config import Settings
+from fleet_rlm.engine.agent import InMemorySession
 from fleet_rlm.engine.rlm import RecursiveRLM
-from fleet_rlm.testing import ScriptedLMServer, dspy_reply
+from fleet_rlm.engine.turn import Turn
+from fleet_rlm.events import EventStream
+from fleet_rlm.testing import ScriptedLMServer, dspy_agent_step, dspy_reply
 
 STEP = r"\[\[ ## iteration ## \]\]\n{}/"
 ROOT = r"Variable: `question`.*"
@@ -99,3 +103,46 @@ def test_a_run_with_a_usd_limit_and_an_unpriced_model_is_refused(scripted_lm):
     server.set_rules([root_step(1, "SUBMIT(answer='unmetered')")])
     result = allowed(context="c", question="q")
     assert result.status == "ok" and result.usage.usd_unknown_calls == 1
+
+
+# -- wall time: a watchdog stops the run wherever it is ----------------------------------------
+
+def test_a_cell_still_sleeping_at_the_wall_limit_is_interrupted(scripted_lm):
+    server = scripted_lm([root_step(1, "import time\ntime.sleep(60)\nprint('woke up')")])
+    rlm = RecursiveRLM(settings=make_settings(server, exec_timeout_s=30), max_iterations=3,
+                       max_wall_s=2.0)
+    started = time.monotonic()
+    result = rlm(context="c", question="q")
+    elapsed = time.monotonic() - started
+
+    assert result.status == "budget", result.error
+    assert result.error.startswith("budget exceeded: wall_s")
+    assert elapsed < 6, f"the run went on {elapsed:.1f} s past a 2 s limit"
+    assert "woke up" not in str(result.trajectory)
+    assert [e.status for e in of_type(result.events, "rlm_finished")] == ["budget"]
+    assert server.stats()["calls"] == result.usage.calls == 1
+
+
+def test_a_chat_turn_stops_at_the_wall_limit_and_its_sandbox_keeps_its_variables(scripted_lm):
+    server = scripted_lm([
+        {"model": "root", "match": "next_thought", "times": 1,
+         "reply": dspy_agent_step("wait a while", "python",
+                                  code="x = 7\nimport time\ntime.sleep(60)\nprint('woke up')")},
+    ])
+    settings = Settings(root_model="openai/root", api_base=server.api_base, max_wall_s=2.0,
+                        exec_timeout_s=30)
+    session = InMemorySession(settings)
+    stream = EventStream("t")
+    started = time.monotonic()
+    try:
+        result = Turn(settings, session, stream, "sleep, please").run()
+        elapsed = time.monotonic() - started
+        assert result.status == "budget", result.error
+        assert result.error.startswith("budget exceeded: wall_s")
+        assert elapsed < 6, f"the turn went on {elapsed:.1f} s past a 2 s limit"
+        assert [e.type for e in stream.events][-2:] == ["error", "turn_finished"]
+        # Interrupted, not killed: the session's sandbox and its variables are still there.
+        assert session.sandbox().execute("print(x)", timeout=10).stdout == "7\n"
+    finally:
+        session.close()
+    server.verify()

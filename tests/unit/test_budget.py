@@ -17,6 +17,7 @@ from fleet_rlm.budget import (
     Limits,
     ModelPrice,
     UnpricedModel,
+    Usage,
     litellm_price,
 )
 from fleet_rlm.config import Settings
@@ -275,6 +276,22 @@ def test_wall_clock_limit():
     assert info.value.kind == "wall_s" and info.value.spent >= 0.3
     assert budget.remaining()["wall_s"] == 0
     assert budget.snapshot().elapsed_s >= 0.3
+
+
+def test_the_watchdog_stops_a_run_at_its_wall_limit_without_waiting_for_a_call():
+    budget = Budget(Limits(max_wall_s=0.3), prices=DOLLAR)
+    budget.carry(Usage(elapsed_s=0.2, limits=budget.limits))  # 0.2 s spent before a pause
+    stopped = threading.Event()
+    budget.cancel.on_cancel(stopped.set)  # what kills or interrupts the run's sandboxes
+    assert not stopped.wait(0.02)
+    assert stopped.wait(0.5), "the watchdog never fired"
+    assert budget.elapsed_s < 0.45  # at the moved deadline, not the first one
+    for _ in range(2):  # every check of the run raises the limit, not a plain cancel
+        with pytest.raises(BudgetExceeded) as info:
+            budget.cancel.raise_if_cancelled()
+        assert info.value.kind == "wall_s" and info.value.limit == 0.3
+    with pytest.raises(BudgetExceeded, match="wall_s"):
+        budget.reserve(UNPRICED)
 
 
 def test_depth_limit():

@@ -247,12 +247,12 @@ class BenchRun:
         self.summary = RunSummary(skipped=len(tasks) - len(self.pending),
                                   spent_usd=sum(r.get("usd") or 0.0 for r in previous))
         self._lock = threading.Lock()
-        self._tokens: dict[Future, tuple[CancelToken, float]] = {}
+        self._tokens: dict[Future, CancelToken] = {}
         self._interrupted = False
 
     def cancel(self) -> None:
         self._interrupted = True
-        for token, _ in list(self._tokens.values()):
+        for token in list(self._tokens.values()):
             token.cancel("benchmark interrupted")
 
     def _over_budget(self) -> bool:
@@ -296,7 +296,7 @@ class BenchRun:
                 break
             token = CancelToken()
             future = pool.submit(self._one, queue.pop(), token)
-            self._tokens[future] = (token, time.monotonic())
+            self._tokens[future] = token
             self.summary.launched += 1
         if self._interrupted:
             self.summary.stopped = "interrupted"
@@ -305,14 +305,6 @@ class BenchRun:
         for future in finished:
             del self._tokens[future]
             future.result()  # a bug in the runner itself is not a task outcome
-        self._enforce_wall_time()
-
-    def _enforce_wall_time(self) -> None:
-        # The budget checks wall time only when a call is admitted; this stops a call in flight.
-        now = time.monotonic()
-        for token, started in self._tokens.values():
-            if now - started > self.settings.max_wall_s:
-                token.cancel("time limit reached")
 
 
 # -- the command line ----------------------------------------------------------------------------

@@ -98,7 +98,11 @@ class InMemorySession:
 
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self.workspace = self.workspace or Path(tempfile.mkdtemp(prefix="fleet-ws-"))
+            if self.workspace is None:
+                # A private parent (0700) and a work dir bubblewrap can enter when it runs
+                # privileged and the code as a uid of its own.
+                self.workspace = Path(tempfile.mkdtemp(prefix="fleet-ws-")) / "work"
+                self.workspace.mkdir()
             self._sandbox = create_sandbox(self.settings, work_dir=self.workspace)
         return self._sandbox
 

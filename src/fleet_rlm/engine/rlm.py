@@ -70,7 +70,7 @@ class Run:
         root_lm = budgeted(lm, budget, stream, "root", cap) if lm else default_root
         sub_source = sub_lm or lm
         sub = budgeted(sub_source, budget, stream, "sub", cap) if sub_source else default_sub
-        for model in {root_lm.model, sub.model}:
+        for model in dict.fromkeys([root_lm.model, sub.model]):
             budget.require_price(model)
         limits = [settings.max_depth, budget.limits.max_depth]
         depth = min(d for d in limits if d is not None)
