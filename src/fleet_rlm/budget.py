@@ -321,23 +321,34 @@ class Budget:
         est_tokens = prompt_tokens + max_completion_tokens
         # Priced outside the lock; an unpriced model (allowed) holds no USD.
         est_usd = self.cost(model, prompt_tokens, max_completion_tokens) or 0.0
-        lim = self.limits
         with self._lock:
-            elapsed = self.elapsed_s
-            if lim.max_wall_s is not None and elapsed >= lim.max_wall_s:
-                raise BudgetExceeded("wall_s", round(elapsed, 3), lim.max_wall_s)
-            calls, tokens, usd = self._in_use()
-            if lim.max_calls is not None and calls + 1 > lim.max_calls:
-                raise BudgetExceeded("calls", calls, lim.max_calls)
-            if lim.max_tokens is not None and (
-                tokens >= lim.max_tokens or tokens + est_tokens > lim.max_tokens
-            ):
-                raise BudgetExceeded("tokens", tokens, lim.max_tokens)
-            if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
-                raise BudgetExceeded("usd", usd, lim.max_usd)
+            self._admit(est_tokens, est_usd)
             reservation = Reservation(next(_reservation_ids), model, est_tokens, est_usd)
             self._outstanding[reservation.id] = reservation
         return reservation
+
+    def ensure_open(self) -> None:
+        """Raise what the next call's reservation would (cancelled, or a limit with nothing
+        left): checked before work that would only end at that call, like a child sandbox."""
+        self.cancel.raise_if_cancelled()
+        with self._lock:
+            self._admit(0, 0.0)
+
+    def _admit(self, est_tokens: int, est_usd: float) -> None:
+        """Raise BudgetExceeded unless one more call of this size fits. Caller holds the lock."""
+        lim = self.limits
+        elapsed = self.elapsed_s
+        if lim.max_wall_s is not None and elapsed >= lim.max_wall_s:
+            raise BudgetExceeded("wall_s", round(elapsed, 3), lim.max_wall_s)
+        calls, tokens, usd = self._in_use()
+        if lim.max_calls is not None and calls + 1 > lim.max_calls:
+            raise BudgetExceeded("calls", calls, lim.max_calls)
+        if lim.max_tokens is not None and (
+            tokens >= lim.max_tokens or tokens + est_tokens > lim.max_tokens
+        ):
+            raise BudgetExceeded("tokens", tokens, lim.max_tokens)
+        if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
+            raise BudgetExceeded("usd", usd, lim.max_usd)
 
     def commit(
         self, reservation: Reservation, prompt_tokens: int, completion_tokens: int

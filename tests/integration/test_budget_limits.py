@@ -8,6 +8,7 @@ spent budget.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,8 @@ from fleet_rlm.engine.agent import InMemorySession
 from fleet_rlm.engine.rlm import RecursiveRLM
 from fleet_rlm.engine.turn import Turn
 from fleet_rlm.events import EventStream
-from fleet_rlm.testing import ScriptedLMServer, dspy_agent_step, dspy_reply
+from fleet_rlm.sandbox import SandboxInterpreter, create_sandbox
+from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
 
 STEP = r"\[\[ ## iteration ## \]\]\n{}/"
 ROOT = r"Variable: `question`.*"
@@ -146,3 +148,95 @@ def test_a_chat_turn_stops_at_the_wall_limit_and_its_sandbox_keeps_its_variables
     finally:
         session.close()
     server.verify()
+
+
+# -- depth: one number, counted from the top of the tree, in every entry point ------------------
+
+def test_in_a_chat_turn_rlm_query_at_max_depth_falls_back_to_llm_query(scripted_lm, tmp_path):
+    """max_depth=1: the agent is depth 0 and its delegated RLM depth 1, so that RLM's own
+    rlm_query is answered by llm_query, as in the Python API."""
+    server = scripted_lm([
+        {"model": "root", "match": AGENT_ANSWER, "reply": dspy_reply(reasoning="r", answer="ok")},
+        root_step(1, "SUBMIT(answer=rlm_query('go deeper', context))"),
+        {"model": "sub", "match": r"go deeper\n\nContext:\nthe report", "reply": "fell back",
+         "times": 1},
+        {"model": "root", "match": "observation_0", "times": 1,
+         "reply": dspy_agent_step("done", "finish")},
+        {"model": "root", "match": "next_thought", "times": 1,
+         "reply": dspy_agent_step("delegate", "rlm_query", question="what is deep?")},
+    ])
+    settings = make_settings(server, max_depth=1)
+    session = InMemorySession(settings, workspace=tmp_path)
+    session.add_document("report.txt", "the report")
+    stream = EventStream("t")
+    result = Turn(settings, session, stream, "dig in").run()
+
+    server.verify()
+    assert result.status == "ok", result.error
+    started = of_type(stream.events, "rlm_started")
+    assert [e.depth for e in started] == [1]  # no node at depth 2
+    errors = of_type(stream.events, "error")
+    assert [(e.error_type, e.depth) for e in errors] == [("MaxDepth", 1)]
+    assert "exceeds max depth 1" in errors[0].message
+    (observation,) = [e for e in of_type(stream.events, "tool_result")
+                      if e.tool_name == "rlm_query"]
+    assert observation.output == "fell back" and not observation.error
+
+
+def test_at_max_depth_0_a_chat_agent_is_told_it_cannot_delegate(scripted_lm, tmp_path):
+    server = scripted_lm([
+        {"model": "root", "match": AGENT_ANSWER, "reply": dspy_reply(reasoning="r", answer="ok")},
+        {"model": "root", "match": "observation_0", "times": 1,
+         "reply": dspy_agent_step("read it myself", "finish")},
+        {"model": "root", "match": "next_thought", "times": 1,
+         "reply": dspy_agent_step("delegate", "rlm_query", question="what is deep?")},
+    ])
+    settings = make_settings(server, max_depth=0)
+    stream = EventStream("t")
+    result = Turn(settings, InMemorySession(settings, workspace=tmp_path), stream, "hi").run()
+
+    server.verify()
+    assert result.status == "ok", result.error
+    assert not of_type(stream.events, "rlm_started")
+    (observation,) = [e for e in of_type(stream.events, "tool_result")
+                      if e.tool_name == "rlm_query"]
+    assert "past this turn's max depth 0" in observation.output
+
+
+# -- a spent budget starts nothing more; a cancelled call is on record -------------------------
+
+def test_no_child_sandbox_starts_once_the_budget_is_spent(scripted_lm):
+    server = scripted_lm([
+        root_step(1, "print(rlm_query_batched(['a', 'b'], ['x', 'y']))"),
+    ])
+    settings = make_settings(server)
+    made: list = []
+
+    def interpreter() -> SandboxInterpreter:
+        made.append(create_sandbox(settings))
+        return SandboxInterpreter(made[-1], timeout=settings.exec_timeout_s)
+
+    result = RecursiveRLM(settings=settings, max_iterations=3, max_calls=1,
+                          interpreter_factory=interpreter)(context="c", question="q")
+
+    assert result.status == "budget" and "calls 1/1" in result.error
+    assert result.trajectory[0]["output"].count("[ERROR] BudgetExceeded") == 2
+    assert [s.work_dir is not None for s in made] == [True]  # the root's sandbox only
+    assert [e.depth for e in of_type(result.events, "rlm_started")] == [0]
+    assert server.stats()["calls"] == result.usage.calls == 1
+
+
+def test_a_call_cancelled_in_flight_is_recorded_with_its_estimated_usage(scripted_lm):
+    server = scripted_lm([root_step(1, "print('never runs')", delay_ms=5000)])
+    run, root = RecursiveRLM(settings=make_settings(server), max_iterations=3).start()
+    run.stream.subscribe(lambda e: e.type == "rlm_started" and threading.Timer(
+        0.5, run.cancel.cancel, ["user"]).start())
+
+    result = root(context="c", question="q")
+
+    assert result.status == "cancelled"
+    (call,) = of_type(run.stream.events, "lm_call")
+    assert call.usage_estimated and call.error.startswith("Cancelled")
+    assert call.prompt_tokens > 0 and call.completion_tokens == 0
+    assert result.usage.calls == 1 and result.usage.prompt_tokens == call.prompt_tokens
+    assert server.stats()["calls"] == 1

@@ -183,6 +183,7 @@ class NodeRLM(dspy.RLM):
                        detail=None)
             text = prompt if context is None else f"{prompt}\n\nContext:\n{_as_text(context)}"
             return self.llm_query(text)
+        self.run.budget.ensure_open()  # no child (and no sandbox) on a spent budget
         child = NodeRLM(self.run, self.node.child(), CHILD_SIGNATURE, spawned_at=self.iteration)
         result = child(context="" if context is None else context, query=prompt)
         if result.status in ("budget", "cancelled"):
@@ -254,6 +255,7 @@ class NodeRLM(dspy.RLM):
         status, outputs, error, exception = "ok", None, None, None
         try:
             self.run.budget.check_depth(self.node.depth)
+            self.run.budget.ensure_open()
             with dspy.context(lm=self.run.root_lm,
                               adapter=ChatAdapter(use_json_adapter_fallback=False)):
                 prediction = self._loop(input_args, names)
