@@ -240,3 +240,58 @@ def test_a_call_cancelled_in_flight_is_recorded_with_its_estimated_usage(scripte
     assert call.prompt_tokens > 0 and call.completion_tokens == 0
     assert result.usage.calls == 1 and result.usage.prompt_tokens == call.prompt_tokens
     assert server.stats()["calls"] == 1
+
+
+# -- dspy's in-sandbox facade: dspy.RLM is a node of the tree, or refused ----------------------
+
+BUILD_RLM = ("import dspy\n"
+             "r = dspy.RLM('context, query -> answer')(context='abc', query='what is it?')\n"
+             "print('got:', r.answer)")
+
+
+def test_dspy_rlm_in_the_repl_is_refused_at_max_depth_0(scripted_lm):
+    server = scripted_lm([
+        root_step(2, "SUBMIT(answer='refused')",
+                  match=ROOT + r"dspy\.RLM at depth 1 exceeds max depth 0.*" + STEP.format(2)),
+        root_step(1, BUILD_RLM),
+    ])
+    settings = make_settings(server)
+    made: list = []
+
+    def interpreter() -> SandboxInterpreter:
+        made.append(create_sandbox(settings))
+        return SandboxInterpreter(made[-1], timeout=settings.exec_timeout_s)
+
+    result = RecursiveRLM(settings=settings, max_iterations=3, max_depth=0,
+                          interpreter_factory=interpreter)(context="c", question="q")
+
+    server.verify()
+    assert result.status == "ok", result.error
+    assert result.answer == "refused"
+    assert "got:" not in result.trajectory[0]["output"]
+    assert len(made) == 1  # no sandbox for the refused RLM
+    assert [e.depth for e in of_type(result.events, "rlm_started")] == [0]
+    assert server.stats()["calls"] == result.usage.calls == 2
+
+
+def test_dspy_rlm_in_the_repl_runs_as_a_child_node_with_its_own_sandbox_and_costs(scripted_lm):
+    server = scripted_lm([
+        child_step(1, "SUBMIT(answer='child saw ' + context)", times=1),
+        root_step(2, "SUBMIT(answer='done')",
+                  match=ROOT + r"got: child saw abc.*" + STEP.format(2)),
+        root_step(1, BUILD_RLM),
+    ])
+    result = RecursiveRLM(settings=make_settings(server), max_iterations=3, max_depth=1)(
+        context="c", question="q")
+
+    server.verify()
+    assert result.status == "ok", result.error
+    started = of_type(result.events, "rlm_started")
+    assert [(e.depth, e.parent_id) for e in started] == [(0, None), (1, started[0].node_id)]
+    assert started[1].iteration == 1
+    finished = of_type(result.events, "rlm_finished")
+    assert {e.node_id: e.status for e in finished} == {s.node_id: "ok" for s in started}
+    calls = of_type(result.events, "lm_call")
+    assert [(e.node_id, e.role) for e in calls if e.node_id == started[1].node_id] == [
+        (started[1].node_id, "root")]
+    assert len(calls) == result.usage.calls == server.stats()["calls"] == 3

@@ -27,6 +27,7 @@ from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
 from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
+from .facade import install_facade
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,7 @@ class NodeRLM(dspy.RLM):
         tools = self._prepare_execution_tools(_LLMCallBudget(self.max_llm_calls))
         variables = self._build_variables(**input_args)
         with self._interpreter_context(tools, self._new_interpreter) as repl:
-            rules = self._setup_facade(repl, _LLMCallBudget(self.max_llm_calls),
-                                       self._new_interpreter)
+            rules = install_facade(self, repl, _LLMCallBudget(self.max_llm_calls).reserve)
             regular = self._prepare_serializable_vars(input_args, repl)
             for iteration in range(self.max_iters):
                 result = self._execute_iteration(repl, variables, self.repl_history, iteration,
