@@ -308,6 +308,16 @@ class BenchRun:
 
 
 # -- the command line ----------------------------------------------------------------------------
+def unpriced_models(settings: Settings) -> list[str]:
+    """The run's models that have no price. Raises UnpricedModel for the first one unless the
+    settings allow unpriced models: every task's budget would refuse it."""
+    budget = Budget.from_settings(settings)
+    models = dict.fromkeys([settings.root_model, settings.effective_sub_model])
+    for model in models:
+        budget.require_price(model)
+    return [m for m in models if budget.price(m) is None]
+
+
 def parse_lengths(values: Sequence[str] | None) -> list[int] | None:
     """Token counts, comma-separated or repeated; a k suffix multiplies by 1024 (32k = 32768)."""
     if not values:
@@ -339,7 +349,11 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
         settings = get_settings(**overrides)
-    except (ValueError, ValidationError) as exc:
+        unpriced = [] if mode == "code-only" else unpriced_models(settings)
+        if unpriced and max_usd is not None:
+            err.print(f"[yellow]warning:[/yellow] --max-usd cannot stop this run: no price "
+                      f"for {', '.join(unpriced)} (set FLEET_PRICES)")
+    except (ValueError, ValidationError) as exc:  # UnpricedModel too
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
     if export is not None:
