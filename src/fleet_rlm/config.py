@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     daytona_create_timeout_s: float = Field(
         120.0, gt=0, description="Seconds to wait for a Daytona sandbox to start.")
 
-    max_depth: int = Field(2, ge=0)
+    max_depth: int = Field(2, ge=0, description="Deepest node of the recursive tree, counted "
+                           "from its top: the root RLM, or a chat turn's agent, is depth 0.")
     max_iterations: int = Field(20, gt=0)
     max_lm_calls: int = Field(200, gt=0)
     max_tokens: int = Field(2_000_000, gt=0)

@@ -107,6 +107,18 @@ def test_a_run_with_a_usd_limit_and_an_unpriced_model_is_refused(scripted_lm):
     assert result.status == "ok" and result.usage.usd_unknown_calls == 1
 
 
+def test_a_chat_turn_with_an_unpriced_model_ends_with_a_clear_error(scripted_lm, tmp_path):
+    server = scripted_lm([])
+    settings = make_settings(server, allow_unpriced_models=False)
+    stream = EventStream("t")
+    result = Turn(settings, InMemorySession(settings, workspace=tmp_path), stream, "hi").run()
+
+    assert result.status == "error"
+    assert result.error.startswith("UnpricedModel: model 'openai/root' has no known price")
+    assert [e.type for e in stream.events] == ["turn_started", "error", "turn_finished"]
+    assert server.stats()["calls"] == 0
+
+
 # -- wall time: a watchdog stops the run wherever it is ----------------------------------------
 
 def test_a_cell_still_sleeping_at_the_wall_limit_is_interrupted(scripted_lm):
