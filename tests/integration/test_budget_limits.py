@@ -307,3 +307,26 @@ def test_dspy_rlm_in_the_repl_runs_as_a_child_node_with_its_own_sandbox_and_cost
     assert [(e.node_id, e.role) for e in calls if e.node_id == started[1].node_id] == [
         (started[1].node_id, "root")]
     assert len(calls) == result.usage.calls == server.stats()["calls"] == 3
+
+
+def test_session_code_that_ignores_the_interrupt_is_killed_soon_after_the_wall_limit(
+        scripted_lm):
+    stubborn = ("import time\n"
+                "for _ in range(100):\n"
+                "    try:\n"
+                "        time.sleep(60)\n"
+                "    except KeyboardInterrupt:\n"
+                "        pass")
+    server = scripted_lm([{"model": "root", "match": "next_thought", "times": 1,
+                           "reply": dspy_agent_step("stall", "python", code=stubborn)}])
+    settings = Settings(root_model="openai/root", api_base=server.api_base, max_wall_s=2.0,
+                        exec_timeout_s=60, exec_kill_grace_s=1.0)
+    session = InMemorySession(settings)
+    started = time.monotonic()
+    try:
+        result = Turn(settings, session, EventStream("t"), "stall").run()
+    finally:
+        session.close()
+    elapsed = time.monotonic() - started
+    assert result.status == "budget", result.error
+    assert elapsed < 7, f"the turn went on {elapsed:.1f} s past a 2 s limit"

@@ -249,8 +249,12 @@ class FleetAgent(dspy.ReAct):
         self.run.cancel.raise_if_cancelled()
         # Cancel interrupts the code instead of waiting for it; the sandbox and its variables stay.
         unregister = self.run.cancel.on_cancel(sandbox.interrupt)
+        settings, left = self.run.settings, self.run.budget.remaining()["wall_s"]
+        # Code that ignores the interrupt at the wall limit is killed a grace period later.
+        timeout = (settings.exec_timeout_s if left is None
+                   else min(settings.exec_timeout_s, left + settings.exec_kill_grace_s))
         try:
-            result = sandbox.execute(code, timeout=self.run.settings.exec_timeout_s)
+            result = sandbox.execute(code, timeout=timeout)
         finally:
             unregister()
         self.run.cancel.raise_if_cancelled()
