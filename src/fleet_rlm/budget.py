@@ -246,7 +246,10 @@ class _Watchdog:
                     nearest = min((b.deadline for b in self._budgets), default=now + 3600)
                     self._wake.wait(nearest - now)
             for budget in due:  # outside the lock: the cancel callbacks kill sandboxes
-                budget.expire()
+                try:
+                    budget.expire()
+                except Exception:  # the watchdog must outlive any one budget
+                    log.exception("stopping a run at its wall limit failed")
 
 
 _watchdog = _Watchdog()
