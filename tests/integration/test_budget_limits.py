@@ -330,3 +330,18 @@ def test_session_code_that_ignores_the_interrupt_is_killed_soon_after_the_wall_l
     elapsed = time.monotonic() - started
     assert result.status == "budget", result.error
     assert elapsed < 7, f"the turn went on {elapsed:.1f} s past a 2 s limit"
+
+
+@pytest.mark.parametrize("kind", ["CodeAct", "ProgramOfThought"])
+def test_code_running_predictors_outside_the_tree_are_refused_in_the_repl(scripted_lm, kind):
+    server = scripted_lm([
+        root_step(2, "SUBMIT(answer='refused')",
+                  match=ROOT + rf"dspy\.{kind} is unavailable in this REPL.*" + STEP.format(2)),
+        root_step(1, f"import dspy\nprint(dspy.{kind}('q -> a')(q='x'))"),
+    ])
+    result = RecursiveRLM(settings=make_settings(server), max_iterations=3)(
+        context="c", question="q")
+
+    server.verify()
+    assert result.answer == "refused"
+    assert server.stats()["calls"] == result.usage.calls == 2

@@ -18,11 +18,12 @@ dspy's private names used for this live in this module only.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from dspy.predict.rlm import SUB_AGENT_INSTRUCTIONS
 from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError
-from dspy.primitives.facade import FacadeInvocation, _resolve_signature
+from dspy.primitives.facade import CALL_TOOL, CONSTRUCT_TOOL, FacadeInvocation, _resolve_signature
 from dspy.primitives.prediction import Prediction
 
 from ..lm import call_site
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .rlm import NodeRLM
+
+log = logging.getLogger(__name__)
 
 OUTSIDE_THE_TREE = ("CodeAct", "ProgramOfThought")
 TREE_NOTE = """In this REPL `dspy.RLM(signature)` runs as a child RLM like rlm_query, counts
@@ -91,9 +94,13 @@ class ChildRLM:
 
 
 def install_facade(node: NodeRLM, repl: Any, reserve: Callable[[int], None]) -> str:
-    """Install the facade in `node`'s sandbox; returns the instructions that describe it."""
+    """Install the facade in `node`'s sandbox; returns the instructions that describe it, or
+    "" when the interpreter cannot host it (then REPL code has no `dspy` at all)."""
     try:
         TreeFacade(node, reserve).install(repl)
     except (CodeExecutionError, SyntaxError) as exc:
-        raise CodeInterpreterError(f"the sandbox could not load dspy's facade: {exc}") from exc
+        for name in (CONSTRUCT_TOOL, CALL_TOOL):
+            repl.tools.pop(name, None)
+        log.warning("dspy sub-agents are unavailable on %s: %s", type(repl).__name__, exc)
+        return ""
     return SUB_AGENT_INSTRUCTIONS + TREE_NOTE
