@@ -16,7 +16,7 @@ from typing import Any
 import dspy
 import pytest
 
-from fleet_rlm.budget import UnpricedModel
+from fleet_rlm.budget import Budget, Limits, UnpricedModel
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.agent import InMemorySession
 from fleet_rlm.engine.rlm import RecursiveRLM
@@ -193,6 +193,15 @@ def test_in_a_chat_turn_rlm_query_at_max_depth_falls_back_to_llm_query(scripted_
     (observation,) = [e for e in of_type(stream.events, "tool_result")
                       if e.tool_name == "rlm_query"]
     assert observation.output == "fell back" and not observation.error
+    assert [e.remaining["depth"] for e in of_type(stream.events, "budget")] == [0]
+
+
+def test_a_shared_budget_without_a_depth_limit_reports_the_runs_own(scripted_lm):
+    server = scripted_lm([root_step(1, "SUBMIT(answer=str(budget()['depth']))")])
+    shared = Budget(Limits(max_calls=10))
+    result = RecursiveRLM(settings=make_settings(server), budget=shared, max_depth=1)(
+        context="c", question="q")
+    assert (result.status, result.answer) == ("ok", "1")
 
 
 def test_at_max_depth_0_a_chat_agent_is_told_it_cannot_delegate(scripted_lm, tmp_path):

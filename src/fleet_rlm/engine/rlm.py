@@ -22,7 +22,7 @@ from dspy.primitives.prediction import Prediction
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
 from dspy.utils.exceptions import AdapterParseError, LMError, format_error_for_lm
 
-from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken
+from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Remaining
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
@@ -77,6 +77,12 @@ class Run:
         depth = min(d for d in limits if d is not None)
         return cls(settings, budget, stream, root_lm, sub, max_iterations=settings.max_iterations,
                    max_depth=depth, **extra)
+
+
+    def remaining(self, depth: int) -> Remaining:
+        """What is left of the budget for a node at `depth`, with the run's depth limit."""
+        return Remaining(**{**self.budget.remaining(depth),
+                            "depth": max(self.max_depth - depth, 0)})
 
 
 class NodeRLM(dspy.RLM):
@@ -170,7 +176,7 @@ class NodeRLM(dspy.RLM):
 
         def budget() -> dict:
             """What remains of the shared budget."""
-            return dict(self.run.budget.remaining(self.node.depth))
+            return dict(self.run.remaining(self.node.depth))
 
         return [dspy.Tool(rlm_query), dspy.Tool(rlm_query_batched), dspy.Tool(budget)]
 
@@ -242,7 +248,7 @@ class NodeRLM(dspy.RLM):
 
     def _emit_budget(self) -> None:
         self._emit("budget", usage=self.run.budget.snapshot(),
-                   remaining=self.run.budget.remaining(self.node.depth))
+                   remaining=self.run.remaining(self.node.depth))
 
     def forward(self, **input_args: Any) -> Prediction:
         self._validate_inputs(input_args)
