@@ -20,7 +20,6 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from .prices import ModelPrice, litellm_price, price_keys
+from .watchdog import watch
 
 if TYPE_CHECKING:
     from fleet_rlm.config import Settings
@@ -215,46 +215,6 @@ class CallCost:
     usd: float | None  # None: the model has no known price
 
 
-class _Watchdog:
-    """One thread that stops every budget's run at its wall limit, whatever the run is doing
-    (a cell that sleeps, a call in flight): the budget's cancel token kills or interrupts the
-    run's sandboxes and the run ends with BudgetExceeded("wall_s")."""
-
-    def __init__(self) -> None:
-        self._wake = threading.Condition()
-        self._budgets: weakref.WeakSet[Budget] = weakref.WeakSet()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, budget: Budget) -> None:
-        """Start watching `budget`, or look again at its deadline (it moved)."""
-        with self._wake:
-            self._budgets.add(budget)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="budget-watchdog",
-                                                daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                now = time.monotonic()
-                due = [b for b in self._budgets if b.deadline <= now]
-                for budget in due:
-                    self._budgets.discard(budget)
-                if not due:
-                    nearest = min((b.deadline for b in self._budgets), default=now + 3600)
-                    self._wake.wait(nearest - now)
-            for budget in due:  # outside the lock: the cancel callbacks kill sandboxes
-                try:
-                    budget.expire()
-                except Exception:  # the watchdog must outlive any one budget
-                    log.exception("stopping a run at its wall limit failed")
-
-
-_watchdog = _Watchdog()
-
-
 class Budget:
     """Thread-safe ledger of every LM call in a turn. Share it by reference, never copy it."""
 
@@ -275,7 +235,7 @@ class Budget:
         self._total = ModelUsage()
         self._by_model: dict[str, ModelUsage] = {}
         if limits.max_wall_s is not None:
-            _watchdog.watch(self)
+            watch(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, cancel: CancelToken | None = None) -> Budget:
@@ -376,7 +336,7 @@ class Budget:
                     setattr(total, name, getattr(total, name) + getattr(part, name))
             self._started -= earlier.elapsed_s
         if self.limits.max_wall_s is not None:
-            _watchdog.watch(self)  # the deadline moved
+            watch(self)  # the deadline moved
 
     def release(self, reservation: Reservation) -> None:
         """Return the slot of a call that failed before reaching the provider: it does not count."""
