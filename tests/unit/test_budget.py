@@ -388,3 +388,18 @@ def test_importing_budget_is_fast_and_keeps_litellm_offline():
     ).stdout.split()
     assert out[1:] == ["False", "True"]
     assert float(out[0]) < 3.0  # litellm alone takes several seconds
+
+
+def test_a_calls_completion_bound_is_sent_and_reserved_n_times():
+    from fleet_rlm.lm import BudgetedLM
+
+    budget = Budget(Limits())
+    lm = BudgetedLM("openai/gpt-4o-mini", budget=budget, call_max_tokens=100_000)
+    assert lm.completion_limit({}) == (16_384, {"max_tokens": 16_384})  # the model's own max
+    lm = BudgetedLM("openai/gpt-4o-mini", budget=budget, call_max_tokens=500)
+    assert lm.completion_limit({"n": 3}) == (1500, {"max_tokens": 500})
+    assert lm.completion_limit({"max_tokens": 40, "n": 2}) == (80, {})  # the caller's own bound
+    reasoning = BudgetedLM("openai/o3", budget=budget, call_max_tokens=16_000)
+    assert reasoning.completion_limit({}) == (16_000, {"max_completion_tokens": 16_000})
+    unknown = BudgetedLM(UNPRICED, budget=budget, call_max_tokens=700, max_tokens=90)
+    assert unknown.completion_limit({}) == (90, {})
