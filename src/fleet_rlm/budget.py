@@ -114,12 +114,17 @@ class Remaining(TypedDict):
 class BudgetExceeded(Exception):
     """A run outcome, not a bug: the run ends cleanly with its partial result."""
 
-    def __init__(self, kind: LimitKind, spent: float, limit: float) -> None:
+    def __init__(self, kind: LimitKind, spent: float, limit: float,
+                 call: float | None = None) -> None:
         super().__init__(kind, spent, limit)
         self.kind, self.spent, self.limit = kind, spent, limit
+        self.call = call  # what the refused call reserves at worst, when it did not fit
 
     def __str__(self) -> str:
-        return f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
+        text = f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
+        if self.call and self.spent < self.limit:
+            text += f" (the next call may use up to {self.call:.4g} more)"
+        return text
 
 
 class UnpricedModel(ValueError):
@@ -309,9 +314,9 @@ class Budget:
         if lim.max_tokens is not None and (
             tokens >= lim.max_tokens or tokens + est_tokens > lim.max_tokens
         ):
-            raise BudgetExceeded("tokens", tokens, lim.max_tokens)
+            raise BudgetExceeded("tokens", tokens, lim.max_tokens, est_tokens)
         if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
-            raise BudgetExceeded("usd", usd, lim.max_usd)
+            raise BudgetExceeded("usd", usd, lim.max_usd, est_usd)
 
     def commit(
         self, reservation: Reservation, prompt_tokens: int, completion_tokens: int

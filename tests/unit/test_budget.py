@@ -147,6 +147,7 @@ def test_usd_reservation_holds_the_largest_completion_until_the_call_settles():
     with pytest.raises(BudgetExceeded) as info:
         budget.reserve(UNPRICED, prompt_tokens=2, max_completion_tokens=2)  # $6 > $5 left
     assert data(info.value) == ("usd", 5.0, 10.0)
+    assert str(info.value) == "budget exceeded: usd 5/10 (the next call may use up to 6 more)"
     second = budget.reserve(UNPRICED, prompt_tokens=1, max_completion_tokens=2)  # exactly $10
     budget.commit(first, 1, 2)
     budget.commit(second, 1, 2)
