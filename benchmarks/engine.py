@@ -133,7 +133,7 @@ class Sample:
 
 def run_ours(api_base: str, codes: list[str], inputs: dict, expect: str) -> Sample:
     settings = Settings(root_model="openai/root", sub_model="openai/sub", api_base=api_base,
-                        max_iterations=len(codes))
+                        max_iterations=len(codes), allow_unpriced_models=True)
     started = time.perf_counter()
     out = RecursiveRLM(SIGNATURE, settings=settings)(**inputs)
     wall = time.perf_counter() - started

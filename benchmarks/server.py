@@ -87,7 +87,8 @@ def fleet_web(api_base: str, tmp: Path) -> Iterator[str]:
     """`fleet web` on a free loopback port; yields its base URL once it is ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "MLFLOW_"))}
     env.update(FLEET_DATA_DIR=str(tmp / "data"), FLEET_API_BASE=api_base, FLEET_AUTH="none",
-               FLEET_ROOT_MODEL="openai/root", FLEET_SUB_MODEL="openai/sub")
+               FLEET_ROOT_MODEL="openai/root", FLEET_SUB_MODEL="openai/sub",
+               FLEET_ALLOW_UNPRICED_MODELS="true")
     port = free_port()
     log = (tmp / "fleet-web.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "fleet_rlm.cli", "web", "--port", str(port)],

@@ -1,38 +1,37 @@
 """The shared budget ledger: one `Budget` per turn, passed by reference to every node of the tree.
 
-Every LM call: `r = budget.reserve(model, est)` (may raise Cancelled or BudgetExceeded), then
+Every LM call: `r = budget.reserve(model, prompt_tokens, max_completion_tokens)` (may raise
+Cancelled or BudgetExceeded), then
 - `budget.commit(r, prompt_tokens, completion_tokens)` once the request reached the provider,
   even if it then errored (commit whatever usage is known, else 0): it counts as a call;
 - `budget.release(r)` if it failed before reaching the provider: it does not count.
 
-Calls never overshoot: an outstanding reservation holds its slot until committed or released.
-Tokens and USD can overshoot by the completions of calls already admitted (a completion's length
-is unknown until it returns); a call is admitted only while some remain.
+A reservation holds the call's worst case (its prompt plus the most completion it may produce)
+until it is committed or released, so concurrent calls never overshoot a limit together: calls
+never, tokens and USD only by what a provider counts beyond the prompt estimate the caller gave.
+A USD limit on a model without a known price is refused (`UnpricedModel`) unless the budget
+allows unpriced models.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import itertools
-import json
 import logging
-import os
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from .prices import ModelPrice, litellm_price, price_keys
+from .watchdog import watch
+
 if TYPE_CHECKING:
     from fleet_rlm.config import Settings
-
-# LiteLLM otherwise fetches its price table from GitHub when first imported.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 log = logging.getLogger(__name__)
 # Process-wide, so a reservation can never settle another budget's.
@@ -66,20 +65,6 @@ class Limits(_Record):
             max_wall_s=settings.max_wall_s,
             max_depth=settings.max_depth,
         )
-
-
-class ModelPrice(_Record):
-    """USD per million tokens."""
-
-    model_config = ConfigDict(frozen=True)
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
-        ) / 1e6
 
 
 class ModelUsage(_Record):
@@ -129,12 +114,31 @@ class Remaining(TypedDict):
 class BudgetExceeded(Exception):
     """A run outcome, not a bug: the run ends cleanly with its partial result."""
 
-    def __init__(self, kind: LimitKind, spent: float, limit: float) -> None:
+    def __init__(self, kind: LimitKind, spent: float, limit: float,
+                 call: float | None = None) -> None:
         super().__init__(kind, spent, limit)
         self.kind, self.spent, self.limit = kind, spent, limit
+        self.call = call  # what the refused call reserves at worst, when it did not fit
 
     def __str__(self) -> str:
-        return f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
+        text = f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"
+        if self.call and self.spent < self.limit:
+            text += f" (the next call may use up to {self.call:.4g} more)"
+        return text
+
+
+class UnpricedModel(ValueError):
+    """A misuse, refused before any call: a USD limit cannot hold for a model with no price."""
+
+    def __init__(self, model: str, max_usd: float) -> None:
+        super().__init__(model, max_usd)
+        self.model, self.max_usd = model, max_usd
+
+    def __str__(self) -> str:
+        return (f"model {self.model!r} has no known price, so the USD limit (${self.max_usd:g}) "
+                "cannot be enforced: set its price in FLEET_PRICES (e.g. "
+                f'{{"{self.model}": {{"input_per_mtok": 0.15, "output_per_mtok": 0.6}}}}) or '
+                "run it with USD unmetered: FLEET_ALLOW_UNPRICED_MODELS=true")
 
 
 class Cancelled(Exception):
@@ -144,23 +148,27 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """A stop flag shared by the whole tree; callbacks (killing sandboxes) run once on cancel."""
+    """A stop flag shared by the whole tree; callbacks (killing sandboxes) run once on cancel.
+
+    A run stopped by a limit (the wall-time watchdog) is cancelled with that limit's
+    BudgetExceeded, which every check then raises instead of Cancelled."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: dict[object, Callable[[], None]] = {}
         self.reason: str | None = None
+        self.exceeded: BudgetExceeded | None = None
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", exceeded: BudgetExceeded | None = None) -> None:
         with self._lock:
             if self._event.is_set():
                 return
-            self.reason = reason
+            self.reason, self.exceeded = reason, exceeded
             self._event.set()
             callbacks, self._callbacks = list(self._callbacks.values()), {}
         for fn in callbacks:
@@ -168,6 +176,9 @@ class CancelToken:
 
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
+            if self.exceeded is not None:
+                e = self.exceeded
+                raise BudgetExceeded(e.kind, e.spent, e.limit)
             raise Cancelled(self.reason or "cancelled")
 
     def on_cancel(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -209,36 +220,6 @@ class CallCost:
     usd: float | None  # None: the model has no known price
 
 
-def _price_keys(model: str) -> tuple[str, str]:
-    return model, model.split("/", 1)[-1]  # "openai/gpt-4o-mini", then "gpt-4o-mini"
-
-
-@functools.cache
-def _litellm_table() -> dict:
-    """LiteLLM's bundled price table, read as data: importing litellm itself takes seconds."""
-    spec = importlib.util.find_spec("litellm")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(spec.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("LiteLLM's price table is unreadable at %s; costs will be unknown", path)
-        return {}
-
-
-def litellm_price(model: str) -> ModelPrice | None:
-    """The price in LiteLLM's bundled table, looked up with and without the provider prefix."""
-    for key in _price_keys(model):
-        entry = _litellm_table().get(key)
-        if entry and "input_cost_per_token" in entry:
-            return ModelPrice(
-                input_per_mtok=entry["input_cost_per_token"] * 1e6,
-                output_per_mtok=entry.get("output_cost_per_token", 0.0) * 1e6,
-            )
-    return None
-
-
 class Budget:
     """Thread-safe ledger of every LM call in a turn. Share it by reference, never copy it."""
 
@@ -247,8 +228,10 @@ class Budget:
         limits: Limits,
         prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
         cancel: CancelToken | None = None,
+        allow_unpriced: bool = False,
     ) -> None:
         self.limits = limits
+        self.allow_unpriced = allow_unpriced
         self.prices = {m: ModelPrice.model_validate(p) for m, p in (prices or {}).items()}
         self.cancel = cancel or CancelToken()
         self._started = time.monotonic()
@@ -256,14 +239,17 @@ class Budget:
         self._outstanding: dict[int, Reservation] = {}
         self._total = ModelUsage()
         self._by_model: dict[str, ModelUsage] = {}
+        if limits.max_wall_s is not None:
+            watch(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, cancel: CancelToken | None = None) -> Budget:
-        return cls(Limits.from_settings(settings), settings.prices, cancel)
+        return cls(Limits.from_settings(settings), settings.prices, cancel,
+                   settings.allow_unpriced_models)
 
     def price(self, model: str) -> ModelPrice | None:
         """Override from `prices` first, then LiteLLM's table."""
-        for key in _price_keys(model):
+        for key in price_keys(model):
             if key in self.prices:
                 return self.prices[key]
         return litellm_price(model)
@@ -272,31 +258,65 @@ class Budget:
         price = self.price(model)
         return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
+    def require_price(self, model: str) -> None:
+        """Raise UnpricedModel when a USD limit is set and `model` has no price to meter it by."""
+        if (self.limits.max_usd is not None and not self.allow_unpriced
+                and self.price(model) is None):
+            raise UnpricedModel(model, self.limits.max_usd)
+
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
 
-    def reserve(self, model: str, est_prompt_tokens: int = 0) -> Reservation:
-        """Admit one call or raise Cancelled / BudgetExceeded. Settle it with commit or release."""
+    @property
+    def deadline(self) -> float:
+        """The monotonic time at which the wall limit runs out (infinity without one)."""
+        limit = self.limits.max_wall_s
+        return math.inf if limit is None else self._started + limit
+
+    def expire(self) -> None:
+        """Stop the run: the wall limit has run out."""
+        limit = self.limits.max_wall_s or 0.0
+        self.cancel.cancel("time limit reached",
+                           BudgetExceeded("wall_s", round(self.elapsed_s, 3), limit))
+
+    def reserve(self, model: str, prompt_tokens: int = 0,
+                max_completion_tokens: int = 0) -> Reservation:
+        """Admit one call at its worst case (`prompt_tokens` plus `max_completion_tokens`) or
+        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit or release."""
         self.cancel.raise_if_cancelled()
-        est_usd = self.cost(model, est_prompt_tokens, 0) or 0.0  # priced outside the lock
-        lim = self.limits
+        self.require_price(model)
+        est_tokens = prompt_tokens + max_completion_tokens
+        # Priced outside the lock; an unpriced model (allowed) holds no USD.
+        est_usd = self.cost(model, prompt_tokens, max_completion_tokens) or 0.0
         with self._lock:
-            elapsed = self.elapsed_s
-            if lim.max_wall_s is not None and elapsed >= lim.max_wall_s:
-                raise BudgetExceeded("wall_s", round(elapsed, 3), lim.max_wall_s)
-            calls, tokens, usd = self._in_use()
-            if lim.max_calls is not None and calls + 1 > lim.max_calls:
-                raise BudgetExceeded("calls", calls, lim.max_calls)
-            if lim.max_tokens is not None and (
-                tokens >= lim.max_tokens or tokens + est_prompt_tokens > lim.max_tokens
-            ):
-                raise BudgetExceeded("tokens", tokens, lim.max_tokens)
-            if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
-                raise BudgetExceeded("usd", usd, lim.max_usd)
-            reservation = Reservation(next(_reservation_ids), model, est_prompt_tokens, est_usd)
+            self._admit(est_tokens, est_usd)
+            reservation = Reservation(next(_reservation_ids), model, est_tokens, est_usd)
             self._outstanding[reservation.id] = reservation
         return reservation
+
+    def ensure_open(self) -> None:
+        """Raise what the next call's reservation would (cancelled, or a limit with nothing
+        left): checked before work that would only end at that call, like a child sandbox."""
+        self.cancel.raise_if_cancelled()
+        with self._lock:
+            self._admit(0, 0.0)
+
+    def _admit(self, est_tokens: int, est_usd: float) -> None:
+        """Raise BudgetExceeded unless one more call of this size fits. Caller holds the lock."""
+        lim = self.limits
+        elapsed = self.elapsed_s
+        if lim.max_wall_s is not None and elapsed >= lim.max_wall_s:
+            raise BudgetExceeded("wall_s", round(elapsed, 3), lim.max_wall_s)
+        calls, tokens, usd = self._in_use()
+        if lim.max_calls is not None and calls + 1 > lim.max_calls:
+            raise BudgetExceeded("calls", calls, lim.max_calls)
+        if lim.max_tokens is not None and (
+            tokens >= lim.max_tokens or tokens + est_tokens > lim.max_tokens
+        ):
+            raise BudgetExceeded("tokens", tokens, lim.max_tokens, est_tokens)
+        if lim.max_usd is not None and (usd >= lim.max_usd or usd + est_usd > lim.max_usd):
+            raise BudgetExceeded("usd", usd, lim.max_usd, est_usd)
 
     def commit(
         self, reservation: Reservation, prompt_tokens: int, completion_tokens: int
@@ -320,6 +340,8 @@ class Budget:
                 for name in ModelUsage.model_fields:
                     setattr(total, name, getattr(total, name) + getattr(part, name))
             self._started -= earlier.elapsed_s
+        if self.limits.max_wall_s is not None:
+            watch(self)  # the deadline moved
 
     def release(self, reservation: Reservation) -> None:
         """Return the slot of a call that failed before reaching the provider: it does not count."""

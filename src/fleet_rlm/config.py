@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     daytona_create_timeout_s: float = Field(
         120.0, gt=0, description="Seconds to wait for a Daytona sandbox to start.")
 
-    max_depth: int = Field(2, ge=0)
+    max_depth: int = Field(2, ge=0, description="Deepest node of the recursive tree, counted "
+                           "from its top: the root RLM, or a chat turn's agent, is depth 0.")
     max_iterations: int = Field(20, gt=0)
     max_lm_calls: int = Field(200, gt=0)
     max_tokens: int = Field(2_000_000, gt=0)
@@ -81,6 +82,13 @@ class Settings(BaseSettings):
         description="USD per million tokens per model, overriding LiteLLM's table: "
         '{"model": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}.',
     )
+    allow_unpriced_models: bool = Field(
+        False, description="Run models with no known price (not in LiteLLM's table or prices) "
+        "with USD unmetered; otherwise a run with such a model is refused.")
+    call_max_tokens: int = Field(
+        16_000, gt=0, description="Most completion tokens one model call may produce, sent as "
+        "max_tokens (lowered to the model's own maximum when LiteLLM's table knows it) unless "
+        "the LM sets its own; each call reserves this much of the token and USD limits.")
 
     delegate_chars: int = Field(
         40_000, gt=0, description="Documents longer than this go to the recursive engine.")

@@ -110,6 +110,9 @@ class LmCallEvent(EventBase):
     prompt_preview: str = ""
     response_preview: str = ""
     error: str | None = None
+    usage_estimated: bool = Field(
+        False, description="The tokens and cost are the client's estimate: the provider "
+        "reported no usage (a call cancelled in flight, or a reply without usage).")
 
 
 class BudgetEvent(EventBase):

@@ -24,6 +24,7 @@ LENGTH = 2000  # tokens: tiny windows keep every run quick
 def fleet_bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, server=None,
                 wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    clean["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     clean.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                  FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test", **(env or {}))
     api = ["--api-base", server.api_base] if server is not None else []
@@ -189,14 +190,32 @@ def test_max_usd_stops_launching_tasks(tmp_path, scripted_lm):
     prices = json.dumps({"openai/root": {"input_per_mtok": 1000, "output_per_mtok": 1000}})
     out = tmp_path / "out"
     done = fleet_bench(tmp_path, "sniah", "--n", "3", "--lengths", str(LENGTH), "--out",
-                       str(out), "--mode", "direct", "--max-usd", "1", env={"FLEET_PRICES": prices},
-                       server=server)
+                       str(out), "--mode", "direct", "--max-usd", "1", env={"FLEET_PRICES": prices,
+                       "FLEET_CALL_MAX_TOKENS": "100"}, server=server)
     assert done.returncode == 2, done.stderr
     assert "--max-usd 1 reached" in done.stderr
     [record] = lines(out / "results.jsonl")
     assert record["usd"] > 1 and record["usd_unknown_calls"] == 0
     assert server.stats()["calls"] == 1
     assert (out / "report.md").exists()
+
+
+def test_unpriced_models_are_refused_before_any_task_runs(tmp_path, scripted_lm):
+    server = scripted_lm([])
+    out = tmp_path / "out"
+    args = ("sniah", "--n", "1", "--lengths", str(LENGTH), "--out", str(out), "--mode", "direct",
+            "--max-usd", "1")
+    refused = fleet_bench(tmp_path, *args, env={"FLEET_ALLOW_UNPRICED_MODELS": "false"},
+                          server=server)
+    assert refused.returncode == 1
+    assert "'openai/root' has no known price" in refused.stderr
+    assert "FLEET_ALLOW_UNPRICED_MODELS" in refused.stderr
+    assert server.stats()["calls"] == 0 and not out.exists()
+
+    server.set_rules([{"model": "root", "reply": "wrong"}])
+    allowed = fleet_bench(tmp_path, *args, server=server)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "--max-usd cannot stop this run: no price for openai/root" in allowed.stderr
 
 
 # -- the code-only baseline ----------------------------------------------------------------------

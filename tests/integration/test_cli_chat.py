@@ -60,6 +60,7 @@ RULES = [  # first match wins: each turn's final answer, then its later steps, t
 
 def env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test", TERM="xterm")
     return env

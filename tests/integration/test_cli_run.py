@@ -26,10 +26,12 @@ def step(iteration: int, code: str, **rule) -> dict:
 
 
 def fleet_run(tmp_path: Path, server, *args: str, stdin: str | None = None,
-              wait: bool = True, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+              wait: bool = True, env: dict[str, str] | None = None,
+              **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
-               FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test")
+               FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test", **extra)
     cmd = [sys.executable, "-m", "fleet_rlm.cli", "run", *args, "--api-base", server.api_base]
     if not wait:
         return subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
@@ -109,6 +111,15 @@ def test_timeout_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm):
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - started < 25
     assert "too late" not in done.stdout and "Traceback" not in done.stderr
+
+
+def test_an_unpriced_model_under_a_usd_limit_is_a_clear_error(tmp_path, scripted_lm):
+    server = scripted_lm([])
+    done = fleet_run(tmp_path, server, "q", "--max-usd", "1",
+                     env={"FLEET_ALLOW_UNPRICED_MODELS": "false"})
+    assert done.returncode == 1, done.stderr
+    assert "'openai/root' has no known price" in done.stderr and "Traceback" not in done.stderr
+    assert server.stats()["calls"] == 0
 
 
 def test_missing_context_file_is_a_clear_error(tmp_path, scripted_lm):

@@ -445,10 +445,10 @@ def test_max_usd_ends_the_run_with_status_budget(scripted_lm):
     prices = {"openai/root": {"input_per_mtok": 1e6, "output_per_mtok": 1e6}}  # $1 a token
     server = scripted_lm(rules)
 
-    def run(max_usd: float):
+    def run(max_usd: float, call_max_tokens: int = 16_000):
         server.set_rules(rules)
-        rlm = RecursiveRLM(settings=make_settings(server, prices=prices), max_iterations=4,
-                           max_usd=max_usd)
+        settings = make_settings(server, prices=prices, call_max_tokens=call_max_tokens)
+        rlm = RecursiveRLM(settings=settings, max_iterations=4, max_usd=max_usd)
         return rlm(context="c", question="q")
 
     free = run(max_usd=1e12)
@@ -460,7 +460,9 @@ def test_max_usd_ends_the_run_with_status_budget(scripted_lm):
 
     limit = costs[0] * 1.5  # the first call fits, the second cannot
     assert limit < costs[0] + costs[1]
-    capped = run(max_usd=limit)
+    # Each call reserves its largest completion: as long as the longest reply, here.
+    longest = max(e.completion_tokens for e in of_type(free.events, "lm_call"))
+    capped = run(max_usd=limit, call_max_tokens=longest)
 
     assert capped.status == "budget"
     assert "usd" in capped.error

@@ -44,6 +44,7 @@ RULES = [
 
 def server_env(tmp_path: Path, api_base: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "MLFLOW_"))}
+    env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                FLEET_SUB_MODEL="openai/sub", FLEET_API_BASE=api_base, FLEET_API_KEY="test",
                **extra)

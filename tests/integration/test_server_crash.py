@@ -37,6 +37,7 @@ def _fleet_web(data_dir: Path, api_base: str, log: Path) -> tuple[subprocess.Pop
            if not k.startswith(("FLEET_", "MLFLOW_", "DAYTONA_"))}
     env.update(FLEET_DATA_DIR=str(data_dir), FLEET_API_BASE=api_base, FLEET_AUTH="none",
                FLEET_ROOT_MODEL="openai/root", FLEET_SUB_MODEL="openai/sub",
+               FLEET_ALLOW_UNPRICED_MODELS="true",
                FLEET_SANDBOX="local")
     port = free_port()
     with log.open("ab") as out:

@@ -352,8 +352,11 @@ async def test_cancel_stops_a_running_turn_quickly_and_keeps_what_it_did(
     events = await stored(svc, live.turn_id)
     assert events == seen
     assert [e.type for e in events] == [
-        "turn_started", "lm_call", "agent_step", "tool_result", "cancelled", "turn_finished"]
+        "turn_started", "lm_call", "agent_step", "tool_result", "lm_call", "cancelled",
+        "turn_finished"]
     assert events[-1].status == "cancelled"
+    assert events[4].usage_estimated  # the call walked away from, on record
+    assert events[-1].usage.calls == 2
     assert not svc.cancel(live.turn_id)  # nothing left to cancel
     assert svc.live == {}
 

@@ -239,6 +239,7 @@ def test_feedback_is_an_assessment_on_the_trace(scripted_lm, tracking_uri):
 def test_fleet_run_records_a_trace(scripted_lm, tracking_uri, tmp_path):
     server = scripted_lm(TREE_RULES)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "MLFLOW_"))}
+    env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                FLEET_SUB_MODEL="openai/sub", FLEET_API_KEY="test", MLFLOW_TRACKING_URI=tracking_uri)
     (tmp_path / "ctx.txt").write_text("x" * 30)

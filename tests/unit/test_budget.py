@@ -16,6 +16,8 @@ from fleet_rlm.budget import (
     CancelToken,
     Limits,
     ModelPrice,
+    UnpricedModel,
+    Usage,
     litellm_price,
 )
 from fleet_rlm.config import Settings
@@ -97,12 +99,12 @@ def test_outstanding_reservations_hold_call_slots_and_release_returns_them():
 
 def test_tokens_limit_counts_outstanding_estimates_and_refuses_when_spent():
     budget = Budget(Limits(max_tokens=100), prices=DOLLAR)
-    first = budget.reserve(UNPRICED, est_prompt_tokens=60)
+    first = budget.reserve(UNPRICED, prompt_tokens=60)
     with pytest.raises(BudgetExceeded) as info:
-        budget.reserve(UNPRICED, est_prompt_tokens=50)  # 60 outstanding + 50 > 100
+        budget.reserve(UNPRICED, prompt_tokens=50)  # 60 outstanding + 50 > 100
     assert data(info.value) == ("tokens", 60, 100)
     budget.commit(first, 30, 10)  # actual 40 replaces the estimate of 60
-    second = budget.reserve(UNPRICED, est_prompt_tokens=50)
+    second = budget.reserve(UNPRICED, prompt_tokens=50)
     assert budget.remaining()["tokens"] == 10
     budget.commit(second, 50, 20)  # completions can push past the limit...
     assert budget.snapshot().tokens == 110
@@ -115,7 +117,7 @@ def test_tokens_limit_counts_outstanding_estimates_and_refuses_when_spent():
 
 def test_no_call_is_admitted_once_tokens_reach_the_limit_exactly():
     budget = Budget(Limits(max_tokens=10), prices=DOLLAR)
-    budget.commit(budget.reserve(UNPRICED, est_prompt_tokens=10), 6, 4)
+    budget.commit(budget.reserve(UNPRICED, prompt_tokens=10), 6, 4)
     with pytest.raises(BudgetExceeded) as info:
         budget.reserve(UNPRICED)  # 10 + 0 <= 10, yet nothing is left for its completion
     assert data(info.value) == ("tokens", 10, 10)
@@ -123,13 +125,13 @@ def test_no_call_is_admitted_once_tokens_reach_the_limit_exactly():
 
 def test_usd_limit_uses_estimated_prompt_cost_then_actual_cost():
     budget = Budget(Limits(max_usd=10.0), prices=DOLLAR)
-    first = budget.reserve(UNPRICED, est_prompt_tokens=4)  # est $4
+    first = budget.reserve(UNPRICED, prompt_tokens=4)  # est $4
     with pytest.raises(BudgetExceeded) as info:
-        budget.reserve(UNPRICED, est_prompt_tokens=7)
+        budget.reserve(UNPRICED, prompt_tokens=7)
     assert data(info.value) == ("usd", 4.0, 10.0)
     cost = budget.commit(first, 4, 2)
     assert cost.usd == 8.0
-    last = budget.reserve(UNPRICED, est_prompt_tokens=2)  # 8 + 2 <= 10
+    last = budget.reserve(UNPRICED, prompt_tokens=2)  # 8 + 2 <= 10
     budget.commit(last, 2, 1)
     usage = budget.snapshot()
     assert usage.usd == 12.0
@@ -138,11 +140,74 @@ def test_usd_limit_uses_estimated_prompt_cost_then_actual_cost():
         budget.reserve(UNPRICED)
 
 
-def test_unknown_price_counts_calls_and_tokens_but_not_usd():
+def test_usd_reservation_holds_the_largest_completion_until_the_call_settles():
+    budget = Budget(Limits(max_usd=10.0), prices=DOLLAR)  # $1 a prompt token, $2 a completion one
+    first = budget.reserve(UNPRICED, prompt_tokens=1, max_completion_tokens=2)  # holds $5
+    assert budget.remaining()["usd"] == 5.0
+    with pytest.raises(BudgetExceeded) as info:
+        budget.reserve(UNPRICED, prompt_tokens=2, max_completion_tokens=2)  # $6 > $5 left
+    assert data(info.value) == ("usd", 5.0, 10.0)
+    assert str(info.value) == "budget exceeded: usd 5/10 (the next call may use up to 6 more)"
+    second = budget.reserve(UNPRICED, prompt_tokens=1, max_completion_tokens=2)  # exactly $10
+    budget.commit(first, 1, 2)
+    budget.commit(second, 1, 2)
+    assert budget.snapshot().usd == 10.0  # both used their worst case: still within the limit
+    with pytest.raises(BudgetExceeded):
+        budget.reserve(UNPRICED)
+
+
+def test_tokens_reservation_counts_the_largest_completion():
+    budget = Budget(Limits(max_tokens=100), prices=DOLLAR)
+    held = budget.reserve(UNPRICED, prompt_tokens=10, max_completion_tokens=80)
+    with pytest.raises(BudgetExceeded) as info:
+        budget.reserve(UNPRICED, prompt_tokens=5, max_completion_tokens=10)  # 90 + 15 > 100
+    assert data(info.value) == ("tokens", 90, 100)
+    budget.commit(held, 10, 5)  # the completion came in short: the rest is free again
+    budget.release(budget.reserve(UNPRICED, prompt_tokens=5, max_completion_tokens=80))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_threads=st.integers(2, 64), limit=st.floats(0.5, 40.0),
+       completion=st.integers(0, 3), prompt=st.integers(0, 3))
+def test_usd_never_overshoots_under_concurrent_calls_that_use_their_worst_case(
+        n_threads, limit, completion, prompt):
+    budget = Budget(Limits(max_usd=limit), prices=DOLLAR)
+    start = threading.Barrier(n_threads, timeout=30)
+
+    def worker(_):
+        start.wait()
+        try:
+            reservation = budget.reserve(UNPRICED, prompt, completion)
+        except BudgetExceeded:
+            return
+        start_commit.wait()
+        budget.commit(reservation, prompt, completion)
+
+    start_commit = threading.Event()
+    with eager_thread_switching(), ThreadPoolExecutor(n_threads) as pool:
+        futures = [pool.submit(worker, i) for i in range(n_threads)]
+        time.sleep(0.01)
+        start_commit.set()
+        for f in futures:
+            f.result()
+    assert budget.snapshot().usd <= limit
+
+
+def test_a_usd_limit_refuses_a_model_without_a_price():
     budget = Budget(Limits(max_usd=0.01))
     assert budget.price(UNPRICED) is None
+    with pytest.raises(UnpricedModel) as info:
+        budget.reserve(UNPRICED, prompt_tokens=10)
+    assert info.value.model == UNPRICED and info.value.max_usd == 0.01
+    assert "FLEET_PRICES" in str(info.value) and "FLEET_ALLOW_UNPRICED_MODELS" in str(info.value)
+    assert budget.snapshot().calls == 0
+    Budget(Limits(max_calls=3)).require_price(UNPRICED)  # no USD limit: nothing to meter
+
+
+def test_unpriced_models_when_allowed_count_calls_and_tokens_but_not_usd():
+    budget = Budget(Limits(max_usd=0.01), allow_unpriced=True)
     for _ in range(3):  # an unknown cost never blocks on the usd limit
-        cost = budget.commit(budget.reserve(UNPRICED, est_prompt_tokens=1000), 10, 5)
+        cost = budget.commit(budget.reserve(UNPRICED, prompt_tokens=1000), 10, 5)
         assert cost.usd is None
     usage = budget.snapshot()
     assert (usage.calls, usage.prompt_tokens, usage.completion_tokens, usage.tokens) == (
@@ -154,6 +219,17 @@ def test_unknown_price_counts_calls_and_tokens_but_not_usd():
     assert usage.usd == 0.0
     assert usage.usd_unknown_calls == 3
     assert usage.by_model[UNPRICED].usd_unknown_calls == 3
+
+
+def test_unpriced_models_are_refused_unless_the_setting_allows_them(monkeypatch):
+    monkeypatch.delenv("FLEET_ALLOW_UNPRICED_MODELS", raising=False)
+    with pytest.raises(UnpricedModel):
+        Budget.from_settings(Settings(root_model=UNPRICED)).require_price(UNPRICED)
+    monkeypatch.setenv("FLEET_ALLOW_UNPRICED_MODELS", "true")
+    Budget.from_settings(Settings()).require_price(UNPRICED)
+    priced = Settings(allow_unpriced_models=False,
+                      prices={UNPRICED: {"input_per_mtok": 1, "output_per_mtok": 1}})
+    Budget.from_settings(priced).require_price(UNPRICED)
 
 
 def test_litellm_price_for_a_known_model_with_and_without_provider_prefix():
@@ -201,6 +277,22 @@ def test_wall_clock_limit():
     assert info.value.kind == "wall_s" and info.value.spent >= 0.3
     assert budget.remaining()["wall_s"] == 0
     assert budget.snapshot().elapsed_s >= 0.3
+
+
+def test_the_watchdog_stops_a_run_at_its_wall_limit_without_waiting_for_a_call():
+    budget = Budget(Limits(max_wall_s=0.3), prices=DOLLAR)
+    budget.carry(Usage(elapsed_s=0.2, limits=budget.limits))  # 0.2 s spent before a pause
+    stopped = threading.Event()
+    budget.cancel.on_cancel(stopped.set)  # what kills or interrupts the run's sandboxes
+    assert not stopped.wait(0.02)
+    assert stopped.wait(0.5), "the watchdog never fired"
+    assert budget.elapsed_s < 0.45  # at the moved deadline, not the first one
+    for _ in range(2):  # every check of the run raises the limit, not a plain cancel
+        with pytest.raises(BudgetExceeded) as info:
+            budget.cancel.raise_if_cancelled()
+        assert info.value.kind == "wall_s" and info.value.limit == 0.3
+    with pytest.raises(BudgetExceeded, match="wall_s"):
+        budget.reserve(UNPRICED)
 
 
 def test_depth_limit():
@@ -256,7 +348,7 @@ def test_remaining_reports_every_limit_and_none_for_unlimited():
         "wall_s": None,
         "depth": 2,
     }
-    r = budget.reserve(UNPRICED, est_prompt_tokens=10)
+    r = budget.reserve(UNPRICED, prompt_tokens=10)
     left = budget.remaining(depth=1)
     assert (left["calls"], left["tokens"], left["depth"]) == (4, 90, 1)
     budget.commit(r, 20, 5)
@@ -297,3 +389,18 @@ def test_importing_budget_is_fast_and_keeps_litellm_offline():
     ).stdout.split()
     assert out[1:] == ["False", "True"]
     assert float(out[0]) < 3.0  # litellm alone takes several seconds
+
+
+def test_a_calls_completion_bound_is_sent_and_reserved_n_times():
+    from fleet_rlm.lm import BudgetedLM
+
+    budget = Budget(Limits())
+    lm = BudgetedLM("openai/gpt-4o-mini", budget=budget, call_max_tokens=100_000)
+    assert lm.completion_limit({}) == (16_384, {"max_tokens": 16_384})  # the model's own max
+    lm = BudgetedLM("openai/gpt-4o-mini", budget=budget, call_max_tokens=500)
+    assert lm.completion_limit({"n": 3}) == (1500, {"max_tokens": 500})
+    assert lm.completion_limit({"max_tokens": 40, "n": 2}) == (80, {})  # the caller's own bound
+    reasoning = BudgetedLM("openai/o3", budget=budget, call_max_tokens=16_000)
+    assert reasoning.completion_limit({}) == (16_000, {"max_completion_tokens": 16_000})
+    unknown = BudgetedLM(UNPRICED, budget=budget, call_max_tokens=700, max_tokens=90)
+    assert unknown.completion_limit({}) == (90, {})

@@ -181,6 +181,10 @@ export interface LmCallEvent {
   prompt_preview: string;
   response_preview: string;
   error: string | null;
+  /**
+   * The tokens and cost are the client's estimate: the provider reported no usage (a call cancelled in flight, or a reply without usage).
+   */
+  usage_estimated: boolean;
 }
 export interface BudgetEvent {
   turn_id: string;

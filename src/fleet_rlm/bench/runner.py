@@ -256,12 +256,12 @@ class BenchRun:
         self.summary = RunSummary(skipped=len(tasks) - len(self.pending),
                                   spent_usd=sum(r.get("usd") or 0.0 for r in previous))
         self._lock = threading.Lock()
-        self._tokens: dict[Future, tuple[CancelToken, float]] = {}
+        self._tokens: dict[Future, CancelToken] = {}
         self._interrupted = False
 
     def cancel(self) -> None:
         self._interrupted = True
-        for token, _ in list(self._tokens.values()):
+        for token in list(self._tokens.values()):
             token.cancel("benchmark interrupted")
 
     def _over_budget(self) -> bool:
@@ -306,7 +306,7 @@ class BenchRun:
                 break
             token = CancelToken()
             future = pool.submit(self._one, queue.pop(), token)
-            self._tokens[future] = (token, time.monotonic())
+            self._tokens[future] = token
             self.summary.launched += 1
         if self._interrupted:
             self.summary.stopped = "interrupted"
@@ -315,17 +315,19 @@ class BenchRun:
         for future in finished:
             del self._tokens[future]
             future.result()  # a bug in the runner itself is not a task outcome
-        self._enforce_wall_time()
-
-    def _enforce_wall_time(self) -> None:
-        # The budget checks wall time only when a call is admitted; this stops a call in flight.
-        now = time.monotonic()
-        for token, started in self._tokens.values():
-            if now - started > self.settings.max_wall_s:
-                token.cancel("time limit reached")
 
 
 # -- the command line ----------------------------------------------------------------------------
+def unpriced_models(settings: Settings) -> list[str]:
+    """The run's models that have no price. Raises UnpricedModel for the first one unless the
+    settings allow unpriced models: every task's budget would refuse it."""
+    budget = Budget.from_settings(settings)
+    models = dict.fromkeys([settings.root_model, settings.effective_sub_model])
+    for model in models:
+        budget.require_price(model)
+    return [m for m in models if budget.price(m) is None]
+
+
 def parse_lengths(values: Sequence[str] | None) -> list[int] | None:
     """Token counts, comma-separated or repeated; a k suffix multiplies by 1024 (32k = 32768)."""
     if not values:
@@ -363,7 +365,11 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
         settings = get_settings(**overrides)
-    except (ValueError, ValidationError) as exc:
+        unpriced = [] if mode == "code-only" else unpriced_models(settings)
+        if unpriced and max_usd is not None:
+            err.print(f"[yellow]warning:[/yellow] --max-usd cannot stop this run: no price "
+                      f"for {', '.join(unpriced)} (set FLEET_PRICES)")
+    except (ValueError, ValidationError) as exc:  # UnpricedModel too
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
     if export is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +40,7 @@ def run_command(
     """
     from pydantic import ValidationError
 
+    from ..budget import UnpricedModel
     from ..config import get_settings
 
     try:
@@ -54,12 +54,12 @@ def run_command(
         raise typer.Exit(1) from None
     try:
         code = _run(settings, inputs, as_json=as_json, quiet=quiet)
+    except UnpricedModel as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        code = 1
     except KeyboardInterrupt:  # before the run's own handler was installed
         code = 130
     raise typer.Exit(code)
-
-
-TIME_LIMIT = "time limit (--timeout, FLEET_MAX_WALL_S) reached"
 
 
 class _InputError(Exception):
@@ -128,15 +128,11 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int
 
     worker = threading.Thread(target=work, name="fleet-run", daemon=True)
     previous = signal.signal(signal.SIGINT, on_sigint)
-    # The budget checks wall time only when a call is admitted; this also stops a call in flight.
-    deadline = time.monotonic() + settings.max_wall_s
     try:
         with renderer.live() if renderer else contextlib.nullcontext():
             worker.start()
             while worker.is_alive():  # the main thread stays free to take SIGINT
                 worker.join(0.1)
-                if time.monotonic() > deadline:
-                    run.cancel.cancel(TIME_LIMIT)
     finally:
         signal.signal(signal.SIGINT, previous)
     code = _report(outcome, run.cancel.reason, as_json)
@@ -156,15 +152,12 @@ def _report(outcome: dict, cancel_reason: str | None, as_json: bool) -> int:
         err.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
         return 1
     result = outcome["result"]
-    if cancel_reason == TIME_LIMIT:
-        err.print(f"[magenta]stopped:[/magenta] {TIME_LIMIT}")
+    if result.status == "budget":  # a limit, the wall time's too, ended the run
+        err.print(f"[magenta]stopped:[/magenta] {escape(str(result.error))}")
         code = 2
     elif cancel_reason or result.status == "cancelled":
         err.print("[magenta]cancelled[/magenta]")
         code = 130
-    elif result.status == "budget":
-        err.print(f"[magenta]stopped:[/magenta] {escape(str(result.error))}")
-        code = 2
     elif result.status == "error":
         message = "\n".join(line for line in str(result.error).splitlines() if line.strip())
         err.print(f"[red]error:[/red] {escape(message)}")

@@ -98,7 +98,11 @@ class InMemorySession:
 
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self.workspace = self.workspace or Path(tempfile.mkdtemp(prefix="fleet-ws-"))
+            if self.workspace is None:
+                # A private parent (0700) and a work dir bubblewrap can enter when it runs
+                # privileged and the code as a uid of its own.
+                self.workspace = Path(tempfile.mkdtemp(prefix="fleet-ws-")) / "work"
+                self.workspace.mkdir()
             self._sandbox = create_sandbox(self.settings, work_dir=self.workspace)
         return self._sandbox
 
@@ -163,7 +167,7 @@ class FleetAgent(dspy.ReAct):
         settings = run.settings if run else settings or Settings()
         self.node = node or NodeRef.root()
         self.session = session or InMemorySession(settings)
-        self.run = run or Run.create(settings, self.node, depth_offset=1)
+        self.run = run or Run.create(settings, self.node)
         max_steps = max_steps or settings.max_agent_steps
         key = (settings.delegate_chars, max_steps)
         prototype = _PROTOTYPES.get(key)
@@ -178,6 +182,10 @@ class FleetAgent(dspy.ReAct):
     def rlm_query(self, question: str, documents: list[str] | None = None) -> str:
         """Answer a question over long documents with the recursive language model. `documents`
         names the documents to read (all when omitted)."""
+        if self.node.depth + 1 > self.run.max_depth:
+            return (f"rlm_query is unavailable: the recursive engine would run at depth "
+                    f"{self.node.depth + 1}, past this turn's max depth {self.run.max_depth}. "
+                    "Read the documents with read_document and search_documents instead.")
         names = documents or [d.name for d in self.session.documents()]
         texts = {name: self.session.document_text(name) for name in names}
         context: Any = next(iter(texts.values())) if len(texts) == 1 else texts
@@ -241,8 +249,12 @@ class FleetAgent(dspy.ReAct):
         self.run.cancel.raise_if_cancelled()
         # Cancel interrupts the code instead of waiting for it; the sandbox and its variables stay.
         unregister = self.run.cancel.on_cancel(sandbox.interrupt)
+        settings, left = self.run.settings, self.run.budget.remaining()["wall_s"]
+        # Code that ignores the interrupt at the wall limit is killed a grace period later.
+        timeout = (settings.exec_timeout_s if left is None
+                   else min(settings.exec_timeout_s, left + settings.exec_kill_grace_s))
         try:
-            result = sandbox.execute(code, timeout=self.run.settings.exec_timeout_s)
+            result = sandbox.execute(code, timeout=timeout)
         finally:
             unregister()
         self.run.cancel.raise_if_cancelled()

@@ -22,11 +22,12 @@ from dspy.primitives.prediction import Prediction
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
 from dspy.utils.exceptions import AdapterParseError, LMError, format_error_for_lm
 
-from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken
+from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Remaining
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
 from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
+from .facade import install_facade
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,34 @@ class Run:
     @classmethod
     def create(cls, settings: Settings, node: NodeRef, budget: Budget | None = None,
                stream: EventStream | None = None, lm: dspy.BaseLM | None = None,
-               sub_lm: dspy.BaseLM | None = None, depth_offset: int = 0, **extra: Any) -> Run:
+               sub_lm: dspy.BaseLM | None = None, **extra: Any) -> Run:
         """A run on `settings` (a fresh budget and stream unless given). `lm`/`sub_lm` are the
-        user's dspy LMs, metered here; by default both come from the settings."""
+        user's dspy LMs, metered here; by default both come from the settings. Raises
+        UnpricedModel when a model cannot be metered against the USD limit.
+
+        The depth limit, the tighter of the settings' and the budget's, is the deepest node the
+        tree may hold, counting from its top (a chat turn's agent is depth 0)."""
         from ..lm import build_lms
 
         budget = budget or Budget.from_settings(settings)
         stream = stream or EventStream(turn_id=NodeRef.root().node_id)
         default_root, default_sub = build_lms(settings, budget, stream, node)
-        root_lm = budgeted(lm, budget, stream, "root") if lm else default_root
+        cap = settings.call_max_tokens
+        root_lm = budgeted(lm, budget, stream, "root", cap) if lm else default_root
         sub_source = sub_lm or lm
-        sub = budgeted(sub_source, budget, stream, "sub") if sub_source else default_sub
+        sub = budgeted(sub_source, budget, stream, "sub", cap) if sub_source else default_sub
+        for model in dict.fromkeys([root_lm.model, sub.model]):
+            budget.require_price(model)
+        limits = [settings.max_depth, budget.limits.max_depth]
+        depth = min(d for d in limits if d is not None)
         return cls(settings, budget, stream, root_lm, sub, max_iterations=settings.max_iterations,
-                   max_depth=settings.max_depth + depth_offset, **extra)
+                   max_depth=depth, **extra)
+
+
+    def remaining(self, depth: int) -> Remaining:
+        """What is left of the budget for a node at `depth`, with the run's depth limit."""
+        return Remaining(**{**self.budget.remaining(depth),
+                            "depth": max(self.max_depth - depth, 0)})
 
 
 class NodeRLM(dspy.RLM):
@@ -160,7 +176,7 @@ class NodeRLM(dspy.RLM):
 
         def budget() -> dict:
             """What remains of the shared budget."""
-            return dict(self.run.budget.remaining(self.node.depth))
+            return dict(self.run.remaining(self.node.depth))
 
         return [dspy.Tool(rlm_query), dspy.Tool(rlm_query_batched), dspy.Tool(budget)]
 
@@ -174,6 +190,7 @@ class NodeRLM(dspy.RLM):
                        detail=None)
             text = prompt if context is None else f"{prompt}\n\nContext:\n{_as_text(context)}"
             return self.llm_query(text)
+        self.run.budget.ensure_open()  # no child (and no sandbox) on a spent budget
         child = NodeRLM(self.run, self.node.child(), CHILD_SIGNATURE, spawned_at=self.iteration)
         result = child(context="" if context is None else context, query=prompt)
         if result.status in ("budget", "cancelled"):
@@ -231,7 +248,7 @@ class NodeRLM(dspy.RLM):
 
     def _emit_budget(self) -> None:
         self._emit("budget", usage=self.run.budget.snapshot(),
-                   remaining=self.run.budget.remaining(self.node.depth))
+                   remaining=self.run.remaining(self.node.depth))
 
     def forward(self, **input_args: Any) -> Prediction:
         self._validate_inputs(input_args)
@@ -245,6 +262,7 @@ class NodeRLM(dspy.RLM):
         status, outputs, error, exception = "ok", None, None, None
         try:
             self.run.budget.check_depth(self.node.depth)
+            self.run.budget.ensure_open()
             with dspy.context(lm=self.run.root_lm,
                               adapter=ChatAdapter(use_json_adapter_fallback=False)):
                 prediction = self._loop(input_args, names)
@@ -276,8 +294,7 @@ class NodeRLM(dspy.RLM):
         tools = self._prepare_execution_tools(_LLMCallBudget(self.max_llm_calls))
         variables = self._build_variables(**input_args)
         with self._interpreter_context(tools, self._new_interpreter) as repl:
-            rules = self._setup_facade(repl, _LLMCallBudget(self.max_llm_calls),
-                                       self._new_interpreter)
+            rules = install_facade(self, repl, _LLMCallBudget(self.max_llm_calls).reserve)
             regular = self._prepare_serializable_vars(input_args, repl)
             for iteration in range(self.max_iters):
                 result = self._execute_iteration(repl, variables, self.repl_history, iteration,
@@ -317,13 +334,15 @@ def _model(lm: Any) -> str:
     return str(getattr(lm, "model", type(lm).__name__))
 
 
-def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str) -> BudgetedLM:
+def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str,
+             call_max_tokens: int) -> BudgetedLM:
     """The user's dspy.LM, rebuilt so its calls draw on `budget` and report on `stream`."""
     if isinstance(lm, BudgetedLM) and lm.budget is budget and lm.stream is stream:
         return lm
     if not isinstance(lm, dspy.LM):
         raise TypeError(f"RecursiveRLM needs a dspy.LM to meter, got {type(lm).__name__}")
-    return BudgetedLM(lm.model, budget=budget, stream=stream, role=role, **lm.kwargs)
+    return BudgetedLM(lm.model, budget=budget, stream=stream, role=role,
+                      call_max_tokens=call_max_tokens, **lm.kwargs)
 
 
 class RecursiveRLM(dspy.Module):

@@ -16,7 +16,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError, LMError
 
-from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Usage
+from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, UnpricedModel, Usage
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import call_site
@@ -65,13 +65,12 @@ class Turn:
         if resume and resume.get("usage"):
             budget.carry(Usage.model_validate(resume["usage"]))
         node = NodeRef.root()
-        # The agent is depth 0, so the delegated RLM tree gets one more level.
-        run = Run.create(self.settings, node, budget, self.stream, depth_offset=1)
         emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
         if resume is None:
             emit("turn_started", question=self.message)
         result = TurnResult(status="ok")
         try:
+            run = Run.create(self.settings, node, budget, self.stream)
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)
             prediction = agent(message=self.message, conversation=conversation, resume=resume,
@@ -88,7 +87,7 @@ class Turn:
         except BudgetExceeded as exc:
             result.status, result.error = "budget", str(exc)
             emit("error", error_type="BudgetExceeded", message=str(exc), detail=None)
-        except (LMError, AdapterParseError) as exc:
+        except (LMError, AdapterParseError, UnpricedModel) as exc:
             result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
             emit("error", error_type=type(exc).__name__, message=str(exc)[:2000], detail=None)
         result.usage = budget.snapshot()
