@@ -365,7 +365,9 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
         settings = get_settings(**overrides)
-        unpriced = [] if mode == "code-only" else unpriced_models(settings)
+        # A dry run names unpriced models in its projection; an export calls no model.
+        spends = mode != "code-only" and not dry_run and export is None
+        unpriced = unpriced_models(settings) if spends else []
         if unpriced and max_usd is not None:
             err.print(f"[yellow]warning:[/yellow] --max-usd cannot stop this run: no price "
                       f"for {', '.join(unpriced)} (set FLEET_PRICES)")
