@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Settings
 from . import cgroups, disk
-from .base import ExecResult
+from .base import ExecResult, SandboxError
 
 log = logging.getLogger(__name__)
 ENOSPC = "[Errno 28]"
@@ -19,6 +19,21 @@ CGROUP_FALLBACK = ("Falling back to per-process limits: memory, /tmp and /dev/sh
 DISK_FALLBACK = "/work is a plain host directory that sandbox code can fill."
 
 _warned: set[str] = set()
+
+
+class MemoryLimit(SandboxError):
+    """The kernel killed in the sandbox for memory while a variable crossed (put_variable,
+    get_variable): the same outcome a cell gets as `error_type` "MemoryLimit"."""
+
+    def __init__(self, cap_mb: int, operation: str) -> None:
+        super().__init__(f"{operation}: {memory_limit_message(cap_mb)}")
+        self.cap_mb, self.operation = cap_mb, operation
+
+
+def memory_limit_message(cap_mb: int) -> str:
+    return (f"the sandbox went over its memory cap of {cap_mb} MiB (all its processes and its "
+            "/tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) and was stopped; its variables "
+            "are lost")
 
 
 def warn_once(what: str, message: str) -> None:
@@ -40,13 +55,20 @@ def warn_missing_defences() -> None:
 
 def quota_workspace(settings: Settings, work_dir: Path) -> bool:
     """Give a work dir its disk quota (its image mounted there) unless it has it: True when
-    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain."""
+    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain;
+    where it can but this workspace's image will not mount, raises SandboxError: nothing runs
+    on it without its quota."""
     try:
         return disk.mount_workspace(work_dir, settings.sandbox_disk_mb,
                                     settings.sandbox_disk_files)
     except disk.QuotaUnavailable as exc:
         warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. {DISK_FALLBACK}")
         return False
+    except disk.ImageError as exc:
+        image = disk.image_of(work_dir)
+        raise SandboxError(
+            f"the workspace's disk image {image} could not be made or mounted ({exc}); its "
+            f"files stay in the image: check it with `e2fsck -f {image}`") from exc
 
 
 def open_envelope(settings: Settings, name: str, host_pids: int) -> cgroups.Envelope | None:
@@ -74,9 +96,7 @@ def memory_limit_result(settings: Settings, result: ExecResult) -> ExecResult:
     """What a cell gets when the kernel killed in its sandbox for memory."""
     return ExecResult(
         stdout=result.stdout, stderr=result.stderr, error_type="MemoryLimit",
-        error_message=f"the sandbox went over its memory cap of {settings.sandbox_memory_mb} MiB "
-        "(all its processes and its /tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) and was "
-        "stopped; its variables are lost",
+        error_message=memory_limit_message(settings.sandbox_memory_mb),
         duration_s=result.duration_s, state_lost=True)
 
 

@@ -20,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from . import cgroups, disk, seccomp
@@ -34,6 +35,7 @@ from .base import (
     SandboxError,
 )
 from .containment import (
+    MemoryLimit,
     enter_command,
     explain_full_disk,
     memory_limit_result,
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
 OWNER_FILE = "owner"  # in it: the identity of the process that made it
+MOUNT_FILE = "mounts"  # in it: the work dir this sandbox mounts its image at (for the sweep)
 INSIDE_WORK = "/work"
 INSIDE_VARS = "/fleet/vars"
 INSIDE_DRIVER = "/fleet/driver.py"
@@ -149,8 +152,10 @@ class LocalSandbox(DriverBackedSandbox):
             # bwrap runs privileged, so it can mount any work dir (even under a 0700 home);
             # the driver then drops to a uid of its own, so the process cap is per sandbox.
             self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
-            for path in (self.work_dir, *self.work_dir.rglob("*")):
-                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+            try:
+                disk.give_to(self.work_dir, self.uid)
+            except disk.ImageError as exc:
+                raise SandboxError(f"could not give the work dir to the sandbox: {exc}") from exc
         elif self.isolated:
             # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
             limits[3] = str(nproc + _count_processes(os.getuid()))
@@ -193,6 +198,8 @@ class LocalSandbox(DriverBackedSandbox):
         """The work dir's quota and the sandbox's control group, or a loud fallback."""
         assert self._root is not None and self.work_dir is not None
         s = self.settings
+        if not os.path.ismount(self.work_dir):  # said before mounting: a crash cannot hide it
+            (self._root / MOUNT_FILE).write_text(str(self.work_dir))
         self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
         self.quota_in_force = os.path.ismount(self.work_dir)
         if self.envelope is None:
@@ -264,14 +271,37 @@ class LocalSandbox(DriverBackedSandbox):
                 callbacks: dict[str, Callback] | None = None,
                 submit_fields: list[str] | None = None) -> ExecResult:
         result = super().execute(code, timeout, callbacks, submit_fields)
-        if self.envelope is not None and self.envelope.oom_kills() > self._oom_kills:
-            # Whichever process the kernel chose, the sandbox as a whole went over its cap: it
-            # is stopped and restarts empty on the next call, as after any death.
-            with self._lock:
-                self._cleanup_process()
+        if self._memory_killed():
             return memory_limit_result(self.settings, result)
         explain_full_disk(self.settings, result)
         return result
+
+    def put_variable(self, name: str, value: Any) -> None:
+        with self._memory_kill_raised(f"sending variable {name!r}"):
+            super().put_variable(name, value)
+
+    def get_variable(self, name: str) -> Any:
+        with self._memory_kill_raised(f"reading variable {name!r}"):
+            return super().get_variable(name)
+
+    @contextlib.contextmanager
+    def _memory_kill_raised(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except SandboxError:
+            if self._memory_killed():
+                raise MemoryLimit(self.settings.sandbox_memory_mb, operation) from None
+            raise
+
+    def _memory_killed(self) -> bool:
+        """Whether the kernel killed in the envelope for memory since it started. Whichever
+        process it chose, the sandbox as a whole went over its cap: it is stopped, and
+        restarts empty on the next call, as after any death."""
+        if self.envelope is None or self.envelope.oom_kills() <= self._oom_kills:
+            return False
+        with self._lock:
+            self._cleanup_process()
+        return True
 
     def _live(self) -> DriverSession:
         if self._session is None or not self._session.alive:
@@ -353,7 +383,8 @@ def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
         pid = owner.split(" ", 1)[0]
         if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
             cgroups.remove_stale(root.name)
-            disk.unmount_workspace(root / "work")
+            with contextlib.suppress(FileNotFoundError):
+                disk.unmount_workspace(Path((root / MOUNT_FILE).read_text()))
             shutil.rmtree(root, ignore_errors=True)
             removed.append(root)
     return removed
