@@ -184,7 +184,7 @@ class SessionService:
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
-            from .sandbox.local import sweep_stale_roots
+            from .sandbox.containment import sweep_stale_roots
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
                 log.warning("removed %d sandbox directories left by a crashed process", len(swept))

@@ -17,8 +17,8 @@ import pytest
 
 from fleet_rlm.config import Settings
 from fleet_rlm.sandbox import SandboxError, create_sandbox, disk
-from fleet_rlm.sandbox.containment import MemoryLimit
-from fleet_rlm.sandbox.local import LocalSandbox, sweep_stale_roots
+from fleet_rlm.sandbox.containment import MemoryLimit, sweep_stale_roots
+from fleet_rlm.sandbox.local import LocalSandbox
 
 MB = 1024 * 1024
 BOTH = pytest.mark.parametrize("backend", [

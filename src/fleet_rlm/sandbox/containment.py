@@ -1,11 +1,16 @@
 """How a local sandbox (bubblewrap or gVisor) is held as one thing: its control group and its
-workspace's quota set up (or a loud fallback), the shell that starts it inside them, and the
-results of a sandbox that went over a cap, explained."""
+workspace's quota set up (or a loud fallback), the shell that starts it inside them, the
+results of a sandbox that went over a cap, explained, and its host-side directory, which says
+what a crashed host left behind (its group, its mount) for the start-up sweep."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..config import Settings
@@ -17,6 +22,10 @@ ENOSPC = "[Errno 28]"
 CGROUP_FALLBACK = ("Falling back to per-process limits: memory, /tmp and /dev/shm are capped per "
                    "process and per mount, not per sandbox, and there is no CPU cap.")
 DISK_FALLBACK = "/work is a plain host directory that sandbox code can fill."
+
+ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
+OWNER_FILE = "owner"  # in it: the identity of the process that made it
+MOUNT_FILE = "mounts"  # in it: the work dir the sandbox mounts its image at
 
 _warned: set[str] = set()
 
@@ -108,3 +117,45 @@ def explain_full_disk(settings: Settings, result: ExecResult) -> None:
             f" (the sandbox's disk quota: /work holds {s.sandbox_disk_mb} MiB in at most "
             f"{s.sandbox_disk_files} files, FLEET_SANDBOX_DISK_MB and FLEET_SANDBOX_DISK_FILES; "
             f"/tmp and /dev/shm {s.sandbox_tmp_mb} MiB each, FLEET_SANDBOX_TMP_MB)")
+
+
+def make_root() -> Path:
+    """A new sandbox's host-side directory, marked with the process that owns it."""
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / OWNER_FILE).write_text(process_identity(os.getpid()) or "")
+    return root
+
+
+def record_mount(root: Path, work_dir: Path) -> None:
+    """Said before the sandbox mounts `work_dir`, so a crash cannot hide the mount from the
+    sweep."""
+    (root / MOUNT_FILE).write_text(str(work_dir))
+
+
+def process_identity(pid: int) -> str | None:
+    """"pid start-time" of a live process (the start time tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
+    """Remove the directories sandboxes of a process that no longer runs left behind (a host
+    killed with SIGKILL has no chance to); returns them. A directory whose owner is unknown
+    is left alone."""
+    removed = []
+    for root in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = (root / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        pid = owner.split(" ", 1)[0]
+        if owner and pid.isdigit() and process_identity(int(pid)) != owner:
+            cgroups.remove_stale(root.name)
+            with contextlib.suppress(FileNotFoundError):
+                disk.unmount_workspace(Path((root / MOUNT_FILE).read_text()))
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return removed

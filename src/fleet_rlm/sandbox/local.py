@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,16 +37,15 @@ from .containment import (
     MemoryLimit,
     enter_command,
     explain_full_disk,
+    make_root,
     memory_limit_result,
     open_envelope,
     quota_workspace,
+    record_mount,
 )
 
 log = logging.getLogger(__name__)
 
-ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
-OWNER_FILE = "owner"  # in it: the identity of the process that made it
-MOUNT_FILE = "mounts"  # in it: the work dir this sandbox mounts its image at (for the sweep)
 INSIDE_WORK = "/work"
 INSIDE_VARS = "/fleet/vars"
 INSIDE_DRIVER = "/fleet/driver.py"
@@ -131,8 +129,7 @@ class LocalSandbox(DriverBackedSandbox):
     def _spawn(self) -> None:
         s = self.settings
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
-            (self._root / OWNER_FILE).write_text(_process_identity(os.getpid()) or "")
+            self._root = make_root()
         (self._root / "vars").mkdir(exist_ok=True)
         os.chmod(self._root / "vars", 0o755)
         self.work_dir = self._given_work_dir or self._root / "work"
@@ -199,7 +196,7 @@ class LocalSandbox(DriverBackedSandbox):
         assert self._root is not None and self.work_dir is not None
         s = self.settings
         if not os.path.ismount(self.work_dir):  # said before mounting: a crash cannot hide it
-            (self._root / MOUNT_FILE).write_text(str(self.work_dir))
+            record_mount(self._root, self.work_dir)
         self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
         self.quota_in_force = os.path.ismount(self.work_dir)
         if self.envelope is None:
@@ -359,35 +356,6 @@ class LocalSandbox(DriverBackedSandbox):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _process_identity(pid: int) -> str | None:
-    """"pid start-time" of a live process (the start time tells a reused pid apart)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
-
-
-def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
-    """Remove the directories sandboxes of a process that no longer runs left behind (a host
-    killed with SIGKILL has no chance to); returns them. A directory whose owner is unknown
-    is left alone."""
-    removed = []
-    for root in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
-        try:
-            owner = (root / OWNER_FILE).read_text().strip()
-        except OSError:
-            continue
-        pid = owner.split(" ", 1)[0]
-        if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
-            cgroups.remove_stale(root.name)
-            with contextlib.suppress(FileNotFoundError):
-                disk.unmount_workspace(Path((root / MOUNT_FILE).read_text()))
-            shutil.rmtree(root, ignore_errors=True)
-            removed.append(root)
-    return removed
 
 
 def _kill_group(process: subprocess.Popen, bwrap: bool = False) -> None:
