@@ -195,10 +195,17 @@ class SessionService:
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
-            from .sandbox.local import sweep_stale_roots
+            from .sandbox.containment import sweep_stale_roots
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
                 log.warning("removed %d sandbox directories left by a crashed process", len(swept))
+            from .sandbox.disk import unmount_under
+
+            # Alone on this data dir: a mounted workspace image is a crashed service's.
+            workspaces = self.settings.data_dir / "workspaces"
+            if unmounted := await asyncio.to_thread(unmount_under, workspaces):
+                log.warning("unmounted %d workspaces left mounted by a crashed process",
+                            len(unmounted))
         if self.settings.sandbox in ("local", "gvisor"):
             from .sandbox.containment import warn_missing_defences
 

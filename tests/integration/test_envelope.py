@@ -315,7 +315,7 @@ def test_a_host_killed_with_sigkill_leaves_nothing_after_the_sweep(tmp_path) -> 
     import subprocess
     import sys
 
-    from fleet_rlm.sandbox.local import sweep_stale_roots
+    from fleet_rlm.sandbox.containment import sweep_stale_roots
 
     script = ("import sys, time\n"
               "from fleet_rlm.config import Settings\n"

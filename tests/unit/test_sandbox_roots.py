@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from fleet_rlm.sandbox.local import _process_identity, sweep_stale_roots
+from fleet_rlm.sandbox.containment import process_identity, sweep_stale_roots
 
 
 def _root(tmp_path, name: str, owner: str | None):
@@ -19,9 +19,9 @@ def _root(tmp_path, name: str, owner: str | None):
 
 def test_only_directories_of_processes_that_are_gone_are_swept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead_identity = _process_identity(dead.pid)
+    dead_identity = process_identity(dead.pid)
     dead.wait()
-    mine = _process_identity(os.getpid())
+    mine = process_identity(os.getpid())
     pid, started = mine.split()
     roots = {
         "dead": _root(tmp_path, "dead", dead_identity or f"{dead.pid} 1"),

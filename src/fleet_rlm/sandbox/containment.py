@@ -1,16 +1,21 @@
 """How a local sandbox (bubblewrap or gVisor) is held as one thing: its control group and its
-workspace's quota set up (or a loud fallback), the shell that starts it inside them, and the
-results of a sandbox that went over a cap, explained."""
+workspace's quota set up (or a loud fallback), the shell that starts it inside them, the
+results of a sandbox that went over a cap, explained, and its host-side directory, which says
+what a crashed host left behind (its group, its mount) for the start-up sweep."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..config import Settings
 from . import cgroups, disk
-from .base import ExecResult
+from .base import ExecResult, SandboxError
 
 log = logging.getLogger(__name__)
 ENOSPC = "[Errno 28]"
@@ -18,7 +23,26 @@ CGROUP_FALLBACK = ("Falling back to per-process limits: memory, /tmp and /dev/sh
                    "process and per mount, not per sandbox, and there is no CPU cap.")
 DISK_FALLBACK = "/work is a plain host directory that sandbox code can fill."
 
+ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
+OWNER_FILE = "owner"  # in it: the identity of the process that made it
+MOUNT_FILE = "mounts"  # in it: the work dir the sandbox mounts its image at
+
 _warned: set[str] = set()
+
+
+class MemoryLimit(SandboxError):
+    """The kernel killed in the sandbox for memory while a variable crossed (put_variable,
+    get_variable): the same outcome a cell gets as `error_type` "MemoryLimit"."""
+
+    def __init__(self, cap_mb: int, operation: str) -> None:
+        super().__init__(f"{operation}: {memory_limit_message(cap_mb)}")
+        self.cap_mb, self.operation = cap_mb, operation
+
+
+def memory_limit_message(cap_mb: int) -> str:
+    return (f"the sandbox went over its memory cap of {cap_mb} MiB (all its processes and its "
+            "/tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) and was stopped; its variables "
+            "are lost")
 
 
 def warn_once(what: str, message: str) -> None:
@@ -40,13 +64,20 @@ def warn_missing_defences() -> None:
 
 def quota_workspace(settings: Settings, work_dir: Path) -> bool:
     """Give a work dir its disk quota (its image mounted there) unless it has it: True when
-    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain."""
+    this call mounted it. Where the host cannot, says so loudly (once) and leaves it plain;
+    where it can but this workspace's image will not mount, raises SandboxError: nothing runs
+    on it without its quota."""
     try:
         return disk.mount_workspace(work_dir, settings.sandbox_disk_mb,
                                     settings.sandbox_disk_files)
     except disk.QuotaUnavailable as exc:
         warn_once("disk", f"NO DISK QUOTA on sandbox work dirs: {exc}. {DISK_FALLBACK}")
         return False
+    except disk.ImageError as exc:
+        image = disk.image_of(work_dir)
+        raise SandboxError(
+            f"the workspace's disk image {image} could not be made or mounted ({exc}); its "
+            f"files stay in the image: check it with `e2fsck -f {image}`") from exc
 
 
 def open_envelope(settings: Settings, name: str, host_pids: int) -> cgroups.Envelope | None:
@@ -74,9 +105,7 @@ def memory_limit_result(settings: Settings, result: ExecResult) -> ExecResult:
     """What a cell gets when the kernel killed in its sandbox for memory."""
     return ExecResult(
         stdout=result.stdout, stderr=result.stderr, error_type="MemoryLimit",
-        error_message=f"the sandbox went over its memory cap of {settings.sandbox_memory_mb} MiB "
-        "(all its processes and its /tmp and /dev/shm files, FLEET_SANDBOX_MEMORY_MB) and was "
-        "stopped; its variables are lost",
+        error_message=memory_limit_message(settings.sandbox_memory_mb),
         duration_s=result.duration_s, state_lost=True)
 
 
@@ -88,3 +117,45 @@ def explain_full_disk(settings: Settings, result: ExecResult) -> None:
             f" (the sandbox's disk quota: /work holds {s.sandbox_disk_mb} MiB in at most "
             f"{s.sandbox_disk_files} files, FLEET_SANDBOX_DISK_MB and FLEET_SANDBOX_DISK_FILES; "
             f"/tmp and /dev/shm {s.sandbox_tmp_mb} MiB each, FLEET_SANDBOX_TMP_MB)")
+
+
+def make_root() -> Path:
+    """A new sandbox's host-side directory, marked with the process that owns it."""
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / OWNER_FILE).write_text(process_identity(os.getpid()) or "")
+    return root
+
+
+def record_mount(root: Path, work_dir: Path) -> None:
+    """Said before the sandbox mounts `work_dir`, so a crash cannot hide the mount from the
+    sweep."""
+    (root / MOUNT_FILE).write_text(str(work_dir))
+
+
+def process_identity(pid: int) -> str | None:
+    """"pid start-time" of a live process (the start time tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
+    """Remove the directories sandboxes of a process that no longer runs left behind (a host
+    killed with SIGKILL has no chance to); returns them. A directory whose owner is unknown
+    is left alone."""
+    removed = []
+    for root in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = (root / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        pid = owner.split(" ", 1)[0]
+        if owner and pid.isdigit() and process_identity(int(pid)) != owner:
+            cgroups.remove_stale(root.name)
+            with contextlib.suppress(FileNotFoundError):
+                disk.unmount_workspace(Path((root / MOUNT_FILE).read_text()))
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+    return removed

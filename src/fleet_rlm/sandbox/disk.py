@@ -6,7 +6,13 @@ and a fixed number of inodes, so a sandbox that fills /work gets ENOSPC from its
 and the host disk holds at most that many bytes for it. The image outlives the mount: a
 session's workspace keeps its files across sandbox restarts and server restarts, and the host
 sees them (the REST routes, the session service) through the same mounted directory. Mounting
-needs root; elsewhere the workspace is a plain directory and `QuotaUnavailable` says why.
+needs root; elsewhere the workspace is a plain directory and `QuotaUnavailable` says why. On a
+host that can mount, an image that will not mount is an `ImageError`, never a quietly plain
+directory: sandbox code would write to the host's disk, beneath the image's mount point.
+
+Everything in the image was written by sandbox code: the host walks it only with tools that
+neither follow its links nor recurse on the Python stack (a tree thousands of levels deep is
+cheap to make), and never trusts what a name in it is.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ MOUNT_OPTIONS = "loop,nosuid,nodev,noatime"
 
 class QuotaUnavailable(Exception):
     """The workspace cannot get a quota here (no root, no loop devices, no mkfs.ext4)."""
+
+
+class ImageError(Exception):
+    """A workspace's image could not be made, mounted or unmounted on a host that can."""
+
+    def __init__(self, command: list[str], reason: str) -> None:
+        super().__init__(f"`{' '.join(command)}` failed: {reason}")
+        self.command, self.reason = command, reason
 
 
 def image_of(work_dir: Path) -> Path:
@@ -45,7 +59,7 @@ def quota_unavailable_reason() -> str | None:
 def mount_workspace(work_dir: Path, size_mb: int, files: int) -> bool:
     """Mount the workspace's image at `work_dir` (making the image, with what the directory
     already holds, on first use). True when this call mounted it, False when it already was.
-    Raises QuotaUnavailable when the host cannot."""
+    Raises QuotaUnavailable when the host cannot, ImageError when this image will not."""
     if os.path.ismount(work_dir):
         return False
     if reason := quota_unavailable_reason():
@@ -57,18 +71,49 @@ def mount_workspace(work_dir: Path, size_mb: int, files: int) -> bool:
 def _mount_new_or_old(work_dir: Path, size_mb: int, files: int) -> bool:
     work_dir.mkdir(parents=True, exist_ok=True)
     image = image_of(work_dir)
-    if not image.exists():
-        _make_image(image, size_mb, files)
-        if any(work_dir.iterdir()):  # files from before the quota: carried into the image
-            before = work_dir.with_name(work_dir.name + ".before-quota")
-            work_dir.rename(before)
-            work_dir.mkdir()
-            _mount(image, work_dir)
-            shutil.copytree(before, work_dir, symlinks=True, dirs_exist_ok=True)
-            shutil.rmtree(before)
-            return True
+    if image.exists():
+        _mount(image, work_dir)
+        return True
+    _make_image(image, size_mb, files)
+    before = None
+    if any(work_dir.iterdir()):  # files from before the quota: carried into the image
+        before = work_dir.with_name(work_dir.name + ".before-quota")
+        work_dir.rename(before)
+        work_dir.mkdir()
     _mount(image, work_dir)
+    # Only in a new image is lost+found mkfs's own (and empty): /work starts empty, and e2fsck
+    # makes it again when it needs one. Later, that name is whatever sandbox code made it.
+    (work_dir / "lost+found").rmdir()
+    if before is not None:
+        shutil.copytree(before, work_dir, symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(before)
     return True
+
+
+def give_to(work_dir: Path, uid: int) -> None:
+    """Make everything in the workspace the sandbox uid's (files from an earlier sandbox of
+    another uid, uploads by the host). chown's own tree walk changes links rather than what
+    they point to, and has no depth limit."""
+    _run(["chown", "-R", "-P", "--no-dereference", "--", f"{uid}:{uid}", str(work_dir)])
+
+
+def unmount_under(directory: Path) -> list[Path]:
+    """Unmount every mount at or below `directory` (workspaces a crashed host left mounted);
+    returns their mount points."""
+    directory = directory.resolve()
+    inside = [point for point in _mount_points()
+              if point == directory or point.is_relative_to(directory)]
+    for point in sorted(inside, key=lambda p: len(p.parts), reverse=True):
+        _run(["umount", "--lazy", str(point)])
+    return inside
+
+
+def _mount_points() -> list[Path]:
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        field = line.split()[4]  # spaces, tabs, newlines and backslashes come octal-escaped
+        points.append(Path(field.encode().decode("unicode_escape").encode("latin-1").decode()))
+    return points
 
 
 def unmount_workspace(work_dir: Path) -> None:
@@ -97,13 +142,10 @@ def _make_image(image: Path, size_mb: int, files: int) -> None:
 
 def _mount(image: Path, work_dir: Path) -> None:
     _run(["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, str(image), str(work_dir)])
-    lost = work_dir / "lost+found"
-    if lost.is_dir() and not any(lost.iterdir()):
-        lost.rmdir()  # e2fsck makes it again when it needs one; /work starts empty
 
 
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           env={"PATH": "/usr/sbin:/sbin:/usr/bin:/bin", "LANG": "C"})
     if done.returncode != 0:
-        raise QuotaUnavailable(f"`{' '.join(command)}` failed: {done.stderr.strip()}")
+        raise ImageError(command, done.stderr.strip())

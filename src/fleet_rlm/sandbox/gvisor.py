@@ -24,14 +24,19 @@ from .local import (
     UID_BASE,
     LocalSandbox,
 )
-from .seccomp import CLONE_NAMESPACE_FLAGS, DENIED
+from .seccomp import (
+    CLONE_NAMESPACE_FLAGS,
+    DENIED,
+    REFUSED_SOCKET_FAMILIES,
+    SOCKET_FAMILY_ABOVE,
+)
 
 FIX_RUNSC = (
     "gVisor's runsc is needed for FLEET_SANDBOX=gvisor: `apt-get install -y runsc` "
     "(Debian/Ubuntu) or see gvisor.dev/docs/user_guide/install. It runs as root here; as "
     "another user it is started with --rootless. FLEET_SANDBOX=local uses bubblewrap instead."
 )
-EPERM = 1
+EPERM, EAFNOSUPPORT = 1, 97
 
 
 class GVisorSandbox(LocalSandbox):
@@ -119,4 +124,9 @@ def _oci_seccomp() -> dict:
     rules += [{**deny, "names": ["clone"],
                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}
               for flag in CLONE_NAMESPACE_FLAGS]
+    no_family = {"action": "SCMP_ACT_ERRNO", "errnoRet": EAFNOSUPPORT, "names": ["socket"]}
+    rules += [{**no_family, "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}]}
+              for family in REFUSED_SOCKET_FAMILIES]
+    rules.append({**no_family, "args": [{"index": 0, "value": SOCKET_FAMILY_ABOVE,
+                                         "op": "SCMP_CMP_GT"}]})
     return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}

@@ -18,10 +18,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from . import cgroups, disk, seccomp
@@ -34,17 +34,18 @@ from .base import (
     SandboxError,
 )
 from .containment import (
+    MemoryLimit,
     enter_command,
     explain_full_disk,
+    make_root,
     memory_limit_result,
     open_envelope,
     quota_workspace,
+    record_mount,
 )
 
 log = logging.getLogger(__name__)
 
-ROOT_PREFIX = "fleet-sbx-"  # a sandbox's host-side directory, in the temp dir
-OWNER_FILE = "owner"  # in it: the identity of the process that made it
 INSIDE_WORK = "/work"
 INSIDE_VARS = "/fleet/vars"
 INSIDE_DRIVER = "/fleet/driver.py"
@@ -139,8 +140,7 @@ class LocalSandbox(DriverBackedSandbox):
     def _spawn(self) -> None:
         s = self.settings
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
-            (self._root / OWNER_FILE).write_text(_process_identity(os.getpid()) or "")
+            self._root = make_root()
         (self._root / "vars").mkdir(exist_ok=True)
         os.chmod(self._root / "vars", 0o755)
         self.work_dir = self._given_work_dir or self._root / "work"
@@ -160,8 +160,10 @@ class LocalSandbox(DriverBackedSandbox):
             # bwrap runs privileged, so it can mount any work dir (even under a 0700 home);
             # the driver then drops to a uid of its own, so the process cap is per sandbox.
             self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
-            for path in (self.work_dir, *self.work_dir.rglob("*")):
-                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+            try:
+                disk.give_to(self.work_dir, self.uid)
+            except disk.ImageError as exc:
+                raise SandboxError(f"could not give the work dir to the sandbox: {exc}") from exc
         elif self.isolated:
             # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
             limits[3] = str(nproc + _count_processes(os.getuid()))
@@ -204,6 +206,8 @@ class LocalSandbox(DriverBackedSandbox):
         """The work dir's quota and the sandbox's control group, or a loud fallback."""
         assert self._root is not None and self.work_dir is not None
         s = self.settings
+        if not os.path.ismount(self.work_dir):  # said before mounting: a crash cannot hide it
+            record_mount(self._root, self.work_dir)
         self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
         self.quota_in_force = os.path.ismount(self.work_dir)
         if self.envelope is None:
@@ -277,14 +281,37 @@ class LocalSandbox(DriverBackedSandbox):
                 callbacks: dict[str, Callback] | None = None,
                 submit_fields: list[str] | None = None) -> ExecResult:
         result = super().execute(code, timeout, callbacks, submit_fields)
-        if self.envelope is not None and self.envelope.oom_kills() > self._oom_kills:
-            # Whichever process the kernel chose, the sandbox as a whole went over its cap: it
-            # is stopped and restarts empty on the next call, as after any death.
-            with self._lock:
-                self._cleanup_process()
+        if self._memory_killed():
             return memory_limit_result(self.settings, result)
         explain_full_disk(self.settings, result)
         return result
+
+    def put_variable(self, name: str, value: Any) -> None:
+        with self._memory_kill_raised(f"sending variable {name!r}"):
+            super().put_variable(name, value)
+
+    def get_variable(self, name: str) -> Any:
+        with self._memory_kill_raised(f"reading variable {name!r}"):
+            return super().get_variable(name)
+
+    @contextlib.contextmanager
+    def _memory_kill_raised(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except SandboxError:
+            if self._memory_killed():
+                raise MemoryLimit(self.settings.sandbox_memory_mb, operation) from None
+            raise
+
+    def _memory_killed(self) -> bool:
+        """Whether the kernel killed in the envelope for memory since it started. Whichever
+        process it chose, the sandbox as a whole went over its cap: it is stopped, and
+        restarts empty on the next call, as after any death."""
+        if self.envelope is None or self.envelope.oom_kills() <= self._oom_kills:
+            return False
+        with self._lock:
+            self._cleanup_process()
+        return True
 
     def _live(self) -> DriverSession:
         if self._session is None or not self._session.alive:
@@ -342,34 +369,6 @@ class LocalSandbox(DriverBackedSandbox):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _process_identity(pid: int) -> str | None:
-    """"pid start-time" of a live process (the start time tells a reused pid apart)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
-
-
-def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
-    """Remove the directories sandboxes of a process that no longer runs left behind (a host
-    killed with SIGKILL has no chance to); returns them. A directory whose owner is unknown
-    is left alone."""
-    removed = []
-    for root in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
-        try:
-            owner = (root / OWNER_FILE).read_text().strip()
-        except OSError:
-            continue
-        pid = owner.split(" ", 1)[0]
-        if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
-            cgroups.remove_stale(root.name)
-            disk.unmount_workspace(root / "work")
-            shutil.rmtree(root, ignore_errors=True)
-            removed.append(root)
-    return removed
 
 
 def _kill_group(process: subprocess.Popen, bwrap: bool = False) -> None:

@@ -2,8 +2,9 @@
 
 Built with libseccomp (through pyseccomp, a ctypes binding with libseccomp's own API) and
 handed to bubblewrap as compiled BPF on a descriptor (`--seccomp FD`); bubblewrap installs it
-just before it runs the driver, so it binds every process of the sandbox. System calls of other
-architectures (32-bit calls from a 64-bit process) are killed by libseccomp's default.
+just before it runs the driver, so it binds every process of the sandbox. A system call of
+another architecture (a 32-bit call from a 64-bit process) kills the whole sandbox at once: only
+the calling thread would leave the driver without its running cell, found only by the timeout.
 """
 
 from __future__ import annotations
@@ -32,8 +33,16 @@ DENIED = (
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
     "acct", "syslog", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "sethostname", "setdomainname", "iopl", "ioperm", "vhangup", "lookup_dcookie", "uselib",
-    "personality",
+    "personality", "memfd_secret",
 )
+# Socket families: what Python workloads use (unix, IPv4, IPv6, netlink; inside their own
+# network namespace). Every other is refused as a kernel without it would: vsock reaches the
+# hypervisor's host past the network namespace, and the rare families are rarely audited code.
+SOCKET_FAMILIES = (1, 2, 10, 16)
+REFUSED_SOCKET_FAMILIES = tuple(f for f in range(max(SOCKET_FAMILIES)) if f not in SOCKET_FAMILIES)
+# ...and every family number above the last allowed one (the kernel reads the argument as an
+# int, so a value with high bits set is refused here rather than truncated there).
+SOCKET_FAMILY_ABOVE = max(SOCKET_FAMILIES)
 TIOCSTI = 0x5412  # push characters into a terminal's input
 
 
@@ -43,6 +52,7 @@ def filter_bpf() -> bytes:
     import pyseccomp as sc  # libseccomp is loaded on first use, not at import of the package
 
     rules = sc.SyscallFilter(sc.ALLOW)
+    rules.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     deny = sc.ERRNO(errno.EPERM)
     for name in DENIED:
         rules.add_rule(deny, name)
@@ -50,6 +60,10 @@ def filter_bpf() -> bytes:
         rules.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     rules.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, TIOCSTI))
+    no_family = sc.ERRNO(errno.EAFNOSUPPORT)
+    for family in REFUSED_SOCKET_FAMILIES:
+        rules.add_rule(no_family, "socket", sc.Arg(0, sc.EQ, family))
+    rules.add_rule(no_family, "socket", sc.Arg(0, sc.GT, SOCKET_FAMILY_ABOVE))
     fd = os.memfd_create("fleet-seccomp-build")
     try:
         with open(fd, "wb", closefd=False) as handle:
