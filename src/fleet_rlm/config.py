@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     extract_cpu_s: int = Field(
         60, gt=0, description="CPU seconds one document's text extraction may use.")
     extract_memory_mb: int = Field(
-        1024, gt=0, description="Memory (address space) of a document extraction process, in MB.")
+        2048, gt=0, description="Memory (address space) of a document extraction process, in MB.")
     extract_max_text_mb: int = Field(
         256, gt=0, description="Largest text a document may extract to (UTF-8), in MB.")
     extract_concurrency: int = Field(

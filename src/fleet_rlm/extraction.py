@@ -25,9 +25,10 @@ from .documents import DocumentError, ExtractedDocument, extract
 
 MB = 1024 * 1024
 CHUNK = MB
-# Past the CPU cap a process that still runs is killed at the hard limit (one second on), and
-# one that does not get CPU at all (a loaded machine) at this many times the cap in wall time.
-WALL_PER_CPU = 4
+# Past the CPU cap a process is killed at the hard limit (one second on). Wall time is only a
+# backstop for a child that stops using CPU without ending: a child at lowered priority on a
+# loaded machine can take many times its CPU time, so the backstop is loose.
+WALL_PER_CPU, WALL_EXTRA_S = 10, 60
 HEADER_BYTES = 64 * 1024
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ async def extract_bounded(name: str, source: bytes | BinaryIO, limits: Extractio
         sys.executable, "-I", "-m", __name__, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={},
         limit=HEADER_BYTES)
-    wall = limits.cpu_s * WALL_PER_CPU + 5
+    wall = limits.cpu_s * WALL_PER_CPU + WALL_EXTRA_S
     try:
         async with asyncio.timeout(wall):
             return await _exchange(process, name, source, limits)
