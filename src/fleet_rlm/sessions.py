@@ -26,10 +26,10 @@ import pydantic
 
 from .budget import CallCost, CancelToken, Limits, Usage
 from .config import Settings
-from .extraction import ExtractionLimits, Extractor
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
+from .extraction import ExtractionLimits, Extractor
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED

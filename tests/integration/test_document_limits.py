@@ -103,21 +103,23 @@ def _fleet(data_dir: Path, *args: str) -> str:
     return result.output
 
 
-def _extractions() -> int:
-    """Extraction processes started by this process now."""
-    count = 0
+def _extractions() -> dict[int, bytes]:
+    """Extraction processes started by this process now: pid -> environment."""
+    found = {}
     for entry in Path("/proc").iterdir():
         try:
             if (entry.name.isdigit() and b"fleet_rlm.extraction" in (entry / "cmdline").read_bytes()
                     and (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
                     == str(os.getpid())):
-                count += 1
+                found[int(entry.name)] = (entry / "environ").read_bytes()
         except OSError:
             continue
-    return count
+    return found
 
 
-def test_one_tenants_bombs_run_two_at_a_time_and_do_not_starve_another_tenant(tmp_path):
+def test_one_tenants_bombs_run_two_at_a_time_and_do_not_starve_another_tenant(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("FLEET_API_KEY", "sk-not-for-parsers")
     data = tmp_path / "data"
     _fleet(data, "users", "add", "mallory", "--tenant", "bombs")
     _fleet(data, "users", "add", "alice", "--tenant", "readers")
@@ -136,12 +138,14 @@ def test_one_tenants_bombs_run_two_at_a_time_and_do_not_starve_another_tenant(tm
                                           files={"file": (name, data)})
             results.append((response, time.monotonic()))
 
-        most, done = 0, threading.Event()
+        most, environments, done = 0, set(), threading.Event()
 
         def watch() -> None:
             nonlocal most
             while not done.is_set():
-                most = max(most, _extractions())
+                seen = _extractions()
+                most = max(most, len(seen))
+                environments.update(seen.values())
                 time.sleep(0.02)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -153,7 +157,7 @@ def test_one_tenants_bombs_run_two_at_a_time_and_do_not_starve_another_tenant(tm
             for thread in threads:
                 thread.start()
             time.sleep(0.5)
-            assert _extractions() == 2  # the other two wait for these
+            assert len(_extractions()) == 2  # the other two wait for these
             fair: list = []
             upload("alice", "report.pdf", text_pdf(pages=1, shows=5), fair)
             for thread in threads:
@@ -167,5 +171,6 @@ def test_one_tenants_bombs_run_two_at_a_time_and_do_not_starve_another_tenant(tm
     assert all(r.status_code == 422 and r.json()["error"] == "over_limit" for r, _ in bombs)
     assert "FLEET_EXTRACT_CPU_S" in bombs[0][0].json()["message"]
     assert most <= 3  # mallory's two, alice's one
+    assert environments == {b""}  # no keys in reach of a parser
     # Alice was answered while mallory's bombs were still being refused, two at a time.
     assert answered < max(t for _, t in bombs)
