@@ -21,7 +21,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from .documents import DocumentError, ExtractedDocument, extract
+from .documents import DocumentError, ExtractedDocument, clean_name, extract
 
 MB = 1024 * 1024
 CHUNK = MB
@@ -68,6 +68,7 @@ class Extractor:
 async def extract_bounded(name: str, source: bytes | BinaryIO, limits: ExtractionLimits
                           ) -> ExtractedDocument:
     """`documents.extract(name, data)` in a child process within `limits`."""
+    name = clean_name(name)  # a bad name is refused here, before a process starts
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-I", "-m", __name__, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={},
@@ -120,6 +121,8 @@ async def _exchange(process: asyncio.subprocess.Process, name: str, source: byte
 
 
 def _crashed(name: str, status: int, limits: ExtractionLimits) -> DocumentError:
+    """A child that ended without an answer: the CPU limit's signals, or a failure so deep that
+    Python could not report it (memory it could not even raise MemoryError in, a crash)."""
     if status in (-signal.SIGXCPU, -signal.SIGKILL):
         return _over(name, f"reading it needs more than {limits.cpu_s} s of CPU "
                      "(FLEET_EXTRACT_CPU_S)")
@@ -160,6 +163,10 @@ def _child() -> None:
     except DocumentError as exc:
         text = b""
         header = {"error": exc.message, "reason": exc.reason, "name": exc.name}
+    except Exception as exc:  # noqa: BLE001 - a parser's own failure on this input
+        text = b""
+        header = {"error": f"{name} could not be read ({type(exc).__name__}: {exc})"[:1000],
+                  "reason": "corrupt", "name": name}
     stdout.write(json.dumps(header).encode() + b"\n")
     stdout.write(text)
     stdout.flush()
