@@ -4,8 +4,9 @@ A few kilobytes of PDF can unpack into gigabytes or take minutes of CPU to lay o
 decompression bomb), and any parser may have bugs an attacker's file reaches. So `documents.extract`
 never runs in the server: `extract_bounded` starts `python -m fleet_rlm.extraction` with no
 environment (no keys to read), caps its CPU time, address space and file writes with rlimits,
-lowers its priority, and reads back at most the text cap. The bytes go in on stdin; the answer
-comes back as one JSON line (the document's fields or a `DocumentError`'s) followed by the text in
+and reads back at most the text cap. (It keeps the server's priority: at a lower one, uploads
+took five times as long on a busy machine.) The bytes go in on stdin; the answer comes back as
+one JSON line (the document's fields or a `DocumentError`'s) followed by the text in
 UTF-8, never as a pickle, so a child that went wrong can send nothing but data. A cap that is hit
 is a `DocumentError` with reason `over_limit` naming the cap and its setting; the server answers
 422. `Extractor` adds a per-tenant limit on extractions at once, so one tenant's uploads wait for
@@ -26,8 +27,8 @@ from .documents import DocumentError, ExtractedDocument, clean_name, extract
 MB = 1024 * 1024
 CHUNK = MB
 # Past the CPU cap a process is killed at the hard limit (one second on). Wall time is only a
-# backstop for a child that stops using CPU without ending: a child at lowered priority on a
-# loaded machine can take many times its CPU time, so the backstop is loose.
+# backstop for a child that stops using CPU without ending: on a loaded machine a child can take
+# many times its CPU time, so the backstop is loose.
 WALL_PER_CPU, WALL_EXTRA_S = 10, 60
 HEADER_BYTES = 64 * 1024
 
@@ -134,10 +135,8 @@ def _crashed(name: str, status: int, limits: ExtractionLimits) -> DocumentError:
 
 
 def _confine(limits: dict) -> None:
-    import os
     import resource
 
-    os.nice(10)  # parsing documents yields to serving turns
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
     memory = limits["memory_mb"] * MB
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
