@@ -6,6 +6,7 @@ connections past the cap get 503."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import subprocess
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from test_server_support import API, free_port, settings_for, uvicorn_server, wait_for
+from uvicorn.server import ServerState
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
@@ -247,3 +250,18 @@ def test_stalled_headers_and_bodies_are_cut_off_and_connections_are_capped(tmp_p
                 _closed_after(sock, 5)
             with httpx.Client(base_url=base + API) as fresh:
                 assert fresh.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+async def test_uvicorn_still_has_what_the_header_deadline_uses(protocol):
+    """serving.header_deadline subclasses uvicorn's HTTP protocols and reads their internals."""
+    config = uvicorn.Config(app=None, http=protocol)
+    config.load()
+    instance = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    for name in ("cycle", "loop", "transport"):
+        assert hasattr(instance, name), f"uvicorn's {protocol} protocol has no `{name}` any more"
+    for name in ("connection_made", "connection_lost", "on_response_complete"):
+        assert callable(getattr(instance, name, None)), f"uvicorn's {protocol} lost {name}()"
+    cycle = sys.modules[config.http_protocol_class.__module__].RequestResponseCycle
+    assert "self.response_complete =" in inspect.getsource(cycle.__init__), (
+        f"uvicorn's {protocol} request cycle has no `response_complete` any more")
