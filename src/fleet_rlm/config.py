@@ -121,6 +121,25 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Longest a workspace file operation over the API may take; it "
         "runs on a small pool of its own, so a stuck file never holds the server's threads.")
 
+    # What a client may make the server read, hold and parse (checked before the body is read).
+    max_upload_mb: int = Field(
+        200, gt=0, description="Largest document upload request, in MB; refused unread past it.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a connection has to send a request's headers.")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a request body may stall before it is refused (408).")
+    max_connections: int = Field(
+        500, gt=0, description="Open connections (WebSockets included) served at once; "
+        "requests past it get 503.")
+    extract_cpu_s: int = Field(
+        60, gt=0, description="CPU seconds one document's text extraction may use.")
+    extract_memory_mb: int = Field(
+        2048, gt=0, description="Memory (address space) of a document extraction process, in MB.")
+    extract_max_text_mb: int = Field(
+        256, gt=0, description="Largest text a document may extract to (UTF-8), in MB.")
+    extract_concurrency: int = Field(
+        2, gt=0, description="Documents of one tenant extracted at the same time.")
+
     @property
     def effective_sub_model(self) -> str:
         return self.sub_model or self.root_model

@@ -51,6 +51,7 @@ DocumentErrorReason: TypeAlias = Literal[
     "is_directory",
     "not_a_file",
     "unreadable",
+    "over_limit",
 ]
 
 READABLE = "text, Markdown, PDF, JSON, CSV and HTML"
@@ -451,7 +452,7 @@ def _pdf_text(name: str, data: bytes) -> tuple[str, int]:
             if not opened:
                 raise corrupt("it is password-protected; remove the password and try again")
         count = len(reader.pages)
-    except DocumentError:
+    except (DocumentError, MemoryError):  # MemoryError: a cap, reported as such by the caller
         raise
     except Exception as e:  # pypdf raises many types for damaged files
         raise corrupt(f"the file is damaged or truncated ({_exc_text(e)})") from None
@@ -462,6 +463,8 @@ def _pdf_text(name: str, data: bytes) -> tuple[str, int]:
     for number in range(1, count + 1):
         try:
             page_text = reader.pages[number - 1].extract_text() or ""
+        except MemoryError:
+            raise
         except Exception as e:
             raise corrupt(f"page {number} cannot be read ({_exc_text(e)})") from None
         page_text = _normalise_newlines(page_text).strip()

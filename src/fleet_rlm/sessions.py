@@ -20,16 +20,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydantic
 
 from .budget import CallCost, CancelToken, Limits, Usage
 from .config import Settings
-from .documents import extract
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
+from .extraction import ExtractionLimits, Extractor
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
@@ -176,6 +176,7 @@ class SessionService:
         self._quota_mounts: set[Path] = set()  # workspace images this service mounted
         self._used: dict[str, float] = {}  # session id -> when its sandbox was last used
         self._reaper: asyncio.Task | None = None
+        self.extractor = Extractor()
         # One lock per session id while its sandbox is made (session_sandbox).
         self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
@@ -254,11 +255,14 @@ class SessionService:
         return await self.store.sessions.create(title, tenant_id=self.user.tenant_id,
                                                 user_id=self.user.id)
 
-    async def add_document(self, session_id: str, name: str, data: bytes) -> Document:
-        """Extract text (DocumentError on bad input) and store it once by content hash."""
-        await self.store.sessions.get(session_id)
-        doc = await asyncio.to_thread(extract, name, data,
-                                      self.settings.max_document_mb * 1024 * 1024)
+    async def add_document(self, session_id: str, name: str, data: bytes | BinaryIO
+                           ) -> Document:
+        """Extract text in a bounded process (DocumentError on bad input or a cap hit; a few
+        at a time per tenant) and store it once by content hash."""
+        session = await self.store.sessions.get(session_id)
+        doc = await self.extractor.extract(session.tenant_id, name, data,
+                                           ExtractionLimits.of(self.settings),
+                                           self.settings.extract_concurrency)
         # The blob is the extracted text, so its key is that text's hash, not the upload's: the
         # same bytes as page.html and page.txt are two texts.
         sha = await asyncio.to_thread(lambda: hashlib.sha256(doc.text.encode()).hexdigest())

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from fleet_rlm.config import Settings
 from fleet_rlm.server import create_app
+from fleet_rlm.server.serving import uvicorn_config
 from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
 from fleet_rlm.testing import dspy_agent_step as step
 
@@ -117,8 +118,8 @@ def free_port() -> int:
 def uvicorn_server(settings: Settings) -> Iterator[str]:
     """The app on a real uvicorn in a thread; yields its http base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", ws="websockets-sansio")
+    config = uvicorn_config(create_app(settings), settings, "127.0.0.1", port,
+                            log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

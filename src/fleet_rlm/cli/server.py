@@ -54,6 +54,7 @@ def web(
 
     from ..server import create_app
     from ..server.auth import is_loopback_host
+    from ..server.serving import uvicorn_config
 
     settings = Settings()
     if not is_loopback_host(host) and settings.auth != "token":
@@ -66,5 +67,5 @@ def web(
     err.print(f"fleet-rlm web on {url} (auth: {settings.auth})")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                ws="websockets-sansio")
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port,
+                                  log_level="info")).run()

@@ -32,6 +32,7 @@ from .errors import ApiError
 SYSTEM_TENANT = "*"  # the server's own background work (startup recovery) sees every tenant
 TENANT: ContextVar[str | None] = ContextVar("fleet_tenant", default=None)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PRINCIPAL = "fleet.principal"  # scope key: the caller, when the request guard found it already
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,11 @@ async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Princip
 
 async def current_user(request: Request) -> Principal:
     """The FastAPI dependency of every authenticated route."""
-    return await authenticate(request)
+    return request.scope.get(PRINCIPAL) or await authenticate(request)
 
 
 async def admin_user(request: Request) -> Principal:
-    principal = await authenticate(request)
+    principal = await current_user(request)
     if not principal.admin:
         raise ApiError(403, "forbidden", "changing the server's settings needs an admin user "
                        "(`fleet users add NAME --admin`)")

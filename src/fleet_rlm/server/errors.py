@@ -22,7 +22,7 @@ DOCUMENT_STATUS = {"too_large": 413, "binary": 415, "unsupported": 415}
 WORKSPACE_STATUS = {"not_found": 404, "forbidden": 403, "protected": 403, "conflict": 409,
                     "unavailable": 502, "too_large": 413, "timeout": 504}
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              405: "method_not_allowed", 408: "timeout", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid"}
 
 
@@ -46,11 +46,15 @@ def _field(loc: tuple | list) -> str:
     return ".".join(parts) or "request"
 
 
+def response_of(exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return _response(exc.status, exc.code, exc.message, headers, **exc.extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _response(exc.status, exc.code, exc.message, headers, **exc.extra)
+        return response_of(exc)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

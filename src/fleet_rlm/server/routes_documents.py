@@ -4,39 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from .deps import Service, User, document_of, session_of
-from .errors import ApiError
+from .guard import MB, body_limit
 from .schemas import DocumentDetail, DocumentOut
 
 router = APIRouter(tags=["documents"])
 PREVIEW_CHARS = 2_000
-CHUNK = 1 << 20
-
-
-def _too_large(limit_mb: int) -> ApiError:
-    return ApiError(413, "too_large", f"the document is larger than the {limit_mb} MB limit "
-                    "(FLEET_MAX_DOCUMENT_MB)")
 
 
 @router.post("/sessions/{session_id}/documents", response_model=DocumentOut, status_code=201)
-async def upload_document(svc: Service, user: User, request: Request, session_id: str,
+@body_limit(lambda s: (s.max_upload_mb * MB, "FLEET_MAX_UPLOAD_MB"))
+async def upload_document(svc: Service, user: User, session_id: str,
                           file: Annotated[UploadFile, File()]) -> DocumentOut:
     """Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
-    unreadable → 422, a name already used in the session → 409."""
+    unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
+    session → 409. The upload streams to a temporary file and from there to the extraction
+    process: the server never holds it whole."""
     await session_of(svc, user, session_id)
-    limit_mb = svc.settings.max_document_mb
-    limit = limit_mb * 1024 * 1024
-    # The multipart envelope adds a little; a body far past the limit is refused unread.
-    if int(request.headers.get("content-length") or 0) > limit + CHUNK:
-        raise _too_large(limit_mb)
-    data = bytearray()
-    while chunk := await file.read(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise _too_large(limit_mb)
-    document = await svc.add_document(session_id, file.filename or "", bytes(data))
+    document = await svc.add_document(session_id, file.filename or "", file.file)
     return DocumentOut.of(document)
 
 

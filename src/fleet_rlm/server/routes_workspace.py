@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from ..workspace import Workspace
 from .deps import Service, User, session_of
-from .errors import ApiError
+from .guard import MB, body_limit
 from .schemas import WorkspaceListing
 
 router = APIRouter(tags=["workspace"])
@@ -48,21 +48,15 @@ async def read_file(svc: Service, user: User, session_id: str, path: str = PathP
 
 
 @router.put("/sessions/{session_id}/workspace/file")
+@body_limit(lambda s: (s.max_workspace_file_mb * MB, "FLEET_MAX_WORKSPACE_FILE_MB"))
 async def write_file(svc: Service, user: User, request: Request, session_id: str,
                      path: str = PathParam) -> dict:
-    """The request body becomes the file (created with its directories, or replaced)."""
+    """The request body becomes the file (created with its directories, or replaced); larger
+    than FLEET_MAX_WORKSPACE_FILE_MB → 413."""
     workspace = await _workspace(svc, user, session_id)
-    limit_mb = svc.settings.max_workspace_file_mb
-    limit = limit_mb * 1024 * 1024
-    too_large = ApiError(413, "too_large", f"the file is larger than the {limit_mb} MB limit "
-                         "(FLEET_MAX_WORKSPACE_FILE_MB)")
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise too_large
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
-        if len(data) > limit:
-            raise too_large
     written = await svc.workspace_io.run(workspace.write, path, bytes(data))
     return {"path": path, "size": written}
 
