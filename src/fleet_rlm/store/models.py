@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -31,6 +32,25 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# PostgreSQL stores neither NUL in text or JSONB nor UTF-16 surrogates without their pair.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` (JSON-like) with each character PostgreSQL cannot store written as its escape
+    (NUL as the six characters `\\u0000`): kept visible, never dropped. The same on SQLite, so
+    both stores hold the same text."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value) is None:
+            return value
+        return _UNSTORABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def new_id() -> str:
