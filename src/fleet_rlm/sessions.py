@@ -359,7 +359,8 @@ class SessionService:
                     or turn_id not in (None, live.turn_id):
                 continue
             with contextlib.suppress(Exception):
-                if complete or live.finished == "waiting":  # stored once the turn stops
+                if complete or live.finished == "waiting" or live.recorder.incomplete:
+                    # stored once the turn stops (one that lost events closes its record then)
                     await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
                 else:  # the recorder stores the outcome with the event
                     await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
@@ -452,6 +453,7 @@ class SessionService:
         # Events the store cannot take (the database away too long, its disk full) end the turn.
         recorder = live.recorder = EventRecorder(
             self.store, turn_id, tenant=tenant, loop=self.loop, outcome=outcome,
+            max_buffered=self.settings.max_unwritten_events,
             on_fault=lambda lost: live.cancel.cancel(lost.reason))
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)

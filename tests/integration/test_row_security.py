@@ -8,80 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from pg_deployment import PG, PREFIX, Deployment, add_users, superuser
 from test_server_support import API, app_client, settings_for, slow, until_finished, ws_url
 from typer.testing import CliRunner
 
 from fleet_rlm.cli import app as cli_app
 from fleet_rlm.store import Session, Store
 from fleet_rlm.store.errors import SchemaNotReady
-from fleet_rlm.store.repos import TokenRepo, UserRepo
+from fleet_rlm.store.repos import UserRepo
 
-PG = {"host": "127.0.0.1", "port": 5432}
 TABLES = ("sessions", "turns", "events", "documents", "memory_blocks")
-PREFIX = "h14c"  # databases and roles of these tests, dropped after each
-
-
-async def _superuser(sql: str) -> None:
-    conn = await asyncpg.connect(**PG, user="postgres", database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@dataclass
-class Deployment:
-    database: str
-    owner: str  # owns the database and the tables; no superuser
-    app: str  # the server's role: owns nothing
-
-    def url(self, role: str) -> str:
-        return f"postgresql+asyncpg://{role}@127.0.0.1:5432/{self.database}"
-
-
-def _fleet(*args: str, **env: str) -> str:
-    result = CliRunner().invoke(cli_app, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-@pytest.fixture
-def empty_deployment(tmp_path) -> Iterator[Deployment]:
-    """A database owned by a role that is no superuser, and an app role; nothing migrated."""
-    suffix = uuid.uuid4().hex[:8]
-    found = Deployment(*(f"{PREFIX}_{part}_{suffix}" for part in ("db", "owner", "app")))
-    asyncio.run(_superuser(f'CREATE ROLE "{found.owner}" LOGIN; CREATE ROLE "{found.app}" LOGIN'))
-    asyncio.run(_superuser(f'CREATE DATABASE "{found.database}" OWNER "{found.owner}"'))
-    try:
-        yield found
-    finally:
-        asyncio.run(_superuser(f'DROP DATABASE IF EXISTS "{found.database}" WITH (FORCE)'))
-        asyncio.run(_superuser(f'DROP ROLE IF EXISTS "{found.app}"; '
-                               f'DROP ROLE IF EXISTS "{found.owner}"'))
-
-
-@pytest.fixture
-def deployment(empty_deployment, tmp_path) -> Deployment:
-    """The database migrated and granted to the app role the documented way."""
-    out = _fleet("db", "upgrade", "--url", empty_deployment.url(empty_deployment.owner),
-                 "--grant", empty_deployment.app, FLEET_DATA_DIR=str(tmp_path / "cli"))
-    assert f"granted to {empty_deployment.app}" in out
-    return empty_deployment
-
-
-async def _users(url: str, data_dir) -> dict[str, tuple[str, str]]:
-    """alice and bob, each in a tenant of their own: name -> (tenant id, token)."""
-    out = {}
-    async with Store(url, data_dir) as store:
-        for name in ("alice", "bob"):
-            user = await UserRepo(store).add(name)
-            out[name] = (user.tenant_id, (await TokenRepo(store).create(user.id))[1])
-    return out
 
 
 async def _counts(deployment: Deployment, role: str, tenant: str | None) -> dict[str, int]:
@@ -99,7 +38,7 @@ async def _counts(deployment: Deployment, role: str, tenant: str | None) -> dict
 def test_two_tenants_concurrent_turns_keep_all_their_events(scripted_lm, tmp_path, deployment):
     lm = scripted_lm(slow("alpha question", "alpha answer", 3, 150)
                      + slow("beta question", "beta answer", 3, 150))
-    users = asyncio.run(_users(deployment.url(deployment.app), tmp_path))
+    users = asyncio.run(add_users(deployment.url(deployment.app), tmp_path))
     settings = settings_for(lm, tmp_path / "data", auth="token",
                             database_url=deployment.url(deployment.app))
     with app_client(settings) as client:
@@ -130,7 +69,7 @@ def test_two_tenants_concurrent_turns_keep_all_their_events(scripted_lm, tmp_pat
 
 
 def test_policies_bind_the_tables_owner_too(tmp_path, deployment):
-    users = asyncio.run(_users(deployment.url(deployment.owner), tmp_path))
+    users = asyncio.run(add_users(deployment.url(deployment.owner), tmp_path))
     (alpha, _), (beta, _) = users["alice"], users["bob"]
 
     async def alphas_session() -> None:
@@ -166,7 +105,7 @@ def test_the_server_never_migrates_postgresql(tmp_path, empty_deployment):
 @pytest.mark.parametrize("attribute", ["SUPERUSER", "BYPASSRLS"])
 def test_token_mode_refuses_a_role_that_bypasses_row_security(tmp_path, deployment, attribute):
     role = f"{PREFIX}_strong_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_superuser(f'CREATE ROLE "{role}" LOGIN {attribute}'))
+    asyncio.run(superuser(f'CREATE ROLE "{role}" LOGIN {attribute}'))
     try:
         env = {"FLEET_AUTH": "token", "FLEET_DATABASE_URL": deployment.url(role),
                "FLEET_DATA_DIR": str(tmp_path / "data")}
@@ -177,4 +116,4 @@ def test_token_mode_refuses_a_role_that_bypasses_row_security(tmp_path, deployme
         assert f"'{role}' is {kind}" in said
         assert "CREATE ROLE fleet_app LOGIN" in said and "--grant fleet_app" in said
     finally:
-        asyncio.run(_superuser(f'DROP ROLE IF EXISTS "{role}"'))
+        asyncio.run(superuser(f'DROP ROLE IF EXISTS "{role}"'))

@@ -200,6 +200,12 @@ class EventRecorder:
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
 
+    @property
+    def incomplete(self) -> bool:
+        """Whether some events were refused or could not be written: the turn's outcome may
+        not be among those stored (the session service closes its record when it stops)."""
+        return self._error is not None or (self._lost is not None and self._lost.lost > 0)
+
     def _lose(self, reason: str) -> None:
         """Refuse events from now on; on_fault hears of it in the loop. Called with _lock held."""
         self._lost = RecordingLost(self.turn_id, 0, reason)

@@ -1,0 +1,203 @@
+"""The database and its disk go away mid-turn and come back: requests get 503 with Retry-After
+meanwhile, a running turn keeps its events and writes them when the database is back (or, past
+its bound or on a full disk, ends as failed with its record closed once the store is writable),
+and the session takes messages, cancels and deletes afterwards. Text PostgreSQL cannot store is
+escaped, not lost.
+
+The PostgreSQL outage cuts the server's own role off (NOLOGIN, its connections ended), never the
+PostgreSQL server other work uses. PostgreSQL must be running on 127.0.0.1:5432 (trust auth)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import sqlalchemy as sa
+from pg_deployment import Deployment, add_users, set_login
+from test_server_support import (
+    API,
+    app_client,
+    events_of,
+    quick,
+    settings_for,
+    slow,
+    until_finished,
+    ws_url,
+)
+
+from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
+from fleet_rlm.testing import dspy_agent_step as step
+
+
+def _until(receive, kind: str) -> list[dict]:
+    frames = []
+    while not frames or frames[-1].get("type") != kind:
+        frames.append(receive())
+    return frames
+
+
+def _token_client(lm, tmp_path, deployment: Deployment, **settings):
+    users = asyncio.run(add_users(deployment.url(deployment.app), tmp_path))
+    token = users["alice"][1]
+    client = app_client(settings_for(lm, tmp_path / "data", auth="token",
+                                     database_url=deployment.url(deployment.app), **settings))
+    return client, token, {"Authorization": f"Bearer {token}"}
+
+
+AFTERWARDS = [*quick("after", "fine"), *slow("long", "never", 6, 300)]
+
+
+def _usable_afterwards(client, ws, session_id: str, headers: dict) -> None:
+    """A new message runs, the next one is cancelled, and the session deletes."""
+    ws.send_json({"type": "message", "text": "after"})
+    after = until_finished(ws.receive_json)
+    assert (after[-1]["status"], after[-1]["answer"]) == ("ok", "fine")
+    ws.send_json({"type": "message", "text": "long"})
+    _until(ws.receive_json, "tool_result")
+    ws.send_json({"type": "cancel"})
+    assert until_finished(ws.receive_json)[-1]["status"] == "cancelled"
+    assert client.delete(f"{API}/sessions/{session_id}", headers=headers).status_code == 204
+
+
+def test_an_outage_mid_turn_loses_no_event_and_the_session_goes_on(scripted_lm, tmp_path,
+                                                                    deployment):
+    lm = scripted_lm(slow("during", "kept", 6, 250) + AFTERWARDS)
+    app, token, headers = _token_client(lm, tmp_path, deployment)
+    with app as client:
+        session_id = client.post(f"{API}/sessions", headers=headers, json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id, token=token)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "during"})
+            frames = _until(ws.receive_json, "tool_result")
+            set_login(deployment, False)
+            try:
+                frames += until_finished(ws.receive_json)  # the turn runs on meanwhile
+                assert (frames[-1]["status"], frames[-1]["answer"]) == ("ok", "kept")
+                down = client.get(f"{API}/sessions", headers=headers)
+                assert down.status_code == 503, down.text
+                assert down.headers["retry-after"] == "5"
+                assert down.json()["error"] == "unavailable"
+                ws.send_json({"type": "message", "text": "too soon", "id": 7})
+                refused = ws.receive_json()
+                assert (refused["code"], refused["id"], refused["retry_after"]) == (
+                    "unavailable", 7, 5)
+            finally:
+                set_login(deployment, True)
+            turn_id = frames[-1]["turn_id"]
+            turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
+            assert (turn["status"], turn["answer"], turn["error"]) == ("done", "kept", None)
+            stored = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()
+            assert stored["events"] == events_of(frames)  # every event, written once back
+            _usable_afterwards(client, ws, session_id, headers)
+
+
+def test_an_outage_past_the_bound_fails_the_turn_and_closes_its_record(scripted_lm, tmp_path,
+                                                                      deployment):
+    lm = scripted_lm(slow("during", "kept", 6, 250) + AFTERWARDS)
+    app, token, headers = _token_client(lm, tmp_path, deployment, max_unwritten_events=4)
+    with app as client:
+        session_id = client.post(f"{API}/sessions", headers=headers, json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id, token=token)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "during"})
+            frames = _until(ws.receive_json, "tool_result")
+            set_login(deployment, False)
+            try:
+                frames += until_finished(ws.receive_json)  # the bound cuts the turn short
+                assert frames[-1]["status"] == "cancelled"
+            finally:
+                set_login(deployment, True)
+            turn_id = frames[-1]["turn_id"]
+            turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
+            assert turn["status"] == "failed"
+            assert re.search(r"RecordingLost: \d+ events .* not recorded", turn["error"])
+            stored = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()
+            records = stored["events"]
+            # What came before the outage and what the bound kept, then the record's close,
+            # numbered after every event the socket saw.
+            assert records[:-2] == events_of(frames)[:len(records) - 2]
+            assert [r["type"] for r in records[-2:]] == ["error", "turn_finished"]
+            assert records[-2]["error_type"] == "RecordingLost"
+            assert records[-1]["status"] == "error"
+            assert records[-2]["seq"] > frames[-1]["seq"]
+            _usable_afterwards(client, ws, session_id, headers)
+
+
+def _db_cannot_grow(engine: sa.Engine, full: bool) -> None:
+    """From the next connection on, SQLite may not grow the file past its size (max_page_count):
+    writes that need a page fail with SQLITE_FULL, as on a full disk."""
+    if full:
+        sa.event.listen(engine, "connect", _no_growth)
+    else:
+        sa.event.remove(engine, "connect", _no_growth)
+
+
+def _no_growth(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA max_page_count = 1")  # never below the current size: stays there
+    cursor.close()
+
+
+def test_a_full_disk_fails_the_turn_and_closes_its_record_once_writable(scripted_lm, tmp_path):
+    big = "print('x' * 3000, {k})"
+    rules = [{"model": "root", "match": f"(?=.*{AGENT_ANSWER})(?=.*during)",
+              "reply": dspy_reply(reasoning="r", answer="kept")},
+             {"model": "root", "match": "(?=.*observation_9)(?=.*during)",
+              "reply": step("done", "finish")}]
+    for k in range(9, -1, -1):
+        rules.append({"model": "root", "delay_ms": 100,
+                      "match": f"(?=.*{f'observation_{k - 1}' if k else 'next_thought'})"
+                               "(?=.*during)",
+                      "reply": step(f"step {k}", "python", code=big.format(k=k))})
+    lm = scripted_lm(rules + AFTERWARDS)
+    with app_client(settings_for(lm, tmp_path / "data")) as client:
+        engine = client.app.state.svc.store.engine
+        session_id = client.post(f"{API}/sessions", json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            _db_cannot_grow(engine.sync_engine, True)
+            client.portal.call(engine.dispose)  # pooled connections go: new ones are limited
+            try:
+                ws.send_json({"type": "message", "text": "during"})
+                frames = until_finished(ws.receive_json)
+                assert frames[-1]["status"] == "cancelled"  # stopped by the full disk
+                assert client.get(f"{API}/sessions").status_code == 200  # reads still work
+            finally:
+                _db_cannot_grow(engine.sync_engine, False)
+                client.portal.call(engine.dispose)
+            turn_id = frames[-1]["turn_id"]
+            turn = client.get(f"{API}/turns/{turn_id}").json()
+            assert turn["status"] == "failed"
+            assert "disk is full" in turn["error"]
+            records = client.get(f"{API}/turns/{turn_id}/events").json()["events"]
+            assert [r["type"] for r in records[-2:]] == ["error", "turn_finished"]
+            assert records[:-2] == events_of(frames)[:len(records) - 2]
+            _usable_afterwards(client, ws, session_id, {})
+
+
+def test_nul_in_code_output_on_postgresql_is_escaped_and_nothing_is_lost(scripted_lm, tmp_path,
+                                                                        deployment):
+    text = "nul please"
+    lm = scripted_lm([
+        {"model": "root", "match": f"(?=.*{AGENT_ANSWER})(?=.*{text})",
+         "reply": dspy_reply(reasoning="r", answer="said a\x00b")},
+        {"model": "root", "match": f"(?=.*observation_0)(?=.*{text})",
+         "reply": step("done", "finish")},
+        {"model": "root", "match": f"(?=.*next_thought)(?=.*{text})",
+         "reply": step("print it", "python", code="print('a' + chr(0) + 'b')")},
+    ])
+    app, token, headers = _token_client(lm, tmp_path, deployment)
+    with app as client:
+        session_id = client.post(f"{API}/sessions", headers=headers, json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id, token=token)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": text})
+            frames = until_finished(ws.receive_json)
+        assert frames[-1]["status"] == "ok"
+        turn_id = frames[-1]["turn_id"]
+        turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
+        assert (turn["status"], turn["answer"]) == ("done", "said a\\u0000b")
+        records = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()["events"]
+        assert [r["seq"] for r in records] == [f["seq"] for f in events_of(frames)]
+        output = next(r for r in records if r["type"] == "tool_result")["output"]
+        assert "a\\u0000b" in output and "\x00" not in output
