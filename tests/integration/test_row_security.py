@@ -11,12 +11,13 @@ import uuid
 
 import asyncpg
 import pytest
-from pg_deployment import PG, PREFIX, Deployment, add_users, superuser
+from pg_deployment import PG, PREFIX, Deployment, add_users, fleet, superuser
 from test_server_support import API, app_client, settings_for, slow, until_finished, ws_url
 from typer.testing import CliRunner
 
 from fleet_rlm.cli import app as cli_app
 from fleet_rlm.store import Session, Store
+from fleet_rlm.store.db import ALL_TENANTS
 from fleet_rlm.store.errors import SchemaNotReady
 from fleet_rlm.store.repos import UserRepo
 
@@ -83,6 +84,25 @@ def test_policies_bind_the_tables_owner_too(tmp_path, deployment):
     # Forced: the owner without a tenant, or with another's, sees nothing.
     assert asyncio.run(_counts(deployment, deployment.owner, None))["sessions"] == 0
     assert asyncio.run(_counts(deployment, deployment.owner, beta))["sessions"] == 0
+
+
+def test_command_line_tools_act_for_every_tenant_as_the_owner(tmp_path, deployment):
+    owner_url = deployment.url(deployment.owner)
+    users = asyncio.run(add_users(owner_url, tmp_path))
+
+    async def a_turn() -> str:
+        async with Store(owner_url, tmp_path, tenant=ALL_TENANTS) as store:
+            alice = await UserRepo(store).find("alice")
+            session = await store.sessions.create("alpha's", tenant_id=users["alice"][0],
+                                                  user_id=alice.id)
+            turn = await store.turns.start(session.id, "hello")
+            await store.events.append_many(turn.id, [{"seq": 1, "type": "turn_started"}])
+            return turn.id
+
+    turn_id = asyncio.run(a_turn())
+    out = fleet("export", turn_id, FLEET_DATABASE_URL=owner_url,
+                FLEET_DATA_DIR=str(tmp_path / "cli"))
+    assert turn_id in out and "turn_started" in out
 
 
 def test_the_server_never_migrates_postgresql(tmp_path, empty_deployment):

@@ -44,6 +44,7 @@ _ASYNC_DRIVERS = {
 }
 INTERRUPTED = "the server stopped while this turn was running"
 READ_ONLY = "fleet_read_only"  # execution option of the engine behind `Store.reading`
+ALL_TENANTS = "*"  # the tenant row-level security lets see every tenant's rows
 APP_ROLE_HOWTO = (
     "create a role that owns nothing, e.g. `CREATE ROLE fleet_app LOGIN PASSWORD '...'`, "
     "migrate and grant it the tables as their owner with `fleet db upgrade --url "
@@ -76,6 +77,12 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def _act_for(engine: AsyncEngine, tenant: str) -> None:
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        connection.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
+
+
 def _use_sqlite_pragmas(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection, _record) -> None:
@@ -98,8 +105,12 @@ def _use_sqlite_pragmas(engine: AsyncEngine) -> None:
 
 
 class Store:
-    def __init__(self, url: str | sa.URL | None, data_dir: Path | str) -> None:
+    def __init__(self, url: str | sa.URL | None, data_dir: Path | str, *,
+                 tenant: str | None = None) -> None:
+        """`tenant`: on PostgreSQL, the tenant every transaction of this store acts for (the
+        command-line tools use ALL_TENANTS); the server sets one per request instead."""
         self.data_dir = Path(data_dir)
+        self.tenant = tenant
         self.url = database_url(url, self.data_dir)
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._engine: AsyncEngine | None = None
@@ -118,8 +129,8 @@ class Store:
         self.memory = MemoryRepo(self)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
-        return cls(settings.database_url, settings.data_dir)
+    def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:
+        return cls(settings.database_url, settings.data_dir, tenant=tenant)
 
     @property
     def dialect(self) -> str:
@@ -137,6 +148,8 @@ class Store:
         self._engine = create_async_engine(self.url, pool_pre_ping=self.dialect == "postgresql")
         if self.dialect == "sqlite":
             _use_sqlite_pragmas(self._engine)
+        elif self.tenant is not None:
+            _act_for(self._engine, self.tenant)
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
         self._readmaker = async_sessionmaker(
             self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
