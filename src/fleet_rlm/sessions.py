@@ -44,6 +44,7 @@ LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
+STALLED_WAIT_S = 2.0  # that wait while the database is away
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
@@ -358,12 +359,16 @@ class SessionService:
             if not live.finished or session_id not in (None, live.session_id) \
                     or turn_id not in (None, live.turn_id):
                 continue
+            # While the database is away, a read waits briefly (it may be back: the writer
+            # tries at once), then answers for itself (503, or what is stored so far).
+            limit = STALLED_WAIT_S if live.recorder.stalled else SETTLE_S
+            live.recorder.retry_now()
             with contextlib.suppress(Exception):
                 if complete or live.finished == "waiting" or live.recorder.incomplete:
                     # stored once the turn stops (one that lost events closes its record then)
-                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+                    await asyncio.wait_for(asyncio.shield(live.done), limit)
                 else:  # the recorder stores the outcome with the event
-                    await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
+                    await asyncio.wait_for(live.recorder.flush(), limit)
 
     def with_limits(self, limits: dict[str, Any] | None) -> Settings:
         """The settings with a message's budget overrides, validated."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import sqlalchemy as sa
 from pg_deployment import Deployment, add_users, set_login
@@ -77,6 +78,9 @@ def test_an_outage_mid_turn_loses_no_event_and_the_session_goes_on(scripted_lm, 
                 assert down.status_code == 503, down.text
                 assert down.headers["retry-after"] == "5"
                 assert down.json()["error"] == "unavailable"
+                started = time.monotonic()  # no wait for the finished turn's write
+                turn = client.get(f"{API}/turns/{frames[-1]['turn_id']}", headers=headers)
+                assert turn.status_code == 503 and time.monotonic() - started < 5
                 ws.send_json({"type": "message", "text": "too soon", "id": 7})
                 refused = ws.receive_json()
                 assert (refused["code"], refused["id"], refused["retry_after"]) == (

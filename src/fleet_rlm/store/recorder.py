@@ -28,6 +28,7 @@ would reject a batch written under another's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -71,6 +72,8 @@ class EventWriter:
         self._lock = threading.Lock()
         self._ready: dict[EventRecorder, None] = {}  # recorders with buffered events, in order
         self._wake = asyncio.Event()
+        self.stalled = False  # holding batches the database could not take just now
+        self._retry = asyncio.Event()  # set: try those again now, not after the pause
         self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
 
     def ready(self, recorder: EventRecorder) -> None:
@@ -80,6 +83,10 @@ class EventWriter:
             self._ready[recorder] = None
         if first:  # otherwise a wake-up is already on its way
             self.loop.call_soon_threadsafe(self._wake.set)
+
+    def retry_now(self) -> None:
+        """Someone waits for the writes: if the writer pauses for the database, try now."""
+        self._retry.set()
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -122,11 +129,14 @@ class EventWriter:
                     waiting.append(item)
                 else:
                     await recorder._written_up(len(batch), error)
+            self.stalled = bool(waiting)
             if waiting:
                 delay = next(delays)
                 log.warning("the database is unavailable: %d turns keep their events, "
                             "retrying in %.2f s", len(waiting), delay)
-                await asyncio.sleep(delay)
+                self._retry.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry.wait(), delay)
             items = waiting
 
     async def _attempt(self, items: list[tuple[EventRecorder, list[dict[str, Any]], Any]]
@@ -199,6 +209,14 @@ class EventRecorder:
             self._received += 1
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the store's writer waits for the database to come back."""
+        return self._writer.stalled
+
+    def retry_now(self) -> None:
+        self._writer.retry_now()
 
     @property
     def incomplete(self) -> bool:
