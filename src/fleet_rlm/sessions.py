@@ -487,8 +487,7 @@ class SessionService:
                 else:
                     # The recorder stored the outcome with turn_finished; this adds the trace
                     # and the exact error.
-                    trace_id = await until_available(lambda: self._trace(turn_id, session_id),
-                                                     f"tracing turn {turn_id}")
+                    trace_id = await self._trace(turn_id, session_id)
                     written = outcome.written
                     if (trace_id or written is None or written["error"] != result.error
                             or written["status"] != STORE_STATUS[result.status]):
@@ -524,7 +523,9 @@ class SessionService:
             return None
         from .tracing import record_trace
 
-        events = [parse_event(r.payload) for r in await self.store.events.list(turn_id)]
+        stored = await until_available(lambda: self.store.events.list(turn_id),
+                                       f"reading turn {turn_id} to trace it")
+        events = [parse_event(r.payload) for r in stored]
         return await asyncio.to_thread(
             record_trace, self.settings, events, name="turn",
             tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})
