@@ -241,6 +241,8 @@ class Store:
     async def grant(self, role: str) -> None:
         """Let `role` (the server's) read and write every table's rows, under row-level
         security, and read the schema's revision; it gets no DDL."""
+        if self.dialect != "postgresql":
+            raise ValueError(f"roles are a PostgreSQL matter: {self!r} has none to grant to")
         async with self.engine.begin() as conn:
             quote = conn.dialect.identifier_preparer.quote
             schema = quote(await conn.scalar(sa.text("SELECT current_schema()")))
