@@ -52,9 +52,10 @@ def empty_deployment(tmp_path) -> Iterator[Deployment]:
     """A database owned by a role that is no superuser, and an app role; nothing migrated."""
     suffix = uuid.uuid4().hex[:8]
     found = Deployment(*(f"{PREFIX}_{part}_{suffix}" for part in ("db", "owner", "app")))
-    asyncio.run(superuser(f'CREATE ROLE "{found.owner}" LOGIN; CREATE ROLE "{found.app}" LOGIN'))
-    asyncio.run(superuser(f'CREATE DATABASE "{found.database}" OWNER "{found.owner}"'))
     try:
+        asyncio.run(superuser(f'CREATE ROLE "{found.owner}" LOGIN; '
+                              f'CREATE ROLE "{found.app}" LOGIN'))
+        asyncio.run(superuser(f'CREATE DATABASE "{found.database}" OWNER "{found.owner}"'))
         yield found
     finally:
         asyncio.run(superuser(f'DROP DATABASE IF EXISTS "{found.database}" WITH (FORCE)'))
@@ -69,8 +70,6 @@ def deployment(empty_deployment, tmp_path) -> Deployment:
                  "--grant", empty_deployment.app, FLEET_DATA_DIR=str(tmp_path / "cli"))
     assert f"granted to {empty_deployment.app}" in out
     return empty_deployment
-
-
 
 
 def set_login(deployment: Deployment, login: bool) -> None:
