@@ -72,16 +72,18 @@ def deployment(empty_deployment, tmp_path) -> Deployment:
     return empty_deployment
 
 
-def set_login(deployment: Deployment, login: bool) -> None:
+async def cut_login(deployment: Deployment, login: bool) -> None:
     """Let the app role log in again, or cut it off: no new connections, its open ones ended.
     The server's database outage, without stopping the PostgreSQL other work uses."""
-    async def run() -> None:
-        await superuser(f'ALTER ROLE "{deployment.app}" {"LOGIN" if login else "NOLOGIN"}')
-        if not login:
-            await superuser("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            f"WHERE usename = '{deployment.app}'")
+    await superuser(f'ALTER ROLE "{deployment.app}" {"LOGIN" if login else "NOLOGIN"}')
+    if not login:
+        await superuser("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        f"WHERE usename = '{deployment.app}'")
 
-    asyncio.run(run())
+
+def set_login(deployment: Deployment, login: bool) -> None:
+    """cut_login from synchronous code."""
+    asyncio.run(cut_login(deployment, login))
 
 
 async def add_users(url: str, data_dir) -> dict[str, tuple[str, str]]:

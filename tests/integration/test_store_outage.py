@@ -13,8 +13,10 @@ import asyncio
 import re
 import time
 
+import pytest
 import sqlalchemy as sa
-from pg_deployment import Deployment, add_users, set_login
+from pg_deployment import Deployment, add_users, cut_login, set_login
+from pydantic import BaseModel
 from test_server_support import (
     API,
     app_client,
@@ -26,6 +28,10 @@ from test_server_support import (
     ws_url,
 )
 
+from fleet_rlm.store import EventRecorder, Store
+from fleet_rlm.store.db import ALL_TENANTS
+from fleet_rlm.store.recorder import RecordingLost
+from fleet_rlm.store.repos import UserRepo
 from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
 from fleet_rlm.testing import dspy_agent_step as step
 
@@ -205,3 +211,34 @@ def test_nul_in_code_output_on_postgresql_is_escaped_and_nothing_is_lost(scripte
         assert [r["seq"] for r in records] == [f["seq"] for f in events_of(frames)]
         output = next(r for r in records if r["type"] == "tool_result")["output"]
         assert "a\\u0000b" in output and "\x00" not in output
+
+
+class _Delta(BaseModel):
+    seq: int
+    type: str = "answer_delta"
+    text: str
+
+
+async def test_a_recorder_holds_at_most_its_bound_of_text_while_the_database_is_away(
+        deployment, tmp_path):
+    async with Store(deployment.url(deployment.app), tmp_path, tenant=ALL_TENANTS) as store:
+        user = await UserRepo(store).add("alice")
+        session = await store.sessions.create(tenant_id=user.tenant_id, user_id=user.id)
+        turn = await store.turns.start(session.id, "q")
+        faults: list[RecordingLost] = []
+        recorder = EventRecorder(store, turn.id, tenant=user.tenant_id,
+                                 max_buffered_chars=10_000, on_fault=faults.append)
+        recorder(_Delta(seq=1, text="before"))
+        await recorder.flush()
+        await cut_login(deployment, False)
+        try:
+            for seq in range(2, 7):  # 3 000 characters each: three fit, two do not
+                recorder(_Delta(seq=seq, text=str(seq) * 3_000))
+            await asyncio.sleep(0)  # on_fault is called in the loop
+            assert [f.lost for f in faults] == [2] and recorder.incomplete
+        finally:
+            await cut_login(deployment, True)
+        with pytest.raises(RecordingLost, match="2 events .* not recorded") as lost:
+            await recorder.close()  # what was kept is written once the database is back
+        assert "10000 characters" in lost.value.reason
+        assert [e.seq for e in await store.events.list(turn.id)] == [1, 2, 3, 4]

@@ -12,9 +12,10 @@ its `turn_finished` event, so a client that sees that event also sees the turn c
 
 While the database is unavailable (down, locked, its disk full) the writer keeps every batch
 and tries again until it is back: nothing is lost. A recorder keeps at most `max_buffered` events
-unwritten; past that bound, or as soon as the disk is found full, it stops taking events (they
-are counted as lost), calls `on_fault` (the session service ends the turn) and `close()` raises
-`RecordingLost` once what it kept is written.
+(and `max_buffered_chars` characters of their text) unwritten; past that bound, or as soon as
+the disk is found full, it stops taking events (they are counted as lost), calls `on_fault` (the
+session service ends the turn) and `close()` raises `RecordingLost` once what it kept is
+written.
 
 Each recorder writes under its own turn's tenant (`tenant`): on PostgreSQL row-level security
 would reject a batch written under another's.
@@ -43,6 +44,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Outcome = Callable[[list[dict[str, Any]]], Mapping[str, Any] | None]
 MAX_BUFFERED = 20_000  # unwritten events a recorder keeps while the database is unavailable
+MAX_BUFFERED_CHARS = 32 * 2**20  # and the characters of their text, at most
+
+
+def _chars(records: list[dict[str, Any]]) -> int:
+    """The characters of the records' text fields: what holding them costs, nearly."""
+    return sum(len(value) for record in records for value in record.values()
+               if isinstance(value, str))
 
 
 class RecordingLost(RuntimeError):
@@ -128,7 +136,7 @@ class EventWriter:
                         recorder._fault("the database's disk is full")
                     waiting.append(item)
                 else:
-                    await recorder._written_up(len(batch), error)
+                    await recorder._written_up(batch, error)
             self.stalled = bool(waiting)
             if waiting:
                 delay = next(delays)
@@ -173,12 +181,13 @@ class EventRecorder:
     def __init__(self, store: Store, turn_id: str, *, tenant: str | None = None,
                  loop: asyncio.AbstractEventLoop | None = None,
                  outcome: Outcome | None = None, max_buffered: int = MAX_BUFFERED,
+                 max_buffered_chars: int = MAX_BUFFERED_CHARS,
                  on_fault: Callable[[RecordingLost], None] | None = None) -> None:
         self.store = store
         self.turn_id = turn_id
         self.tenant = tenant
         self.outcome = outcome
-        self.max_buffered = max_buffered
+        self.max_buffered, self.max_buffered_chars = max_buffered, max_buffered_chars
         self.on_fault = on_fault
         self._loop = loop or asyncio.get_running_loop()
         self._writer = store.event_writer(self._loop)
@@ -186,6 +195,7 @@ class EventRecorder:
         self._buffer: list[dict[str, Any]] = []
         self._received = 0  # events handed over, guarded by _lock
         self._written = 0  # events the writer has finished with, touched only in the loop
+        self._unwritten_chars = 0  # text held in events not yet written, guarded by _lock
         self._closed = False
         self._error: BaseException | None = None
         self._lost: RecordingLost | None = None  # set once events are refused; guarded by _lock
@@ -198,15 +208,19 @@ class EventRecorder:
             if self._closed:
                 raise RuntimeError(f"recorder for turn {self.turn_id} is closed")
             self.last_seq = max(self.last_seq, record["seq"])
-            if self._lost is None and self._received - self._written >= self.max_buffered:
+            chars = _chars([record])
+            if self._lost is None and (
+                    self._received - self._written >= self.max_buffered
+                    or self._unwritten_chars + chars > self.max_buffered_chars):
                 self._lose(f"the database was unavailable for longer than {self.max_buffered} "
-                           "events could wait")
+                           f"events or {self.max_buffered_chars} characters could wait")
             if self._lost is not None:
                 self._lost.lost += 1
                 return
             first = not self._buffer
             self._buffer.append(record)
             self._received += 1
+            self._unwritten_chars += chars
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
 
@@ -241,10 +255,13 @@ class EventRecorder:
             batch, self._buffer = self._buffer, []
         return batch
 
-    async def _written_up(self, count: int, error: BaseException | None) -> None:
+    async def _written_up(self, batch: list[dict[str, Any]], error: BaseException | None
+                          ) -> None:
         self._error = self._error or error
+        with self._lock:
+            self._unwritten_chars -= _chars(batch)
         async with self._progress:
-            self._written += count
+            self._written += len(batch)
             self._progress.notify_all()
 
     async def flush(self) -> None:
