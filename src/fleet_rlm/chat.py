@@ -24,6 +24,8 @@ from .budget import Usage
 from .config import Settings
 from .render import TreeRenderer
 from .sessions import LIMIT_KEYS, Busy, LiveTurn, Overflow, SessionService
+from .store import Store
+from .store.db import ALL_TENANTS
 from .store.errors import Conflict, NotFound
 
 PROMPT = "you> "
@@ -350,7 +352,8 @@ def run_chat(settings: Settings, session_id: str | None = None) -> int:
     """Run the chat until the user leaves; returns the exit status."""
 
     async def main() -> int:
-        service = SessionService(settings)
+        # The terminal user has the database's credentials: row-level security shows all.
+        service = SessionService(settings, Store.from_settings(settings, tenant=ALL_TENANTS))
         await service.open()
         try:
             return await Chat(service).run(session_id)

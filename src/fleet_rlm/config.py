@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL, e.g. postgresql://user@host/db; default: the SQLite "
         "file {data_dir}/fleet.db.")
+    max_unwritten_events: int = Field(
+        20_000, gt=0, description="Events a turn keeps in memory while the database is "
+        "unavailable; past that the turn ends as failed.")
     max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
 
     # Observability and the MCP server (extras: fleet-rlm[mlflow], fleet-rlm[mcp]).

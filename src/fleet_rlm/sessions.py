@@ -33,6 +33,7 @@ from .extraction import ExtractionLimits, Extractor
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
+from .store.faults import until_available
 from .store.models import Document, utcnow
 from .workspace import LocalWorkspace, Workspace, WorkspaceError, WorkspaceIO
 
@@ -44,6 +45,7 @@ STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "err
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
+STALLED_WAIT_S = 2.0  # that wait while the database is away
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
@@ -188,11 +190,11 @@ class SessionService:
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
         await self.store.open()
-        await self.store.upgrade()
+        await self.store.prepare()
         if self._first_process():
             recovered = await self.store.recover_crashed()
             for turn_id in recovered:
-                await self._close_interrupted(turn_id)
+                await self._close_failed(turn_id, "Interrupted", INTERRUPTED)
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
@@ -428,11 +430,16 @@ class SessionService:
             if not live.finished or session_id not in (None, live.session_id) \
                     or turn_id not in (None, live.turn_id):
                 continue
+            # While the database is away, a read waits briefly (it may be back: the writer
+            # tries at once), then answers for itself (503, or what is stored so far).
+            limit = STALLED_WAIT_S if live.recorder.stalled else SETTLE_S
+            live.recorder.retry_now()
             with contextlib.suppress(Exception):
-                if complete or live.finished == "waiting":  # stored once the turn stops
-                    await asyncio.wait_for(asyncio.shield(live.done), SETTLE_S)
+                if complete or live.finished == "waiting" or live.recorder.incomplete:
+                    # stored once the turn stops (one that lost events closes its record then)
+                    await asyncio.wait_for(asyncio.shield(live.done), limit)
                 else:  # the recorder stores the outcome with the event
-                    await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
+                    await asyncio.wait_for(live.recorder.flush(), limit)
 
     def with_limits(self, limits: dict[str, Any] | None) -> Settings:
         """The settings with a message's budget overrides, validated."""
@@ -470,30 +477,37 @@ class SessionService:
                                       error=reason)
         return True
 
-    async def _close_interrupted(self, turn_id: str) -> None:
-        """End the record of a turn a crash cut short as any failed turn ends (an error, then
-        turn_finished), its usage added up from the model calls it recorded."""
+    async def _close_failed(self, turn_id: str, error_type: str, message: str,
+                            after_seq: int = 0) -> dict[str, Any]:
+        """End the record of a turn that stopped without a stored turn_finished (a crash cut it
+        short, its events could not all be recorded) as any failed turn ends: an error, then
+        turn_finished after `after_seq`, its usage added up from the model calls it recorded.
+        Returns the usage its record ends with."""
         stored = await self.store.events.list(turn_id)
         records = [r.payload for r in stored]
         if records and records[-1]["type"] == "turn_finished":
-            return
+            return records[-1]["usage"]
         calls = [CallCost(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
                  for r in records if r["type"] == "lm_call"]
         snapshots = [r["usage"] for r in records if "usage" in r]
         limits = (Limits.model_validate(snapshots[-1]["limits"]) if snapshots
                   else Limits.from_settings(self.settings))
         elapsed = records[-1]["ts"] - records[0]["ts"] if records else 0.0
-        await self._end_record(turn_id, stored, "error", Usage.of_calls(calls, elapsed, limits),
-                               error_type="Interrupted", message=INTERRUPTED, detail=None)
+        usage = Usage.of_calls(calls, elapsed, limits)
+        await self._end_record(turn_id, stored, "error", usage, after_seq=after_seq,
+                               error_type=error_type, message=message, detail=None)
+        return usage.model_dump(mode="json")
 
-    async def _end_record(self, turn_id: str, stored: list, kind: str, usage: Usage,
-                          **fields: Any) -> None:
+    async def _end_record(self, turn_id: str, stored: list, kind: str, usage: Usage, *,
+                          after_seq: int = 0, **fields: Any) -> None:
         """Append the closing events of a turn no engine runs any more: `kind` ("cancelled" or
-        "error") with `fields`, then turn_finished, on the node of its first event."""
+        "error") with `fields`, then turn_finished, on the node of its first event; their seqs
+        follow the last stored one, or `after_seq` if higher (events seen live, not stored)."""
         records = [r.payload for r in stored]
         node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
                 if records else NodeRef.root())
-        stream = EventStream(turn_id, start_seq=records[-1]["seq"] if records else 0)
+        stream = EventStream(turn_id, start_seq=max(records[-1]["seq"] if records else 0,
+                                                    after_seq))
         stream.emit(kind, node, **fields)
         stream.emit("turn_finished", node, status=kind, answer=None, usage=usage)
         await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
@@ -508,11 +522,15 @@ class SessionService:
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
                    if t.status == "done" and t.id != turn_id]
+        tenant = (await self.store.sessions.get(session_id)).tenant_id
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
                         last_seq=start_seq)
         outcome = TurnOutcome()
-        recorder = live.recorder = EventRecorder(self.store, turn_id, loop=self.loop,
-                                                 outcome=outcome)
+        # Events the store cannot take (the database away too long, its disk full) end the turn.
+        recorder = live.recorder = EventRecorder(
+            self.store, turn_id, tenant=tenant, loop=self.loop, outcome=outcome,
+            max_buffered=self.settings.max_unwritten_events,
+            on_fault=lambda lost: live.cancel.cancel(lost.reason))
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
@@ -526,6 +544,8 @@ class SessionService:
             return result
 
         async def finish() -> None:
+            # Writes wait out an unavailable database: a turn that ends in an outage is closed
+            # when the database is back, never left `running`.
             try:
                 result = await asyncio.to_thread(run)
                 await recorder.close()
@@ -533,9 +553,9 @@ class SessionService:
                     self._summaries[session_id] = result.summary
                 usage = result.usage.model_dump(mode="json") if result.usage else None
                 if result.status == "waiting":
-                    await self.store.turns.set_pending(
+                    await until_available(lambda: self.store.turns.set_pending(
                         turn_id, {**(result.pending or {}), "question": result.question,
-                                  "limits": limits})
+                                  "limits": limits}), f"parking turn {turn_id}")
                 else:
                     # The recorder stored the outcome with turn_finished; this adds the trace
                     # and the exact error.
@@ -543,14 +563,23 @@ class SessionService:
                     written = outcome.written
                     if (trace_id or written is None or written["error"] != result.error
                             or written["status"] != STORE_STATUS[result.status]):
-                        await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
-                                                      answer=result.answer, usage=usage,
-                                                      error=result.error, trace_id=trace_id)
+                        await until_available(lambda: self.store.turns.finish(
+                            turn_id, STORE_STATUS[result.status], answer=result.answer,
+                            usage=usage, error=result.error, trace_id=trace_id),
+                            f"finishing turn {turn_id}")
                 live.done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
-                with contextlib.suppress(Exception):
-                    await self.store.turns.finish(turn_id, "failed", error=repr(exc))
+                error_type, message = type(exc).__name__, str(exc)
+
+                async def close() -> None:
+                    usage = await self._close_failed(turn_id, error_type, message,
+                                                     after_seq=recorder.last_seq)
+                    await self.store.turns.finish(turn_id, "failed", usage=usage,
+                                                  error=f"{error_type}: {message}")
+
+                with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close
+                    await until_available(close, f"closing turn {turn_id}")
                 live.done.set_exception(exc)
             finally:
                 self.live.pop(turn_id, None)
@@ -566,7 +595,9 @@ class SessionService:
             return None
         from .tracing import record_trace
 
-        events = [parse_event(r.payload) for r in await self.store.events.list(turn_id)]
+        stored = await until_available(lambda: self.store.events.list(turn_id),
+                                       f"reading turn {turn_id} to trace it")
+        events = [parse_event(r.payload) for r in stored]
         return await asyncio.to_thread(
             record_trace, self.settings, events, name="turn",
             tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})

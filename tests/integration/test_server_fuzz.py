@@ -36,6 +36,8 @@ from test_server_support import (
 )
 from websockets.sync.client import connect
 
+from fleet_rlm.store import Store
+
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
@@ -87,10 +89,17 @@ def database_url(request) -> Iterator[str | None]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        asyncio.run(_upgrade(url))  # the server never migrates PostgreSQL itself
+        yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _upgrade(url: str) -> None:
+    async with Store(url, "/tmp") as store:
+        await store.upgrade()
 
 
 @pytest.fixture

@@ -92,3 +92,53 @@ def test_errors_carry_their_data() -> None:
     conflict = Conflict("document", "a.md")
     assert (conflict.kind, conflict.key) == ("document", "a.md")
     assert isinstance(conflict, ValueError)
+
+
+def test_storable_escapes_what_postgresql_cannot_store_and_keeps_the_rest() -> None:
+    from fleet_rlm.store.models import storable
+
+    record = {"out": "a\x00b", "k\x00": ["\ud800x", 3, None, 1.5, True], "plain": "é\\u0000"}
+    assert storable(record) == {"out": "a\\u0000b", "k\\u0000": ["\\ud800x", 3, None, 1.5, True],
+                                "plain": "é\\u0000"}
+    clean = {"text": "nothing to escape ✓", "n": [1, 2]}
+    assert storable(clean) == clean
+
+
+async def test_unavailable_tells_an_away_database_from_a_bad_request(tmp_path: Path) -> None:
+    import errno
+    import sqlite3
+
+    import sqlalchemy as sa
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from fleet_rlm.store.faults import disk_full, unavailable
+
+    path = tmp_path / "x.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER UNIQUE)")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+
+    async def error(*statements: str) -> DBAPIError:
+        with pytest.raises(DBAPIError) as caught:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    await conn.execute(sa.text(statement))
+        return caught.value
+
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    locked = await error("PRAGMA busy_timeout = 50", "INSERT INTO t VALUES (1)")
+    holder.execute("ROLLBACK")
+    full = await error("PRAGMA max_page_count = 1", "INSERT INTO t SELECT zeroblob(100000)")
+    duplicate = await error("INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (2)")
+    no_table = await error("SELECT * FROM missing")
+    await engine.dispose()
+    holder.close()
+
+    assert unavailable(locked) and not disk_full(locked)
+    assert unavailable(full) and disk_full(full)
+    assert not unavailable(duplicate) and not unavailable(no_table)
+    assert unavailable(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert unavailable(OSError(errno.ENOSPC, "full")) and disk_full(OSError(errno.ENOSPC, "x"))
+    assert not unavailable(FileNotFoundError(errno.ENOENT, "no such file"))
+    assert not unavailable(ValueError("bad input"))

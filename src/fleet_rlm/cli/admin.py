@@ -21,22 +21,37 @@ def _describe(store, revision: str | None) -> str:
     return f"{url}: {'revision ' + revision if revision else 'empty (no schema)'}"
 
 
+ADMIN_URL = typer.Option(
+    "--url", envvar="FLEET_ADMIN_DATABASE_URL",
+    help="The database as the role that owns (or will own) the tables; default "
+    "FLEET_DATABASE_URL. On PostgreSQL the server's own role should not be that role.")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    url: Annotated[str | None, ADMIN_URL] = None,
+    grant: Annotated[str | None, typer.Option(
+        help="PostgreSQL: then let this role (the server's) read and write the tables' rows, "
+        "under row-level security.")] = None,
 ) -> None:
-    """Create or migrate the schema up to REVISION."""
+    """Create or migrate the schema up to REVISION. The only way PostgreSQL is migrated: the
+    server never migrates it (the embedded SQLite file migrates itself at start)."""
 
     async def action(store) -> str:
         await store.upgrade(revision)
-        return _describe(store, await store.current())
+        if grant:
+            await store.grant(grant)
+        return _describe(store, await store.current()) + (f"; granted to {grant}" if grant
+                                                            else "")
 
-    console.print(with_store(action))
+    console.print(escape(with_store(action, url)))
 
 
 @db_app.command("downgrade")
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],
+    url: Annotated[str | None, ADMIN_URL] = None,
 ) -> None:
     """Migrate the schema down to REVISION (base drops every table and its data)."""
 
@@ -44,7 +59,7 @@ def db_downgrade(
         await store.downgrade(revision)
         return _describe(store, await store.current())
 
-    console.print(with_store(action))
+    console.print(with_store(action, url))
 
 
 @db_app.command("current")
@@ -69,7 +84,7 @@ def users_add(
     from ..store.repos import UserRepo
 
     async def action(store) -> str:
-        await store.upgrade()
+        await store.prepare()
         user = await UserRepo(store).add(name, tenant, admin=admin)
         return f"user {user.name} ({user.id}) in tenant {tenant or name}" + (
             ", admin" if admin else "")
@@ -83,7 +98,7 @@ def users_list() -> None:
     from ..store.repos import UserRepo
 
     async def action(store) -> str:
-        await store.upgrade()
+        await store.prepare()
         rows = await UserRepo(store).list()
         return "\n".join(f"{u.id}  {t}/{u.name}{'  admin' if u.admin else ''}" for u, t in rows)
 
@@ -99,7 +114,7 @@ def tokens_create(
     from ..store.repos import TokenRepo, UserRepo
 
     async def action(store) -> str:
-        await store.upgrade()
+        await store.prepare()
         owner = await UserRepo(store).find(user)
         token, secret = await TokenRepo(store).create(owner.id, name)
         err.print(f"token {token.id} for {owner.name}; shown once, store it now:")
@@ -114,7 +129,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) ->
     from ..store.repos import TokenRepo
 
     async def action(store) -> str:
-        await store.upgrade()
+        await store.prepare()
         token = await TokenRepo(store).revoke(token_id)
         return f"revoked token {token.id}"
 
@@ -129,7 +144,7 @@ def tokens_list(
     from ..store.repos import TokenRepo, UserRepo
 
     async def action(store) -> str:
-        await store.upgrade()
+        await store.prepare()
         owner = await UserRepo(store).find(user) if user else None
         tokens = await TokenRepo(store).list(owner.id if owner else None)
         return "\n".join(

@@ -18,14 +18,16 @@ def database_error(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
-def with_store(action) -> str:
-    """Run `await action(store)` on the configured store; a failure is a message and exit 1."""
+def with_store(action, url: str | None = None) -> str:
+    """Run `await action(store)` on the configured store (or the database at `url`); a failure
+    is a message and exit 1."""
     import asyncio
 
     from ..store import Store
 
     async def run() -> str:
-        async with Store.from_settings(Settings()) as store:
+        settings = Settings()
+        async with Store(url or settings.database_url, settings.data_dir) as store:
             return await action(store)
 
     try:

@@ -84,9 +84,10 @@ def _session_ids(settings: Settings) -> set[str] | None:
     import sqlalchemy as sa
 
     from ..store import Session, Store
+    from ..store.db import ALL_TENANTS
 
     async def load() -> set[str] | None:
-        store = Store.from_settings(settings)
+        store = Store.from_settings(settings, tenant=ALL_TENANTS)
         if store.dialect == "sqlite" and not Path(store.url.database or "").is_file():
             return None
         async with store:

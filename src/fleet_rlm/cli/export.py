@@ -27,6 +27,7 @@ def export_command(
 
     from ..export import FORMATS, export_session, export_turn
     from ..store import NotFound, Store
+    from ..store.db import ALL_TENANTS
 
     if format not in FORMATS:
         err.print(f"[red]error:[/red] --format must be one of {', '.join(FORMATS)}")
@@ -34,7 +35,7 @@ def export_command(
     kind = "session" if session else "turn"
 
     async def load() -> str:
-        async with Store.from_settings(Settings()) as store:
+        async with Store.from_settings(Settings(), tenant=ALL_TENANTS) as store:
             if await store.current() is None:  # no database yet, so nothing to export
                 raise NotFound(kind, id)
             return await (export_session if session else export_turn)(store, id, format)

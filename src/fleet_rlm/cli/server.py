@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ..config import Settings
-from .common import err
+from .common import err, with_store
 
 
 def serve_mcp(
@@ -62,6 +62,9 @@ def web(
                   "loopback addresses (127.0.0.1, ::1, localhost) are allowed. Set "
                   "FLEET_AUTH=token and create users and tokens (`fleet users add`, `fleet "
                   "tokens create`) to serve other hosts.")
+        raise typer.Exit(1)
+    if settings.auth == "token" and (bypass := with_store(lambda s: s.row_security_bypass())):
+        err.print(f"[red]error:[/red] refusing to serve tenants: {escape(bypass)}")
         raise typer.Exit(1)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     err.print(f"fleet-rlm web on {url} (auth: {settings.auth})")

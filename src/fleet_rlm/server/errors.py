@@ -1,5 +1,6 @@
 """One JSON shape for every error: {"error": code, "message": text}, plus `detail` for bad
-input. Store errors map to HTTP statuses here, so routes just let them propagate."""
+input. Store errors map to HTTP statuses here, so routes just let them propagate; a database
+that is away (down, locked, its disk full) is 503 `unavailable` with Retry-After."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
 from ..sessions import Busy
 from ..store import Conflict, NotFound
+from ..store.faults import disk_full, unavailable
 from ..workspace import WorkspaceError
 
 # DocumentError.reason -> HTTP status; the rest are 422.
@@ -24,6 +27,12 @@ WORKSPACE_STATUS = {"not_found": 404, "forbidden": 403, "protected": 403, "confl
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 408: "timeout", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid"}
+RETRY_AFTER_S = 5  # what a client is told to wait while the database is unavailable
+
+
+def unavailable_message(exc: BaseException) -> str:
+    what = "its disk is full" if disk_full(exc) else type(exc).__name__
+    return f"the database is unavailable just now ({what}); try again shortly"
 
 
 class ApiError(Exception):
@@ -68,8 +77,19 @@ def install(app: FastAPI) -> None:
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _response(409, "busy", str(exc))
 
+    async def database_away(_: Request, exc: Exception) -> JSONResponse:
+        if not unavailable(exc):
+            raise exc
+        return _response(503, "unavailable", unavailable_message(exc),
+                         {"Retry-After": str(RETRY_AFTER_S)}, retry_after=RETRY_AFTER_S)
+
+    app.add_exception_handler(PoolTimeout, database_away)
+    app.add_exception_handler(OSError, database_away)  # refused connections, a full disk
+
     @app.exception_handler(DBAPIError)
-    async def unstorable(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def unstorable(request: Request, exc: DBAPIError) -> JSONResponse:
+        if unavailable(exc):
+            return await database_away(request, exc)
         # SQLSTATE class 22 (data exception): input the database cannot hold, such as a NUL
         # character in text on PostgreSQL. Anything else stays a server error.
         if not str(getattr(exc.orig, "sqlstate", None) or "").startswith("22"):

@@ -8,8 +8,9 @@ Client frames (JSON text, by `type`; an optional `id` is echoed in error frames)
 Server frames: every event as `event.model_dump(mode="json")` (they carry `seq`); `session`
 {session_id, active_turn} on connect and when a waiting turn is closed; `error` {code, message}
 for a frame that could not be served (the socket stays open), including `overflow` with
-`resume_from` when this client fell behind. Close codes: 4401 unauthenticated, 4403 refused,
-4404 no such session.
+`resume_from` when this client fell behind, and `unavailable` with `retry_after` while the
+database is away. Close codes: 4401 unauthenticated, 4403 refused, 4404 no such session, 1013
+the database is away (try again later).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..sessions import Busy
 from ..store import NotFound
+from ..store.faults import unavailable
 from .auth import Principal, authenticate
 from .deps import MAX_INT, session_of, turn_of
-from .errors import ApiError
+from .errors import RETRY_AFTER_S, ApiError, unavailable_message
 from .hub import Client, Hub, error_frame
 
 router = APIRouter(tags=["websocket"])
@@ -113,6 +115,11 @@ class Connection:
             self._error("not_found", str(exc), frame_id)
         except ValueError as exc:  # bad limits, an empty message, a turn not waiting
             self._error("invalid", str(exc), frame_id)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self._error("unavailable", unavailable_message(exc), frame_id,
+                        retry_after=RETRY_AFTER_S)
 
     def _error(self, code: str, message: str, frame_id: Any, **extra: Any) -> None:
         if frame_id is not None:
@@ -173,6 +180,10 @@ async def _admit(ws: WebSocket, session_id: str) -> Principal | None:
         await ws.close(code=code, reason=exc.message[:120])
     except NotFound as exc:
         await ws.close(code=4404, reason=str(exc)[:120])
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        await ws.close(code=1013, reason=unavailable_message(exc)[:120])  # try again later
     return None
 
 

@@ -1,7 +1,7 @@
 """`Store`: the engine, the migrations, crash recovery and the repositories on one object.
 
     async with Store.from_settings(settings) as store:   # or: await store.open() ... close()
-        await store.upgrade()
+        await store.prepare()       # SQLite: migrate; PostgreSQL: check `fleet db upgrade` ran
         await store.recover_crashed()
         session = await store.sessions.create("Notes")
 """
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from .blobs import BlobStore
+from .errors import SchemaNotReady
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
@@ -41,6 +44,12 @@ _ASYNC_DRIVERS = {
 }
 INTERRUPTED = "the server stopped while this turn was running"
 READ_ONLY = "fleet_read_only"  # execution option of the engine behind `Store.reading`
+ALL_TENANTS = "*"  # the tenant row-level security lets see every tenant's rows
+APP_ROLE_HOWTO = (
+    "create a role that owns nothing, e.g. `CREATE ROLE fleet_app LOGIN PASSWORD '...'`, "
+    "migrate and grant it the tables as their owner with `fleet db upgrade --url "
+    "postgresql://OWNER@HOST/DB --grant fleet_app`, and set "
+    "FLEET_DATABASE_URL=postgresql://fleet_app:PASSWORD@HOST/DB")
 
 
 def database_url(url: str | sa.URL | None, data_dir: Path) -> sa.URL:
@@ -61,6 +70,17 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
+
+
+def head_revision() -> str:
+    """The newest migration of this version."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _act_for(engine: AsyncEngine, tenant: str) -> None:
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        connection.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
 
 
 def _use_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -85,8 +105,12 @@ def _use_sqlite_pragmas(engine: AsyncEngine) -> None:
 
 
 class Store:
-    def __init__(self, url: str | sa.URL | None, data_dir: Path | str) -> None:
+    def __init__(self, url: str | sa.URL | None, data_dir: Path | str, *,
+                 tenant: str | None = None) -> None:
+        """`tenant`: on PostgreSQL, the tenant every transaction of this store acts for (the
+        command-line tools use ALL_TENANTS); the server sets one per request instead."""
         self.data_dir = Path(data_dir)
+        self.tenant = tenant
         self.url = database_url(url, self.data_dir)
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._engine: AsyncEngine | None = None
@@ -105,8 +129,8 @@ class Store:
         self.memory = MemoryRepo(self)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
-        return cls(settings.database_url, settings.data_dir)
+    def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:
+        return cls(settings.database_url, settings.data_dir, tenant=tenant)
 
     @property
     def dialect(self) -> str:
@@ -119,9 +143,13 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_async_engine(self.url)
+        # On PostgreSQL a pooled connection may have died with a restart or an outage: check it
+        # before use rather than fail the request that drew it.
+        self._engine = create_async_engine(self.url, pool_pre_ping=self.dialect == "postgresql")
         if self.dialect == "sqlite":
             _use_sqlite_pragmas(self._engine)
+        elif self.tenant is not None:
+            _act_for(self._engine, self.tenant)
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
         self._readmaker = async_sessionmaker(
             self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
@@ -129,7 +157,9 @@ class Store:
     def event_writer(self, loop: asyncio.AbstractEventLoop) -> EventWriter:
         """The one task that writes what every EventRecorder of this store buffers."""
         if self._event_writer is None or self._event_writer.loop is not loop:
-            self._event_writer = EventWriter(self, loop)
+            # In a context of its own: the task must not inherit the tenant of whichever request
+            # happened to make it (each batch is written under its own turn's tenant).
+            self._event_writer = contextvars.Context().run(EventWriter, self, loop)
         return self._event_writer
 
     async def close(self) -> None:
@@ -160,11 +190,15 @@ class Store:
         return self._sessionmaker
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction committed on exit (rolled back on an exception)."""
+    async def transaction(self, tenant: str | None = None) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction committed on exit (rolled back on an exception). On
+        PostgreSQL, `tenant` sets the tenant row-level security lets it see and write."""
         sessionmaker = self.sessionmaker
         if self.dialect != "sqlite":
             async with sessionmaker() as db, db.begin():
+                if tenant is not None:
+                    await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant,
+                                                                  True)))
                 yield db
             return
         async with self.write_lock, sessionmaker() as db, db.begin():
@@ -176,6 +210,51 @@ class Store:
         self.sessionmaker  # noqa: B018 - raises when the store is not open
         async with self._readmaker() as db, db.begin():
             yield db
+
+    async def prepare(self) -> None:
+        """Make the schema ready for this version. The embedded SQLite file migrates itself;
+        PostgreSQL is migrated only by `fleet db upgrade` (as the tables' owner, never the
+        server's role), so there it must be at the head already, or SchemaNotReady."""
+        if self.dialect == "sqlite":
+            await self.upgrade()
+            return
+        current, head = await self.current(), head_revision()
+        if current != head:
+            raise SchemaNotReady(current, head)
+
+    async def row_security_bypass(self) -> str | None:
+        """On PostgreSQL, why row-level security would not bind the role this store connects
+        as (a superuser, or a role with BYPASSRLS), with how to make one it binds; else None."""
+        if self.dialect != "postgresql":
+            return None
+        async with self.engine.connect() as conn:
+            role, superuser, bypass = (await conn.execute(sa.text(
+                "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"))).one()
+        if not (superuser or bypass):
+            return None
+        kind = "a superuser" if superuser else "a role with BYPASSRLS"
+        return (f"the database role {role!r} is {kind}: row-level security does not apply to "
+                f"it, so nothing in the database would keep tenants apart. Connect as the "
+                f"server's own role instead: {APP_ROLE_HOWTO}")
+
+    async def grant(self, role: str) -> None:
+        """Let `role` (the server's) read and write every table's rows, under row-level
+        security, and read the schema's revision; it gets no DDL."""
+        if self.dialect != "postgresql":
+            raise ValueError(f"roles are a PostgreSQL matter: {self!r} has none to grant to")
+        async with self.engine.begin() as conn:
+            quote = conn.dialect.identifier_preparer.quote
+            schema = quote(await conn.scalar(sa.text("SELECT current_schema()")))
+            grantee = quote(role)
+            for statement in (
+                f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} "
+                f"TO {grantee}",
+                f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {grantee}",
+                f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {grantee}",
+            ):
+                await conn.exec_driver_sql(statement)
 
     async def upgrade(self, revision: str = "head") -> None:
         await self._migrate(command.upgrade, revision)

@@ -10,25 +10,59 @@ written; what it returns (column values of the turn, or None) is written to the 
 same transaction. The session service uses it to store a finished turn's status and answer with
 its `turn_finished` event, so a client that sees that event also sees the turn closed.
 
-    recorder = EventRecorder(store, turn.id)     # in the loop, or pass loop=
+While the database is unavailable (down, locked, its disk full) the writer keeps every batch
+and tries again until it is back: nothing is lost. A recorder keeps at most `max_buffered` events
+(and `max_buffered_chars` characters of their text) unwritten; past that bound, or as soon as
+the disk is found full, it stops taking events (they are counted as lost), calls `on_fault` (the
+session service ends the turn) and `close()` raises `RecordingLost` once what it kept is
+written.
+
+Each recorder writes under its own turn's tenant (`tenant`): on PostgreSQL row-level security
+would reject a batch written under another's.
+
+    recorder = EventRecorder(store, turn.id, tenant=session.tenant_id)  # in the loop, or loop=
     stream.subscribe(recorder)
     ...
-    await recorder.close()                       # writes what is left; raises a write error
+    await recorder.close()          # writes what is left; raises a write error or RecordingLost
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .faults import backoff, disk_full, unavailable
 
 if TYPE_CHECKING:
     from .db import Store
 
 log = logging.getLogger(__name__)
 Outcome = Callable[[list[dict[str, Any]]], Mapping[str, Any] | None]
+MAX_BUFFERED = 20_000  # unwritten events a recorder keeps while the database is unavailable
+MAX_BUFFERED_CHARS = 32 * 2**20  # and the characters of their text, at most
+
+
+def _chars(records: list[dict[str, Any]]) -> int:
+    """The characters of the records' text fields: what holding them costs, nearly."""
+    return sum(len(value) for record in records for value in record.values()
+               if isinstance(value, str))
+
+
+class RecordingLost(RuntimeError):
+    """Events of a turn were not recorded: the database stayed away past the buffer's bound, or
+    its disk was full. What was kept before is written."""
+
+    def __init__(self, turn_id: str, lost: int, reason: str) -> None:
+        super().__init__(turn_id, lost, reason)
+        self.turn_id, self.lost, self.reason = turn_id, lost, reason
+
+    def __str__(self) -> str:
+        return f"{self.lost} events of turn {self.turn_id} were not recorded: {self.reason}"
 
 
 class RecordableEvent(Protocol):
@@ -46,6 +80,8 @@ class EventWriter:
         self._lock = threading.Lock()
         self._ready: dict[EventRecorder, None] = {}  # recorders with buffered events, in order
         self._wake = asyncio.Event()
+        self.stalled = False  # holding batches the database could not take just now
+        self._retry = asyncio.Event()  # set: try those again now, not after the pause
         self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
 
     def ready(self, recorder: EventRecorder) -> None:
@@ -55,6 +91,10 @@ class EventWriter:
             self._ready[recorder] = None
         if first:  # otherwise a wake-up is already on its way
             self.loop.call_soon_threadsafe(self._wake.set)
+
+    def retry_now(self) -> None:
+        """Someone waits for the writes: if the writer pauses for the database, try now."""
+        self._retry.set()
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -74,6 +114,8 @@ class EventWriter:
                 await self._write(batches)
 
     async def _write(self, batches: list[tuple[EventRecorder, list[dict[str, Any]]]]) -> None:
+        """Write the batches; those the database cannot take just now are kept and tried again
+        until it can (later events of their turns wait behind them, in order)."""
         items = []
         for recorder, batch in batches:
             try:
@@ -82,38 +124,82 @@ class EventWriter:
                 log.exception("the outcome of turn %s could not be read", recorder.turn_id)
                 recorder._error = recorder._error or exc
                 update = None
-            items.append((recorder.turn_id, batch, update))
-        try:
-            await self.store.events.append_batches(items)
-            errors: list[BaseException | None] = [None] * len(items)
-        except Exception:  # noqa: BLE001 - one bad turn must not cost the others their events
-            errors = []
-            for item in items:
+            items.append((recorder, batch, update))
+        items.sort(key=lambda item: item[0].tenant or "")  # one transaction per tenant
+        delays = backoff()
+        while items:
+            waiting = []
+            for item, error in zip(items, await self._attempt(items), strict=True):
+                recorder, batch, _ = item
+                if error is not None and unavailable(error):
+                    if disk_full(error):
+                        recorder._fault("the database's disk is full")
+                    waiting.append(item)
+                else:
+                    await recorder._written_up(batch, error)
+            self.stalled = bool(waiting)
+            if waiting:
+                delay = next(delays)
+                log.warning("the database is unavailable: %d turns keep their events, "
+                            "retrying in %.2f s", len(waiting), delay)
+                self._retry.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retry.wait(), delay)
+            items = waiting
+
+    async def _attempt(self, items: list[tuple[EventRecorder, list[dict[str, Any]], Any]]
+                       ) -> list[BaseException | None]:
+        """One try at writing `items`: one transaction per tenant, and when one fails for
+        another reason than an unavailable database, one per turn, so one bad turn does not
+        cost the others their events. The error of each item, or None."""
+        errors: list[BaseException | None] = []
+        for tenant, group in groupby(items, key=lambda item: item[0].tenant):
+            group = list(group)
+            try:
+                await self.store.events.append_batches(
+                    [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant)
+                errors += [None] * len(group)
+                continue
+            except Exception as exc:  # noqa: BLE001 - sorted out below
+                if unavailable(exc) or len(group) == 1:
+                    errors += [exc] * len(group)
+                    continue
+            for recorder, batch, update in group:
                 try:
-                    await self.store.events.append_batches([item])
+                    await self.store.events.append_batches([(recorder.turn_id, batch, update)],
+                                                           tenant=tenant)
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - kept by the recorder, raised to it
-                    log.exception("lost %d events of turn %s", len(item[1]), item[0])
                     errors.append(exc)
-        for (recorder, batch), error in zip(batches, errors, strict=True):
-            await recorder._written_up(len(batch), error)
+        for (recorder, batch, _), error in zip(items, errors, strict=True):
+            if error is not None and not unavailable(error):
+                log.error("lost %d events of turn %s: %r", len(batch), recorder.turn_id, error)
+        return errors
 
 
 class EventRecorder:
-    def __init__(self, store: Store, turn_id: str, *,
+    def __init__(self, store: Store, turn_id: str, *, tenant: str | None = None,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 outcome: Outcome | None = None) -> None:
+                 outcome: Outcome | None = None, max_buffered: int = MAX_BUFFERED,
+                 max_buffered_chars: int = MAX_BUFFERED_CHARS,
+                 on_fault: Callable[[RecordingLost], None] | None = None) -> None:
         self.store = store
         self.turn_id = turn_id
+        self.tenant = tenant
         self.outcome = outcome
+        self.max_buffered, self.max_buffered_chars = max_buffered, max_buffered_chars
+        self.on_fault = on_fault
         self._loop = loop or asyncio.get_running_loop()
         self._writer = store.event_writer(self._loop)
         self._lock = threading.Lock()
         self._buffer: list[dict[str, Any]] = []
         self._received = 0  # events handed over, guarded by _lock
         self._written = 0  # events the writer has finished with, touched only in the loop
+        self._unwritten_chars = 0  # text held in events not yet written, guarded by _lock
         self._closed = False
         self._error: BaseException | None = None
+        self._lost: RecordingLost | None = None  # set once events are refused; guarded by _lock
+        self.last_seq = 0  # the highest seq handed over, kept or not
         self._progress = asyncio.Condition()
 
     def __call__(self, event: RecordableEvent) -> None:
@@ -121,21 +207,61 @@ class EventRecorder:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"recorder for turn {self.turn_id} is closed")
+            self.last_seq = max(self.last_seq, record["seq"])
+            chars = _chars([record])
+            if self._lost is None and (
+                    self._received - self._written >= self.max_buffered
+                    or self._unwritten_chars + chars > self.max_buffered_chars):
+                self._lose(f"the database was unavailable for longer than {self.max_buffered} "
+                           f"events or {self.max_buffered_chars} characters could wait")
+            if self._lost is not None:
+                self._lost.lost += 1
+                return
             first = not self._buffer
             self._buffer.append(record)
             self._received += 1
+            self._unwritten_chars += chars
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the store's writer waits for the database to come back."""
+        return self._writer.stalled
+
+    def retry_now(self) -> None:
+        self._writer.retry_now()
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether some events were refused or could not be written: the turn's outcome may
+        not be among those stored (the session service closes its record when it stops)."""
+        return self._error is not None or (self._lost is not None and self._lost.lost > 0)
+
+    def _lose(self, reason: str) -> None:
+        """Refuse events from now on; on_fault hears of it in the loop. Called with _lock held."""
+        self._lost = RecordingLost(self.turn_id, 0, reason)
+        log.error("turn %s: %s; it ends as failed", self.turn_id, reason)
+        if self.on_fault is not None:
+            self._loop.call_soon_threadsafe(self.on_fault, self._lost)
+
+    def _fault(self, reason: str) -> None:
+        with self._lock:
+            if self._lost is None:
+                self._lose(reason)
 
     def _take(self) -> list[dict[str, Any]]:
         with self._lock:
             batch, self._buffer = self._buffer, []
         return batch
 
-    async def _written_up(self, count: int, error: BaseException | None) -> None:
+    async def _written_up(self, batch: list[dict[str, Any]], error: BaseException | None
+                          ) -> None:
         self._error = self._error or error
+        with self._lock:
+            self._unwritten_chars -= _chars(batch)
         async with self._progress:
-            self._written += count
+            self._written += len(batch)
             self._progress.notify_all()
 
     async def flush(self) -> None:
@@ -148,10 +274,13 @@ class EventRecorder:
         self._raise_error()
 
     async def close(self) -> None:
-        """Write what is buffered and stop taking events; raises the first write error."""
+        """Write what is buffered and stop taking events; raises the first write error, or
+        RecordingLost if events were refused."""
         with self._lock:
             self._closed = True
         await self.flush()
+        if self._lost is not None and self._lost.lost:
+            raise self._lost
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -34,6 +34,7 @@ from .models import (
     Tenant,
     Turn,
     User,
+    storable,
     utcnow,
 )
 
@@ -172,9 +173,9 @@ class TurnRepo(_Repo):
         async with self._store.transaction() as db:
             turn = await _get(db, Turn, turn_id)
             turn.status = status
-            turn.answer = answer
-            turn.usage = None if usage is None else dict(usage)
-            turn.error = error
+            turn.answer = storable(answer)
+            turn.usage = None if usage is None else storable(dict(usage))
+            turn.error = storable(error)
             turn.pending = None
             turn.finished_at = utcnow()
             if trace_id is not None:
@@ -188,7 +189,7 @@ class TurnRepo(_Repo):
             turn = await _get(db, Turn, turn_id)
             if turn.status not in ACTIVE_STATUSES:
                 raise ValueError(f"turn {turn_id} is {turn.status}: it cannot wait or resume")
-            turn.pending = None if pending is None else dict(pending)
+            turn.pending = None if pending is None else storable(dict(pending))
             turn.status = "running" if pending is None else "waiting"
         return turn
 
@@ -225,22 +226,25 @@ class EventRepo(_Repo):
         return await self.append_batches([(turn_id, events, None)])
 
     async def append_batches(
-        self, items: Iterable[tuple[str, Iterable[Mapping[str, Any]], Mapping[str, Any] | None]]
+        self, items: Iterable[tuple[str, Iterable[Mapping[str, Any]], Mapping[str, Any] | None]],
+        *, tenant: str | None = None,
     ) -> int:
         """Store events of several turns in one transaction: (turn id, events, turn update)
         per turn, where a turn update (column values, or None) is applied to a turn still in
-        flight with its events. Returns how many events were new."""
+        flight with its events. `tenant`: the turns' tenant, for row-level security (else the
+        caller's). Text PostgreSQL cannot store is escaped (`storable`). Returns how many
+        events were new."""
         now = utcnow()
         rows, updates = [], []
         for turn_id, events, update in items:
             rows += [{"turn_id": turn_id, "seq": e["seq"], "type": e["type"],
-                      "payload": dict(e), "created_at": now} for e in events]
+                      "payload": storable(dict(e)), "created_at": now} for e in events]
             if update:
-                updates.append((turn_id, update))
+                updates.append((turn_id, storable(dict(update))))
         if not rows and not updates:
             return 0
         try:
-            async with self._store.transaction() as db:
+            async with self._store.transaction(tenant) as db:
                 new = 0
                 if rows:
                     stmt = dialect_insert(db, Event).on_conflict_do_nothing(

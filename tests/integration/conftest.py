@@ -1,0 +1,3 @@
+"""Fixtures shared by the integration tests."""
+
+from pg_deployment import deployment, empty_deployment  # noqa: F401 - fixtures
