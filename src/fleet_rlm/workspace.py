@@ -19,6 +19,7 @@ own with a timeout (`WorkspaceIO`), so a stuck file never holds threads other wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import os
@@ -45,6 +46,7 @@ T = TypeVar("T")
 WorkspaceErrorReason = Literal[
     "bad_path", "is_directory", "not_a_file", "not_a_directory",  # the path does not fit
     "not_found", "forbidden", "protected", "conflict", "too_large",
+    "no_space",  # the workspace's disk quota (or the disk under it) is full
     "unavailable",  # the workspace cannot be reached (its Daytona sandbox, say)
     "timeout",  # a file operation did not finish in time
 ]
@@ -202,8 +204,13 @@ class LocalWorkspace:
                 fd = os.open(parts[-1], flags, 0o644, dir_fd=dir_fd)
             except OSError as exc:
                 raise _error(exc) from None
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # no half-written file stays behind
+                    os.unlink(parts[-1], dir_fd=dir_fd)
+                raise _error(exc) from None
         return len(data)
 
     def delete(self, path: str) -> None:
@@ -272,4 +279,7 @@ def _error(exc: OSError) -> WorkspaceError:
         return WorkspaceError("not_a_file", "the path is not a regular file")
     if exc.errno == errno.ENOTEMPTY:
         return WorkspaceError("conflict", "the directory is not empty")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WorkspaceError("no_space", "the workspace is full: its disk quota "
+                              "(FLEET_SANDBOX_DISK_MB, FLEET_SANDBOX_DISK_FILES) is used up")
     return WorkspaceError("bad_path", f"{exc.strerror or exc}")

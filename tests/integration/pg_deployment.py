@@ -20,7 +20,7 @@ from fleet_rlm.store import Store
 from fleet_rlm.store.repos import TokenRepo, UserRepo
 
 PG = {"host": "127.0.0.1", "port": 5432}
-PREFIX = "h14c"  # databases and roles of these tests, dropped after each
+PREFIX = "fleet_rls"  # databases and roles of these tests, dropped after each
 
 
 async def superuser(sql: str) -> None:

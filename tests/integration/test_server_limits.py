@@ -265,3 +265,20 @@ async def test_uvicorn_still_has_what_the_header_deadline_uses(protocol):
     cycle = sys.modules[config.http_protocol_class.__module__].RequestResponseCycle
     assert "self.response_complete =" in inspect.getsource(cycle.__init__), (
         f"uvicorn's {protocol} request cycle has no `response_complete` any more")
+
+
+def test_bodies_past_the_json_cap_reach_the_routes_that_take_them(tmp_path):
+    """The upload and workspace routes take bodies by their own caps, far above a JSON body's."""
+    from test_server_support import app_client
+
+    with app_client(settings_for(None, tmp_path / "data")) as client:
+        session_id = client.post(f"{API}/sessions", json={"title": "big"}).json()["id"]
+        text = ("0123456789abcdef" * 4096 + "\n") * 48  # about 3 MB
+        upload = client.post(f"{API}/sessions/{session_id}/documents",
+                             files={"file": ("big.txt", text.encode(), "text/plain")})
+        assert upload.status_code == 201, upload.text
+        put = client.put(f"{API}/sessions/{session_id}/workspace/file",
+                         params={"path": "artifacts/big.bin"}, content=b"x" * (3 << 20))
+        assert (put.status_code, put.json()["size"]) == (200, 3 << 20), put.text
+        too_big = client.post(f"{API}/sessions", json={"title": "x" * (2 << 20)})
+        assert too_big.status_code == 413 and "JSON" in too_big.json()["message"]

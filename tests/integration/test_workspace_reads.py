@@ -85,3 +85,19 @@ def test_sockets_and_oversized_files_are_refused(tmp_path: Path) -> None:
         assert (big.status_code, big.json()["error"]) == (413, "too_large")
         (root / "artifacts" / "ok.bin").write_bytes(b"x" * (1 << 20))
         assert len(client.get(files, params={"path": "artifacts/ok.bin"}).content) == 1 << 20
+
+
+def test_a_write_past_the_workspace_quota_is_a_clear_507(tmp_path: Path) -> None:
+    settings = settings_for(None, tmp_path / "data", sandbox="local", sandbox_disk_mb=16,
+                            max_workspace_file_mb=64)
+    with app_client(settings) as client:
+        session_id = _session(client, "full")
+        root = client.app.state.svc.workspace(session_id)
+        assert os.path.ismount(root), "the workspace has its quota image on this host"
+        files = f"{API}/sessions/{session_id}/workspace/file"
+        full = client.put(files, params={"path": "artifacts/big.bin"}, content=b"x" * (32 << 20))
+        assert (full.status_code, full.json()["error"]) == (507, "no_space"), full.text
+        assert "FLEET_SANDBOX_DISK_MB" in full.json()["message"]
+        assert not (root / "artifacts" / "big.bin").exists()  # nothing half-written stays
+        small = client.put(files, params={"path": "artifacts/small.txt"}, content=b"fits")
+        assert small.status_code == 200, small.text

@@ -134,7 +134,9 @@ def _make_image(image: Path, size_mb: int, files: int) -> None:
     partial = image.with_name(image.name + ".new")
     with open(partial, "wb") as handle:
         handle.truncate(size_mb * 1024 * 1024)  # sparse: host blocks are used as files land
-    # -m 0: no blocks reserved for root; lazy init: only metadata is written now.
+    # -m 0: no blocks reserved for root; lazy init: only metadata is written now. A small image
+    # cannot hold the inode tables of many files: at most one file per 4 KiB of it.
+    files = min(files, size_mb * 256)
     _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-N", str(files), "-L", "fleet-work",
           "-E", "lazy_itable_init=1,lazy_journal_init=1", str(partial)])
     partial.rename(image)

@@ -18,7 +18,7 @@ from ..sessions import SessionService
 from . import errors, settings_file
 from .auth import SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope
 from .feedback import router as feedback_router
-from .guard import RequestGuard
+from .guard import RequestGuard, route_limits
 from .hub import Hub
 from .routes_documents import router as documents_router
 from .routes_sessions import router as sessions_router
@@ -65,9 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fleet-rlm", version=__version__, lifespan=lifespan,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     errors.install(app)
-    app.add_middleware(RequestGuard)
-    for router in (sessions_router, documents_router, workspace_router, settings_router,
-                   feedback_router, ws_router):
+    routers = (sessions_router, documents_router, workspace_router, settings_router,
+               feedback_router, ws_router)
+    app.add_middleware(RequestGuard, limits=route_limits(routers, API))
+    for router in routers:
         app.include_router(router, prefix=API)
 
     @app.get(f"{API}/ready", tags=["system"])

@@ -16,13 +16,16 @@ routes' dependencies, which authenticate as before and reuse the principal found
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
@@ -57,11 +60,22 @@ def _has_body(headers: Headers) -> bool:
     return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
 
 
-def _route_limit(scope: Scope) -> BodyLimit:
-    for route in scope["app"].router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return getattr(getattr(route, "endpoint", None), "body_limit", json_body)
+# (methods, path pattern, cap) of each route marked with @body_limit.
+RouteLimits = list[tuple[set[str], re.Pattern[str], BodyLimit]]
+
+
+def route_limits(routers: Iterable[APIRouter], prefix: str) -> RouteLimits:
+    """The marked routes of `routers` as included under `prefix`: matched here by path, since
+    included routers are not flattened into the app's route list."""
+    return [(set(route.methods), compile_path(prefix + route.path)[0], route.endpoint.body_limit)
+            for router in routers for route in router.routes
+            if isinstance(route, APIRoute) and hasattr(route.endpoint, "body_limit")]
+
+
+def _route_limit(scope: Scope, limits: RouteLimits) -> BodyLimit:
+    for methods, pattern, limit in limits:
+        if scope["method"] in methods and pattern.fullmatch(scope["path"]):
+            return limit
     return json_body
 
 
@@ -71,8 +85,9 @@ def _too_large(limit: int, source: str) -> str:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, limits: RouteLimits) -> None:
         self.app = app
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +98,7 @@ class RequestGuard:
         settings: Settings = scope["app"].state.svc.settings
         try:
             scope[PRINCIPAL] = await authenticate(HTTPConnection(scope))
-            limit, source = _route_limit(scope)(settings)
+            limit, source = _route_limit(scope, self.limits)(settings)
             declared = headers.get("content-length")
             if declared is not None and int(declared) > limit:
                 raise ApiError(413, "too_large", _too_large(limit, source))
