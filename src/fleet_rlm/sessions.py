@@ -79,6 +79,15 @@ def _limit_overrides(settings_type: type[Settings]) -> type[pydantic.BaseModel]:
                                     for key in sorted(LIMIT_KEYS)})
 
 
+class LimitRaised(ValueError):
+    """A message asked for more than the server allows: limits may only go down."""
+
+    def __init__(self, field: str, asked: float, server: float) -> None:
+        super().__init__(f"{field}: {asked} is above the server's limit of {server}; a message "
+                         "may only lower limits (an admin raises the server's in the settings)")
+        self.field, self.asked, self.server = field, asked, server
+
+
 class Busy(RuntimeError):
     """The session already has a turn in flight (running, or waiting on the user)."""
 
@@ -363,8 +372,10 @@ class SessionService:
                 else:  # the recorder stores the outcome with the event
                     await asyncio.wait_for(live.recorder.flush(), SETTLE_S)
 
-    def with_limits(self, limits: dict[str, Any] | None) -> Settings:
-        """The settings with a message's budget overrides, validated."""
+    def with_limits(self, limits: dict[str, Any] | None, *, clamp: bool = False) -> Settings:
+        """The settings with a message's budget overrides, validated. Overrides only lower the
+        server's limits: one above raises LimitRaised, or with `clamp` (a paused turn resumed
+        after the server's limits went down) gives way to the server's."""
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
@@ -373,7 +384,13 @@ class SessionService:
         # Only the overrides are validated: building Settings again would read the environment
         # and .env, milliseconds of the event loop's time on every message.
         checked = _limit_overrides(type(self.settings)).model_validate(limits)
-        return self.settings.model_copy(update=checked.model_dump(exclude_unset=True))
+        lowered = {}
+        for name, value in checked.model_dump(exclude_unset=True).items():
+            server = getattr(self.settings, name)
+            if value > server and not clamp:
+                raise LimitRaised(name, value, server)
+            lowered[name] = min(value, server)
+        return self.settings.model_copy(update=lowered)
 
     def cancel(self, turn_id: str) -> bool:
         """Stop a turn running in this process (see `stop` for a waiting one too)."""
@@ -433,7 +450,7 @@ class SessionService:
                       start_seq: int) -> LiveTurn:
         from .store.recorder import EventRecorder
 
-        settings = self.with_limits(limits)
+        settings = self.with_limits(limits, clamp=True)  # send() refused any raise
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
                    if t.status == "done" and t.id != turn_id]

@@ -16,7 +16,8 @@ from .. import __version__
 from ..config import Settings
 from ..sessions import SessionService
 from . import errors, settings_file
-from .auth import SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope
+from .auth import (SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope,
+                   with_server_token)
 from .feedback import router as feedback_router
 from .hub import Hub
 from .routes_documents import router as documents_router
@@ -43,8 +44,10 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></he
 """
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app on a SessionService opened at startup and closed at shutdown."""
-    base = settings or Settings()
+    """The app on a SessionService opened at startup and closed at shutdown. With
+    FLEET_AUTH=local and no token set, one is made here (the caller reads it from the settings
+    it passed: pass them through `auth.with_server_token` first to know it)."""
+    base = with_server_token(settings or Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
