@@ -16,8 +16,13 @@ from .. import __version__
 from ..config import Settings
 from ..sessions import SessionService
 from . import errors, settings_file
-from .auth import (SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope,
-                   with_server_token)
+from .auth import (
+    SYSTEM_TENANT,
+    install_tenant_guard,
+    redact_tokens_in_logs,
+    tenant_scope,
+    with_server_token,
+)
 from .feedback import router as feedback_router
 from .hub import Hub
 from .routes_documents import router as documents_router
