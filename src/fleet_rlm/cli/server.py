@@ -18,19 +18,28 @@ def serve_mcp(
     port: Annotated[int, typer.Option(help="Port to bind (http).")] = 8765,
 ) -> None:
     """Serve the engine and the sessions to other agents over MCP: tools rlm_query, chat,
-    list_sessions, get_turn. Over http a bearer token (FLEET_MCP_TOKEN) is required unless the
-    server binds to a loopback address."""
-    from ..mcp import McpConfigError, check_bind, serve
+    list_sessions, get_turn. Over http every request carries a bearer token, on loopback too:
+    the server's (FLEET_MCP_TOKEN, else generated and printed at start) or a user's API token.
+    rlm_query reads files only under FLEET_MCP_ROOTS (default: none over http, the working
+    directory over stdio)."""
+    from ..mcp import McpConfigError, roots_for, serve, with_server_token
 
     if transport not in ("stdio", "http"):
         err.print("[red]error:[/red] --transport must be stdio or http")
         raise typer.Exit(1)
     settings = Settings()
     try:
-        check_bind(settings, transport, host)
+        roots = roots_for(settings, transport)
         if transport == "http":
-            auth = "bearer token required" if settings.mcp_token else "no token (loopback only)"
-            err.print(f"fleet-rlm MCP server on http://{host}:{port}/mcp ({auth})")
+            generated = not settings.mcp_token
+            settings = with_server_token(settings)
+            token = (f"{settings.mcp_token} (new at each start; FLEET_MCP_TOKEN fixes it)"
+                     if generated else "FLEET_MCP_TOKEN")
+            err.print(f"fleet-rlm MCP server on http://{host}:{port}/mcp\n"
+                      f"token (Authorization: Bearer ...): {token}; a user's API token works "
+                      "too\nrlm_query reads files under: "
+                      f"{', '.join(map(str, roots)) or 'nothing (FLEET_MCP_ROOTS)'}",
+                      soft_wrap=True, markup=False)
         serve(settings, transport, host, port)
     except (McpConfigError, ImportError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
