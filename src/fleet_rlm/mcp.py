@@ -309,9 +309,11 @@ def serve(settings: Settings, transport: Transport = "stdio", host: str = "127.0
 
 async def _serve(settings: Settings, transport: Transport, host: str, port: int,
                  roots: list[Path]) -> None:
+    from .redaction import remember
     from .server.auth import install_tenant_guard
     from .sessions import SessionService
 
+    remember(settings.api_key, settings.daytona_api_key, settings.mcp_token)
     service = SessionService(settings)
     install_tenant_guard()
     await service.open()

@@ -30,6 +30,7 @@ from .documents import extract
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
+from .redaction import redact, remember
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
@@ -451,6 +452,7 @@ class SessionService:
         from .store.recorder import EventRecorder
 
         settings = self.with_limits(limits, clamp=True)  # send() refused any raise
+        remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
                    if t.status == "done" and t.id != turn_id]
@@ -486,16 +488,17 @@ class SessionService:
                     # and the exact error.
                     trace_id = await self._trace(turn_id, session_id)
                     written = outcome.written
-                    if (trace_id or written is None or written["error"] != result.error
+                    error = redact(result.error) if result.error else None
+                    if (trace_id or written is None or written["error"] != error
                             or written["status"] != STORE_STATUS[result.status]):
                         await self.store.turns.finish(turn_id, STORE_STATUS[result.status],
                                                       answer=result.answer, usage=usage,
-                                                      error=result.error, trace_id=trace_id)
+                                                      error=error, trace_id=trace_id)
                 live.done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
                 with contextlib.suppress(Exception):
-                    await self.store.turns.finish(turn_id, "failed", error=repr(exc))
+                    await self.store.turns.finish(turn_id, "failed", error=redact(repr(exc)))
                 live.done.set_exception(exc)
             finally:
                 self.live.pop(turn_id, None)

@@ -20,7 +20,8 @@ from test_server_support import API, app_client, quick, settings_for, until_fini
 from typer.testing import CliRunner
 
 from fleet_rlm.cli import app as cli_app
-from fleet_rlm.server.auth import RedactTokens, tenant_scope
+from fleet_rlm.redaction import RedactSecrets
+from fleet_rlm.server.auth import tenant_scope
 from fleet_rlm.server.ws import REVOKED, TOKEN_RECHECK_S
 from fleet_rlm.store import NotFound, Store
 from fleet_rlm.store.repos import TokenRepo, UserRepo
@@ -127,8 +128,9 @@ def test_tokens_tenants_admin_and_revocation(scripted_lm, tmp_path):
         record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
                                    '%s - "WebSocket %s" [accepted]',
                                    ("127.0.0.1:5", f"/api/v1/x/ws?token={carol}&a=1"), None)
-        assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.error").filters)
-        RedactTokens().filter(record)
+        assert any(isinstance(f, RedactSecrets)
+                   for f in logging.getLogger("uvicorn.error").filters)
+        RedactSecrets().filter(record)
         assert carol not in record.getMessage() and "token=***&a=1" in record.getMessage()
 
 

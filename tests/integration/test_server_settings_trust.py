@@ -3,12 +3,13 @@ to unsafe-local through the API, and the stored key only to the endpoint it was 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from test_server_support import API, app_client, quick, settings_for
+from test_server_support import API, app_client, quick, settings_for, until_finished, ws_url
 
 KEY = "sk-stored-secret-0123456789"
 
@@ -97,3 +98,40 @@ def test_the_stored_key_goes_only_to_the_endpoint_it_was_saved_for(scripted_lm, 
         moved = client.patch(f"{API}/settings", json={"api_base": foreign, "api_key": ""})
         assert moved.status_code == 200 and not moved.json()["api_key_set"]
     assert all(KEY not in str(headers) for headers in seen)
+
+
+def test_a_provider_that_echoes_the_key_leaves_no_trace_of_it(scripted_lm, tmp_path):
+    key = "provider-key-0123456789abcdef"  # no known key shape: redacted as the configured key
+    server = scripted_lm([{"status": 400, "reply": f"invalid api key {key} for this model"}])
+    with app_client(settings_for(server, tmp_path, api_key=key)) as client:
+        session_id = client.post(f"{API}/sessions", json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "hello"})
+            frames = until_finished(ws.receive_json)
+        turn_id = frames[-1]["turn_id"]
+        turn = client.get(f"{API}/turns/{turn_id}").json()
+        events = client.get(f"{API}/turns/{turn_id}/events").json()["events"]
+    assert turn["status"] == "failed" and "invalid api key *** for this model" in turn["error"]
+    assert [e for e in events if e["type"] == "error"], events
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("fleet.db*"))
+    for text in (json.dumps(frames), json.dumps(turn), json.dumps(events)):
+        assert key not in text
+    assert key.encode() not in stored and b"invalid api key ***" in stored
+    assert server.stats()["calls"] >= 1
+
+
+def test_the_logs_get_the_same_redaction():
+    import logging
+
+    from fleet_rlm.redaction import RedactSecrets, redact, remember
+
+    remember("configured-key-9876543210")
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "%s %s %s",
+                               ("GET /x?token=abcdef123456&a=1", "configured-key-9876543210",
+                                "Authorization: Bearer fleet_abcdefghijklmnopqrstuvwxyz"), None)
+    RedactSecrets().filter(record)
+    logged = record.getMessage()
+    assert logged == redact("GET /x?token=abcdef123456&a=1 configured-key-9876543210 "
+                            "Authorization: Bearer fleet_abcdefghijklmnopqrstuvwxyz")
+    assert logged == "GET /x?token=***&a=1 *** Authorization: Bearer ***"

@@ -80,7 +80,8 @@ def settings_for(server: Any, data_dir: Path, **overrides: Any) -> Settings:
 def app_client(settings: Settings, **headers: str) -> Iterator[TestClient]:
     """The app in process; with FLEET_AUTH=local every request carries the server's token."""
     if settings.auth == "local":
-        headers = {**BEARER, **headers}
+        settings = settings.model_copy(update={"token": settings.token or TOKEN})
+        headers = {"Authorization": f"Bearer {settings.token}", **headers}
     with TestClient(create_app(settings), base_url=HOST, headers=headers) as client:
         yield client
 

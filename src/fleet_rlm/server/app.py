@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = SessionService(settings_file.apply(base, settings_file.load(base.data_dir)))
         install_tenant_guard()
-        redact_tokens_in_logs()
+        redact_tokens_in_logs(svc.settings)
         with tenant_scope(SYSTEM_TENANT):  # startup recovery spans every tenant
             await svc.open()
         app.state.svc, app.state.hub = svc, Hub(svc)

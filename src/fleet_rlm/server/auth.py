@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import logging
-import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from sqlalchemy.engine import Engine
 from starlette.requests import HTTPConnection
 
 from ..config import Settings
+from ..redaction import redact_logs, remember
 from ..store import LOCAL_TENANT_ID, LOCAL_USER_ID
 from ..store.repos import TokenRepo
 from .errors import ApiError
@@ -75,25 +74,10 @@ def install_tenant_guard() -> None:
         sa.event.listen(Engine, "begin", _set_tenant)
 
 
-class RedactTokens(logging.Filter):
-    """Browsers pass the WebSocket token as ?token=: keep it out of the server's logs."""
-
-    PATTERN = re.compile(r"([?&]token=)[^&\s\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a
-                                for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = self.PATTERN.sub(r"\1***", record.msg)
-        return True
-
-
-def redact_tokens_in_logs() -> None:
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+def redact_tokens_in_logs(settings: Settings) -> None:
+    """Tokens (browsers pass the WebSocket's as ?token=) and keys stay out of the logs."""
+    remember(settings.api_key, settings.daytona_api_key, settings.token, settings.mcp_token)
+    redact_logs("uvicorn.error", "uvicorn.access", "fleet_rlm")
 
 
 @contextmanager

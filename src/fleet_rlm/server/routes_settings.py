@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
+from ..redaction import remember
 from . import checks, settings_file
 from .auth import Principal, admin_user
 from .deps import Service, User
@@ -61,6 +62,7 @@ async def patch_settings(svc: Service, user: Admin, request: Request, body: Sett
                        "the new endpoint, or \"\" for none)")
     saved = {**settings_file.load(settings.data_dir), **values}
     await asyncio.to_thread(settings_file.save, settings.data_dir, saved)
+    remember(settings.api_key, settings.daytona_api_key)
     svc.settings = settings
     return settings_file.describe(settings)
 
