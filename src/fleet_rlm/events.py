@@ -242,7 +242,7 @@ class EventStream:
         if cls is ToolResultEvent and fields.get("error"):
             texts = ("output",)
         for name in texts:
-            if isinstance(fields.get(name), str):
+            if isinstance(fields.get(name), str) and fields[name]:
                 fields[name] = redact(fields[name])
         # Validate outside the lock; only numbering and delivery are serialised.
         draft = cls(

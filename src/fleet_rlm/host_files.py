@@ -51,7 +51,7 @@ def read_under_roots(path: str, roots: list[Path], max_bytes: int) -> ExtractedD
         raise DocumentError(f"no such file: {path}", "not_found", name=real.name) from None
     except OSError as exc:  # ELOOP: a link swapped in after the check
         raise _refused(path, f"it cannot be opened as a file ({exc.strerror})", roots) from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
         if not any(opened.is_relative_to(root) for root in roots):
@@ -61,5 +61,8 @@ def read_under_roots(path: str, roots: list[Path], max_bytes: int) -> ExtractedD
                                 "is_directory", name=real.name)
         if not stat.S_ISREG(info.st_mode):
             raise _refused(path, "it is not a regular file", roots)
-        data = handle.read(max_bytes + 1)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
     return extract(real.name, data, max_bytes=max_bytes)
