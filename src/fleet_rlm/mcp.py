@@ -20,7 +20,6 @@ stdio), never through a link leading out of them (`host_files`).
 import asyncio
 import functools
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -66,15 +65,6 @@ def import_mcp() -> Any:
         raise ImportError("the MCP server needs the mcp extra: pip install 'fleet-rlm[mcp]'"
                           ) from None
     return mcpserver
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost may resolve anywhere
 
 
 def with_server_token(settings: Settings) -> Settings:

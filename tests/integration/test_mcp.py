@@ -273,11 +273,15 @@ async def test_http_tools_act_as_the_tokens_user_within_its_tenant(scripted_lm, 
     await refused_without(url, bob)
 
 
-def test_loopback_addresses():
-    from fleet_rlm.mcp import is_loopback
-
-    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
-    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
+def test_roots_that_are_no_directories_stop_the_start(tmp_path):
+    done = subprocess.run(
+        [FLEET, "serve-mcp", "--transport", "http", "--port", str(free_port())],
+        env=server_env(tmp_path, "http://127.0.0.1:9",
+                       FLEET_MCP_ROOTS=json.dumps([str(tmp_path / "no-such")])),
+        text=True, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert f"FLEET_MCP_ROOTS: the root {tmp_path / 'no-such'} is not a directory" in said
 
 
 def test_a_missing_extra_names_the_install_command(monkeypatch):
