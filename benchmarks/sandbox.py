@@ -3,13 +3,16 @@
     uv run --group bench python benchmarks/sandbox.py [--repeat N] [--slow-repeat M] [--quick]
 
 Both sides run in one process through the same dspy CodeInterpreter calls (start, execute with
-variables, host tools); the table shows medians of repeated runs and the ratio ours/stock.
+variables, host tools); the table shows medians of repeated runs and the ratio ours/stock. Where
+gVisor's runsc is installed, start-up and call round trips of FLEET_SANDBOX=gvisor are measured
+too and shown beside bubblewrap's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -20,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet_rlm.config import Settings
+from fleet_rlm.sandbox.gvisor import GVisorSandbox
 from fleet_rlm.sandbox.interpreter import SandboxInterpreter
 from fleet_rlm.sandbox.local import LocalSandbox
 
@@ -110,6 +114,11 @@ def measure(open_: Callable[[Make], Sampler], ours: tuple[Make, int],
     return mine, theirs
 
 
+# The cases gVisor is measured on: what it changes is the cost of starting and of each call.
+GVISOR_CASES = ("cold start (create+start+exec)", "exec round trip (x = 1)",
+                "host callback round trip")
+
+
 def cases(repeat: int, slow: int, quick: bool) -> list[tuple]:
     """(name, open(make) -> (sample, close), runs ours, runs stock, goal for ours/stock)."""
     small, big = text(10 * MB), "" if quick else text(100 * MB)
@@ -140,7 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     repeat, slow = (2, 1) if args.quick else (args.repeat, min(args.slow_repeat, args.repeat))
     console = Console()
-    console.width = max(console.width, 110)  # a pipe gets 80 columns otherwise
+    console.width = max(console.width, 140)  # a pipe gets 80 columns otherwise
 
     settings = Settings()
     load_before = os.getloadavg()[0]
@@ -148,9 +157,15 @@ def main() -> int:
     def ours(tools: dict | None = None) -> SandboxInterpreter:
         return SandboxInterpreter(LocalSandbox(settings), tools=tools)
 
-    warm = ours()  # untimed, like stock's probe: page cache, imports
-    warm.execute("x = 1")
-    warm.shutdown()
+    def gvisor(tools: dict | None = None) -> SandboxInterpreter:
+        return SandboxInterpreter(GVisorSandbox(settings.model_copy(update={"sandbox": "gvisor"})),
+                                  tools=tools)
+
+    has_gvisor = shutil.which("runsc") is not None
+    for make in (ours, gvisor) if has_gvisor else (ours,):
+        warm = make()  # untimed, like stock's probe: page cache, imports
+        warm.execute("x = 1")
+        warm.shutdown()
     notes = []
     try:
         stock: Make | None = stock_factory()
@@ -160,7 +175,8 @@ def main() -> int:
 
     table = Table(title="fleet-rlm sandbox (bubblewrap + CPython) vs dspy.PythonInterpreter "
                         "(Deno + Pyodide): medians")
-    for column in ("case", "ours", "stock", "ours/stock", "goal", "runs ours/stock"):
+    for column in ("case", "ours", "stock", "ours/stock", "goal", "runs ours/stock", "gVisor",
+                   "gVisor/ours"):
         table.add_column(column, justify="left" if column == "case" else "right")
     for name, open_, n_ours, n_stock, goal in cases(repeat, slow, args.quick):
         console.print(f"[dim]... {name}[/dim]")
@@ -172,8 +188,13 @@ def main() -> int:
         ratio = a / b if b else None
         verdict = "-" if goal is None else f"<= 1/{round(1 / goal)} " + (
             "?" if ratio is None else "met" if ratio <= goal else "MISSED")
+        g = None
+        if has_gvisor and name in GVISOR_CASES:
+            console.print(f"[dim]... {name} (gVisor)[/dim]")
+            g = statistics.median(measure(open_, (gvisor, n_ours), None, notes)[0])
         table.add_row(name, fmt(a), fmt(b), "-" if ratio is None else f"1/{1 / ratio:.3g}",
-                      verdict, f"{len(mine)}/{len(theirs)}")
+                      verdict, f"{len(mine)}/{len(theirs)}", fmt(g),
+                      "-" if g is None else f"{g / a:.3g}x")
     console.print(table)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")

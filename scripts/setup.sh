@@ -6,9 +6,14 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+# The sandbox's disk quota (an ext4 image per workspace) and its seccomp filter (libseccomp).
+command -v mkfs.ext4 >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 \
+  >/dev/null 2>&1 || need_apt+=(e2fsprogs)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need_apt+=(libseccomp2)
 for pkg in "$@"; do
   case "$pkg" in
     chromium) command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) ;;
+    runsc) command -v runsc >/dev/null 2>&1 || need_apt+=(runsc) ;;  # FLEET_SANDBOX=gvisor
     *) need_apt+=("$pkg") ;;
   esac
 done

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what is missing (uv, bubblewrap, Chromium, the Python
-# environment with every extra, the web app's packages), starts PostgreSQL if it is down, then
-# runs the web app's lint, type drift check and unit tests, and pytest (unit, integration and
-# browser tests). Extra arguments go to pytest.
+# Runs the whole test suite: installs what is missing (uv, bubblewrap, gVisor's runsc, Chromium,
+# the Python environment with every extra, the web app's packages), starts PostgreSQL if it is
+# down, then runs the web app's lint, type drift check and unit tests, and pytest (unit,
+# integration and browser tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLEET_SYNC_ARGS="--all-extras" scripts/setup.sh chromium
+FLEET_SYNC_ARGS="--all-extras" scripts/setup.sh chromium runsc
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
 fi

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SandboxBackend = Literal["local", "unsafe-local", "daytona"]
+SandboxBackend = Literal["local", "gvisor", "unsafe-local", "daytona"]
 
 
 def default_data_dir() -> Path:
@@ -29,8 +29,22 @@ class Settings(BaseSettings):
     sandbox: SandboxBackend = "local"
     sandbox_memory_mb: int = Field(1024, gt=0)
     sandbox_max_processes: int = Field(64, gt=0)
+    sandbox_cpus: float = Field(
+        1.0, gt=0, description="CPU time a local sandbox may use, in cores (a cgroup quota).")
+    sandbox_tmp_mb: int = Field(
+        256, gt=0, description="Size of a local sandbox's /tmp and of its /dev/shm, each in MiB; "
+        "their files count in its memory cap.")
+    sandbox_disk_mb: int = Field(
+        1024, gt=0, description="Size of a local sandbox's /work (its workspace), in MiB.")
+    sandbox_disk_files: int = Field(
+        65_536, gt=0, description="Files and directories a local sandbox's /work can hold.")
+    sandbox_max_open_files: int = Field(
+        1024, gt=0, description="Open files per process in a local sandbox (RLIMIT_NOFILE).")
     exec_timeout_s: float = Field(60.0, gt=0)
     exec_kill_grace_s: float = Field(2.0, gt=0)
+    sandbox_idle_s: float = Field(
+        900.0, gt=0, description="Seconds a session's sandbox may sit idle before it is saved and "
+        "closed; its next use starts a new one, restored from the save.")
     max_output_chars: int = Field(100_000, gt=0)
 
     # FLEET_SANDBOX=daytona. The key, URL and target also read Daytona's own variable names.
@@ -102,6 +116,9 @@ class Settings(BaseSettings):
         None, description="The token of FLEET_AUTH=local; generated at each start when unset.")
     max_workspace_file_mb: int = Field(
         50, gt=0, description="Largest file written into a session workspace over the API, in MB.")
+    workspace_io_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a workspace file operation over the API may take; it "
+        "runs on a small pool of its own, so a stuck file never holds the server's threads.")
 
     @property
     def effective_sub_model(self) -> str:

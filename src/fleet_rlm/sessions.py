@@ -15,8 +15,8 @@ import functools
 import hashlib
 import json
 import logging
-import shutil
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
 from .store.models import Document, utcnow
-from .workspace import LocalWorkspace, Workspace, WorkspaceError
+from .workspace import LocalWorkspace, Workspace, WorkspaceError, WorkspaceIO
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
 STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
+WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
-# restart of the process; the others are listed as lost.
+# restart of the process; the others are listed as lost. Only a namespace that RESTORE_STATE
+# prepared is saved, so a sandbox restarted without its state never overwrites the good save
+# with an empty one; and the save is written whole or not at all.
 SAVE_STATE = """
-import pickle as _p, types as _t, json as _j
+import pickle as _p, types as _t, json as _j, os as _o
+if '_fleet_restored' not in globals():
+    raise RuntimeError('this sandbox did not restore the saved state; not saving over it')
 _keep, _lost = {}, []
 for _k, _v in list(globals().items()):
     if _k.startswith('_') or isinstance(_v, _t.ModuleType) or callable(_v) and _k.isupper():
@@ -58,16 +63,18 @@ for _k, _v in list(globals().items()):
         _p.dumps(_v); _keep[_k] = _v
     except Exception:
         _lost.append(_k)
-with open('/work/meta/namespace.pkl', 'wb') as _f:
-    _p.dump(_keep, _f)
-with open('/work/meta/lost.json', 'w') as _f:
-    _j.dump(sorted(_lost), _f)
+for _name, _write in (('namespace.pkl', lambda _f: _p.dump(_keep, _f)),
+                      ('lost.json', lambda _f: _f.write(_j.dumps(sorted(_lost)).encode()))):
+    with open(f'/work/meta/.{_name}.new', 'wb') as _f:
+        _write(_f)
+    _o.replace(f'/work/meta/.{_name}.new', f'/work/meta/{_name}')
 """
 RESTORE_STATE = """
 import pickle as _p, os as _o
 if _o.path.exists('/work/meta/namespace.pkl'):
     with open('/work/meta/namespace.pkl', 'rb') as _f:
         globals().update(_p.load(_f))
+_fleet_restored = True
 """
 
 
@@ -176,12 +183,16 @@ class SessionService:
         self.store = store or Store.from_settings(settings)
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
         self._sandboxes: dict[str, Sandbox] = {}
+        self._quota_mounts: set[Path] = set()  # workspace images this service mounted
+        self._used: dict[str, float] = {}  # session id -> when its sandbox was last used
+        self._reaper: asyncio.Task | None = None
         # One lock per session id while its sandbox is made (session_sandbox).
         self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
         # Checking that a session is free and starting its turn happen as one step.
         self._starting = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop
+        self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -198,7 +209,12 @@ class SessionService:
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
                 log.warning("removed %d sandbox directories left by a crashed process", len(swept))
+        if self.settings.sandbox in ("local", "gvisor"):
+            from .sandbox.containment import warn_missing_defences
+
+            await asyncio.to_thread(warn_missing_defences)
         self.user = await self.store.ensure_local_user()
+        self._reaper = self.loop.create_task(self._reap_idle())
         if self.settings.mlflow_tracking_uri:  # a missing extra shows now, not after a turn
             from .tracing import import_mlflow
 
@@ -218,6 +234,8 @@ class SessionService:
         return alone
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         for live in list(self.live.values()):
             live.cancel.cancel("the workspace is shutting down")
         for live in list(self.live.values()):
@@ -226,6 +244,11 @@ class SessionService:
         for sandbox in self._sandboxes.values():
             sandbox.close()
         self._sandboxes.clear()
+        from .sandbox.disk import unmount_workspace
+
+        for root in self._quota_mounts:
+            unmount_workspace(root)
+        self.workspace_io.close()
         await self.store.close()
         self._lock_file.close()
 
@@ -249,6 +272,11 @@ class SessionService:
         """The session's directory on this machine, laid out: its workspace on the local
         backends; on Daytona only the layout its volume gets."""
         root = self.settings.data_dir / "workspaces" / session_id
+        if self.settings.sandbox in ("local", "gvisor"):  # its disk quota: an image mounted here
+            from .sandbox.containment import quota_workspace
+
+            if quota_workspace(self.settings, root):
+                self._quota_mounts.add(root)
         for name in WORKSPACE_DIRS:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
@@ -260,11 +288,13 @@ class SessionService:
             from .sandbox.daytona_workspace import DaytonaWorkspace
 
             return DaytonaWorkspace(lambda: self.session_sandbox(session_id))
-        return LocalWorkspace(self.workspace(session_id))
+        return LocalWorkspace(self.workspace(session_id),
+                              max_file_bytes=self.settings.max_workspace_file_mb << 20)
 
     def session_sandbox(self, session_id: str) -> Sandbox:
         """The session's own python sandbox, alive across turns, restored after a restart.
         Made once even when a turn and the workspace routes ask for it at the same time."""
+        self._used[session_id] = time.monotonic()
         sandbox = self._sandboxes.get(session_id)
         if sandbox is not None:
             return sandbox
@@ -281,13 +311,40 @@ class SessionService:
                 self._sandboxes[session_id] = sandbox
         return sandbox
 
-    def _save_state(self, session_id: str) -> None:
-        sandbox = self._sandboxes.get(session_id)
+    def _save_state(self, session_id: str, sandbox: Sandbox | None = None) -> None:
+        sandbox = sandbox or self._sandboxes.get(session_id)
         if sandbox is not None:
             result = sandbox.execute(SAVE_STATE, timeout=60)
             if not result.ok:
                 log.warning("could not save session %s variables: %s", session_id,
                             result.error_message)
+
+    async def _reap_idle(self) -> None:
+        """Save and close the sandboxes of sessions idle for FLEET_SANDBOX_IDLE_S (no turn in
+        flight, no use); the next use starts a new one, restored from the save."""
+        idle_s = self.settings.sandbox_idle_s
+        while True:
+            await asyncio.sleep(min(idle_s / 2, 60.0))
+            busy = {live.session_id for live in self.live.values()}
+            now = time.monotonic()
+            for session_id in [s for s in self._sandboxes if s not in busy
+                               and now - self._used.get(s, now) >= idle_s]:
+                # Taken from the map here, on the loop, so no turn can pick it up any more.
+                sandbox = self._sandboxes.pop(session_id)
+                try:
+                    await asyncio.to_thread(self._retire, session_id, sandbox)
+                except Exception:  # noqa: BLE001 - the next session may still be reaped
+                    log.exception("could not close the idle sandbox of session %s", session_id)
+
+    def _retire(self, session_id: str, sandbox: Sandbox) -> None:
+        # Under the session's lock: a new sandbox for it waits until this one is saved.
+        with self._sandbox_locks.setdefault(session_id, threading.Lock()):
+            try:
+                self._save_state(session_id, sandbox)
+            finally:
+                sandbox.close()
+        log.info("closed the idle sandbox of session %s (saved; restored on next use)",
+                 session_id)
 
     def lost_variables(self, session_id: str) -> list[str]:
         """The variables the last turn left that could not be saved (a lambda, an open file):
@@ -312,7 +369,10 @@ class SessionService:
         self._sandbox_locks.pop(session_id, None)
         await self.store.sessions.delete(session_id)
         root = self.settings.data_dir / "workspaces" / session_id
-        await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
+        from .sandbox.disk import remove_workspace
+
+        self._quota_mounts.discard(root)
+        await asyncio.to_thread(remove_workspace, root)
         if self.settings.sandbox == "daytona":
             from .sandbox.daytona_admin import delete_session_volume
 
@@ -470,6 +530,7 @@ class SessionService:
         def run() -> TurnResult:
             result = turn.run(resume=resume, reply=reply)
             self._save_state(session_id)
+            self._used[session_id] = time.monotonic()
             return result
 
         async def finish() -> None:

@@ -10,19 +10,25 @@ deleted; failures are a `WorkspaceError` whose reason the server turns into a st
 In a local directory the sandbox's code may swap a directory for a link at any time, so a path
 is resolved (links followed) and must stay inside the workspace, and is then opened one
 component at a time relative to the workspace's own descriptor, never following a link: a swap
-between the check and the open fails instead of escaping.
+between the check and the open fails instead of escaping. The sandbox may also leave a FIFO, a
+socket or a huge file where a file was expected: a file is opened without blocking and served
+only if it is a regular file within the size cap. The server runs all of this on a pool of its
+own with a timeout (`WorkspaceIO`), so a stuck file never holds threads other work needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import functools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -33,11 +39,14 @@ PROTECTED = "meta"
 PROTECTED_MESSAGE = (f"{PROTECTED}/ holds the session's saved variables and is kept by the "
                      "service: its files cannot be deleted")
 CHUNK = 1 << 16
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+T = TypeVar("T")
 
 WorkspaceErrorReason = Literal[
     "bad_path", "is_directory", "not_a_file", "not_a_directory",  # the path does not fit
-    "not_found", "forbidden", "protected", "conflict",
+    "not_found", "forbidden", "protected", "conflict", "too_large",
     "unavailable",  # the workspace cannot be reached (its Daytona sandbox, say)
+    "timeout",  # a file operation did not finish in time
 ]
 
 
@@ -114,8 +123,9 @@ def not_the_root(parts: list[str]) -> list[str]:
 class LocalWorkspace:
     """A workspace that is a directory on this machine."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_file_bytes: int | None = None) -> None:
         self.root = root.resolve()
+        self.max_file_bytes = max_file_bytes
 
     def _inside(self, parts: list[str], follow_last: bool = True) -> list[str]:
         """The components, relative to the root, of the path with links resolved."""
@@ -168,13 +178,19 @@ class LocalWorkspace:
         parts = not_the_root(self._inside(path_parts(path)))
         with self._dir(parts[:-1]) as dir_fd:
             try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                # Non-blocking: opening a FIFO with no writer would wait forever.
+                fd = os.open(parts[-1], READ_FLAGS, dir_fd=dir_fd)
             except OSError as exc:
                 raise _error(exc) from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             raise WorkspaceError("not_a_file", f"{path!r} is not a regular file")
+        if self.max_file_bytes is not None and info.st_size > self.max_file_bytes:
+            os.close(fd)
+            raise WorkspaceError("too_large", f"{path!r} is larger than the "
+                                 f"{self.max_file_bytes // (1 << 20)} MB limit "
+                                 "(FLEET_MAX_WORKSPACE_FILE_MB)")
         # A file object, not the bare descriptor: closed even if nobody reads the chunks.
         return _chunks(os.fdopen(fd, "rb")), info.st_size
 
@@ -205,6 +221,38 @@ class LocalWorkspace:
                 raise _error(exc) from None
 
 
+class WorkspaceIO:
+    """Workspace calls for the event loop: on a bounded pool of their own, each with a timeout,
+    so files the sandbox made (or a slow remote workspace) never starve the server's other
+    work. A call that times out is a `timeout` WorkspaceError; its thread is left to finish."""
+
+    def __init__(self, workers: int, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="workspace-io")
+
+    async def run(self, call: Callable[..., T], *args: object) -> T:
+        work = asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(call, *args))
+        try:
+            return await asyncio.wait_for(work, self.timeout_s)
+        except TimeoutError:
+            raise WorkspaceError("timeout", "the workspace did not answer within "
+                                 f"{self.timeout_s:g} s") from None
+
+    async def stream(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """The chunks of `open_file`, each read on the pool."""
+        try:
+            while (chunk := await self.run(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _chunks(f: BinaryIO) -> Iterator[bytes]:
     with f:
         while chunk := f.read(CHUNK):
@@ -220,6 +268,8 @@ def _error(exc: OSError) -> WorkspaceError:
         return WorkspaceError("not_a_directory", "a part of the path is not a directory")
     if exc.errno == errno.EISDIR:
         return WorkspaceError("is_directory", "the path is a directory")
+    if exc.errno in (errno.ENXIO, errno.ENODEV):  # a socket, or a device with no driver
+        return WorkspaceError("not_a_file", "the path is not a regular file")
     if exc.errno == errno.ENOTEMPTY:
         return WorkspaceError("conflict", "the directory is not empty")
     return WorkspaceError("bad_path", f"{exc.strerror or exc}")

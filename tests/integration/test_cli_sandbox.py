@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 FLEET = Path(sys.executable).with_name("fleet")
 
@@ -56,10 +60,38 @@ def test_unsafe_local_runs_without_isolation_and_says_so():
     assert "WITHOUT isolation" in done.stderr
 
 
-def test_doctor_checks_the_sandbox():
-    done = fleet("doctor")
+@pytest.mark.parametrize("backend", ["local", pytest.param("gvisor", marks=pytest.mark.skipif(
+    shutil.which("runsc") is None, reason="gVisor's runsc is not installed"))])
+def test_doctor_reports_the_isolation_in_force(backend):
+    done = fleet("doctor", FLEET_SANDBOX=backend, COLUMNS="300")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "bubblewrap sandbox works" in done.stdout
+    out = done.stdout
+    runtime = "gVisor (runsc " if backend == "gvisor" else "bubblewrap "
+    assert f"✓ {runtime}" in out and "sandbox works (Python 3." in out
+    assert re.search(r"✓ control groups v[12] \(memory, pids", out), out
+    assert "1024 MiB of memory with /tmp and /dev/shm (FLEET_SANDBOX_MEMORY_MB)" in out
+    assert "✓ disk quota: /work is an ext4 image of 1024 MiB" in out
+    assert "65536 files" in out and "/tmp 256 MiB" in out
+    assert "✓ user namespaces refused inside (seccomp filter" in out
+    assert "✓ open files: 1024 per process" in out
+
+
+def test_doctor_says_loudly_when_control_groups_cannot_be_used(monkeypatch):
+    from typer.testing import CliRunner
+
+    from fleet_rlm.cli import app
+    from fleet_rlm.sandbox import cgroups
+
+    def unusable() -> cgroups.Hierarchy:
+        raise cgroups.CgroupsUnavailable("no writable memory control group (as on this host)")
+
+    monkeypatch.setattr(cgroups, "hierarchy", unusable)
+    monkeypatch.setenv("COLUMNS", "300")
+    done = CliRunner().invoke(app, ["doctor"])
+    assert done.exit_code == 0, done.output
+    assert ("! NO control groups: no writable memory control group (as on this host). Memory, "
+            "processes and /tmp are capped per process and per mount, not per sandbox"
+            in done.output)
 
 
 def test_without_bubblewrap_the_sandbox_refuses_and_says_how_to_fix_it(tmp_path):

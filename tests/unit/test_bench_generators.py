@@ -57,20 +57,42 @@ def test_sniah_deterministic_by_seed() -> None:
     assert len({t.context_sha256 for t in a}) == len(a)
 
 
-def test_sniah_default_grid_lengths_and_needles() -> None:
-    tasks = sniah.generate(1, seed=0)
-    assert {t.meta["target_chars"] for t in tasks} == {50_000, 100_000, 200_000}
+def test_sniah_needles_follow_ruler() -> None:
+    tasks = sniah.generate(1, seed=0, lengths=(20_000, 40_000), depths=(0.0, 0.33, 0.67, 1.0))
     assert {t.meta["kind"] for t in tasks} == {"number", "uuid", "word"}
     for t in tasks:
-        target = t.meta["target_chars"]
+        target, kind = t.meta["target_chars"], t.meta["kind"]
         assert abs(len(t.context) - target) <= 0.05 * target
         assert t.meta["context_chars"] == len(t.context)
-        needle = f"The special magic {t.meta['kind']} for {t.meta['key']} is: {t.gold}."
+        assert t.context.startswith(f"A special magic {kind} is hidden within the following "
+                                    f"text. Make sure to memorize it. I will quiz you about the "
+                                    f"{kind} afterwards.\n")
+        needle = f"One of the special magic {kind}s for {t.meta['key']} is: {t.gold}."
         assert t.context.count(needle) == 1
         assert t.context.count(t.meta["key"]) == 1 and t.context.count(str(t.gold)) == 1
-        assert t.context.count("special magic") == 1
+        assert t.context.count("special magic") == 2  # the opening and the needle
         assert abs(t.context.index(needle) / len(t.context) - t.meta["depth"]) <= 0.05
-        assert t.meta["key"] in t.question and str(t.gold) not in t.question
+        assert t.question == (f"What is the special magic {kind} for {t.meta['key']} mentioned "
+                              "in the provided text?")
+
+
+def test_sniah_defaults_are_the_papers_range_and_rulers_depths() -> None:
+    assert [c // 4 for c in sniah.DEFAULT_LENGTHS] == [2**p for p in range(13, 19)]
+    assert len(sniah.DEFAULT_DEPTHS) == 40 == len(set(sniah.DEFAULT_DEPTHS))
+    assert sniah.DEFAULT_DEPTHS[0] == 0.0 and sniah.DEFAULT_DEPTHS[-1] == 1.0
+
+
+def test_fifty_sniah_tasks_spread_over_the_six_lengths() -> None:
+    from fleet_rlm.bench import runner
+
+    tasks = runner.make_tasks("sniah", 50)
+    per_length = Counter(t.meta["target_chars"] // 4 for t in tasks)
+    assert per_length == {8192: 9, 16384: 9, 32768: 8, 65536: 8, 131072: 8, 262144: 8}
+    for length in per_length:
+        cell = [t for t in tasks if t.meta["target_chars"] // 4 == length]
+        assert len({t.meta["depth"] for t in cell}) == len(cell)  # no depth twice in a length
+        assert {t.meta["kind"] for t in cell} == {"number", "uuid", "word"}
+    assert len({t.id for t in tasks}) == 50
 
 
 def test_sniah_values_have_the_right_shape() -> None:
@@ -98,6 +120,15 @@ def test_sniah_values_have_the_right_shape() -> None:
         ("mongoose", "Answer: Mongoose", 1.0),
         ("mongoose", "I could not find it.", 0.0),
         ("mongoose", "", 0.0),
+        ("emu", "The value is lemur.", 0.0),
+        ("emu", "The value is emu.", 1.0),
+        ("emu", "EMU", 1.0),
+        ("emu", "emus", 0.0),
+        ("4831920", "48319201", 0.0),
+        ("4831920", "the number 14831920", 0.0),
+        ("4831920", "Answer: 4831920", 1.0),
+        ("ce3dcefd-e7dd-4abe-9841-60636b104aa2", "xce3dcefd-e7dd-4abe-9841-60636b104aa2", 0.0),
+        ("ce3dcefd-e7dd-4abe-9841-60636b104aa2", "(ce3dcefd-e7dd-4abe-9841-60636b104aa2)", 1.0),
     ],
 )
 def test_sniah_score(gold: str, answer: str, expected: float) -> None:
@@ -106,144 +137,24 @@ def test_sniah_score(gold: str, answer: str, expected: float) -> None:
     assert bench.score(task, answer) == expected
 
 
+def test_sniah_scores_several_values_as_a_share() -> None:
+    assert sniah.score_values(["emu", "4831920"], "emu and 4831921") == 0.5
+
+
 # --- OOLONG ----------------------------------------------------------------------------------
 
 
-def test_oolong_deterministic_by_seed() -> None:
-    kwargs = {"lengths": (2048, 4096), "per_window": None}
-    a, b = oolong.generate(1, seed=3, **kwargs), oolong.generate(1, seed=3, **kwargs)
-    assert fingerprint(a) == fingerprint(b)
-    c = oolong.generate(1, seed=4, **kwargs)
-    assert {t.context_sha256 for t in a}.isdisjoint(t.context_sha256 for t in c)
-    assert len(oolong.generate(1, seed=3, lengths=(4096,), per_window=10)) == 10
-
-
-@pytest.mark.parametrize("tokens", [2048, 8192, 32_768, 131_072])
-def test_oolong_window_size_and_hidden_labels(tokens: int) -> None:
-    window = oolong.build_window(tokens, seed=5)
-    target = tokens * 4
-    assert abs(len(window.text) - target) <= 0.05 * target
-    lines = window.text.splitlines()
-    body = [line for line in lines if line.startswith("Date: ")]
-    assert len(body) == len(window.instances) and all(LINE.match(line) for line in body)
-    assert f"contain {len(body)} general-knowledge questions" in lines[0]
-    assert "Label:" not in window.text
-    for line in body:  # a label never appears as a field of its own
-        assert all(f"|| {label}" not in line for label in oolong.LABELS)
-    assert [(r.day, r.user, r.label) for r in window.instances] == parse_window(window.text)
-
-
-def recount(task: Task, rows: list[tuple[date, str, str]]) -> str:
-    """The gold answer recomputed from the parsed window, independently of the generator."""
-    f, p = task.meta["family"], task.meta["params"]
-    label, other = p.get("label"), p.get("label_b")
-    labels = Counter({lb: 0 for lb in oolong.LABELS}) + Counter(lb for _, _, lb in rows)
-    for lb in oolong.LABELS:
-        labels.setdefault(lb, 0)
-    by_count = sorted(labels, key=lambda lb: -labels[lb])
-    users = Counter(u for _, u, _ in rows)
-    of_label = Counter(u for _, u, lb in rows if lb == label)
-    months: dict[tuple[int, int], Counter[str]] = defaultdict(Counter)
-    for d, _, lb in rows:
-        months[d.year, d.month][lb] += 1
-
-    def sign(x: float, y: float) -> int:
-        return (x > y) - (x < y)
-
-    def month_of(key: str) -> tuple[int, int]:
-        y, m = key.split("-")
-        return int(y), int(m)
-
-    def top(counter: Counter[str]) -> str | None:
-        (k1, v1), *rest = counter.most_common() or [(None, 0)]
-        return k1 if not rest or rest[0][1] < v1 else None
-
-    if f == "label_count":
-        return str(labels[label])
-    if f == "most_common_label":
-        return by_count[0]
-    if f == "second_most_common_label":
-        return by_count[1]
-    if f == "least_common_label":
-        return by_count[-1]
-    if f == "label_comparison":
-        return {1: "more common than", -1: "less common than", 0: "same frequency as"}[
-            sign(labels[label], labels[other])]
-    if f == "most_frequent_user":
-        return users.most_common(1)[0][0]
-    if f == "second_most_frequent_user":
-        return users.most_common(2)[1][0]
-    if f == "users_exactly_n":
-        return str(sum(v == p["n"] for v in users.values()))
-    if f == "users_exactly_n_label":
-        return str(sum(v == p["n"] for v in of_label.values()))
-    if f == "top_user_for_label":
-        return of_label.most_common(1)[0][0]
-    if f == "user_label_comparison":
-        u1, u2 = p["users"]
-        return u1 if of_label[u1] > of_label[u2] else u2
-    if f == "user_label_count":
-        return str(of_label[p["user"]])
-    if f == "most_frequent_date":
-        return Counter(d for d, _, _ in rows).most_common(1)[0][0].strftime("%m/%d/%Y")
-    if f == "dates_exactly_n":
-        return str(sum(v == p["n"] for v in Counter(d for d, _, _ in rows).values()))
-    if f == "label_count_in_month":
-        return str(months[month_of(p["month"])][label])
-    if f == "most_common_label_in_month":
-        return months[month_of(p["month"])].most_common(1)[0][0]
-    pivot = date.fromisoformat(p["date"]) if "date" in p else None
-    if f == "label_count_after_date":
-        return str(sum(lb == label and d > pivot for d, _, lb in rows))
-    if f == "before_after_comparison":
-        before = [lb for d, _, lb in rows if d < pivot]
-        after = [lb for d, _, lb in rows if d >= pivot]
-        s = sign(before.count(label) / len(before), after.count(label) / len(after))
-        return {1: "more common", -1: "less common", 0: "the same frequency"}[s]
-    beats = sorted(m for m, c in months.items() if c[label] > c[other]) if other else []
-    if f == "first_month_label_beats":
-        y, m = beats[0]
-        return f"{oolong.MONTHS[m - 1]} {y}"
-    if f == "months_label_beats":
-        return str(len(beats))
-    if f == "months_label_top":
-        return str(sum(top(c) == label for c in months.values()))
-    raise AssertionError(f"no recount for {f}")
-
-
-def test_oolong_gold_matches_independent_recount() -> None:
-    seen: set[str] = set()
-    for seed in range(3):
-        tasks = oolong.generate(2, seed=seed, lengths=(4096,), per_window=None)
-        for task in tasks:
-            rows = parse_window(task.context)
-            assert len(rows) == task.meta["n_instances"]
-            assert task.gold == recount(task, rows), (task.meta["family"], task.question)
-            assert oolong.score(task, f"Answer: {task.gold}") == 1.0
-            seen.add(task.meta["family"])
-    assert len(seen) == 21
-
-
-def test_oolong_task_meta_and_question_format() -> None:
-    for task in oolong.generate(1, seed=0, lengths=(2048,)):
-        meta = task.meta
-        assert meta["context_chars"] == len(task.context)
-        assert meta["approx_tokens"] == round(len(task.context) / 4)
-        assert meta["answer_type"] in {"label", "comparison", "numeric", "user", "date",
-                                       "month_year"}
-        assert task.question.startswith("In the above data, ")
-        assert "Give your final answer in the form '" in task.question
-
-
-def test_official_instance_count_formula() -> None:
-    assert [oolong.oolong_instance_count(2**p) for p in (10, 11, 15, 17)] == [14, 39, 787, 3182]
-    window = oolong.build_window(2048, seed=0, n_instances=oolong.oolong_instance_count(2048))
-    assert len(window.instances) == 39 == len(parse_window(window.text))
+def _stored(gold: str, kind: str) -> str:
+    """The dataset's stored form of a gold answer."""
+    if kind == "date":
+        d = datetime.strptime(gold, "%m/%d/%Y").date()
+        return f"[datetime.date({d.year}, {d.month}, {d.day})]"
+    return f"[{int(gold)}]" if kind in ("numeric", "user") else repr([gold])
 
 
 def _task(gold: str, answer_type: str) -> Task:
     return Task(id="t", benchmark="oolong", context="", question="", gold=gold,
-                meta={"answer_type": answer_type})
+                meta={"answer": _stored(gold, answer_type), "answer_type": answer_type})
 
 
 @pytest.mark.parametrize(
@@ -289,8 +200,8 @@ def _task(gold: str, answer_type: str) -> Task:
         ("more common than", "comparison", "Answer: ???", 0.0),
     ],
 )
-def test_oolong_scorer(gold: str, answer_type: str, answer: str, expected: float) -> None:
-    assert oolong.score(_task(gold, answer_type), answer) == pytest.approx(expected)
+def test_oolong_lenient_scorer(gold: str, answer_type: str, answer: str, expected: float) -> None:
+    assert oolong.score(_task(gold, answer_type), answer, "lenient") == pytest.approx(expected)
 
 
 def test_load_official_reads_jsonl(tmp_path: Path) -> None:
@@ -319,7 +230,9 @@ def test_load_official_reads_jsonl(tmp_path: Path) -> None:
     first = tasks[0]
     assert first.id == "11500001" and first.benchmark == "oolong"
     assert first.context == rows[0]["context_window_text"]
-    assert first.meta["answer_type"] == "numeric" and first.meta["family"] == "numeric_one_class"
+    assert first.meta["answer_type"] == "ANSWER_TYPE.NUMERIC"
+    assert first.meta["family"] == "numeric_one_class/numeric" and first.meta["answer"] == "[23]"
+    assert first.meta["source"] == "official-data"
     assert oolong.score(first, "Answer: 22") == 0.75
     assert oolong.score(tasks[2], "Date: 03/05/2023") == 1.0
     assert len(oolong.load_official(path, dataset=None)) == 4
@@ -337,56 +250,91 @@ def test_load_official_parquet_without_reader(monkeypatch: pytest.MonkeyPatch,
 # --- OOLONG-Pairs ----------------------------------------------------------------------------
 
 
-def test_pairs_deterministic_with_twenty_templates() -> None:
+def test_pairs_deterministic_with_the_papers_twenty_queries() -> None:
     a, b = pairs.generate(1, seed=2, lengths=(4096,)), pairs.generate(1, seed=2, lengths=(4096,))
     assert fingerprint(a) == fingerprint(b)
-    assert len(a) == 20 and len({t.meta["family"] for t in a}) == 20
+    assert [t.meta["family"] for t in a] == [f"q{k:02d}" for k in range(1, 21)]
     c = pairs.generate(1, seed=3, lengths=(4096,))
     assert fingerprint(a) != fingerprint(c)
     for t in a:
         assert t.benchmark == "oolong_pairs" and isinstance(t.gold, list)
         assert len(t.gold) == t.meta["n_gold"] == len(set(t.gold))
         assert pairs.score(t, "\n".join(t.gold)) == 1.0
+        assert t.question.startswith("In the above data, list all pairs of user IDs (no "
+                                     "duplicate pairs, list lower ID first) ")
+        assert t.question.endswith("In your answer, list all pairs in the format (user_id_1, "
+                                   "user_id_2), separated by newlines.")
 
 
-def test_pairs_gold_matches_independent_recount() -> None:
-    tasks = {t.meta["family"]: t for t in pairs.generate(1, seed=4, lengths=(8192,))}
-    rows = parse_window(tasks["both_any_of"].context)
-    by_user: dict[str, list[tuple[date, str]]] = defaultdict(list)
-    for d, u, lb in rows:
-        by_user[u].append((d, lb))
+def test_pairs_wording_of_the_paper() -> None:
+    q = {query.number: query.clause for query in pairs.QUERIES}
+    assert q[1] == "where both users have at least one instance with a numeric value or location"
+    assert q[4] == ("where both users have at least one instance with a human being or location, "
+                    "and all instances that are a human being for both users must be after "
+                    "January 6, 2023")
+    assert q[10].endswith("all instances that are an abbreviation for both users must be before "
+                          "May 20, 2023")
+    assert q[11] == ("such that one user has at least one instance with entity and one with "
+                     "abbreviation, and the other user has exactly one instance with entity")
 
-    def labels(u: str) -> set[str]:
-        return {lb for _, lb in by_user[u]}
 
-    def gold(family: str) -> set[tuple[str, str]]:
-        return pairs.parse_pairs("\n".join(tasks[family].gold))
+E, L, N, H, D, A = ("entity", "location", "numeric value", "human being",
+                    "description and abstract concept", "abbreviation")
 
-    def check(family: str, expected: set[frozenset[str]]) -> None:
-        assert {frozenset(p) for p in gold(family)} == expected, family
 
-    def all_pairs(users: list[str]) -> set[frozenset[str]]:
-        return {frozenset(p) for p in combinations(users, 2)}
+def _paper_condition(number: int, one: list[tuple[date, str]], two: list[tuple[date, str]]) -> bool:
+    """The paper's query `number` for one pair of users, read from the appendix, pair by pair."""
+    def n(rows: list[tuple[date, str]], label: str) -> int:
+        return [lb for _, lb in rows].count(label)
 
-    p = tasks["both_any_of"].meta["params"]
-    check("both_any_of", all_pairs([u for u in by_user if labels(u) & {p["label"], p["label_b"]}]))
-    p = tasks["cross_a_b"].meta["params"]
-    left = [u for u in by_user if p["label"] in labels(u)]
-    right = [u for u in by_user if p["label_b"] in labels(u)]
-    check("cross_a_b", {frozenset((u, v)) for u in left for v in right if u != v})
-    p = tasks["same_month_a"].meta["params"]
-    month_users: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for d, u, lb in rows:
-        if lb == p["label"]:
-            month_users[d.year, d.month].add(u)
-    check("same_month_a", set().union(*(all_pairs(sorted(us)) for us in month_users.values())))
-    p = tasks["both_only_ab"].meta["params"]
-    only = {p["label"], p["label_b"]}
-    check("both_only_ab", all_pairs([u for u in by_user if labels(u) <= only]))
-    p = tasks["both_a_after"].meta["params"]
-    pivot = date.fromisoformat(p["date"])
-    check("both_a_after", all_pairs(
-        [u for u in by_user if any(lb == p["label"] and d > pivot for d, lb in by_user[u])]))
+    def either(x: str, y: str, dated: tuple[str, str, date] | None = None) -> bool:
+        def ok(rows: list[tuple[date, str]]) -> bool:
+            if not (n(rows, x) or n(rows, y)):
+                return False
+            if dated is None:
+                return True
+            label, side, day = dated
+            return all((d > day) if side == "after" else (d < day)
+                       for d, lb in rows if lb == label)
+        return ok(one) and ok(two)
+
+    def asym(p, q) -> bool:
+        return (p(one) and q(two)) or (p(two) and q(one))
+
+    symmetric = {1: (N, L), 2: (E, H), 3: (D, A), 6: (L, A), 8: (H, D)}
+    dated = {4: (H, L, (H, "after", date(2023, 1, 6))), 5: (E, N, (E, "before", date(2023, 3, 15))),
+             7: (D, N, (N, "after", date(2023, 2, 1))), 9: (E, L, (L, "after", date(2023, 4, 10))),
+             10: (N, A, (A, "before", date(2023, 5, 20)))}
+    if number in symmetric:
+        return either(*symmetric[number])
+    if number in dated:
+        return either(*dated[number])
+    return asym(*{
+        11: (lambda r: n(r, E) >= 1 and n(r, A) >= 1, lambda r: n(r, E) == 1),
+        12: (lambda r: n(r, N) >= 2, lambda r: n(r, L) >= 1 and n(r, H) >= 1),
+        13: (lambda r: n(r, D) == 1, lambda r: n(r, A) >= 1 and n(r, E) >= 1),
+        14: (lambda r: n(r, H) >= 1 and n(r, N) >= 1, lambda r: n(r, L) == 2),
+        15: (lambda r: n(r, E) >= 1 and n(r, L) >= 1 and n(r, A) >= 1, lambda r: n(r, N) == 1),
+        16: (lambda r: n(r, D) >= 1 and n(r, H) >= 1, lambda r: n(r, E) >= 2 and n(r, A) == 1),
+        17: (lambda r: n(r, N) == 1, lambda r: n(r, L) >= 1 and n(r, D) >= 1),
+        18: (lambda r: n(r, A) >= 1 and n(r, H) == 1, lambda r: n(r, E) >= 1 and n(r, N) >= 1),
+        19: (lambda r: n(r, L) >= 2 and n(r, E) >= 1, lambda r: n(r, D) == 1 and n(r, A) == 1),
+        20: (lambda r: n(r, N) >= 1 and n(r, H) >= 1,
+             lambda r: n(r, L) >= 1 and n(r, E) >= 1 and n(r, A) == 1),
+    }[number])
+
+
+def test_pairs_gold_matches_a_pair_by_pair_recount() -> None:
+    for seed in (4, 5):
+        tasks = pairs.generate(1, seed=seed, lengths=(8192,))
+        by_user: dict[str, list[tuple[date, str]]] = defaultdict(list)
+        for d, u, lb in parse_window(tasks[0].context):
+            by_user[u].append((d, lb))
+        for number, task in enumerate(tasks, 1):
+            expected = {f"({u}, {v})" for u, v in combinations(sorted(by_user, key=int), 2)
+                        if _paper_condition(number, by_user[u], by_user[v])}
+            assert set(task.gold) == expected, task.meta["family"]
+            assert expected or number in (16, 19, 20)  # most queries have pairs at 8K
 
 
 GOLD = ["(10001, 10002)", "(10003, 10004)", "(10005, 10006)", "(10007, 10008)"]

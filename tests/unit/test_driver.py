@@ -150,9 +150,9 @@ def record_sends(target: DriverSession) -> list[dict]:
     sent: list[dict] = []
     original = target._send
 
-    def spy(message: dict) -> None:
+    def spy(message: dict, deadline: float) -> None:
         sent.append(message)
-        original(message)
+        original(message, deadline)
 
     target._send = spy  # type: ignore[method-assign]
     return sent

@@ -5,6 +5,8 @@ Each module offers `generate(...) -> list[Task]` (deterministic by seed) and
 """
 
 from fleet_rlm.bench import oolong, pairs, sniah
+from fleet_rlm.bench.oolong_score import SCORERS as OOLONG_SCORERS
+from fleet_rlm.bench.oolong_score import Scorer
 from fleet_rlm.bench.tasks import Task
 
 SCORERS = {
@@ -14,9 +16,12 @@ SCORERS = {
 }
 
 
-def score(task: Task, answer: str) -> float:
-    """Score an answer with the scorer of the task's benchmark."""
+def score(task: Task, answer: str, scorer: Scorer = "official") -> float:
+    """Score an answer with the scorer of the task's benchmark. Only OOLONG has a second,
+    lenient scorer; the other benchmarks have one rule."""
+    if task.benchmark == oolong.BENCHMARK:
+        return oolong.score(task, answer, scorer)
     return SCORERS[task.benchmark](task, answer)
 
 
-__all__ = ["SCORERS", "Task", "oolong", "pairs", "score", "sniah"]
+__all__ = ["OOLONG_SCORERS", "SCORERS", "Scorer", "Task", "oolong", "pairs", "score", "sniah"]

@@ -1,49 +1,56 @@
-"""OOLONG-Pairs: twenty pair-listing queries over OOLONG trec_coarse windows.
+"""OOLONG-Pairs: the twenty pair-listing queries of the RLM paper over OOLONG trec_coarse windows.
 
-Each query asks for every unordered pair of user IDs that meets a condition on the users' hidden
-labels, dates and counts, so the answer grows quadratically with the window. Gold is the set of
-pairs; an answer is scored by F1 between the pairs it lists and that set.
+The queries are those of "Recursive Language Models" (Zhang, Kraska, Khattab 2025,
+arXiv:2512.24601), appendix D.1: each asks for every pair of user IDs meeting a condition on the
+users' hidden labels (and, for five of them, dates), so the answer grows quadratically with the
+window. Queries 1-3, 6 and 8: both users have an instance with label A or B. Queries 4, 5, 7, 9
+and 10: the same, and every instance of one of the two labels, for both users, is after (or
+before) a date. Queries 11-20: one user meets one set of counts ("at least" / "exactly") and the
+other user another.
+
+The wording is the appendix's, taken from a text transcription of the paper that several public
+reproductions agree on; it was not compared with the PDF itself. Two readings are ours: "all
+instances that are a X ... must be after D" holds for a user with no X instance (the user still
+needs an instance of A or B), and "after" / "before" are strict. Windows are built by the
+official OOLONG-synth rules (`oolong_synth`), 32K tokens by default as in the paper's Table 1.
+
+Gold is the set of pairs; an answer is scored by F1 between the pairs it lists, each normalised
+to (lower, higher) and deduplicated, and that set (both empty scores 1).
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
-from typing import Any
+from typing import Literal
 
-from fleet_rlm.bench.oolong import (
-    LABELS,
-    Month,
-    Window,
-    build_window,
-    month_key,
-    month_name,
-    show_date,
-)
+from fleet_rlm.bench.oolong_synth import SynthWindow, build
 from fleet_rlm.bench.tasks import Task, approx_tokens
 
 BENCHMARK = "oolong_pairs"
 DEFAULT_TOKENS: tuple[int, ...] = (32_768,)
 Pair = tuple[str, str]
 
-ANSWER_FORMAT = (
-    "List each pair once, one per line, in the form (user_id_1, user_id_2) with the smaller ID "
-    "first. If no pair qualifies, answer 'None'."
+PREFIX = "In the above data, list all pairs of user IDs (no duplicate pairs, list lower ID first) "
+SUFFIX = (
+    ". Each of the questions can be labelled as one of the labels (the data does not provide the "
+    "labels, you need to figure out the label from the semantics of the question): description "
+    "and abstract concept, entity, human being, numeric value, location, abbreviation. In your "
+    "answer, list all pairs in the format (user_id_1, user_id_2), separated by newlines."
 )
 
 
 class Users:
     """Per-user views of a window's hidden labels."""
 
-    def __init__(self, window: Window) -> None:
+    def __init__(self, window: SynthWindow) -> None:
         self.lines: dict[str, list[tuple[date, str]]] = defaultdict(list)
-        for r in window.instances:
-            self.lines[r.user].append((r.day, r.label))
+        for r in window.rows:
+            self.lines[str(r.user)].append((r.day, r.label))
         self.lines = dict(self.lines)
 
     def count(self, user: str, label: str, when: Callable[[date], bool] = lambda d: True) -> int:
@@ -52,11 +59,12 @@ class Users:
     def has(self, user: str, label: str, when: Callable[[date], bool] = lambda d: True) -> bool:
         return self.count(user, label, when) > 0
 
-    def total(self, user: str) -> int:
-        return len(self.lines[user])
-
     def where(self, test: Callable[[str], bool]) -> list[str]:
         return [user for user in self.lines if test(user)]
+
+    def meets(self, user: str, counts: tuple[Count, ...]) -> bool:
+        return all(self.count(user, label) == n if exact else self.count(user, label) >= n
+                   for label, n, exact in counts)
 
 
 def _both(users: Iterable[str]) -> set[Pair]:
@@ -68,210 +76,141 @@ def _cross(left: Iterable[str], right: Iterable[str]) -> set[Pair]:
     return {_pair(u, v) for u in set(left) for v in right if u != v}
 
 
-def _grouped(keys: dict[str, Iterable[Any]]) -> set[Pair]:
-    """Pairs of users sharing at least one key."""
-    groups: dict[Any, set[str]] = defaultdict(set)
-    for user, ks in keys.items():
-        for k in ks:
-            groups[k].add(user)
-    return set().union(*(_both(g) for g in groups.values()))
+def _both(users: Iterable[str]) -> set[Pair]:
+    return {_pair(u, v) for u, v in combinations(sorted(set(users)), 2)}
 
 
-def _pair(u: str, v: str) -> Pair:
-    a, b = sorted((u, v), key=int)
-    return a, b
+def _cross(left: Iterable[str], right: Iterable[str]) -> set[Pair]:
+    right = set(right)
+    return {_pair(u, v) for u in set(left) for v in right if u != v}
+
+
+DESC, ENTY, HUM, NUM, LOC, ABBR = ("description and abstract concept", "entity", "human being",
+                                   "numeric value", "location", "abbreviation")
+Count = tuple[str, int, bool]  # label, n, exactly (else at least)
 
 
 @dataclass(frozen=True)
-class Params:
-    a: str  # label
-    b: str  # another label
-    pivot: date
-    month: Month
-    year: int
-    k: int  # a minimum number of lines per user
+class Query:
+    """One of the paper's queries: `clause` is its condition, worded as in the paper."""
+
+    number: int
+    clause: str
+    any_of: tuple[str, str] = ("", "")  # symmetric: each user has an instance of one of these
+    dated: tuple[str, Literal["after", "before"], date] | None = None
+    one: tuple[Count, ...] = ()  # asymmetric: one user meets these counts ...
+    other: tuple[Count, ...] = ()  # ... and the other user these
+
+    @property
+    def question(self) -> str:
+        return PREFIX + self.clause + SUFFIX
+
+    def gold(self, u: Users) -> set[Pair]:
+        if self.one:
+            return _cross(u.where(lambda x: u.meets(x, self.one)),
+                          u.where(lambda x: u.meets(x, self.other)))
+        return _both(u.where(lambda x: (u.has(x, self.any_of[0]) or u.has(x, self.any_of[1]))
+                             and self._dates_hold(u, x)))
+
+    def _dates_hold(self, u: Users, user: str) -> bool:
+        if self.dated is None:
+            return True
+        label, side, day = self.dated
+        dates = [d for d, lb in u.lines[user] if lb == label]
+        return all(d > day for d in dates) if side == "after" else all(d < day for d in dates)
 
 
-Solver = Callable[[Users, Params], tuple[str, set[Pair]]]
-TEMPLATES: dict[str, Solver] = {}
+def _sym(number: int, a: str, b: str, article: str = "a") -> Query:
+    return Query(number, f"where both users have at least one instance with {article} {a} or {b}",
+                 any_of=(a, b))
 
 
-def template(fn: Solver) -> Solver:
-    TEMPLATES[fn.__name__] = fn
-    return fn
+def _dated(number: int, a: str, b: str, article: str, label: str, label_article: str,
+           side: Literal["after", "before"], day: date) -> Query:
+    shown = f"{day:%B} {day.day}, {day.year}"
+    return Query(number, f"where both users have at least one instance with {article} {a} or {b}, "
+                 f"and all instances that are {label_article} {label} for both users must be "
+                 f"{side} {shown}", any_of=(a, b), dated=(label, side, day))
 
 
-@template
-def both_any_of(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' or label '{p.b}'",
-            _both(u.where(lambda x: u.has(x, p.a) or u.has(x, p.b))))
+def _asym(number: int, clause: str, one: tuple[Count, ...], other: tuple[Count, ...]) -> Query:
+    return Query(number, clause, one=one, other=other)
 
 
-@template
-def both_each_of(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' and at least one with "
-            f"label '{p.b}'", _both(u.where(lambda x: u.has(x, p.a) and u.has(x, p.b))))
+def _least(label: str, n: int = 1) -> Count:
+    return label, n, False
 
 
-@template
-def both_a_not_b(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' and no instance with "
-            f"label '{p.b}'", _both(u.where(lambda x: u.has(x, p.a) and not u.has(x, p.b))))
+def _exactly(label: str, n: int = 1) -> Count:
+    return label, n, True
 
 
-@template
-def both_only_ab(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"every instance of both users has label '{p.a}' or label '{p.b}'",
-            _both(u.where(lambda x: u.count(x, p.a) + u.count(x, p.b) == u.total(x))))
+QUERIES: tuple[Query, ...] = (
+    _sym(1, NUM, LOC),
+    _sym(2, ENTY, HUM, "an"),
+    _sym(3, DESC, ABBR),
+    _dated(4, HUM, LOC, "a", HUM, "a", "after", date(2023, 1, 6)),
+    _dated(5, ENTY, NUM, "an", ENTY, "an", "before", date(2023, 3, 15)),
+    _sym(6, LOC, ABBR),
+    _dated(7, DESC, NUM, "a", NUM, "a", "after", date(2023, 2, 1)),
+    _sym(8, HUM, DESC),
+    _dated(9, ENTY, LOC, "an", LOC, "a", "after", date(2023, 4, 10)),
+    _dated(10, NUM, ABBR, "a", ABBR, "an", "before", date(2023, 5, 20)),
+    _asym(11, "such that one user has at least one instance with entity and one with "
+          "abbreviation, and the other user has exactly one instance with entity",
+          (_least(ENTY), _least(ABBR)), (_exactly(ENTY),)),
+    _asym(12, "such that one user has at least two instances with numeric value, and the other "
+          "user has at least one instance with location and at least one instance with human "
+          "being", (_least(NUM, 2),), (_least(LOC), _least(HUM))),
+    _asym(13, "such that one user has exactly one instance with description and abstract "
+          "concept, and the other user has at least one instance with abbreviation and at least "
+          "one instance with entity", (_exactly(DESC),), (_least(ABBR), _least(ENTY))),
+    _asym(14, "such that one user has at least one instance with human being and at least one "
+          "instance with numeric value, and the other user has exactly two instances with "
+          "location", (_least(HUM), _least(NUM)), (_exactly(LOC, 2),)),
+    _asym(15, "such that one user has at least one instance with entity, at least one instance "
+          "with location, and at least one instance with abbreviation, and the other user has "
+          "exactly one instance with numeric value", (_least(ENTY), _least(LOC), _least(ABBR)),
+          (_exactly(NUM),)),
+    _asym(16, "such that one user has at least one instance with description and abstract "
+          "concept and at least one instance with human being, and the other user has at least "
+          "two instances with entity and exactly one instance with abbreviation",
+          (_least(DESC), _least(HUM)), (_least(ENTY, 2), _exactly(ABBR))),
+    _asym(17, "such that one user has exactly one instance with numeric value, and the other "
+          "user has at least one instance with location and at least one instance with "
+          "description and abstract concept", (_exactly(NUM),), (_least(LOC), _least(DESC))),
+    _asym(18, "such that one user has at least one instance with abbreviation and exactly one "
+          "instance with human being, and the other user has at least one instance with entity "
+          "and at least one instance with numeric value", (_least(ABBR), _exactly(HUM)),
+          (_least(ENTY), _least(NUM))),
+    _asym(19, "such that one user has at least two instances with location and at least one "
+          "instance with entity, and the other user has exactly one instance with description "
+          "and abstract concept and exactly one instance with abbreviation",
+          (_least(LOC, 2), _least(ENTY)), (_exactly(DESC), _exactly(ABBR))),
+    _asym(20, "such that one user has at least one instance with numeric value and at least one "
+          "instance with human being, and the other user has at least one instance with "
+          "location, at least one instance with entity, and exactly one instance with "
+          "abbreviation", (_least(NUM), _least(HUM)), (_least(LOC), _least(ENTY),
+                                                       _exactly(ABBR))),
+)
 
 
-@template
-def both_exactly_one(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have exactly one instance with label '{p.a}'",
-            _both(u.where(lambda x: u.count(x, p.a) == 1)))
-
-
-@template
-def both_active_with_a(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least {p.k} instances in total and at least one instance with "
-            f"label '{p.a}'", _both(u.where(lambda x: u.total(x) >= p.k and u.has(x, p.a))))
-
-
-@template
-def both_a_after(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' dated after "
-            f"{show_date(p.pivot)}", _both(u.where(lambda x: u.has(x, p.a, lambda d: d > p.pivot))))
-
-
-@template
-def both_a_before(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' dated before "
-            f"{show_date(p.pivot)}", _both(u.where(lambda x: u.has(x, p.a, lambda d: d < p.pivot))))
-
-
-@template
-def both_a_in_month(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    def in_month(d: date) -> bool:
-        return (d.year, d.month) == p.month
-
-    return (f"both users have at least one instance with label '{p.a}' dated in "
-            f"{month_name(p.month)}", _both(u.where(lambda x: u.has(x, p.a, in_month))))
-
-
-@template
-def both_a_in_year(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' dated in {p.year}",
-            _both(u.where(lambda x: u.has(x, p.a, lambda d: d.year == p.year))))
-
-
-@template
-def cross_a_b(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"one user has at least one instance with label '{p.a}' and the other has at least "
-            f"one instance with label '{p.b}'",
-            _cross(u.where(lambda x: u.has(x, p.a)), u.where(lambda x: u.has(x, p.b))))
-
-
-@template
-def cross_a_none(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    active = u.where(lambda x: u.total(x) >= p.k)
-    return (f"both users have at least {p.k} instances in total, one of them has at least one "
-            f"instance with label '{p.a}' and the other has none",
-            _cross([x for x in active if u.has(x, p.a)], [x for x in active if not u.has(x, p.a)]))
-
-
-@template
-def cross_after_before(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"one user has an instance with label '{p.a}' dated after {show_date(p.pivot)} and "
-            f"the other has an instance with label '{p.b}' dated before that date",
-            _cross(u.where(lambda x: u.has(x, p.a, lambda d: d > p.pivot)),
-                   u.where(lambda x: u.has(x, p.b, lambda d: d < p.pivot))))
-
-
-@template
-def same_count_a(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have the same number of instances with label '{p.a}', and that number "
-            "is at least 2", _grouped({x: [u.count(x, p.a)] for x in u.where(
-                lambda x: u.count(x, p.a) >= 2)}))
-
-
-@template
-def both_more_a_than_b(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have more instances with label '{p.a}' than with label '{p.b}'",
-            _both(u.where(lambda x: u.count(x, p.a) > u.count(x, p.b))))
-
-
-@template
-def both_first_is_a(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    def first_is_a(x: str) -> bool:
-        first = min(d for d, _ in u.lines[x])
-        return all(lb == p.a for d, lb in u.lines[x] if d == first)
-
-    return (f"both users appear at least twice, and every instance on each user's earliest date "
-            f"has label '{p.a}'", _both(u.where(lambda x: u.total(x) >= 2 and first_is_a(x))))
-
-
-@template
-def same_month_a(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"the two users have instances with label '{p.a}' in the same month (the same month "
-            "of the same year)", _grouped(
-                {x: {(d.year, d.month) for d, lb in u.lines[x] if lb == p.a} for x in u.lines}))
-
-
-@template
-def same_total_with_a(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least one instance with label '{p.a}' and the same total "
-            "number of instances", _grouped({x: [u.total(x)] for x in u.where(
-                lambda x: u.has(x, p.a))}))
-
-
-@template
-def both_neither_ab(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"both users have at least {p.k} instances in total and none with label '{p.a}' or "
-            f"label '{p.b}'", _both(u.where(
-                lambda x: u.total(x) >= p.k and not (u.has(x, p.a) or u.has(x, p.b)))))
-
-
-@template
-def cross_year(u: Users, p: Params) -> tuple[str, set[Pair]]:
-    return (f"one user has an instance with label '{p.a}' dated in {p.year} and the other has "
-            f"an instance with label '{p.b}' dated in {p.year}",
-            _cross(u.where(lambda x: u.has(x, p.a, lambda d: d.year == p.year)),
-                   u.where(lambda x: u.has(x, p.b, lambda d: d.year == p.year))))
-
-
-def _params(rng: random.Random, window: Window) -> Params:
-    a, b = rng.sample(LABELS, 2)
-    days = sorted(r.day for r in window.instances)
-    pivot = days[int(rng.uniform(0.15, 0.75) * (len(days) - 1))]
-    day = rng.choice(days)
-    return Params(a, b, pivot, (day.year, day.month), rng.choice(days).year, rng.choice((2, 3)))
-
-
-def window_tasks(window: Window, templates: Sequence[str] | None = None) -> list[Task]:
-    """One task per template; parameters are redrawn (up to 20 times) until some pair qualifies."""
+def window_tasks(window: SynthWindow, numbers: Sequence[int] | None = None) -> list[Task]:
+    """One task per query (or per query in `numbers`), gold from the window's hidden labels."""
     users = Users(window)
-    base = {"window_id": window.id, "target_tokens": window.target_tokens,
+    base = {"window_id": window.id, "target_tokens": window.context_len,
             "context_chars": len(window.text), "approx_tokens": approx_tokens(window.text),
-            "n_instances": len(window.instances)}
+            "n_instances": len(window.rows), "source": "paper-queries"}
     tasks = []
-    for name, solve in TEMPLATES.items():
-        if templates is not None and name not in templates:
+    for query in QUERIES:
+        if numbers is not None and query.number not in numbers:
             continue
-        rng = random.Random(f"{window.id}:pairs:{name}")
-        for _ in range(20):
-            params = _params(rng, window)
-            condition, gold = solve(users, params)
-            if gold:
-                break
-        question = (f"In the above data, list all pairs of user IDs where {condition}. "
-                    f"{ANSWER_FORMAT}")
+        gold = query.gold(users)
         tasks.append(Task(
-            id=f"{window.id}-pairs-{name}", benchmark=BENCHMARK, context=window.text,
-            question=question, gold=[f"({u}, {v})" for u, v in sorted(gold, key=_int_pair)],
-            meta={**base, "family": name, "n_gold": len(gold),
-                  "params": {"label": params.a, "label_b": params.b, "k": params.k,
-                             "date": params.pivot.isoformat(), "month": month_key(params.month),
-                             "year": params.year}},
+            id=f"{window.id}-pairs-q{query.number:02d}", benchmark=BENCHMARK, context=window.text,
+            question=query.question,
+            gold=[f"({u}, {v})" for u, v in sorted(gold, key=_int_pair)],
+            meta={**base, "family": f"q{query.number:02d}", "n_gold": len(gold)},
         ))
     return tasks
 
@@ -284,11 +223,16 @@ def generate(
     n: int = 1,
     seed: int = 0,
     lengths: Sequence[int] = DEFAULT_TOKENS,
-    templates: Sequence[str] | None = None,
+    numbers: Sequence[int] | None = None,
 ) -> list[Task]:
-    """`n` windows per target length (tokens), each with one task per pair template."""
+    """`n` windows per target length (tokens), each with the twenty queries."""
     return [task for tokens in lengths for i in range(n)
-            for task in window_tasks(build_window(tokens, seed, i), templates)]
+            for task in window_tasks(build(tokens, seed, i), numbers)]
+
+
+def _pair(u: str, v: str) -> Pair:
+    a, b = sorted((u, v), key=int)
+    return a, b
 
 
 _PAREN = re.compile(r"\(\s*(\d+)\s*[,;&/-]\s*(\d+)\s*\)")

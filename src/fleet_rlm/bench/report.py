@@ -29,9 +29,13 @@ PAPER: dict[tuple[str, int, str], tuple[float, float]] = {
     ("oolong_pairs", 32_768, "rlm"): (0.580, 0.33),
     ("oolong_pairs", 32_768, "direct"): (0.001, 0.16),
 }
-PAPER_NOTE = ("paper: Table 1 of Recursive Language Models (Zhang, Kraska, Khattab, 2025), GPT-5 "
-              "with GPT-5-mini sub-calls: score · mean cost per task. `rlm` is their RLM, "
-              "`direct` their base model.")
+PAPER_NOTE = ("Table 1 of Recursive Language Models (Zhang, Kraska, Khattab, 2025), GPT-5 with "
+              "GPT-5-mini sub-calls: score · mean cost per task. `rlm` is their RLM, `direct` "
+              "their base model. Shown only for cells scored by the official rule on data built "
+              "by the official definitions; a different model, so not a like-for-like result.")
+# Where a record's tasks came from, per benchmark, for the figures above to be comparable.
+OFFICIAL_SOURCES = {"oolong": {"official-data", "official-construction"},
+                    "oolong_pairs": {"paper-queries"}}
 
 _COLUMNS = ("n", "mean score", "mean cost (USD)", "mean calls", "mean seconds")
 
@@ -65,24 +69,62 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
-def _paper(benchmark: str, length: int, mode: str) -> str:
-    figure = PAPER.get((benchmark, length, mode))
-    return "" if figure is None else f"{figure[0]:.3f} · ${figure[1]:.2f}"
+def comparable(rows: list[Record]) -> bool:
+    """Scored by the official rule, on tasks built by the official definitions."""
+    return all(r.get("scorer", "official") == "official"
+               and r.get("source") in OFFICIAL_SOURCES.get(r["benchmark"], ()) for r in rows)
+
+
+def _lenient(rows: list[Record]) -> bool:
+    return any(r.get("scorer") == "lenient" for r in rows)
 
 
 def length_table(records: list[Record]) -> list[str]:
     rows = []
     for (bench, mode), group in _groups(records, lambda r: (r["benchmark"], r["mode"])).items():
         for (length,), cell in _groups(group, lambda r: (r["length"],)).items():
-            rows.append([bench, mode, str(length), *_stats(cell), _paper(bench, length, mode)])
-        rows.append([bench, mode, "**all**", *_stats(group), ""])
-    return _table(["benchmark", "mode", "context length (tokens)", *_COLUMNS, "paper"], rows)
+            rows.append([bench, mode, str(length), *_stats(cell)])
+        rows.append([bench, mode, "**all**", *_stats(group)])
+    return _table(["benchmark", "mode", "context length (tokens)", *_COLUMNS], rows)
+
+
+def reference_lines(records: list[Record]) -> list[str]:
+    """The paper's figures for the cells of this run that can stand beside them."""
+    rows = []
+    cells = _groups(records, lambda r: (r["benchmark"], r["length"], r["mode"]))
+    for (bench, length, mode), cell in cells.items():
+        if (figure := PAPER.get((bench, length, mode))) and comparable(cell):
+            rows.append([bench, mode, str(length), f"{mean(r['score'] for r in cell):.3f}",
+                         f"{figure[0]:.3f} · ${figure[1]:.2f}"])
+    if not rows:
+        return []
+    return ["## Reference (different model, same benchmark definition)", "", PAPER_NOTE, "",
+            *_table(["benchmark", "mode", "context length (tokens)", "this run", "paper"], rows),
+            ""]
+
+
+def head_lines(records: list[Record]) -> list[str]:
+    """What the run was: model, scorer, data, size, lengths, cost and time, per mode."""
+    rows = []
+    for (bench, mode), g in _groups(records, lambda r: (r["benchmark"], r["mode"])).items():
+        models = sorted({(r.get("model") or "no model") + (f" (sub {r['sub_model']})"
+                                                           if r.get("sub_model") else "")
+                         for r in g})
+        # From the first task's start to the last task's end.
+        elapsed = max(r["ts"] for r in g) - min(r["ts"] - (r.get("seconds") or 0) for r in g)
+        rows.append([bench, mode, "; ".join(models),
+                     ", ".join(sorted({r.get("scorer") or "official" for r in g})),
+                     ", ".join(sorted({r.get("source") or "unrecorded" for r in g})),
+                     str(len(g)), ", ".join(str(x) for x in sorted({r["length"] for r in g})),
+                     f"${sum(r.get('usd') or 0.0 for r in g):.4f}", f"{elapsed:.0f} s"])
+    return _table(["benchmark", "mode", "model", "scorer", "data", "n", "lengths (tokens)",
+                   "cost", "wall time"], rows)
 
 
 def family_table(records: list[Record]) -> list[str]:
     rows = [[bench, mode, str(family), *_stats(group)] for (bench, mode, family), group in
             _groups(records, lambda r: (r["benchmark"], r["mode"], r.get("family") or "")).items()]
-    return _table(["benchmark", "mode", "family", *_COLUMNS], rows)
+    return _table(["benchmark", "mode", "question type", *_COLUMNS], rows)
 
 
 def _code_only_lines(records: list[Record]) -> list[str]:
@@ -105,11 +147,14 @@ def render(records: list[Record]) -> str:
              f"{len(records)} tasks from `results.jsonl`, {time.strftime('%Y-%m-%d %H:%M')}.", ""]
     if not records:
         return "\n".join([*lines, "No results yet."]) + "\n"
-    models = Counter(f"{r['mode']}: {r.get('model') or 'no model'}"
-                     + (f" (sub {r['sub_model']})" if r.get("sub_model") else "") for r in records)
-    lines += ["Models: " + "; ".join(models), "", "## By context length", "",
-              *length_table(records), "", PAPER_NOTE, "", "## By family", "",
-              *family_table(records), "", "## Status", ""]
+    lines += [*head_lines(records), ""]
+    if _lenient(records):
+        lines += ["**Scorer: lenient** (case, punctuation and number formats forgiven). These "
+                  "scores are not the published OOLONG metric and are not comparable with it.",
+                  ""]
+    lines += ["## By context length", "",
+              *length_table(records), "", "## By question type", "",
+              *family_table(records), "", *reference_lines(records), "## Status", ""]
     for (bench, mode), group in _groups(records, lambda r: (r["benchmark"], r["mode"])).items():
         counts = Counter(r["status"] for r in group)
         lines.append(f"- {bench} / {mode}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -185,4 +230,5 @@ def summary_line(records: list[Record]) -> str:
         return "no results"
     cost = sum(r.get("usd") or 0.0 for r in records)
     score = mean(r["score"] for r in records)
-    return f"{len(records)} tasks, mean score {score:.3f}, total cost ${cost:.4f}"
+    label = " (lenient scorer)" if _lenient(records) else ""
+    return f"{len(records)} tasks, mean score {score:.3f}{label}, total cost ${cost:.4f}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fleet_rlm.bench import oolong, pairs, score, sniah
+from fleet_rlm.bench import OOLONG_SCORERS, Scorer, oolong, pairs, score, sniah
 from fleet_rlm.bench.tasks import CHARS_PER_TOKEN, Task
 from fleet_rlm.budget import Budget, BudgetExceeded, Cancelled, CancelToken
 from fleet_rlm.config import Settings
@@ -34,7 +33,7 @@ RESULTS = "results.jsonl"
 # Context lengths are in tokens for every benchmark (S-NIAH's generator counts characters).
 DEFAULT_LENGTHS = {"sniah": tuple(c // CHARS_PER_TOKEN for c in sniah.DEFAULT_LENGTHS),
                    "oolong": oolong.DEFAULT_TOKENS, "oolong-pairs": pairs.DEFAULT_TOKENS}
-_PER_WINDOW = {"oolong": 25, "oolong-pairs": len(pairs.TEMPLATES)}
+_PER_WINDOW = {"oolong": 25, "oolong-pairs": len(pairs.QUERIES)}
 
 
 def make_tasks(benchmark: str, n: int, seed: int = 0,
@@ -56,13 +55,7 @@ def _generate(benchmark: str, quota: int, seed: int, tokens: int) -> list[list[T
     """Enough tasks of one length, grouped by window (or S-NIAH grid repeat), each group in the
     order its questions should be taken."""
     if benchmark == "sniah":
-        cells = len(sniah.DEFAULT_DEPTHS) * len(sniah.DEFAULT_KINDS)
-        grid = sniah.generate(math.ceil(quota / cells), seed, [tokens * CHARS_PER_TOKEN])
-        groups: dict[int, list[Task]] = {}
-        for task in grid:
-            groups.setdefault(int(task.id.rsplit("-", 1)[1]), []).append(task)
-        # A fixed shuffle per repeat, so a few tasks still cover several depths and kinds.
-        return [random.Random(f"{seed}:{k}").sample(g, len(g)) for k, g in sorted(groups.items())]
+        return [sniah.spread(quota, seed, tokens * CHARS_PER_TOKEN)]
     module = BENCHMARKS[benchmark]
     windows = math.ceil(quota / _PER_WINDOW[benchmark])
     grouped: dict[str, list[Task]] = {}
@@ -73,6 +66,20 @@ def _generate(benchmark: str, quota: int, seed: int, tokens: int) -> list[list[T
 
 def _interleave(groups: list[list[Task]]) -> list[Task]:
     return [g[k] for k in range(max(map(len, groups), default=0)) for g in groups if k < len(g)]
+
+
+def load_data(benchmark: str, path: Path, lengths: Sequence[int] | None = None) -> list[Task]:
+    """Every trec_coarse row of a released OOLONG-synth file (at `lengths`, if given)."""
+    if benchmark != "oolong":
+        raise ValueError(f"--data loads OOLONG-synth rows; {benchmark} has no released data")
+    if not path.exists():
+        raise ValueError(f"--data {path}: no such file")
+    tasks = [t for t in oolong.load_official(path)
+             if lengths is None or t.meta["target_tokens"] in lengths]
+    if not tasks:
+        raise ValueError(f"--data {path}: no trec_coarse rows"
+                         + (f" at lengths {list(lengths)}" if lengths else ""))
+    return tasks
 
 
 def target_tokens(task: Task) -> int:
@@ -181,7 +188,7 @@ RUNNERS: dict[str, Callable[[Task, Settings, CancelToken], Outcome]] = {
 
 
 def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
-           seconds: float) -> dict[str, Any]:
+           seconds: float, scorer: Scorer = "official") -> dict[str, Any]:
     """One line of results.jsonl."""
     usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tokens": 0, "usd": 0.0,
              "usd_unknown_calls": 0, **outcome.usage}
@@ -189,7 +196,9 @@ def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
     return {
         "task_id": task.id, "benchmark": task.benchmark, "mode": mode,
         "family": task.meta.get("family"), "length": target_tokens(task),
-        "score": score(task, outcome.answer or ""), "status": outcome.status, **usage,
+        "score": score(task, outcome.answer or "", scorer), "scorer": scorer,
+        "source": task.meta.get("source"), "answer_type": task.meta.get("answer_type"),
+        "status": outcome.status, **usage,
         "seconds": round(seconds, 3), "turn_id": outcome.turn_id, "node_id": outcome.node_id,
         "model": settings.root_model if uses_model else None,
         "sub_model": settings.effective_sub_model if uses_model else None,
@@ -229,11 +238,11 @@ class BenchRun:
 
     def __init__(self, tasks: Sequence[Task], mode: str, settings: Settings, out: Path, *,
                  concurrency: int = 1, max_usd: float | None = None,
-                 retry_errors: bool = False,
+                 retry_errors: bool = False, scorer: Scorer = "official",
                  on_done: Callable[[dict[str, Any], RunSummary], None] | None = None) -> None:
         if mode not in RUNNERS:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        self.mode, self.settings, self.out = mode, settings, out
+        self.mode, self.settings, self.out, self.scorer = mode, settings, out, scorer
         self.concurrency, self.max_usd = max(1, concurrency), max_usd
         self.on_done = on_done or (lambda rec, summary: None)
         previous = load_results(out)
@@ -263,7 +272,8 @@ class BenchRun:
         outcome = RUNNERS[self.mode](task, self.settings, token)
         if outcome.status == "cancelled" and self._interrupted:
             return None
-        rec = record(task, self.mode, self.settings, outcome, time.perf_counter() - started)
+        rec = record(task, self.mode, self.settings, outcome, time.perf_counter() - started,
+                     self.scorer)
         with self._lock:
             self.out.mkdir(parents=True, exist_ok=True)
             with (self.out / RESULTS).open("a", encoding="utf-8") as f:
@@ -330,7 +340,8 @@ def parse_lengths(values: Sequence[str] | None) -> list[int] | None:
 def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int, seed: int,
             lengths: Sequence[str] | None, out: Path, export: Path | None,
             max_usd: float | None, concurrency: int, retry_errors: bool,
-            overrides: dict[str, Any]) -> int:
+            overrides: dict[str, Any], scorer: Scorer = "official",
+            data: Path | None = None, dry_run: bool = False) -> int:
     """`fleet bench BENCHMARK`. Returns the exit status: 0 done, 1 misuse, 2 stopped by
     --max-usd, 130 interrupted (the caller should exit at once)."""
     from pydantic import ValidationError
@@ -343,7 +354,12 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
     try:
         if mode not in MODES:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-        tasks = make_tasks(benchmark, n, seed, parse_lengths(lengths))
+        if scorer not in OOLONG_SCORERS:
+            raise ValueError(f"--scorer must be one of {', '.join(OOLONG_SCORERS)}, not {scorer!r}")
+        if scorer != "official" and benchmark != "oolong":
+            raise ValueError(f"--scorer {scorer} applies to oolong only; {benchmark} has one rule")
+        tasks = (load_data(benchmark, data, parse_lengths(lengths)) if data is not None
+                 else make_tasks(benchmark, n, seed, parse_lengths(lengths)))
         if mode == "code-only" and tasks and tasks[0].benchmark not in baseline.BENCHMARKS:
             raise ValueError(f"no code-only baseline for {benchmark}")
         settings = get_settings(**overrides)
@@ -353,8 +369,15 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
     if export is not None:
         console.print(f"wrote {export_tasks(tasks, export)} tasks to {export}")
         return 0
+    if dry_run:
+        from fleet_rlm.bench import projection
+
+        lines = projection.render(projection.project(tasks, mode, settings), benchmark, mode,
+                                  settings)
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+        return 0
     run = BenchRun(tasks, mode, settings, out, concurrency=concurrency, max_usd=max_usd,
-                   retry_errors=retry_errors)
+                   retry_errors=retry_errors, scorer=scorer)
     if run.summary.skipped:
         err.print(f"resuming: {run.summary.skipped} of {len(tasks)} tasks already in {out}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -1,26 +1,38 @@
-"""S-NIAH: a RULER-style single needle in a haystack, deterministic by seed.
+"""S-NIAH: RULER's single needle in a haystack (Hsieh et al. 2024, NVIDIA/RULER
+`scripts/data/synthetic/niah.py`), as the RLM paper runs it: 50 tasks over 2^13 to 2^18 tokens.
 
-The haystack is plain prose from `data/filler.txt` (original sentences shipped with the package),
-reshuffled per task. One sentence, "The special magic <kind> for <key> is: <value>.", is placed at
-a sentence boundary near the requested depth; the question asks for the value of that key.
+As in RULER: the needle sentence "One of the special magic <kind>s for <key> is: <value>.", a key
+that is an adjective-noun word, a value that is a 7-digit number, a UUID4 or a word, one needle
+per context placed at a sentence boundary at a depth drawn from RULER's grid of 40 depths
+(0-100 %), the opening "A special magic <kind> is hidden within the following text. ..." and the
+question "What is the special magic <kind> for <key> mentioned in the provided text?".
+
+Where this differs from RULER: the haystack is plain prose from `data/filler.txt` (original
+sentences shipped with the package, reshuffled per task) rather than Paul Graham's essays, which
+we do not ship; lengths are counted at 4 characters a token rather than with a model's tokenizer;
+the key words come from the short lists below rather than wonderwords' lists; no answer prefix
+is appended. A value is matched as a whole word, never inside another word (RULER matches
+substrings, so `emu` would be found in `lemur`).
 """
 
 from __future__ import annotations
 
 import bisect
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from functools import cache
 from typing import Literal
 
-from fleet_rlm.bench.tasks import Task, approx_tokens, data_text
+from fleet_rlm.bench.tasks import CHARS_PER_TOKEN, Task, approx_tokens, data_text
 
 Kind = Literal["number", "uuid", "word"]
 
 BENCHMARK = "sniah"
-DEFAULT_LENGTHS: tuple[int, ...] = (50_000, 100_000, 200_000)
-DEFAULT_DEPTHS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+# In characters: 2^13 ... 2^18 tokens at 4 characters a token.
+DEFAULT_LENGTHS: tuple[int, ...] = tuple(2**p * CHARS_PER_TOKEN for p in range(13, 19))
+DEFAULT_DEPTHS: tuple[float, ...] = tuple(round(100 * k / 39) / 100 for k in range(40))
 DEFAULT_KINDS: tuple[Kind, ...] = ("number", "uuid", "word")
 
 _KEY_ADJ = (
@@ -86,8 +98,10 @@ def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) 
     rng = random.Random(f"sniah:{seed}:{length}:{float(depth)!r}:{kind}:{index}")
     key = f"{rng.choice(_KEY_ADJ)}-{rng.choice(_KEY_NOUN)}"
     value = _value(rng, kind)
-    needle = f"The special magic {kind} for {key} is: {value}."
-    pieces = _haystack(rng, max(length - len(needle) - 1, 0))
+    needle = f"One of the special magic {kind}s for {key} is: {value}."
+    opening = (f"A special magic {kind} is hidden within the following text. Make sure to "
+               f"memorize it. I will quiz you about the {kind} afterwards.\n")
+    pieces = _haystack(rng, max(length - len(opening) - len(needle) - 1, 0))
     starts = [0]
     for piece in pieces:
         starts.append(starts[-1] + len(piece))
@@ -97,12 +111,10 @@ def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) 
     if k > 0 and (k == len(starts) or goal - starts[k - 1] <= starts[k] - goal):
         k -= 1
     before, after = "".join(pieces[:k]), "".join(pieces[k:]).rstrip()
-    context = f"{before}{needle} {after}".rstrip() if after else f"{before}{needle}"
-    position = len(before) / len(context)
-    question = (
-        f"What is the special magic {kind} for {key} mentioned in the provided text? "
-        f"Answer with the {kind} only."
-    )
+    hay = f"{before}{needle} {after}".rstrip() if after else f"{before}{needle}"
+    context = opening + hay
+    position = len(before) / len(hay)
+    question = f"What is the special magic {kind} for {key} mentioned in the provided text?"
     return Task(
         id=f"sniah-{kind}-{length}-d{depth:g}-s{seed}-{index}",
         benchmark=BENCHMARK,
@@ -119,6 +131,7 @@ def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) 
             "context_chars": len(context),
             "approx_tokens": approx_tokens(context),
             "seed": seed,
+            "source": "ruler-construction",
         },
     )
 
@@ -140,6 +153,28 @@ def generate(
     ]
 
 
+def spread(n: int, seed: int, length: int, kinds: Sequence[Kind] = DEFAULT_KINDS) -> list[Task]:
+    """`n` tasks of one length (characters): depths drawn from RULER's grid without repeats
+    until it is used up, kinds in turn."""
+    rng = random.Random(f"sniah-spread:{seed}:{length}")
+    depths: list[float] = []
+    while len(depths) < n:
+        depths += rng.sample(DEFAULT_DEPTHS, len(DEFAULT_DEPTHS))
+    return [make_task(length, depths[i], kinds[i % len(kinds)], seed, i) for i in range(n)]
+
+
+def matches(gold: str, answer: str) -> bool:
+    """The gold value appears in the answer as a whole word (or whole value), any case: `emu`
+    does not match `lemur`, nor `1234567` match `12345678`."""
+    return re.search(rf"(?<!\w){re.escape(gold)}(?!\w)", answer, re.IGNORECASE) is not None
+
+
+def score_values(golds: Sequence[str], answer: str) -> float:
+    """RULER's all-values score: the share of gold values the answer names."""
+    return sum(matches(g, answer) for g in golds) / len(golds)
+
+
 def score(task: Task, answer: str) -> float:
-    """RULER's string match: 1.0 when the gold value occurs in the answer, case-insensitively."""
-    return 1.0 if str(task.gold).lower() in answer.lower() else 0.0
+    """1.0 when the answer names the needle's value as a whole word, else 0.0."""
+    golds = task.gold if isinstance(task.gold, list) else [task.gold]
+    return score_values(golds, answer)

@@ -73,16 +73,6 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return pd.read_parquet(path).to_dict("records")
 
 
-def after_last_colon(answer: str) -> str:
-    """OOLONG's candidate: the text after the last colon, or a short tail if there is none."""
-    text = answer.strip()
-    if ":" in text:
-        text = text.rsplit(":", 1)[1]
-    elif len(text) >= 20 and text.split():
-        text = text.split()[-1]
-    return re.sub(r"[*\[\]]", "", text).strip()
-
-
 _EDGE = "\"'`.,;:!?()<>{}|-_ \t\n\u2018\u2019\u201c\u201d"
 
 

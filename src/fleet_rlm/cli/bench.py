@@ -34,6 +34,15 @@ def _bench_command(benchmark: str) -> None:
             help="Write the tasks as JSONL to this file and run nothing.")] = None,
         retry_errors: Annotated[bool, typer.Option(
             help="Run again the tasks whose recorded status is error.")] = False,
+        dry_run: Annotated[bool, typer.Option(
+            help="Print the tasks, their context tokens and the projected cost; run nothing.")]
+        = False,
+        data: Annotated[Path | None, typer.Option(
+            help="oolong: run every trec_coarse row of this released oolong-synth file (JSONL "
+                 "or Parquet) instead of generated windows; --n is not used.")] = None,
+        scorer: Annotated[str, typer.Option(
+            help="OOLONG scorer: official (the published rule) or lenient (ours; reports "
+                 "label it and show no published figures beside it).")] = "official",
     ) -> None:
         import os
 
@@ -42,7 +51,8 @@ def _bench_command(benchmark: str) -> None:
         code = run_cli(benchmark, console, err, n=n, mode=mode, concurrency=concurrency,
                        max_usd=max_usd, seed=seed, lengths=lengths,
                        out=out or Path(f"bench-{benchmark}"), export=export,
-                       retry_errors=retry_errors,
+                       retry_errors=retry_errors, scorer=scorer, data=data,
+                       dry_run=dry_run,
                        overrides={"root_model": model, "sub_model": sub_model,
                                   "api_base": api_base})
         if code == 130:  # an LM request walked away from would otherwise hold the exit
@@ -70,3 +80,44 @@ def bench_report(out: Annotated[Path, typer.Argument(help="A results directory."
         err.print(f"[red]error:[/red] no {RESULTS} in {out}")
         raise typer.Exit(1)
     console.print(f"{report.write_report(out)}: {report.summary_line(load_results(out))}")
+
+
+@bench_app.command("score")
+def bench_score(
+    benchmark: Annotated[str, typer.Argument(help="oolong | oolong-pairs | sniah")],
+    file: Annotated[Path, typer.Argument(help="JSONL of predictions: prediction, answer (in the "
+                                         "dataset's form) and, for oolong, answer_type.")],
+    scorer: Annotated[str, typer.Option(
+        help="OOLONG scorer: official (the published rule) or lenient (ours).")] = "official",
+    out: Annotated[Path | None, typer.Option(
+        help="Write every line with its score to this JSONL file.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the mean and counts as JSON instead of a table.")] = False,
+) -> None:
+    """Score predictions made by any system against gold answers, by the benchmark's rule."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..bench.scoring import ScoreFileError, score_file, write_lines
+
+    try:
+        scored = score_file(benchmark, file, scorer)  # type: ignore[arg-type]
+    except (ScoreFileError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if out is not None:
+        write_lines(scored, out)
+    if as_json:
+        console.print_json(json.dumps(scored.summary()))
+        return
+    if scorer == "lenient":
+        console.print("[bold]scorer: lenient[/bold] (not the published metric)", soft_wrap=True)
+    table = Table(title=f"{benchmark}, {scorer} scorer")
+    for column in ("answer type", "n", "mean score"):
+        table.add_column(column, justify="left" if column == "answer type" else "right")
+    for kind, (n, value) in scored.by_type().items():
+        table.add_row(kind, str(n), f"{value:.4f}")
+    table.add_row("[b]all[/b]", str(len(scored.lines)), f"[b]{scored.mean:.4f}[/b]")
+    console.print(table)

@@ -15,11 +15,16 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None,
     """A new, not yet started sandbox of the configured backend. `labels` (session, turn,
     node) tag remote sandboxes so `fleet daytona gc` can find a turn's leftovers. On Daytona a
     session's sandbox (a `session` label) keeps its workspace on the session's volume and may
-    be replaced between calls; each replacement runs `restore` first."""
+    be replaced between calls; a driver that replaces one that died (any backend) runs
+    `restore` before any other code."""
     if settings.sandbox in ("local", "unsafe-local"):
         from .local import LocalSandbox
 
-        return LocalSandbox(settings, work_dir=work_dir)
+        return LocalSandbox(settings, work_dir=work_dir, restore=restore)
+    if settings.sandbox == "gvisor":
+        from .gvisor import GVisorSandbox
+
+        return GVisorSandbox(settings, work_dir=work_dir, restore=restore)
     if settings.sandbox == "daytona":
         from .daytona import DaytonaSandbox
 

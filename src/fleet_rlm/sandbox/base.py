@@ -18,17 +18,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .driver import CHUNK, REPLIES, FrameTooLarge, Lines
+
 log = logging.getLogger(__name__)
 
 DRIVER_SOURCE = Path(__file__).with_name("driver.py")
 # Values larger than this cross as files rather than inline JSON lines.
 INLINE_LIMIT = 64 * 1024
+# Host callbacks a sandbox may have waiting at once; more is a protocol violation.
+MAX_QUEUED_CALLBACKS = 256
 
 Callback = Callable[..., Any]
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (could not start, died, broke protocol) — not the code in it."""
+
+
+class ProtocolViolation(SandboxError):
+    """The sandbox sent a malformed, oversized or unexpected frame: it was killed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"protocol violation: {detail}")
+        self.detail = detail
 
 
 @dataclass
@@ -97,25 +109,39 @@ class DriverSession:
     Backends supply the streams and how to kill the process; everything else is here so every
     backend behaves the same. With `direct`, `stdout` is a pipe the requesting thread reads
     itself (one thread hand-off less per request); otherwise a reader thread feeds a queue.
+
+    The sandbox is hostile: every request has a deadline on the host's clock (`request_timeout_s`
+    unless the caller gives one), also for writing it, so a sandbox that stops reading cannot
+    hang the host; lines are at most MAX_FRAME bytes, assembled in linear time; a frame that is
+    not JSON, too large, of the wrong kind or for another request is a `ProtocolViolation`,
+    which kills the sandbox and is logged once.
     """
 
     def __init__(self, stdin: IO[bytes], stdout: IO[bytes], kill: Callable[[], None],
                  put_file: Callable[[str, bytes], str], max_output: int, kill_grace_s: float,
-                 max_callback_workers: int = 64, direct: bool = False) -> None:
+                 max_callback_workers: int = 64, direct: bool = False,
+                 request_timeout_s: float = 60.0) -> None:
         self._stdin, self._stdout, self._kill, self._put_file = stdin, stdout, kill, put_file
         self.max_output, self.kill_grace_s = max_output, kill_grace_s
-        self._replies: queue.Queue[dict | None] = queue.Queue()
+        self.request_timeout_s = request_timeout_s
+        # A pipe is written without blocking, against a deadline; other streams (Daytona's
+        # POSTs) bound their own writes.
+        self._in_fd: int | None = stdin.fileno() if hasattr(stdin, "fileno") else None
+        if self._in_fd is not None:
+            os.set_blocking(self._in_fd, False)
+        self._replies: queue.Queue[bytes | FrameTooLarge | None] = queue.Queue()
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_callback_workers, thread_name_prefix="sandbox-callback")
         self._sent: dict[str, Any] = {}
         self._in_callbacks = 0
+        self._queued_callbacks = 0
         self._host_busy, self._host_busy_since = 0.0, None
         self._callback_lock = threading.Lock()
         self.alive = True
         self.ready: dict = {}
         self._direct = direct
-        self._pending = bytearray()  # direct reads: bytes after the last complete line
+        self._lines = Lines()  # direct reads: the bytes after the last complete line
         self._eof = False
         if direct:
             self._fd = stdout.fileno()
@@ -126,62 +152,97 @@ class DriverSession:
 
     # -- wire -------------------------------------------------------------------------------
     def _read(self) -> None:
-        for line in self._stdout:
-            try:
-                self._replies.put(json.loads(line))
-            except ValueError:
-                log.warning("sandbox sent a non-JSON line: %r", line[:200])
+        lines = Lines()
+        try:
+            while chunk := os.read(self._stdout.fileno(), CHUNK):
+                lines.feed(chunk)
+                while (line := lines.next()) is not None:
+                    self._replies.put(line)
+        except FrameTooLarge as exc:
+            self._replies.put(exc)
+        except (OSError, ValueError):  # closed under us: the sandbox is gone
+            pass
         self._replies.put(None)
 
-    def _send(self, message: dict) -> None:
+    def _send(self, message: dict, deadline: float) -> None:
         # backslashreplace: a lone surrogate becomes a JSON \u escape the driver decodes back.
         data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
         with self._send_lock:
             try:
-                self._stdin.write(data)
-                self._stdin.flush()
+                if self._in_fd is None:
+                    self._stdin.write(data)
+                    self._stdin.flush()
+                else:
+                    self._write(memoryview(data), deadline)
             except (BrokenPipeError, OSError, ValueError) as exc:
                 self.alive = False
                 raise SandboxError(f"sandbox is gone: {exc}") from exc
 
-    def _next(self, deadline: float | None) -> dict | None:
-        """Next reply; None when the process ended; raises TimeoutError at the deadline."""
-        if self._direct:
-            reply = self._next_line(deadline)
-        else:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    def _write(self, data: memoryview, deadline: float) -> None:
+        assert self._in_fd is not None
+        writable = select.poll()
+        writable.register(self._in_fd, select.POLLOUT)
+        while data:
             try:
-                reply = self._replies.get(timeout=timeout)
+                data = data[os.write(self._in_fd, data):]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or not writable.poll(math.ceil(left * 1000)):
+                self.kill()
+                raise SandboxError("the sandbox stopped reading its requests; it was killed")
+
+    def _next(self, deadline: float) -> dict | None:
+        """Next frame; None when the process ended; raises TimeoutError at the deadline and
+        ProtocolViolation for a line that is too long or not a JSON object with a type."""
+        if self._direct:
+            line = self._next_line(deadline)
+        else:
+            try:
+                line = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 raise TimeoutError from None
-        if reply is None:
+        if line is None:
             self.alive = False
-        return reply
+            return None
+        if isinstance(line, FrameTooLarge):
+            self._violation(f"the sandbox sent {line}")
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._violation(f"the sandbox sent a line that is not a frame: {line[:200]!r}")
+        return frame
 
-    def _next_line(self, deadline: float | None) -> dict | None:
+    def _next_line(self, deadline: float) -> bytes | FrameTooLarge | None:
         while True:
-            end = self._pending.find(b"\n")
-            if end >= 0:
-                line = bytes(self._pending[:end + 1])
-                del self._pending[:end + 1]
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    log.warning("sandbox sent a non-JSON line: %r", line[:200])
-                    continue
+            try:
+                line = self._lines.next()
+            except FrameTooLarge as exc:
+                return exc
+            if line is not None:
+                return line
             if self._eof:
                 return None
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._poll.poll(None if timeout is None else math.ceil(timeout * 1000)):
+            timeout = max(0.0, deadline - time.monotonic())
+            if not self._poll.poll(math.ceil(timeout * 1000)):
                 raise TimeoutError
             try:
-                chunk = os.read(self._fd, 1 << 20)
+                chunk = os.read(self._fd, CHUNK)
             except OSError:
                 chunk = b""
             if chunk:
-                self._pending += chunk
+                self._lines.feed(chunk)
             else:
                 self._eof = True
+
+    def _violation(self, detail: str) -> None:
+        """Once per sandbox: it is killed, so nothing more is read from it."""
+        log.error("sandbox protocol violation, killing the sandbox: %s", detail)
+        self.kill()
+        raise ProtocolViolation(detail)
 
     def wait_ready(self, timeout: float) -> dict:
         try:
@@ -202,11 +263,12 @@ class DriverSession:
         """
         if not self.alive:
             raise SandboxError("sandbox is not running")
-        request_id = next(self._ids)
-        self._send({**message, "id": request_id})
+        timeout = self.request_timeout_s if timeout is None else timeout
+        request_id, op = next(self._ids), message["op"]
         started = time.monotonic()
         self._host_busy, self._host_busy_since = 0.0, None
-        deadline = None if timeout is None else started + timeout
+        deadline = started + timeout
+        self._send({**message, "id": request_id}, deadline)
         timed_out = False
         while True:
             try:
@@ -214,7 +276,7 @@ class DriverSession:
             except TimeoutError:
                 # Time spent waiting on the host (a sub-model, a child run) is not the code's.
                 used = time.monotonic() - started - self._host_time()
-                if not timed_out and timeout is not None and used < timeout:
+                if not timed_out and used < timeout:
                     deadline = time.monotonic() + max(timeout - used, 0.05)
                     continue
                 if timed_out:  # the interrupt was ignored: the process must go
@@ -226,13 +288,35 @@ class DriverSession:
                 continue
             if reply is None:
                 return None, timed_out
-            kind = reply.get("type")
-            if kind == "callback":
-                self._pool.submit(self._serve_callback, reply, callbacks or {})
-            elif kind == "protocol_error":
+            kind = reply["type"]
+            if kind == "callback" and op == "execute":
+                self._queue_callback(reply, callbacks or {})
+            elif kind == "protocol_error":  # the host sent a line the driver could not read
                 log.error("sandbox protocol error: %s", reply.get("error"))
-            elif reply.get("id") == request_id:
+            elif kind == "violation":
+                self._violation(f"the driver reported: {reply.get('error')}")
+            elif kind in REPLIES.get(op, ("error",)) and reply.get("id") == request_id:
+                if kind == "result" and not _well_formed(reply):
+                    self._violation(f"a malformed result: {str(reply)[:200]}")
                 return reply, timed_out
+            else:
+                self._violation(f"an unexpected {kind[:40]!r} frame (id {reply.get('id')!r}) "
+                                f"while waiting for the reply to {op} {request_id}")
+
+    def _queue_callback(self, call: dict, callbacks: dict[str, Callback]) -> None:
+        if not (isinstance(call.get("call_id"), int) and isinstance(call.get("name"), str)
+                and isinstance(call.get("args", []), list)
+                and isinstance(call.get("kwargs", {}), dict)):
+            self._violation(f"a malformed callback frame: {str(call)[:200]}")
+        with self._callback_lock:
+            if self._queued_callbacks >= MAX_QUEUED_CALLBACKS:
+                full = True
+            else:
+                full = False
+                self._queued_callbacks += 1
+        if full:
+            self._violation(f"more than {MAX_QUEUED_CALLBACKS} host callbacks waiting at once")
+        self._pool.submit(self._serve_callback, call, callbacks)
 
     def _host_time(self) -> float:
         """Seconds of the current request during which at least one host callback ran."""
@@ -241,14 +325,19 @@ class DriverSession:
             return self._host_busy + (time.monotonic() - running if running else 0.0)
 
     def _serve_callback(self, call: dict, callbacks: dict[str, Callback]) -> None:
-        name = call.get("name")
+        name = call["name"]
+        if name not in callbacks:  # answered at once, and not counted as the host's time
+            with self._callback_lock:
+                self._queued_callbacks -= 1
+            self._reply_callback({"op": "callback_error", "call_id": call["call_id"],
+                                  "error": f"NameError: no host function named {name!r}"})
+            return
         with self._callback_lock:
+            self._queued_callbacks -= 1
             self._in_callbacks += 1
             if self._in_callbacks == 1:
                 self._host_busy_since = time.monotonic()
         try:
-            if name not in callbacks:
-                raise NameError(f"no host function named {name!r}")
             value = callbacks[name](*call.get("args", []), **call.get("kwargs", {}))
             json.dumps(value)
             message = {"op": "callback_result", "call_id": call["call_id"], "value": value}
@@ -261,24 +350,35 @@ class DriverSession:
                 if self._in_callbacks == 0 and self._host_busy_since is not None:
                     self._host_busy += time.monotonic() - self._host_busy_since
                     self._host_busy_since = None
+        self._reply_callback(message)
+
+    def _reply_callback(self, message: dict) -> None:
         try:
-            self._send(message)
+            self._send(message, time.monotonic() + self.request_timeout_s)
         except SandboxError:
             pass  # the sandbox died while the host worked; execute() reports that
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
                 submit_fields: list[str] | None) -> ExecResult:
+        timeout = self.request_timeout_s if timeout is None else timeout
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
                    "submit_fields": submit_fields, "max_output": self.max_output}
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)
-        except SandboxError:  # it died between calls: the request found no reader
-            reply, timed_out = None, False
+        except ProtocolViolation as exc:
+            return ExecResult(error_type="ProtocolViolation",
+                              error_message=f"{exc}; the sandbox was killed and its variables "
+                              "are lost", duration_s=time.perf_counter() - started,
+                              state_lost=True)
+        except SandboxError as exc:  # it died between calls, or stopped reading
+            reply, timed_out, failure = None, False, str(exc)
+        else:
+            failure = "the sandbox process died"
         if reply is None:
             self.kill()
             what = (f"killed after exceeding its {timeout:g} s timeout (interrupt ignored)"
-                    if timed_out else "the sandbox process died")
+                    if timed_out else failure)
             return ExecResult(error_type="SandboxDied" if not timed_out else "TimeoutError",
                               error_message=f"{what}; its variables are lost",
                               duration_s=time.perf_counter() - started, timed_out=timed_out,
@@ -286,6 +386,7 @@ class DriverSession:
         error = reply.get("error") or {}
         if reply.get("type") == "error":
             raise SandboxError(f"driver rejected execute: {error.get('message')}")
+
         result = ExecResult(
             stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""),
             error_type=error.get("type"), error_message=error.get("message"),
@@ -323,9 +424,12 @@ class DriverSession:
         return self._checked({"op": "get_var", "name": name}).get("value")
 
     def _checked(self, message: dict) -> dict:
-        reply, _ = self.request(message)
+        reply, timed_out = self.request(message)
         if reply is None:
-            raise SandboxError("the sandbox process died")
+            self.kill()
+            raise SandboxError(f"the sandbox did not answer {message['op']} within "
+                               f"{self.request_timeout_s:g} s; it was killed" if timed_out
+                               else "the sandbox process died")
         if reply.get("type") == "error":
             error = reply["error"]
             raise SandboxError(f"{error['type']}: {error['message']}")
@@ -334,7 +438,7 @@ class DriverSession:
     def interrupt(self) -> None:
         if self.alive:
             try:
-                self._send({"op": "interrupt"})
+                self._send({"op": "interrupt"}, time.monotonic() + self.kill_grace_s)
             except SandboxError:
                 pass
 
@@ -346,8 +450,20 @@ class DriverSession:
     def close(self) -> None:
         if self.alive:
             try:
-                self._send({"op": "shutdown"})
+                self._send({"op": "shutdown"}, time.monotonic() + self.kill_grace_s)
             except SandboxError:
                 pass
         self.kill()
 
+
+def _well_formed(result: dict) -> bool:
+    """A result frame's fields have the types ExecResult promises."""
+    error = result.get("error")
+    return (isinstance(result.get("stdout", ""), str) and isinstance(result.get("stderr", ""), str)
+            and isinstance(result.get("final"), dict | None)
+            and isinstance(result.get("truncated", False), bool)
+            and isinstance(result.get("duration_s", 0.0), int | float)
+            and (error is None or isinstance(error, dict)
+                 and all(isinstance(error.get(k), str) for k in ("type", "message"))
+                 and isinstance(error.get("traceback"), str | None)
+                 and isinstance(error.get("line"), int | None)))

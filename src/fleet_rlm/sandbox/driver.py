@@ -1,7 +1,18 @@
 """REPL driver that runs inside a sandbox. Standard library only.
 
-Speaks JSON lines: requests on stdin, replies on stdout. Model-written code never sees either
-stream: both are moved to private descriptors before any code runs, and the code's own
+Two processes. The supervisor, the process the host starts, holds the host's channel: JSON
+lines, requests on stdin, replies on stdout. It forks the worker, which runs model code and holds
+only sockets to the supervisor: the host's pipes are closed in it, and the supervisor is not
+dumpable (and, under bubblewrap, the namespace's pid 1, which its processes cannot signal), so
+no code in the sandbox can reach its descriptors or memory. The worker's frames are treated as
+hostile: at most MAX_FRAME bytes, JSON objects of the kind the request in flight expects, exactly
+one reply per request, which the supervisor stamps with the request's id. Anything else is a
+protocol violation: the supervisor says so ({"type": "violation"}) and exits, taking the sandbox
+down. Model code can still end its own cell early with a reply of its making; that is no more
+than returning one. The supervisor is the sandbox's subreaper, and when a cell ends it kills
+every process the cell left (orphans included); a cell that leaves threads running is shed of
+them by forking the worker (a fork copies only the calling thread, and every variable) and
+ending the old process, which the supervisor checks from outside. Model code's own
 stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
@@ -15,16 +26,19 @@ Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "interrupt"}                                               (no id)
   {"op": "shutdown"}                                                (no id)
 Replies (driver -> host):
-  {"type": "ready", "python": str}
+  {"type": "ready", "python": str, "pid": int}
   {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
    "final": json | null, "truncated": bool, "duration_s": float}
   {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
+  {"type": "protocol_error", "error": str}     a request line the driver could not read
+  {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import itertools
 import json
@@ -32,27 +46,77 @@ import linecache
 import os
 import queue
 import resource
+import select
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
 import traceback
+import warnings
 
 CELL = "<cell-{}>"
+MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
+CHUNK = 1 << 20
+# What the worker may send in reply to each kind of request.
+REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
+           "get_var": ("var", "error")}
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+# The last pid handed out in this pid namespace: threads take pids too, so while it is unchanged
+# nothing was started.
+LAST_PID = "/proc/sys/kernel/ns_last_pid"
 
-# A lone surrogate in a reply goes out as a JSON \u escape (which decodes back to it) instead of
-# killing the driver; undecodable request bytes become a protocol error, not a dead reader.
-_out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="backslashreplace", closefd=True)
-_in = os.fdopen(os.dup(0), "r", encoding="utf-8", errors="replace", closefd=True)
-_send_lock = threading.Lock()
+
+class FrameTooLarge(ValueError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a line of more than {size} bytes (the limit is {MAX_FRAME})")
+        self.size = size
 
 
-def send(message: dict) -> None:
-    line = json.dumps(message, ensure_ascii=False, default=repr)
-    with _send_lock:
-        _out.write(line + "\n")
-        _out.flush()
+class Lines:
+    """Bytes in, complete lines out: each byte is scanned once and moved at most once
+    (amortised), and a line longer than `limit` raises FrameTooLarge before it is all held."""
+
+    def __init__(self, limit: int = MAX_FRAME) -> None:
+        self.buffer, self.start, self.scanned, self.limit = bytearray(), 0, 0, limit
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+
+    def next(self) -> bytes | None:
+        end = self.buffer.find(b"\n", self.scanned)
+        if end < 0:
+            self.scanned = len(self.buffer)
+            if self.scanned - self.start > self.limit:
+                raise FrameTooLarge(self.scanned - self.start)
+            return None
+        if end - self.start > self.limit:
+            raise FrameTooLarge(end - self.start)
+        line = bytes(self.buffer[self.start:end])
+        self.start = self.scanned = end + 1
+        if self.start == len(self.buffer):
+            self.buffer.clear()
+            self.start = self.scanned = 0
+        elif self.start > CHUNK and 2 * self.start > len(self.buffer):
+            del self.buffer[:self.start]
+            self.scanned -= self.start
+            self.start = 0
+        return line
+
+
+def encode(message: dict, strict: bool = False) -> bytes:
+    """One line; a value JSON cannot hold goes as its repr unless `strict`. A lone surrogate
+    goes out as a JSON \\u escape (which decodes back to it)."""
+    dump = json.dumps(message, ensure_ascii=False, default=None if strict else repr)
+    return (dump + "\n").encode(
+        "utf-8", "backslashreplace")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class Submitted(BaseException):
@@ -100,37 +164,49 @@ class _BytesInto(io.RawIOBase):
         return len(data)
 
 
-class Driver:
-    def __init__(self) -> None:
+class Worker:
+    """Runs the cells, in its own process, speaking to the supervisor over two sockets:
+    `channel` carries requests in (read by the main thread itself, between cells) and every
+    frame out; `results` carries the host's answers to callbacks (read by a thread, since any
+    thread of a cell may be waiting for one)."""
+
+    def __init__(self, channel: int, results: int) -> None:
+        self.channel, self.results = channel, results
+        self.requests = Lines(limit=1 << 62)  # the supervisor is trusted
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
-        self.requests: queue.Queue = queue.Queue()
         self.pending: dict[int, queue.Queue] = {}
         self.pending_lock = threading.Lock()
+        self.send_lock = threading.Lock()
         self.call_ids = itertools.count(1)
         self.cells = itertools.count(1)
-        self.main_thread = threading.main_thread().ident
         self.executing = False
 
+    def send(self, message: dict, strict: bool = False) -> None:
+        data = encode(message, strict)
+        if len(data) > MAX_FRAME:
+            raise FrameTooLarge(len(data))
+        with self.send_lock:
+            write_all(self.channel, data)
+
     # -- reading ---------------------------------------------------------------------------
-    def read_forever(self) -> None:
-        for line in _in:
-            try:
+    def next_request(self) -> dict:
+        while (line := self.requests.next()) is None:
+            chunk = os.read(self.channel, CHUNK)
+            if not chunk:
+                return {"op": "shutdown"}
+            self.requests.feed(chunk)
+        return json.loads(line)
+
+    def read_results(self) -> None:
+        lines = Lines(limit=1 << 62)
+        while chunk := os.read(self.results, CHUNK):
+            lines.feed(chunk)
+            while (line := lines.next()) is not None:
                 message = json.loads(line)
-                op = message["op"]
-            except (ValueError, KeyError, TypeError):
-                send({"type": "protocol_error", "error": f"bad request line: {line[:200]!r}"})
-                continue
-            if op in ("callback_result", "callback_error"):
                 with self.pending_lock:
                     waiter = self.pending.get(message.get("call_id"))
                 if waiter is not None:
                     waiter.put(message)
-            elif op == "interrupt":
-                if self.executing:
-                    signal.pthread_kill(self.main_thread, signal.SIGINT)
-            else:
-                self.requests.put(message)
-        self.requests.put({"op": "shutdown"})
 
     # -- host callbacks --------------------------------------------------------------------
     def call_host(self, name: str, args: tuple, kwargs: dict):
@@ -142,10 +218,10 @@ class Driver:
             try:
                 payload = {"type": "callback", "call_id": call_id, "name": name,
                            "args": list(args), "kwargs": kwargs}
-                json.dumps(payload)
+                self.send(payload, strict=True)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"arguments to {name}() must be JSON-serialisable: {exc}") from None
-            send(payload)
+                raise TypeError(f"arguments to {name}() must be JSON-serialisable and at most "
+                                f"{MAX_FRAME} bytes: {exc}") from None
             reply = waiter.get()
         finally:
             with self.pending_lock:
@@ -188,6 +264,9 @@ class Driver:
     # -- execution -------------------------------------------------------------------------
     def execute(self, message: dict) -> dict:
         cap = int(message.get("max_output", 100_000))
+        with contextlib.suppress(ChildProcessError):  # children the last cell left, now killed
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
         for name in message.get("tools", []):
             self.namespace[name] = self.host_function(name)
         fields = message.get("submit_fields")
@@ -264,11 +343,10 @@ class Driver:
 
     def serve(self) -> None:
         signal.signal(signal.SIGINT, self.on_sigint)
-        threading.Thread(target=self.read_forever, daemon=True).start()
-        send({"type": "ready", "python": sys.version.split()[0], "pid": os.getpid()})
+        threading.Thread(target=self.read_results, daemon=True).start()
         while True:
-            message = self.requests.get()
-            op, request_id = message["op"], message.get("id")
+            message = self.next_request()
+            op = message["op"]
             if op == "shutdown":
                 return
             try:
@@ -283,8 +361,261 @@ class Driver:
                     raise ValueError(f"unknown op {op!r}")
             except BaseException as exc:  # noqa: BLE001 - reported to the host, loop goes on
                 reply = {"type": "error", "error": describe(exc, None)}
-            reply["id"] = request_id
-            send(reply)
+            data = encode(reply)
+            if len(data) > MAX_FRAME:
+                error = describe(FrameTooLarge(len(data)), None)
+                data = encode({"type": "result", "stdout": "", "stderr": "", "error": error,
+                               "final": None, "truncated": False, "duration_s": 0.0}
+                              if op == "execute" else {"type": "error", "error": error})
+            if op == "execute" and len(sys._current_frames()) > 2:  # noqa: SLF001
+                self.shed_threads(data)
+            else:
+                with self.send_lock:
+                    write_all(self.channel, data)
+
+    def shed_threads(self, reply: bytes) -> None:
+        """The cell left threads running, and a thread cannot be stopped from outside. A fork
+        copies only this thread, with every variable: the copy goes on as the worker, and the
+        old process, with the threads, ends once it has named its successor and replied."""
+        with self.send_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            successor = os.fork()
+            if successor:
+                write_all(self.channel, encode({"type": "worker", "pid": successor}) + reply)
+                os._exit(0)
+        self.pending, self.pending_lock = {}, threading.Lock()
+        threading.Thread(target=self.read_results, daemon=True).start()
+
+
+class Supervisor:
+    """Holds the host's channel and relays between it and the worker (see the module doc)."""
+
+    def __init__(self, host_in: int, host_out: int) -> None:
+        self.host_in, self.host_out = host_in, host_out
+        self.in_flight: tuple[object, str] | None = None  # (id, op) of the request being served
+        self.worker, self.exited, self.channel, self.results = self.spawn()
+        self.pid = os.getpid()
+        self.swept_at: bytes | None = None  # LAST_PID after the last sweep
+        try:
+            self.last_pid: int | None = os.open(LAST_PID, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.last_pid = None
+
+    def spawn(self) -> tuple[int, int, int, int]:
+        ours, theirs = socket.socketpair()
+        results, their_results = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            keep = {0, 1, 2, theirs.fileno(), their_results.fileno()}
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                if fd not in keep:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            _prctl(PR_SET_DUMPABLE, 1)  # its own /proc entries stay its own
+            Worker(theirs.detach(), their_results.detach()).serve()
+            os._exit(0)
+        theirs.close()
+        their_results.close()
+        _prctl(PR_SET_DUMPABLE, 0)
+        return pid, os.pidfd_open(pid), ours.detach(), results.detach()
+
+    def send_host(self, message: dict) -> None:
+        write_all(self.host_out, encode(message))
+
+    def run(self) -> None:
+        self.send_host({"type": "ready", "python": sys.version.split()[0], "pid": self.pid})
+        host, worker = Lines(limit=1 << 62), Lines()  # the host is trusted; the worker is not
+        poll = select.poll()
+        for fd in (self.host_in, self.channel, self.exited):
+            poll.register(fd, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poll.poll()}
+            if self.channel in ready:
+                chunk = os.read(self.channel, CHUNK)
+                worker.feed(chunk)
+                try:
+                    while (line := worker.next()) is not None:
+                        self.from_worker(line, poll)
+                except FrameTooLarge as exc:
+                    self.violation(f"the worker sent {exc}")
+                if not chunk:
+                    self.stop(1)  # the worker is gone (or closed its channel)
+            if self.host_in in ready:
+                chunk = os.read(self.host_in, CHUNK)
+                if not chunk:
+                    self.stop(0)
+                host.feed(chunk)
+                while (line := host.next()) is not None:
+                    self.from_host(line)
+            if self.exited in ready and os.waitpid(self.worker, os.WNOHANG)[0]:
+                self.stop(1)  # the worker died: the host reports the sandbox died
+
+    def from_host(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            op = message["op"]
+        except (ValueError, KeyError, TypeError):
+            self.send_host({"type": "protocol_error", "error": f"bad request line: {line[:200]!r}"})
+            return
+        if op == "interrupt":
+            if self.in_flight is not None and self.in_flight[1] == "execute":
+                os.kill(self.worker, signal.SIGINT)
+            return
+        if op == "shutdown":
+            self.stop(0)
+        if op in ("callback_result", "callback_error"):
+            write_all(self.results, line + b"\n")
+            return
+        if self.in_flight is not None:
+            self.send_host({"type": "error", "id": message.get("id"), "error": {
+                "type": "ProtocolError", "message": "a request is already in flight"}})
+            return
+        self.in_flight = (message.get("id"), op)
+        write_all(self.channel, line + b"\n")
+
+    def from_worker(self, line: bytes, poll: select.poll) -> None:
+        try:
+            frame = json.loads(line)
+            kind = frame["type"]
+        except (ValueError, KeyError, TypeError):
+            self.violation(f"the worker sent a line that is not a frame: {line[:200]!r}")
+        request_id, op = self.in_flight or (None, None)
+        if op == "execute" and kind == "callback":
+            write_all(self.host_out, line + b"\n")
+        elif op == "execute" and kind == "worker" and isinstance(frame.get("pid"), int):
+            self.succeed(frame["pid"], poll)
+        elif op is not None and kind in REPLIES.get(op, ("error",)):
+            if op == "execute" and not self.sweep():
+                self.violation("the cell left threads running and the worker kept them")
+            self.in_flight = None
+            # The frame is a JSON object, so it ends with "}": the id goes in as its last key
+            # (the one a reader keeps if the worker sent one too).
+            stamped = b'%s, "id": %s}\n' % (line.rstrip()[:-1], json.dumps(request_id).encode())
+            write_all(self.host_out, stamped)
+        else:
+            self.violation(f"the worker sent an unexpected {str(kind)[:40]!r} frame "
+                           f"while {'serving ' + op if op else 'idle'}")
+
+    def succeed(self, pid: int, poll: select.poll) -> None:
+        """The worker forked its successor (Worker.shed_threads): the old one goes."""
+        with contextlib.suppress(OSError):
+            os.kill(self.worker, signal.SIGKILL)
+        os.waitpid(self.worker, 0)
+        if _parent(pid) != self.pid:
+            self.violation(f"the worker named process {pid} its successor, not a child of ours")
+        poll.unregister(self.exited)
+        os.close(self.exited)
+        self.worker, self.exited = pid, os.pidfd_open(pid)
+        poll.register(self.exited, select.POLLIN)
+
+    def sweep(self) -> bool:
+        """Kill every process in the sandbox but the worker and this one. As subreaper this
+        process inherits orphans, so they are all its descendants; killed ones cannot fork.
+        False if the worker still has threads beyond its own two (model code can stop it from
+        shedding them: Worker.shed_threads runs in its process)."""
+        if self.swept_at is not None and self.read_last_pid() == self.swept_at:
+            return True
+        self.reap()
+        while stray := [pid for pid in _descendants(self.pid) if pid != self.worker]:
+            for pid in stray:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in stray:
+                if _parent(pid) == self.pid:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
+                else:  # the worker reaps its own children before its next cell
+                    while _state(pid) not in ("Z", None):
+                        time.sleep(0.001)
+        self.swept_at = self.read_last_pid()
+        settle = time.monotonic() + 0.2  # a thread the cell joined may still be exiting
+        while _tasks(self.worker) > 2:
+            if time.monotonic() > settle:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def read_last_pid(self) -> bytes | None:
+        return None if self.last_pid is None else os.pread(self.last_pid, 32, 0)
+
+    def reap(self) -> None:
+        """Collect orphans that ended by themselves; a dead worker ends the supervisor."""
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if ended is None:
+                return
+            if ended.si_pid == self.worker:
+                os._exit(1)
+            os.waitpid(ended.si_pid, 0)
+
+    def violation(self, detail: str) -> None:
+        self.send_host({"type": "violation", "error": detail})
+        self.stop(1)
+
+    def stop(self, status: int) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.worker, signal.SIGKILL)
+            os.waitpid(self.worker, 0)
+        self.sweep()
+        os._exit(status)
+
+
+def _prctl(option: int, value: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].decode().split()
+    except OSError:
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+def _tasks(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """Live (not zombie) processes under `root`, from the kernel's per-thread child lists."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                    children = [int(c) for c in handle.read().split()]
+            except OSError:
+                continue
+            for child in children:
+                if _state(child) not in ("Z", None):
+                    found.append(child)
+                todo.append(child)
+    return found
 
 
 def describe(exc: BaseException, filename: str | None) -> dict:
@@ -344,11 +675,17 @@ def main(argv: list[str]) -> None:
                  int(options.get("--fsize-mb", 0)))
     if "--uid" in options:
         become(int(options["--uid"]))
-    sys.stdin = open(os.devnull)  # model code reading stdin must not eat protocol lines
+    host_in, host_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # model code reading stdin must not eat protocol lines
+    os.close(devnull)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
     capture = tempfile.TemporaryFile()
     os.dup2(capture.fileno(), 1)
     os.dup2(capture.fileno(), 2)
-    Driver().serve()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the worker's cells
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    Supervisor(host_in, host_out).run()
 
 
 if __name__ == "__main__":

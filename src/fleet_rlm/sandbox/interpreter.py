@@ -16,7 +16,8 @@ EXECUTION_INSTRUCTIONS = (
     "Code runs in CPython 3 (standard library only) in an isolated sandbox with no network. "
     "State persists between steps. Host functions and SUBMIT are global functions; their "
     "arguments and results must be JSON-serialisable. The working directory /work is writable. "
-    "The value of a trailing expression is shown, like a REPL."
+    "The value of a trailing expression is shown, like a REPL. Processes and threads a step "
+    "starts are stopped when the step ends."
 )
 
 

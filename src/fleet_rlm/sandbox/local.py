@@ -2,12 +2,15 @@
 
 Isolation: no network, the host filesystem hidden except a read-only Python runtime, a private
 /tmp, one writable work dir, no host environment, its own pid namespace, and (when the host runs
-as root) its own unprivileged uid so the process cap is really per sandbox.
+as root) its own unprivileged uid so the process cap is really per sandbox. Containment: one
+control group per sandbox (memory with its tmpfs, processes, CPU; `cgroups.py`), a disk quota
+on /work (`disk.py`), a seccomp filter (`seccomp.py`) and an open-files limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -21,11 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from . import cgroups, disk, seccomp
 from .base import (
     DRIVER_SOURCE,
+    Callback,
     DriverBackedSandbox,
     DriverSession,
+    ExecResult,
     SandboxError,
+)
+from .containment import (
+    enter_command,
+    explain_full_disk,
+    memory_limit_result,
+    open_envelope,
+    quota_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -77,9 +90,15 @@ def _runtime_binds(python: str) -> list[str]:
 class LocalSandbox(DriverBackedSandbox):
     """A Sandbox running driver.py in a subprocess, under bubblewrap unless `isolated=False`."""
 
+    fix_hint = FIX_BWRAP
+    runtime_nofile = True  # the open-files cap is set on the runtime (bwrap), inherited inside
+
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, restore: str | None = None) -> None:
+        """`restore` is run by a driver that replaces one that died, before any other code."""
         self.settings = settings or Settings()
+        self.restore = restore
+        self._spawns = 0
         self.isolated = self.settings.sandbox != "unsafe-local" if isolated is None else isolated
         self._given_work_dir = work_dir
         self._root: Path | None = None
@@ -89,6 +108,10 @@ class LocalSandbox(DriverBackedSandbox):
         self._lock = threading.Lock()
         self.uid: int | None = None
         self._closed = False
+        self.envelope: cgroups.Envelope | None = None
+        self._oom_kills = 0
+        self._mounted_work = False  # this sandbox mounted the work dir's image (and unmounts it)
+        self.quota_in_force = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,7 +122,19 @@ class LocalSandbox(DriverBackedSandbox):
                 return
             if self._session is not None:  # it died: start afresh, the caller re-sends state
                 self._cleanup_process()
-            self._spawn()
+            try:
+                self._spawn()
+            except BaseException:
+                self._release()  # a failed start keeps no group or mount, closed or not
+                raise
+            self._spawns += 1
+            if self._spawns > 1 and self.restore:
+                assert self._session is not None
+                result = self._session.execute(self.restore, self.settings.exec_timeout_s, None,
+                                               None)
+                if not result.ok:
+                    log.warning("a restarted sandbox could not restore the saved state: %s",
+                                result.error_message)
 
     def _spawn(self) -> None:
         s = self.settings
@@ -114,6 +149,8 @@ class LocalSandbox(DriverBackedSandbox):
         shutil.copyfile(DRIVER_SOURCE, driver)
         os.chmod(driver, 0o644)
 
+        if self.isolated:
+            self._contain()
         python = sandbox_python() if self.isolated else sys.executable
         nproc = s.sandbox_max_processes
         limits = ["--memory-mb", str(s.sandbox_memory_mb), "--nproc", str(nproc),
@@ -125,12 +162,14 @@ class LocalSandbox(DriverBackedSandbox):
             self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
             for path in (self.work_dir, *self.work_dir.rglob("*")):
                 os.chown(path, self.uid, self.uid, follow_symlinks=False)
-            limits += ["--uid", str(self.uid)]
         elif self.isolated:
             # RLIMIT_NPROC counts every process of the uid, so leave room for the user's own.
             limits[3] = str(nproc + _count_processes(os.getuid()))
+        passed: list[int] = []
         if self.isolated:
-            command = self._bwrap_command(python, as_root) + limits
+            command, passed = self._isolated_command(python, as_root, limits)
+            nofile = self.settings.sandbox_max_open_files if self.runtime_nofile else None
+            command = enter_command(self.envelope, nofile) + command
             cwd = None
         else:
             log.warning("FLEET_SANDBOX=unsafe-local: model-written code runs WITHOUT isolation")
@@ -142,34 +181,68 @@ class LocalSandbox(DriverBackedSandbox):
                 cwd=cwd,
                 # Never the host's environment, not even for bwrap: its pid-1 stays in the
                 # sandbox and /proc/1/environ is readable from inside.
-                env=_clean_env(), start_new_session=True)
+                env=_clean_env(), start_new_session=True, pass_fds=passed)
         except OSError as exc:
-            raise SandboxError(f"could not start the sandbox: {exc}. {FIX_BWRAP}") from exc
+            raise SandboxError(f"could not start the sandbox: {exc}. {self.fix_hint}") from exc
+        finally:
+            for fd in passed:
+                os.close(fd)
         threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
         process = self._process
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
-            kill_grace_s=s.exec_kill_grace_s, direct=True)
+            kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s)
         try:
             self._session.wait_ready(timeout=30)
         except SandboxError as exc:
             self._cleanup_process()
-            hint = f" {FIX_BWRAP}" if self.isolated else ""
+            hint = f" {self.fix_hint}" if self.isolated else ""
             raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
 
-    def _bwrap_command(self, python: str, as_root: bool) -> list[str]:
+    def _contain(self) -> None:
+        """The work dir's quota and the sandbox's control group, or a loud fallback."""
+        assert self._root is not None and self.work_dir is not None
+        s = self.settings
+        self._mounted_work = self._mounted_work or quota_workspace(s, self.work_dir)
+        self.quota_in_force = os.path.ismount(self.work_dir)
+        if self.envelope is None:
+            self.envelope = open_envelope(s, self._root.name, self._host_pids())
+        self._oom_kills = self.envelope.oom_kills() if self.envelope else 0
+
+    def _host_pids(self) -> int:
+        """The envelope's process cap, counted in host processes."""
+        return self.settings.sandbox_max_processes
+
+    def _isolated_command(self, python: str, as_root: bool,
+                          driver_args: list[str]) -> tuple[list[str], list[int]]:
+        """The command that runs the driver isolated, and the descriptors it must inherit."""
+        seccomp_fd = seccomp.filter_fd()
+        try:
+            command = self._bwrap_command(python, as_root, seccomp_fd)
+        except SandboxError:
+            os.close(seccomp_fd)
+            raise
+        uid = ["--uid", str(self.uid)] if as_root else []
+        return command + driver_args + uid, [seccomp_fd]
+
+    def _bwrap_command(self, python: str, as_root: bool, seccomp_fd: int) -> list[str]:
         assert self._root is not None and self.work_dir is not None
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxError(f"bubblewrap (bwrap) is not installed. {FIX_BWRAP}")
-        tmpfs_bytes = self.settings.sandbox_memory_mb * 1024 * 1024
+        tmpfs_bytes = self.settings.sandbox_tmp_mb * 1024 * 1024
+        # With a user namespace of its own, bwrap can also forbid nested ones (0.8 and later);
+        # as root there is none, and the seccomp filter denies them.
+        no_userns = [] if as_root or not bwrap_disables_userns(bwrap) else ["--disable-userns"]
         return [
-            bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES),
-            "--die-with-parent", "--new-session",
+            bwrap, *(ROOT_NAMESPACES if as_root else USER_NAMESPACES), *no_userns,
+            # The driver's supervisor is the namespace's pid 1: the kernel drops signals sent to it
+            # from inside, and its end takes every process of the sandbox with it.
+            "--die-with-parent", "--new-session", "--as-pid-1", "--seccomp", str(seccomp_fd),
             *_runtime_binds(python),
-            # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones, make / and /dev
-            # read-only.
+            # tmpfs pages are host RAM outside RLIMIT_AS: size the writable ones (their pages are
+            # charged to the sandbox's memory cgroup), make / and /dev read-only.
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/dev/shm",
             "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
@@ -200,6 +273,19 @@ class LocalSandbox(DriverBackedSandbox):
         return b"".join(lines).decode("utf-8", errors="replace").strip() or "(empty)"
 
     # -- operations -------------------------------------------------------------------------
+    def execute(self, code: str, timeout: float | None = None,
+                callbacks: dict[str, Callback] | None = None,
+                submit_fields: list[str] | None = None) -> ExecResult:
+        result = super().execute(code, timeout, callbacks, submit_fields)
+        if self.envelope is not None and self.envelope.oom_kills() > self._oom_kills:
+            # Whichever process the kernel chose, the sandbox as a whole went over its cap: it
+            # is stopped and restarts empty on the next call, as after any death.
+            with self._lock:
+                self._cleanup_process()
+            return memory_limit_result(self.settings, result)
+        explain_full_disk(self.settings, result)
+        return result
+
     def _live(self) -> DriverSession:
         if self._session is None or not self._session.alive:
             self.start()
@@ -214,9 +300,18 @@ class LocalSandbox(DriverBackedSandbox):
         with self._lock:
             self._closed = True
             self._cleanup_process()
+            self._release()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
                 self._root = None
+
+    def _release(self) -> None:
+        if self.envelope is not None:
+            self.envelope.remove()
+            self.envelope = None
+        if self._mounted_work and self.work_dir is not None:
+            disk.unmount_workspace(self.work_dir)
+            self._mounted_work = False
 
     def _cleanup_process(self) -> None:
         if self._process is not None:  # killed before a graceful shutdown can race bwrap's exit
@@ -226,6 +321,8 @@ class LocalSandbox(DriverBackedSandbox):
             self._session = None
         if self._process is not None:
             _kill_group(self._process, self.isolated)
+            if self.envelope is not None:  # a process that left bwrap's tree is still inside
+                self.envelope.kill_all()
             for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
                 with contextlib.suppress(OSError):
                     stream.close()
@@ -236,7 +333,11 @@ class LocalSandbox(DriverBackedSandbox):
         return self._process.pid if self._process else None
 
     def __enter__(self) -> LocalSandbox:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # a failed start leaves nothing behind, its directory included
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -264,6 +365,8 @@ def sweep_stale_roots(tmp: Path | None = None) -> list[Path]:
             continue
         pid = owner.split(" ", 1)[0]
         if owner and pid.isdigit() and _process_identity(int(pid)) != owner:
+            cgroups.remove_stale(root.name)
+            disk.unmount_workspace(root / "work")
             shutil.rmtree(root, ignore_errors=True)
             removed.append(root)
     return removed
@@ -295,18 +398,14 @@ def _count_processes(uid: int) -> int:
     return count
 
 
+@functools.cache
+def bwrap_disables_userns(bwrap: str) -> bool:
+    usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, check=False)
+    return "--disable-userns" in usage.stdout
+
+
 def _clean_env() -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
-
-
-def check_bubblewrap(settings: Settings | None = None) -> str:
-    """Start a sandbox and run one line, or raise SandboxError saying how to fix it."""
-    with LocalSandbox(settings, isolated=True) as sandbox:
-        result = sandbox.execute("import sys; print(sys.version.split()[0])", timeout=20)
-    if not result.ok:
-        raise SandboxError(
-            f"bubblewrap sandbox ran but failed: {result.error_message}. {FIX_BWRAP}")
-    return result.stdout.strip()
 
 
 SandboxFactory = Callable[[], LocalSandbox]

@@ -20,7 +20,7 @@ from ..workspace import WorkspaceError
 DOCUMENT_STATUS = {"too_large": 413, "binary": 415, "unsupported": 415}
 # WorkspaceError.reason -> HTTP status; the rest (a path that does not fit) are 400.
 WORKSPACE_STATUS = {"not_found": 404, "forbidden": 403, "protected": 403, "conflict": 409,
-                    "unavailable": 502}
+                    "unavailable": 502, "too_large": 413, "timeout": 504}
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid"}

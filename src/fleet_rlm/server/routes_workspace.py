@@ -3,7 +3,6 @@ the session service keeps them (a local directory, or the session's Daytona volu
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 
 from fastapi import APIRouter, Query, Request, Response
@@ -30,7 +29,7 @@ async def _workspace(svc, user, session_id: str) -> Workspace:
 async def list_workspace(svc: Service, user: User, session_id: str, path: str = PathParam
                          ) -> WorkspaceListing:
     workspace = await _workspace(svc, user, session_id)
-    entries = await asyncio.to_thread(workspace.list, path)
+    entries = await svc.workspace_io.run(workspace.list, path)
     return WorkspaceListing(path=path, entries=entries)
 
 
@@ -38,14 +37,14 @@ async def list_workspace(svc: Service, user: User, session_id: str, path: str = 
 async def read_file(svc: Service, user: User, session_id: str, path: str = PathParam
                     ) -> StreamingResponse:
     workspace = await _workspace(svc, user, session_id)
-    chunks, size = await asyncio.to_thread(workspace.open_file, path)
+    chunks, size = await svc.workspace_io.run(workspace.open_file, path)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if media_type in UNSAFE_TYPES:
         media_type = "text/plain"
     headers = {"Content-Length": str(size), "X-Content-Type-Options": "nosniff",
                "Content-Security-Policy": "sandbox; default-src 'none'"}
-    # The chunks are read in a worker thread as they are sent (a sync iterator).
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+    return StreamingResponse(svc.workspace_io.stream(chunks), media_type=media_type,
+                             headers=headers)
 
 
 @router.put("/sessions/{session_id}/workspace/file")
@@ -64,7 +63,7 @@ async def write_file(svc: Service, user: User, request: Request, session_id: str
         data += chunk
         if len(data) > limit:
             raise too_large
-    written = await asyncio.to_thread(workspace.write, path, bytes(data))
+    written = await svc.workspace_io.run(workspace.write, path, bytes(data))
     return {"path": path, "size": written}
 
 
@@ -72,5 +71,5 @@ async def write_file(svc: Service, user: User, request: Request, session_id: str
 async def delete_file(svc: Service, user: User, session_id: str, path: str = PathParam
                       ) -> Response:
     workspace = await _workspace(svc, user, session_id)
-    await asyncio.to_thread(workspace.delete, path)
+    await svc.workspace_io.run(workspace.delete, path)
     return Response(status_code=204)
