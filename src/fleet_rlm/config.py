@@ -112,12 +112,19 @@ class Settings(BaseSettings):
         "when set, every turn and every `fleet run` is recorded as one MLflow trace.")
     mlflow_experiment: str = Field("fleet-rlm", description="MLflow experiment for the traces.")
     mcp_token: str | None = Field(
-        None, description="Bearer token `fleet serve-mcp --transport http` requires; without "
-        "one the server only binds to a loopback address.")
+        None, description="Bearer token `fleet serve-mcp --transport http` takes as the local "
+        "user (users' API tokens act as their users); generated and printed at start when unset.")
+    mcp_roots: list[Path] | None = Field(
+        None, description="Directories whose files `rlm_query(paths=...)` may read (JSON list); "
+        "default: none over MCP HTTP, the working directory over stdio.")
 
-    auth: Literal["none", "token"] = Field(
-        "none", description="none: one local user, loopback only, no login. token: users and "
-        "API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group.")
+    auth: Literal["local", "token", "none"] = Field(
+        "local", description="local: one local user, loopback only, every request carries the "
+        "server's token (FLEET_TOKEN, else generated at start and printed as a URL). token: users "
+        "and API tokens (`fleet users add`, `fleet tokens create`), one tenant per user group. "
+        "none: one local user, loopback only, no token: any local user may drive it.")
+    token: str | None = Field(
+        None, description="The token of FLEET_AUTH=local; generated at each start when unset.")
     max_workspace_file_mb: int = Field(
         50, gt=0, description="Largest file written into a session workspace over the API, in MB.")
     workspace_io_timeout_s: float = Field(

@@ -41,6 +41,7 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 DocumentKind: TypeAlias = Literal["text", "markdown", "pdf", "json", "csv", "html"]
 DocumentErrorReason: TypeAlias = Literal[
     "too_large",
+    "outside_roots",
     "binary",
     "unsupported",
     "corrupt",

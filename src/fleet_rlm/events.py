@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from fleet_rlm.budget import Remaining, Usage
+from fleet_rlm.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,10 @@ def _new_id() -> str:
 
 
 Sink = Callable[[Event], None]
+# Texts that may carry a provider's or a tool's error, which may echo a key: redacted as the logs
+# are before any sink (store, socket, trace) sees them.
+ERROR_TEXTS = {"error": ("message", "detail"), "lm_call": ("error",),
+               "code_output": ("stderr", "error_message", "traceback"), "cancelled": ("reason",)}
 
 
 class EventStream:
@@ -236,6 +241,12 @@ class EventStream:
 
     def emit(self, kind: str | type[EventBase], node: NodeRef, **fields: Any) -> Event:
         cls = EVENT_TYPES[kind] if isinstance(kind, str) else kind
+        texts = ERROR_TEXTS.get(cls.model_fields["type"].default, ())
+        if cls is ToolResultEvent and fields.get("error"):
+            texts = ("output",)
+        for name in texts:
+            if isinstance(fields.get(name), str) and fields[name]:
+                fields[name] = redact(fields[name])
         # Validate outside the lock; only numbering and delivery are serialised.
         draft = cls(
             turn_id=self.turn_id,

@@ -5,8 +5,13 @@ Tools: `rlm_query` (a RecursiveRLM run over text and files), `chat` (a turn of a
 the SessionService), `list_sessions`, `get_turn`. While a tool runs, every event of its stream is
 sent to the client as a progress notification (when the client asked for progress).
 
-Over HTTP (streamable HTTP) the server wants `Authorization: Bearer <FLEET_MCP_TOKEN>`; without a
-token it only binds to a loopback address.
+Over HTTP (streamable HTTP) every request carries a bearer token, on loopback too: the server's
+own (FLEET_MCP_TOKEN, else generated at start and printed), which acts as the local user, or a
+user's API token (`fleet tokens create`), which acts as that user. The tools then follow the REST
+API's tenant rules (the same lookups): a caller sees and continues only its tenant's sessions
+and turns. Over stdio the caller is the local user. `rlm_query(paths=...)` reads only regular
+files under the roots (FLEET_MCP_ROOTS; default: none over HTTP, the working directory over
+stdio), never through a link leading out of them (`host_files`).
 """
 
 # No `from __future__ import annotations`: the SDK reads the tools' annotations at runtime, and
@@ -15,11 +20,13 @@ token it only binds to a loopback address.
 import asyncio
 import functools
 import hmac
-import ipaddress
 import json
 import logging
+import os
+import secrets
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from .config import Settings
@@ -48,6 +55,9 @@ class McpConfigError(ValueError):
     """The server was asked to start in a way that is not safe or not possible."""
 
 
+PRINCIPAL = "fleet.principal"  # HTTP scope key: who the request's token belongs to
+
+
 def import_mcp() -> Any:
     try:
         from mcp.server import mcpserver
@@ -57,21 +67,25 @@ def import_mcp() -> Any:
     return mcpserver
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def with_server_token(settings: Settings) -> Settings:
+    """The settings with the HTTP server's own token, a new one when FLEET_MCP_TOKEN is unset."""
+    if settings.mcp_token:
+        return settings
+    return settings.model_copy(update={"mcp_token": secrets.token_urlsafe(32)})
+
+
+def roots_for(settings: Settings, transport: Transport) -> list[Path]:
+    """The directories `rlm_query` may read files under (McpConfigError for a bad one)."""
+    from .host_files import resolve_roots
+
+    if settings.mcp_roots is not None:
+        roots: list[Any] = list(settings.mcp_roots)
+    else:
+        roots = [os.getcwd()] if transport == "stdio" else []
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost may resolve anywhere
-
-
-def check_bind(settings: Settings, transport: Transport, host: str) -> None:
-    if transport == "http" and not settings.mcp_token and not is_loopback(host):
-        raise McpConfigError(
-            f"refusing to serve MCP on {host} without a token: anyone who can reach it could "
-            "run code and spend your model budget. Set FLEET_MCP_TOKEN (clients then send "
-            "'Authorization: Bearer <token>'), or bind to 127.0.0.1.")
+        return resolve_roots(roots)
+    except ValueError as exc:
+        raise McpConfigError(f"FLEET_MCP_ROOTS: {exc}") from None
 
 
 def describe(event: Event) -> str:
@@ -90,29 +104,42 @@ async def _report(ctx: Any, event: Event) -> None:
         await ctx.report_progress(float(event.seq), None, describe(event))
 
 
-def build_server(settings: Settings, service: Any) -> Any:
-    """The MCP server on an opened SessionService."""
+def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
+    """The MCP server on an opened SessionService; `rlm_query` reads files under `roots`."""
     mcpserver = import_mcp()
     from . import __version__
-    from .documents import load_path
     from .engine.rlm import RecursiveRLM
     from .events import EventStream
     from .export import export_turn
-    from .sessions import Busy, Overflow
+    from .host_files import read_under_roots
+
+    # The REST API's callers and tenant rules, so both doors keep the same ones.
+    from .server.auth import LOCAL, Principal, tenant_scope
+    from .server.deps import session_of, turn_of
+    from .sessions import Busy, LimitRaised, Overflow
     from .store import NotFound
     from .tracing import record_trace
 
     Context = mcpserver.Context
     server = mcpserver.MCPServer("fleet-rlm", version=__version__, instructions=INSTRUCTIONS)
 
+    def caller(ctx: Any) -> Principal:
+        """The token's user over HTTP (set by McpAuth on every request); the local user over
+        stdio."""
+        request = ctx.request_context.request
+        return LOCAL if request is None else request.scope[PRINCIPAL]
+
     def tool(fn: Callable) -> Callable:
-        """Register `fn`; the caller's mistakes (an unknown id, a busy session, a bad file or
-        limit) reach the client with their message, where the SDK would hide it as a crash."""
+        """Register `fn` (its first argument the caller), run in the caller's tenant; the
+        caller's mistakes (an unknown id, a busy session, a bad file or limit) reach the client
+        with their message, where the SDK would hide it as a crash."""
 
         @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
+        async def run(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+            user = caller(ctx)
             try:
-                return await fn(*args, **kwargs)
+                with tenant_scope(user.tenant_id):
+                    return await fn(ctx, *args, **kwargs)
             except (NotFound, Busy, ValueError) as exc:
                 raise mcpserver.exceptions.ToolError(str(exc)) from None
 
@@ -127,10 +154,14 @@ def build_server(settings: Settings, service: Any) -> Any:
         REPL, several a dict of name to text. `max_calls` / `max_usd` cap the whole tree's model
         calls and cost. Returns the answer, the status (ok, extract, budget, cancelled, error)
         and the usage."""
+        for name, asked, server_limit in (("max_calls", max_calls, settings.max_lm_calls),
+                                          ("max_usd", max_usd, settings.max_usd)):
+            if asked is not None and asked > server_limit:
+                raise LimitRaised(name, asked, server_limit)
         sources = [("context", context)] if context is not None else []
         limit = settings.max_document_mb * 1024 * 1024
         for path in paths or []:
-            document = await asyncio.to_thread(load_path, path, limit)
+            document = await asyncio.to_thread(read_under_roots, path, roots, limit)
             sources.append((document.name, document.text))
         text: Any = sources[0][1] if len(sources) == 1 else dict(sources)
         engine = RecursiveRLM("context, question -> answer", settings=settings,
@@ -170,8 +201,12 @@ def build_server(settings: Settings, service: Any) -> Any:
         `message` is the reply and that turn goes on. Returns the session and turn ids, the
         status (ok, waiting, budget, cancelled, error), the answer or the agent's question, and
         the usage."""
+        user = caller(ctx)
         if session_id is None:
-            session_id = (await service.create_session(message.strip()[:60] or "MCP chat")).id
+            session_id = (await service.store.sessions.create(
+                message.strip()[:60] or "MCP chat", tenant_id=user.tenant_id,
+                user_id=user.user_id)).id
+        await session_of(service, user, session_id)
         waiting = await service.store.turns.running_for_session(session_id)
         if waiting is not None and waiting.status == "waiting":
             seen = await service.store.events.last_seq(waiting.id)
@@ -197,63 +232,89 @@ def build_server(settings: Settings, service: Any) -> Any:
                 "usage": result.usage.model_dump(mode="json") if result.usage else None}
 
     @tool
-    async def list_sessions(query: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_sessions(ctx: Context, query: str | None = None, limit: int = 50
+                            ) -> list[dict[str, Any]]:
         """The sessions, most recently active first; `query` matches part of the title."""
-        sessions = await service.store.sessions.list(q=query, limit=limit)
+        sessions = await service.store.sessions.list(caller(ctx).tenant_id, q=query,
+                                                     limit=max(1, min(limit, 500)))
         return [{"id": s.id, "title": s.title, "created_at": s.created_at.isoformat(),
                  "updated_at": s.updated_at.isoformat()} for s in sessions]
 
     @tool
-    async def get_turn(turn_id: str, format: Literal["json", "markdown"] = "json") -> str:
+    async def get_turn(ctx: Context, turn_id: str,
+                       format: Literal["json", "markdown"] = "json") -> str:
         """One turn: as JSON (question, answer, status, usage and every event) or as a Markdown
         transcript (the agent's steps, each RLM node with its code and output)."""
+        await turn_of(service, caller(ctx), turn_id)
         return await export_turn(service.store, turn_id, format)
 
     return server
 
 
-class BearerAuth:
-    """ASGI middleware: HTTP requests must carry `Authorization: Bearer <token>`."""
+class McpAuth:
+    """ASGI middleware: every HTTP request carries `Authorization: Bearer <token>`, the server's
+    own (the local user) or a user's live API token (that user); the caller goes into the scope
+    for the tools."""
 
-    def __init__(self, app: Callable, token: str) -> None:
-        self.app, self.expected = app, f"Bearer {token}".encode()
+    def __init__(self, app: Callable, settings: Settings, store: Any) -> None:
+        from .server.auth import LOCAL
+
+        self.app, self.store, self.local = app, store, LOCAL
+        self.expected = f"Bearer {settings.mcp_token}".encode()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
+            principal = await self._principal(dict(scope["headers"]).get(b"authorization", b""))
+            if principal is None:
+                body = json.dumps({"error": "missing, wrong or revoked bearer token"}).encode()
                 await send({"type": "http.response.start", "status": 401,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"www-authenticate", b"Bearer")]})
                 await send({"type": "http.response.body", "body": body})
                 return
+            scope = {**scope, PRINCIPAL: principal}
         await self.app(scope, receive, send)
+
+    async def _principal(self, header: bytes) -> Any:
+        from .server.auth import Principal
+        from .store.repos import TokenRepo
+
+        if hmac.compare_digest(header, self.expected):
+            return self.local
+        scheme, _, secret = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return None
+        user = await TokenRepo(self.store).authenticate(secret.strip())
+        return None if user is None else Principal(user.id, user.tenant_id, user.name,
+                                                   user.admin)
 
 
 def serve(settings: Settings, transport: Transport = "stdio", host: str = "127.0.0.1",
           port: int = 8765) -> None:
     """Run the MCP server until stdin closes (stdio) or the process is stopped (http)."""
-    check_bind(settings, transport, host)
+    roots = roots_for(settings, transport)
     import_mcp()
-    asyncio.run(_serve(settings, transport, host, port))
+    asyncio.run(_serve(settings, transport, host, port, roots))
 
 
-async def _serve(settings: Settings, transport: Transport, host: str, port: int) -> None:
+async def _serve(settings: Settings, transport: Transport, host: str, port: int,
+                 roots: list[Path]) -> None:
+    from .redaction import remember
+    from .server.auth import install_tenant_guard
     from .sessions import SessionService
 
+    remember(settings.api_key, settings.daytona_api_key, settings.mcp_token)
     service = SessionService(settings)
+    install_tenant_guard()
     await service.open()
     try:
-        server = build_server(settings, service)
+        server = build_server(settings, service, roots)
         if transport == "stdio":
             await server.run_stdio_async()
         else:
             import uvicorn
 
-            app: Any = server.streamable_http_app(host=host)
-            if settings.mcp_token:
-                app = BearerAuth(app, settings.mcp_token)
+            app = McpAuth(server.streamable_http_app(host=host), settings, service.store)
             config = uvicorn.Config(app, host=host, port=port, log_level="warning")
             await uvicorn.Server(config).serve()
     finally:

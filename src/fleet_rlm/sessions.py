@@ -30,6 +30,7 @@ from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
 from .extraction import ExtractionLimits, Extractor
+from .redaction import redact, remember
 from .sandbox import Sandbox, SandboxError, create_sandbox
 from .store import Store
 from .store.db import INTERRUPTED
@@ -86,6 +87,15 @@ def _limit_overrides(settings_type: type[Settings]) -> type[pydantic.BaseModel]:
     return pydantic.create_model(f"{settings_type.__name__}Limits",
                                  **{key: (fields[key].annotation, fields[key])
                                     for key in sorted(LIMIT_KEYS)})
+
+
+class LimitRaised(ValueError):
+    """A message asked for more than the server allows: limits may only go down."""
+
+    def __init__(self, field: str, asked: float, server: float) -> None:
+        super().__init__(f"{field}: {asked} is above the server's limit of {server}; a message "
+                         "may only lower limits (an admin raises the server's in the settings)")
+        self.field, self.asked, self.server = field, asked, server
 
 
 class Busy(RuntimeError):
@@ -441,8 +451,10 @@ class SessionService:
                 else:  # the recorder stores the outcome with the event
                     await asyncio.wait_for(live.recorder.flush(), limit)
 
-    def with_limits(self, limits: dict[str, Any] | None) -> Settings:
-        """The settings with a message's budget overrides, validated."""
+    def with_limits(self, limits: dict[str, Any] | None, *, clamp: bool = False) -> Settings:
+        """The settings with a message's budget overrides, validated. Overrides only lower the
+        server's limits: one above raises LimitRaised, or with `clamp` (a paused turn resumed
+        after the server's limits went down) gives way to the server's."""
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
@@ -451,7 +463,13 @@ class SessionService:
         # Only the overrides are validated: building Settings again would read the environment
         # and .env, milliseconds of the event loop's time on every message.
         checked = _limit_overrides(type(self.settings)).model_validate(limits)
-        return self.settings.model_copy(update=checked.model_dump(exclude_unset=True))
+        lowered = {}
+        for name, value in checked.model_dump(exclude_unset=True).items():
+            server = getattr(self.settings, name)
+            if value > server and not clamp:
+                raise LimitRaised(name, value, server)
+            lowered[name] = min(value, server)
+        return self.settings.model_copy(update=lowered)
 
     def cancel(self, turn_id: str) -> bool:
         """Stop a turn running in this process (see `stop` for a waiting one too)."""
@@ -518,7 +536,8 @@ class SessionService:
                       start_seq: int) -> LiveTurn:
         from .store.recorder import EventRecorder
 
-        settings = self.with_limits(limits)
+        settings = self.with_limits(limits, clamp=True)  # send() refused any raise
+        remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
                    if t.status == "done" and t.id != turn_id]
@@ -561,16 +580,17 @@ class SessionService:
                     # and the exact error.
                     trace_id = await self._trace(turn_id, session_id)
                     written = outcome.written
-                    if (trace_id or written is None or written["error"] != result.error
+                    error = redact(result.error) if result.error else None
+                    if (trace_id or written is None or written["error"] != error
                             or written["status"] != STORE_STATUS[result.status]):
                         await until_available(lambda: self.store.turns.finish(
                             turn_id, STORE_STATUS[result.status], answer=result.answer,
-                            usage=usage, error=result.error, trace_id=trace_id),
+                            usage=usage, error=error, trace_id=trace_id),
                             f"finishing turn {turn_id}")
                 live.done.set_result(result)
             except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
-                error_type, message = type(exc).__name__, str(exc)
+                error_type, message = type(exc).__name__, redact(str(exc))
 
                 async def close() -> None:
                     usage = await self._close_failed(turn_id, error_type, message,

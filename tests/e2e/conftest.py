@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_support import LOCAL_TOKEN, sign_in
 
 from fleet_rlm.testing import ScriptedLMServer
 
@@ -77,7 +78,8 @@ def fleet_env(data_dir: Path, scripted: ScriptedLMServer, **extra: str) -> dict[
         "FLEET_DELEGATE_CHARS": "1000",  # the test documents go to the recursive engine
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
-    for name in ("FLEET_API_KEY", "FLEET_AUTH", "FLEET_DATABASE_URL", "FLEET_SANDBOX"):
+    for name in ("FLEET_API_KEY", "FLEET_AUTH", "FLEET_TOKEN", "FLEET_DATABASE_URL",
+                 "FLEET_SANDBOX"):
         env.pop(name, None)
     return {**env, **extra}
 
@@ -117,9 +119,11 @@ def running_fleet_web(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`fleet web` on a free port, its models pointed at the scripted server."""
+    """`fleet web` on a free port, its models pointed at the scripted server; its token (the
+    default FLEET_AUTH=local) is LOCAL_TOKEN."""
     data_dir = tmp_path_factory.mktemp("fleet-data")
-    with running_fleet_web(data_dir, fleet_env(data_dir, scripted)) as base:
+    with running_fleet_web(data_dir, fleet_env(data_dir, scripted,
+                                               FLEET_TOKEN=LOCAL_TOKEN)) as base:
         yield base
 
 
@@ -163,13 +167,14 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser, fleet_web: str, request: pytest.FixtureRequest) -> Iterator[object]:
-    """A fresh 1280×800 page on the app, light theme; JS errors fail the test."""
+    """A fresh 1280×800 page on the app, light theme, signed in; JS errors fail the test."""
     context = browser.new_context(base_url=fleet_web, viewport={"width": 1280, "height": 800},
                                   color_scheme="light")
     context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import LOCAL_TOKEN
 from playwright.sync_api import Page, expect
 from test_workbench import DOCUMENT, ask, attach, last_turn, script, shot
 
@@ -101,3 +102,32 @@ def test_a_revoked_token_is_asked_for_again(token_page: Page,
     dialog.get_by_role("button", name="Sign in with this token").click()
     expect(dialog).to_be_hidden()
     expect(page.get_by_role("link", name="Open session Second look")).to_be_visible()
+
+
+def test_the_address_fleet_web_prints_signs_the_browser_in(browser, fleet_web: str) -> None:
+    context = browser.new_context(base_url=fleet_web, viewport={"width": 1280, "height": 800},
+                                  color_scheme="light")
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("/")  # no token: even on loopback the server asks for one
+        dialog = page.get_by_role("dialog", name="Sign in")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("Open the address it printed")
+        expect(page.get_by_test_id("session-item")).to_have_count(0)
+
+        page.goto(f"/?token={LOCAL_TOKEN}#/settings")
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("textbox", name="Root model")).to_have_value("openai/root")
+        assert "token" not in page.url and page.url.endswith("/#/settings")
+        assert page.evaluate("localStorage.getItem('fleet.token')") == LOCAL_TOKEN
+        # Isolation is never switched off from the browser.
+        expect(page.get_by_role("option", name=re.compile("^unsafe-local"))).to_be_disabled()
+        page.reload()  # kept in this browser
+        expect(page.get_by_role("textbox", name="Root model")).to_have_value("openai/root")
+        expect(dialog).to_be_hidden()
+    finally:
+        context.close()
+    assert not errors, errors

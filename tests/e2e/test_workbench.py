@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_support import BEARER, sign_in
 from playwright.sync_api import Page, expect
 
 from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
@@ -74,7 +75,8 @@ def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = 
 
 
 def api_get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{base}/api/v1{path}", timeout=10) as response:
+    request = urllib.request.Request(f"{base}/api/v1{path}", headers=BEARER)
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
@@ -507,6 +509,7 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
                                   color_scheme="dark")
     dark = context.new_page()
     try:
+        sign_in(dark)
         new_session(dark)
         html = dark.locator("html")
         expect(html).to_have_attribute("data-theme", "dark")

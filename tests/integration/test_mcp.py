@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -101,8 +103,30 @@ async def exercise(client: Client, tmp_path: Path) -> None:
     assert missing.is_error and "no turn with id 'nope'" in missing.content[0].text
     unknown = await client.call_tool("chat", {"message": "hi", "session_id": "nope"})
     assert unknown.is_error and "no session with id 'nope'" in unknown.content[0].text
-    bad_file = await client.call_tool("rlm_query", {"question": "q", "paths": ["/no/such"]})
-    assert bad_file.is_error and "no such file: /no/such" in bad_file.content[0].text
+    bad_file = await client.call_tool("rlm_query", {"question": "q",
+                                                    "paths": [str(tmp_path / "no-such")]})
+    assert bad_file.is_error and f"no such file: {tmp_path / 'no-such'}" in bad_file.content[0].text
+    await host_files_are_refused(client, tmp_path)
+
+
+async def host_files_are_refused(client: Client, root: Path) -> None:
+    """Files outside the root, links leading out of it and other than regular files: refused,
+    saying why, and nothing of them reaches the model."""
+    (root / "shadow-link").symlink_to("/etc/shadow")
+    (root / "escape").symlink_to("/etc")
+    os.mkfifo(root / "pipe")
+    for path in ["/etc/shadow", "/etc/passwd", str(root / "shadow-link"),
+                 str(root / "escape" / "passwd"), f"{root}/../../../etc/passwd",
+                 "../../../../../../etc/passwd", str(root / "pipe")]:
+        refused = await client.call_tool("rlm_query", {"question": "q", "paths": [path]})
+        assert refused.is_error, path
+        message = refused.content[0].text
+        assert f"refused to read {path}: " in message, message
+        assert str(root) in message  # the roots it may read
+    assert "not a regular file" in message
+    too_many = await client.call_tool("rlm_query", {"question": "q", "max_calls": 10**9})
+    assert too_many.is_error and "max_calls: " in too_many.content[0].text
+    assert "above the server's limit of 200" in too_many.content[0].text
 
 
 async def test_stdio(scripted_lm, tmp_path):
@@ -121,18 +145,24 @@ def free_port() -> int:
 
 
 def start_http(tmp_path: Path, api_base: str, host: str, **env: str
-               ) -> tuple[subprocess.Popen, str]:
+               ) -> tuple[subprocess.Popen, str, str]:
+    """`fleet serve-mcp --transport http`: the process, its URL and the token line it printed."""
     port = free_port()
     process = subprocess.Popen(
         [FLEET, "serve-mcp", "--transport", "http", "--host", host, "--port", str(port)],
         env=server_env(tmp_path, api_base, **env), cwd=tmp_path, text=True,
         stderr=subprocess.PIPE)
+    printed = ""
+    while "rlm_query reads" not in printed:
+        line = process.stderr.readline()
+        assert line, f"the MCP server exited: {printed}"
+        printed += line
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read()
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}/mcp"
+            return process, f"http://127.0.0.1:{port}/mcp", printed
         except OSError:
             time.sleep(0.1)
     process.kill()
@@ -151,51 +181,108 @@ def http_servers() -> Iterator[list[subprocess.Popen]]:
             process.kill()
 
 
-async def test_http_on_loopback_needs_no_token(scripted_lm, tmp_path, http_servers):
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "test", "version": "0"}}}
+ACCEPT = {"accept": "application/json, text/event-stream"}
+
+
+async def refused_without(url: str, token: str) -> None:
+    async with httpx2.AsyncClient() as http:
+        for auth in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
+            response = await http.post(url, json=INITIALIZE, headers={**ACCEPT, **auth})
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"},
+                                  timeout=httpx2.Timeout(30, read=120)) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            yield client
+
+
+async def test_http_on_loopback_wants_the_token_it_printed(scripted_lm, tmp_path, http_servers):
     server = scripted_lm(RULES)
-    process, url = start_http(tmp_path, server.api_base, "127.0.0.1")
+    process, url, printed = start_http(tmp_path, server.api_base, "127.0.0.1",
+                                       FLEET_MCP_ROOTS=json.dumps([str(tmp_path)]))
     http_servers.append(process)
-    async with Client(url, read_timeout_seconds=120) as client:
+    token = re.search(r"token \(Authorization: Bearer \.\.\.\): (\S+)", printed).group(1)
+    await refused_without(url, token)
+    async with http_client(url, token) as client:
         await exercise(client, tmp_path)
     server.verify()
 
 
 async def test_http_with_a_token_wants_it_on_every_request(scripted_lm, tmp_path, http_servers):
     server = scripted_lm(RULES)
-    # Any address may be bound once there is a token; the test reaches it over loopback.
-    process, url = start_http(tmp_path, server.api_base, "0.0.0.0", FLEET_MCP_TOKEN="s3cret")
+    # Any address may be bound; the test reaches it over loopback.
+    process, url, printed = start_http(tmp_path, server.api_base, "0.0.0.0",
+                                       FLEET_MCP_TOKEN="s3cret",
+                                       FLEET_MCP_ROOTS=json.dumps([str(tmp_path)]))
     http_servers.append(process)
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "test", "version": "0"}}}
-    headers = {"accept": "application/json, text/event-stream"}
-    async with httpx2.AsyncClient() as http:
-        for auth in ({}, {"authorization": "Bearer wrong"}, {"authorization": "s3cret"}):
-            response = await http.post(url, json=initialize, headers={**headers, **auth})
-            assert response.status_code == 401
-            assert response.headers["www-authenticate"] == "Bearer"
-    async with httpx2.AsyncClient(headers={"authorization": "Bearer s3cret"},
-                                  timeout=httpx2.Timeout(30, read=120)) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            await exercise(client, tmp_path)
+    assert "s3cret" not in printed
+    await refused_without(url, "s3cret")
+    async with http_client(url, "s3cret") as client:
+        await exercise(client, tmp_path)
     server.verify()
 
 
-def test_a_public_address_without_a_token_is_refused(tmp_path):
+def _fleet_cli(tmp_path: Path, *args: str) -> str:
+    done = subprocess.run([FLEET, *args], env=server_env(tmp_path, "http://127.0.0.1:9"),
+                          text=True, capture_output=True, timeout=120, check=True)
+    return done.stdout
+
+
+async def test_http_tools_act_as_the_tokens_user_within_its_tenant(scripted_lm, tmp_path,
+                                                                   http_servers):
+    server = scripted_lm(RULES)
+    for user in ("alice", "bob"):
+        _fleet_cli(tmp_path, "users", "add", user)
+    alice, bob = (re.search(r"fleet_\S+", _fleet_cli(tmp_path, "tokens", "create", u)).group()
+                  for u in ("alice", "bob"))
+    (tmp_path / "notes.md").write_text("private notes")
+    process, url, _ = start_http(tmp_path, server.api_base, "127.0.0.1")
+    http_servers.append(process)
+    async with http_client(url, alice) as client:
+        first = (await client.call_tool("chat", {"message": "Pick a colour"})
+                 ).structured_content
+        assert first["status"] == "waiting"
+        mine = (await client.call_tool("list_sessions", {})).structured_content["result"]
+        assert [s["id"] for s in mine] == [first["session_id"]]
+        # No roots over HTTP unless configured: no file of this machine is read.
+        refused = await client.call_tool("rlm_query", {"question": "q",
+                                                       "paths": [str(tmp_path / "notes.md")]})
+        assert refused.is_error and "this server reads no files" in refused.content[0].text
+    async with http_client(url, bob) as client:
+        assert (await client.call_tool("list_sessions", {})).structured_content["result"] == []
+        seen = await client.call_tool("get_turn", {"turn_id": first["turn_id"]})
+        assert seen.is_error and f"no turn with id '{first['turn_id']}'" in seen.content[0].text
+        # Nor may bob write into alice's session, waiting turn or not.
+        wrote = await client.call_tool("chat", {"message": "red",
+                                                "session_id": first["session_id"]})
+        assert wrote.is_error and "no session with id" in wrote.content[0].text
+    async with http_client(url, alice) as client:
+        turn = json.loads((await client.call_tool(
+            "get_turn", {"turn_id": first["turn_id"]})).content[0].text)["turn"]
+        assert turn["status"] == "waiting"  # bob's "red" never reached it
+
+    token_id = re.search(r"^(\w+)\s+user", _fleet_cli(tmp_path, "tokens", "list", "bob"),
+                         re.M).group(1)
+    _fleet_cli(tmp_path, "tokens", "revoke", token_id)
+    await refused_without(url, bob)
+
+
+def test_roots_that_are_no_directories_stop_the_start(tmp_path):
     done = subprocess.run(
-        [FLEET, "serve-mcp", "--transport", "http", "--host", "0.0.0.0", "--port",
-         str(free_port())], env=server_env(tmp_path, "http://127.0.0.1:9"), text=True,
-        capture_output=True, timeout=60)
+        [FLEET, "serve-mcp", "--transport", "http", "--port", str(free_port())],
+        env=server_env(tmp_path, "http://127.0.0.1:9",
+                       FLEET_MCP_ROOTS=json.dumps([str(tmp_path / "no-such")])),
+        text=True, capture_output=True, timeout=60)
     assert done.returncode == 1
-    assert "refusing to serve MCP on 0.0.0.0 without a token" in done.stderr
-    assert "FLEET_MCP_TOKEN" in done.stderr
-
-
-def test_loopback_addresses():
-    from fleet_rlm.mcp import is_loopback
-
-    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
-    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert f"FLEET_MCP_ROOTS: the root {tmp_path / 'no-such'} is not a directory" in said
 
 
 def test_a_missing_extra_names_the_install_command(monkeypatch):

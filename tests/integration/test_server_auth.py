@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +20,9 @@ from test_server_support import API, app_client, quick, settings_for, until_fini
 from typer.testing import CliRunner
 
 from fleet_rlm.cli import app as cli_app
-from fleet_rlm.server.auth import RedactTokens, tenant_scope
+from fleet_rlm.redaction import RedactSecrets
+from fleet_rlm.server.auth import tenant_scope
+from fleet_rlm.server.ws import REVOKED, TOKEN_RECHECK_S
 from fleet_rlm.store import NotFound, Store
 from fleet_rlm.store.repos import TokenRepo, UserRepo
 
@@ -125,8 +128,9 @@ def test_tokens_tenants_admin_and_revocation(scripted_lm, tmp_path):
         record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1,
                                    '%s - "WebSocket %s" [accepted]',
                                    ("127.0.0.1:5", f"/api/v1/x/ws?token={carol}&a=1"), None)
-        assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.error").filters)
-        RedactTokens().filter(record)
+        assert any(isinstance(f, RedactSecrets)
+                   for f in logging.getLogger("uvicorn.error").filters)
+        RedactSecrets().filter(record)
         assert carol not in record.getMessage() and "token=***&a=1" in record.getMessage()
 
 
@@ -243,3 +247,27 @@ def test_row_level_security_is_a_second_wall_on_postgresql(scripted_lm, tmp_path
     assert alpha_rows["events"] == len(frames)
     assert asyncio.run(_counts(role, database, beta)) == {
         "sessions": 1, "turns": 0, "events": 0, "documents": 0, "memory_blocks": 0}
+
+
+def test_revoking_a_token_closes_its_open_sockets(scripted_lm, tmp_path):
+    server = scripted_lm(quick("hello", "hi"))
+    data = tmp_path / "data"
+    _fleet(data, "users", "add", "dora")
+    dora = _token(data, "dora")
+    token_id = re.search(r"^(\w+)\s+user", _fleet(data, "tokens", "list", "dora"), re.M).group(1)
+    with app_client(settings_for(server, data, auth="token")) as client:
+        session_id = client.post(f"{API}/sessions", json={}, headers=_bearer(dora)).json()["id"]
+        with (client.websocket_connect(ws_url(session_id, token=dora)) as idle,
+              client.websocket_connect(ws_url(session_id, token=dora)) as talking):
+            assert idle.receive_json()["type"] == talking.receive_json()["type"] == "session"
+            assert "revoked" in _fleet(data, "tokens", "revoke", token_id)
+            revoked = time.monotonic()
+            talking.send_json({"type": "message", "text": "hello"})  # no turn for it
+            with pytest.raises(WebSocketDisconnect) as closed:
+                talking.receive_json()
+            assert (closed.value.code, closed.value.reason) == (4401, REVOKED)
+            with pytest.raises(WebSocketDisconnect) as closed:  # one that only listens, too
+                idle.receive_json()
+            assert closed.value.code == 4401
+            assert time.monotonic() - revoked < TOKEN_RECHECK_S + 5
+    assert server.stats()["calls"] == 0

@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from test_server_support import (
     API,
+    BEARER,
+    TOKEN,
     app_client,
     quick,
     settings_for,
@@ -50,7 +52,7 @@ WORKSPACE_FILE = "notes/a.txt"
 def _seed(base: str) -> dict[str, str]:
     """Real ids to aim at, and one session and one document for the DELETEs to remove."""
     def post(path: str, **kwargs) -> dict:
-        response = httpx.post(f"{base}{API}{path}", **kwargs)
+        response = httpx.post(f"{base}{API}{path}", headers=BEARER, **kwargs)
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -59,12 +61,12 @@ def _seed(base: str) -> dict[str, str]:
                     files={"file": (name, b"# Notes\nhello world\n")})["id"]
 
     session_id = post("/sessions", json={"title": "fuzzed"})["id"]
-    with connect(ws_url(session_id, base.replace("http", "ws"))) as ws:
+    with connect(ws_url(session_id, base.replace("http", "ws"), TOKEN)) as ws:
         ws.recv(timeout=30)
         ws.send(json.dumps({"type": "message", "text": "hello"}))
         turn_id = until_finished(lambda: json.loads(ws.recv(timeout=60)))[-1]["turn_id"]
     written = httpx.put(f"{base}{API}/sessions/{session_id}/workspace/file",
-                        params={"path": WORKSPACE_FILE}, content=b"abc")
+                        params={"path": WORKSPACE_FILE}, content=b"abc", headers=BEARER)
     assert written.status_code == 200, written.text
     return {"session_id": session_id, "document_id": document(session_id, "notes.md"),
             "turn_id": turn_id, "doomed_document_id": document(session_id, "doomed.md"),
@@ -164,7 +166,7 @@ def test_no_operation_answers_with_a_server_error(api_schema):
                       phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             def run(case):
-                case.call_and_validate(checks=[not_a_server_error], timeout=60)
+                case.call_and_validate(headers=BEARER, checks=[not_a_server_error], timeout=60)
 
             try:
                 run()

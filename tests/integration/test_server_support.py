@@ -23,7 +23,9 @@ from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
 from fleet_rlm.testing import dspy_agent_step as step
 
 API = "/api/v1"
-HOST = "http://127.0.0.1"  # the no-login server answers loopback Host names only
+HOST = "http://127.0.0.1"  # the local-user server answers loopback Host names only
+TOKEN = "local-test-token"  # the server's token (FLEET_AUTH=local) in settings_for
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _msg(text: str) -> str:
@@ -71,12 +73,16 @@ def asking(text: str, question: str, answer: str) -> list[dict]:
 
 def settings_for(server: Any, data_dir: Path, **overrides: Any) -> Settings:
     values = {"root_model": "openai/root", "sub_model": "openai/sub", "data_dir": data_dir,
-              "api_base": server.api_base if server else None, **overrides}
+              "api_base": server.api_base if server else None, "token": TOKEN, **overrides}
     return Settings(**values)
 
 
 @contextmanager
 def app_client(settings: Settings, **headers: str) -> Iterator[TestClient]:
+    """The app in process; with FLEET_AUTH=local every request carries the server's token."""
+    if settings.auth == "local":
+        settings = settings.model_copy(update={"token": settings.token or TOKEN})
+        headers = {"Authorization": f"Bearer {settings.token}", **headers}
     with TestClient(create_app(settings), base_url=HOST, headers=headers) as client:
         yield client
 

@@ -165,6 +165,17 @@ export function setToken(token: string | null): void {
   else localStorage.removeItem(TOKEN_KEY);
 }
 
+/** `fleet web` prints its address with `?token=`: keep that token, as one typed in the sign-in
+ * dialog is kept, and take it out of the address bar and the history. */
+export function adoptUrlToken(): void {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get("token");
+  if (!token) return;
+  setToken(token);
+  url.searchParams.delete("token");
+  window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+}
+
 const unauthorizedListeners = new Set<(message: string) => void>();
 
 /** Called with the server's reason when it asks for a token (FLEET_AUTH=token): none was sent,

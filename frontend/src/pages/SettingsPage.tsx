@@ -151,7 +151,8 @@ export function SettingsPage({ onSaved }: { onSaved: (s: SettingsOut) => void })
   return (
     <div className="page settings-page">
       <h1>Settings</h1>
-      {saved.auth !== "none" ? <p className="muted">Signed-in mode ({saved.auth}): changing settings needs an admin user.</p> : null}
+      {saved.auth === "token" ? <p className="muted">Signed-in mode ({saved.auth}): changing settings needs an admin user.</p> : null}
+      {saved.auth === "none" ? <p className="muted">This server runs without a token (FLEET_AUTH=none): its settings are read-only here.</p> : null}
       <form
         aria-label="Settings"
         onSubmit={(e) => {
@@ -198,7 +199,7 @@ export function SettingsPage({ onSaved }: { onSaved: (s: SettingsOut) => void })
             <select aria-label="Sandbox backend" value={form.sandbox} onChange={(e) => set({ sandbox: e.target.value as SandboxBackend })}>
               <option value="local">local (bubblewrap)</option>
               <option value="daytona">daytona</option>
-              <option value="unsafe-local">unsafe-local (no isolation)</option>
+              <option value="unsafe-local" disabled={saved.sandbox !== "unsafe-local"}>unsafe-local (no isolation; only FLEET_SANDBOX on the server sets it)</option>
             </select>
           </Field>
           {form.sandbox === "daytona" ? (

@@ -1,5 +1,7 @@
-/* Sign-in for a server run with FLEET_AUTH=token: the API token is checked with the server
-before it is kept (localStorage), then sent as a bearer header and as ?token= on the socket. */
+/* Sign-in when the server wants a token (the server's own, FLEET_AUTH=local; or a user's API
+token, FLEET_AUTH=token): the token is checked with the server before it is kept (localStorage),
+then sent as a bearer header and as ?token= on the socket. The URL `fleet web` prints carries the
+server's token and signs in without this dialog (adoptUrlToken). */
 
 import { useEffect, useRef, useState } from "react";
 
@@ -58,6 +60,7 @@ export function SignInDialog({ open, reason, onSignedIn }: SignInDialogProps) {
         <h2 id="sign-in-title">Sign in</h2>
         <p>This server asks for an API token. Ask its admin for one, or make one where the server runs (the user once, then a token):</p>
         <pre className="preview">{"fleet users add YOUR_NAME\nfleet tokens create YOUR_NAME"}</pre>
+        <p>Started the server yourself with <code>fleet web</code>? Open the address it printed (<code>…/?token=…</code>), or paste the token from it here.</p>
         <label className="field">
           <span className="field-label">API token</span>
           <input type="password" autoComplete="current-password" autoFocus value={value} onChange={(e) => setValue(e.target.value)} placeholder="fleet_…" />

@@ -18,19 +18,28 @@ def serve_mcp(
     port: Annotated[int, typer.Option(help="Port to bind (http).")] = 8765,
 ) -> None:
     """Serve the engine and the sessions to other agents over MCP: tools rlm_query, chat,
-    list_sessions, get_turn. Over http a bearer token (FLEET_MCP_TOKEN) is required unless the
-    server binds to a loopback address."""
-    from ..mcp import McpConfigError, check_bind, serve
+    list_sessions, get_turn. Over http every request carries a bearer token, on loopback too:
+    the server's (FLEET_MCP_TOKEN, else generated and printed at start) or a user's API token.
+    rlm_query reads files only under FLEET_MCP_ROOTS (default: none over http, the working
+    directory over stdio)."""
+    from ..mcp import McpConfigError, roots_for, serve, with_server_token
 
     if transport not in ("stdio", "http"):
         err.print("[red]error:[/red] --transport must be stdio or http")
         raise typer.Exit(1)
     settings = Settings()
     try:
-        check_bind(settings, transport, host)
+        roots = roots_for(settings, transport)
         if transport == "http":
-            auth = "bearer token required" if settings.mcp_token else "no token (loopback only)"
-            err.print(f"fleet-rlm MCP server on http://{host}:{port}/mcp ({auth})")
+            generated = not settings.mcp_token
+            settings = with_server_token(settings)
+            token = (f"{settings.mcp_token} (new at each start; FLEET_MCP_TOKEN fixes it)"
+                     if generated else "FLEET_MCP_TOKEN")
+            err.print(f"fleet-rlm MCP server on http://{host}:{port}/mcp\n"
+                      f"token (Authorization: Bearer ...): {token}; a user's API token works "
+                      "too\nrlm_query reads files under: "
+                      f"{', '.join(map(str, roots)) or 'nothing (FLEET_MCP_ROOTS)'}",
+                      soft_wrap=True, markup=False)
         serve(settings, transport, host, port)
     except (McpConfigError, ImportError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
@@ -44,22 +53,24 @@ def web(
 ) -> None:
     """Serve the web workspace and its API (/api/v1, docs at /api/v1/docs).
 
-    Loopback only unless FLEET_AUTH=token: without login, anyone who can reach the port could
-    run code in your sandboxes and spend your model budget.
+    Every request carries a token, even on loopback: by default (FLEET_AUTH=local) the server's
+    own, printed here as a URL that signs the browser in (FLEET_TOKEN fixes it; otherwise it is
+    new at each start). FLEET_AUTH=token serves users and their API tokens on any address;
+    FLEET_AUTH=none drops the token: any local user could then run code in your sandboxes and
+    spend your model budget.
     """
     import threading
-    import webbrowser
 
     import uvicorn
 
     from ..server import create_app
-    from ..server.auth import is_loopback_host
+    from ..server.auth import is_loopback_host, with_server_token
     from ..server.serving import uvicorn_config
 
-    settings = Settings()
+    settings = with_server_token(Settings())
     if not is_loopback_host(host) and settings.auth != "token":
-        err.print(f"[red]error:[/red] refusing to listen on {host}: without login only "
-                  "loopback addresses (127.0.0.1, ::1, localhost) are allowed. Set "
+        err.print(f"[red]error:[/red] refusing to listen on {host}: without users and tokens "
+                  "only loopback addresses (127.0.0.1, ::1, localhost) are allowed. Set "
                   "FLEET_AUTH=token and create users and tokens (`fleet users add`, `fleet "
                   "tokens create`) to serve other hosts.")
         raise typer.Exit(1)
@@ -67,8 +78,34 @@ def web(
         err.print(f"[red]error:[/red] refusing to serve tenants: {escape(bypass)}")
         raise typer.Exit(1)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-    err.print(f"fleet-rlm web on {url} (auth: {settings.auth})")
+    if settings.auth == "local":
+        url += f"?token={settings.token}"
+        err.print(f"fleet-rlm web on {url}\n(open this URL to sign the browser in; the token "
+                  "changes at each start unless FLEET_TOKEN is set)", soft_wrap=True)
+    elif settings.auth == "token":
+        err.print(f"fleet-rlm web on {url} (auth: users' API tokens, `fleet tokens create`)")
+    else:
+        err.print(f"fleet-rlm web on {url}\n[yellow]warning:[/yellow] FLEET_AUTH=none: no "
+                  "token, so every local user of this machine can use this workspace (its "
+                  "sessions, sandboxes and model budget); settings are read-only. Unset "
+                  "FLEET_AUTH to require a token.", soft_wrap=True)
     if open_browser:
-        threading.Timer(1.0, webbrowser.open, [url]).start()
+        threading.Timer(1.0, open_in_browser, [url]).start()
     uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port,
                                   log_level="info")).run()
+
+
+def open_in_browser(url: str) -> None:
+    """Open `url` through a page only this user can read that redirects to it: a browser's
+    command line, which other local users can see, never holds the token."""
+    import html
+    import tempfile
+    import webbrowser
+    from pathlib import Path
+
+    fd, name = tempfile.mkstemp(prefix="fleet-web-", suffix=".html")  # mode 0600
+    with open(fd, "w", encoding="utf-8") as page:
+        target = html.escape(url, quote=True)
+        page.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">'
+                   f'<a href="{target}">fleet-rlm</a>')
+    webbrowser.open(Path(name).as_uri())

@@ -16,7 +16,13 @@ from .. import __version__
 from ..config import Settings
 from ..sessions import SessionService
 from . import errors, settings_file
-from .auth import SYSTEM_TENANT, install_tenant_guard, redact_tokens_in_logs, tenant_scope
+from .auth import (
+    SYSTEM_TENANT,
+    install_tenant_guard,
+    redact_tokens_in_logs,
+    tenant_scope,
+    with_server_token,
+)
 from .feedback import router as feedback_router
 from .guard import RequestGuard, route_limits
 from .hub import Hub
@@ -44,14 +50,16 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></he
 """
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app on a SessionService opened at startup and closed at shutdown."""
-    base = settings or Settings()
+    """The app on a SessionService opened at startup and closed at shutdown. With
+    FLEET_AUTH=local and no token set, one is made here (the caller reads it from the settings
+    it passed: pass them through `auth.with_server_token` first to know it)."""
+    base = with_server_token(settings or Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = SessionService(settings_file.apply(base, settings_file.load(base.data_dir)))
         install_tenant_guard()
-        redact_tokens_in_logs()
+        redact_tokens_in_logs(svc.settings)
         with tenant_scope(SYSTEM_TENANT):  # startup recovery spans every tenant
             await svc.open()
         app.state.svc, app.state.hub = svc, Hub(svc)

@@ -1,9 +1,13 @@
 """Who is asking, and which tenant's rows they may see.
 
-FLEET_AUTH=none (the default): one local user, no login; the server only answers requests whose
-Host is a loopback name and refuses cross-site writes and WebSockets, so a web page elsewhere
-cannot drive the local workspace. FLEET_AUTH=token: a bearer token on every request (REST:
-Authorization header; WebSocket: the header or `?token=` for browsers).
+FLEET_AUTH=local (the default): one local user, and still a token on every request, so other
+users of the machine cannot drive the workspace: the server's token (FLEET_TOKEN, else generated
+at start and printed as a URL, `/?token=...`, which the web app keeps). FLEET_AUTH=token: users
+and their API tokens, one tenant per user group. FLEET_AUTH=none: no token at all; anyone who can
+reach the port is the local user, without admin rights (the settings are read-only). Both local
+modes answer only requests whose Host is a loopback name and refuse cross-site writes and
+WebSockets, so a web page elsewhere cannot drive the local workspace. Tokens travel as a bearer
+header (REST) or the header or `?token=` (WebSocket, for browsers).
 
 Every request runs with its tenant in `TENANT`; on PostgreSQL each transaction sets
 `fleet.tenant_id` from it, so row-level security (migration 0002) hides other tenants' rows.
@@ -11,9 +15,9 @@ Every request runs with its tenant in `TENANT`; on PostgreSQL each transaction s
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
-import logging
-import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,6 +29,8 @@ from fastapi import Request
 from sqlalchemy.engine import Engine
 from starlette.requests import HTTPConnection
 
+from ..config import Settings
+from ..redaction import redact_logs, remember
 from ..store import LOCAL_TENANT_ID, LOCAL_USER_ID
 from ..store.repos import TokenRepo
 from .errors import ApiError
@@ -44,6 +50,15 @@ class Principal:
 
 
 LOCAL = Principal(LOCAL_USER_ID, LOCAL_TENANT_ID, "local", admin=True)
+# FLEET_AUTH=none: whoever reaches the port; not an admin, so no one changes settings anonymously.
+ANONYMOUS = Principal(LOCAL_USER_ID, LOCAL_TENANT_ID, "local", admin=False)
+
+
+def with_server_token(settings: Settings) -> Settings:
+    """FLEET_AUTH=local: the settings with the server's token, a new one when none is set."""
+    if settings.auth != "local" or settings.token:
+        return settings
+    return settings.model_copy(update={"token": secrets.token_urlsafe(32)})
 
 
 def _set_tenant(connection: sa.Connection) -> None:
@@ -60,25 +75,10 @@ def install_tenant_guard() -> None:
         sa.event.listen(Engine, "begin", _set_tenant)
 
 
-class RedactTokens(logging.Filter):
-    """Browsers pass the WebSocket token as ?token=: keep it out of the server's logs."""
-
-    PATTERN = re.compile(r"([?&]token=)[^&\s\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a
-                                for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = self.PATTERN.sub(r"\1***", record.msg)
-        return True
-
-
-def redact_tokens_in_logs() -> None:
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+def redact_tokens_in_logs(settings: Settings) -> None:
+    """Tokens (browsers pass the WebSocket's as ?token=) and keys stay out of the logs."""
+    remember(settings.api_key, settings.daytona_api_key, settings.token, settings.mcp_token)
+    redact_logs("uvicorn.error", "uvicorn.access", "fleet_rlm")
 
 
 @contextmanager
@@ -131,10 +131,7 @@ def _bearer(conn: HTTPConnection, allow_query: bool) -> str | None:
 async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Principal:
     """The caller, or ApiError 401/403. Sets TENANT for the rest of the request."""
     settings = conn.app.state.svc.settings
-    if settings.auth == "none":
-        check_local_origin(conn, websocket)
-        principal = LOCAL
-    else:
+    if settings.auth == "token":
         secret = _bearer(conn, allow_query=websocket)
         if not secret:
             raise ApiError(401, "unauthorized", "a bearer token is required: "
@@ -143,8 +140,28 @@ async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Princip
         if user is None:
             raise ApiError(401, "unauthorized", "the token is unknown or revoked")
         principal = Principal(user.id, user.tenant_id, user.name, user.admin)
+    else:
+        check_local_origin(conn, websocket)
+        principal = LOCAL if settings.auth == "local" else ANONYMOUS
+        if settings.auth == "local":
+            secret, expected = _bearer(conn, allow_query=websocket), settings.token
+            if not (secret and expected and hmac.compare_digest(secret.encode(),
+                                                                 expected.encode())):
+                raise ApiError(401, "unauthorized", (
+                    "the token is wrong" if secret else "this server wants its token") +
+                    ": open the URL `fleet web` printed (http://127.0.0.1:PORT/?token=...), or "
+                    "send Authorization: Bearer <token> (FLEET_TOKEN sets it)")
     TENANT.set(principal.tenant_id)
     return principal
+
+
+async def still_authenticated(conn: HTTPConnection) -> bool:
+    """Whether the credentials a WebSocket opened with still hold (a token may be revoked)."""
+    try:
+        await authenticate(conn, websocket=True)
+    except ApiError:
+        return False
+    return True
 
 
 async def current_user(request: Request) -> Principal:
@@ -155,6 +172,7 @@ async def current_user(request: Request) -> Principal:
 async def admin_user(request: Request) -> Principal:
     principal = await current_user(request)
     if not principal.admin:
-        raise ApiError(403, "forbidden", "changing the server's settings needs an admin user "
-                       "(`fleet users add NAME --admin`)")
+        raise ApiError(403, "forbidden", "changing the server's settings needs an admin: "
+                       "with FLEET_AUTH=token an admin user (`fleet users add NAME --admin`); "
+                       "with FLEET_AUTH=none nobody (use the default FLEET_AUTH=local)")
     return principal

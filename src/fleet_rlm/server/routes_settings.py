@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
+from ..redaction import remember
 from . import checks, settings_file
 from .auth import Principal, admin_user
 from .deps import Service, User
@@ -22,11 +23,22 @@ USAGE_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "tokens", "usd",
 
 
 def _merged(svc, values: dict):
+    if values.get("sandbox") == "unsafe-local":
+        raise ApiError(403, "forbidden", "sandbox: unsafe-local runs model code without "
+                       "isolation, as the server's own user; it is never set through the API "
+                       "(only FLEET_SANDBOX in the server's environment sets it)")
     try:
         return settings_file.apply(svc.settings, values)
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid", message) from None
+
+
+def _moves_key(svc, values: dict, settings) -> bool:
+    """The values send the stored API key somewhere it was not set for."""
+    return ("api_key" not in values and bool(svc.settings.api_key)
+            and settings_file.key_destination(settings)
+            != settings_file.key_destination(svc.settings))
 
 
 @router.get("/settings", response_model=SettingsOut)
@@ -42,8 +54,15 @@ async def patch_settings(svc: Service, user: Admin, request: Request, body: Sett
     already running keep their backend until the session's sandbox restarts."""
     values = settings_file.patch_values(body)
     settings = _merged(svc, values)
+    if _moves_key(svc, values, settings):
+        where = "api_base" if settings.api_base or svc.settings.api_base else "root_model"
+        raise ApiError(422, "invalid", f"{where}: model calls would go to "
+                       f"{', '.join(settings_file.key_destination(settings))}, and the stored "
+                       "API key was set for another endpoint; give api_key along (the key for "
+                       "the new endpoint, or \"\" for none)")
     saved = {**settings_file.load(settings.data_dir), **values}
     await asyncio.to_thread(settings_file.save, settings.data_dir, saved)
+    remember(settings.api_key, settings.daytona_api_key)
     svc.settings = settings
     return settings_file.describe(settings)
 
@@ -51,8 +70,15 @@ async def patch_settings(svc: Service, user: Admin, request: Request, body: Sett
 @router.post("/settings/test-model", response_model=CheckResult)
 async def test_model(svc: Service, user: Admin, body: SettingsPatch | None = None
                      ) -> CheckResult:
-    """One tiny call to the root model; with a body, of those settings before saving them."""
-    settings = _merged(svc, settings_file.patch_values(body)) if body else svc.settings
+    """One tiny call to the root model; with a body, of those settings before saving them.
+    The stored API key goes only to the endpoint it was saved for: a body that points the
+    models elsewhere is tried with the key it gives, or none."""
+    settings = svc.settings
+    if body:
+        values = settings_file.patch_values(body)
+        settings = _merged(svc, values)
+        if _moves_key(svc, values, settings):
+            settings = settings.model_copy(update={"api_key": None})
     return await asyncio.to_thread(checks.check_model, settings)
 
 

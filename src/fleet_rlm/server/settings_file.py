@@ -52,6 +52,15 @@ def apply(settings: Settings, values: dict[str, Any]) -> Settings:
     return type(settings).model_validate({**settings.model_dump(), **values})
 
 
+def key_destination(settings: Settings) -> tuple[str, ...]:
+    """Where the API key goes with each model call: the API base, else the models' providers
+    (their own endpoints). A key set for one destination never goes to another."""
+    if settings.api_base:
+        return (settings.api_base,)
+    return tuple(sorted({model.partition("/")[0]
+                         for model in (settings.root_model, settings.effective_sub_model)}))
+
+
 def patch_values(patch: SettingsPatch) -> dict[str, Any]:
     """The fields the patch sets (limits flattened); an empty key clears it."""
     values = {name: getattr(patch, name) for name in patch.model_fields_set if name != "limits"}

@@ -9,7 +9,8 @@ Server frames: every event as `event.model_dump(mode="json")` (they carry `seq`)
 {session_id, active_turn} on connect and when a waiting turn is closed; `error` {code, message}
 for a frame that could not be served (the socket stays open), including `overflow` with
 `resume_from` when this client fell behind, and `unavailable` with `retry_after` while the
-database is away. Close codes: 4401 unauthenticated, 4403 refused, 4404 no such session, 1013
+database is away. Close codes: 4401 unauthenticated (also when the socket's token is revoked:
+checked before each frame and every TOKEN_RECHECK_S), 4403 refused, 4404 no such session, 1013
 the database is away (try again later).
 """
 
@@ -23,15 +24,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..sessions import Busy
+from ..sessions import Busy, LimitRaised
 from ..store import NotFound
 from ..store.faults import unavailable
-from .auth import Principal, authenticate
+from .auth import Principal, authenticate, still_authenticated
 from .deps import MAX_INT, session_of, turn_of
 from .errors import RETRY_AFTER_S, ApiError, unavailable_message
 from .hub import Client, Hub, error_frame
 
 router = APIRouter(tags=["websocket"])
+TOKEN_RECHECK_S = 2.0  # a revoked token's open sockets close within this long
+REVOKED = "the token was revoked"
 
 
 class _Frame(BaseModel):
@@ -139,6 +142,9 @@ class Connection:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in exc.errors())
             raise FrameError("invalid", f"bad limits: {problems}") from None
+        except LimitRaised as exc:
+            raise FrameError("invalid", f"bad limits: {exc}", field=exc.field,
+                             server_limit=exc.server) from None
         text = frame.text
         if frame.document_ids:
             names = []
@@ -198,11 +204,15 @@ async def session_socket(ws: WebSocket, session_id: str) -> None:
     connection = Connection(hub, client, user)
     hub.join(client)
     writer = asyncio.create_task(client.write_loop())
+    watcher = asyncio.create_task(_watch_token(ws))
     try:
         client.push(await hub.state(session_id))
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                break
+            if not await still_authenticated(ws):
+                await ws.close(code=4401, reason=REVOKED)
                 break
             if message.get("text") is not None:
                 await connection.handle(message["text"])
@@ -210,6 +220,20 @@ async def session_socket(ws: WebSocket, session_id: str) -> None:
                 client.push(error_frame("bad_frame", "send JSON in text frames, not binary"))
     finally:
         hub.leave(client)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        for task in (writer, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _watch_token(ws: WebSocket) -> None:
+    """Close the socket once its token stops authenticating (revoked, say), even while its
+    client sends nothing."""
+    if ws.app.state.svc.settings.auth != "token":
+        return  # the local modes' credentials live as long as the server
+    while True:
+        await asyncio.sleep(TOKEN_RECHECK_S)
+        if not await still_authenticated(ws):
+            with contextlib.suppress(Exception):
+                await ws.close(code=4401, reason=REVOKED)
+            return
