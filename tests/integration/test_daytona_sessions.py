@@ -115,6 +115,7 @@ def test_the_session_goes_on_whatever_happened_to_its_sandbox(
         behind_our_back, resumed: bool) -> None:
     settings = settings.model_copy(update={"daytona_auto_delete_minutes": keep_stopped})
     box = session_box(settings, tmp_path)
+    assert box.execute(RESTORE_STATE).ok  # as the session service does when it makes one
     box.execute("x = 41\nopen('/work/memory/note.txt', 'w').write('kept')")
     assert box.execute(SAVE_STATE).ok  # as the session service does after each turn
     box.execute("unsaved = 1")
@@ -135,6 +136,7 @@ def test_the_session_goes_on_whatever_happened_to_its_sandbox(
 def test_a_new_process_takes_over_the_sandbox_an_earlier_one_left(
         settings: Settings, standin: DaytonaStandIn, tmp_path: Path) -> None:
     crashed = session_box(settings, tmp_path)  # never closed, as after a crash
+    assert crashed.execute(RESTORE_STATE).ok
     crashed.execute("x = 1")
     crashed.execute(SAVE_STATE)
     successor = session_box(settings, tmp_path)
@@ -151,6 +153,7 @@ def test_a_sandbox_that_cannot_start_again_is_replaced(
         settings: Settings, standin: DaytonaStandIn, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"daytona_auto_delete_minutes": 60})
     box = session_box(settings, tmp_path)
+    assert box.execute(RESTORE_STATE).ok
     box.execute("x = 7")
     box.execute(SAVE_STATE)
     first = box.sandbox_id
