@@ -20,7 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from test_server_support import API, free_port, settings_for, uvicorn_server, wait_for
+from test_server_support import (
+    API,
+    BEARER,
+    TOKEN,
+    free_port,
+    settings_for,
+    uvicorn_server,
+    wait_for,
+)
 from uvicorn.server import ServerState
 from websockets.sync.client import connect
 
@@ -226,15 +234,17 @@ def test_stalled_headers_and_bodies_are_cut_off_and_connections_are_capped(tmp_p
         # A body that stops arriving gets 408, and its connection is closed.
         stalled = socket.create_connection(("127.0.0.1", port))
         stalled.sendall(b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ti")
+                        + f"Authorization: Bearer {TOKEN}\r\n".encode()
+                        + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ti")
         stalled.settimeout(5)
         assert stalled.recv(65536).startswith(b"HTTP/1.1 408 ")
         assert _closed_after(stalled, 5) < 1
 
         # A WebSocket outlives the header deadline; a keep-alive client is served as before.
-        with httpx.Client(base_url=base + API) as client:
+        with httpx.Client(base_url=base + API, headers=BEARER) as client:
             session_id = client.post("/sessions", json={"title": "t"}).json()["id"]
-            with connect(f"ws://127.0.0.1:{port}{API}/sessions/{session_id}/ws") as ws:
+            with connect(f"ws://127.0.0.1:{port}{API}/sessions/{session_id}/ws",
+                         additional_headers=BEARER) as ws:
                 assert ws.recv(5)
                 time.sleep(1.5)
                 ws.send("not json")

@@ -156,11 +156,18 @@ async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Princip
 
 
 async def still_authenticated(conn: HTTPConnection) -> bool:
-    """Whether the credentials a WebSocket opened with still hold (a token may be revoked)."""
+    """Whether the credentials a WebSocket opened with still hold (a token may be revoked).
+    While the database is away this cannot be told: the socket stays, and what its frames ask
+    of the store is answered `unavailable` until the check can be made again."""
+    from ..store.faults import unavailable
+
     try:
         await authenticate(conn, websocket=True)
     except ApiError:
         return False
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
     return True
 
 
