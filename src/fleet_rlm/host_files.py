@@ -13,7 +13,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from .documents import DocumentError, ExtractedDocument, extract
+from .documents import DocumentError
 
 
 def resolve_roots(roots: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -33,9 +33,11 @@ def _refused(shown: str, why: str, roots: list[Path]) -> DocumentError:
                          "outside_roots", name=Path(shown).name)
 
 
-def read_under_roots(path: str, roots: list[Path], max_bytes: int) -> ExtractedDocument:
-    """The document at `path` (relative paths: from the first root), if it is a regular file
-    under one of `roots` (see `resolve_roots`); DocumentError with a clear message if not."""
+def read_under_roots(path: str, roots: list[Path], max_bytes: int) -> tuple[str, bytes]:
+    """The name and bytes (at most `max_bytes` + 1, so the parser can tell it is too large) of
+    the file at `path` (relative paths: from the first root), if it is a regular file under one
+    of `roots` (see `resolve_roots`); DocumentError with a clear message if not. The bytes are
+    parsed, like uploads, in the bounded parser process (extraction.py)."""
     if not roots:
         raise _refused(path, "this server reads no files", roots)
     candidate = Path(path).expanduser()
@@ -65,4 +67,4 @@ def read_under_roots(path: str, roots: list[Path], max_bytes: int) -> ExtractedD
             data = handle.read(max_bytes + 1)
     finally:
         os.close(fd)
-    return extract(real.name, data, max_bytes=max_bytes)
+    return real.name, data

@@ -111,6 +111,7 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
     from .engine.rlm import RecursiveRLM
     from .events import EventStream
     from .export import export_turn
+    from .extraction import ExtractionLimits
     from .host_files import read_under_roots
 
     # The REST API's callers and tenant rules, so both doors keep the same ones.
@@ -159,9 +160,11 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
             if asked is not None and asked > server_limit:
                 raise LimitRaised(name, asked, server_limit)
         sources = [("context", context)] if context is not None else []
-        limit = settings.max_document_mb * 1024 * 1024
+        limits = ExtractionLimits.of(settings)
         for path in paths or []:
-            document = await asyncio.to_thread(read_under_roots, path, roots, limit)
+            name, data = await asyncio.to_thread(read_under_roots, path, roots, limits.max_bytes)
+            document = await service.extractor.extract(
+                caller(ctx).tenant_id, name, data, limits, settings.extract_concurrency)
             sources.append((document.name, document.text))
         text: Any = sources[0][1] if len(sources) == 1 else dict(sources)
         engine = RecursiveRLM("context, question -> answer", settings=settings,

@@ -49,7 +49,7 @@ def server_env(tmp_path: Path, api_base: str, **extra: str) -> dict[str, str]:
     env["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     env.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
                FLEET_SUB_MODEL="openai/sub", FLEET_API_BASE=api_base, FLEET_API_KEY="test",
-               **extra)
+               FLEET_EXTRACT_MAX_TEXT_MB="1", **extra)
     return env
 
 
@@ -124,6 +124,11 @@ async def host_files_are_refused(client: Client, root: Path) -> None:
         assert f"refused to read {path}: " in message, message
         assert str(root) in message  # the roots it may read
     assert "not a regular file" in message
+    # Files under the roots are parsed as uploads are: in the bounded parser process, whose
+    # text cap (1 MB in these tests) is what turns this one away.
+    (root / "long.txt").write_text("a line of text\n" * 100_000)
+    over = await client.call_tool("rlm_query", {"question": "q", "paths": ["long.txt"]})
+    assert over.is_error and "(FLEET_EXTRACT_MAX_TEXT_MB)" in over.content[0].text, over
     too_many = await client.call_tool("rlm_query", {"question": "q", "max_calls": 10**9})
     assert too_many.is_error and "max_calls: " in too_many.content[0].text
     assert "above the server's limit of 200" in too_many.content[0].text

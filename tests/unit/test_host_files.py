@@ -29,10 +29,10 @@ def refused(path: str, roots) -> str:
 
 def test_files_under_a_root_are_read_and_links_within_it_followed(root):
     roots = resolve_roots([root])
-    assert read_under_roots(str(root / "sub" / "a.md"), roots, LIMIT).text.endswith("inside")
-    assert read_under_roots("sub/a.md", roots, LIMIT).name == "a.md"  # relative: the first root
+    assert read_under_roots(str(root / "sub" / "a.md"), roots, LIMIT)[1].endswith(b"inside")
+    assert read_under_roots("sub/a.md", roots, LIMIT)[0] == "a.md"  # relative: the first root
     (root / "alias.md").symlink_to(root / "sub" / "a.md")
-    assert read_under_roots(str(root / "alias.md"), roots, LIMIT).name == "a.md"
+    assert read_under_roots(str(root / "alias.md"), roots, LIMIT)[0] == "a.md"
 
 
 def test_everything_else_is_refused_naming_the_roots(root, tmp_path):
