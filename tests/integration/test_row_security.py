@@ -122,14 +122,18 @@ def test_the_server_never_migrates_postgresql(tmp_path, empty_deployment):
     assert asyncio.run(tables()) == 0
 
 
+@pytest.mark.parametrize("command", [["web", "--port", "1"],
+                                     ["serve-mcp", "--transport", "http", "--port", "1"]],
+                         ids=["web", "mcp"])
 @pytest.mark.parametrize("attribute", ["SUPERUSER", "BYPASSRLS"])
-def test_token_mode_refuses_a_role_that_bypasses_row_security(tmp_path, deployment, attribute):
+def test_token_mode_refuses_a_role_that_bypasses_row_security(tmp_path, deployment, attribute,
+                                                               command):
     role = f"{PREFIX}_strong_{uuid.uuid4().hex[:8]}"
     asyncio.run(superuser(f'CREATE ROLE "{role}" LOGIN {attribute}'))
     try:
         env = {"FLEET_AUTH": "token", "FLEET_DATABASE_URL": deployment.url(role),
                "FLEET_DATA_DIR": str(tmp_path / "data")}
-        result = CliRunner().invoke(cli_app, ["web", "--port", "1"], env=env)
+        result = CliRunner().invoke(cli_app, command, env=env)
         assert result.exit_code == 1
         said = " ".join(result.output.split())
         kind = "a superuser" if attribute == "SUPERUSER" else "a role with BYPASSRLS"

@@ -31,6 +31,7 @@ def serve_mcp(
     try:
         roots = roots_for(settings, transport)
         if transport == "http":
+            refuse_row_security_bypass(settings)
             generated = not settings.mcp_token
             settings = with_server_token(settings)
             token = (f"{settings.mcp_token} (new at each start; FLEET_MCP_TOKEN fixes it)"
@@ -44,6 +45,14 @@ def serve_mcp(
     except (McpConfigError, ImportError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
+
+
+def refuse_row_security_bypass(settings: Settings) -> None:
+    """Serving tenants (FLEET_AUTH=token) on PostgreSQL as a role that row-level security does
+    not bind is refused, with how to make a role it does."""
+    if settings.auth == "token" and (bypass := with_store(lambda s: s.row_security_bypass())):
+        err.print(f"[red]error:[/red] refusing to serve tenants: {escape(bypass)}")
+        raise typer.Exit(1)
 
 
 def web(
@@ -74,9 +83,7 @@ def web(
                   "FLEET_AUTH=token and create users and tokens (`fleet users add`, `fleet "
                   "tokens create`) to serve other hosts.")
         raise typer.Exit(1)
-    if settings.auth == "token" and (bypass := with_store(lambda s: s.row_security_bypass())):
-        err.print(f"[red]error:[/red] refusing to serve tenants: {escape(bypass)}")
-        raise typer.Exit(1)
+    refuse_row_security_bypass(settings)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     if settings.auth == "local":
         url += f"?token={settings.token}"
