@@ -90,12 +90,13 @@ def _limit_overrides(settings_type: type[Settings]) -> type[pydantic.BaseModel]:
 
 
 class LimitRaised(ValueError):
-    """A message asked for more than the server allows: limits may only go down."""
+    """A message (or a tenant's admin) asked for more than the server, or the tenant, allows:
+    limits may only go down. `whose` limit it was: "server" or "tenant"."""
 
-    def __init__(self, field: str, asked: float, server: float) -> None:
-        super().__init__(f"{field}: {asked} is above the server's limit of {server}; a message "
-                         "may only lower limits (an admin raises the server's in the settings)")
-        self.field, self.asked, self.server = field, asked, server
+    def __init__(self, field: str, asked: float, limit: float, whose: str = "server") -> None:
+        super().__init__(f"{field}: {asked} is above the {whose}'s limit of {limit}; a message "
+                         f"may only lower limits (an admin raises the {whose}'s in the settings)")
+        self.field, self.asked, self.limit, self.whose = field, asked, limit, whose
 
 
 class Busy(RuntimeError):
@@ -398,8 +399,9 @@ class SessionService:
     async def send(self, session_id: str, message: str,
                    limits: dict[str, Any] | None = None) -> LiveTurn:
         """Start a turn. One turn at a time per session: a second message gets Busy."""
-        await self.store.sessions.get(session_id)
-        self.with_limits(limits)  # bad overrides fail before a turn is recorded
+        session = await self.store.sessions.get(session_id)
+        # bad overrides fail before a turn is recorded
+        self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
         if not message.strip():
             raise ValueError("the message is empty")
         await self.stored(session_id, complete=True)
@@ -451,25 +453,30 @@ class SessionService:
                 else:  # the recorder stores the outcome with the event
                     await asyncio.wait_for(live.recorder.flush(), limit)
 
-    def with_limits(self, limits: dict[str, Any] | None, *, clamp: bool = False) -> Settings:
-        """The settings with a message's budget overrides, validated. Overrides only lower the
-        server's limits: one above raises LimitRaised, or with `clamp` (a paused turn resumed
-        after the server's limits went down) gives way to the server's."""
+    def with_limits(self, limits: dict[str, Any] | None, *, clamp: bool = False,
+                    tenant: dict[str, Any] | None = None) -> Settings:
+        """The settings a turn runs with: the server's limits, lowered by the tenant's own
+        (`tenant`, as its admin set them), then by a message's overrides, validated. Overrides
+        only lower that ceiling: one above raises LimitRaised, or with `clamp` (a paused turn
+        resumed after the limits went down) gives way to the ceiling."""
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
-        if not limits:
-            return self.settings
-        # Only the overrides are validated: building Settings again would read the environment
-        # and .env, milliseconds of the event loop's time on every message.
-        checked = _limit_overrides(type(self.settings)).model_validate(limits)
-        lowered = {}
-        for name, value in checked.model_dump(exclude_unset=True).items():
-            server = getattr(self.settings, name)
-            if value > server and not clamp:
-                raise LimitRaised(name, value, server)
-            lowered[name] = min(value, server)
-        return self.settings.model_copy(update=lowered)
+        ceiling = {name: (getattr(self.settings, name), "server") for name in LIMIT_KEYS}
+        for name, value in (tenant or {}).items():
+            if name in ceiling and value < ceiling[name][0]:
+                ceiling[name] = (value, "tenant")
+        lowered = {name: limit for name, (limit, whose) in ceiling.items() if whose == "tenant"}
+        if limits:
+            # Only the overrides are validated: building Settings again would read the
+            # environment and .env, milliseconds of the event loop's time on every message.
+            checked = _limit_overrides(type(self.settings)).model_validate(limits)
+            for name, value in checked.model_dump(exclude_unset=True).items():
+                limit, whose = ceiling[name]
+                if value > limit and not clamp:
+                    raise LimitRaised(name, value, limit, whose)
+                lowered[name] = min(value, limit)
+        return self.settings.model_copy(update=lowered) if lowered else self.settings
 
     def cancel(self, turn_id: str) -> bool:
         """Stop a turn running in this process (see `stop` for a waiting one too)."""
@@ -536,12 +543,14 @@ class SessionService:
                       start_seq: int) -> LiveTurn:
         from .store.recorder import EventRecorder
 
-        settings = self.with_limits(limits, clamp=True)  # send() refused any raise
+        tenant = (await self.store.sessions.get(session_id)).tenant_id
+        # send() refused any raise; a resumed turn meets the limits as they are now
+        settings = self.with_limits(limits, clamp=True,
+                                    tenant=await self.store.tenant_limits.get(tenant))
         remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
                    if t.status == "done" and t.id != turn_id]
-        tenant = (await self.store.sessions.get(session_id)).tenant_id
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
                         last_seq=start_seq)
         outcome = TurnOutcome()

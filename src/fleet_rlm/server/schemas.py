@@ -163,3 +163,10 @@ class UsageReport(BaseModel):
     group: Literal["session", "day"]
     items: list[UsageRow]
     total: UsageRow
+
+
+class TenantLimitsOut(BaseModel):
+    tenant: Limits = Field(description="The tenant's own limits; null: the server's.")
+    server: Limits = Field(description="The server's limits (its settings).")
+    effective: Limits = Field(description="What a turn of the tenant runs with at most: the "
+                              "lower of the two; a message may only lower it further.")

@@ -137,14 +137,15 @@ class Connection:
 
     async def on_message(self, frame: MessageFrame) -> None:
         try:
-            self.svc.with_limits(frame.limits)
+            self.svc.with_limits(frame.limits, tenant=await self.svc.store.tenant_limits.get(
+                self.user.tenant_id))
         except ValidationError as exc:  # said per field, before anything is looked up
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in exc.errors())
             raise FrameError("invalid", f"bad limits: {problems}") from None
         except LimitRaised as exc:
             raise FrameError("invalid", f"bad limits: {exc}", field=exc.field,
-                             server_limit=exc.server) from None
+                             **{f"{exc.whose}_limit": exc.limit}) from None
         text = frame.text
         if frame.document_ids:
             names = []

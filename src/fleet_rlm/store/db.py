@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 
 from .blobs import BlobStore
 from .errors import SchemaNotReady
+from .limits import TenantLimitsRepo
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
@@ -127,6 +128,7 @@ class Store:
         self.events = EventRepo(self)
         self.documents = DocumentRepo(self)
         self.memory = MemoryRepo(self)
+        self.tenant_limits = TenantLimitsRepo(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:

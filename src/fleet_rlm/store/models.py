@@ -218,3 +218,18 @@ class MemoryBlock(Base):
     label: Mapped[str] = mapped_column(sa.String(32))
     value: Mapped[str] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TenantLimits(Base):
+    """A tenant's own budget limits, set by its admin: `limits` maps a limit's name to a value
+    at or below the server's; a name left out means the server's."""
+
+    __tablename__ = "tenant_limits"
+
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"TenantLimits(tenant_id={self.tenant_id!r})"
