@@ -15,7 +15,15 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 from pg_deployment import PG, Deployment
-from test_server_support import API, app_client, quick, settings_for, until_finished, ws_url
+from test_server_support import (
+    API,
+    app_client,
+    asking,
+    quick,
+    settings_for,
+    until_finished,
+    ws_url,
+)
 from typer.testing import CliRunner
 
 from fleet_rlm.cli import app as cli_app
@@ -141,6 +149,24 @@ def test_only_the_tenants_admin_sets_its_limits_and_never_above_the_servers(tmp_
         assert reset["tenant"]["max_lm_calls"] is None
         assert reset["effective"]["max_lm_calls"] == SERVER_CALLS
         assert client.get(LIMITS, headers=users["bob"]).json()["tenant"]["max_usd"] == 1.0
+
+
+def test_a_paused_turn_resumes_within_the_tenants_limits_as_they_are_now(scripted_lm,
+                                                                          tmp_path):
+    lm = scripted_lm(asking("plan my day", "Morning or evening?", "Evening it is."))
+    with app_client(settings_for(lm, tmp_path, max_lm_calls=SERVER_CALLS)) as client:
+        session_id = client.post(f"{API}/sessions", json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "plan my day"})
+            first = until_finished(ws.receive_json)
+            assert first[-1]["status"] == "waiting" and first[-1]["usage"]["calls"] == 1
+            # The local user is the local tenant's admin; two calls are left for the rest.
+            assert client.put(LIMITS, json={"max_lm_calls": 2}).is_success
+            ws.send_json({"type": "answer", "turn_id": first[-1]["turn_id"], "text": "evening"})
+            second = until_finished(ws.receive_json)
+    assert second[-1]["status"] == "budget" and second[-1]["answer"] is None
+    assert second[-1]["usage"]["limits"]["max_calls"] == 2 and second[-1]["usage"]["calls"] == 2
 
 
 # -- PostgreSQL, the server connected as a role that owns nothing -----------------------------
