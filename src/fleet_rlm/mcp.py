@@ -155,10 +155,15 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
         REPL, several a dict of name to text. `max_calls` / `max_usd` cap the whole tree's model
         calls and cost. Returns the answer, the status (ok, extract, budget, cancelled, error)
         and the usage."""
-        for name, asked, server_limit in (("max_calls", max_calls, settings.max_lm_calls),
-                                          ("max_usd", max_usd, settings.max_usd)):
-            if asked is not None and asked > server_limit:
-                raise LimitRaised(name, asked, server_limit)
+        # The caller's tenant's limits, where lower than the server's, bound the query too.
+        ceiling = service.with_limits(None, tenant=await service.store.tenant_limits.get(
+            caller(ctx).tenant_id))
+        for name, key, asked in (("max_calls", "max_lm_calls", max_calls),
+                                 ("max_usd", "max_usd", max_usd)):
+            limit = getattr(ceiling, key)
+            if asked is not None and asked > limit:
+                whose = "server" if limit == getattr(settings, key) else "tenant"
+                raise LimitRaised(name, asked, limit, whose)
         sources = [("context", context)] if context is not None else []
         limits = ExtractionLimits.of(settings)
         for path in paths or []:
@@ -167,7 +172,7 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
                 caller(ctx).tenant_id, name, data, limits, settings.extract_concurrency)
             sources.append((document.name, document.text))
         text: Any = sources[0][1] if len(sources) == 1 else dict(sources)
-        engine = RecursiveRLM("context, question -> answer", settings=settings,
+        engine = RecursiveRLM("context, question -> answer", settings=ceiling,
                               max_calls=max_calls, max_usd=max_usd)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()

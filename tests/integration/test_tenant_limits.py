@@ -219,3 +219,31 @@ def test_row_security_keeps_a_tenants_limits_from_other_tenants(tmp_path, deploy
         assert asyncio.run(_rows(deployment, role, alpha)) == 1
         assert asyncio.run(_rows(deployment, role, beta)) == 1
         assert asyncio.run(_rows(deployment, role, None)) == 0
+
+
+# -- MCP: rlm_query runs within the caller's tenant's limits ----------------------------------
+
+async def test_mcp_rlm_query_runs_within_the_tenants_limits(scripted_lm, tmp_path):
+    pytest.importorskip("mcp")
+    from mcp import Client, StdioServerParameters
+    from test_mcp import FLEET, server_env
+
+    from fleet_rlm.testing import dspy_reply
+
+    lm = scripted_lm([{"match": r"iteration ## \]\]\n1/", "model": "root",
+                       "reply": dspy_reply(reasoning="r", code="SUBMIT(answer='done')")}])
+    async with Store(None, tmp_path / "data") as store:  # the local tenant's admin set these
+        await store.prepare()
+        await store.ensure_local_user()
+        await store.tenant_limits.set("local", {"max_lm_calls": 3})
+    params = StdioServerParameters(command=FLEET, args=["serve-mcp", "--transport", "stdio"],
+                                   env=server_env(tmp_path, lm.api_base), cwd=tmp_path)
+    async with Client(params, read_timeout_seconds=120) as client:
+        refused = await client.call_tool("rlm_query", {"question": "q", "max_calls": 10})
+        assert refused.is_error
+        assert "max_calls: 10 is above the tenant's limit of 3" in refused.content[0].text
+        ran = await client.call_tool("rlm_query", {"question": "q"})
+        assert not ran.is_error, ran.content[0].text
+        result = ran.structured_content
+        assert result["answer"] == "done"
+        assert result["usage"]["limits"]["max_calls"] == 3
