@@ -7,45 +7,13 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sandbox_support import BOTH, MB
 
 from fleet_rlm.config import Settings
-from fleet_rlm.sandbox import cgroups, create_sandbox, disk
-from fleet_rlm.sandbox.local import LocalSandbox
-
-MB = 1024 * 1024
-
-
-# Each defence holds for bubblewrap and for gVisor alike (where runsc is installed).
-BOTH = pytest.mark.parametrize("backend", [
-    "local", pytest.param("gvisor", marks=pytest.mark.skipif(
-        shutil.which("runsc") is None, reason="gVisor's runsc is not installed"))])
-
-
-@pytest.fixture
-def backend() -> str:
-    return "local"
-
-
-@pytest.fixture
-def make(backend: str) -> Iterator:
-    made: list[LocalSandbox] = []
-
-    def sandbox(work_dir: Path | None = None, **settings: Any) -> LocalSandbox:
-        defaults = {"exec_kill_grace_s": 1.0, "max_output_chars": 20_000, "sandbox": backend}
-        box = create_sandbox(Settings(**{**defaults, **settings}), work_dir=work_dir)
-        assert isinstance(box, LocalSandbox)  # GVisorSandbox is one too
-        made.append(box)
-        box.start()
-        return box
-
-    yield sandbox
-    for box in made:
-        box.close()
+from fleet_rlm.sandbox import cgroups, disk
 
 
 @BOTH

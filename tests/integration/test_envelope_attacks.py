@@ -4,55 +4,25 @@ way through that was found open: real bubblewrap, control groups, loop-mounted i
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sandbox_support import BOTH, MB
 
 from fleet_rlm.config import Settings
-from fleet_rlm.sandbox import SandboxError, create_sandbox, disk
+from fleet_rlm.sandbox import SandboxError, disk
 from fleet_rlm.sandbox.containment import MemoryLimit, sweep_stale_roots
-from fleet_rlm.sandbox.local import LocalSandbox
-
-MB = 1024 * 1024
-BOTH = pytest.mark.parametrize("backend", [
-    "local", pytest.param("gvisor", marks=pytest.mark.skipif(
-        shutil.which("runsc") is None, reason="gVisor's runsc is not installed"))])
-
-
-@pytest.fixture
-def backend() -> str:
-    return "local"
 
 
 @pytest.fixture(autouse=True)
 def _nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
     yield
     disk.unmount_under(tmp_path)  # a test that failed half-way leaves no mount to the machine
-
-
-@pytest.fixture
-def make(backend: str) -> Iterator:
-    made: list[LocalSandbox] = []
-
-    def sandbox(work_dir: Path | None = None, start: bool = True, **settings: Any) -> LocalSandbox:
-        defaults = {"exec_kill_grace_s": 1.0, "max_output_chars": 20_000, "sandbox": backend}
-        box = create_sandbox(Settings(**{**defaults, **settings}), work_dir=work_dir)
-        assert isinstance(box, LocalSandbox)
-        made.append(box)
-        if start:
-            box.start()
-        return box
-
-    yield sandbox
-    for box in made:
-        box.close()
 
 
 @BOTH
