@@ -15,9 +15,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from .. import __version__
 from ..config import Settings
 from ..sessions import SessionService
+from ..store.db import ALL_TENANTS
 from . import errors, settings_file
 from .auth import (
-    SYSTEM_TENANT,
     install_tenant_guard,
     redact_tokens_in_logs,
     tenant_scope,
@@ -61,14 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc = SessionService(settings_file.apply(base, settings_file.load(base.data_dir)))
         install_tenant_guard()
         redact_tokens_in_logs(svc.settings)
-        with tenant_scope(SYSTEM_TENANT):  # startup recovery spans every tenant
+        with tenant_scope(ALL_TENANTS):  # startup recovery spans every tenant
             await svc.open()
         app.state.svc, app.state.hub = svc, Hub(svc)
         try:
             yield
         finally:
             await app.state.hub.close()
-            with tenant_scope(SYSTEM_TENANT):
+            with tenant_scope(ALL_TENANTS):
                 await svc.close()
 
     app = FastAPI(title="fleet-rlm", version=__version__, lifespan=lifespan,

@@ -35,7 +35,6 @@ from ..store import LOCAL_TENANT_ID, LOCAL_USER_ID
 from ..store.repos import TokenRepo
 from .errors import ApiError
 
-SYSTEM_TENANT = "*"  # the server's own background work (startup recovery) sees every tenant
 TENANT: ContextVar[str | None] = ContextVar("fleet_tenant", default=None)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PRINCIPAL = "fleet.principal"  # scope key: the caller, when the request guard found it already
