@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .driver import CHUNK, REPLIES, FrameTooLarge, Lines
+from .driver import REPLIES, FrameTooLarge, Lines
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ class DriverSession:
     def _read(self) -> None:
         lines = Lines()
         try:
-            while chunk := os.read(self._stdout.fileno(), CHUNK):
-                lines.feed(chunk)
+            while lines.fill(self._stdout.fileno()):
                 while (line := lines.next()) is not None:
                     self._replies.put(line)
         except FrameTooLarge as exc:
@@ -180,6 +180,10 @@ class DriverSession:
 
     def _write(self, data: memoryview, deadline: float) -> None:
         assert self._in_fd is not None
+        with contextlib.suppress(BlockingIOError):  # most requests fit the pipe at once
+            data = data[os.write(self._in_fd, data):]
+        if not data:
+            return
         writable = select.poll()
         writable.register(self._in_fd, select.POLLOUT)
         while data:
@@ -230,12 +234,8 @@ class DriverSession:
             if not self._poll.poll(math.ceil(timeout * 1000)):
                 raise TimeoutError
             try:
-                chunk = os.read(self._fd, CHUNK)
+                self._eof = not self._lines.fill(self._fd)
             except OSError:
-                chunk = b""
-            if chunk:
-                self._lines.feed(chunk)
-            else:
                 self._eof = True
 
     def _violation(self, detail: str) -> None:

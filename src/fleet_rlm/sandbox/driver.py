@@ -60,6 +60,7 @@ import warnings
 CELL = "<cell-{}>"
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 CHUNK = 1 << 20
+READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
 # What the worker may send in reply to each kind of request.
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
            "get_var": ("var", "error")}
@@ -81,9 +82,20 @@ class Lines:
 
     def __init__(self, limit: int = MAX_FRAME) -> None:
         self.buffer, self.start, self.scanned, self.limit = bytearray(), 0, 0, limit
+        self.scratch: memoryview | None = None
 
     def feed(self, chunk: bytes) -> None:
         self.buffer += chunk
+
+    def fill(self, fd: int) -> int:
+        """Read what `fd` has (up to READ bytes) into the buffer; 0 at end of file. The read
+        lands in one buffer kept for the reader's life: a fresh READ-sized bytes per read would
+        cost a mapping and an unmapping of it per frame."""
+        if self.scratch is None:
+            self.scratch = memoryview(bytearray(READ))
+        count = os.readv(fd, [self.scratch])
+        self.buffer += self.scratch[:count]
+        return count
 
     def next(self) -> bytes | None:
         end = self.buffer.find(b"\n", self.scanned)
@@ -192,16 +204,13 @@ class Worker:
     # -- reading ---------------------------------------------------------------------------
     def next_request(self) -> dict:
         while (line := self.requests.next()) is None:
-            chunk = os.read(self.channel, CHUNK)
-            if not chunk:
+            if not self.requests.fill(self.channel):
                 return {"op": "shutdown"}
-            self.requests.feed(chunk)
         return json.loads(line)
 
     def read_results(self) -> None:
         lines = Lines(limit=1 << 62)
-        while chunk := os.read(self.results, CHUNK):
-            lines.feed(chunk)
+        while lines.fill(self.results):
             while (line := lines.next()) is not None:
                 message = json.loads(line)
                 with self.pending_lock:
@@ -281,8 +290,10 @@ class Worker:
         started = time.perf_counter()
         # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
         # written below Python, by C code or child processes, lands there, never in the protocol.
-        os.ftruncate(1, 0)
-        os.lseek(1, 0, os.SEEK_SET)
+        # It is emptied before a cell only when something was written since the last one.
+        if os.fstat(1).st_size:
+            os.ftruncate(1, 0)
+            os.lseek(1, 0, os.SEEK_SET)
         sys.stdout, sys.stderr = stdout, stderr
         self.executing = True
         try:
@@ -294,8 +305,9 @@ class Worker:
         finally:
             self.executing = False
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        raw = os.pread(1, cap + 1, 0)
-        unread = os.fstat(1).st_size - len(raw)
+        written = os.fstat(1).st_size
+        raw = os.pread(1, cap + 1, 0) if written else b""
+        unread = written - len(raw)
         if raw:
             stdout.write(raw.decode("utf-8", errors="replace"))
         dropped = stdout.dropped + stderr.dropped + unread
@@ -432,20 +444,17 @@ class Supervisor:
         while True:
             ready = {fd for fd, _ in poll.poll()}
             if self.channel in ready:
-                chunk = os.read(self.channel, CHUNK)
-                worker.feed(chunk)
+                got = worker.fill(self.channel)
                 try:
                     while (line := worker.next()) is not None:
                         self.from_worker(line, poll)
                 except FrameTooLarge as exc:
                     self.violation(f"the worker sent {exc}")
-                if not chunk:
+                if not got:
                     self.stop(1)  # the worker is gone (or closed its channel)
             if self.host_in in ready:
-                chunk = os.read(self.host_in, CHUNK)
-                if not chunk:
+                if not host.fill(self.host_in):
                     self.stop(0)
-                host.feed(chunk)
                 while (line := host.next()) is not None:
                     self.from_host(line)
             if self.exited in ready and _drained(self.exited) and \

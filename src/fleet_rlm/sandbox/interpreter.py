@@ -35,6 +35,7 @@ class SandboxInterpreter:
         self.timeout = timeout
         self.on_result = on_result
         self._shut = False
+        self._wrapped: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
     def start(self) -> None:
         if self._shut:
@@ -51,7 +52,7 @@ class SandboxInterpreter:
                 self.sandbox.put_variable(name, value)
             fields = [f["name"] for f in self.output_fields] if self.output_fields else None
             result = self.sandbox.execute(code, timeout=self.timeout,
-                                          callbacks={n: _sync(f) for n, f in self.tools.items()},
+                                          callbacks=self._callbacks(),
                                           submit_fields=fields)
         except SandboxError as exc:
             raise CodeInterpreterError(str(exc)) from exc
@@ -66,6 +67,16 @@ class SandboxInterpreter:
         if result.error_type == "SyntaxError":
             raise SyntaxError(result.traceback or result.error_message)
         raise CodeExecutionError(format_failure(result))
+
+    def _callbacks(self) -> dict[str, Callable[..., Any]]:
+        """The tools as host callbacks, each wrapped once (dspy may replace `tools` any time)."""
+        wrapped = {}
+        for name, tool in self.tools.items():
+            known = self._wrapped.get(name)
+            if known is None or known[0] is not tool:
+                known = self._wrapped[name] = (tool, _sync(tool))
+            wrapped[name] = known[1]
+        return wrapped
 
     def shutdown(self) -> None:
         self._shut = True
