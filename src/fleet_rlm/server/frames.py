@@ -99,7 +99,7 @@ class ActiveTurn(BaseModel):
 class SessionFrame(BaseModel):
     """Sent on connect, and when a turn waiting on the user is closed."""
 
-    type: Literal["session"] = "session"
+    type: Literal["session"]
     session_id: str
     active_turn: ActiveTurn | None = Field(
         description="The turn in flight, which a (re)connecting client resumes.")
@@ -114,7 +114,7 @@ class SocketError(BaseModel):
     `internal`: resume from `resume_from`). The socket stays open. Fields other than `code` and
     `message` are present only where they apply."""
 
-    type: Literal["socket_error"] = "socket_error"
+    type: Literal["socket_error"]
     code: SocketErrorCode
     message: str
     id: str | int | None = Field(None, description="The `id` of the frame this is about.")
@@ -133,8 +133,8 @@ ControlFrame = Annotated[SessionFrame | SocketError, Field(discriminator="type")
 
 def socket_error(code: SocketErrorCode, message: str, **extra: Any) -> dict[str, Any]:
     """A `socket_error` frame as sent: the fields that apply, no nulls."""
-    return SocketError(code=code, message=message, **extra).model_dump(mode="json",
-                                                                       exclude_none=True)
+    return SocketError(type="socket_error", code=code, message=message,
+                       **extra).model_dump(mode="json", exclude_none=True)
 
 
 def frames_json_schema() -> dict[str, Any]:

@@ -209,7 +209,8 @@ class Hub:
             last_seq = live.last_seq if live else await self.svc.store.events.last_seq(turn.id)
             active = ActiveTurn(turn_id=turn.id, status=turn.status, last_seq=last_seq,
                                 question=(turn.pending or {}).get("question"))
-        return SessionFrame(session_id=session_id, active_turn=active).model_dump(mode="json")
+        frame = SessionFrame(type="session", session_id=session_id, active_turn=active)
+        return frame.model_dump(mode="json")
 
     async def close(self) -> None:
         for clients in list(self.clients.values()):
