@@ -30,16 +30,17 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
     if (selected) loadTurn(selected);
   }, [selected, loadTurn]);
 
+  const { liveTurnId, cancel } = session;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape" && session.liveTurnId && !document.querySelector("dialog[open]")) {
+      if (e.key === "Escape" && liveTurnId && !document.querySelector("dialog[open]")) {
         e.preventDefault();
-        session.cancel();
+        cancel();
       }
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [session]);
+  }, [liveTurnId, cancel]);
 
   const select = (turnId: string) => {
     setSelected(turnId);
