@@ -1,18 +1,16 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
-import { Chat } from "./chat/Chat";
 import { DocumentsPage } from "./pages/DocumentsPage";
 import { SettingsPage } from "./pages/SettingsPage";
 import { UsagePage } from "./pages/UsagePage";
 import { parseRoute, sessionHref, type Route } from "./route";
-import { useSession } from "./session/useSession";
 import { Sidebar } from "./Sidebar";
-import { TreePanel } from "./tree/TreePanel";
 import { HelpDialog } from "./ui/HelpDialog";
 import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
+import { Workbench } from "./Workbench";
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -35,92 +33,6 @@ function useRoute(): Route {
 /** A 401 is answered by the sign-in dialog, not by an error banner. */
 function shown(e: unknown): string | null {
   return e instanceof ApiError && e.status === 401 ? null : errorText(e);
-}
-
-function Workbench({ sessionId, settings, onFirstMessage }: { sessionId: string; settings: SettingsOut | null; onFirstMessage: (text: string) => void }) {
-  const session = useSession(sessionId);
-  const [selected, setSelected] = useState<string | null>(null);
-  const [tab, setTab] = useState<"chat" | "tree">("chat");
-  const { turns, loadTurn } = session;
-  const latest = turns.at(-1)?.id ?? null;
-
-  // A new turn takes the tree; the reader can then pick any other.
-  useEffect(() => setSelected(latest), [latest]);
-  useEffect(() => {
-    if (selected) loadTurn(selected);
-  }, [selected, loadTurn]);
-
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape" && session.liveTurnId && !document.querySelector("dialog[open]")) {
-        e.preventDefault();
-        session.cancel();
-      }
-    };
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [session]);
-
-  const select = (turnId: string) => {
-    setSelected(turnId);
-    setTab("tree");
-  };
-  const notConfigured = settings !== null && !settings.model_ready;
-  const lastErrors = latest ? session.trees[latest]?.errors ?? [] : [];
-  const authFailure = lastErrors.some((e) => /auth|api.?key|not.?configured|credential/i.test(`${e.error_type} ${e.message}`));
-
-  return (
-    <div className={`workbench tab-${tab}`}>
-      <div className="banners">
-        {session.socketState === "reconnecting" ? (
-          <div className="banner warn" role="status" data-testid="banner-reconnecting">
-            Disconnected from the server — reconnecting{session.reconnectAttempt > 1 ? ` (attempt ${session.reconnectAttempt})` : ""}… The turn goes on; its events resume from where they stopped.
-          </div>
-        ) : null}
-        {session.socketState === "closed" && session.notice?.code.startsWith("ws_") ? null : null}
-        {notConfigured || authFailure ? (
-          <div className="banner warn" role="status" data-testid="banner-model">
-            <span>
-              {authFailure
-                ? "The model rejected the request: check its API key."
-                : `No API key or endpoint is set for ${settings?.root_model ?? "the model"}${settings?.provider_keys.length ? `, and the server has no ${settings.provider_keys.join(" or ")} in its environment` : ""}.`}{" "}
-              <a href="#/settings">Open Settings</a> to set one and test it.
-            </span>
-          </div>
-        ) : null}
-        {session.notice ? (
-          <div className="banner error" role="alert" data-testid="banner-notice">
-            {session.notice.message}
-            <button type="button" className="icon" aria-label="Dismiss the message" onClick={session.dismissNotice}><Icon name="close" /></button>
-          </div>
-        ) : null}
-      </div>
-      <div className="tabs" role="tablist" aria-label="Workbench view">
-        <button type="button" role="tab" aria-selected={tab === "chat"} aria-label="Show chat" onClick={() => setTab("chat")}>Chat</button>
-        <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
-      </div>
-      <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} />
-        <TreePanel
-          sessionId={sessionId}
-          turns={turns}
-          tree={selected ? session.trees[selected] : undefined}
-          selectedTurnId={selected}
-          onSelectTurn={select}
-          limits={
-            settings
-              ? {
-                  max_calls: settings.limits.max_lm_calls,
-                  max_tokens: settings.limits.max_tokens,
-                  max_usd: settings.limits.max_usd,
-                  max_wall_s: settings.limits.max_wall_s,
-                }
-              : undefined
-          }
-        />
-      </div>
-    </div>
-  );
 }
 
 export function App() {

@@ -17,13 +17,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydantic
 
+from .attachments import note as attachment_note
 from .budget import CallCost, CancelToken, Limits, Usage
 from .config import Settings
 from .engine.agent import DocumentInfo
@@ -32,7 +33,7 @@ from .events import Event, EventStream, NodeRef, parse_event
 from .extraction import ExtractionLimits, Extractor
 from .redaction import redact, remember
 from .sandbox import Sandbox, SandboxError, create_sandbox
-from .store import Store
+from .store import NotFound, Store
 from .store.db import INTERRUPTED
 from .store.faults import until_available
 from .store.models import Document, utcnow
@@ -397,18 +398,28 @@ class SessionService:
 
     # -- turns -------------------------------------------------------------------------------
     async def send(self, session_id: str, message: str,
-                   limits: dict[str, Any] | None = None) -> LiveTurn:
-        """Start a turn. One turn at a time per session: a second message gets Busy."""
+                   limits: dict[str, Any] | None = None,
+                   attachments: Sequence[str] = ()) -> LiveTurn:
+        """Start a turn. One turn at a time per session: a second message gets Busy.
+        `attachments`: ids of the session's documents sent with the message; the agent reads
+        their names after the text, the turn records them apart from it."""
         session = await self.store.sessions.get(session_id)
         # bad overrides fail before a turn is recorded
         self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
         if not message.strip():
             raise ValueError("the message is empty")
+        attached = []
+        for document_id in dict.fromkeys(attachments):
+            document = await self.store.documents.get(document_id)
+            if document.session_id != session_id:
+                raise NotFound("document", document_id)
+            attached.append({"id": document.id, "name": document.name})
+        message += attachment_note([a["name"] for a in attached])
         await self.stored(session_id, complete=True)
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
-            turn = await self.store.turns.start(session_id, message)
+            turn = await self.store.turns.start(session_id, message, attached)
             return await self._launch(turn.id, session_id, message, limits, None, None, 0)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:

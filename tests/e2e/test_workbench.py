@@ -180,6 +180,15 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
     page.get_by_role("button", name="Leave replay").click()
     expect(position).to_contain_text("← to replay")
 
+    # The attachment is a field of the turn, shown apart from its text, also as the server
+    # lists the turn after a reload.
+    for reload in (False, True):
+        if reload:
+            page.reload()
+        user = last_turn(page).locator(".bubble.user")
+        expect(user.locator(".bubble-text")).to_have_text("How many needles are in big.txt?")
+        expect(user.locator(".attachment")).to_have_text("big.txt")
+
 
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     new_session(page)

@@ -38,7 +38,7 @@ def test_message_limits_are_checked_per_field_and_bind_the_turn(scripted_lm, tmp
             ws.receive_json()
             ws.send_json({"type": "message", "text": "hello", "limits": {"max_lm_calls": 0}})
             zero = ws.receive_json()
-            assert zero == {"type": "error", "code": "invalid", "message":
+            assert zero == {"type": "socket_error", "code": "invalid", "message":
                             "bad limits: max_lm_calls: Input should be greater than 0"}
             ws.send_json({"type": "message", "text": "hello",
                           "limits": {"max_usd": "lots", "max_depth": -1}})

@@ -77,7 +77,7 @@ def test_busy_then_the_next_message_right_after_turn_finished(scripted_lm, tmp_p
             ws.send_json({"type": "message", "text": "first"})
             ws.send_json({"type": "message", "text": "second"})
             frames = until_finished(ws.receive_json)
-            (busy,) = [f for f in frames if f["type"] == "error" and "seq" not in f]
+            (busy,) = [f for f in frames if f["type"] == "socket_error"]
             assert busy["code"] == "busy"
             assert frames[-1]["answer"] == "one"
             # turn_finished arrives once the turn is closed: the next message is not busy.
@@ -194,7 +194,7 @@ async def test_a_client_that_stops_reading_overflows_and_resumes_without_slowing
         *events, overflow = ws.sent
         # The outbox's 4, and the one the writer held when the socket stuck.
         assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
-        assert overflow == {"type": "error", "code": "overflow", "turn_id": live.turn_id,
+        assert overflow == {"type": "socket_error", "code": "overflow", "turn_id": live.turn_id,
                             "resume_from": 5, "message": overflow["message"]}
         client.follow(live.turn_id, overflow["resume_from"])  # the replay waits for room
         for _ in range(100):
@@ -234,3 +234,49 @@ def test_a_message_may_lower_the_servers_limits_but_never_raise_them(scripted_lm
         assert server.stats()["calls"] == 2
         turns = client.get(f"{API}/sessions/{session_id}/turns").json()
         assert len(turns) == 1  # the refused messages recorded nothing
+
+
+def test_attachments_are_a_field_the_agent_reads_as_before_and_the_turn_keeps_apart(
+        scripted_lm, tmp_path):
+    # The agent's message names the attachments after the text, as it always has.
+    server = scripted_lm(quick("sum it\n\n(Attached documents: a.txt, b.txt)", "six")
+                         + quick("again\n\n(Attached documents: b.txt)", "still six"))
+    with app_client(settings_for(server, tmp_path)) as client:
+        session_id, other = _session(client), _session(client)
+
+        def upload(session: str, name: str) -> str:
+            return client.post(f"{API}/sessions/{session}/documents",
+                               files={"file": (name, b"1 2 3", "text/plain")}).json()["id"]
+
+        a, b, elsewhere = upload(session_id, "a.txt"), upload(session_id, "b.txt"), \
+            upload(other, "c.txt")
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "sum it", "attachments": [a, elsewhere],
+                          "id": 7})
+            refused = ws.receive_json()
+            assert refused["type"] == "socket_error" and refused["code"] == "not_found"
+            assert refused["id"] == 7 and elsewhere in refused["message"]
+            ws.send_json({"type": "message", "text": "sum it", "attachments": [a, b, a]})
+            assert until_finished(ws.receive_json)[-1]["answer"] == "six"
+            # The old name of the field is still accepted.
+            ws.send_json({"type": "message", "text": "again", "document_ids": [b]})
+            assert until_finished(ws.receive_json)[-1]["answer"] == "still six"
+        first, second = client.get(f"{API}/sessions/{session_id}/turns").json()
+    assert (first["text"], first["attachments"]) == (
+        "sum it", [{"id": a, "name": "a.txt"}, {"id": b, "name": "b.txt"}])
+    assert first["user_message"] == "sum it\n\n(Attached documents: a.txt, b.txt)"
+    assert (second["text"], second["attachments"]) == ("again", [{"id": b, "name": "b.txt"}])
+
+
+def test_the_frame_models_schema_names_every_frame():
+    from fleet_rlm.server.frames import frames_json_schema
+
+    defs = frames_json_schema()["$defs"]
+    kinds = {name: d["properties"]["type"].get("const") for name, d in defs.items()
+             if "type" in d.get("properties", {})}
+    assert kinds == {"MessageFrame": "message", "AnswerFrame": "answer",
+                     "CancelFrame": "cancel", "ResumeFrame": "resume",
+                     "SessionFrame": "session", "SocketError": "socket_error"}
+    assert {r["$ref"] for r in defs["ControlFrame"]["oneOf"]} == {
+        "#/$defs/SessionFrame", "#/$defs/SocketError"}

@@ -512,3 +512,20 @@ def test_fleet_db_upgrade_creates_the_sqlite_file_in_wal_mode(tmp_path: Path) ->
         assert conn.execute("SELECT id FROM users").fetchall() == [("local",)]
     assert f"revision {head_revision()}" in run("current")
     assert "empty" in run("downgrade", "base")
+
+
+async def test_turns_recorded_before_attachments_get_them_from_their_note(store: Store) -> None:
+    session = await store.sessions.create("old")
+    a = await store.documents.add(session.id, "a.txt", "text", 3, 3, SHA_A, text="aaa")
+    await store.documents.add(session.id, "b.txt", "text", 3, 3, SHA_B, text="bbb")
+    noted = await store.turns.start(session.id, "sum\n\n(Attached documents: a.txt, b.txt)")
+    await store.turns.finish(noted.id, "done", answer="x")
+    gone = await store.turns.start(session.id, "read\n\n(Attached documents: a.txt, gone.txt)")
+    await store.turns.finish(gone.id, "done", answer="x")
+    plain = await store.turns.start(session.id, "hello")
+    await store.downgrade("0004")
+    await store.upgrade()
+    by_id = {t.id: t.attachments for t in await store.turns.list(session.id)}
+    b = next(d for d in await store.documents.list(session.id) if d.name == "b.txt")
+    assert by_id[noted.id] == [{"id": a.id, "name": "a.txt"}, {"id": b.id, "name": "b.txt"}]
+    assert by_id[gone.id] is None and by_id[plain.id] is None

@@ -1,149 +1,32 @@
-/* The REST API under /api/v1, typed after the server's schemas (fleet_rlm.server.schemas). */
+/* The REST API under /api/v1. Its types are generated from the OpenAPI document the server
+serves (src/generated/api.ts); only what the document cannot say precisely (an event's or a
+usage record's shape) is narrowed here, to the generated event types. */
 
+import type { components, operations } from "../generated/api";
 import type { FleetEvent, Usage } from "../generated/events";
 
 export const API = "/api/v1";
 const TOKEN_KEY = "fleet.token";
 
-export interface Session {
-  id: string;
-  title: string;
-  user_id: string;
-  archived: boolean;
-  created_at: string;
-  updated_at: string;
-}
+type Schemas = components["schemas"];
 
-export interface SessionList {
-  items: Session[];
-  total: number;
-  limit: number;
-  offset: number;
-}
-
-export type StoredTurnStatus = "running" | "waiting" | "done" | "cancelled" | "failed" | "interrupted";
-
-export interface Turn {
-  id: string;
-  session_id: string;
-  index: number;
-  user_message: string;
-  answer: string | null;
-  status: StoredTurnStatus;
-  error: string | null;
-  usage: Usage | null;
-  question: string | null;
-  /** The turn's MLflow trace, when tracing was on as it finished. */
-  trace_id: string | null;
-  created_at: string;
-  finished_at: string | null;
-}
-
-export interface FeedbackOut {
-  turn_id: string;
-  trace_id: string;
-  assessment_id: string;
-}
-
-export interface EventList {
-  turn_id: string;
-  events: FleetEvent[];
-  last_seq: number;
-}
-
-export interface DocumentInfo {
-  id: string;
-  session_id: string;
-  name: string;
-  kind: string;
-  size_bytes: number;
-  chars: number;
-  sha256: string;
-  created_at: string;
-}
-
-export interface DocumentDetail extends DocumentInfo {
-  start: number;
-  text: string;
-}
-
-export interface WorkspaceEntry {
-  name: string;
-  path: string;
-  type: "file" | "dir" | "symlink" | "other";
-  size: number;
-  modified: string;
-  /** The service's own files (meta/): the server refuses to delete them. */
-  protected: boolean;
-}
-
-export interface WorkspaceListing {
-  path: string;
-  entries: WorkspaceEntry[];
-}
-
-export type SandboxBackend = "local" | "unsafe-local" | "daytona";
-
-export interface SettingsOut {
-  root_model: string;
-  sub_model: string | null;
-  api_base: string | null;
-  sandbox: SandboxBackend;
-  limits: Record<string, number>;
-  api_key_set: boolean;
-  daytona_api_key_set: boolean;
-  auth: string;
-  /** A key or endpoint is set, or the provider's key is in the server's environment. */
-  model_ready: boolean;
-  /** The variables that hold a key for the root model's provider (any one will do). */
-  provider_keys: string[];
-}
-
-export interface SettingsPatch {
-  root_model?: string;
-  sub_model?: string | null;
-  api_base?: string | null;
-  api_key?: string | null;
-  daytona_api_key?: string | null;
-  sandbox?: SandboxBackend;
-  limits?: Record<string, number | null>;
-}
-
-export interface CheckResult {
-  ok: boolean;
-  problem: string | null;
-  message: string;
-  detail?: string | null;
-  guidance?: string | null;
-  duration_s?: number;
-}
-
-export interface UsageRow {
-  key: string;
-  title: string | null;
-  turns: number;
-  calls: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  tokens: number;
-  usd: number;
-  /** Calls of models without a known price, left out of `usd`. */
-  usd_unknown_calls: number;
-}
-
-export interface UsageReport {
-  group: "session" | "day";
-  items: UsageRow[];
-  total: UsageRow;
-}
-
-export interface Health {
-  status?: string;
-  ok?: boolean;
-  version?: string;
-  model_configured?: boolean;
-  [key: string]: unknown;
-}
+export type Session = Schemas["SessionOut"];
+export type SessionList = Schemas["SessionList"];
+export type Attachment = Schemas["Attachment"];
+export type Turn = Omit<Schemas["TurnOut"], "usage"> & { usage: Usage | null };
+export type FeedbackOut = Schemas["FeedbackOut"];
+export type EventList = Omit<Schemas["EventList"], "events"> & { events: FleetEvent[] };
+export type DocumentInfo = Schemas["DocumentOut"];
+export type DocumentDetail = Schemas["DocumentDetail"];
+export type WorkspaceEntry = Schemas["WorkspaceEntry"];
+export type WorkspaceListing = Schemas["WorkspaceListing"];
+export type SandboxBackend = Schemas["SettingsOut"]["sandbox"];
+export type SettingsOut = Schemas["SettingsOut"];
+export type SettingsPatch = Schemas["SettingsPatch"];
+export type CheckResult = Schemas["CheckResult"];
+export type UsageRow = Schemas["UsageRow"];
+export type UsageReport = Schemas["UsageReport"];
+export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
 export class ApiError extends Error {
   readonly status: number;

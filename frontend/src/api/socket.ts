@@ -3,37 +3,51 @@ server sends a `session` frame naming the turn in flight, and the caller resumes
 seq it saw (the server never replays a turn on its own). */
 
 import type { FleetEvent } from "../generated/events";
+import type { ClientFrame, ControlFrame, SessionFrame, SocketError } from "../generated/frames";
 import { getToken, notifyUnauthorized } from "./client";
 
-export type ClientFrame =
-  | { type: "message"; text: string; document_ids?: string[]; limits?: Record<string, number | string> }
-  | { type: "cancel"; turn_id?: string }
-  | { type: "answer"; turn_id: string; text: string }
-  | { type: "resume"; turn_id: string; last_seq: number };
+export type { ClientFrame, SessionFrame, SocketError };
 
-/** A frame about the connection or a request, not an event of a turn. */
-export interface ErrorFrame {
-  type: "error";
-  code: string;
-  message: string;
-  turn_id?: string;
-  resume_from?: number;
-}
+/** Everything the server sends: a turn's events, and the frames about the socket itself. An
+ * event of kind `error` (a turn failed) and a `socket_error` frame (a frame was refused, this
+ * socket fell behind) differ by `type`. */
+export type ServerFrame = FleetEvent | ControlFrame;
 
-/** Sent on connect, and when a turn waiting on the user is closed. */
-export interface SessionFrame {
-  type: "session";
-  session_id: string;
-  active_turn: { turn_id: string; status: string; last_seq: number; question: string | null } | null;
+/** Every event kind, checked against the generated union both ways. */
+const EVENT_KINDS: { readonly [K in FleetEvent["type"]]: true } = {
+  turn_started: true,
+  agent_step: true,
+  tool_result: true,
+  rlm_started: true,
+  rlm_iteration: true,
+  code_output: true,
+  lm_call: true,
+  budget: true,
+  rlm_finished: true,
+  ask_user: true,
+  answer_delta: true,
+  turn_finished: true,
+  error: true,
+  cancelled: true,
+};
+
+/** The frame's kind by its `type`; null for what is not a frame this client knows. */
+export function classify(data: unknown): ServerFrame | null {
+  if (!data || typeof data !== "object" || !("type" in data) || typeof data.type !== "string") return null;
+  const type = data.type;
+  if (type === "session" || type === "socket_error" || Object.hasOwn(EVENT_KINDS, type)) return data as ServerFrame;
+  return null;
 }
 
 export type SocketState = "connecting" | "open" | "reconnecting" | "closed";
 
 export interface SocketHandlers {
   onEvent: (event: FleetEvent) => void;
-  onErrorFrame: (frame: ErrorFrame) => void;
+  onSocketError: (frame: SocketError) => void;
   onSession: (frame: SessionFrame) => void;
   onState: (state: SocketState, attempt: number) => void;
+  /** The server refused the connection for good (another origin, no such session). */
+  onRefused: (reason: string) => void;
 }
 
 const BACKOFF_MS = [300, 600, 1200, 2500, 5000];
@@ -99,14 +113,17 @@ export class SessionSocket {
       } catch {
         return;
       }
-      if (!data || typeof data !== "object") return;
-      const frame = data as Record<string, unknown>;
-      if (frame.type === "session") {
-        this.handlers.onSession(frame as unknown as SessionFrame);
-      } else if (frame.type === "error" && typeof frame.code === "string" && !("seq" in frame)) {
-        this.handlers.onErrorFrame(frame as unknown as ErrorFrame);
-      } else if (typeof frame.seq === "number" && typeof frame.turn_id === "string") {
-        this.handlers.onEvent(frame as unknown as FleetEvent);
+      const frame = classify(data);
+      if (frame === null) return;
+      switch (frame.type) {
+        case "session":
+          this.handlers.onSession(frame);
+          break;
+        case "socket_error":
+          this.handlers.onSocketError(frame);
+          break;
+        default:
+          this.handlers.onEvent(frame);
       }
     };
     ws.onclose = (close: CloseEvent) => {
@@ -119,7 +136,7 @@ export class SessionSocket {
           this.handlers.onState("closed", 0);
           return;
         }
-        this.handlers.onErrorFrame({ type: "error", code: `ws_${close.code}`, message: close.reason || "the server refused the connection" });
+        this.handlers.onRefused(close.reason || "the server refused the connection");
         this.handlers.onState("closed", 0);
         return;
       }

@@ -1,26 +1,26 @@
-/* The conversation: turns with their streamed answers, inline ask_user questions, and the
-composer with attachments (click, drag and drop, paste) and a stop button. */
+/* The conversation: turns with their streamed answers and attachments, inline ask_user
+questions, and the composer (./Composer.tsx) below; files dropped anywhere on it are attached. */
 
-import { useEffect, useRef, useState, type ClipboardEvent, type DragEvent, type KeyboardEvent } from "react";
+import { useEffect, useRef, useState, type DragEvent } from "react";
 
-import { api, errorText, type DocumentInfo, type Turn } from "../api/client";
+import type { Attachment, Turn } from "../api/client";
 import { turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
-import { fmtBytes } from "../ui/format";
 import { Markdown } from "../ui/Markdown";
 import { Icon } from "../ui/Icon";
-import { BudgetPopover } from "./BudgetPopover";
+import { Composer, useAttachments } from "./Composer";
 import { TurnFeedback } from "./Feedback";
-import { toLimits, type LimitDraft } from "./limits";
 
-const ATTACHED = /\n\n\(Attached documents: ([^)]*)\)$/;
-
-function splitMessage(text: string): { text: string; attached: string[] } {
-  const m = ATTACHED.exec(text);
-  if (!m) return { text, attached: [] };
-  return { text: text.slice(0, m.index), attached: (m[1] ?? "").split(", ").filter(Boolean) };
+function AttachmentList({ attachments }: { attachments: readonly Attachment[] }) {
+  return attachments.length ? (
+    <div className="attachments">
+      {attachments.map((a) => (
+        <span key={a.id} className="attachment"><Icon name="file" size={13} /> {a.name}</span>
+      ))}
+    </div>
+  ) : null;
 }
 
 function activity(tree: TurnTree | undefined): string {
@@ -76,7 +76,7 @@ function AskUser({ question, onAnswer, onDismiss }: { question: string; onAnswer
 }
 
 function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void; onDismiss: () => void }) {
-  const { text, attached } = splitMessage(turn.user_message || tree?.question || "");
+  const text = turn.text || tree?.question || "";
   const status = turnStatus(turn.status, tree);
   const answer = tree?.answer || turn.answer || "";
   const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
@@ -86,13 +86,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
     <article className={`turn ${selected ? "selected" : ""}`} data-testid="turn" data-turn-id={turn.id} data-status={status} aria-label={`Turn ${turn.index}`}>
       <div className="bubble user">
         <div className="bubble-text">{text}</div>
-        {attached.length ? (
-          <div className="attachments">
-            {attached.map((name) => (
-              <span key={name} className="attachment"><Icon name="file" size={13} /> {name}</span>
-            ))}
-          </div>
-        ) : null}
+        <AttachmentList attachments={turn.attachments} />
       </div>
       <div className="bubble assistant" aria-live={running ? "polite" : "off"}>
         <div className="bubble-head">
@@ -124,32 +118,11 @@ export interface ChatProps {
 }
 
 export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits }: ChatProps) {
-  const [draft, setDraft] = useState("");
-  const [limitDraft, setLimitDraft] = useState<LimitDraft>({});
-  const [attachments, setAttachments] = useState<DocumentInfo[]>([]);
-  const [uploading, setUploading] = useState(0);
-  const [uploadError, setUploadError] = useState<string | null>(null);
+  const attachments = useAttachments(sessionId);
   const [dragging, setDragging] = useState(false);
-  const fileInput = useRef<HTMLInputElement>(null);
   const scroller = useRef<HTMLDivElement>(null);
-  const textarea = useRef<HTMLTextAreaElement>(null);
-  const live = session.liveTurnId !== null;
-  const busy = live || session.pending !== null;
   const lastTurn = session.turns.at(-1);
   const lastTree = lastTurn ? session.trees[lastTurn.id] : undefined;
-
-  useEffect(() => {
-    setDraft("");
-    setAttachments([]);
-    setUploadError(null);
-    textarea.current?.focus();
-  }, [sessionId]);
-
-  // A message the server refused (busy, a bad budget) comes back to the box, not lost.
-  const { returned } = session;
-  useEffect(() => {
-    if (returned) setDraft((d) => d || returned.text);
-  }, [returned]);
 
   // Keep the newest text in view while it streams, unless the reader scrolled up.
   useEffect(() => {
@@ -157,50 +130,11 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
     if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 160) el.scrollTop = el.scrollHeight;
   }, [session.turns, lastTree, session.pending]);
 
-  const upload = async (files: readonly File[]) => {
-    setUploadError(null);
-    for (const file of files) {
-      setUploading((n) => n + 1);
-      try {
-        const doc = await api.uploadDocument(sessionId, file);
-        setAttachments((list) => [...list.filter((d) => d.id !== doc.id), doc]);
-      } catch (e) {
-        setUploadError(`${file.name}: ${errorText(e)}`);
-      } finally {
-        setUploading((n) => n - 1);
-      }
-    }
-  };
-
-  const send = () => {
-    const text = draft.trim();
-    if (!text || busy || uploading) return;
-    if (!session.turns.length) onFirstMessage?.(text);
-    session.send(text, attachments.map((d) => d.id), toLimits(limitDraft));
-    setDraft("");
-    setAttachments([]);
-  };
-
-  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
-      e.preventDefault();
-      send();
-    }
-  };
-
-  const onPaste = (e: ClipboardEvent<HTMLTextAreaElement>) => {
-    const files = Array.from(e.clipboardData.files);
-    if (files.length) {
-      e.preventDefault();
-      void upload(files);
-    }
-  };
-
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
     setDragging(false);
     const files = Array.from(e.dataTransfer.files);
-    if (files.length) void upload(files);
+    if (files.length) void attachments.upload(files);
   };
 
   return (
@@ -234,7 +168,8 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         {session.pending !== null ? (
           <article className="turn pending" aria-label="Message being sent">
             <div className="bubble user">
-              <div className="bubble-text">{session.pending}</div>
+              <div className="bubble-text">{session.pending.text}</div>
+              <AttachmentList attachments={session.pending.attachments} />
             </div>
             <div className="bubble assistant">
               <p className="muted working"><span className="spinner" aria-hidden="true" /> Starting…</p>
@@ -243,67 +178,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         ) : null}
       </div>
       {dragging ? <div className="drop-hint" aria-hidden="true">Drop files to attach them</div> : null}
-      <form
-        className="composer"
-        aria-label="Message composer"
-        onSubmit={(e) => {
-          e.preventDefault();
-          send();
-        }}
-      >
-        {attachments.length || uploading || uploadError ? (
-          <div className="attachments" aria-label="Attachments">
-            {attachments.map((d) => (
-              <span key={d.id} className="attachment" data-testid="attachment">
-                <Icon name="file" size={13} /> {d.name} <span className="muted">{fmtBytes(d.size_bytes)}</span>
-                <button type="button" className="icon" aria-label={`Remove attachment ${d.name}`} onClick={() => setAttachments((l) => l.filter((x) => x.id !== d.id))}>
-                  <Icon name="close" size={12} />
-                </button>
-              </span>
-            ))}
-            {uploading ? <span className="muted">Uploading {uploading}…</span> : null}
-            {uploadError ? <span className="error-text" role="alert">{uploadError}</span> : null}
-          </div>
-        ) : null}
-        <div className="composer-row">
-          <button type="button" className="icon big" aria-label="Attach documents" title="Attach documents" onClick={() => fileInput.current?.click()}>
-            <Icon name="clip" size={18} />
-          </button>
-          <input
-            ref={fileInput}
-            type="file"
-            multiple
-            hidden
-            aria-label="Choose documents to attach"
-            data-testid="file-input"
-            onChange={(e) => {
-              const files = Array.from(e.target.files ?? []);
-              e.target.value = "";
-              void upload(files);
-            }}
-          />
-          <textarea
-            ref={textarea}
-            aria-label="Message"
-            placeholder={busy ? "Working… (Esc stops)" : "Ask something… (Enter sends)"}
-            value={draft}
-            rows={Math.min(8, Math.max(1, draft.split("\n").length))}
-            onChange={(e) => setDraft(e.target.value)}
-            onKeyDown={onKeyDown}
-            onPaste={onPaste}
-          />
-          <BudgetPopover draft={limitDraft} onChange={setLimitDraft} defaults={defaultLimits} />
-          {live ? (
-            <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>
-              <Icon name="stop" size={14} /> Stop
-            </button>
-          ) : (
-            <button type="submit" className="primary" aria-label="Send message" disabled={!draft.trim() || busy || uploading > 0}>
-              Send
-            </button>
-          )}
-        </div>
-      </form>
+      <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
     </section>
   );
 }

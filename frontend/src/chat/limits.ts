@@ -1,5 +1,5 @@
 /* Limits for the messages of one session, sent as `limits` in the WebSocket `message` frame; the
-server checks them (an `invalid` error frame names the bad one). Empty fields keep the
+server checks them (an `invalid` socket_error frame names the bad one). Empty fields keep the
 server's own limit. */
 
 export const LIMIT_FIELDS = [

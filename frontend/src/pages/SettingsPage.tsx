@@ -68,7 +68,6 @@ function Check({ result, busy, name }: { result: CheckResult | string | null; bu
       {result.problem ? <span className="chip">{result.problem}</span> : null}
       {result.duration_s !== undefined ? <span className="muted"> {result.duration_s.toFixed(2)} s</span> : null}
       <p>{result.message}</p>
-      {result.guidance ? <p>{result.guidance}</p> : null}
       {result.detail ? (
         <details>
           <summary>Detail</summary>

@@ -1,32 +1,31 @@
-/* One open session: its turns, the tree of each turn, and the live socket. */
+/* One open session: its turns, the tree of each turn, and the live socket. The state is one
+reducer (./state.ts) in one store; this hook wires the socket and the REST reads to it. */
 
-import { useCallback, useEffect, useReducer, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 
-import { api, errorText, type Turn } from "../api/client";
+import { api, errorText, type Attachment, type Turn } from "../api/client";
+import { SessionSocket, type SessionFrame, type SocketError, type SocketState } from "../api/socket";
 import type { MessageLimits } from "../chat/limits";
-import { SessionSocket, type ErrorFrame, type SessionFrame, type SocketState } from "../api/socket";
 import type { FleetEvent } from "../generated/events";
-import { isLive, treesReducer, turnStatus, type Trees } from "./trees";
+import { liveTurn, SessionStore, turnsToResume, unsettled, type Notice, type Outgoing } from "./state";
+import type { Trees } from "./trees";
 
-export interface Notice {
-  code: string;
-  message: string;
-}
+export type { Notice, Outgoing };
 
 export interface SessionController {
-  turns: Turn[];
+  turns: readonly Turn[];
   trees: Trees;
   socketState: SocketState;
   reconnectAttempt: number;
   loading: boolean;
   notice: Notice | null;
   /** The message sent whose turn has not started yet. */
-  pending: string | null;
+  pending: Outgoing | null;
   /** The turn producing events now, if any. */
   liveTurnId: string | null;
   /** The last message the server refused to start (a new object each time). */
-  returned: { text: string } | null;
-  send: (text: string, documentIds: string[], limits?: MessageLimits) => void;
+  returned: Outgoing | null;
+  send: (text: string, attachments: readonly Attachment[], limits?: MessageLimits) => void;
   cancel: () => void;
   answer: (turnId: string, text: string) => void;
   /** Close a turn waiting on the user without answering. */
@@ -39,44 +38,22 @@ const FLUSH_MS = 30;
 const SETTLE_MS = [150, 400, 1000, 2000, 4000, 8000];
 
 export function useSession(sessionId: string | null): SessionController {
-  const [turns, setTurns] = useState<Turn[]>([]);
-  const [trees, dispatch] = useReducer(treesReducer, {});
-  const [socketState, setSocketState] = useState<SocketState>("connecting");
-  const [reconnectAttempt, setReconnectAttempt] = useState(0);
-  const [loading, setLoading] = useState(false);
-  const [notice, setNotice] = useState<Notice | null>(null);
-  const [pending, setPending] = useState<string | null>(null);
-  const [returned, setReturned] = useState<{ text: string } | null>(null);
-  const pendingRef = useRef<string | null>(null);
-
+  const [store] = useState(() => new SessionStore());
+  const state = useSyncExternalStore(store.subscribe, store.getState);
+  // The socket of the open session: a handle, not state.
   const socket = useRef<SessionSocket | null>(null);
-  const treesRef = useRef(trees);
-  const turnsRef = useRef(turns);
-  const loaded = useRef(new Set<string>());
-  useEffect(() => {
-    treesRef.current = trees;
-    turnsRef.current = turns;
-  }, [trees, turns]);
+  const { dispatch, getState } = store;
 
-  const refreshTurns = useCallback(async (id: string) => {
-    const fetched = await api.listTurns(id);
-    // A turn whose events arrived after the list was read stays.
-    const known = new Set(fetched.map((t) => t.id));
-    const list = [...fetched, ...turnsRef.current.filter((t) => !known.has(t.id) && t.session_id === id)];
-    turnsRef.current = list;
-    setTurns(list);
-    return list;
-  }, []);
+  const refreshTurns = useCallback(
+    async (id: string) => {
+      const fetched = await api.listTurns(id);
+      if (getState().sessionId === id) dispatch({ type: "turns", turns: fetched });
+    },
+    [dispatch, getState],
+  );
 
   useEffect(() => {
-    dispatch({ type: "clear" });
-    setTurns([]);
-    setNotice(null);
-    setPending(null);
-    pendingRef.current = null;
-    loaded.current = new Set();
-    treesRef.current = {};
-    turnsRef.current = [];
+    dispatch({ type: "open", sessionId });
     if (!sessionId) return;
     let stopped = false;
     let buffer: FleetEvent[] = [];
@@ -87,7 +64,7 @@ export function useSession(sessionId: string | null): SessionController {
       flushTimer = null;
       const events = buffer;
       buffer = [];
-      if (!stopped && events.length) dispatch({ type: "events", events });
+      if (!stopped && events.length) dispatch({ type: "events", events, live: true });
     };
     // The store settles a turn (its status, its trace id) a little after its last event, once
     // the trace is written: ask again until every turn whose events ended is settled there too.
@@ -95,97 +72,72 @@ export function useSession(sessionId: string | null): SessionController {
       if (refreshTimer) clearTimeout(refreshTimer);
       refreshTimer = setTimeout(() => {
         if (stopped) return;
-        refreshTurns(sessionId).then((list) => {
-          const unsettled = list.some((t) => t.status === "running" && treesRef.current[t.id] && !isLive(treesRef.current[t.id]));
-          if (unsettled && !stopped && attempt + 1 < SETTLE_MS.length) refreshSoon(attempt + 1);
+        refreshTurns(sessionId).then(() => {
+          if (unsettled(getState()) && !stopped && attempt + 1 < SETTLE_MS.length) refreshSoon(attempt + 1);
         }, () => undefined);
       }, SETTLE_MS[attempt]);
     };
     const onEvent = (event: FleetEvent) => {
+      const known = getState().turns.some((t) => t.id === event.turn_id) || buffer.some((e) => e.turn_id === event.turn_id);
       buffer.push(event);
+      if (!known) {
+        // A new turn: shown at once; another client's message is then listed by the server.
+        const fromHere = getState().pending !== null;
+        flush();
+        if (!fromHere) refreshSoon();
+      }
       flushTimer ??= setTimeout(flush, FLUSH_MS);
-      if (!turnsRef.current.some((t) => t.id === event.turn_id)) {
-        const placeholder: Turn = {
-          id: event.turn_id,
-          session_id: sessionId,
-          index: turnsRef.current.length + 1,
-          user_message: event.type === "turn_started" ? event.question : "",
-          answer: null,
-          status: "running",
-          error: null,
-          usage: null,
-          question: null,
-          trace_id: null,
-          created_at: new Date(event.ts * 1000).toISOString(),
-          finished_at: null,
-        };
-        turnsRef.current = [...turnsRef.current, placeholder];
-        setTurns(turnsRef.current);
-        loaded.current.add(event.turn_id);
-        pendingRef.current = null;
-        setPending(null);
-      }
-      if (event.type === "turn_started") {
-        pendingRef.current = null;
-        setPending(null);
-      }
       if (event.type === "turn_finished") refreshSoon();
     };
-    const onErrorFrame = (frame: ErrorFrame) => {
+    const onSocketError = (frame: SocketError) => {
       if (frame.code === "overflow") {
-        const turnId = frame.turn_id ?? liveTurn(turnsRef.current, treesRef.current);
-        const last = treesRef.current[turnId ?? ""]?.lastSeq ?? 0;
+        const current = getState();
+        const turnId = frame.turn_id ?? liveTurn(current);
+        const last = current.trees[turnId ?? ""]?.lastSeq ?? 0;
         if (turnId) socket.current?.resume(turnId, Math.min(last, frame.resume_from ?? last));
         return;
       }
-      if (pendingRef.current !== null) setReturned({ text: pendingRef.current });
-      pendingRef.current = null;
-      setPending(null);
-      setNotice({ code: frame.code, message: frame.message });
+      dispatch({ type: "refused", notice: { code: frame.code, message: frame.message } });
     };
     // On every connect: follow the turn in flight, and finish any turn this page still thinks
-    // is running (it may have ended while the socket was down), from the last seq seen.
+    // is running, from the last seq seen.
     const onSession = (frame: SessionFrame) => {
-      const ids = new Set<string>();
+      const current = getState();
       const active = frame.active_turn;
-      if (active) ids.add(active.turn_id);
-      for (const t of turnsRef.current) if (t.status === "running") ids.add(t.id);
-      for (const [id, tree] of Object.entries(treesRef.current)) if (isLive(tree)) ids.add(id);
-      for (const turnId of ids) socket.current?.resume(turnId, treesRef.current[turnId]?.lastSeq ?? 0);
-      if (active && !turnsRef.current.some((t) => t.id === active.turn_id)) refreshSoon();
-      if (!active) refreshSoon();
+      for (const turnId of turnsToResume(current, active?.turn_id ?? null)) {
+        socket.current?.resume(turnId, current.trees[turnId]?.lastSeq ?? 0);
+      }
+      if (!active || !current.turns.some((t) => t.id === active.turn_id)) refreshSoon();
     };
 
     // The socket opens at once, so a message sent while the history loads is not lost; what
     // the socket and the history both deliver is applied once.
     socket.current = new SessionSocket(sessionId, {
       onEvent,
-      onErrorFrame,
+      onSocketError,
       onSession,
-      onState: (state, attempt) => {
-        setSocketState(state);
-        setReconnectAttempt(attempt);
-      },
+      onState: (state, attempt) => dispatch({ type: "socket", state, attempt }),
+      onRefused: (reason) => dispatch({ type: "notice", notice: { code: "refused", message: reason } }),
     });
-    setLoading(true);
+    dispatch({ type: "loading", loading: true });
     (async () => {
-      const list = await refreshTurns(sessionId);
+      await refreshTurns(sessionId);
+      const list = getState().turns;
       const wanted = list.filter(
         (t, i) => i === list.length - 1 || t.status === "running" || t.status === "waiting",
       );
       for (const t of wanted) {
         const page = await api.turnEvents(t.id);
         if (stopped) return;
-        loaded.current.add(t.id);
-        dispatch({ type: "events", events: page.events });
-        treesRef.current = treesReducer(treesRef.current, { type: "events", events: page.events });
+        dispatch({ type: "events", events: page.events, live: false });
+        dispatch({ type: "load", turnId: t.id });
       }
     })()
       .catch((e: unknown) => {
-        if (!stopped) setNotice({ code: "load_failed", message: errorText(e) });
+        if (!stopped) dispatch({ type: "notice", notice: { code: "load_failed", message: errorText(e) } });
       })
       .finally(() => {
-        if (!stopped) setLoading(false);
+        if (!stopped) dispatch({ type: "loading", loading: false });
       });
 
     return () => {
@@ -195,76 +147,69 @@ export function useSession(sessionId: string | null): SessionController {
       socket.current?.close();
       socket.current = null;
     };
-  }, [sessionId, refreshTurns]);
+  }, [sessionId, refreshTurns, dispatch, getState]);
 
-  const loadTurn = useCallback((turnId: string) => {
-    if (loaded.current.has(turnId)) return;
-    loaded.current.add(turnId);
-    api
-      .turnEvents(turnId)
-      .then((page) => dispatch({ type: "events", events: page.events }))
-      .catch((e: unknown) => {
-        loaded.current.delete(turnId);
-        setNotice({ code: "load_failed", message: errorText(e) });
+  const loadTurn = useCallback(
+    (turnId: string) => {
+      if (getState().loaded.has(turnId)) return;
+      dispatch({ type: "load", turnId });
+      api
+        .turnEvents(turnId)
+        .then((page) => dispatch({ type: "events", events: page.events, live: false }))
+        .catch((e: unknown) => dispatch({ type: "load_failed", turnId, notice: { code: "load_failed", message: errorText(e) } }));
+    },
+    [dispatch, getState],
+  );
+
+  const send = useCallback(
+    (text: string, attachments: readonly Attachment[], limits: MessageLimits = {}) => {
+      dispatch({ type: "sent", message: { text, attachments } });
+      socket.current?.send({
+        type: "message",
+        text,
+        ...(attachments.length ? { attachments: attachments.map((a) => a.id) } : {}),
+        ...(Object.keys(limits).length ? { limits } : {}),
       });
-  }, []);
-
-  const send = useCallback((text: string, documentIds: string[], limits: MessageLimits = {}) => {
-    setNotice(null);
-    setPending(text);
-    pendingRef.current = text;
-    socket.current?.send({
-      type: "message",
-      text,
-      ...(documentIds.length ? { document_ids: documentIds } : {}),
-      ...(Object.keys(limits).length ? { limits } : {}),
-    });
-  }, []);
-
-  const liveTurnId = liveTurn(turns, trees);
+    },
+    [dispatch],
+  );
 
   const cancel = useCallback(() => {
-    const turnId = liveTurn(turnsRef.current, treesRef.current);
+    const turnId = liveTurn(getState());
     socket.current?.send(turnId ? { type: "cancel", turn_id: turnId } : { type: "cancel" });
-  }, []);
+  }, [getState]);
 
-  const answer = useCallback((turnId: string, text: string) => {
-    setNotice(null);
-    socket.current?.send({ type: "answer", turn_id: turnId, text });
-    turnsRef.current = turnsRef.current.map((t) =>
-      t.id === turnId ? { ...t, status: "running", question: null } : t,
-    );
-    setTurns(turnsRef.current);
-  }, []);
+  const answer = useCallback(
+    (turnId: string, text: string) => {
+      socket.current?.send({ type: "answer", turn_id: turnId, text });
+      dispatch({ type: "answered", turnId });
+    },
+    [dispatch],
+  );
 
   const dismiss = useCallback((turnId: string) => {
     socket.current?.send({ type: "cancel", turn_id: turnId });
   }, []);
 
+  const dismissNotice = useCallback(() => dispatch({ type: "notice", notice: null }), [dispatch]);
+
+  const liveTurnId = useMemo(() => liveTurn(state), [state]);
+
   return {
-    dismiss,
-    turns,
-    trees,
-    socketState,
-    reconnectAttempt,
-    loading,
-    notice,
-    pending,
-    returned,
+    turns: state.turns,
+    trees: state.trees,
+    socketState: state.socketState,
+    reconnectAttempt: state.reconnectAttempt,
+    loading: state.loading,
+    notice: state.notice,
+    pending: state.pending,
+    returned: state.returned,
     liveTurnId,
     send,
     cancel,
     answer,
+    dismiss,
     loadTurn,
-    dismissNotice: () => setNotice(null),
+    dismissNotice,
   };
-}
-
-function liveTurn(turns: readonly Turn[], trees: Trees): string | null {
-  for (let i = turns.length - 1; i >= 0; i--) {
-    const t = turns[i] as Turn;
-    const tree = trees[t.id];
-    if (turnStatus(t.status, tree) === "running") return t.id;
-  }
-  return null;
 }

@@ -7,10 +7,8 @@ import {
   applyEvents,
   budgetView,
   buildTree,
-  emptyTree,
   replayStops,
   subtreeTotals,
-  treeReducer,
   type TurnTree,
 } from "./reducer";
 
@@ -323,10 +321,10 @@ describe("replay", () => {
     expect(at.nodes[CHILD]!.iterations).toHaveLength(0);
   });
 
-  it("resets through the reducer", () => {
-    const tree = treeReducer(emptyTree(), { type: "reset", turnId: TURN, events });
+  it("names its turn and ignores events it already has", () => {
+    const tree = buildTree(events, TURN);
     expect(tree.turnId).toBe(TURN);
-    expect(treeReducer(tree, { type: "events", events: events.slice(3, 9) })).toBe(tree);
+    expect(applyEvents(tree, events.slice(3, 9))).toBe(tree);
   });
 });
 

@@ -486,16 +486,3 @@ export function budgetView(tree: TurnTree, defaults: Partial<Limits> = {}): Budg
 export function replayStops(events: readonly FleetEvent[]): number[] {
   return events.filter((e) => e.type !== "answer_delta").map((e) => e.seq);
 }
-
-export type TreeAction =
-  | { type: "reset"; turnId: string | null; events?: readonly FleetEvent[] }
-  | { type: "events"; events: readonly FleetEvent[] };
-
-export function treeReducer(tree: TurnTree, action: TreeAction): TurnTree {
-  switch (action.type) {
-    case "reset":
-      return buildTree(action.events ?? [], action.turnId);
-    case "events":
-      return applyEvents(tree, action.events);
-  }
-}

@@ -5,7 +5,7 @@ answer to ask_user), the hub tells every socket of the session, and each follows
 `svc.events` from the seq it started at, so all of them get the same sequence. Following moves
 events into the outbox (bounded) and never waits on the network: a replay from the store waits
 for room, and a client that leaves its outbox full for STALL_S (or lets the service's live queue
-fill up) gets an `overflow` error frame with the seq to resume from and stops following that
+fill up) gets an `overflow` socket_error frame with the seq to resume from and stops following that
 turn. The turn itself never waits for anyone: the service drops a subscriber that falls behind.
 """
 
@@ -16,21 +16,18 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import WebSocket
 
 from ..events import Event
 from ..sessions import Overflow, SessionService
+from .frames import ActiveTurn, SessionFrame, socket_error
 
 log = logging.getLogger(__name__)
 OUTBOX_EVENTS = 1_000
 STALL_S = 10.0  # a full outbox the client has not read from for this long: overflow
-
-
-def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, **extra}
 
 
 class Outbox:
@@ -117,14 +114,14 @@ class Client:
                             raise Overflow(last)
                         last = frame["seq"]
         except Overflow:
-            self.push(error_frame(
+            self.push(socket_error(
                 "overflow", f"this client fell behind turn {turn_id}: send resume with "
                 f"last_seq={last} to catch up", turn_id=turn_id, resume_from=last))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the client, the socket goes on
             log.exception("following turn %s failed", turn_id)
-            self.push(error_frame("internal", f"following turn {turn_id} failed: {exc}",
+            self.push(socket_error("internal", f"following turn {turn_id} failed: {exc}",
                                   turn_id=turn_id, resume_from=last))
         finally:
             if self.follows.get(turn_id) is asyncio.current_task():
@@ -176,10 +173,11 @@ class Hub:
         for client in list(self.clients.get(session_id, ())):
             client.push(frame)
 
-    async def send(self, session_id: str, text: str, limits: dict[str, Any] | None) -> str:
+    async def send(self, session_id: str, text: str, limits: dict[str, Any] | None,
+                   attachments: Sequence[str] = ()) -> str:
         """Start a turn (Busy if one is in flight); every socket of the session follows it."""
         async with self._locks[session_id]:  # two sockets sending at once: one gets Busy
-            live = await self.svc.send(session_id, text, limits)
+            live = await self.svc.send(session_id, text, limits, attachments)
         self._announce(session_id, live.turn_id, 0)
         return live.turn_id
 
@@ -209,9 +207,10 @@ class Hub:
         if turn is not None:
             live = self.svc.live.get(turn.id)
             last_seq = live.last_seq if live else await self.svc.store.events.last_seq(turn.id)
-            active = {"turn_id": turn.id, "status": turn.status, "last_seq": last_seq,
-                      "question": (turn.pending or {}).get("question")}
-        return {"type": "session", "session_id": session_id, "active_turn": active}
+            active = ActiveTurn(turn_id=turn.id, status=turn.status, last_seq=last_seq,
+                                question=(turn.pending or {}).get("question"))
+        frame = SessionFrame(type="session", session_id=session_id, active_turn=active)
+        return frame.model_dump(mode="json")
 
     async def close(self) -> None:
         for clients in list(self.clients.values()):

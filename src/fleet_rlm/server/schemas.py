@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..attachments import typed_text
 from ..config import SandboxBackend
 from ..store import Document, Session, Turn
 from ..workspace import WorkspaceEntry
@@ -46,11 +47,19 @@ class SessionPatch(_In):
     archived: bool | None = None
 
 
+class Attachment(BaseModel):
+    id: str
+    name: str
+
+
 class TurnOut(BaseModel):
     id: str
     session_id: str
     index: int
-    user_message: str
+    user_message: str = Field(description="The message as the agent read it: `text`, then a "
+                              "note naming the attachments.")
+    text: str = Field(description="The message as typed.")
+    attachments: list[Attachment] = Field(description="The documents sent with the message.")
     answer: str | None
     status: str
     error: str | None
@@ -62,8 +71,11 @@ class TurnOut(BaseModel):
 
     @classmethod
     def of(cls, t: Turn) -> TurnOut:
+        attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
-                   answer=t.answer, status=t.status, error=t.error, usage=t.usage,
+                   text=typed_text(t.user_message, [a.name for a in attachments]),
+                   attachments=attachments, answer=t.answer, status=t.status, error=t.error,
+                   usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
                    created_at=t.created_at, finished_at=t.finished_at)
 

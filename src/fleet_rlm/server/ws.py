@@ -1,17 +1,19 @@
 """The session WebSocket: /api/v1/sessions/{id}/ws.
 
 Client frames (JSON text, by `type`; an optional `id` is echoed in error frames):
-  message {text, document_ids?, limits?}   start a turn (error `busy` if one is in flight)
+  message {text, attachments?, limits?}    start a turn (error `busy` if one is in flight);
+                                           `document_ids` is the old name of `attachments`
   answer  {turn_id, text}                  answer the turn's ask_user; it goes on
   cancel  {turn_id?}                       cancel the turn in flight (default: the session's)
   resume  {turn_id, last_seq}              send the turn's events after last_seq, then live ones
 Server frames: every event as `event.model_dump(mode="json")` (they carry `seq`); `session`
-{session_id, active_turn} on connect and when a waiting turn is closed; `error` {code, message}
-for a frame that could not be served (the socket stays open), including `overflow` with
-`resume_from` when this client fell behind, and `unavailable` with `retry_after` while the
-database is away. Close codes: 4401 unauthenticated (also when the socket's token is revoked:
-checked before each frame and every TOKEN_RECHECK_S), 4403 refused, 4404 no such session, 1013
-the database is away (try again later).
+{session_id, active_turn} on connect and when a waiting turn is closed; `socket_error`
+{code, message} (not the `error` event of a failed turn) for a frame that could not be served
+(the socket stays open), including `overflow` with `resume_from` when this client fell behind,
+and `unavailable` with `retry_after` while the database is away. Close codes: 4401
+unauthenticated (also when the socket's token is revoked: checked before each frame and every
+TOKEN_RECHECK_S), 4403 refused, 4404 no such session, 1013 the database is away (try again
+later). The frames are models in `frames.py`.
 """
 
 from __future__ import annotations
@@ -19,57 +21,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ..sessions import Busy, LimitRaised
 from ..store import NotFound
 from ..store.faults import unavailable
 from .auth import Principal, authenticate, still_authenticated
-from .deps import MAX_INT, session_of, turn_of
+from .deps import session_of, turn_of
 from .errors import RETRY_AFTER_S, ApiError, unavailable_message
-from .hub import Client, Hub, error_frame
+from .frames import (
+    CLIENT_FRAMES,
+    FRAME_TYPES,
+    AnswerFrame,
+    CancelFrame,
+    ClientFrame,
+    MessageFrame,
+    ResumeFrame,
+    socket_error,
+)
+from .hub import Client, Hub
 
 router = APIRouter(tags=["websocket"])
 TOKEN_RECHECK_S = 2.0  # a revoked token's open sockets close within this long
 REVOKED = "the token was revoked"
-
-
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | int | None = Field(None, description="Echoed in error frames about this frame.")
-
-
-class MessageFrame(_Frame):
-    type: Literal["message"]
-    text: str = Field(min_length=1)
-    document_ids: list[str] = []
-    limits: dict[str, Any] | None = None
-
-
-class AnswerFrame(_Frame):
-    type: Literal["answer"]
-    turn_id: str
-    text: str = Field(min_length=1)
-
-
-class CancelFrame(_Frame):
-    type: Literal["cancel"]
-    turn_id: str | None = None
-
-
-class ResumeFrame(_Frame):
-    type: Literal["resume"]
-    turn_id: str
-    last_seq: int = Field(0, ge=0, le=MAX_INT)
-
-
-ClientFrame = Annotated[MessageFrame | AnswerFrame | CancelFrame | ResumeFrame,
-                        Field(discriminator="type")]
-FRAMES: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
-FRAME_TYPES = ("message", "answer", "cancel", "resume")
 
 
 class FrameError(Exception):
@@ -90,7 +67,7 @@ def parse_frame(text: str) -> ClientFrame:
         raise FrameError("unknown_type", f"unknown frame type {data.get('type')!r}; "
                          f"expected one of {', '.join(FRAME_TYPES)}", **echo)
     try:
-        return FRAMES.validate_python(data)
+        return CLIENT_FRAMES.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}"
                              for e in exc.errors())
@@ -127,7 +104,7 @@ class Connection:
     def _error(self, code: str, message: str, frame_id: Any, **extra: Any) -> None:
         if frame_id is not None:
             extra["id"] = frame_id
-        self.client.push(error_frame(code, message, **extra))
+        self.client.push(socket_error(code, message, **extra))
 
     async def _turn(self, turn_id: str):
         turn = await turn_of(self.svc, self.user, turn_id)
@@ -146,16 +123,7 @@ class Connection:
         except LimitRaised as exc:
             raise FrameError("invalid", f"bad limits: {exc}", field=exc.field,
                              **{f"{exc.whose}_limit": exc.limit}) from None
-        text = frame.text
-        if frame.document_ids:
-            names = []
-            for document_id in frame.document_ids:
-                document = await self.svc.store.documents.get(document_id)
-                if document.session_id != self.session_id:
-                    raise NotFound("document", document_id)
-                names.append(document.name)
-            text += f"\n\n(Attached documents: {', '.join(names)})"
-        await self.hub.send(self.session_id, text, frame.limits)
+        await self.hub.send(self.session_id, frame.text, frame.limits, frame.attachments)
 
     async def on_answer(self, frame: AnswerFrame) -> None:
         await self._turn(frame.turn_id)
@@ -218,7 +186,7 @@ async def session_socket(ws: WebSocket, session_id: str) -> None:
             if message.get("text") is not None:
                 await connection.handle(message["text"])
             else:
-                client.push(error_frame("bad_frame", "send JSON in text frames, not binary"))
+                client.push(socket_error("bad_frame", "send JSON in text frames, not binary"))
     finally:
         hub.leave(client)
         for task in (writer, watcher):

@@ -176,6 +176,8 @@ class Turn(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
     trace_id: Mapped[str | None] = mapped_column(sa.String(64))
+    attachments: Mapped[list[dict[str, str]] | None] = mapped_column(
+        JSONColumn, doc="The documents sent with the message: [{id, name}]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -148,8 +148,10 @@ class SessionRepo(_Repo):
 
 
 class TurnRepo(_Repo):
-    async def start(self, session_id: str, user_message: str) -> Turn:
-        """A new `running` turn with the session's next index (1, 2, ...); touches the session."""
+    async def start(self, session_id: str, user_message: str,
+                    attachments: Sequence[Mapping[str, str]] = ()) -> Turn:
+        """A new `running` turn with the session's next index (1, 2, ...); touches the session.
+        `attachments` are the documents sent with the message ({id, name})."""
         async with self._store.transaction() as db:
             # The row lock serialises concurrent starts on PostgreSQL; SQLite's BEGIN IMMEDIATE
             # already has.
@@ -158,6 +160,7 @@ class TurnRepo(_Repo):
                 sa.select(sa.func.max(Turn.index)).where(Turn.session_id == session_id))
             now = utcnow()
             turn = Turn(session_id=session_id, index=(last or 0) + 1, user_message=user_message,
+                        attachments=[dict(a) for a in attachments] or None,
                         status="running", created_at=now)
             db.add(turn)
             session.updated_at = now

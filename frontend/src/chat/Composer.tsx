@@ -1,0 +1,186 @@
+/* The message box: text, attachments (click; the chat around it takes drops and pastes through
+`useAttachments`), the budget popover, send and stop. A message the server refused comes back
+to the box with its attachments. */
+
+import { useCallback, useEffect, useRef, useState, type ClipboardEvent, type KeyboardEvent } from "react";
+
+import { api, errorText, type Attachment } from "../api/client";
+import type { SessionController } from "../session/useSession";
+import { fmtBytes } from "../ui/format";
+import { Icon } from "../ui/Icon";
+import { BudgetPopover } from "./BudgetPopover";
+import { toLimits, type LimitDraft } from "./limits";
+
+/** An attachment of the message being written; `size_bytes` when uploaded from this page. */
+export type Attached = Attachment & { size_bytes?: number };
+
+export interface Attachments {
+  list: readonly Attached[];
+  uploading: number;
+  error: string | null;
+  upload: (files: readonly File[]) => Promise<void>;
+  remove: (id: string) => void;
+  clear: () => void;
+  /** Puts back the attachments of a refused message, unless others were attached since. */
+  restore: (list: readonly Attached[]) => void;
+}
+
+/** The documents attached to the next message: each file is uploaded to the session at once. */
+export function useAttachments(sessionId: string): Attachments {
+  const [list, setList] = useState<readonly Attached[]>([]);
+  const [uploading, setUploading] = useState(0);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    setList([]);
+    setError(null);
+  }, [sessionId]);
+
+  const upload = async (files: readonly File[]) => {
+    setError(null);
+    for (const file of files) {
+      setUploading((n) => n + 1);
+      try {
+        const doc = await api.uploadDocument(sessionId, file);
+        setList((l) => [...l.filter((d) => d.id !== doc.id), doc]);
+      } catch (e) {
+        setError(`${file.name}: ${errorText(e)}`);
+      } finally {
+        setUploading((n) => n - 1);
+      }
+    }
+  };
+
+  const restore = useCallback((back: readonly Attached[]) => setList((l) => (l.length ? l : back)), []);
+  return {
+    list,
+    uploading,
+    error,
+    upload,
+    remove: (id) => setList((l) => l.filter((d) => d.id !== id)),
+    clear: () => setList([]),
+    restore,
+  };
+}
+
+export interface ComposerProps {
+  sessionId: string;
+  session: SessionController;
+  attachments: Attachments;
+  /** The first message of a session, which can name it. */
+  onFirstMessage?: (text: string) => void;
+  /** The server's limits, shown in the budget popover. */
+  defaultLimits?: Record<string, number>;
+}
+
+export function Composer({ sessionId, session, attachments, onFirstMessage, defaultLimits }: ComposerProps) {
+  const [draft, setDraft] = useState("");
+  const [limitDraft, setLimitDraft] = useState<LimitDraft>({});
+  const fileInput = useRef<HTMLInputElement>(null);
+  const textarea = useRef<HTMLTextAreaElement>(null);
+  const live = session.liveTurnId !== null;
+  const busy = live || session.pending !== null;
+  const { list, uploading, error } = attachments;
+
+  useEffect(() => {
+    setDraft("");
+    textarea.current?.focus();
+  }, [sessionId]);
+
+  // A message the server refused (busy, a bad budget) comes back to the box, not lost.
+  const { returned } = session;
+  const { restore } = attachments;
+  useEffect(() => {
+    if (!returned) return;
+    setDraft((d) => d || returned.text);
+    restore(returned.attachments);
+  }, [returned, restore]);
+
+  const send = () => {
+    const text = draft.trim();
+    if (!text || busy || uploading) return;
+    if (!session.turns.length) onFirstMessage?.(text);
+    session.send(text, list, toLimits(limitDraft));
+    setDraft("");
+    attachments.clear();
+  };
+
+  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  };
+
+  const onPaste = (e: ClipboardEvent<HTMLTextAreaElement>) => {
+    const files = Array.from(e.clipboardData.files);
+    if (files.length) {
+      e.preventDefault();
+      void attachments.upload(files);
+    }
+  };
+
+  return (
+    <form
+      className="composer"
+      aria-label="Message composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        send();
+      }}
+    >
+      {list.length || uploading || error ? (
+        <div className="attachments" aria-label="Attachments">
+          {list.map((d) => (
+            <span key={d.id} className="attachment" data-testid="attachment">
+              <Icon name="file" size={13} /> {d.name} {d.size_bytes !== undefined ? <span className="muted">{fmtBytes(d.size_bytes)}</span> : null}
+              <button type="button" className="icon" aria-label={`Remove attachment ${d.name}`} onClick={() => attachments.remove(d.id)}>
+                <Icon name="close" size={12} />
+              </button>
+            </span>
+          ))}
+          {uploading ? <span className="muted">Uploading {uploading}…</span> : null}
+          {error ? <span className="error-text" role="alert">{error}</span> : null}
+        </div>
+      ) : null}
+      <div className="composer-row">
+        <button type="button" className="icon big" aria-label="Attach documents" title="Attach documents" onClick={() => fileInput.current?.click()}>
+          <Icon name="clip" size={18} />
+        </button>
+        <input
+          ref={fileInput}
+          type="file"
+          multiple
+          hidden
+          aria-label="Choose documents to attach"
+          data-testid="file-input"
+          onChange={(e) => {
+            const files = Array.from(e.target.files ?? []);
+            e.target.value = "";
+            void attachments.upload(files);
+          }}
+        />
+        <textarea
+          ref={textarea}
+          aria-label="Message"
+          placeholder={busy ? "Working… (Esc stops)" : "Ask something… (Enter sends)"}
+          value={draft}
+          rows={Math.min(8, Math.max(1, draft.split("\n").length))}
+          onChange={(e) => setDraft(e.target.value)}
+          onKeyDown={onKeyDown}
+          onPaste={onPaste}
+        />
+        <BudgetPopover draft={limitDraft} onChange={setLimitDraft} defaults={defaultLimits} />
+        {live ? (
+          <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>
+            <Icon name="stop" size={14} /> Stop
+          </button>
+        ) : (
+          <button type="submit" className="primary" aria-label="Send message" disabled={!draft.trim() || busy || uploading > 0}>
+            Send
+          </button>
+        )}
+      </div>
+    </form>
+  );
+}
