@@ -73,7 +73,6 @@ def test_report_and_runner_do_not_import_each_other() -> None:
     import ast
     import inspect
 
-    from fleet_rlm.bench import runner
 
     def imported(module) -> set[str]:
         names = set()
