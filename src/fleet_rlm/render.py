@@ -118,7 +118,8 @@ class TreeRenderer:
         return label
 
     def _footer(self, now: float) -> Text:
-        usage, counted = self._tree.usage, self._tree.totals
+        tree = self._tree
+        usage, counted = tree.outcome.usage if tree.outcome else tree.usage, tree.totals
         limits = usage.limits if usage else Limits()
         calls = max(counted.calls, usage.calls if usage else 0)
         tokens = max(counted.tokens, usage.tokens if usage else 0)

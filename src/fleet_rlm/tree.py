@@ -374,7 +374,6 @@ class EventTree:
 
     def _on_rlm_finished(self, node: Node, e: RlmFinishedEvent) -> None:
         node.status, node.answer, node.finished = e.status, e.answer, e
-        self.usage = e.usage
         if e.parent_id is None:  # a run without an agent: the top RLM's outcome is the run's
             self.outcome = Outcome(e.ts, e.status, e.answer, e.usage)
 

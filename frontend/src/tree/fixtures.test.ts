@@ -20,7 +20,7 @@ interface Fixture {
 
 const seqs = (calls: readonly LmCallEvent[]) => calls.map((c) => c.seq);
 
-export function snapshot(tree: TurnTree) {
+function snapshot(tree: TurnTree) {
   const nodes: Record<string, unknown> = {};
   for (const [id, n] of Object.entries(tree.nodes)) {
     nodes[id] = {
