@@ -140,8 +140,8 @@ def _step(tree: EventTree, step: Step, number: int, level: int) -> list[str]:
 
 
 def _rlm(tree: EventTree, node: Node, level: int) -> list[str]:
-    out = ["", f"{_heading(level)} RLM `{node.id}` — depth {node.depth}, {node.model}", "",
-           f"`{node.signature}`; inputs: " + ", ".join(
+    out = ["", f"{_heading(level)} RLM `{node.id}` — depth {node.depth}, {node.model or '?'}", "",
+           f"`{node.signature or ''}`; inputs: " + ", ".join(
                f"{name} ({info.type}, {info.chars:,} chars)" for name, info in node.inputs.items())]
     for cell in node.cells:
         out += _iteration(tree, node, cell, level + 1)

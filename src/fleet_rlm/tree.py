@@ -238,8 +238,8 @@ class EventTree:
         held = {c for n in self.nodes.values() for s in n.steps for c in s.children}
         for node in self.nodes.values():
             parent = self.nodes.get(node.parent_id) if node.parent_id else None
-            if node.kind == "rlm" and node.id not in held and (parent is None
-                                                               or parent.kind == "agent"):
+            under_agent = parent is not None and parent.kind == "agent" and node.id not in held
+            if node.kind == "rlm" and (node.id in self.roots or under_agent):
                 items.append((node.seq, node))
         return [item for _, item in sorted(items, key=lambda pair: pair[0])]
 

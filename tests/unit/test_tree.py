@@ -74,3 +74,27 @@ def test_a_budget_stop_settles_the_nodes_still_running() -> None:
 def test_a_turn_id_filter_ignores_other_turns() -> None:
     events = [parse_event(e) for e in load("cancelled_run")["events"]]
     assert EventTree.of(events, turn_id="another").nodes == {}
+
+
+def test_every_event_kind_has_a_place_in_the_fold() -> None:
+    from fleet_rlm.events import EVENT_TYPES
+
+    missing = [kind for kind in EVENT_TYPES if not hasattr(EventTree, f"_on_{kind}")]
+    assert missing == [], f"tree.py has no _on_<kind> handler for {missing} (ARCHITECTURE.md: " \
+                          "adding an event kind)"
+
+
+def test_the_export_and_the_trace_draw_a_stream_joined_late() -> None:
+    from fleet_rlm.export import turn_markdown
+    from fleet_rlm.tracing import build_tree
+
+    events = load("agent_turn_gap")["events"]
+    turn = {"index": 1, "status": "done", "id": "t1", "session_id": "s1", "created_at": "then",
+            "finished_at": None, "trace_id": None, "user_message": "q", "events": events,
+            "question": None, "answer": "500 needles.", "error": None, "usage": None}
+    text = "\n".join(turn_markdown(turn))
+    assert "### Tool rlm_query" in text and "RLM `rlm2`" in text
+    root = build_tree(parse_event(e) for e in events)
+    assert [s.name for s in root.children if s.kind != "lm"] == [
+        "rlm rlm2", "rlm rlm1", "tool rlm_query", "step 1: finish"]
+    assert all(s.end is not None and s.start <= s.end for s in root.walk())
