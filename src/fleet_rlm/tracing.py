@@ -87,11 +87,13 @@ def build_tree(events: Iterable[Event], name: str = "turn") -> Span:
         root.attributes.update({"fleet.status": o.status,
                                 "fleet.usage": o.usage.model_dump(mode="json")})
     steps = {id(s): n for n, s in enumerate((s for _, s in tree.steps() if not s.orphan), 1)}
+    owners = {id(s): node for node, s in tree.steps()}
     held = {id(c) for n in tree.nodes.values() for s in n.steps for c in (*s.deciding, *s.calls)}
     items: list[tuple[int, Span]] = []
     for item in tree.top():
         if isinstance(item, Step):
-            items.append((item.seq, _step_span(tree, item, steps.get(id(item), 0))))
+            items.append((item.seq, _step_span(tree, owners[id(item)], item,
+                                               steps.get(id(item), 0))))
         else:
             items.append((item.seq, _rlm_span(tree, item)))
     for node in tree.nodes.values():
@@ -110,12 +112,11 @@ def _ordered(items: list[tuple[int, Span]]) -> list[Span]:
     return [span for _, span in sorted(items, key=lambda pair: pair[0])]
 
 
-def _step_span(tree: EventTree, step: Step, number: int) -> Span:
+def _step_span(tree: EventTree, node: Node, step: Step, number: int) -> Span:
     if step.orphan:  # a tool result whose step is not in the stream
         span = Span("tool", f"tool {step.tool_name}", step.ts,
                     attributes={"fleet.tool": step.tool_name})
     else:
-        node = next(n for n in tree.nodes.values() if step in n.steps)
         span = Span("step", f"step {number}: {step.tool_name}",
                     step.deciding[0].ts - step.deciding[0].latency_s if step.deciding
                     else step.ts, step.ts,
