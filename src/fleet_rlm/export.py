@@ -12,9 +12,9 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from .events import parse_event
+from .events import ErrorEvent, parse_event
 from .store import Store
-from .tracing import Span, build_tree
+from .tree import Cell, EventTree, Node, Step, fold
 
 ExportFormat = Literal["json", "markdown"]
 FORMATS: tuple[str, ...] = ("json", "markdown")
@@ -103,8 +103,12 @@ def turn_markdown(turn: dict[str, Any], level: int = 1) -> list[str]:
         out += ["", f"MLflow trace: `{turn['trace_id']}`"]
     out += ["", f"{_heading(level + 1)} Question", "", _quote(turn["user_message"])]
     if turn["events"]:
-        tree = build_tree(parse_event(e) for e in turn["events"])
-        steps = [line for child in tree.children for line in _span(child, level + 2)]
+        tree = fold(parse_event(e) for e in turn["events"])
+        numbers = {id(s): n for n, s in enumerate(
+            (s for _, s in tree.steps() if not s.orphan), 1)}
+        steps = [line for item in tree.top() for line in (
+            _step(tree, item, numbers.get(id(item), 0), level + 2) if isinstance(item, Step)
+            else _rlm(tree, item, level + 2))]
         if steps:
             out += ["", f"{_heading(level + 1)} Steps", *steps]
     if turn["question"]:
@@ -118,65 +122,64 @@ def turn_markdown(turn: dict[str, Any], level: int = 1) -> list[str]:
     return out
 
 
-def _span(span: Span, level: int) -> list[str]:
-    """A step, tool or RLM node and what it contains; LM calls are summed, not listed."""
-    a = span.attributes
-    if span.kind in ("step", "tool"):
-        out = ["", f"{_heading(level)} {span.name.capitalize()}"]
-        if span.inputs:
-            out += ["", _quote(span.inputs["thought"]), "", "Arguments:", "",
-                    _fence(_json(span.inputs["tool_args"]), "json")]
-        out += [line for kind, _, note in span.notes if kind == "ask_user"
-                for line in ("", f"Asked the user: **{note['question']}**")]
-        for child in span.children:
-            out += _span(child, level + 1)
-        if span.outputs is not None:
-            flag = " (error)" if span.error else ""
-            out += ["", f"Result{flag}:", "", _fence(_clip(span.outputs["output"]))]
-        return out
-    if span.kind == "rlm":
-        out = ["", f"{_heading(level)} RLM `{a['fleet.node_id']}` — depth {a['fleet.depth']}, "
-               f"{a['fleet.model']}", "",
-               f"`{a['fleet.signature']}`; inputs: " + ", ".join(
-                   f"{name} ({info['type']}, {info['chars']:,} chars)"
-                   for name, info in (span.inputs or {}).items())]
-        for child in span.children:
-            out += _iteration(child, level + 1, a) if child.kind == "iteration" else []
-        out += _notes(span)
-        if "fleet.status" in a:
-            out += ["", f"Finished: **{a['fleet.status']}** after {a['fleet.iterations']} "
-                    "iteration(s)."]
-            if span.outputs:
-                out += ["", _fence(_json(span.outputs), "json")]
-        return out
-    return []  # LM calls at the turn level (history summary, the final answer) are in the usage
-
-
-def _iteration(span: Span, level: int, rlm: dict[str, Any]) -> list[str]:
-    title = "Extract" if span.attributes.get("fleet.phase") == "extract" else "Iteration"
-    title += f" {span.attributes['fleet.iteration']}"
-    if level > 6:  # past the deepest heading: say whose iteration it is
-        title += f" of RLM `{rlm['fleet.node_id']}` (depth {rlm['fleet.depth']})"
-    out = ["", f"{_heading(level)} {title}"]
-    if span.outputs:
-        out += ["", span.outputs["reasoning"]]
-    for cell in (c for c in span.children if c.kind == "code"):
-        out += ["", _fence((cell.inputs or {}).get("code", ""), "python")]
-        calls = sum(1 for c in cell.children if c.kind == "lm")
-        if calls:
-            out += ["", f"*{calls} sub-model call(s)*"]
-        for child in cell.children:
-            out += _span(child, level + 1)
-        if cell.outputs:
-            text = cell.outputs["stdout"] + cell.outputs["stderr"] + cell.outputs.get("error", "")
-            out += ["", "Output:", "", _fence(_clip(text) or "(no output)")]
-        out += _notes(cell)
+def _step(tree: EventTree, step: Step, number: int, level: int) -> list[str]:
+    """An agent step (or a tool result whose step is not in the stream) and the RLM nodes it
+    started; LM calls are summed in the usage, not listed."""
+    title = f"step {number}: {step.tool_name}" if not step.orphan else f"tool {step.tool_name}"
+    out = ["", f"{_heading(level)} {title.capitalize()}"]
+    if not step.orphan:
+        out += ["", _quote(step.thought), "", "Arguments:", "",
+                _fence(_json(step.tool_args), "json")]
+    out += [line for ask in step.asks for line in ("", f"Asked the user: **{ask.question}**")]
+    for child in step.children:
+        out += _rlm(tree, tree.node(child), level + 1)
+    if step.result is not None:
+        flag = " (error)" if step.error else ""
+        out += ["", f"Result{flag}:", "", _fence(_clip(step.result))]
     return out
 
 
-def _notes(span: Span) -> list[str]:
-    return [line for kind, _, note in span.notes if kind == "error"
-            for line in ("", f"**{note['error_type']}:** {note['message']}")]
+def _rlm(tree: EventTree, node: Node, level: int) -> list[str]:
+    out = ["", f"{_heading(level)} RLM `{node.id}` — depth {node.depth}, {node.model or '?'}", "",
+           f"`{node.signature or ''}`; inputs: " + ", ".join(
+               f"{name} ({info.type}, {info.chars:,} chars)" for name, info in node.inputs.items())]
+    for cell in node.cells:
+        out += _iteration(tree, node, cell, level + 1)
+    out += _errors([e for e in node.errors if not any(e in c.errors for c in node.cells)])
+    if node.finished is not None:
+        out += ["", f"Finished: **{node.finished.status}** after {node.finished.iterations} "
+                "iteration(s)."]
+        if node.finished.answer:
+            out += ["", _fence(_json(node.finished.answer), "json")]
+    return out
+
+
+def _iteration(tree: EventTree, node: Node, cell: Cell, level: int) -> list[str]:
+    title = "Extract" if cell.seen and cell.phase == "extract" else "Iteration"
+    title += f" {cell.iteration}"
+    if level > 6:  # past the deepest heading: say whose iteration it is
+        title += f" of RLM `{node.id}` (depth {node.depth})"
+    out = ["", f"{_heading(level)} {title}"]
+    if cell.seen:
+        out += ["", cell.reasoning]
+    if cell.has_code:
+        out += ["", _fence(cell.code if cell.seen and cell.phase == "action" else "", "python")]
+        if cell.sub_calls:
+            out += ["", f"*{len(cell.sub_calls)} sub-model call(s)*"]
+        for child in cell.children:
+            out += _rlm(tree, tree.node(child), level + 1)
+        if cell.output is not None:
+            o = cell.output
+            text = o.stdout + o.stderr
+            if o.error_type:
+                text += o.traceback or f"{o.error_type}: {o.error_message}"
+            out += ["", "Output:", "", _fence(_clip(text) or "(no output)")]
+        out += _errors(cell.errors)
+    return out
+
+
+def _errors(errors: list[ErrorEvent]) -> list[str]:
+    return [line for e in errors for line in ("", f"**{e.error_type}:** {e.message}")]
 
 
 def usage_lines(usage: dict[str, Any]) -> list[str]:

@@ -2,7 +2,7 @@
 
 The trace is built once the run is over, from its events: a turn that paused on ask_user and
 resumed (even in another process) is still one trace, and no MLflow call ever runs inside the
-engine. `build_tree` reads the events into a tree of spans that the Markdown export walks too:
+engine. `build_tree` draws the spans from the events' one fold (tree.py):
 
     turn / fleet run
       step N <tool>                  agent steps: the LM call that chose the tool, then the tool
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import Settings
-from .events import Event, LmCallEvent
+from .events import ErrorEvent, Event, LmCallEvent
+from .tree import Cell, EventTree, Node, Step, fold
 
 SpanKind = Literal["turn", "step", "tool", "rlm", "iteration", "code", "lm"]
 MLFLOW_SPAN_TYPES = {"turn": "AGENT", "step": "CHAIN", "tool": "TOOL", "rlm": "AGENT",
@@ -73,150 +74,130 @@ class Span:
 
 
 def build_tree(events: Iterable[Event], name: str = "turn") -> Span:
-    """The span tree of one turn's or one run's events (in any order; they are sorted by seq)."""
-    events = sorted(events, key=lambda e: e.seq)
-    if not events:
+    """The span tree of one turn's or one run's events (in any order), drawn from their fold."""
+    tree = fold(events)
+    if tree.start_ts is None:
         raise ValueError("no events to build a trace from")
-    builder = _TreeBuilder(Span("turn", name, events[0].ts))
-    for event in events:
-        getattr(builder, f"_on_{event.type}", builder._ignore)(event)
-    builder.root.settle()
-    return builder.root
-
-
-class _TreeBuilder:
-    def __init__(self, root: Span) -> None:
-        self.root = root
-        self.rlms: dict[str, Span] = {}  # RLM node id -> its span
-        self.iterations: dict[tuple[str, int], Span] = {}
-        self.cells: dict[tuple[str, int], Span] = {}
-        self.current: dict[str, int] = {}  # RLM node id -> the iteration whose code runs now
-        self.step: Span | None = None  # the agent step whose tool has not returned yet
-        self.deciding: list[Span] = []  # agent LM calls, until the step they chose arrives
-        self.steps = 0
-
-    def _ignore(self, event: Event) -> None:
-        pass
-
-    def _finish_root(self, ts: float, status: str, outputs: dict | None, usage: Any) -> None:
-        self.root.end, self.root.outputs = ts, outputs
-        self.root.attributes.update({"fleet.status": status,
-                                     "fleet.usage": usage.model_dump(mode="json")})
-        self.root.error = status == "error"
-
-    def _iteration(self, node_id: str, iteration: int, ts: float) -> Span:
-        key = (node_id, iteration)
-        if key not in self.iterations:
-            self.iterations[key] = self.rlms[node_id].add(Span(
-                "iteration", f"iteration {iteration}", ts,
-                attributes={"fleet.iteration": iteration}))
-        return self.iterations[key]
-
-    def _cell(self, node_id: str, iteration: int, ts: float) -> Span:
-        key = (node_id, iteration)
-        if key not in self.cells:
-            self.cells[key] = self._iteration(node_id, iteration, ts).add(Span("code", "code", ts))
-            self.current[node_id] = iteration
-        return self.cells[key]
-
-    def _innermost(self, node_id: str) -> Span:
-        if node_id in self.rlms:
-            return self.cells.get((node_id, self.current.get(node_id, 0))) or self.rlms[node_id]
-        return self.step or self.root
-
-    # -- one handler per event type ----------------------------------------------------------
-    def _on_turn_started(self, e: Any) -> None:
-        self.root.inputs = {"question": e.question}
-
-    def _on_lm_call(self, e: LmCallEvent) -> None:
-        span = Span("lm", f"lm {e.role}", e.ts - e.latency_s, e.ts,
-                    inputs={"prompt": e.prompt_preview}, outputs={"response": e.response_preview},
-                    attributes=lm_attributes(e), error=e.error is not None)
-        if e.node_id in self.rlms:
-            if e.iteration is None:
-                parent = self.rlms[e.node_id]
-            elif e.role == "sub" and (e.node_id, e.iteration) in self.cells:
-                parent = self.cells[(e.node_id, e.iteration)]
-            else:
-                parent = self._iteration(e.node_id, e.iteration, span.start)
-        elif e.role == "agent" and e.iteration is not None:
-            self.deciding.append(span)
-            return
+    root = Span("turn", name, tree.start_ts)
+    if tree.question:
+        root.inputs = {"question": tree.question}
+    if tree.outcome is not None:
+        o = tree.outcome
+        root.end, root.outputs, root.error = o.ts, o.answer, o.status == "error"
+        root.attributes.update({"fleet.status": o.status,
+                                "fleet.usage": o.usage.model_dump(mode="json")})
+    steps = {id(s): n for n, s in enumerate((s for _, s in tree.steps() if not s.orphan), 1)}
+    owners = {id(s): node for node, s in tree.steps()}
+    held = {id(c) for n in tree.nodes.values() for s in n.steps for c in (*s.deciding, *s.calls)}
+    items: list[tuple[int, Span]] = []
+    for item in tree.top():
+        if isinstance(item, Step):
+            items.append((item.seq, _step_span(tree, owners[id(item)], item,
+                                               steps.get(id(item), 0))))
         else:
-            parent = self.step or self.root
-        parent.add(span)
+            items.append((item.seq, _rlm_span(tree, item)))
+    for node in tree.nodes.values():
+        if node.kind == "agent":
+            items += [(c.seq, _lm_span(c)) for c in node.calls if id(c) not in held]
+            stray = [e for e in node.errors if not any(e in s.errors for s in node.steps)]
+            root.notes += [_error_note(e) for e in stray]
+    root.children = _ordered(items)
+    if tree.cancelled is not None:
+        root.notes.append(("cancelled", tree.cancelled.ts, {"reason": tree.cancelled.reason}))
+    root.settle()
+    return root
 
-    def _on_agent_step(self, e: Any) -> None:
-        self.steps += 1
-        start = self.deciding[0].start if self.deciding else e.ts
-        self.step = self.root.add(Span(
-            "step", f"step {self.steps}: {e.tool_name}", start, e.ts,
-            inputs={"thought": e.thought, "tool_args": e.tool_args},
-            attributes={"fleet.step": self.steps, "fleet.tool": e.tool_name,
-                        "fleet.node_id": e.node_id}))
-        self.step.children.extend(self.deciding)
-        self.deciding = []
 
-    def _on_tool_result(self, e: Any) -> None:
-        step = self.step
-        if step is None or step.attributes["fleet.tool"] != e.tool_name:
-            step = self.root.add(Span("tool", f"tool {e.tool_name}", e.ts,
-                                      attributes={"fleet.tool": e.tool_name}))
-        step.end, step.outputs, step.error = e.ts, {"output": e.output}, e.error
-        self.step = None
+def _ordered(items: list[tuple[int, Span]]) -> list[Span]:
+    return [span for _, span in sorted(items, key=lambda pair: pair[0])]
 
-    def _on_ask_user(self, e: Any) -> None:
-        (self.step or self.root).notes.append(("ask_user", e.ts, {"question": e.question}))
 
-    def _on_rlm_started(self, e: Any) -> None:
-        parent = self._innermost(e.parent_id) if e.parent_id else self.root
-        self.rlms[e.node_id] = parent.add(Span(
-            "rlm", f"rlm {e.node_id}", e.ts,
-            inputs={name: info.model_dump() for name, info in e.inputs.items()},
-            attributes={"fleet.node_id": e.node_id, "fleet.parent_id": e.parent_id or "",
-                        "fleet.depth": e.depth, "fleet.model": e.model,
-                        "fleet.sub_model": e.sub_model, "fleet.signature": e.signature,
-                        "fleet.max_iterations": e.max_iterations}))
+def _step_span(tree: EventTree, node: Node, step: Step, number: int) -> Span:
+    if step.orphan:  # a tool result whose step is not in the stream
+        span = Span("tool", f"tool {step.tool_name}", step.ts,
+                    attributes={"fleet.tool": step.tool_name})
+    else:
+        span = Span("step", f"step {number}: {step.tool_name}",
+                    step.deciding[0].ts - step.deciding[0].latency_s if step.deciding
+                    else step.ts, step.ts,
+                    inputs={"thought": step.thought, "tool_args": step.tool_args},
+                    attributes={"fleet.step": number, "fleet.tool": step.tool_name,
+                                "fleet.node_id": node.id})
+    inside = [(c.seq, _lm_span(c)) for c in step.calls]
+    inside += [(tree.node(c).seq, _rlm_span(tree, tree.node(c))) for c in step.children]
+    span.children = [_lm_span(c) for c in step.deciding] + _ordered(inside)
+    span.notes = [("ask_user", a.ts, {"question": a.question}) for a in step.asks]
+    span.notes += [_error_note(e) for e in step.errors]
+    if step.result is not None:
+        span.end, span.outputs, span.error = step.result_ts, {"output": step.result}, step.error
+    return span
 
-    def _on_rlm_iteration(self, e: Any) -> None:
-        iteration = self._iteration(e.node_id, e.iteration, e.ts)
-        iteration.outputs = {"reasoning": e.reasoning, "code": e.code}
-        iteration.attributes["fleet.phase"] = e.phase
-        if e.phase == "action":
-            self._cell(e.node_id, e.iteration, e.ts).inputs = {"code": e.code}
 
-    def _on_code_output(self, e: Any) -> None:
-        cell = self._cell(e.node_id, e.iteration, e.ts)
-        cell.end = e.ts
-        cell.outputs = {"stdout": e.stdout, "stderr": e.stderr}
-        if e.error_type:
-            cell.outputs["error"] = e.traceback or f"{e.error_type}: {e.error_message}"
-        cell.attributes.update({"fleet.duration_s": e.duration_s, "fleet.timed_out": e.timed_out,
-                                "fleet.state_lost": e.state_lost,
-                                "fleet.error_type": e.error_type or ""})
-        cell.error = e.error_type is not None
+def _rlm_span(tree: EventTree, node: Node) -> Span:
+    span = Span("rlm", f"rlm {node.id}", node.start_ts,
+                inputs={name: info.model_dump() for name, info in node.inputs.items()},
+                attributes={"fleet.node_id": node.id, "fleet.parent_id": node.parent_id or "",
+                            "fleet.depth": node.depth, "fleet.model": node.model or "",
+                            "fleet.sub_model": node.sub_model or "",
+                            "fleet.signature": node.signature or "",
+                            "fleet.max_iterations": node.max_iterations})
+    if node.remaining is not None:
+        span.attributes["fleet.remaining"] = dict(node.remaining)
+    items = [(cell.seq, _iteration_span(tree, cell)) for cell in node.cells]
+    items += [(c.seq, _lm_span(c)) for c in node.calls]
+    in_cells = {c for cell in node.cells for c in cell.children}
+    items += [(tree.node(c).seq, _rlm_span(tree, tree.node(c)))
+              for c in node.children if c not in in_cells]
+    span.children = _ordered(items)
+    span.notes = [_error_note(e) for e in node.errors
+                  if not any(e in cell.errors for cell in node.cells)]
+    if node.finished is not None:
+        f = node.finished
+        span.end, span.outputs, span.error = f.ts, f.answer, f.status == "error"
+        span.attributes.update({"fleet.status": f.status, "fleet.iterations": f.iterations,
+                                "fleet.usage": f.usage.model_dump(mode="json")})
+    return span
 
-    def _on_budget(self, e: Any) -> None:
-        span = self.rlms.get(e.node_id, self.root)
-        span.attributes["fleet.remaining"] = dict(e.remaining)
 
-    def _on_rlm_finished(self, e: Any) -> None:
-        span = self.rlms[e.node_id]
-        span.end, span.outputs, span.error = e.ts, e.answer, e.status == "error"
-        span.attributes.update({"fleet.status": e.status, "fleet.iterations": e.iterations,
-                                "fleet.usage": e.usage.model_dump(mode="json")})
-        if e.parent_id is None:  # a run without an agent: the root RLM's outcome is the run's
-            self._finish_root(e.ts, e.status, e.answer, e.usage)
+def _iteration_span(tree: EventTree, cell: Cell) -> Span:
+    span = Span("iteration", f"iteration {cell.iteration}", cell.ts,
+                attributes={"fleet.iteration": cell.iteration})
+    if cell.seen:
+        span.outputs = {"reasoning": cell.reasoning, "code": cell.code}
+        span.attributes["fleet.phase"] = cell.phase
+    items = [(c.seq, _lm_span(c)) for c in cell.calls]
+    inside = [(c.seq, _lm_span(c)) for c in cell.sub_calls]
+    inside += [(tree.node(c).seq, _rlm_span(tree, tree.node(c))) for c in cell.children]
+    if cell.has_code:
+        code = Span("code", "code", cell.code_ts or cell.ts, children=_ordered(inside))
+        if cell.seen and cell.phase == "action":
+            code.inputs = {"code": cell.code}
+        if cell.output is not None:
+            o = cell.output
+            code.end, code.outputs = o.ts, {"stdout": o.stdout, "stderr": o.stderr}
+            if o.error_type:
+                code.outputs["error"] = o.traceback or f"{o.error_type}: {o.error_message}"
+            code.attributes.update({"fleet.duration_s": o.duration_s,
+                                    "fleet.timed_out": o.timed_out,
+                                    "fleet.state_lost": o.state_lost,
+                                    "fleet.error_type": o.error_type or ""})
+            code.error = o.error_type is not None
+        code.notes = [_error_note(e) for e in cell.errors]
+        items.append((cell.code_seq or cell.seq, code))
+    else:
+        items += inside
+    span.children = _ordered(items)
+    return span
 
-    def _on_turn_finished(self, e: Any) -> None:
-        self._finish_root(e.ts, e.status, {"answer": e.answer}, e.usage)
 
-    def _on_error(self, e: Any) -> None:
-        self._innermost(e.node_id).notes.append(
-            ("error", e.ts, {"error_type": e.error_type, "message": e.message}))
+def _lm_span(e: LmCallEvent) -> Span:
+    return Span("lm", f"lm {e.role}", e.ts - e.latency_s, e.ts,
+                inputs={"prompt": e.prompt_preview}, outputs={"response": e.response_preview},
+                attributes=lm_attributes(e), error=e.error is not None)
 
-    def _on_cancelled(self, e: Any) -> None:
-        self.root.notes.append(("cancelled", e.ts, {"reason": e.reason}))
+
+def _error_note(e: ErrorEvent) -> tuple[str, float, dict[str, str]]:
+    return ("error", e.ts, {"error_type": e.error_type, "message": e.message})
 
 
 def lm_attributes(e: LmCallEvent) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from statistics import mean
 import pytest
 
 from fleet_rlm.bench import baseline, runner, score, sniah
+from fleet_rlm.bench.results import load_results
 from fleet_rlm.testing import dspy_reply
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -140,7 +141,7 @@ def test_an_interrupted_run_resumes_with_the_tasks_left(tmp_path, scripted_lm):
     done = fleet_bench(tmp_path, *args, server=server)
     assert done.returncode == 0, done.stderr
     assert "resuming: 2 of 4" in done.stderr
-    records = runner.load_results(out)
+    records = load_results(out)
     assert sorted(r["task_id"] for r in records) == sorted(t.id for t in tasks)
     assert len(results.read_text().splitlines()) == 5  # the torn line stays on its own
 

@@ -318,6 +318,14 @@ def test_cancel_between_the_reply_and_its_exec_runs_none_of_the_code(scripted_lm
     assert server.stats()["calls"] == result.usage.calls == 1
 
 
+def test_a_finished_node_leaves_no_cancel_hook_behind(scripted_lm):
+    """A node's sandbox is closed on cancel only while the node runs: its shutdown unhooks it."""
+    server = scripted_lm([root_step(1, "SUBMIT(answer='done')")])
+    run, root = RecursiveRLM(settings=make_settings(server), max_iterations=3).start()
+    assert root(context="c", question="q").status == "ok"
+    assert run.cancel._callbacks == {}
+
+
 # -- 5. malformed replies ---------------------------------------------------------------------
 
 GARBAGE = "Sure! I would love to help, but I will not use your format."

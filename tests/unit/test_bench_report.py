@@ -56,3 +56,29 @@ def test_a_breakdown_by_question_type() -> None:
     table = text[text.index("## By question type"):]
     assert "| oolong | rlm | most_freq/user | 1 | 0.000 |" in table
     assert "| oolong | rlm | numeric_one_class/numeric | 1 | 0.500 |" in table
+
+
+def test_plots_without_matplotlib_name_the_bench_extra(tmp_path, monkeypatch) -> None:
+    import sys
+
+    import pytest
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    with pytest.raises(ImportError, match=r"fleet-rlm\[bench\]"):
+        report.plot_costs([_rec("a")], tmp_path / "cost.png")
+    assert not (tmp_path / "cost.png").exists()
+
+
+def test_report_and_runner_do_not_import_each_other() -> None:
+    import ast
+    import inspect
+
+
+    def imported(module) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom):
+                names |= {f"{node.module}.{a.name}" for a in node.names} | {node.module or ""}
+        return names
+
+    assert not any("runner" in name for name in imported(report))

@@ -3,7 +3,11 @@
 Events can arrive twice (a resumed stream overlaps what was seen) or out of order (the REST
 backlog and the live socket race). The tree is always fold(events sorted by seq, unique):
 an event past the last seq is applied incrementally; a duplicate returns the same tree; a
-late event is inserted and the tree is rebuilt. */
+late event is inserted and the tree is rebuilt.
+
+Its Python twin is fleet_rlm/tree.py (the terminal tree, the Markdown export and the MLflow trace
+draw from it): the event streams in tests/data/event_trees/ must fold alike in both
+(fixtures.test.ts here, tests/unit/test_tree.py there). */
 
 import type {
   AskUserEvent,

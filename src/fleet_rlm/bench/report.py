@@ -13,7 +13,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from fleet_rlm.bench.runner import load_results
+from fleet_rlm.bench.results import load_results
 
 REPORT = "report.md"
 SCORE_PLOT = "score_vs_length.png"
@@ -166,11 +166,21 @@ def render(records: list[Record]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_scores(records: list[Record], path: Path) -> None:
-    import matplotlib
-
+def _pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files; matplotlib is the bench extra."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise ImportError("the benchmark report's plots need the bench extra: "
+                          "pip install 'fleet-rlm[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scores(records: list[Record], path: Path) -> None:
+    plt = _pyplot()
 
     benches = sorted({r["benchmark"] for r in records}) or ["(no results)"]
     fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 4), squeeze=False)
@@ -192,10 +202,7 @@ def plot_scores(records: list[Record], path: Path) -> None:
 
 
 def plot_costs(records: list[Record], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     by_mode = _groups(records, lambda r: (r["mode"],))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet_rlm.bench import OOLONG_SCORERS, Scorer, oolong, pairs, score, sniah
+from fleet_rlm.bench.results import RESULTS, load_results
 from fleet_rlm.bench.tasks import CHARS_PER_TOKEN, Task
 from fleet_rlm.budget import Budget, BudgetExceeded, Cancelled, CancelToken
 from fleet_rlm.config import Settings
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 BENCHMARKS = {"sniah": sniah, "oolong": oolong, "oolong-pairs": pairs}
 MODES = ("rlm", "direct", "agent", "code-only")
-RESULTS = "results.jsonl"
 # Context lengths are in tokens for every benchmark (S-NIAH's generator counts characters).
 DEFAULT_LENGTHS = {"sniah": tuple(c // CHARS_PER_TOKEN for c in sniah.DEFAULT_LENGTHS),
                    "oolong": oolong.DEFAULT_TOKENS, "oolong-pairs": pairs.DEFAULT_TOKENS}
@@ -207,21 +207,6 @@ def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
 
 
 # -- a whole run ---------------------------------------------------------------------------------
-def load_results(out: Path) -> list[dict[str, Any]]:
-    """Every record in OUT/results.jsonl; a line torn by a killed run is skipped (its task runs
-    again)."""
-    path = out / RESULTS
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 @dataclass
 class RunSummary:
     launched: int = 0

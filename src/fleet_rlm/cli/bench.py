@@ -74,7 +74,7 @@ for _benchmark in ("sniah", "oolong", "oolong-pairs"):
 def bench_report(out: Annotated[Path, typer.Argument(help="A results directory.")]) -> None:
     """Rebuild OUT/report.md and the plots from OUT/results.jsonl."""
     from ..bench import report
-    from ..bench.runner import RESULTS, load_results
+    from ..bench.results import RESULTS, load_results
 
     if not (out / RESULTS).exists():
         err.print(f"[red]error:[/red] no {RESULTS} in {out}")

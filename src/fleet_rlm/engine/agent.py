@@ -19,15 +19,15 @@ from typing import Any, Protocol
 
 import dspy
 import regex
-from dspy.adapters import ChatAdapter
+from dspy import ChatAdapter, ContextWindowExceededError
 from dspy.streaming import StreamListener, StreamResponse
-from dspy.utils.exceptions import ContextWindowExceededError, format_error_for_lm
 
 from ..budget import BudgetExceeded, Cancelled
 from ..config import Settings
 from ..events import NodeRef
 from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
+from .dspy_compat import format_error_for_lm
 from .rlm import NodeRLM, Run, _as_text
 
 MEMORY_LABELS = ("persona", "human", "scratchpad")

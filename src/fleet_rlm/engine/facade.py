@@ -13,7 +13,7 @@ Here instead:
 - the others (Predict, ChainOfThought, ReAct, ReActV2) call the sub-model, reported as the
   node's sub calls.
 
-dspy's private names used for this live in this module only.
+dspy's private names used for this come from dspy_compat.
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dspy.predict.rlm import SUB_AGENT_INSTRUCTIONS
-from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError
-from dspy.primitives.facade import CALL_TOOL, CONSTRUCT_TOOL, FacadeInvocation, _resolve_signature
-from dspy.primitives.prediction import Prediction
+from dspy import CodeExecutionError, CodeInterpreterError, Prediction
 
 from ..lm import call_site
+from .dspy_compat import (
+    CALL_TOOL,
+    CONSTRUCT_TOOL,
+    SUB_AGENT_INSTRUCTIONS,
+    FacadeInvocation,
+    custom_types,
+    resolve_signature,
+    user_tools,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +52,7 @@ class TreeFacade(FacadeInvocation):
     """The facade of one node's sandbox."""
 
     def __init__(self, node: NodeRLM, reserve: Callable[[int], None]) -> None:
-        super().__init__(node._user_tools, node._new_interpreter, None, lm=node.run.sub_lm,
+        super().__init__(user_tools(node), node._new_interpreter, None, lm=node.run.sub_lm,
                          reserve=reserve)
         self.node = node
 
@@ -56,7 +62,7 @@ class TreeFacade(FacadeInvocation):
                 raise CodeInterpreterError(
                     f"dspy.RLM in the REPL takes only a signature, not {sorted(kwargs)}: it "
                     "runs as a child RLM with this run's settings and budget")
-            return ChildRLM(self.node, _resolve_signature(signature, self._custom_types))
+            return ChildRLM(self.node, resolve_signature(signature, custom_types(self)))
         if kind in OUTSIDE_THE_TREE:
             raise CodeInterpreterError(
                 f"dspy.{kind} is unavailable in this REPL: it would run code outside the "

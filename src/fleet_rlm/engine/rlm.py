@@ -15,18 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import dspy
-from dspy.adapters import ChatAdapter
-from dspy.predict.rlm import _strip_code_fences
-from dspy.primitives.code_interpreter import CodeInterpreterError
-from dspy.primitives.prediction import Prediction
-from dspy.primitives.repl_types import REPLHistory, REPLVariable
-from dspy.utils.exceptions import AdapterParseError, LMError, format_error_for_lm
+from dspy import AdapterParseError, ChatAdapter, CodeInterpreterError, LMError, Prediction
 
 from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Remaining
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
 from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
+from .dspy_compat import (
+    LLMCallBudget,
+    REPLHistory,
+    REPLVariable,
+    format_error_for_lm,
+    strip_code_fences,
+)
 from .facade import install_facade
 
 log = logging.getLogger(__name__)
@@ -107,19 +109,11 @@ class NodeRLM(dspy.RLM):
             interpreter = SandboxInterpreter(create_sandbox(self.run.settings, labels=labels),
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
-        unregister = self.run.cancel.on_cancel(interpreter.sandbox.close)
-        original_shutdown, original_execute = interpreter.shutdown, interpreter.execute
-
-        def shutdown() -> None:
-            unregister()
-            original_shutdown()
-
-        def execute(code: str, variables: dict[str, Any] | None = None) -> Any:
-            # A sandbox closed by cancel restarts on its next exec: never run code after cancel.
-            self.run.cancel.raise_if_cancelled()
-            return original_execute(code, variables)
-
-        interpreter.shutdown, interpreter.execute = shutdown, execute
+        # A cancel closes the sandbox at once, even mid-cell. No cell runs after it: a closed
+        # local or gVisor sandbox refuses to start again, but a closed Daytona sandbox would
+        # provision a new one on its next cell.
+        interpreter.before_execute = self.run.cancel.raise_if_cancelled
+        interpreter.on_shutdown = self.run.cancel.on_cancel(interpreter.sandbox.close)
         return interpreter
 
     _new_interpreter.execution_instructions = SandboxInterpreter.execution_instructions
@@ -225,7 +219,7 @@ class NodeRLM(dspy.RLM):
                 variables_info=[v.format() for v in variables], repl_history=history,
                 iteration=f"{iteration + 1}/{self.max_iters}")
         try:
-            code = _strip_code_fences(action.code)
+            code = strip_code_fences(action.code)
             self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
                        code=code)
             result = self._execute_code(repl, code, input_args)
@@ -289,12 +283,10 @@ class NodeRLM(dspy.RLM):
 
     def _loop(self, input_args: dict, names: list[str]) -> Prediction:
         """dspy.RLM.forward's loop, keeping `history` reachable for a partial result."""
-        from dspy.predict.rlm import _LLMCallBudget
-
-        tools = self._prepare_execution_tools(_LLMCallBudget(self.max_llm_calls))
+        tools = self._prepare_execution_tools(LLMCallBudget(self.max_llm_calls))
         variables = self._build_variables(**input_args)
         with self._interpreter_context(tools, self._new_interpreter) as repl:
-            rules = install_facade(self, repl, _LLMCallBudget(self.max_llm_calls).reserve)
+            rules = install_facade(self, repl, LLMCallBudget(self.max_llm_calls).reserve)
             regular = self._prepare_serializable_vars(input_args, repl)
             for iteration in range(self.max_iters):
                 result = self._execute_iteration(repl, variables, self.repl_history, iteration,

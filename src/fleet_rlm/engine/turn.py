@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError, LMError
+from dspy import AdapterParseError, LMError
 
 from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, UnpricedModel, Usage
 from ..config import Settings

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreterError, FinalOutput
+from dspy import CodeExecutionError, CodeInterpreterError, FinalOutput
 
 from .base import ExecResult, Sandbox, SandboxError
 
@@ -28,12 +28,18 @@ class SandboxInterpreter:
 
     def __init__(self, sandbox: Sandbox, tools: dict[str, Callable[..., Any]] | None = None,
                  output_fields: list[dict] | None = None, timeout: float | None = None,
-                 on_result: Callable[[str, ExecResult], None] | None = None) -> None:
+                 on_result: Callable[[str, ExecResult], None] | None = None,
+                 before_execute: Callable[[], None] | None = None,
+                 on_shutdown: Callable[[], None] | None = None) -> None:
+        """`on_result` sees every cell's result; `before_execute` runs before every cell and
+        refuses it by raising; `on_shutdown` runs once the interpreter is shut down."""
         self.sandbox = sandbox
         self.tools: dict[str, Callable[..., Any]] = dict(tools or {})
         self.output_fields = output_fields
         self.timeout = timeout
         self.on_result = on_result
+        self.before_execute = before_execute
+        self.on_shutdown = on_shutdown
         self._shut = False
         self._wrapped: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
@@ -46,6 +52,8 @@ class SandboxInterpreter:
             raise CodeInterpreterError(str(exc)) from exc
 
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
+        if self.before_execute is not None:
+            self.before_execute()
         self.start()
         try:
             for name, value in (variables or {}).items():
@@ -80,6 +88,8 @@ class SandboxInterpreter:
 
     def shutdown(self) -> None:
         self._shut = True
+        if self.on_shutdown is not None:
+            self.on_shutdown()
         self.sandbox.close()
 
     def __call__(self, code: str, variables: dict[str, Any] | None = None) -> Any:
