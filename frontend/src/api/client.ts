@@ -109,6 +109,13 @@ export interface SettingsPatch {
   limits?: Record<string, number | null>;
 }
 
+/** One health check of the sandbox backend, as `fleet doctor` prints it. */
+export interface HealthCheck {
+  name: string;
+  status: "ok" | "warn" | "fail";
+  detail: string;
+}
+
 export interface CheckResult {
   ok: boolean;
   problem: string | null;
@@ -116,6 +123,7 @@ export interface CheckResult {
   detail?: string | null;
   guidance?: string | null;
   duration_s?: number;
+  checks?: HealthCheck[];
 }
 
 export interface UsageRow {
