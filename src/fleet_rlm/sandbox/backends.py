@@ -17,8 +17,7 @@ from .health import Check, warn
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
-SandboxFactory = Callable[[Settings, "Path | None", "dict[str, str] | None", "str | None"],
-                          Sandbox]
+SandboxFactory = Callable[[Settings, Path | None, dict[str, str] | None, str | None], Sandbox]
 # (settings, the session's local directory made on demand, the session's sandbox made on demand)
 WorkspaceFactory = Callable[[Settings, Callable[[], Path], Callable[[], Sandbox]], "Workspace"]
 
