@@ -67,3 +67,4 @@ def test_a_missing_runtime_fails_both_ways_with_the_same_fix(monkeypatch, tmp_pa
     assert _facts(server) == doctor
     [(status, detail)] = doctor
     assert status == "fail" and "apt-get install -y bubblewrap" in detail
+    assert server["message"] == detail  # the failed check is the answer; no second try

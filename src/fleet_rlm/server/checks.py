@@ -59,8 +59,9 @@ def check_model(settings: Settings) -> CheckResult:
 
 
 def check_sandbox(settings: Settings) -> CheckResult:
-    """Run print(1) in a fresh sandbox of the configured backend, and its health checks: ok
-    when the code ran and no check failed."""
+    """The configured backend's health checks, then print(1) in a fresh sandbox: ok when no
+    check failed and the code ran. A failed check (no runtime, a rejected key) is the answer:
+    the sandbox would fail the same way, after the same waits."""
     from ..sandbox import SandboxError, backend, create_sandbox
     from ..sandbox.health import sandbox_checks
 
@@ -71,6 +72,8 @@ def check_sandbox(settings: Settings) -> CheckResult:
     def result(ok: bool, message: str, detail: str | None = None) -> CheckResult:
         return _result(started, ok, message, None if ok else "sandbox", detail, checks)
 
+    if failed := [c for c in checks if c.status == "fail"]:
+        return result(False, "; ".join(c.detail for c in failed))
     try:
         sandbox = create_sandbox(settings)
         try:
@@ -85,8 +88,5 @@ def check_sandbox(settings: Settings) -> CheckResult:
     if not ran.ok or ran.stdout.strip() != "1":
         return result(False, f"The {settings.sandbox} sandbox ran but failed: "
                       f"{ran.error_message or ran.stdout!r}", ran.traceback)
-    if failed := [c for c in checks if c.status == "fail"]:
-        return result(False, f"The {settings.sandbox} sandbox ran print(1), but: "
-                      + "; ".join(c.detail for c in failed))
     note = "" if backend(settings.sandbox).isolated else " (isolation is OFF)"
     return result(True, f"The {settings.sandbox} sandbox ran print(1){note}.")
