@@ -32,12 +32,12 @@ from .engine.turn import Exchange, Turn, TurnResult
 from .events import Event, EventStream, NodeRef, parse_event
 from .extraction import ExtractionLimits, Extractor
 from .redaction import redact, remember
-from .sandbox import Sandbox, SandboxError, create_sandbox
+from .sandbox import Sandbox, SandboxError, backend, create_sandbox
 from .store import NotFound, Store
 from .store.db import INTERRUPTED
 from .store.faults import until_available
 from .store.models import Document, utcnow
-from .workspace import LocalWorkspace, Workspace, WorkspaceError, WorkspaceIO
+from .workspace import Workspace, WorkspaceError, WorkspaceIO
 
 log = logging.getLogger(__name__)
 
@@ -299,12 +299,9 @@ class SessionService:
     def session_workspace(self, session_id: str) -> Workspace:
         """The session's files as its sandbox sees them at /work, wherever the backend keeps
         them: the local directory, or (Daytona) the session's volume through its sandbox."""
-        if self.settings.sandbox == "daytona":
-            from .sandbox.daytona_workspace import DaytonaWorkspace
-
-            return DaytonaWorkspace(lambda: self.session_sandbox(session_id))
-        return LocalWorkspace(self.workspace(session_id),
-                              max_file_bytes=self.settings.max_workspace_file_mb << 20)
+        return backend(self.settings.sandbox).workspace(
+            self.settings, lambda: self.workspace(session_id),
+            lambda: self.session_sandbox(session_id))
 
     def session_sandbox(self, session_id: str) -> Sandbox:
         """The session's own python sandbox, alive across turns, restored after a restart.
@@ -388,13 +385,11 @@ class SessionService:
 
         self._quota_mounts.discard(root)
         await asyncio.to_thread(remove_workspace, root)
-        if self.settings.sandbox == "daytona":
-            from .sandbox.daytona_admin import delete_session_volume
-
-            try:
-                await asyncio.to_thread(delete_session_volume, self.settings, session_id)
-            except SandboxError as exc:  # the session is gone: gc finds its volume later
-                log.warning("%s; `fleet daytona gc` deletes it later", exc)
+        try:  # what the backend keeps elsewhere: on Daytona the session's volume
+            await asyncio.to_thread(backend(self.settings.sandbox).delete_session, self.settings,
+                                    session_id)
+        except SandboxError as exc:  # the session is gone: gc finds its volume later
+            log.warning("%s; `fleet daytona gc` deletes it later", exc)
 
     # -- turns -------------------------------------------------------------------------------
     async def send(self, session_id: str, message: str,

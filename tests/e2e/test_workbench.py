@@ -438,7 +438,12 @@ def test_settings_test_buttons_show_the_servers_guidance(page: Page, scripted: S
     expect(check).to_contain_text("Works")
     expect(check).to_contain_text("openai/root answered")
     page.get_by_role("button", name="Test sandbox").click()
-    expect(page.get_by_test_id("check-sandbox")).to_contain_text("print(1)")
+    sandbox_check = page.get_by_test_id("check-sandbox")
+    expect(sandbox_check).to_contain_text("print(1)")
+    # The backend's health checks, as `fleet doctor` prints them.
+    expect(sandbox_check.locator("li[data-check=runtime]")).to_contain_text("✓")
+    expect(sandbox_check.locator("li[data-check=runtime]")).to_contain_text("sandbox works")
+    expect(sandbox_check.locator("li[data-check=seccomp]")).to_contain_text("user namespaces")
     # Unsaved values are what the test uses: a dead endpoint gets the server's advice.
     page.get_by_role("textbox", name="API base").fill("http://127.0.0.1:9/v1")
     page.get_by_role("button", name="Test model").click()

@@ -48,6 +48,34 @@ def test_a_working_setup(doctor, settings: Settings, standin: DaytonaStandIn) ->
     assert "! no snapshot: the driver is uploaded at each start" in out
 
 
+def test_the_server_s_sandbox_check_reports_the_same_facts(doctor, settings: Settings) -> None:
+    from fleet_rlm.server.checks import check_sandbox
+
+    code, out = doctor()
+    result = check_sandbox(settings)
+    assert code == 0 and result.ok, result
+    assert [c.name for c in result.checks] == ["daytona_sdk", "daytona_api", "daytona_target",
+                                               "daytona_snapshot"]
+    marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+    for check in result.checks:
+        assert f"{marks[check.status]} {' '.join(check.detail.split())}" in out
+    assert sum(out.count(f"{mark} ") for mark in marks.values()) == len(result.checks)
+
+
+def test_a_failed_check_is_the_server_s_answer_without_starting_a_sandbox(
+        doctor, settings: Settings, standin: DaytonaStandIn) -> None:
+    from fleet_rlm.server.checks import check_sandbox
+
+    code, out = doctor(DAYTONA_API_KEY="wrong")
+    result = check_sandbox(settings.model_copy(update={"daytona_api_key": "wrong"}))
+    assert code == 1 and not result.ok and result.problem == "sandbox"
+    assert [(c.name, c.status) for c in result.checks] == [("daytona_sdk", "ok"),
+                                                           ("daytona_api", "fail")]
+    assert "Daytona rejected the API key" in result.message
+    assert " ".join(result.message.split()) in out
+    assert standin.create_requests == []
+
+
 def test_a_target_and_a_snapshot(doctor, settings: Settings) -> None:
     name, _ = create_snapshot(settings)
     code, out = doctor(DAYTONA_TARGET="eu", FLEET_DAYTONA_SNAPSHOT=name)

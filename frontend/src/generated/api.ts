@@ -260,7 +260,8 @@ export type paths = {
         put?: never;
         /**
          * Test Sandbox
-         * @description print(1) in a fresh sandbox of the configured (or given) backend.
+         * @description print(1) in a fresh sandbox of the configured (or given) backend, and its health checks:
+         *     the facts `fleet doctor` prints.
          */
         post: operations["test_sandbox_api_v1_settings_test_sandbox_post"];
         delete?: never;
@@ -389,6 +390,11 @@ export type components = {
         };
         /** CheckResult */
         CheckResult: {
+            /**
+             * Checks
+             * @description The sandbox check: the backend's health checks, the facts `fleet doctor` prints. Empty for the model check.
+             */
+            checks?: components["schemas"]["HealthCheck"][];
             /** Detail */
             detail?: string | null;
             /** Duration S */
@@ -486,6 +492,25 @@ export type components = {
             trace_id: string;
             /** Turn Id */
             turn_id: string;
+        };
+        /** HealthCheck */
+        HealthCheck: {
+            /**
+             * Detail
+             * @description What holds, or what is wrong and what to do.
+             */
+            detail: string;
+            /**
+             * Name
+             * @description What is checked, stable: runtime, cgroups, disk_quota, seccomp, open_files, isolation, daytona_sdk, daytona_api, daytona_target, daytona_snapshot, backend.
+             */
+            name: string;
+            /**
+             * Status
+             * @description ok: in force; warn: a fallback or a note; fail: broken.
+             * @enum {string}
+             */
+            status: "ok" | "warn" | "fail";
         };
         /** HTTPValidationError */
         HTTPValidationError: {

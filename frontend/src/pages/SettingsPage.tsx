@@ -58,6 +58,8 @@ function toPatch(form: Form, saved: SettingsOut): SettingsPatch {
   return patch;
 }
 
+const HEALTH_MARKS = { ok: "✓", warn: "!", fail: "✗" } as const;
+
 function Check({ result, busy, name }: { result: CheckResult | string | null; busy: boolean; name: string }) {
   if (busy) return <div className="check muted" role="status"><span className="spinner" aria-hidden="true" /> Testing {name}…</div>;
   if (result === null) return null;
@@ -68,6 +70,15 @@ function Check({ result, busy, name }: { result: CheckResult | string | null; bu
       {result.problem ? <span className="chip">{result.problem}</span> : null}
       {result.duration_s !== undefined ? <span className="muted"> {result.duration_s.toFixed(2)} s</span> : null}
       <p>{result.message}</p>
+      {result.checks?.length ? (
+        <ul className="health-checks" aria-label="Health checks">
+          {result.checks.map((c) => (
+            <li key={c.name} className={`health-${c.status}`} data-check={c.name}>
+              <span aria-label={c.status}>{HEALTH_MARKS[c.status]}</span> {c.detail}
+            </li>
+          ))}
+        </ul>
+      ) : null}
       {result.detail ? (
         <details>
           <summary>Detail</summary>

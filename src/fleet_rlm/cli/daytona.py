@@ -40,8 +40,8 @@ def daytona_gc(
                    ] = False,
 ) -> None:
     """Delete fleet-rlm sandboxes left on Daytona, and volumes of deleted sessions."""
-    from ..sandbox import SandboxError
-    from ..sandbox.daytona_admin import gc, gc_volumes
+    from ..sandbox import SandboxError, backend
+    from ..sandbox.daytona_admin import gc_volumes
     from ..store import database_url
 
     settings = Settings()
@@ -53,7 +53,7 @@ def daytona_gc(
                       f"{store}?", abort=True)
     try:
         # Sandboxes first: a deleted session's sandbox would keep its volume in use.
-        deleted = gc(settings, turns or None)
+        deleted = backend("daytona").gc(settings, turns or None)
         for sandbox_id in deleted:
             console.print(f"deleted {sandbox_id}")
         console.print(f"{len(deleted)} sandbox{'es' if len(deleted) != 1 else ''} deleted")

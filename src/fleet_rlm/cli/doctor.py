@@ -1,5 +1,6 @@
 """`fleet doctor`: can this machine run fleet-rlm, how isolated are its sandboxes, and how to fix
-what is missing."""
+what is missing. The checks are the backend's health checks (sandbox/health.py), the same the
+server's sandbox check returns."""
 
 from __future__ import annotations
 
@@ -9,34 +10,19 @@ from rich.markup import escape
 from ..config import Settings
 from .common import console
 
-MARKS = {True: "[green]✓[/green]", None: "[yellow]![/yellow]", False: "[red]✗[/red]"}
+MARKS = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✗[/red]"}
 
 
 def doctor() -> None:
     """Check that this machine can run fleet-rlm, and say how to fix what is missing."""
-    from ..sandbox import SandboxError
+    from ..sandbox.health import iter_checks
 
     settings = Settings()
     console.print(f"root model: {settings.root_model}  sub model: {settings.effective_sub_model}")
     console.print(f"api base:   {settings.api_base or '(provider default)'}")
     console.print(f"sandbox:    {settings.sandbox}")
-    ok = True
-    if settings.sandbox in ("local", "gvisor"):
-        from ..sandbox.isolation import isolation_checks
-
-        try:
-            checks = isolation_checks(settings)
-        except SandboxError as exc:
-            checks = [(False, str(exc))]
-        for works, line in checks:
-            ok = ok and works is not False
-            console.print(f"{MARKS[works]} {escape(line)}")
-    elif settings.sandbox == "unsafe-local":
-        console.print("[yellow]! sandbox isolation is OFF (FLEET_SANDBOX=unsafe-local)[/yellow]")
-    elif settings.sandbox == "daytona":
-        from ..sandbox.daytona_admin import check
-
-        for works, line in check(settings):
-            ok = ok and works is not False
-            console.print(f"{MARKS[works]} {escape(line)}")
-    raise typer.Exit(0 if ok else 1)
+    failed = False
+    for check in iter_checks(settings):
+        console.print(f"{MARKS[check.status]} {escape(check.detail)}")
+        failed = failed or check.failed
+    raise typer.Exit(1 if failed else 0)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from .backends import Backend, backend
 from .base import ExecResult, Sandbox, SandboxError
 from .interpreter import SandboxInterpreter
 
@@ -17,23 +18,7 @@ def create_sandbox(settings: Settings, work_dir: Path | None = None,
     session's sandbox (a `session` label) keeps its workspace on the session's volume and may
     be replaced between calls; a driver that replaces one that died (any backend) runs
     `restore` before any other code."""
-    if settings.sandbox in ("local", "unsafe-local"):
-        from .local import LocalSandbox
-
-        return LocalSandbox(settings, work_dir=work_dir, restore=restore)
-    if settings.sandbox == "gvisor":
-        from .gvisor import GVisorSandbox
-
-        return GVisorSandbox(settings, work_dir=work_dir, restore=restore)
-    if settings.sandbox == "daytona":
-        from .daytona import DaytonaSandbox
-
-        if labels and labels.get("session"):
-            return DaytonaSandbox.for_session(settings, labels, work_dir, restore)
-        return DaytonaSandbox(settings, labels=labels)
-    raise SandboxError(
-        f"sandbox backend {settings.sandbox!r} is not available in this version; "
-        "use FLEET_SANDBOX=local")
+    return backend(settings.sandbox).sandbox(settings, work_dir, labels, restore)
 
 
 def interpreter_factory(settings: Settings, **kwargs) -> Callable[[], SandboxInterpreter]:
@@ -47,5 +32,5 @@ def interpreter_factory(settings: Settings, **kwargs) -> Callable[[], SandboxInt
     return make
 
 
-__all__ = ["ExecResult", "Sandbox", "SandboxError", "SandboxInterpreter", "create_sandbox",
-           "interpreter_factory"]
+__all__ = ["Backend", "ExecResult", "Sandbox", "SandboxError", "SandboxInterpreter", "backend",
+           "create_sandbox", "interpreter_factory"]

@@ -1,5 +1,5 @@
 """The Daytona client every sandbox of the process shares, its errors turned into what to do,
-and the work around the sandboxes: the driver snapshot, `fleet daytona gc`, `fleet doctor`."""
+and the work around the sandboxes: the driver snapshot, `fleet daytona gc`, the health checks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..config import Settings
 from .base import DRIVER_SOURCE, SandboxError
+from .health import Check, fail, ok, warn
 
 INSTALL_HINT = "the Daytona backend needs the Daytona SDK: pip install 'fleet-rlm[daytona]'"
 DEFAULT_API_URL = "https://app.daytona.io/api"
@@ -245,36 +246,37 @@ def gc_volumes(settings: Settings, live_sessions: Callable[[], Collection[str]])
     return deleted
 
 
-# -- fleet doctor -----------------------------------------------------------------------------
+# -- health checks -----------------------------------------------------------------------------
 
-def check(settings: Settings) -> Iterator[tuple[bool | None, str]]:
-    """What `fleet doctor` reports for FLEET_SANDBOX=daytona, one line at a time: (True, what
-    works), (None, a note) or (False, what failed and what to do). Without the SDK or the API
-    there is nothing more to check."""
+def check(settings: Settings) -> Iterator[Check]:
+    """The health checks of FLEET_SANDBOX=daytona (`fleet doctor`, the server's sandbox check),
+    one at a time: what works, a note, or what failed and what to do. Without the SDK or the
+    API there is nothing more to check."""
     try:
         daytona = sdk()
     except SandboxError as exc:
-        yield False, str(exc)
+        yield fail("daytona_sdk", str(exc))
         return
-    yield True, f"Daytona SDK {version('daytona')}"
+    yield ok("daytona_sdk", f"Daytona SDK {version('daytona')}")
     url = api_url(settings)
     try:
         api = client(settings)
         ours = list(api.list(daytona.ListSandboxesQuery(labels={LABEL: "true"})))
         volumes = [v for v in api.volume.list() if v.name.startswith(f"{LABEL}-")]
     except SandboxError as exc:
-        yield False, str(exc)
+        yield fail("daytona_api", str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - the SDK lets some transport errors through raw
-        yield False, str(explain(exc, settings, f"list sandboxes and volumes at {url}"))
+        yield fail("daytona_api", str(explain(exc, settings,
+                                              f"list sandboxes and volumes at {url}")))
         return
-    yield True, (f"the API key works at {url}: {len(ours)} fleet-rlm sandbox(es), "
-                 f"{len(volumes)} session volume(s)")
+    yield ok("daytona_api", f"the API key works at {url}: {len(ours)} fleet-rlm sandbox(es), "
+                            f"{len(volumes)} session volume(s)")
     yield from _check_target(settings, api)
     yield from _check_snapshot(settings, api)
 
 
-def _check_target(settings: Settings, api: Any) -> Iterator[tuple[bool | None, str]]:
+def _check_target(settings: Settings, api: Any) -> Iterator[Check]:
     from daytona_api_client import OrganizationsApi
     from daytona_api_client.exceptions import ApiException
 
@@ -282,32 +284,34 @@ def _check_target(settings: Settings, api: Any) -> Iterator[tuple[bool | None, s
     try:  # the SDK has no call for this; the API client it wraps does
         regions = OrganizationsApi(api._api_client).list_available_regions()  # noqa: SLF001
     except ApiException as exc:
-        yield None, (f"target {target or '(the organisation default)'}: not checked, the key "
-                     f"cannot list regions ({exc.status})")
+        yield warn("daytona_target", f"target {target or '(the organisation default)'}: not "
+                                     f"checked, the key cannot list regions ({exc.status})")
         return
     names = sorted({r.name for r in regions} | {r.id for r in regions})
     if target is None:
-        yield True, f"target: the organisation's default (available: {', '.join(names)})"
+        yield ok("daytona_target",
+                 f"target: the organisation's default (available: {', '.join(names)})")
     elif target in names:
-        yield True, f"target {target}"
+        yield ok("daytona_target", f"target {target}")
     else:
-        yield False, (f"Daytona does not know the target {target!r}: set DAYTONA_TARGET to one "
-                      f"of {', '.join(names)}, or unset it")
+        yield fail("daytona_target", f"Daytona does not know the target {target!r}: set "
+                                     f"DAYTONA_TARGET to one of {', '.join(names)}, or unset it")
 
 
-def _check_snapshot(settings: Settings, api: Any) -> Iterator[tuple[bool | None, str]]:
+def _check_snapshot(settings: Settings, api: Any) -> Iterator[Check]:
     name = settings.daytona_snapshot
     if not name:
-        yield None, ("no snapshot: the driver is uploaded at each start "
-                     "(`fleet daytona snapshot` makes one, then set FLEET_DAYTONA_SNAPSHOT)")
+        yield warn("daytona_snapshot", "no snapshot: the driver is uploaded at each start "
+                   "(`fleet daytona snapshot` makes one, then set FLEET_DAYTONA_SNAPSHOT)")
         return
     try:
         api.snapshot.get(name)
     except sdk().DaytonaError as exc:
-        yield False, str(explain(exc, settings, f"find snapshot {name}"))
+        yield fail("daytona_snapshot", str(explain(exc, settings, f"find snapshot {name}")))
         return
     if name == snapshot_name():
-        yield True, f"snapshot {name} carries this driver"
+        yield ok("daytona_snapshot", f"snapshot {name} carries this driver")
     else:
-        yield None, (f"snapshot {name} does not carry this version of the driver, so it is "
-                     f"uploaded at each start; `fleet daytona snapshot` builds {snapshot_name()}")
+        yield warn("daytona_snapshot", f"snapshot {name} does not carry this version of the "
+                                       "driver, so it is uploaded at each start; `fleet daytona "
+                                       f"snapshot` builds {snapshot_name()}")

@@ -1,5 +1,6 @@
-"""The isolation in force on this host, as `fleet doctor` reports it: a sandbox of the
-configured backend (bubblewrap or gVisor) is started and looked at from inside and outside."""
+"""The isolation in force on this host, as `fleet doctor` and the server's sandbox check report
+it: a sandbox of the configured backend (bubblewrap or gVisor) is started and looked at from
+inside and outside."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import subprocess
 
 from ..config import Settings
 from .base import SandboxError
+from .health import Check, fail, ok, warn
 from .local import LocalSandbox, bwrap_disables_userns
-
-Check = tuple[bool | None, str]  # (True: in force, None: a fallback, said loudly; False: broken)
 
 PROBE = """
 import ctypes, json, os, resource, sys
@@ -40,16 +40,15 @@ def isolation_checks(settings: Settings) -> list[Check]:
         seen = json.loads(result.stdout)
         envelope, quota = sandbox.envelope, sandbox.quota_in_force
     s = settings
-    checks: list[Check] = [(True, f"{runtime(settings)} sandbox works (Python {seen['python']} "
-                                  "inside)")]
+    checks = [ok("runtime", f"{runtime(settings)} sandbox works (Python {seen['python']} inside)")]
     if envelope is not None:
         hierarchy = envelope.hierarchy
-        checks.append((True, f"control groups {hierarchy.version} "
-                             f"({', '.join(hierarchy.controllers)}): per sandbox "
-                             f"{s.sandbox_memory_mb} MiB of memory with /tmp and /dev/shm "
-                             f"(FLEET_SANDBOX_MEMORY_MB), {s.sandbox_max_processes} processes "
-                             f"(FLEET_SANDBOX_MAX_PROCESSES), {s.sandbox_cpus:g} CPU "
-                             "(FLEET_SANDBOX_CPUS)"))
+        checks.append(ok("cgroups", f"control groups {hierarchy.version} "
+                                    f"({', '.join(hierarchy.controllers)}): per sandbox "
+                                    f"{s.sandbox_memory_mb} MiB of memory with /tmp and /dev/shm "
+                                    f"(FLEET_SANDBOX_MEMORY_MB), {s.sandbox_max_processes} "
+                                    f"processes (FLEET_SANDBOX_MAX_PROCESSES), "
+                                    f"{s.sandbox_cpus:g} CPU (FLEET_SANDBOX_CPUS)"))
     else:
         from . import cgroups
 
@@ -58,34 +57,38 @@ def isolation_checks(settings: Settings) -> list[Check]:
             reason = "they could not be set up"
         except cgroups.CgroupsUnavailable as exc:
             reason = str(exc)
-        checks.append((None, f"NO control groups: {reason}. Memory, processes and /tmp are "
-                             "capped per process and per mount, not per sandbox"))
+        checks.append(warn("cgroups", f"NO control groups: {reason}. Memory, processes and /tmp "
+                                      "are capped per process and per mount, not per sandbox"))
     if quota:
-        checks.append((True, f"disk quota: /work is an ext4 image of {s.sandbox_disk_mb} MiB "
-                             f"({seen['work_mb']} MiB usable) and {seen['work_files']} files "
-                             "(FLEET_SANDBOX_DISK_MB, FLEET_SANDBOX_DISK_FILES); /tmp "
-                             f"{seen['tmp_mb']} MiB (FLEET_SANDBOX_TMP_MB)"))
+        checks.append(ok("disk_quota", f"disk quota: /work is an ext4 image of "
+                                       f"{s.sandbox_disk_mb} MiB ({seen['work_mb']} MiB usable) "
+                                       f"and {seen['work_files']} files (FLEET_SANDBOX_DISK_MB, "
+                                       f"FLEET_SANDBOX_DISK_FILES); /tmp {seen['tmp_mb']} MiB "
+                                       "(FLEET_SANDBOX_TMP_MB)"))
     else:
         from .disk import quota_unavailable_reason
 
         reason = quota_unavailable_reason() or "its image could not be mounted"
-        checks.append((None, f"NO disk quota on /work: {reason}; sandbox code can fill the "
-                             "host disk"))
+        checks.append(warn("disk_quota", f"NO disk quota on /work: {reason}; sandbox code can "
+                                         "fill the host disk"))
     also = " and bubblewrap's --disable-userns" if _bwrap_userns_flag(settings) else ""
-    checks.append((True, f"user namespaces refused inside (seccomp filter{also}); the filter "
-                         "(libseccomp) also denies ptrace, mount, keyrings, bpf, "
-                         "perf_event_open, kernel modules and io_uring")
+    checks.append(ok("seccomp", f"user namespaces refused inside (seccomp filter{also}); the "
+                                "filter (libseccomp) also denies ptrace, mount, keyrings, bpf, "
+                                "perf_event_open, kernel modules and io_uring")
                   if not seen["userns"] else
-                  (False, "user namespaces CAN be created inside the sandbox: the seccomp "
-                          "filter is not in force"))
-    checks.append((seen["nofile"] == s.sandbox_max_open_files,
-                   f"open files: {seen['nofile']} per process (FLEET_SANDBOX_MAX_OPEN_FILES)"))
+                  fail("seccomp", "user namespaces CAN be created inside the sandbox: the "
+                                  "seccomp filter is not in force"))
+    files = f"open files: {seen['nofile']} per process (FLEET_SANDBOX_MAX_OPEN_FILES)"
+    checks.append(ok("open_files", files) if seen["nofile"] == s.sandbox_max_open_files
+                  else fail("open_files", files))
     return checks
 
 
 def runtime(settings: Settings) -> str:
     """"bubblewrap 0.8.0" or "gVisor (runsc 20221219.0)": what runs the sandbox."""
-    tool = "runsc" if settings.sandbox == "gvisor" else "bwrap"
+    from .backends import backend
+
+    tool = backend(settings.sandbox).runtime or "bwrap"
     path = shutil.which(tool)
     if path is None:
         return "gVisor" if tool == "runsc" else "bubblewrap"
@@ -98,6 +101,8 @@ def runtime(settings: Settings) -> str:
 def _bwrap_userns_flag(settings: Settings) -> bool:
     import os
 
+    from .backends import backend
+
     bwrap = shutil.which("bwrap")
-    return (settings.sandbox == "local" and os.geteuid() != 0 and bwrap is not None
-            and bwrap_disables_userns(bwrap))
+    return (backend(settings.sandbox).runtime == "bwrap" and os.geteuid() != 0
+            and bwrap is not None and bwrap_disables_userns(bwrap))

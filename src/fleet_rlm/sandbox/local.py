@@ -25,6 +25,7 @@ from typing import Any
 
 from ..config import Settings
 from . import cgroups, disk, seccomp
+from .backends import backend
 from .base import (
     DRIVER_SOURCE,
     Callback,
@@ -100,7 +101,7 @@ class LocalSandbox(DriverBackedSandbox):
         self.settings = settings or Settings()
         self.restore = restore
         self._spawns = 0
-        self.isolated = self.settings.sandbox != "unsafe-local" if isolated is None else isolated
+        self.isolated = backend(self.settings.sandbox).isolated if isolated is None else isolated
         self._given_work_dir = work_dir
         self._root: Path | None = None
         self.work_dir: Path | None = None

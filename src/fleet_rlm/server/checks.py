@@ -1,5 +1,6 @@
-""""Does it work?" from the settings page: one tiny model call, one sandbox run. A failure is a
-result (ok=false) with what to do about it, not an HTTP error."""
+""""Does it work?" from the settings page: one tiny model call, one sandbox run with the
+backend's health checks (those `fleet doctor` prints). A failure is a result (ok=false) with
+what to do about it, not an HTTP error."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import time
 
 from ..budget import Budget
 from ..config import Settings
-from .schemas import CheckResult
+from .schemas import CheckResult, HealthCheck
 
 PING = "Reply with the single word OK."
 MODEL_TIMEOUT_S = 30
 
 
 def _result(started: float, ok: bool, message: str, problem: str | None = None,
-            detail: str | None = None) -> CheckResult:
+            detail: str | None = None, checks: list[HealthCheck] | None = None) -> CheckResult:
     return CheckResult(ok=ok, problem=problem, message=message, detail=detail,
-                       duration_s=round(time.monotonic() - started, 3))
+                       duration_s=round(time.monotonic() - started, 3), checks=checks or [])
 
 
 def _model_guidance(exc: Exception, settings: Settings) -> tuple[str, str]:
@@ -58,23 +59,34 @@ def check_model(settings: Settings) -> CheckResult:
 
 
 def check_sandbox(settings: Settings) -> CheckResult:
-    """Run print(1) in a fresh sandbox of the configured backend."""
-    from ..sandbox import SandboxError, create_sandbox
+    """The configured backend's health checks, then print(1) in a fresh sandbox: ok when no
+    check failed and the code ran. A failed check (no runtime, a rejected key) is the answer:
+    the sandbox would fail the same way, after the same waits."""
+    from ..sandbox import SandboxError, backend, create_sandbox
+    from ..sandbox.health import sandbox_checks
 
     started = time.monotonic()
+    checks = [HealthCheck(name=c.name, status=c.status, detail=c.detail)
+              for c in sandbox_checks(settings)]
+
+    def result(ok: bool, message: str, detail: str | None = None) -> CheckResult:
+        return _result(started, ok, message, None if ok else "sandbox", detail, checks)
+
+    if failed := [c for c in checks if c.status == "fail"]:
+        return result(False, "; ".join(c.detail for c in failed))
     try:
         sandbox = create_sandbox(settings)
         try:
-            result = sandbox.execute("print(1)", timeout=60)
+            ran = sandbox.execute("print(1)", timeout=60)
         finally:
             sandbox.close()
     except SandboxError as exc:
-        return _result(started, False, str(exc), "sandbox")
+        return result(False, str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a missing optional dependency
-        return _result(started, False, f"The {settings.sandbox} sandbox could not start: {exc}",
-                       "sandbox", f"{type(exc).__name__}: {exc}")
-    if not result.ok or result.stdout.strip() != "1":
-        return _result(started, False, f"The {settings.sandbox} sandbox ran but failed: "
-                       f"{result.error_message or result.stdout!r}", "sandbox", result.traceback)
-    note = " (isolation is OFF)" if settings.sandbox == "unsafe-local" else ""
-    return _result(started, True, f"The {settings.sandbox} sandbox ran print(1){note}.")
+        return result(False, f"The {settings.sandbox} sandbox could not start: {exc}",
+                      f"{type(exc).__name__}: {exc}")
+    if not ran.ok or ran.stdout.strip() != "1":
+        return result(False, f"The {settings.sandbox} sandbox ran but failed: "
+                      f"{ran.error_message or ran.stdout!r}", ran.traceback)
+    note = "" if backend(settings.sandbox).isolated else " (isolation is OFF)"
+    return result(True, f"The {settings.sandbox} sandbox ran print(1){note}.")

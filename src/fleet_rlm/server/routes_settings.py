@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from ..redaction import remember
+from ..sandbox import backend
 from . import checks, settings_file
 from .auth import Principal, admin_user
 from .deps import Service, User
@@ -23,8 +24,9 @@ USAGE_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "tokens", "usd",
 
 
 def _merged(svc, values: dict):
-    if values.get("sandbox") == "unsafe-local":
-        raise ApiError(403, "forbidden", "sandbox: unsafe-local runs model code without "
+    name = values.get("sandbox")
+    if name is not None and not backend(name).api_settable:
+        raise ApiError(403, "forbidden", f"sandbox: {name} runs model code without "
                        "isolation, as the server's own user; it is never set through the API "
                        "(only FLEET_SANDBOX in the server's environment sets it)")
     try:
@@ -85,7 +87,8 @@ async def test_model(svc: Service, user: Admin, body: SettingsPatch | None = Non
 @router.post("/settings/test-sandbox", response_model=CheckResult)
 async def test_sandbox(svc: Service, user: Admin, body: SettingsPatch | None = None
                        ) -> CheckResult:
-    """print(1) in a fresh sandbox of the configured (or given) backend."""
+    """print(1) in a fresh sandbox of the configured (or given) backend, and its health checks:
+    the facts `fleet doctor` prints."""
     settings = _merged(svc, settings_file.patch_values(body)) if body else svc.settings
     return await asyncio.to_thread(checks.check_sandbox, settings)
 

@@ -149,6 +149,15 @@ class SettingsPatch(_In):
     limits: Limits | None = None
 
 
+class HealthCheck(BaseModel):
+    name: str = Field(description="What is checked, stable: runtime, cgroups, disk_quota, "
+                      "seccomp, open_files, isolation, daytona_sdk, daytona_api, "
+                      "daytona_target, daytona_snapshot, backend.")
+    status: Literal["ok", "warn", "fail"] = Field(
+        description="ok: in force; warn: a fallback or a note; fail: broken.")
+    detail: str = Field(description="What holds, or what is wrong and what to do.")
+
+
 class CheckResult(BaseModel):
     ok: bool
     problem: str | None = Field(None, description="unreachable, auth, unknown_model, sandbox, "
@@ -156,6 +165,9 @@ class CheckResult(BaseModel):
     message: str
     detail: str | None = None
     duration_s: float
+    checks: list[HealthCheck] = Field(
+        default_factory=list, description="The sandbox check: the backend's health checks, the "
+        "facts `fleet doctor` prints. Empty for the model check.")
 
 
 class UsageRow(BaseModel):
