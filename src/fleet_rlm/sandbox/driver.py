@@ -65,6 +65,7 @@ READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 Ki
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
            "get_var": ("var", "error")}
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PIN_S = 0.005  # how long a request keeps the worker on the supervisor's CPU (Supervisor.pin_worker)
 # The last pid handed out in this pid namespace: threads take pids too, so while it is unchanged
 # nothing was started.
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
@@ -408,6 +409,8 @@ class Supervisor:
         self.in_flight: tuple[object, str] | None = None  # (id, op) of the request being served
         self.worker, self.exited, self.channel, self.results = self.spawn()
         self.pid = os.getpid()
+        self.cpus = os.sched_getaffinity(0)
+        self.pinned_to: int | None = None  # the CPU the worker is held to (see pin_worker)
         self.swept_at: bytes | None = None  # LAST_PID after the last sweep
         try:
             self.last_pid: int | None = os.open(LAST_PID, os.O_RDONLY | os.O_CLOEXEC)
@@ -442,7 +445,12 @@ class Supervisor:
         for fd in (self.host_in, self.channel, self.exited):
             poll.register(fd, select.POLLIN)
         while True:
-            ready = {fd for fd, _ in poll.poll()}
+            events = poll.poll(PIN_S * 1000 if self.pinned_to is not None and self.in_flight
+                               else None)
+            if not events:
+                self.unpin_worker()
+                continue
+            ready = {fd for fd, _ in events}
             if self.channel in ready:
                 got = worker.fill(self.channel)
                 try:
@@ -482,7 +490,36 @@ class Supervisor:
                 "type": "ProtocolError", "message": "a request is already in flight"}})
             return
         self.in_flight = (message.get("id"), op)
+        self.pin_worker()
         write_all(self.channel, line + b"\n")
+
+    def pin_worker(self) -> None:
+        """Run the worker on this process's CPU while it serves a request: the request and
+        its reply then wake a process queued on the waker's own CPU, not one on another CPU
+        (an inter-processor interrupt, and often an idle CPU to wake, on every hand-off). A
+        request still running after PIN_S is unpinned, so a long cell has every CPU again."""
+        cpu = _current_cpu()
+        if cpu is not None and cpu != self.pinned_to:
+            try:
+                os.sched_setaffinity(self.worker, {cpu})
+            except OSError:
+                return
+            self.pinned_to = cpu
+
+    def unpin_worker(self) -> None:
+        """Every thread of every process in the sandbox may use every CPU again (threads and
+        processes the cell started while the worker was pinned inherited its CPU)."""
+        if self.pinned_to is None:
+            return
+        self.pinned_to = None
+        for pid in {self.worker, *_descendants(self.pid)} - {self.pid}:
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task), self.cpus)
 
     def from_worker(self, line: bytes, poll: select.poll) -> None:
         try:
@@ -574,6 +611,19 @@ class Supervisor:
             os.waitpid(self.worker, 0)
         self.sweep()
         os._exit(status)
+
+
+def _current_cpu() -> int | None:
+    global _getcpu
+    if _getcpu is None:
+        import ctypes
+
+        _getcpu = ctypes.CDLL(None).sched_getcpu
+    cpu = _getcpu()
+    return cpu if cpu >= 0 else None
+
+
+_getcpu = None  # libc's sched_getcpu, loaded on first use
 
 
 def _prctl(option: int, value: int) -> None:
