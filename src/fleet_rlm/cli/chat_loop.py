@@ -20,13 +20,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .budget import Usage
-from .config import Settings
+from ..budget import Usage
+from ..config import Settings
+from ..sessions import LIMIT_KEYS, Busy, LiveTurn, Overflow, SessionService
+from ..store import Store
+from ..store.db import ALL_TENANTS
+from ..store.errors import Conflict, NotFound
 from .render import TreeRenderer
-from .sessions import LIMIT_KEYS, Busy, LiveTurn, Overflow, SessionService
-from .store import Store
-from .store.db import ALL_TENANTS
-from .store.errors import Conflict, NotFound
 
 PROMPT = "you> "
 REPLY_PROMPT = "answer> "
@@ -274,7 +274,7 @@ class Chat:
         return None
 
     async def add_document(self, path: str) -> None:
-        from .documents import DocumentError
+        from ..documents import DocumentError
 
         file = Path(path).expanduser()
         try:

@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from .budget import Limits, Usage
-from .events import Event
+from ..budget import Limits, Usage
+from ..events import Event
 
 SHOWN_ITERATIONS = 3
 SHOWN_STEPS = 6
