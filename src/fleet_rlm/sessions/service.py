@@ -24,7 +24,7 @@ import fcntl
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -411,7 +411,7 @@ class SessionService:
 
     # -- the turn protocol of the entry points ----------------------------------------------
     async def post(self, principal: Principal, session_id: str, text: str, *,
-                   limits: dict[str, Any] | None = None, document_ids: list[str] = (),
+                   limits: dict[str, Any] | None = None, document_ids: Sequence[str] = (),
                    answering: str | bool = False) -> Posted:
         """A message to the session. `answering` False: it starts a turn (Busy if one is in
         flight, a waiting one too). A turn id: it answers that turn's ask_user question and the
@@ -471,11 +471,6 @@ class SessionService:
                 self.store, self.live, turn_id, after_seq, live, queue)) as events:
             async for event in events:
                 yield event
-
-    async def result(self, turn_id: str) -> TurnResult | None:
-        """The result of a turn running in this process, once it stops; None if it is not."""
-        live = self.live.get(turn_id)
-        return None if live is None else await asyncio.shield(live.done)
 
     # -- turns: the steps post and follow are made of ------------------------------------
     async def send(self, session_id: str, message: str,
