@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .events import ErrorEvent, parse_event
-from .store import Store
 from .tree import Cell, EventTree, Node, Step, fold
+
+if TYPE_CHECKING:  # the session service passes its store in; this module reads through it
+    from .store import Store
 
 ExportFormat = Literal["json", "markdown"]
 FORMATS: tuple[str, ...] = ("json", "markdown")

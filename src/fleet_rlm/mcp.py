@@ -110,15 +110,11 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
     from . import __version__
     from .engine.rlm import RecursiveRLM
     from .events import EventStream
-    from .export import export_turn
     from .extraction import ExtractionLimits
     from .host_files import read_under_roots
 
-    # The REST API's callers and tenant rules, so both doors keep the same ones.
-    from .server.auth import LOCAL, Principal, tenant_scope
-    from .server.deps import session_of, turn_of
-    from .sessions import Busy, LimitRaised, Overflow
-    from .store import NotFound
+    # The session service's callers and tenant rules, so every door keeps the same ones.
+    from .sessions import LOCAL, Busy, LimitRaised, NotFound, Principal, tenant_scope
     from .tracing import record_trace
 
     Context = mcpserver.Context
@@ -156,8 +152,7 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
         calls and cost. Returns the answer, the status (ok, extract, budget, cancelled, error)
         and the usage."""
         # The caller's tenant's limits, where lower than the server's, bound the query too.
-        ceiling = service.with_limits(None, tenant=await service.store.tenant_limits.get(
-            caller(ctx).tenant_id))
+        ceiling = service.with_limits(None, tenant=await service.tenant_limits(caller(ctx)))
         for name, key, asked in (("max_calls", "max_lm_calls", max_calls),
                                  ("max_usd", "max_usd", max_usd)):
             limit = getattr(ceiling, key)
@@ -211,31 +206,17 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
         the usage."""
         user = caller(ctx)
         if session_id is None:
-            session_id = (await service.store.sessions.create(
-                message.strip()[:60] or "MCP chat", tenant_id=user.tenant_id,
-                user_id=user.user_id)).id
-        await session_of(service, user, session_id)
-        waiting = await service.store.turns.running_for_session(session_id)
-        if waiting is not None and waiting.status == "waiting":
-            seen = await service.store.events.last_seq(waiting.id)
-            live = await service.reply(waiting.id, message)
-        else:
-            seen = 0
-            live = await service.send(session_id, message)
-        try:
-            while True:  # a client too slow for the live stream catches up from the store
-                try:
-                    async for event in service.events(live.turn_id, after_seq=seen):
-                        seen = event.seq
-                        await _report(ctx, event)
-                    break
-                except Overflow:
-                    continue
-            result = await live.done
+            session_id = (await service.create_session(message.strip()[:60] or "MCP chat",
+                                                       principal=user)).id
+        posted = await service.post(user, session_id, message, answering=True)
+        try:  # a client too slow for the live stream catches up from the store
+            async for event in service.follow(posted.turn_id, posted.after_seq):
+                await _report(ctx, event)
+            result = await posted.done
         except asyncio.CancelledError:
-            service.cancel(live.turn_id)
+            service.cancel(posted.turn_id)
             raise
-        return {"session_id": session_id, "turn_id": live.turn_id, "status": result.status,
+        return {"session_id": session_id, "turn_id": posted.turn_id, "status": result.status,
                 "answer": result.answer, "question": result.question, "error": result.error,
                 "usage": result.usage.model_dump(mode="json") if result.usage else None}
 
@@ -243,8 +224,8 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
     async def list_sessions(ctx: Context, query: str | None = None, limit: int = 50
                             ) -> list[dict[str, Any]]:
         """The sessions, most recently active first; `query` matches part of the title."""
-        sessions = await service.store.sessions.list(caller(ctx).tenant_id, q=query,
-                                                     limit=max(1, min(limit, 500)))
+        sessions = await service.list_sessions(caller(ctx), query,
+                                               limit=max(1, min(limit, 500)))
         return [{"id": s.id, "title": s.title, "created_at": s.created_at.isoformat(),
                  "updated_at": s.updated_at.isoformat()} for s in sessions]
 
@@ -253,8 +234,7 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
                        format: Literal["json", "markdown"] = "json") -> str:
         """One turn: as JSON (question, answer, status, usage and every event) or as a Markdown
         transcript (the agent's steps, each RLM node with its code and output)."""
-        await turn_of(service, caller(ctx), turn_id)
-        return await export_turn(service.store, turn_id, format)
+        return await service.export_turn(caller(ctx), turn_id, format)
 
     return server
 
@@ -264,10 +244,10 @@ class McpAuth:
     own (the local user) or a user's live API token (that user); the caller goes into the scope
     for the tools."""
 
-    def __init__(self, app: Callable, settings: Settings, store: Any) -> None:
-        from .server.auth import LOCAL
+    def __init__(self, app: Callable, settings: Settings, service: Any) -> None:
+        from .sessions import LOCAL
 
-        self.app, self.store, self.local = app, store, LOCAL
+        self.app, self.service, self.local = app, service, LOCAL
         self.expected = f"Bearer {settings.mcp_token}".encode()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -284,17 +264,12 @@ class McpAuth:
         await self.app(scope, receive, send)
 
     async def _principal(self, header: bytes) -> Any:
-        from .server.auth import Principal
-        from .store.repos import TokenRepo
-
         if hmac.compare_digest(header, self.expected):
             return self.local
         scheme, _, secret = header.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             return None
-        user = await TokenRepo(self.store).authenticate(secret.strip())
-        return None if user is None else Principal(user.id, user.tenant_id, user.name,
-                                                   user.admin)
+        return await self.service.authenticate(secret.strip())
 
 
 def serve(settings: Settings, transport: Transport = "stdio", host: str = "127.0.0.1",
@@ -308,8 +283,7 @@ def serve(settings: Settings, transport: Transport = "stdio", host: str = "127.0
 async def _serve(settings: Settings, transport: Transport, host: str, port: int,
                  roots: list[Path]) -> None:
     from .redaction import remember
-    from .server.auth import install_tenant_guard
-    from .sessions import SessionService
+    from .sessions import SessionService, install_tenant_guard
 
     remember(settings.api_key, settings.daytona_api_key, settings.mcp_token)
     service = SessionService(settings)
@@ -322,7 +296,7 @@ async def _serve(settings: Settings, transport: Transport, host: str, port: int,
         else:
             import uvicorn
 
-            app = McpAuth(server.streamable_http_app(host=host), settings, service.store)
+            app = McpAuth(server.streamable_http_app(host=host), settings, service)
             config = uvicorn.Config(app, host=host, port=port, log_level="warning")
             await uvicorn.Server(config).serve()
     finally:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ESCAPE = "the path leads outside the session workspace"
-# The session service keeps the session's saved python variables here (sessions.py).
+# The session service keeps the session's saved python variables here (sessions/sandboxes.py).
 PROTECTED = "meta"
 PROTECTED_MESSAGE = (f"{PROTECTED}/ holds the session's saved variables and is kept by the "
                      "service: its files cannot be deleted")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from fleet_rlm.cli.render import TreeRenderer
 from fleet_rlm.events import EventStream, NodeRef, parse_event
-from fleet_rlm.render import TreeRenderer
 from fleet_rlm.testing import dspy_reply
 
 pytestmark = pytest.mark.slow

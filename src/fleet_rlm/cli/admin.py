@@ -7,7 +7,27 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .common import console, err, with_store
+from ..config import Settings
+from .common import console, database_error, err
+
+
+def with_store(action, url: str | None = None) -> str:
+    """Run `await action(store)` on the configured store (or the database at `url`); a failure
+    is a message and exit 1."""
+    import asyncio
+
+    from ..store import Store
+
+    async def run() -> str:
+        settings = Settings()
+        async with Store(url or settings.database_url, settings.data_dir) as store:
+            return await action(store)
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
+        raise database_error(exc) from None
+
 
 db_app = typer.Typer(help="Manage the database schema (FLEET_DATABASE_URL; default a SQLite file "
                      "in FLEET_DATA_DIR).", no_args_is_help=True)

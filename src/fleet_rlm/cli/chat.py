@@ -1,4 +1,4 @@
-"""`fleet chat`: the terminal chat loop (`fleet_rlm.chat`) behind its options."""
+"""`fleet chat`: the terminal chat loop (`chat_loop`) behind its options."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def chat(
 
     from pydantic import ValidationError
 
-    from ..chat import run_chat
     from ..config import get_settings
+    from .chat_loop import run_chat
 
     try:
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,11 +41,10 @@ def daytona_gc(
     """Delete fleet-rlm sandboxes left on Daytona, and volumes of deleted sessions."""
     from ..sandbox import SandboxError, backend
     from ..sandbox.daytona_admin import gc_volumes
-    from ..store import database_url
+    from ..sessions.offline import database_label
 
     settings = Settings()
-    store = database_url(settings.database_url, settings.data_dir).render_as_string(
-        hide_password=True)
+    store = database_label(settings)
     if not turns and not yes:
         typer.confirm("Delete every fleet-rlm sandbox of this Daytona organisation, including "
                       "those of turns still running, and the volume of every session not in "
@@ -81,22 +79,9 @@ def _session_ids(settings: Settings) -> set[str] | None:
     made here)."""
     import asyncio
 
-    import sqlalchemy as sa
-
-    from ..store import Session, Store
-    from ..store.db import ALL_TENANTS
-
-    async def load() -> set[str] | None:
-        store = Store.from_settings(settings, tenant=ALL_TENANTS)
-        if store.dialect == "sqlite" and not Path(store.url.database or "").is_file():
-            return None
-        async with store:
-            if await store.current() is None:
-                return None
-            async with store.transaction() as db:
-                return set(await db.scalars(sa.select(Session.id)))
+    from ..sessions.offline import session_ids
 
     try:
-        return asyncio.run(load())
+        return asyncio.run(session_ids(settings))
     except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
         raise database_error(exc) from None

@@ -25,23 +25,17 @@ def export_command(
     every event) or as a Markdown transcript."""
     import asyncio
 
-    from ..export import FORMATS, export_session, export_turn
-    from ..store import NotFound, Store
-    from ..store.db import ALL_TENANTS
+    from ..export import FORMATS
+    from ..sessions import NotFound
+    from ..sessions.offline import export
 
     if format not in FORMATS:
         err.print(f"[red]error:[/red] --format must be one of {', '.join(FORMATS)}")
         raise typer.Exit(1)
     kind = "session" if session else "turn"
 
-    async def load() -> str:
-        async with Store.from_settings(Settings(), tenant=ALL_TENANTS) as store:
-            if await store.current() is None:  # no database yet, so nothing to export
-                raise NotFound(kind, id)
-            return await (export_session if session else export_turn)(store, id, format)
-
     try:
-        text = asyncio.run(load())
+        text = asyncio.run(export(Settings(), kind, id, format))
     except NotFound:
         err.print(f"[red]error:[/red] no {kind} with id {escape(repr(id))}")
         raise typer.Exit(1) from None

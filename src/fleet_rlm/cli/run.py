@@ -102,7 +102,7 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int
 
     from ..engine.rlm import RecursiveRLM
     from ..events import EventStream
-    from ..render import TreeRenderer
+    from .render import TreeRenderer
 
     sinks = []
     if as_json:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ..config import Settings
-from .common import err, with_store
+from .common import database_error, err
 
 
 def serve_mcp(
@@ -50,7 +50,17 @@ def serve_mcp(
 def refuse_row_security_bypass(settings: Settings) -> None:
     """Serving tenants (FLEET_AUTH=token) on PostgreSQL as a role that row-level security does
     not bind is refused, with how to make a role it does."""
-    if settings.auth == "token" and (bypass := with_store(lambda s: s.row_security_bypass())):
+    if settings.auth != "token":
+        return
+    import asyncio
+
+    from ..sessions.offline import row_security_bypass
+
+    try:
+        bypass = asyncio.run(row_security_bypass(settings))
+    except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
+        raise database_error(exc) from None
+    if bypass:
         err.print(f"[red]error:[/red] refusing to serve tenants: {escape(bypass)}")
         raise typer.Exit(1)
 

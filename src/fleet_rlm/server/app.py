@@ -8,21 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from .. import __version__
 from ..config import Settings
-from ..sessions import SessionService
-from ..store.db import ALL_TENANTS
+from ..sessions import ALL_TENANTS, SessionService, install_tenant_guard, tenant_scope
 from . import errors, settings_file
-from .auth import (
-    install_tenant_guard,
-    redact_tokens_in_logs,
-    tenant_scope,
-    with_server_token,
-)
+from .auth import redact_tokens_in_logs, with_server_token
 from .feedback import router as feedback_router
 from .guard import RequestGuard, route_limits
 from .hub import Hub
@@ -84,8 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ready() -> JSONResponse:
         """Readiness: the database answers a query."""
         try:
-            async with app.state.svc.store.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            await app.state.svc.ping()
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return JSONResponse({"status": "unavailable", "error": f"{type(exc).__name__}: "
                                  f"{exc}"}, status_code=503)

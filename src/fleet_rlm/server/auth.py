@@ -9,8 +9,9 @@ modes answer only requests whose Host is a loopback name and refuse cross-site w
 WebSockets, so a web page elsewhere cannot drive the local workspace. Tokens travel as a bearer
 header (REST) or the header or `?token=` (WebSocket, for browsers).
 
-Every request runs with its tenant in `TENANT`; on PostgreSQL each transaction sets
-`fleet.tenant_id` from it, so row-level security (migration 0002) hides other tenants' rows.
+The caller becomes a `Principal` (sessions/tenancy.py) passed to the session service, which shows
+it only its tenant's sessions; every request also acts for that tenant (`sessions.act_as`), so on
+PostgreSQL row-level security (migration 0002) hides other tenants' rows underneath.
 """
 
 from __future__ import annotations
@@ -18,39 +19,27 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from fastapi import Request
-from sqlalchemy.engine import Engine
 from starlette.requests import HTTPConnection
 
 from ..config import Settings
 from ..redaction import redact_logs, remember
-from ..store import LOCAL_TENANT_ID, LOCAL_USER_ID
-from ..store.repos import TokenRepo
+from ..sessions import (  # noqa: F401 - the tenancy names, where the server's callers look
+    ANONYMOUS,
+    LOCAL,
+    TENANT,
+    Principal,
+    act_as,
+    install_tenant_guard,
+    tenant_scope,
+    unavailable,
+)
 from .errors import ApiError
 
-TENANT: ContextVar[str | None] = ContextVar("fleet_tenant", default=None)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PRINCIPAL = "fleet.principal"  # scope key: the caller, when the request guard found it already
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: str
-    tenant_id: str
-    name: str
-    admin: bool
-
-
-LOCAL = Principal(LOCAL_USER_ID, LOCAL_TENANT_ID, "local", admin=True)
-# FLEET_AUTH=none: whoever reaches the port; not an admin, so no one changes settings anonymously.
-ANONYMOUS = Principal(LOCAL_USER_ID, LOCAL_TENANT_ID, "local", admin=False)
 
 
 def with_server_token(settings: Settings) -> Settings:
@@ -60,33 +49,10 @@ def with_server_token(settings: Settings) -> Settings:
     return settings.model_copy(update={"token": secrets.token_urlsafe(32)})
 
 
-def _set_tenant(connection: sa.Connection) -> None:
-    tenant = TENANT.get()
-    if tenant is not None and connection.dialect.name == "postgresql":
-        connection.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
-
-
-def install_tenant_guard() -> None:
-    """From now on, every PostgreSQL transaction in this process begins by setting
-    fleet.tenant_id (transaction-local) to the current TENANT, if one is set. Without it,
-    row-level security shows no rows."""
-    if not sa.event.contains(Engine, "begin", _set_tenant):
-        sa.event.listen(Engine, "begin", _set_tenant)
-
-
 def redact_tokens_in_logs(settings: Settings) -> None:
     """Tokens (browsers pass the WebSocket's as ?token=) and keys stay out of the logs."""
     remember(settings.api_key, settings.daytona_api_key, settings.token, settings.mcp_token)
     redact_logs("uvicorn.error", "uvicorn.access", "fleet_rlm")
-
-
-@contextmanager
-def tenant_scope(tenant_id: str) -> Iterator[None]:
-    token = TENANT.set(tenant_id)
-    try:
-        yield
-    finally:
-        TENANT.reset(token)
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -128,17 +94,16 @@ def _bearer(conn: HTTPConnection, allow_query: bool) -> str | None:
 
 
 async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Principal:
-    """The caller, or ApiError 401/403. Sets TENANT for the rest of the request."""
+    """The caller, or ApiError 401/403. The rest of the request acts for its tenant."""
     settings = conn.app.state.svc.settings
     if settings.auth == "token":
         secret = _bearer(conn, allow_query=websocket)
         if not secret:
             raise ApiError(401, "unauthorized", "a bearer token is required: "
                            "Authorization: Bearer <token> (create one with `fleet tokens create`)")
-        user = await TokenRepo(conn.app.state.svc.store).authenticate(secret)
-        if user is None:
+        principal = await conn.app.state.svc.authenticate(secret)
+        if principal is None:
             raise ApiError(401, "unauthorized", "the token is unknown or revoked")
-        principal = Principal(user.id, user.tenant_id, user.name, user.admin)
     else:
         check_local_origin(conn, websocket)
         principal = LOCAL if settings.auth == "local" else ANONYMOUS
@@ -150,7 +115,7 @@ async def authenticate(conn: HTTPConnection, websocket: bool = False) -> Princip
                     "the token is wrong" if secret else "this server wants its token") +
                     ": open the URL `fleet web` printed (http://127.0.0.1:PORT/?token=...), or "
                     "send Authorization: Bearer <token> (FLEET_TOKEN sets it)")
-    TENANT.set(principal.tenant_id)
+    act_as(principal)
     return principal
 
 
@@ -158,8 +123,6 @@ async def still_authenticated(conn: HTTPConnection) -> bool:
     """Whether the credentials a WebSocket opened with still hold (a token may be revoked).
     While the database is away this cannot be told: the socket stays, and what its frames ask
     of the store is answered `unavailable` until the check can be made again."""
-    from ..store.faults import unavailable
-
     try:
         await authenticate(conn, websocket=True)
     except ApiError:

@@ -14,9 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
-from ..sessions import Busy
-from ..store import Conflict, NotFound
-from ..store.faults import disk_full, unavailable
+from ..sessions import Busy, Conflict, NotFound, disk_full, unavailable
 from ..workspace import WorkspaceError
 
 # DocumentError.reason -> HTTP status; the rest are 422.

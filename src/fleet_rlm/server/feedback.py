@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import tracing
 from ..config import Settings
-from .deps import Service, User, turn_of
+from .deps import Service, User
 from .errors import ApiError
 
 router = APIRouter(tags=["feedback"])
@@ -34,8 +34,7 @@ async def give_feedback(svc: Service, user: User, turn_id: str, body: FeedbackIn
     """Logged as an assessment on the turn's trace. 409 when tracing is not configured
     (FLEET_MLFLOW_TRACKING_URI) or the turn has no trace (not finished, or finished while
     tracing was off); 502 when the MLflow store fails."""
-    await svc.stored(turn_id=turn_id, complete=True)  # a turn that just finished: its trace
-    turn = await turn_of(svc, user, turn_id)
+    turn = await svc.turn(user, turn_id, complete=True)  # one that just finished: its trace
     if not svc.settings.mlflow_tracking_uri:
         raise ApiError(409, "tracing_off", "tracing is not configured: set "
                        "FLEET_MLFLOW_TRACKING_URI so turns are traced and feedback is recorded")

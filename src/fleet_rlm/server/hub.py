@@ -1,12 +1,12 @@
 """Live turns to every socket of a session.
 
 Each socket has an outbox drained by its own writer task. When a turn starts (a message, or an
-answer to ask_user), the hub tells every socket of the session, and each follows the turn with
-`svc.events` from the seq it started at, so all of them get the same sequence. Following moves
-events into the outbox (bounded) and never waits on the network: a replay from the store waits
-for room, and a client that leaves its outbox full for STALL_S (or lets the service's live queue
-fill up) gets an `overflow` socket_error frame with the seq to resume from and stops following that
-turn. The turn itself never waits for anyone: the service drops a subscriber that falls behind.
+answer to ask_user: `svc.post`), the hub tells every socket of the session, and each is a loop
+over `svc.follow` from the seq the turn started at, so all of them get the same sequence (the
+service fills gaps and catches up from the store). Following moves events into the outbox
+(bounded) and never waits on the network: a replay from the store waits for room, and a client
+that leaves its outbox full for STALL_S gets an `overflow` socket_error frame with the seq to
+resume from and stops following that turn. The turn itself never waits for anyone.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import WebSocket
 
 from ..events import Event
-from ..sessions import Overflow, SessionService
+from ..sessions import Overflow, Posted, Principal, SessionService
 from .frames import ActiveTurn, SessionFrame, socket_error
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Client:
         if previous is not None:
             previous.cancel()
             self.outbox.drop_turn(turn_id)
-        events = self.svc.events(turn_id, after_seq)  # subscribed now, before the turn emits
+        events = self.svc.follow(turn_id, after_seq)  # subscribed now, before the turn emits
         self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq, events))
 
     async def _pump(self, turn_id: str, after_seq: int, events: AsyncIterator[Event]) -> None:
@@ -104,15 +104,10 @@ class Client:
         try:
             async with contextlib.aclosing(events):
                 async for event in events:
-                    frames = [event.model_dump(mode="json")]
-                    if event.seq > last + 1:  # a dropped live event: fill the gap from the store
-                        frames[:0] = await self._stored(turn_id, last, event.seq)
-                    for frame in frames:
-                        if frame["seq"] <= last:
-                            continue
-                        if not await self.outbox.put_event(frame, self.stall_s):
-                            raise Overflow(last)
-                        last = frame["seq"]
+                    if not await self.outbox.put_event(event.model_dump(mode="json"),
+                                                       self.stall_s):
+                        raise Overflow(last)
+                    last = event.seq
         except Overflow:
             self.push(socket_error(
                 "overflow", f"this client fell behind turn {turn_id}: send resume with "
@@ -126,14 +121,6 @@ class Client:
         finally:
             if self.follows.get(turn_id) is asyncio.current_task():
                 del self.follows[turn_id]
-
-    async def _stored(self, turn_id: str, after: int, before: int) -> list[dict[str, Any]]:
-        live = self.svc.live.get(turn_id)
-        if live is not None:
-            await live.recorder.flush()
-        records = await self.svc.store.events.list(turn_id, after_seq=after,
-                                                   limit=before - after - 1)
-        return [r.payload for r in records]
 
     async def write_loop(self) -> None:
         while True:
@@ -173,43 +160,30 @@ class Hub:
         for client in list(self.clients.get(session_id, ())):
             client.push(frame)
 
-    async def send(self, session_id: str, text: str, limits: dict[str, Any] | None,
-                   attachments: Sequence[str] = ()) -> str:
-        """Start a turn (Busy if one is in flight); every socket of the session follows it."""
+    async def post(self, user: Principal, session_id: str, text: str, **options: Any
+                   ) -> Posted:
+        """`svc.post`: start a turn (Busy if one is in flight) or, with `answering`, answer the
+        turn's ask_user; every socket of the session follows what it started."""
         async with self._locks[session_id]:  # two sockets sending at once: one gets Busy
-            live = await self.svc.send(session_id, text, limits, attachments)
-        self._announce(session_id, live.turn_id, 0)
-        return live.turn_id
+            posted = await self.svc.post(user, session_id, text, **options)
+        self._announce(session_id, posted.turn_id, posted.after_seq)
+        return posted
 
-    async def reply(self, session_id: str, turn_id: str, text: str) -> None:
-        """Answer the turn's ask_user; it goes on with the seq after the question."""
-        async with self._locks[session_id]:
-            await self.svc.stored(session_id, complete=True)  # its question and events are stored
-            after = await self.svc.store.events.last_seq(turn_id)
-            await self.svc.reply(turn_id, text)
-        self._announce(session_id, turn_id, after)
-
-    async def cancel(self, session_id: str, turn_id: str) -> bool:
+    async def cancel(self, user: Principal, session_id: str, turn_id: str) -> bool:
         """Cancel a running turn, or dismiss one waiting on the user; False if neither."""
         if self.svc.cancel(turn_id):
             return True
         async with self._locks[session_id]:
-            stopped = await self.svc.stop(turn_id)
+            stopped = await self.svc.stop(turn_id, principal=user)
         if stopped:  # a waiting turn emits nothing more: tell the sockets it is closed
-            self.broadcast(session_id, await self.state(session_id))
+            self.broadcast(session_id, await self.state(user, session_id))
         return stopped
 
-    async def state(self, session_id: str) -> dict[str, Any]:
+    async def state(self, user: Principal, session_id: str) -> dict[str, Any]:
         """The `session` frame: the turn in flight, if any, and where its events stand."""
-        await self.svc.stored(session_id)
-        turn = await self.svc.store.turns.running_for_session(session_id)
-        active = None
-        if turn is not None:
-            live = self.svc.live.get(turn.id)
-            last_seq = live.last_seq if live else await self.svc.store.events.last_seq(turn.id)
-            active = ActiveTurn(turn_id=turn.id, status=turn.status, last_seq=last_seq,
-                                question=(turn.pending or {}).get("question"))
-        frame = SessionFrame(type="session", session_id=session_id, active_turn=active)
+        active = await self.svc.active_turn(user, session_id)
+        frame = SessionFrame(type="session", session_id=session_id,
+                             active_turn=ActiveTurn(**active) if active else None)
         return frame.model_dump(mode="json")
 
     async def close(self) -> None:

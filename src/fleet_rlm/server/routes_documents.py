@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
 
-from .deps import Service, User, document_of, session_of
+from .deps import Service, User
 from .guard import MB, body_limit
 from .schemas import DocumentDetail, DocumentOut
 
@@ -22,15 +22,14 @@ async def upload_document(svc: Service, user: User, session_id: str,
     unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
     session → 409. The upload streams to a temporary file and from there to the extraction
     process: the server never holds it whole."""
-    await session_of(svc, user, session_id)
-    document = await svc.add_document(session_id, file.filename or "", file.file)
+    document = await svc.add_document(session_id, file.filename or "", file.file,
+                                      principal=user)
     return DocumentOut.of(document)
 
 
 @router.get("/sessions/{session_id}/documents", response_model=list[DocumentOut])
 async def list_documents(svc: Service, user: User, session_id: str) -> list[DocumentOut]:
-    await session_of(svc, user, session_id)
-    return [DocumentOut.of(d) for d in await svc.store.documents.list(session_id)]
+    return [DocumentOut.of(d) for d in await svc.documents(user, session_id)]
 
 
 @router.get("/documents/{document_id}", response_model=DocumentDetail)
@@ -39,14 +38,12 @@ async def get_document(svc: Service, user: User, document_id: str,
                        length: int | None = Query(None, ge=0, le=10_000_000,
                                                   description="Characters; default a preview.")
                        ) -> DocumentDetail:
-    document = await document_of(svc, user, document_id)
-    text = await svc.store.documents.read(document_id, start,
-                                          PREVIEW_CHARS if length is None else length)
+    document, text = await svc.read_document(user, document_id, start,
+                                             PREVIEW_CHARS if length is None else length)
     return DocumentDetail(**DocumentOut.of(document).model_dump(), start=start, text=text)
 
 
 @router.delete("/documents/{document_id}", status_code=204)
 async def delete_document(svc: Service, user: User, document_id: str) -> Response:
-    await document_of(svc, user, document_id)
-    await svc.store.documents.delete(document_id)
+    await svc.delete_document(user, document_id)
     return Response(status_code=204)

@@ -26,8 +26,8 @@ async def tenant_admin(user: Annotated[Principal, Depends(current_user)]) -> Pri
 TenantAdmin = Annotated[Principal, Depends(tenant_admin)]
 
 
-async def _report(svc: SessionService, tenant_id: str) -> TenantLimitsOut:
-    own = await svc.store.tenant_limits.get(tenant_id)
+async def _report(svc: SessionService, user: Principal) -> TenantLimitsOut:
+    own = await svc.tenant_limits(user)
     effective = svc.with_limits(None, tenant=own)
     return TenantLimitsOut(
         tenant=Limits(**own),
@@ -37,7 +37,7 @@ async def _report(svc: SessionService, tenant_id: str) -> TenantLimitsOut:
 
 @router.get("/tenant/limits", response_model=TenantLimitsOut)
 async def get_tenant_limits(svc: Service, user: User) -> TenantLimitsOut:
-    return await _report(svc, user.tenant_id)
+    return await _report(svc, user)
 
 
 @router.put("/tenant/limits", response_model=TenantLimitsOut)
@@ -47,11 +47,10 @@ async def put_tenant_limits(svc: Service, user: TenantAdmin, body: Limits) -> Te
     from now on runs within them, a paused one too when it resumes."""
     limits = body.model_dump(exclude_none=True)
     try:
-        svc.with_limits(limits)
+        await svc.set_tenant_limits(user, limits)
     except LimitRaised as exc:
         raise ApiError(422, "invalid", str(exc), field=exc.field, server_limit=exc.limit) from None
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, "invalid", message) from None
-    await svc.store.tenant_limits.set(user.tenant_id, limits)
-    return await _report(svc, user.tenant_id)
+    return await _report(svc, user)

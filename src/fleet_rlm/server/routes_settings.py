@@ -97,14 +97,10 @@ async def test_sandbox(svc: Service, user: Admin, body: SettingsPatch | None = N
 async def usage(svc: Service, user: User, group: Literal["session", "day"] = "session"
                 ) -> UsageReport:
     """Calls, tokens and cost of the tenant's finished turns, per session or per UTC day."""
-    from ..store.repos import UsageRepo
-
     rows: dict[str, UsageRow] = {}
     total = UsageRow(key="total")
     counts: dict[str, int] = defaultdict(int)
-    await svc.stored()  # turns that have just finished count
-    for session_id, title, created_at, turn_usage in await UsageRepo(svc.store).turns(
-            user.tenant_id):
+    for session_id, title, created_at, turn_usage in await svc.usage(user):
         key = session_id if group == "session" else created_at.date().isoformat()
         row = rows.setdefault(key, UsageRow(key=key, title=title if group == "session" else None))
         counts[key] += 1

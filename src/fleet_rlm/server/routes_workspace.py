@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..workspace import Workspace
-from .deps import Service, User, session_of
+from .deps import Service, User
 from .guard import MB, body_limit
 from .schemas import WorkspaceListing
 
@@ -21,8 +21,7 @@ UNSAFE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml
 
 
 async def _workspace(svc, user, session_id: str) -> Workspace:
-    await session_of(svc, user, session_id)
-    return svc.session_workspace(session_id)
+    return await svc.files(user, session_id)
 
 
 @router.get("/sessions/{session_id}/workspace", response_model=WorkspaceListing)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..attachments import typed_text
 from ..config import SandboxBackend
-from ..store import Document, Session, Turn
+from ..sessions import DocumentRow, SessionRow, TurnRow
 from ..workspace import WorkspaceEntry
 
 
@@ -26,7 +26,7 @@ class SessionOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, s: Session) -> SessionOut:
+    def of(cls, s: SessionRow) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
                    created_at=s.created_at, updated_at=s.updated_at)
 
@@ -70,7 +70,7 @@ class TurnOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, t: Turn) -> TurnOut:
+    def of(cls, t: TurnRow) -> TurnOut:
         attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    text=typed_text(t.user_message, [a.name for a in attachments]),
@@ -97,7 +97,7 @@ class DocumentOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, d: Document) -> DocumentOut:
+    def of(cls, d: DocumentRow) -> DocumentOut:
         return cls(id=d.id, session_id=d.session_id, name=d.name, kind=d.kind,
                    size_bytes=d.size_bytes, chars=d.chars, sha256=d.sha256,
                    created_at=d.created_at)

@@ -26,11 +26,8 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
-from ..sessions import Busy, LimitRaised
-from ..store import NotFound
-from ..store.faults import unavailable
+from ..sessions import Busy, LimitRaised, NotFound, unavailable
 from .auth import Principal, authenticate, still_authenticated
-from .deps import session_of, turn_of
 from .errors import RETRY_AFTER_S, ApiError, unavailable_message
 from .frames import (
     CLIENT_FRAMES,
@@ -107,37 +104,36 @@ class Connection:
         self.client.push(socket_error(code, message, **extra))
 
     async def _turn(self, turn_id: str):
-        turn = await turn_of(self.svc, self.user, turn_id)
+        turn = await self.svc.turn(self.user, turn_id)
         if turn.session_id != self.session_id:
             raise NotFound("turn", turn_id)
         return turn
 
     async def on_message(self, frame: MessageFrame) -> None:
-        try:
-            self.svc.with_limits(frame.limits, tenant=await self.svc.store.tenant_limits.get(
-                self.user.tenant_id))
-        except ValidationError as exc:  # said per field, before anything is looked up
+        try:  # the limits are checked before the documents are looked up
+            await self.hub.post(self.user, self.session_id, frame.text, limits=frame.limits,
+                                document_ids=frame.attachments)
+        except ValidationError as exc:  # said per field
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in exc.errors())
             raise FrameError("invalid", f"bad limits: {problems}") from None
         except LimitRaised as exc:
             raise FrameError("invalid", f"bad limits: {exc}", field=exc.field,
                              **{f"{exc.whose}_limit": exc.limit}) from None
-        await self.hub.send(self.session_id, frame.text, frame.limits, frame.attachments)
 
     async def on_answer(self, frame: AnswerFrame) -> None:
         await self._turn(frame.turn_id)
-        await self.hub.reply(self.session_id, frame.turn_id, frame.text)
+        await self.hub.post(self.user, self.session_id, frame.text, answering=frame.turn_id)
 
     async def on_cancel(self, frame: CancelFrame) -> None:
         if frame.turn_id is not None:
             turn_id = (await self._turn(frame.turn_id)).id
         else:
-            turn = await self.svc.store.turns.running_for_session(self.session_id)
-            if turn is None:
+            active = await self.svc.active_turn(self.user, self.session_id)
+            if active is None:
                 raise FrameError("not_running", "no turn is in flight in this session")
-            turn_id = turn.id
-        if not await self.hub.cancel(self.session_id, turn_id):
+            turn_id = active["turn_id"]
+        if not await self.hub.cancel(self.user, self.session_id, turn_id):
             raise FrameError("not_running", f"turn {turn_id} is not in flight", turn_id=turn_id)
 
     async def on_resume(self, frame: ResumeFrame) -> None:
@@ -148,7 +144,7 @@ class Connection:
 async def _admit(ws: WebSocket, session_id: str) -> Principal | None:
     try:
         user = await authenticate(ws, websocket=True)
-        await session_of(ws.app.state.svc, user, session_id)
+        await ws.app.state.svc.session(user, session_id)
         return user
     except ApiError as exc:
         code = 4401 if exc.status == 401 else 4403
@@ -175,7 +171,7 @@ async def session_socket(ws: WebSocket, session_id: str) -> None:
     writer = asyncio.create_task(client.write_loop())
     watcher = asyncio.create_task(_watch_token(ws))
     try:
-        client.push(await hub.state(session_id))
+        client.push(await hub.state(user, session_id))
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":

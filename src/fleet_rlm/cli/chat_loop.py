@@ -20,13 +20,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .budget import Usage
-from .config import Settings
+from ..budget import Usage
+from ..config import Settings
+from ..sessions import (
+    ALL_TENANTS,
+    EVERY_TENANT,
+    LIMIT_KEYS,
+    Busy,
+    Conflict,
+    NotFound,
+    Posted,
+    SessionService,
+)
 from .render import TreeRenderer
-from .sessions import LIMIT_KEYS, Busy, LiveTurn, Overflow, SessionService
-from .store import Store
-from .store.db import ALL_TENANTS
-from .store.errors import Conflict, NotFound
 
 PROMPT = "you> "
 REPLY_PROMPT = "answer> "
@@ -79,6 +85,7 @@ class Chat:
     def __init__(self, service: SessionService, out: Console | None = None,
                  err: Console | None = None) -> None:
         self.service = service
+        self.user = EVERY_TENANT  # the terminal user holds the database's credentials
         self.out = out or Console(highlight=False)
         self.err = err or Console(stderr=True, highlight=False)
         self.session_id: str | None = None  # created on first use, so /new leaves no empty ones
@@ -147,42 +154,38 @@ class Chat:
         try:
             if self.waiting:
                 turn_id, self.waiting = self.waiting, None
-                after = await self.service.store.events.last_seq(turn_id)
-                live = await self.service.reply(turn_id, text)
+                assert self.session_id is not None
+                posted = await self.service.post(self.user, self.session_id, text,
+                                                 answering=turn_id)
             else:
                 session_id = await self.session(title=text)
-                live = await self.service.send(session_id, text, self.limits)
-                after, self.last_usage = 0, []
+                posted = await self.service.post(self.user, session_id, text,
+                                                 limits=self.limits)
+                self.last_usage = []
         except (Busy, ValueError, NotFound) as exc:
             self.err.print(f"[red]error:[/red] {escape(str(exc))}")
             return
-        await self.follow(live, after)
+        await self.follow(posted)
 
-    async def follow(self, live: LiveTurn, after: int) -> None:
+    async def follow(self, posted: Posted) -> None:
         """Draw a running turn until it stops: the tree, then the answer as it streams."""
         renderer = TreeRenderer(self.err)
-        self._turn, self._cancelling, self._streaming = live.turn_id, False, False
+        self._turn, self._cancelling, self._streaming = posted.turn_id, False, False
         try:
             with contextlib.ExitStack() as display:
                 display.enter_context(renderer.live())
-                while True:
-                    try:
-                        async for event in self.service.events(live.turn_id, after_seq=after):
-                            after = event.seq
-                            renderer(event)
-                            if event.type == "answer_delta":
-                                if not self._streaming:
-                                    display.close()  # the tree's last frame stays above
-                                    self._streaming = True
-                                sys.stdout.write(event.text)
-                                sys.stdout.flush()
-                        break
-                    except Overflow:  # fell behind: the rest comes from the store
-                        continue
+                async for event in self.service.follow(posted.turn_id, posted.after_seq):
+                    renderer(event)
+                    if event.type == "answer_delta":
+                        if not self._streaming:
+                            display.close()  # the tree's last frame stays above
+                            self._streaming = True
+                        sys.stdout.write(event.text)
+                        sys.stdout.flush()
             if self._streaming:
                 sys.stdout.write("\n")
             try:
-                result = await live.done
+                result = await posted.done
             except Exception as exc:  # noqa: BLE001 - the turn failed; the chat goes on
                 self.err.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')}")
                 return
@@ -192,7 +195,7 @@ class Chat:
             self.last_usage = [result.usage]
         match result.status:
             case "waiting":
-                self.waiting = live.turn_id
+                self.waiting = posted.turn_id
                 self.out.print(f"[bold cyan]?[/] {escape(result.question or '')}")
             case "cancelled":
                 self.err.print("[magenta]cancelled[/magenta]"
@@ -210,14 +213,15 @@ class Chat:
             clipped = " ".join(title.split())
             if len(clipped) > TITLE_CHARS:
                 clipped = clipped[: TITLE_CHARS - 1] + "…"
-            self.session_id = (await self.service.create_session(clipped)).id
+            self.session_id = (await self.service.create_session(clipped,
+                                                                 principal=self.user)).id
             self.err.print(f"[dim]session {self.session_id}[/dim]")
         return self.session_id
 
     async def open(self, session_id: str) -> None:
         """Make `session_id` current and print its recent history (NotFound if there is none)."""
-        session = await self.service.store.sessions.get(session_id)
-        turns = await self.service.store.turns.list(session_id)
+        session = await self.service.session(self.user, session_id)
+        turns = await self.service.turns(self.user, session_id)
         self.session_id, self.waiting, self.last_usage = session.id, None, []
         self.out.print(f"[bold]{escape(session.title)}[/] [dim]{session.id} · "
                        f"{len(turns)} turns[/dim]")
@@ -274,7 +278,7 @@ class Chat:
         return None
 
     async def add_document(self, path: str) -> None:
-        from .documents import DocumentError
+        from ..documents import DocumentError
 
         file = Path(path).expanduser()
         try:
@@ -285,14 +289,16 @@ class Chat:
             return
         try:
             session_id = await self.session(title=file.name)
-            doc = await self.service.add_document(session_id, file.name, data)
+            doc = await self.service.add_document(session_id, file.name, data,
+                                                  principal=self.user)
         except (DocumentError, Conflict) as exc:
             self.err.print(f"[red]error:[/red] {escape(str(exc))}")
             return
         self.out.print(f"added {escape(doc.name)} ({doc.kind}, {doc.chars:,} chars)")
 
     async def list_documents(self) -> None:
-        docs = await self.service.store.documents.list(self.session_id) if self.session_id else []
+        docs = (await self.service.documents(self.user, self.session_id) if self.session_id
+                else [])
         if not docs:
             self.out.print("[dim]no documents yet: /docs add PATH[/dim]")
         for doc in docs:
@@ -300,7 +306,7 @@ class Chat:
                            f"{doc.size_bytes:,} bytes[/dim]")
 
     async def list_sessions(self) -> None:
-        sessions = await self.service.store.sessions.list(limit=LISTED_SESSIONS)
+        sessions = await self.service.list_sessions(self.user, limit=LISTED_SESSIONS)
         if not sessions:
             self.out.print("[dim]no sessions yet[/dim]")
         for session in sessions:
@@ -353,7 +359,7 @@ def run_chat(settings: Settings, session_id: str | None = None) -> int:
 
     async def main() -> int:
         # The terminal user has the database's credentials: row-level security shows all.
-        service = SessionService(settings, Store.from_settings(settings, tenant=ALL_TENANTS))
+        service = SessionService(settings, tenant=ALL_TENANTS)
         await service.open()
         try:
             return await Chat(service).run(session_id)

@@ -1,6 +1,16 @@
-"""Sessions as the CLI, the server and the MCP server use them: documents, turns run in worker
-threads, their events recorded in the store and fanned out live, ask_user pause/resume, cancel,
-and each session's persistent python sandbox with its workspace.
+"""The session service: the one door the server, `fleet chat` and the MCP server go through.
+
+Sessions and their documents, turns run in worker threads with their events recorded in the store
+and fanned out live, ask_user pause/resume, cancel, and each session's persistent python sandbox
+with its workspace. Its API for the entry points:
+
+- `post(principal, session_id, text, ...)` starts a turn, or answers the one waiting on ask_user;
+- `follow(turn_id, after_seq)` iterates a turn's events (the stored backlog, then live ones, with
+  gaps and overflows made good from the store);
+- reads (`session`, `turns`, `turn`, `turn_events`, `documents`, ...) first wait for what a
+  finished turn is still writing, so a read made in answer to turn_finished sees the turn closed;
+- tenancy: every method that takes a `Principal` shows it only its tenant's rows, and treats
+  another tenant's as missing (NotFound).
 
 This is a consumer of the engine: it writes the store from the event stream; the engine never
 sees the store (it gets a `SessionContext`).
@@ -13,72 +23,42 @@ import contextlib
 import fcntl
 import functools
 import hashlib
-import json
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydantic
 
-from .attachments import note as attachment_note
-from .budget import CallCost, CancelToken, Limits, Usage
-from .config import Settings
-from .engine.agent import DocumentInfo
-from .engine.turn import Exchange, Turn, TurnResult
-from .events import Event, EventStream, NodeRef, parse_event
-from .extraction import ExtractionLimits, Extractor
-from .redaction import redact, remember
-from .sandbox import Sandbox, SandboxError, backend, create_sandbox
-from .store import NotFound, Store
-from .store.db import INTERRUPTED
-from .store.faults import until_available
-from .store.models import Document, utcnow
-from .workspace import Workspace, WorkspaceError, WorkspaceIO
+from ..attachments import note as attachment_note
+from ..budget import CancelToken, Usage
+from ..config import Settings
+from ..engine.agent import DocumentInfo
+from ..engine.turn import Exchange, Turn, TurnResult
+from ..events import Event, EventStream, parse_event
+from ..extraction import ExtractionLimits, Extractor
+from ..redaction import redact, remember
+from ..sandbox import Sandbox, backend
+from ..store import LOCAL_TENANT_ID, NotFound, Store
+from ..store import Session as SessionRow
+from ..store import Turn as TurnRow
+from ..store.db import ALL_TENANTS, INTERRUPTED
+from ..store.faults import until_available
+from ..store.models import Document
+from ..workspace import Workspace, WorkspaceIO
+from . import live as live_turns
+from .live import LiveTurn, Overflow, deliver, subscribe
+from .records import STORE_STATUS, TurnOutcome, close_failed, end_record
+from .sandboxes import SandboxPool
+from .tenancy import Principal
 
 log = logging.getLogger(__name__)
 
-WORKSPACE_DIRS = ("memory", "artifacts", "buffers", "meta")
-LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
-STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
-SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
 STALLED_WAIT_S = 2.0  # that wait while the database is away
 LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
-
-# Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
-# restart of the process; the others are listed as lost. Only a namespace that RESTORE_STATE
-# prepared is saved, so a sandbox restarted without its state never overwrites the good save
-# with an empty one; and the save is written whole or not at all.
-SAVE_STATE = """
-import pickle as _p, types as _t, json as _j, os as _o
-if '_fleet_restored' not in globals():
-    raise RuntimeError('this sandbox did not restore the saved state; not saving over it')
-_keep, _lost = {}, []
-for _k, _v in list(globals().items()):
-    if _k.startswith('_') or isinstance(_v, _t.ModuleType) or callable(_v) and _k.isupper():
-        continue
-    try:
-        _p.dumps(_v); _keep[_k] = _v
-    except Exception:
-        _lost.append(_k)
-for _name, _write in (('namespace.pkl', lambda _f: _p.dump(_keep, _f)),
-                      ('lost.json', lambda _f: _f.write(_j.dumps(sorted(_lost)).encode()))):
-    with open(f'/work/meta/.{_name}.new', 'wb') as _f:
-        _write(_f)
-    _o.replace(f'/work/meta/.{_name}.new', f'/work/meta/{_name}')
-"""
-RESTORE_STATE = """
-import pickle as _p, os as _o
-if _o.path.exists('/work/meta/namespace.pkl'):
-    with open('/work/meta/namespace.pkl', 'rb') as _f:
-        globals().update(_p.load(_f))
-_fleet_restored = True
-"""
 
 
 @functools.cache
@@ -104,50 +84,15 @@ class Busy(RuntimeError):
     """The session already has a turn in flight (running, or waiting on the user)."""
 
 
-class Overflow(RuntimeError):
-    """A subscriber fell behind: resume from its last seq."""
-
-    def __init__(self, last_seq: int) -> None:
-        super().__init__(f"too slow: resume from seq {last_seq}")
-        self.last_seq = last_seq
-
-
-@dataclass
-class LiveTurn:
-    """A turn executing now in this process."""
+@dataclass(frozen=True)
+class Posted:
+    """What `post` started: the turn, the seq to follow it from, and its result to come."""
 
     turn_id: str
     session_id: str
-    cancel: CancelToken
-    done: asyncio.Future
-    subscribers: list[asyncio.Queue] = field(default_factory=list)
-    last_seq: int = 0
-    recorder: Any = None
-    finished: str | None = None  # the status turn_finished announced, once delivered
-
-
-class TurnOutcome:
-    """The recorder's `outcome`: a finished turn's status, answer, usage and error, stored on the
-    turn's row in the transaction that stores its turn_finished event."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-        self.written: dict[str, Any] | None = None
-
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
-        update = None
-        for record in batch:
-            if record["type"] == "error":
-                self.error = f"{record['error_type']}: {record['message']}"
-            elif record["type"] == "cancelled":
-                self.error = record["reason"]
-            elif record["type"] == "turn_finished" and record["status"] in STORE_STATUS:
-                status = record["status"]
-                update = {"status": STORE_STATUS[status], "answer": record["answer"],
-                          "usage": record["usage"], "pending": None, "finished_at": utcnow(),
-                          "error": None if status == "ok" else self.error}
-                self.written = update
-        return update
+    after_seq: int  # follow(turn_id, after_seq): the events this message caused
+    answered: bool  # True: the text answered the turn's question and the turn went on
+    done: asyncio.Future  # the TurnResult once the turn stops (or pauses on ask_user again)
 
 
 class StoreSession:
@@ -182,17 +127,16 @@ class StoreSession:
 
 
 class SessionService:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None, *,
+                 tenant: str | None = None) -> None:
+        """`tenant`: on PostgreSQL, the tenant every transaction acts for when no request sets
+        one (ALL_TENANTS for the terminal user, who holds the database's credentials)."""
         self.settings = settings
-        self.store = store or Store.from_settings(settings)
+        self.store = store or Store.from_settings(settings, tenant=tenant)
         self.live: dict[str, LiveTurn] = {}  # turn id -> live turn
-        self._sandboxes: dict[str, Sandbox] = {}
-        self._quota_mounts: set[Path] = set()  # workspace images this service mounted
-        self._used: dict[str, float] = {}  # session id -> when its sandbox was last used
+        self.sandboxes = SandboxPool(settings)
         self._reaper: asyncio.Task | None = None
         self.extractor = Extractor()
-        # One lock per session id while its sandbox is made (session_sandbox).
-        self._sandbox_locks: dict[str, threading.Lock] = {}
         self._summaries: dict[str, str] = {}
         # Checking that a session is free and starting its turn happen as one step.
         self._starting = asyncio.Lock()
@@ -206,29 +150,28 @@ class SessionService:
         if self._first_process():
             recovered = await self.store.recover_crashed()
             for turn_id in recovered:
-                await self._close_failed(turn_id, "Interrupted", INTERRUPTED)
+                await close_failed(self.store, self.settings, turn_id, "Interrupted",
+                                   INTERRUPTED)
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
-            from .sandbox.containment import sweep_stale_roots
+            from ..sandbox.containment import sweep_stale_roots
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
                 log.warning("removed %d sandbox directories left by a crashed process", len(swept))
-            from .sandbox.disk import unmount_under
+            from ..sandbox.disk import unmount_under
 
             # Alone on this data dir: a mounted workspace image is a crashed service's.
             workspaces = self.settings.data_dir / "workspaces"
             if unmounted := await asyncio.to_thread(unmount_under, workspaces):
                 log.warning("unmounted %d workspaces left mounted by a crashed process",
                             len(unmounted))
-        if self.settings.sandbox in ("local", "gvisor"):
-            from .sandbox.containment import warn_missing_defences
-
-            await asyncio.to_thread(warn_missing_defences)
+        await asyncio.to_thread(backend(self.settings.sandbox).start_up)
         self.user = await self.store.ensure_local_user()
-        self._reaper = self.loop.create_task(self._reap_idle())
+        self._reaper = self.loop.create_task(self.sandboxes.reap_idle(
+            lambda: {live.session_id for live in self.live.values()}))
         if self.settings.mlflow_tracking_uri:  # a missing extra shows now, not after a turn
-            from .tracing import import_mlflow
+            from ..tracing import import_mlflow
 
             import_mlflow()
 
@@ -253,27 +196,176 @@ class SessionService:
         for live in list(self.live.values()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(live.done), 10)
-        for sandbox in self._sandboxes.values():
-            sandbox.close()
-        self._sandboxes.clear()
-        from .sandbox.disk import unmount_workspace
-
-        for root in self._quota_mounts:
-            unmount_workspace(root)
+        self.sandboxes.close()
         self.workspace_io.close()
         await self.store.close()
         self._lock_file.close()
 
-    # -- sessions and documents --------------------------------------------------------------
-    async def create_session(self, title: str = "New session") -> Any:
-        return await self.store.sessions.create(title, tenant_id=self.user.tenant_id,
-                                                user_id=self.user.id)
 
-    async def add_document(self, session_id: str, name: str, data: bytes | BinaryIO
-                           ) -> Document:
+    # -- tenancy ---------------------------------------------------------------------------
+    async def authenticate(self, secret: str) -> Principal | None:
+        """The user whose live API token `secret` is, or None (unknown or revoked)."""
+        from ..store.repos import TokenRepo
+
+        user = await TokenRepo(self.store).authenticate(secret)
+        return None if user is None else Principal(user.id, user.tenant_id, user.name,
+                                                   user.admin)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        import sqlalchemy as sa
+
+        async with self.store.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    @staticmethod
+    def _home(principal: Principal) -> str:
+        """The tenant a principal's sessions are listed and made in."""
+        return LOCAL_TENANT_ID if principal.tenant_id == ALL_TENANTS else principal.tenant_id
+
+    # -- sessions and documents --------------------------------------------------------------
+    async def create_session(self, title: str = "New session", *,
+                             principal: Principal | None = None) -> SessionRow:
+        """A new session of the principal (default: the local user)."""
+        if principal is None or principal.tenant_id == ALL_TENANTS:
+            return await self.store.sessions.create(title, tenant_id=self.user.tenant_id,
+                                                    user_id=self.user.id)
+        return await self.store.sessions.create(title, tenant_id=principal.tenant_id,
+                                                user_id=principal.user_id)
+
+    async def session(self, principal: Principal, session_id: str) -> SessionRow:
+        """The session, NotFound if it is unknown or another tenant's."""
+        session = await self.store.sessions.get(session_id)
+        if not principal.sees(session.tenant_id):
+            raise NotFound("session", session_id)
+        return session
+
+    async def list_sessions(self, principal: Principal, q: str | None = None, *,
+                            limit: int = 50, offset: int = 0,
+                            include_archived: bool = False) -> list[SessionRow]:
+        """The principal's tenant's sessions, newest activity first; `q`: part of the title."""
+        return await self.store.sessions.list(self._home(principal), q, limit=limit,
+                                              offset=offset, include_archived=include_archived)
+
+    async def count_sessions(self, principal: Principal, q: str | None = None, *,
+                             include_archived: bool = False) -> int:
+        return await self.store.sessions.count(self._home(principal), q,
+                                               include_archived=include_archived)
+
+    async def update_session(self, principal: Principal, session_id: str, *,
+                             title: str | None = None, archived: bool | None = None
+                             ) -> SessionRow:
+        session = await self.session(principal, session_id)
+        if title is not None:
+            session = await self.store.sessions.rename(session_id, title)
+        if archived is not None:
+            session = await self.store.sessions.archive(session_id, archived)
+        return session
+
+    async def turns(self, principal: Principal, session_id: str) -> list[TurnRow]:
+        """The session's turns, those that have just finished as closed."""
+        await self.session(principal, session_id)
+        await self.stored(session_id)
+        return await self.store.turns.list(session_id)
+
+    async def turn(self, principal: Principal, turn_id: str, *, complete: bool = False
+                   ) -> TurnRow:
+        """The turn as stored once its outcome is (with `complete`: once it has stopped
+        altogether, its trace recorded); NotFound if unknown or another tenant's."""
+        await self.stored(turn_id=turn_id, complete=complete)
+        turn = await self.store.turns.get(turn_id)
+        try:
+            await self.session(principal, turn.session_id)
+        except NotFound:
+            raise NotFound("turn", turn_id) from None
+        return turn
+
+    async def turn_events(self, principal: Principal, turn_id: str, after_seq: int = 0,
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        """The turn's stored events after `after_seq`, what it has emitted so far included."""
+        await self.turn(principal, turn_id)
+        return await live_turns.stored_events(self.store, self.live.get(turn_id), turn_id,
+                                              after_seq, limit)
+
+    async def active_turn(self, principal: Principal, session_id: str) -> dict[str, Any] | None:
+        """The session's turn in flight (running, or waiting on the user), if any: its id,
+        status, the seq its events stand at and its question."""
+        await self.session(principal, session_id)
+        await self.stored(session_id)
+        turn = await self.store.turns.running_for_session(session_id)
+        if turn is None:
+            return None
+        live = self.live.get(turn.id)
+        last_seq = live.last_seq if live else await self.store.events.last_seq(turn.id)
+        return {"turn_id": turn.id, "status": turn.status, "last_seq": last_seq,
+                "question": (turn.pending or {}).get("question")}
+
+    async def documents(self, principal: Principal, session_id: str) -> list[Document]:
+        await self.session(principal, session_id)
+        return await self.store.documents.list(session_id)
+
+    async def document(self, principal: Principal, document_id: str) -> Document:
+        """The document, NotFound if unknown or of another tenant's session."""
+        document = await self.store.documents.get(document_id)
+        try:
+            await self.session(principal, document.session_id)
+        except NotFound:
+            raise NotFound("document", document_id) from None
+        return document
+
+    async def read_document(self, principal: Principal, document_id: str, start: int = 0,
+                            length: int | None = None) -> tuple[Document, str]:
+        document = await self.document(principal, document_id)
+        return document, await self.store.documents.read(document_id, start, length)
+
+    async def delete_document(self, principal: Principal, document_id: str) -> None:
+        await self.document(principal, document_id)
+        await self.store.documents.delete(document_id)
+
+    async def files(self, principal: Principal, session_id: str) -> Workspace:
+        """The session's workspace (what its sandbox sees at /work)."""
+        await self.session(principal, session_id)
+        return self.session_workspace(session_id)
+
+    async def export_session(self, principal: Principal, session_id: str,
+                             format: str = "json") -> tuple[SessionRow, str]:
+        """The session and its export (JSON or Markdown), finished turns as closed."""
+        from .. import export
+
+        session = await self.session(principal, session_id)
+        await self.stored(session_id)
+        return session, await export.export_session(self.store, session_id, format)
+
+    async def export_turn(self, principal: Principal, turn_id: str, format: str = "json") -> str:
+        from .. import export
+
+        await self.turn(principal, turn_id)
+        return await export.export_turn(self.store, turn_id, format)
+
+    async def usage(self, principal: Principal) -> list[tuple[str, str, Any, dict[str, Any]]]:
+        """(session id, title, created_at, usage) of the tenant's turns that recorded usage,
+        oldest first; turns that have just finished count."""
+        from ..store.repos import UsageRepo
+
+        await self.stored()
+        return await UsageRepo(self.store).turns(self._home(principal))
+
+    async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
+        """The limits the principal's tenant's admin set (only those set)."""
+        return await self.store.tenant_limits.get(self._home(principal))
+
+    async def set_tenant_limits(self, principal: Principal, limits: dict[str, Any]) -> None:
+        """Replace the tenant's own limits (the caller checks the principal is its admin);
+        LimitRaised above the server's, ValidationError on a bad value."""
+        self.with_limits(limits)
+        await self.store.tenant_limits.set(self._home(principal), limits)
+
+    async def add_document(self, session_id: str, name: str, data: bytes | BinaryIO, *,
+                           principal: Principal | None = None) -> Document:
         """Extract text in a bounded process (DocumentError on bad input or a cap hit; a few
         at a time per tenant) and store it once by content hash."""
-        session = await self.store.sessions.get(session_id)
+        session = await (self.session(principal, session_id) if principal is not None
+                         else self.store.sessions.get(session_id))
         doc = await self.extractor.extract(session.tenant_id, name, data,
                                            ExtractionLimits.of(self.settings),
                                            self.settings.extract_concurrency)
@@ -283,115 +375,95 @@ class SessionService:
         return await self.store.documents.add(session_id, doc.name, doc.kind, doc.size_bytes,
                                               doc.chars, sha, text=doc.text)
 
+    # -- each session's sandbox and workspace (SandboxPool) ---------------------------------
     def workspace(self, session_id: str) -> Path:
-        """The session's directory on this machine, laid out: its workspace on the local
-        backends; on Daytona only the layout its volume gets."""
-        root = self.settings.data_dir / "workspaces" / session_id
-        if self.settings.sandbox in ("local", "gvisor"):  # its disk quota: an image mounted here
-            from .sandbox.containment import quota_workspace
-
-            if quota_workspace(self.settings, root):
-                self._quota_mounts.add(root)
-        for name in WORKSPACE_DIRS:
-            (root / name).mkdir(parents=True, exist_ok=True)
-        return root
+        return self.sandboxes.workspace(session_id)
 
     def session_workspace(self, session_id: str) -> Workspace:
-        """The session's files as its sandbox sees them at /work, wherever the backend keeps
-        them: the local directory, or (Daytona) the session's volume through its sandbox."""
-        return backend(self.settings.sandbox).workspace(
-            self.settings, lambda: self.workspace(session_id),
-            lambda: self.session_sandbox(session_id))
+        return self.sandboxes.session_workspace(session_id)
 
     def session_sandbox(self, session_id: str) -> Sandbox:
-        """The session's own python sandbox, alive across turns, restored after a restart.
-        Made once even when a turn and the workspace routes ask for it at the same time."""
-        self._used[session_id] = time.monotonic()
-        sandbox = self._sandboxes.get(session_id)
-        if sandbox is not None:
-            return sandbox
-        with self._sandbox_locks.setdefault(session_id, threading.Lock()):
-            sandbox = self._sandboxes.get(session_id)
-            if sandbox is None:
-                # A Daytona sandbox replaced between turns (stopped, deleted) restores by itself.
-                sandbox = create_sandbox(self.settings, work_dir=self.workspace(session_id),
-                                         labels={"session": session_id}, restore=RESTORE_STATE)
-                restored = sandbox.execute(RESTORE_STATE, timeout=60)
-                if not restored.ok:
-                    log.warning("could not restore session %s variables: %s", session_id,
-                                restored.error_message)
-                self._sandboxes[session_id] = sandbox
-        return sandbox
+        return self.sandboxes.sandbox(session_id)
+
+    @property
+    def _sandboxes(self) -> dict[str, Sandbox]:
+        return self.sandboxes.sandboxes
 
     def _save_state(self, session_id: str, sandbox: Sandbox | None = None) -> None:
-        sandbox = sandbox or self._sandboxes.get(session_id)
-        if sandbox is not None:
-            result = sandbox.execute(SAVE_STATE, timeout=60)
-            if not result.ok:
-                log.warning("could not save session %s variables: %s", session_id,
-                            result.error_message)
-
-    async def _reap_idle(self) -> None:
-        """Save and close the sandboxes of sessions idle for FLEET_SANDBOX_IDLE_S (no turn in
-        flight, no use); the next use starts a new one, restored from the save."""
-        idle_s = self.settings.sandbox_idle_s
-        while True:
-            await asyncio.sleep(min(idle_s / 2, 60.0))
-            busy = {live.session_id for live in self.live.values()}
-            now = time.monotonic()
-            for session_id in [s for s in self._sandboxes if s not in busy
-                               and now - self._used.get(s, now) >= idle_s]:
-                # Taken from the map here, on the loop, so no turn can pick it up any more.
-                sandbox = self._sandboxes.pop(session_id)
-                try:
-                    await asyncio.to_thread(self._retire, session_id, sandbox)
-                except Exception:  # noqa: BLE001 - the next session may still be reaped
-                    log.exception("could not close the idle sandbox of session %s", session_id)
-
-    def _retire(self, session_id: str, sandbox: Sandbox) -> None:
-        # Under the session's lock: a new sandbox for it waits until this one is saved.
-        with self._sandbox_locks.setdefault(session_id, threading.Lock()):
-            try:
-                self._save_state(session_id, sandbox)
-            finally:
-                sandbox.close()
-        log.info("closed the idle sandbox of session %s (saved; restored on next use)",
-                 session_id)
+        self.sandboxes.save_state(session_id, sandbox)
 
     def lost_variables(self, session_id: str) -> list[str]:
-        """The variables the last turn left that could not be saved (a lambda, an open file):
-        a new sandbox starts without them. Blocking (on Daytona it reads through the sandbox)."""
-        try:
-            chunks, _ = self.session_workspace(session_id).open_file(LOST_VARIABLES)
-        except WorkspaceError as exc:
-            if exc.reason != "not_found":
-                raise
-            return []
-        return json.loads(b"".join(chunks))
+        return self.sandboxes.lost_variables(session_id)
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(self, session_id: str, *, principal: Principal | None = None
+                             ) -> None:
         """The session and everything of it: its records, its sandbox, its workspace (the
-        directory here and, on Daytona, its volume)."""
+        directory here and, on Daytona, its volume). Busy while a turn is in flight."""
+        if principal is not None:
+            await self.session(principal, session_id)
         await self.stored(session_id, complete=True)
         if await self.store.turns.running_for_session(session_id):
             raise Busy(f"session {session_id} has a turn in flight; cancel it first")
-        sandbox = self._sandboxes.pop(session_id, None)
-        if sandbox is not None:
-            await asyncio.to_thread(sandbox.close)
-        self._sandbox_locks.pop(session_id, None)
         await self.store.sessions.delete(session_id)
-        root = self.settings.data_dir / "workspaces" / session_id
-        from .sandbox.disk import remove_workspace
+        await self.sandboxes.remove(session_id)
 
-        self._quota_mounts.discard(root)
-        await asyncio.to_thread(remove_workspace, root)
-        try:  # what the backend keeps elsewhere: on Daytona the session's volume
-            await asyncio.to_thread(backend(self.settings.sandbox).delete_session, self.settings,
-                                    session_id)
-        except SandboxError as exc:  # the session is gone: gc finds its volume later
-            log.warning("%s; `fleet daytona gc` deletes it later", exc)
+    # -- the turn protocol of the entry points ----------------------------------------------
+    async def post(self, principal: Principal, session_id: str, text: str, *,
+                   limits: dict[str, Any] | None = None, document_ids: Sequence[str] = (),
+                   answering: str | bool = False) -> Posted:
+        """A message to the session. `answering` False: it starts a turn (Busy if one is in
+        flight, a waiting one too). A turn id: it answers that turn's ask_user question and the
+        turn goes on. True: it answers the session's waiting turn if there is one, else it
+        starts a turn. Bad `limits` (LimitRaised, ValidationError) fail before anything is
+        recorded; `document_ids` (the session's) go with the message as its attachments."""
+        await self.session(principal, session_id)
+        if answering is True:
+            await self.stored(session_id, complete=True)
+            waiting = await self.store.turns.running_for_session(session_id)
+            answering = waiting.id if waiting is not None and waiting.status == "waiting" \
+                else False
+        if answering:
+            turn = await self.turn(principal, answering)
+            if turn.session_id != session_id:
+                raise NotFound("turn", answering)
+            await self.stored(session_id, complete=True)  # its question and events are stored
+            after = await self.store.events.last_seq(answering)
+            live = await self.reply(answering, text)
+            return Posted(answering, session_id, after, True, live.done)
+        for document_id in document_ids:  # the principal's; send checks they are the session's
+            await self.document(principal, document_id)
+        live = await self.send(session_id, text, limits, document_ids)
+        return Posted(live.turn_id, session_id, 0, False, live.done)
 
-    # -- turns -------------------------------------------------------------------------------
+    def follow(self, turn_id: str, after_seq: int = 0, *,
+               principal: Principal | None = None) -> AsyncIterator[Event]:
+        """Every event of the turn after `after_seq`, once each and in order: the stored ones,
+        then live ones until the turn stops (a finished turn: just the stored ones). A reader
+        that falls behind the live stream catches up from the store; a missing live event is
+        read from the store. Never re-runs anything. With `principal`, NotFound unless the turn
+        is of its tenant.
+
+        The subscription starts with this call, not with the first iteration: called just
+        after `post`, it gets every event live, with no read of the store."""
+        live = self.live.get(turn_id)
+        queue = subscribe(live)
+        return self._follow(principal, turn_id, after_seq, live, queue)
+
+    async def _follow(self, principal: Principal | None, turn_id: str, after_seq: int,
+                      live: LiveTurn | None, queue: asyncio.Queue) -> AsyncIterator[Event]:
+        try:
+            if principal is not None:
+                await self.turn(principal, turn_id)
+        except BaseException:
+            if live is not None and queue in live.subscribers:
+                live.subscribers.remove(queue)
+            raise
+        async with contextlib.aclosing(live_turns.follow(
+                self.store, self.live, turn_id, after_seq, live, queue)) as events:
+            async for event in events:
+                yield event
+
+    # -- turns: the steps post and follow are made of ------------------------------------
     async def send(self, session_id: str, message: str,
                    limits: dict[str, Any] | None = None,
                    attachments: Sequence[str] = ()) -> LiveTurn:
@@ -492,8 +564,11 @@ class SessionService:
         live.cancel.cancel("cancelled by the user")
         return True
 
-    async def stop(self, turn_id: str) -> bool:
-        """Cancel a running turn, or dismiss one waiting on the user's answer."""
+    async def stop(self, turn_id: str, *, principal: Principal | None = None) -> bool:
+        """Cancel a running turn, or dismiss one waiting on the user's answer. With
+        `principal`, NotFound unless the turn is of its tenant."""
+        if principal is not None:
+            await self.turn(principal, turn_id)
         if self.cancel(turn_id):
             return True
         turn = await self.store.turns.get(turn_id)
@@ -502,52 +577,16 @@ class SessionService:
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
         usage = Usage.model_validate(turn.pending["usage"])
-        await self._end_record(turn_id, await self.store.events.list(turn_id), "cancelled",
-                               usage, partial_answer=None, reason=reason)
+        await end_record(self.store, turn_id, await self.store.events.list(turn_id),
+                         "cancelled", usage, partial_answer=None, reason=reason)
         await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
                                       error=reason)
         return True
 
-    async def _close_failed(self, turn_id: str, error_type: str, message: str,
-                            after_seq: int = 0) -> dict[str, Any]:
-        """End the record of a turn that stopped without a stored turn_finished (a crash cut it
-        short, its events could not all be recorded) as any failed turn ends: an error, then
-        turn_finished after `after_seq`, its usage added up from the model calls it recorded.
-        Returns the usage its record ends with."""
-        stored = await self.store.events.list(turn_id)
-        records = [r.payload for r in stored]
-        if records and records[-1]["type"] == "turn_finished":
-            return records[-1]["usage"]
-        calls = [CallCost(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
-                 for r in records if r["type"] == "lm_call"]
-        snapshots = [r["usage"] for r in records if "usage" in r]
-        limits = (Limits.model_validate(snapshots[-1]["limits"]) if snapshots
-                  else Limits.from_settings(self.settings))
-        elapsed = records[-1]["ts"] - records[0]["ts"] if records else 0.0
-        usage = Usage.of_calls(calls, elapsed, limits)
-        await self._end_record(turn_id, stored, "error", usage, after_seq=after_seq,
-                               error_type=error_type, message=message, detail=None)
-        return usage.model_dump(mode="json")
-
-    async def _end_record(self, turn_id: str, stored: list, kind: str, usage: Usage, *,
-                          after_seq: int = 0, **fields: Any) -> None:
-        """Append the closing events of a turn no engine runs any more: `kind` ("cancelled" or
-        "error") with `fields`, then turn_finished, on the node of its first event; their seqs
-        follow the last stored one, or `after_seq` if higher (events seen live, not stored)."""
-        records = [r.payload for r in stored]
-        node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
-                if records else NodeRef.root())
-        stream = EventStream(turn_id, start_seq=max(records[-1]["seq"] if records else 0,
-                                                    after_seq))
-        stream.emit(kind, node, **fields)
-        stream.emit("turn_finished", node, status=kind, answer=None, usage=usage)
-        await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
-                                                      for e in stream.events])
-
     async def _launch(self, turn_id: str, session_id: str, message: str,
                       limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
                       start_seq: int) -> LiveTurn:
-        from .store.recorder import EventRecorder
+        from ..store.recorder import EventRecorder
 
         tenant = (await self.store.sessions.get(session_id)).tenant_id
         # send() refused any raise; a resumed turn meets the limits as they are now
@@ -574,7 +613,7 @@ class SessionService:
         def run() -> TurnResult:
             result = turn.run(resume=resume, reply=reply)
             self._save_state(session_id)
-            self._used[session_id] = time.monotonic()
+            self.sandboxes.touch(session_id)
             return result
 
         async def finish() -> None:
@@ -608,8 +647,8 @@ class SessionService:
                 error_type, message = type(exc).__name__, redact(str(exc))
 
                 async def close() -> None:
-                    usage = await self._close_failed(turn_id, error_type, message,
-                                                     after_seq=recorder.last_seq)
+                    usage = await close_failed(self.store, self.settings, turn_id, error_type,
+                                               message, after_seq=recorder.last_seq)
                     await self.store.turns.finish(turn_id, "failed", usage=usage,
                                                   error=f"{error_type}: {message}")
 
@@ -628,7 +667,7 @@ class SessionService:
     async def _trace(self, turn_id: str, session_id: str) -> str | None:
         if not self.settings.mlflow_tracking_uri:
             return None
-        from .tracing import record_trace
+        from ..tracing import record_trace
 
         stored = await until_available(lambda: self.store.events.list(turn_id),
                                        f"reading turn {turn_id} to trace it")
@@ -638,58 +677,16 @@ class SessionService:
             tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})
 
     def _fan_out(self, live: LiveTurn, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self._deliver, live, event)
+        self.loop.call_soon_threadsafe(deliver, live, event)
 
-    @staticmethod
-    def _deliver(live: LiveTurn, event: Event) -> None:
-        live.last_seq = event.seq
-        if event.type == "turn_finished":
-            live.finished = event.status
-        for queue in list(live.subscribers):
-            if queue.full():  # a slow client never slows the turn: it resumes from the store
-                live.subscribers.remove(queue)
-                oldest_unread = queue.get_nowait()
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(Overflow(oldest_unread.seq - 1))
-            else:
-                queue.put_nowait(event)
+    _deliver = staticmethod(deliver)
 
     def events(self, turn_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Every event of a turn after `after_seq`: the store's record, then live ones until the
-        turn stops. Never re-runs anything. Raises Overflow if the consumer falls behind.
-
-        The subscription starts with this call, not with the first iteration: called just
-        after `send`, it gets every event live, with no read of the store."""
+        turn stops. Raises Overflow if the consumer falls behind (`follow` recovers instead)."""
         live = self.live.get(turn_id)
-        queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
-        if live is not None:
-            live.subscribers.append(queue)
-        return self._events(turn_id, after_seq, live, queue)
+        return live_turns.events(self.store, turn_id, after_seq, live, subscribe(live))
 
-    async def _events(self, turn_id: str, after_seq: int, live: LiveTurn | None,
-                      queue: asyncio.Queue) -> AsyncIterator[Event]:
-        try:
-            seen = after_seq
-            # Events up to live.last_seq were delivered before we subscribed: they are in the
-            # store (once flushed); everything after comes through the queue. A subscriber that
-            # is already up to date skips the store, which matters when many sessions write.
-            backlog = live is None or after_seq < live.last_seq
-            if live is not None and backlog:
-                await live.recorder.flush()
-            for record in (await self.store.events.list(turn_id, after_seq=after_seq)
-                           if backlog else []):
-                event = parse_event(record.payload)
-                seen = event.seq
-                yield event
-            if live is None:
-                return
-            while (item := await queue.get()) is not None:
-                if isinstance(item, Overflow):
-                    raise item
-                if item.seq > seen:
-                    seen = item.seq
-                    yield item
-        finally:
-            if live is not None and queue in live.subscribers:
-                live.subscribers.remove(queue)
+
+__all__ = ["LIMIT_KEYS", "Busy", "LimitRaised", "LiveTurn", "Overflow", "Posted",
+           "SessionService", "StoreSession"]

@@ -21,9 +21,9 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from .budget import Limits
-from .events import Event
-from .tree import Cell, EventTree, Node, Step
+from ..budget import Limits
+from ..events import Event
+from ..tree import Cell, EventTree, Node, Step
 
 SHOWN_ITERATIONS = 3
 SHOWN_STEPS = 6

@@ -1,0 +1,132 @@
+"""Turns in flight in this process, and following a turn: its stored events, then live ones.
+
+Each live turn fans its events out to subscriber queues on the service's loop. A queue that fills
+up (its reader fell behind) is dropped with an `Overflow` at the seq to resume from, so a slow
+reader never slows the turn. `follow` owns the recovery: the backlog comes from the store, a gap
+in the live events is filled from the store, and after an overflow it resubscribes and catches up
+from the store, so its reader sees every event once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..budget import CancelToken
+from ..events import Event, parse_event
+from ..store import Store
+
+SUBSCRIBER_QUEUE = 2_000
+
+
+class Overflow(RuntimeError):
+    """A subscriber fell behind: resume from its last seq."""
+
+    def __init__(self, last_seq: int) -> None:
+        super().__init__(f"too slow: resume from seq {last_seq}")
+        self.last_seq = last_seq
+
+
+@dataclass
+class LiveTurn:
+    """A turn executing now in this process."""
+
+    turn_id: str
+    session_id: str
+    cancel: CancelToken
+    done: asyncio.Future
+    subscribers: list[asyncio.Queue] = field(default_factory=list)
+    last_seq: int = 0
+    recorder: Any = None
+    finished: str | None = None  # the status turn_finished announced, once delivered
+
+
+def deliver(live: LiveTurn, event: Event) -> None:
+    """Hand `event` to every subscriber of the turn (on the service's loop)."""
+    live.last_seq = event.seq
+    if event.type == "turn_finished":
+        live.finished = event.status
+    for queue in list(live.subscribers):
+        if queue.full():  # a slow client never slows the turn: it resumes from the store
+            live.subscribers.remove(queue)
+            oldest_unread = queue.get_nowait()
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(Overflow(oldest_unread.seq - 1))
+        else:
+            queue.put_nowait(event)
+
+
+def subscribe(live: LiveTurn | None) -> asyncio.Queue:
+    queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+    if live is not None:
+        live.subscribers.append(queue)
+    return queue
+
+
+async def stored_events(store: Store, live: LiveTurn | None, turn_id: str, after_seq: int = 0,
+                        limit: int | None = None) -> list[dict[str, Any]]:
+    """The turn's stored events after `after_seq`, what it emitted so far included."""
+    if live is not None:
+        await live.recorder.flush()
+    return [r.payload for r in await store.events.list(turn_id, after_seq=after_seq,
+                                                       limit=limit)]
+
+
+async def events(store: Store, turn_id: str, after_seq: int, live: LiveTurn | None,
+                 queue: asyncio.Queue) -> AsyncIterator[Event]:
+    """The store's record after `after_seq`, then the queue's live events until the turn stops.
+    Raises Overflow if the reader falls behind."""
+    try:
+        seen = after_seq
+        # Events up to live.last_seq were delivered before we subscribed: they are in the
+        # store (once flushed); everything after comes through the queue. A subscriber that
+        # is already up to date skips the store, which matters when many sessions write.
+        backlog = live is None or after_seq < live.last_seq
+        if live is not None and backlog:
+            await live.recorder.flush()
+        for record in (await store.events.list(turn_id, after_seq=after_seq)
+                       if backlog else []):
+            event = parse_event(record.payload)
+            seen = event.seq
+            yield event
+        if live is None:
+            return
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Overflow):
+                raise item
+            if item.seq > seen:
+                seen = item.seq
+                yield item
+    finally:
+        if live is not None and queue in live.subscribers:
+            live.subscribers.remove(queue)
+
+
+async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, after_seq: int,
+                 live: LiveTurn | None, queue: asyncio.Queue) -> AsyncIterator[Event]:
+    """Every event of the turn after `after_seq`, once each and in order, until it stops: the
+    backlog from the store, then live events; a gap in them, or an overflow of the reader's
+    queue, is made good from the store."""
+    seen = after_seq
+    while True:
+        try:
+            async with contextlib.aclosing(events(store, turn_id, seen, live, queue)) as stream:
+                async for event in stream:
+                    if event.seq > seen + 1:  # a live event went missing: the store has it
+                        for payload in await stored_events(store, live, turn_id, seen,
+                                                           event.seq - seen - 1):
+                            missed = parse_event(payload)
+                            if missed.seq > seen:
+                                seen = missed.seq
+                                yield missed
+                    if event.seq > seen:
+                        seen = event.seq
+                        yield event
+            return
+        except Overflow:  # fell behind the live stream: the rest comes from the store
+            live = lives.get(turn_id)
+            queue = subscribe(live)

@@ -1,0 +1,49 @@
+"""The store for command-line tools that run no turns (`fleet export`, `fleet daytona gc`, the
+server's start-up checks): every tenant's rows, since the terminal user holds the database's
+credentials; no crash recovery, no sandboxes, and no database is made where there is none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ..config import Settings
+from ..store import NotFound, Session, Store, database_url
+from ..store.db import ALL_TENANTS
+
+
+def database_label(settings: Settings) -> str:
+    """The configured database's URL, without its password."""
+    return database_url(settings.database_url, settings.data_dir).render_as_string(
+        hide_password=True)
+
+
+async def export(settings: Settings, kind: str, id: str, format: str = "json") -> str:
+    """The turn (`kind` "turn") or session ("session") as JSON or Markdown; NotFound if there
+    is none (or no database yet)."""
+    from .. import export as exporting
+
+    async with Store.from_settings(settings, tenant=ALL_TENANTS) as store:
+        if await store.current() is None:  # no database yet, so nothing to export
+            raise NotFound(kind, id)
+        write = exporting.export_session if kind == "session" else exporting.export_turn
+        return await write(store, id, format)
+
+
+async def session_ids(settings: Settings) -> set[str] | None:
+    """Every session in the store, of every tenant; None when there is no database."""
+    store = Store.from_settings(settings, tenant=ALL_TENANTS)
+    if store.dialect == "sqlite" and not Path(store.url.database or "").is_file():
+        return None
+    async with store:
+        if await store.current() is None:
+            return None
+        async with store.transaction() as db:
+            return set(await db.scalars(sa.select(Session.id)))
+
+
+async def row_security_bypass(settings: Settings) -> str | None:
+    """On PostgreSQL, why row-level security would not bind the configured role, else None."""
+    async with Store(settings.database_url, settings.data_dir) as store:
+        return await store.row_security_bypass()
