@@ -33,6 +33,7 @@ from .events import Event, EventStream, NodeRef, parse_event
 from .extraction import ExtractionLimits, Extractor
 from .redaction import redact, remember
 from .sandbox import Sandbox, SandboxError, create_sandbox
+from .status import FINISHED_STATUSES, TurnStatus
 from .store import NotFound, Store
 from .store.db import INTERRUPTED
 from .store.faults import until_available
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 WORKSPACE_DIRS = ("memory", "artifacts", "buffers", "meta")
 LOST_VARIABLES = "meta/lost.json"  # written by SAVE_STATE
-STORE_STATUS = {"ok": "done", "cancelled": "cancelled", "budget": "failed", "error": "failed"}
 SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
@@ -141,9 +141,9 @@ class TurnOutcome:
                 self.error = f"{record['error_type']}: {record['message']}"
             elif record["type"] == "cancelled":
                 self.error = record["reason"]
-            elif record["type"] == "turn_finished" and record["status"] in STORE_STATUS:
+            elif record["type"] == "turn_finished" and record["status"] in FINISHED_STATUSES:
                 status = record["status"]
-                update = {"status": STORE_STATUS[status], "answer": record["answer"],
+                update = {"status": status, "answer": record["answer"],
                           "usage": record["usage"], "pending": None, "finished_at": utcnow(),
                           "error": None if status == "ok" else self.error}
                 self.written = update
@@ -206,7 +206,8 @@ class SessionService:
         if self._first_process():
             recovered = await self.store.recover_crashed()
             for turn_id in recovered:
-                await self._close_failed(turn_id, "Interrupted", INTERRUPTED)
+                await self._close_failed(turn_id, "Interrupted", INTERRUPTED,
+                                         status=TurnStatus.INTERRUPTED)
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
@@ -502,23 +503,24 @@ class SessionService:
         if self.cancel(turn_id):
             return True
         turn = await self.store.turns.get(turn_id)
-        if turn.status != "waiting":
+        if turn.status != TurnStatus.WAITING:
             return False
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
         usage = Usage.model_validate(turn.pending["usage"])
         await self._end_record(turn_id, await self.store.events.list(turn_id), "cancelled",
                                usage, partial_answer=None, reason=reason)
-        await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
-                                      error=reason)
+        await self.store.turns.finish(turn_id, TurnStatus.CANCELLED,
+                                      usage=usage.model_dump(mode="json"), error=reason)
         return True
 
     async def _close_failed(self, turn_id: str, error_type: str, message: str,
-                            after_seq: int = 0) -> dict[str, Any]:
+                            after_seq: int = 0, status: TurnStatus = TurnStatus.ERROR
+                            ) -> dict[str, Any]:
         """End the record of a turn that stopped without a stored turn_finished (a crash cut it
         short, its events could not all be recorded) as any failed turn ends: an error, then
-        turn_finished after `after_seq`, its usage added up from the model calls it recorded.
-        Returns the usage its record ends with."""
+        turn_finished with `status` (error, or interrupted) after `after_seq`, its usage added
+        up from the model calls it recorded. Returns the usage its record ends with."""
         stored = await self.store.events.list(turn_id)
         records = [r.payload for r in stored]
         if records and records[-1]["type"] == "turn_finished":
@@ -531,21 +533,23 @@ class SessionService:
         elapsed = records[-1]["ts"] - records[0]["ts"] if records else 0.0
         usage = Usage.of_calls(calls, elapsed, limits)
         await self._end_record(turn_id, stored, "error", usage, after_seq=after_seq,
-                               error_type=error_type, message=message, detail=None)
+                               status=status, error_type=error_type, message=message,
+                               detail=None)
         return usage.model_dump(mode="json")
 
     async def _end_record(self, turn_id: str, stored: list, kind: str, usage: Usage, *,
-                          after_seq: int = 0, **fields: Any) -> None:
+                          after_seq: int = 0, status: str | None = None, **fields: Any) -> None:
         """Append the closing events of a turn no engine runs any more: `kind` ("cancelled" or
-        "error") with `fields`, then turn_finished, on the node of its first event; their seqs
-        follow the last stored one, or `after_seq` if higher (events seen live, not stored)."""
+        "error") with `fields`, then turn_finished (its status `kind`, or `status`), on the node
+        of its first event; their seqs follow the last stored one, or `after_seq` if higher
+        (events seen live, not stored)."""
         records = [r.payload for r in stored]
         node = (NodeRef(records[0]["node_id"], records[0]["parent_id"], records[0]["depth"])
                 if records else NodeRef.root())
         stream = EventStream(turn_id, start_seq=max(records[-1]["seq"] if records else 0,
                                                     after_seq))
         stream.emit(kind, node, **fields)
-        stream.emit("turn_finished", node, status=kind, answer=None, usage=usage)
+        stream.emit("turn_finished", node, status=status or kind, answer=None, usage=usage)
         await self.store.events.append_many(turn_id, [e.model_dump(mode="json")
                                                       for e in stream.events])
 
@@ -561,7 +565,7 @@ class SessionService:
         remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
-                   if t.status == "done" and t.id != turn_id]
+                   if t.status == TurnStatus.OK and t.id != turn_id]
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
                         last_seq=start_seq)
         outcome = TurnOutcome()
@@ -602,9 +606,9 @@ class SessionService:
                     written = outcome.written
                     error = redact(result.error) if result.error else None
                     if (trace_id or written is None or written["error"] != error
-                            or written["status"] != STORE_STATUS[result.status]):
+                            or written["status"] != result.status):
                         await until_available(lambda: self.store.turns.finish(
-                            turn_id, STORE_STATUS[result.status], answer=result.answer,
+                            turn_id, result.status, answer=result.answer,
                             usage=usage, error=error, trace_id=trace_id),
                             f"finishing turn {turn_id}")
                 live.done.set_result(result)
@@ -615,7 +619,7 @@ class SessionService:
                 async def close() -> None:
                     usage = await self._close_failed(turn_id, error_type, message,
                                                      after_seq=recorder.last_seq)
-                    await self.store.turns.finish(turn_id, "failed", usage=usage,
+                    await self.store.turns.finish(turn_id, TurnStatus.ERROR, usage=usage,
                                                   error=f"{error_type}: {message}")
 
                 with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close

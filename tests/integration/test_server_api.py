@@ -76,7 +76,7 @@ async def test_delete_is_refused_while_a_turn_is_in_flight(client):
     turn = client.portal.call(svc.store.turns.start, session_id, "still running")
     response = client.delete(f"{API}/sessions/{session_id}")
     assert response.status_code == 409 and response.json()["error"] == "busy"
-    client.portal.call(lambda: svc.store.turns.finish(turn.id, "done", answer="a"))
+    client.portal.call(lambda: svc.store.turns.finish(turn.id, "ok", answer="a"))
     assert client.delete(f"{API}/sessions/{session_id}").status_code == 204
 
 
@@ -92,7 +92,7 @@ def test_a_turn_its_events_export_and_usage(scripted_lm, tmp_path):
         assert frames[-1]["status"] == "ok"
 
         (turn,) = client.get(f"{API}/sessions/{session_id}/turns").json()
-        assert (turn["id"], turn["status"], turn["answer"]) == (turn_id, "done", "All **good**.")
+        assert (turn["id"], turn["status"], turn["answer"]) == (turn_id, "ok", "All **good**.")
         events = client.get(f"{API}/turns/{turn_id}/events").json()
         assert events["events"] == frames and events["last_seq"] == frames[-1]["seq"]
         later = client.get(f"{API}/turns/{turn_id}/events", params={"after_seq": 2}).json()

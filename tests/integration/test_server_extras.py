@@ -21,9 +21,9 @@ def test_a_turn_shows_its_trace_id_when_it_has_one(client):
     session_id = _session(client)
     turns = client.app.state.svc.store.turns
     traced = client.portal.call(turns.start, session_id, "traced")
-    client.portal.call(lambda: turns.finish(traced.id, "done", answer="a", trace_id="tr-123"))
+    client.portal.call(lambda: turns.finish(traced.id, "ok", answer="a", trace_id="tr-123"))
     untraced = client.portal.call(turns.start, session_id, "untraced")
-    client.portal.call(lambda: turns.finish(untraced.id, "done", answer="b"))
+    client.portal.call(lambda: turns.finish(untraced.id, "ok", answer="b"))
 
     listed = client.get(f"{API}/sessions/{session_id}/turns").json()
     assert [t["trace_id"] for t in listed] == ["tr-123", None]
@@ -97,7 +97,7 @@ def test_usage_counts_calls_of_models_without_a_price(client):
         turn = client.portal.call(turns.start, session_id, "q")
         usage = {"calls": 3, "prompt_tokens": 10, "completion_tokens": 5, "tokens": 15,
                  "usd": usd, "usd_unknown_calls": unknown}
-        client.portal.call(lambda t=turn, u=usage: turns.finish(t.id, "done", answer="a",
+        client.portal.call(lambda t=turn, u=usage: turns.finish(t.id, "ok", answer="a",
                                                                 usage=u))
     for group in ("session", "day"):
         report = client.get(f"{API}/usage", params={"group": group}).json()

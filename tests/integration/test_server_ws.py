@@ -85,7 +85,7 @@ def test_busy_then_the_next_message_right_after_turn_finished(scripted_lm, tmp_p
             second = until_finished(ws.receive_json)
         assert second[-1]["answer"] == "two" and second[0]["type"] == "turn_started"
         statuses = [t["status"] for t in client.get(f"{API}/sessions/{session_id}/turns").json()]
-        assert statuses == ["done", "done"]
+        assert statuses == ["ok", "ok"]
 
 
 def test_ask_user_is_answered_over_the_socket(scripted_lm, tmp_path):

@@ -87,6 +87,8 @@ def _only_alphas_turns_stop_at_its_limit(client, users) -> None:
     stopped = _turn(client, carol, "alpha question")[-1]
     assert stopped["status"] == "budget" and stopped["answer"] is None
     assert stopped["usage"]["limits"]["max_calls"] == 1 and stopped["usage"]["calls"] == 1
+    row = client.get(f"{API}/turns/{stopped['turn_id']}", headers=carol).json()
+    assert row["status"] == "budget"  # the stored turn says what its events say
 
     others = client.get(LIMITS, headers=bob).json()  # bob's tenant is untouched
     assert others["tenant"]["max_lm_calls"] is None

@@ -645,8 +645,8 @@ export type components = {
             question?: string | null;
             /** Session Id */
             session_id: string;
-            /** Status */
-            status: string;
+            /** @description The status its turn_finished event says, once it ended; interrupted: the server stopped while it ran. */
+            status: components["schemas"]["TurnStatus"];
             /**
              * Text
              * @description The message as typed.
@@ -667,6 +667,11 @@ export type components = {
              */
             user_message: string;
         };
+        /**
+         * TurnStatus
+         * @enum {string}
+         */
+        TurnStatus: "running" | "waiting" | "ok" | "budget" | "cancelled" | "error" | "interrupted";
         /** UsageReport */
         UsageReport: {
             /**

@@ -82,7 +82,7 @@ export interface ActiveTurn {
   /**
    * running, or waiting (on the user's answer).
    */
-  status: string;
+  status: "running" | "waiting";
   /**
    * The turn's last event so far.
    */

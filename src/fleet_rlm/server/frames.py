@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from ..status import ActiveStatus
 from .deps import MAX_INT
 
 __all__ = [
@@ -91,7 +92,7 @@ FRAME_TYPES = ("message", "answer", "cancel", "resume")
 
 class ActiveTurn(BaseModel):
     turn_id: str
-    status: str = Field(description="running, or waiting (on the user's answer).")
+    status: ActiveStatus = Field(description="running, or waiting (on the user's answer).")
     last_seq: int = Field(description="The turn's last event so far.")
     question: str | None = Field(description="What a waiting turn asks the user.")
 

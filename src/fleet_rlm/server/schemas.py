@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..attachments import typed_text
 from ..config import SandboxBackend
+from ..status import TurnStatus
 from ..store import Document, Session, Turn
 from ..workspace import WorkspaceEntry
 
@@ -61,7 +62,8 @@ class TurnOut(BaseModel):
     text: str = Field(description="The message as typed.")
     attachments: list[Attachment] = Field(description="The documents sent with the message.")
     answer: str | None
-    status: str
+    status: TurnStatus = Field(description="The status its turn_finished event says, once it "
+                               "ended; interrupted: the server stopped while it ran.")
     error: str | None
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
@@ -74,7 +76,8 @@ class TurnOut(BaseModel):
         attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    text=typed_text(t.user_message, [a.name for a in attachments]),
-                   attachments=attachments, answer=t.answer, status=t.status, error=t.error,
+                   attachments=attachments, answer=t.answer, status=TurnStatus(t.status),
+                   error=t.error,
                    usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
                    created_at=t.created_at, finished_at=t.finished_at)
