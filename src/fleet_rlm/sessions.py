@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import pydantic
 
 from .attachments import note as attachment_note
-from .budget import CallCost, CancelToken, Limits, Usage
+from .budget import CallCost, CancelToken, Limits, Usage, renamed_limits
 from .config import Settings
 from .engine.agent import DocumentInfo
 from .engine.turn import Exchange, Turn, TurnResult
@@ -48,7 +48,7 @@ SUBSCRIBER_QUEUE = 2_000
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
 STALLED_WAIT_S = 2.0  # that wait while the database is away
-LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
+LIMIT_KEYS = {"max_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 # Run inside the session's sandbox after each turn / when it starts: picklable globals survive a
 # restart of the process; the others are listed as lost. Only a namespace that RESTORE_STATE
@@ -405,6 +405,7 @@ class SessionService:
         `attachments`: ids of the session's documents sent with the message; the agent reads
         their names after the text, the turn records them apart from it."""
         session = await self.store.sessions.get(session_id)
+        limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
         self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
         if not message.strip():
@@ -470,7 +471,9 @@ class SessionService:
         """The settings a turn runs with: the server's limits, lowered by the tenant's own
         (`tenant`, as its admin set them), then by a message's overrides, validated. Overrides
         only lower that ceiling: one above raises LimitRaised, or with `clamp` (a paused turn
-        resumed after the limits went down) gives way to the ceiling."""
+        resumed after the limits went down) gives way to the ceiling. A limit's deprecated
+        name (`max_lm_calls`) is taken for its name, with a warning."""
+        limits = renamed_limits(limits, "limits") if limits else limits
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")

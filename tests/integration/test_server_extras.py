@@ -36,16 +36,17 @@ def test_message_limits_are_checked_per_field_and_bind_the_turn(scripted_lm, tmp
         session_id = _session(client)
         with client.websocket_connect(ws_url(session_id)) as ws:
             ws.receive_json()
-            ws.send_json({"type": "message", "text": "hello", "limits": {"max_lm_calls": 0}})
+            ws.send_json({"type": "message", "text": "hello", "limits": {"max_calls": 0}})
             zero = ws.receive_json()
             assert zero == {"type": "socket_error", "code": "invalid", "message":
-                            "bad limits: max_lm_calls: Input should be greater than 0"}
+                            "bad limits: max_calls: Input should be greater than 0"}
             ws.send_json({"type": "message", "text": "hello",
                           "limits": {"max_usd": "lots", "max_depth": -1}})
             both = ws.receive_json()["message"]
             assert "max_usd: Input should be a valid number" in both and "max_depth" in both
             assert client.get(f"{API}/sessions/{session_id}/turns").json() == []
 
+            # max_lm_calls, the deprecated name of max_calls, still binds the turn
             ws.send_json({"type": "message", "text": "hello", "limits": {"max_lm_calls": 1}})
             finished = until_finished(ws.receive_json)[-1]
         assert finished["status"] == "budget"

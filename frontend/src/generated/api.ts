@@ -492,14 +492,20 @@ export type components = {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
         };
-        /** Limits */
+        /**
+         * Limits
+         * @description Budget limits, one name each (`max_lm_calls`, max_calls's old name, is still taken).
+         */
         Limits: {
+            /**
+             * Max Calls
+             * @description Most model calls in a turn's tree.
+             */
+            max_calls?: number | null;
             /** Max Depth */
             max_depth?: number | null;
             /** Max Iterations */
             max_iterations?: number | null;
-            /** Max Lm Calls */
-            max_lm_calls?: number | null;
             /** Max Tokens */
             max_tokens?: number | null;
             /** Max Usd */

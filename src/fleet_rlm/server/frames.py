@@ -50,7 +50,9 @@ class MessageFrame(_Frame):
         [], description="Deprecated name of `attachments`, still accepted.",
         json_schema_extra={"deprecated": True})
     limits: dict[str, Any] | None = Field(
-        None, description="Lower limits for this turn (a message may only lower them).")
+        None, description="Lower limits for this turn (a message may only lower them), by the "
+        "names of the settings: max_calls, max_tokens, max_usd, max_wall_s, max_depth, "
+        "max_iterations (max_lm_calls, the old name of max_calls, is still accepted).")
 
     @model_validator(mode="after")
     def _one_list(self) -> MessageFrame:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..attachments import typed_text
+from ..budget import renamed_limits
 from ..config import SandboxBackend
 from ..status import TurnStatus
 from ..store import Document, Session, Turn
@@ -117,12 +118,19 @@ class WorkspaceListing(BaseModel):
 
 
 class Limits(_In):
-    max_lm_calls: int | None = Field(None, gt=0)
+    """Budget limits, one name each (`max_lm_calls`, max_calls's old name, is still taken)."""
+
+    max_calls: int | None = Field(None, gt=0, description="Most model calls in a turn's tree.")
     max_tokens: int | None = Field(None, gt=0)
     max_usd: float | None = Field(None, gt=0)
     max_wall_s: float | None = Field(None, gt=0)
     max_depth: int | None = Field(None, ge=0)
     max_iterations: int | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return renamed_limits(data, "limits") if isinstance(data, dict) else data
 
 
 class SettingsOut(BaseModel):
