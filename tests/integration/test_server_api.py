@@ -223,6 +223,21 @@ def test_settings_keys_are_write_only_and_saved_with_mode_0600(client):
         json.loads(path.read_text())["api_key"] is None
 
 
+def test_settings_limits_have_one_name_and_take_the_old_one(client):
+    """`max_calls` in and out; `max_lm_calls`, its deprecated name, is taken and saved as it."""
+    data_dir = client.app.state.svc.settings.data_dir
+    new = client.patch(f"{API}/settings", json={"limits": {"max_calls": 40}})
+    assert new.status_code == 200, new.text
+    assert new.json()["limits"]["max_calls"] == 40 and "max_lm_calls" not in new.json()["limits"]
+    old = client.patch(f"{API}/settings", json={"limits": {"max_lm_calls": 30}})
+    assert old.status_code == 200, old.text
+    assert client.get(f"{API}/settings").json()["limits"]["max_calls"] == 30
+    assert client.app.state.svc.settings.max_calls == 30
+    assert json.loads((data_dir / "settings.json").read_text())["max_calls"] == 30
+    both = client.patch(f"{API}/settings", json={"limits": {"max_lm_calls": 3, "max_calls": 4}})
+    assert both.status_code == 422 and "give `max_calls` only" in both.text
+
+
 def test_settings_survive_a_restart(tmp_path):
     settings = settings_for(None, tmp_path)
     with app_client(settings) as client:
