@@ -90,7 +90,7 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
           limits={
             settings
               ? {
-                  max_calls: settings.limits.max_lm_calls,
+                  max_calls: settings.limits.max_calls,
                   max_tokens: settings.limits.max_tokens,
                   max_usd: settings.limits.max_usd,
                   max_wall_s: settings.limits.max_wall_s,

@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +39,34 @@ log = logging.getLogger(__name__)
 _reservation_ids = itertools.count(1)
 
 LimitKind = Literal["calls", "tokens", "usd", "wall_s", "depth"]
+
+
+# One name per limit everywhere: the settings (FLEET_MAX_CALLS, ...), `Limits`, a message's
+# `limits`, the REST API, the MCP tool and the CLI flags. A limit `max_X` caps the quantity `X`
+# that usage counts and `budget()` reports as remaining (`calls`, `tokens`, `usd`, `wall_s`,
+# `depth`). Earlier public names are still accepted, with a warning.
+DEPRECATED_LIMIT_NAMES = {"max_lm_calls": "max_calls"}
+
+
+def deprecated_name(old: str, new: str, where: str) -> None:
+    """Warn (FutureWarning: shown to users by default) that `old` in `where` is now `new`."""
+    message = f"{where}: `{old}` is deprecated; use `{new}`"
+    log.warning(message)
+    warnings.warn(message, FutureWarning, stacklevel=3)
+
+
+def renamed_limits(values: Mapping[str, object], where: str) -> dict[str, object]:
+    """`values` with each deprecated limit name replaced by its name (warning). Both names at
+    once are refused (ValueError)."""
+    out = dict(values)
+    for old, new in DEPRECATED_LIMIT_NAMES.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{where}: give `{new}` only (`{old}` is its deprecated name)")
+        deprecated_name(old, new, where)
+        out[new] = out.pop(old)
+    return out
 
 
 class _Record(BaseModel):
@@ -59,7 +88,7 @@ class Limits(_Record):
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            max_calls=settings.max_lm_calls,
+            max_calls=settings.max_calls,
             max_tokens=settings.max_tokens,
             max_usd=settings.max_usd,
             max_wall_s=settings.max_wall_s,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SandboxBackend = Literal["local", "gvisor", "unsafe-local", "daytona"]
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     max_depth: int = Field(2, ge=0, description="Deepest node of the recursive tree, counted "
                            "from its top: the root RLM, or a chat turn's agent, is depth 0.")
     max_iterations: int = Field(20, gt=0)
-    max_lm_calls: int = Field(200, gt=0)
+    max_calls: int = Field(200, gt=0, description="Most model calls in a turn's whole tree "
+                           "(FLEET_MAX_CALLS; FLEET_MAX_LM_CALLS, its old name, still works).")
     max_tokens: int = Field(2_000_000, gt=0)
     max_usd: float = Field(5.0, gt=0)
     max_wall_s: float = Field(1800.0, gt=0)
@@ -149,6 +151,26 @@ class Settings(BaseSettings):
         256, gt=0, description="Largest text a document may extract to (UTF-8), in MB.")
     extract_concurrency: int = Field(
         2, gt=0, description="Documents of one tenant extracted at the same time.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_limits(cls, data: Any) -> Any:
+        """A limit's deprecated name (a keyword, a .env line, or FLEET_<OLD NAME> in the
+        environment) gives its value to the new name, unless that is set too."""
+        from .budget import DEPRECATED_LIMIT_NAMES, deprecated_name
+
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in DEPRECATED_LIMIT_NAMES.items():
+            variable = f"FLEET_{old.upper()}"
+            value = data.pop(old, None)
+            if value is None:
+                value = os.environ.get(variable)
+            if value is not None:
+                deprecated_name(old, new, f"settings ({variable})")
+                data.setdefault(new, value)
+        return data
 
     @property
     def effective_sub_model(self) -> str:

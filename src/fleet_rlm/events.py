@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from fleet_rlm.budget import Remaining, Usage
 from fleet_rlm.redaction import redact
+from fleet_rlm.status import FinishStatus
 
 log = logging.getLogger(__name__)
 
-TurnStatus = Literal["ok", "waiting", "budget", "cancelled", "error"]
 RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
 LmRole = Literal["root", "sub", "extract", "agent", "summary"]
 Answer: TypeAlias = dict[str, JsonValue]
@@ -145,7 +145,8 @@ class AnswerDeltaEvent(EventBase):
 
 class TurnFinishedEvent(EventBase):
     type: Literal["turn_finished"] = "turn_finished"
-    status: TurnStatus
+    status: FinishStatus = Field(description="The turn's status, as its row in the store holds "
+                                 "it: waiting (paused on the user) or how it ended.")
     answer: str | None
     usage: Usage
 

@@ -153,11 +153,10 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
         and the usage."""
         # The caller's tenant's limits, where lower than the server's, bound the query too.
         ceiling = service.with_limits(None, tenant=await service.tenant_limits(caller(ctx)))
-        for name, key, asked in (("max_calls", "max_lm_calls", max_calls),
-                                 ("max_usd", "max_usd", max_usd)):
-            limit = getattr(ceiling, key)
+        for name, asked in (("max_calls", max_calls), ("max_usd", max_usd)):
+            limit = getattr(ceiling, name)
             if asked is not None and asked > limit:
-                whose = "server" if limit == getattr(settings, key) else "tenant"
+                whose = "server" if limit == getattr(settings, name) else "tenant"
                 raise LimitRaised(name, asked, limit, whose)
         sources = [("context", context)] if context is not None else []
         limits = ExtractionLimits.of(settings)

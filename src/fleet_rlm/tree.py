@@ -36,9 +36,12 @@ from .events import (
     RlmFinishedEvent,
 )
 
-NodeStatus = Literal["running", "waiting", "ok", "extract", "budget", "cancelled", "error"]
-TreeStatus = Literal["idle", "running", "waiting", "ok", "extract", "budget", "cancelled", "error"]
-FINAL = frozenset({"ok", "extract", "budget", "cancelled", "error"})
+# A node's status: a turn's (fleet_rlm.status.TurnStatus), or an RLM's `extract`.
+NodeStatus = Literal["running", "waiting", "ok", "extract", "budget", "cancelled", "error",
+                     "interrupted"]
+TreeStatus = Literal["idle", "running", "waiting", "ok", "extract", "budget", "cancelled",
+                     "error", "interrupted"]
+FINAL = frozenset({"ok", "extract", "budget", "cancelled", "error", "interrupted"})
 RLM_EVENTS = frozenset({"rlm_started", "rlm_iteration", "code_output", "rlm_finished"})
 
 

@@ -43,7 +43,7 @@ def test_rlm_projection_is_a_range_up_to_the_limits(tmp_path: Path) -> None:
     low = sum(2000 * 2.0 / 1e6 + c * 0.5 / 1e6 for c in context)
     high = sum(min(0.25, min(30_000, 3 * (c + 4000)) * 8.0 / 1e6) for c in context)
     done = fleet(tmp_path, "sniah", "--dry-run", "--n", "3", "--lengths", "8192",
-                 FLEET_MAX_LM_CALLS="3", FLEET_MAX_TOKENS="30000", FLEET_MAX_USD="0.25")
+                 FLEET_MAX_CALLS="3", FLEET_MAX_TOKENS="30000", FLEET_MAX_USD="0.25")
     assert done.returncode == 0, done.stderr
     assert f"projected cost: ${low:.4f} to ${high:.4f}" in done.stdout
 

@@ -104,13 +104,22 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path, scripted_lm):
     assert "too late" not in stdout
 
 
-def test_timeout_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm):
+@pytest.mark.parametrize("flag", ["--max-wall-s", "--timeout"])
+def test_the_wall_limit_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm, flag):
+    """--timeout, the deprecated name of --max-wall-s, still works, with a warning."""
     server = scripted_lm([step(1, "SUBMIT(answer='too late')", delay_ms=30_000)])
     started = time.monotonic()
-    done = fleet_run(tmp_path, server, "q", "--timeout", "2")
+    done = fleet_run(tmp_path, server, "q", flag, "2")
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - started < 25
     assert "too late" not in done.stdout and "Traceback" not in done.stderr
+    assert ("--timeout is deprecated; use --max-wall-s" in done.stderr) == (flag == "--timeout")
+    assert "budget exceeded: wall_s" in done.stderr
+
+
+def test_both_names_of_the_wall_limit_are_refused(tmp_path, scripted_lm):
+    done = fleet_run(tmp_path, scripted_lm([]), "q", "--max-wall-s", "2", "--timeout", "3")
+    assert done.returncode == 1 and "give --max-wall-s only" in done.stderr
 
 
 def test_an_unpriced_model_under_a_usd_limit_is_a_clear_error(tmp_path, scripted_lm):

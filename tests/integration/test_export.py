@@ -56,7 +56,7 @@ async def test_a_turn_as_json_has_everything(recorded):
     turn = data["turn"]
     assert turn["id"] == turn_id and turn["session_id"] == session_id and turn["index"] == 1
     assert turn["user_message"] == "Summarise the document"
-    assert turn["answer"] == "Three summaries, x=42." and turn["status"] == "done"
+    assert turn["answer"] == "Three summaries, x=42." and turn["status"] == "ok"
     assert turn["usage"]["calls"] > 0 and turn["finished_at"]
     assert turn["events"] == stored
     assert [e["seq"] for e in turn["events"]] == list(range(1, len(stored) + 1))
@@ -69,7 +69,7 @@ async def test_a_turn_as_markdown_reads_as_a_transcript(recorded):
     settings, _, turn_id = recorded
     async with Store.from_settings(settings) as store:
         text = await export_turn(store, turn_id, "markdown")
-    assert text.startswith("# Turn 1 — done\n")
+    assert text.startswith("# Turn 1 — ok\n")
     assert "## Question\n\n> Summarise the document\n" in text
     order = ["### Step 1: ask_user", "Asked the user: **Which document?**", "parts.txt",
              "### Step 2: rlm_query", "#### RLM `", "— depth 1", "##### Iteration 1",
@@ -100,7 +100,7 @@ async def test_a_session_exports_its_documents_and_turns(recorded):
     assert [d["name"] for d in data["documents"]] == ["parts.txt"]
     assert data["turns"] == [turn]
     assert text.startswith("# Parts\n") and "- parts.txt (text, 2,000 characters)" in text
-    assert "## Turn 1 — done" in text and "#### Step 2: rlm_query" in text
+    assert "## Turn 1 — ok" in text and "#### Step 2: rlm_query" in text
 
 
 async def test_unknown_ids_and_formats_are_errors(recorded):

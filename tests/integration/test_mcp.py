@@ -92,11 +92,11 @@ async def exercise(client: Client, tmp_path: Path) -> None:
 
     turn = json.loads((await client.call_tool(
         "get_turn", {"turn_id": first["turn_id"]})).content[0].text)["turn"]
-    assert turn["status"] == "done" and turn["answer"] == "Blue it is."
+    assert turn["status"] == "ok" and turn["answer"] == "Blue it is."
     assert [e["type"] for e in turn["events"]][-1] == "turn_finished"
     markdown = (await client.call_tool(
         "get_turn", {"turn_id": first["turn_id"], "format": "markdown"})).content[0].text
-    assert markdown.startswith("# Turn 1 — done")
+    assert markdown.startswith("# Turn 1 — ok")
     assert "Asked the user: **Which colour?**" in markdown
 
     missing = await client.call_tool("get_turn", {"turn_id": "nope"})

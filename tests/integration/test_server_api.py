@@ -76,7 +76,7 @@ async def test_delete_is_refused_while_a_turn_is_in_flight(client):
     turn = client.portal.call(svc.store.turns.start, session_id, "still running")
     response = client.delete(f"{API}/sessions/{session_id}")
     assert response.status_code == 409 and response.json()["error"] == "busy"
-    client.portal.call(lambda: svc.store.turns.finish(turn.id, "done", answer="a"))
+    client.portal.call(lambda: svc.store.turns.finish(turn.id, "ok", answer="a"))
     assert client.delete(f"{API}/sessions/{session_id}").status_code == 204
 
 
@@ -92,7 +92,7 @@ def test_a_turn_its_events_export_and_usage(scripted_lm, tmp_path):
         assert frames[-1]["status"] == "ok"
 
         (turn,) = client.get(f"{API}/sessions/{session_id}/turns").json()
-        assert (turn["id"], turn["status"], turn["answer"]) == (turn_id, "done", "All **good**.")
+        assert (turn["id"], turn["status"], turn["answer"]) == (turn_id, "ok", "All **good**.")
         events = client.get(f"{API}/turns/{turn_id}/events").json()
         assert events["events"] == frames and events["last_seq"] == frames[-1]["seq"]
         later = client.get(f"{API}/turns/{turn_id}/events", params={"after_seq": 2}).json()
@@ -221,6 +221,21 @@ def test_settings_keys_are_write_only_and_saved_with_mode_0600(client):
     assert client.patch(f"{API}/settings", json={"api_key": None}).json()["api_key_set"] is False
     assert "api_key" not in json.loads(path.read_text()) or \
         json.loads(path.read_text())["api_key"] is None
+
+
+def test_settings_limits_have_one_name_and_take_the_old_one(client):
+    """`max_calls` in and out; `max_lm_calls`, its deprecated name, is taken and saved as it."""
+    data_dir = client.app.state.svc.settings.data_dir
+    new = client.patch(f"{API}/settings", json={"limits": {"max_calls": 40}})
+    assert new.status_code == 200, new.text
+    assert new.json()["limits"]["max_calls"] == 40 and "max_lm_calls" not in new.json()["limits"]
+    old = client.patch(f"{API}/settings", json={"limits": {"max_lm_calls": 30}})
+    assert old.status_code == 200, old.text
+    assert client.get(f"{API}/settings").json()["limits"]["max_calls"] == 30
+    assert client.app.state.svc.settings.max_calls == 30
+    assert json.loads((data_dir / "settings.json").read_text())["max_calls"] == 30
+    both = client.patch(f"{API}/settings", json={"limits": {"max_lm_calls": 3, "max_calls": 4}})
+    assert both.status_code == 422 and "give `max_calls` only" in both.text
 
 
 def test_settings_survive_a_restart(tmp_path):

@@ -220,7 +220,7 @@ def test_row_level_security_is_a_second_wall_on_postgresql(scripted_lm, tmp_path
                     files={"file": ("a.txt", b"alpha")})
         frames = _run_turn(client, session_id, alice, "hello")
         turn = client.get(f"{API}/turns/{frames[-1]['turn_id']}", headers=_bearer(alice)).json()
-        assert (turn["status"], turn["answer"]) == ("done", "hi")
+        assert (turn["status"], turn["answer"]) == ("ok", "hi")
         stored = client.get(f"{API}/turns/{turn['id']}/events", headers=_bearer(alice)).json()
         assert stored["events"] == frames
         bob_session = client.post(f"{API}/sessions", headers=_bearer(bob), json={}).json()["id"]

@@ -21,9 +21,9 @@ def test_a_turn_shows_its_trace_id_when_it_has_one(client):
     session_id = _session(client)
     turns = client.app.state.svc.store.turns
     traced = client.portal.call(turns.start, session_id, "traced")
-    client.portal.call(lambda: turns.finish(traced.id, "done", answer="a", trace_id="tr-123"))
+    client.portal.call(lambda: turns.finish(traced.id, "ok", answer="a", trace_id="tr-123"))
     untraced = client.portal.call(turns.start, session_id, "untraced")
-    client.portal.call(lambda: turns.finish(untraced.id, "done", answer="b"))
+    client.portal.call(lambda: turns.finish(untraced.id, "ok", answer="b"))
 
     listed = client.get(f"{API}/sessions/{session_id}/turns").json()
     assert [t["trace_id"] for t in listed] == ["tr-123", None]
@@ -36,16 +36,17 @@ def test_message_limits_are_checked_per_field_and_bind_the_turn(scripted_lm, tmp
         session_id = _session(client)
         with client.websocket_connect(ws_url(session_id)) as ws:
             ws.receive_json()
-            ws.send_json({"type": "message", "text": "hello", "limits": {"max_lm_calls": 0}})
+            ws.send_json({"type": "message", "text": "hello", "limits": {"max_calls": 0}})
             zero = ws.receive_json()
             assert zero == {"type": "socket_error", "code": "invalid", "message":
-                            "bad limits: max_lm_calls: Input should be greater than 0"}
+                            "bad limits: max_calls: Input should be greater than 0"}
             ws.send_json({"type": "message", "text": "hello",
                           "limits": {"max_usd": "lots", "max_depth": -1}})
             both = ws.receive_json()["message"]
             assert "max_usd: Input should be a valid number" in both and "max_depth" in both
             assert client.get(f"{API}/sessions/{session_id}/turns").json() == []
 
+            # max_lm_calls, the deprecated name of max_calls, still binds the turn
             ws.send_json({"type": "message", "text": "hello", "limits": {"max_lm_calls": 1}})
             finished = until_finished(ws.receive_json)[-1]
         assert finished["status"] == "budget"
@@ -97,7 +98,7 @@ def test_usage_counts_calls_of_models_without_a_price(client):
         turn = client.portal.call(turns.start, session_id, "q")
         usage = {"calls": 3, "prompt_tokens": 10, "completion_tokens": 5, "tokens": 15,
                  "usd": usd, "usd_unknown_calls": unknown}
-        client.portal.call(lambda t=turn, u=usage: turns.finish(t.id, "done", answer="a",
+        client.portal.call(lambda t=turn, u=usage: turns.finish(t.id, "ok", answer="a",
                                                                 usage=u))
     for group in ("session", "day"):
         report = client.get(f"{API}/usage", params={"group": group}).json()

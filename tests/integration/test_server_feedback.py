@@ -52,7 +52,7 @@ def test_feedback_lands_on_the_turns_trace_and_is_scoped_by_tenant(scripted_lm, 
             ws.send_json({"type": "message", "text": "hello"})
             turn_id = until_finished(ws.receive_json)[-1]["turn_id"]
         turn = client.get(f"{API}/turns/{turn_id}", headers=alice).json()
-        assert turn["status"] == "done" and turn["answer"] == "hi there"
+        assert turn["status"] == "ok" and turn["answer"] == "hi there"
 
         feedback = f"{API}/turns/{turn_id}/feedback"
         down = client.post(feedback, json={"thumbs_up": False, "comment": "too short"},

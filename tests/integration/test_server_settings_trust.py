@@ -112,7 +112,7 @@ def test_a_provider_that_echoes_the_key_leaves_no_trace_of_it(scripted_lm, tmp_p
         turn_id = frames[-1]["turn_id"]
         turn = client.get(f"{API}/turns/{turn_id}").json()
         events = client.get(f"{API}/turns/{turn_id}/events").json()["events"]
-    assert turn["status"] == "failed" and "invalid api key *** for this model" in turn["error"]
+    assert turn["status"] == "error" and "invalid api key *** for this model" in turn["error"]
     assert [e for e in events if e["type"] == "error"], events
     stored = b"".join(path.read_bytes() for path in tmp_path.glob("fleet.db*"))
     for text in (json.dumps(frames), json.dumps(turn), json.dumps(events)):

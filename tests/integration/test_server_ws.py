@@ -85,7 +85,7 @@ def test_busy_then_the_next_message_right_after_turn_finished(scripted_lm, tmp_p
             second = until_finished(ws.receive_json)
         assert second[-1]["answer"] == "two" and second[0]["type"] == "turn_started"
         statuses = [t["status"] for t in client.get(f"{API}/sessions/{session_id}/turns").json()]
-        assert statuses == ["done", "done"]
+        assert statuses == ["ok", "ok"]
 
 
 def test_ask_user_is_answered_over_the_socket(scripted_lm, tmp_path):
@@ -213,12 +213,12 @@ async def test_a_client_that_stops_reading_overflows_and_resumes_without_slowing
 
 def test_a_message_may_lower_the_servers_limits_but_never_raise_them(scripted_lm, tmp_path):
     server = scripted_lm(quick("ping", "pong"))
-    settings = settings_for(server, tmp_path, max_lm_calls=5, max_usd=1.0, max_depth=1)
+    settings = settings_for(server, tmp_path, max_calls=5, max_usd=1.0, max_depth=1)
     with app_client(settings) as client:
         session_id = _session(client)
         with client.websocket_connect(ws_url(session_id)) as ws:
             ws.receive_json()
-            for field, asked, limit in [("max_lm_calls", 1_000_000_000, 5),
+            for field, asked, limit in [("max_calls", 1_000_000_000, 5),
                                         ("max_usd", 1e12, 1.0), ("max_depth", 50, 1)]:
                 ws.send_json({"type": "message", "text": "ping", "limits": {field: asked},
                               "id": field})
@@ -227,7 +227,12 @@ def test_a_message_may_lower_the_servers_limits_but_never_raise_them(scripted_lm
                 assert (refused["field"], refused["server_limit"]) == (field, limit)
                 assert refused["message"].startswith(f"bad limits: {field}: ")
                 assert f"above the server's limit of {limit}" in refused["message"]
-            ws.send_json({"type": "message", "text": "ping", "limits": {"max_lm_calls": 4}})
+            ws.send_json({"type": "message", "text": "ping", "limits": {"max_lm_calls": 1e9},
+                          "id": "old"})  # the deprecated name, refused as the new one is
+            refused = ws.receive_json()
+            assert (refused["code"], refused["field"], refused["server_limit"]) == (
+                "invalid", "max_calls", 5)
+            ws.send_json({"type": "message", "text": "ping", "limits": {"max_calls": 4}})
             frames = until_finished(ws.receive_json)
         assert frames[-1]["answer"] == "pong"
         assert frames[-1]["usage"]["limits"]["max_calls"] == 4  # lowering works

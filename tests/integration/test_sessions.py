@@ -121,7 +121,7 @@ async def test_long_document_goes_to_the_recursive_engine_short_one_is_read_dire
     assert (streamed[0].type, streamed[-1].type) == ("turn_started", "turn_finished")
     assert await stored(svc, live.turn_id) == streamed
     turn = await svc.store.turns.get(live.turn_id)
-    assert (turn.status, turn.answer) == ("done", "500 needles; Tuesday 10:00.")
+    assert (turn.status, turn.answer) == ("ok", "500 needles; Tuesday 10:00.")
     assert turn.usage["calls"] == 6
 
 
@@ -181,7 +181,7 @@ async def test_ask_user_pauses_the_turn_and_a_reply_resumes_it(scripted_lm, tmp_
     assert [e.seq for e in first + rest] == list(range(1, len(first) + len(rest) + 1))
     assert await stored(svc, live.turn_id) == first + rest
     turn = await svc.store.turns.get(live.turn_id)
-    assert (turn.status, turn.answer, turn.pending) == ("done", "Q3 it is.", None)
+    assert (turn.status, turn.answer, turn.pending) == ("ok", "Q3 it is.", None)
 
 
 async def test_a_waiting_turn_resumes_in_a_new_process_where_it_paused(scripted_lm, tmp_path,
@@ -210,7 +210,7 @@ async def test_a_waiting_turn_resumes_in_a_new_process_where_it_paused(scripted_
         "tool_result", "ask_user", "the Q3 one")
     assert after[-1].type == "turn_finished" and after[-1].status == "ok"
     turn = await svc.store.turns.get(live.turn_id)
-    assert (turn.status, turn.answer) == ("done", "Q3 it is.")
+    assert (turn.status, turn.answer) == ("ok", "Q3 it is.")
     # The turn's bill covers both sides of the pause: every call the server received.
     assert turn.usage["calls"] == server.stats()["calls"]
 
@@ -228,6 +228,9 @@ async def test_a_turn_left_running_by_a_crash_is_interrupted_on_the_next_start(t
     svc = await open_service(settings)
     turn = await svc.store.turns.get(crashed.id)
     assert turn.status == "interrupted" and turn.finished_at is not None
+    *_, error, finished = [parse_event(e.payload) for e in await svc.store.events.list(crashed.id)]
+    assert (error.type, error.error_type) == ("error", "Interrupted")
+    assert (finished.type, finished.status) == ("turn_finished", turn.status)
     assert (await svc.store.turns.get(waiting.id)).status == "waiting"
     assert await svc.store.turns.running_for_session(session.id) is None  # not Busy any more
 

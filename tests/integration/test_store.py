@@ -203,11 +203,11 @@ async def test_turn_lifecycle_with_a_pending_question(store: Store) -> None:
     assert await store.turns.get_pending(first.id) is None
 
     usage = {"calls": 3, "tokens": 1200, "usd": 0.0042}
-    done = await store.turns.finish(first.id, "done", answer="hi", usage=usage, trace_id="tr-1")
+    done = await store.turns.finish(first.id, "ok", answer="hi", usage=usage, trace_id="tr-1")
     assert done.finished_at is not None and done.finished_at.tzinfo is UTC
     stored = await store.turns.get(first.id)
     assert (stored.status, stored.answer, stored.usage, stored.trace_id, stored.error) == (
-        "done", "hi", usage, "tr-1", None)
+        "ok", "hi", usage, "tr-1", None)
     assert await store.turns.running_for_session(session.id) is None
     with pytest.raises(ValueError, match="cannot wait"):
         await store.turns.set_pending(first.id, pending)
@@ -215,9 +215,11 @@ async def test_turn_lifecycle_with_a_pending_question(store: Store) -> None:
         await store.turns.finish(first.id, "running")
 
     second = await store.turns.start(session.id, "again")
-    await store.turns.finish(second.id, "failed", error="boom")
+    await store.turns.finish(second.id, "error", error="boom")
     assert [(t.index, t.status) for t in await store.turns.list(session.id)] == [
-        (1, "done"), (2, "failed")]
+        (1, "ok"), (2, "error")]
+    with pytest.raises(ValueError, match="finishes as one of"):
+        await store.turns.finish(second.id, "failed")  # the old word is no status any more
 
 
 async def test_concurrent_turn_starts_get_distinct_indexes(store: Store) -> None:
@@ -234,7 +236,7 @@ async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
     waiting = await store.turns.start(session.id, "c")
     await store.turns.set_pending(waiting.id, {"question": "?"})
     done = await store.turns.start(session.id, "d")
-    await store.turns.finish(done.id, "done", answer="ok")
+    await store.turns.finish(done.id, "ok", answer="ok")
 
     assert sorted(await store.recover_crashed()) == sorted(t.id for t in running)
     for turn in running:
@@ -243,7 +245,7 @@ async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
         assert "stopped" in stored.error
     assert (await store.turns.get(waiting.id)).status == "waiting"
     assert await store.turns.get_pending(waiting.id) == {"question": "?"}
-    assert (await store.turns.get(done.id)).status == "done"
+    assert (await store.turns.get(done.id)).status == "ok"
     assert await store.recover_crashed() == []
 
 
@@ -342,7 +344,7 @@ async def test_recorders_share_one_writer_and_store_an_outcome_with_its_events(
     session = await store.sessions.create()
     one = await store.turns.start(session.id, "a")
     two = await store.turns.start(session.id, "b")
-    finished = lambda batch: ({"status": "done", "answer": "42"}  # noqa: E731
+    finished = lambda batch: ({"status": "ok", "answer": "42"}  # noqa: E731
                               if any(e["type"] == "turn_finished" for e in batch) else None)
     rec_one = EventRecorder(store, one.id, outcome=finished)
     rec_two = EventRecorder(store, two.id)
@@ -361,7 +363,7 @@ async def test_recorders_share_one_writer_and_store_an_outcome_with_its_events(
     assert [e.seq for e in await store.events.list(one.id)] == [1, 2]
     assert [e.payload["text"] for e in await store.events.list(two.id)] == ["y"]
     turn = await store.turns.get(one.id)
-    assert (turn.status, turn.answer) == ("done", "42")
+    assert (turn.status, turn.answer) == ("ok", "42")
     assert (await store.turns.get(two.id)).status == "running"
     await rec_one.close()
 
@@ -424,7 +426,7 @@ async def test_unknown_ids_raise_not_found(store: Store) -> None:
             store.memory.get_all("nope"), store.memory.set("nope", "human", "v"),
         ],
         "turn": [
-            store.turns.get("nope"), store.turns.finish("nope", "done"),
+            store.turns.get("nope"), store.turns.finish("nope", "ok"),
             store.turns.set_pending("nope", {}), store.turns.get_pending("nope"),
             store.events.list("nope"), store.events.last_seq("nope"),
             store.events.append_many("nope", [{"seq": 1, "type": "x"}]),
@@ -519,9 +521,9 @@ async def test_turns_recorded_before_attachments_get_them_from_their_note(store:
     a = await store.documents.add(session.id, "a.txt", "text", 3, 3, SHA_A, text="aaa")
     await store.documents.add(session.id, "b.txt", "text", 3, 3, SHA_B, text="bbb")
     noted = await store.turns.start(session.id, "sum\n\n(Attached documents: a.txt, b.txt)")
-    await store.turns.finish(noted.id, "done", answer="x")
+    await store.turns.finish(noted.id, "ok", answer="x")
     gone = await store.turns.start(session.id, "read\n\n(Attached documents: a.txt, gone.txt)")
-    await store.turns.finish(gone.id, "done", answer="x")
+    await store.turns.finish(gone.id, "ok", answer="x")
     plain = await store.turns.start(session.id, "hello")
     await store.downgrade("0004")
     await store.upgrade()
@@ -529,3 +531,67 @@ async def test_turns_recorded_before_attachments_get_them_from_their_note(store:
     b = next(d for d in await store.documents.list(session.id) if d.name == "b.txt")
     assert by_id[noted.id] == [{"id": a.id, "name": "a.txt"}, {"id": b.id, "name": "b.txt"}]
     assert by_id[gone.id] is None and by_id[plain.id] is None
+
+
+async def test_turn_rows_and_stored_limits_move_to_one_vocabulary(store: Store) -> None:
+    """Migration 0006: done -> ok; failed -> budget where the turn_finished event (or, its
+    events lost, the error) says a limit stopped it, else error; max_lm_calls -> max_calls."""
+    session = await store.sessions.create("old")
+    tenant = (await store.ensure_local_user()).tenant_id
+    await store.downgrade("0005")
+
+    async def add(status: str, error: str | None = None, finished: str | None = None,
+                  pending: dict | None = None) -> str:
+        turn_id = uuid.uuid4().hex[:16]
+        async with store.engine.begin() as conn:
+            index = (await conn.execute(sa.text(
+                "SELECT count(*) FROM turns WHERE session_id = :s"), {"s": session.id})).scalar()
+            await conn.execute(sa.insert(Turn.__table__).values(
+                id=turn_id, session_id=session.id, index=index + 1, user_message="q",
+                status=status, error=error, pending=pending, created_at=session.created_at))
+            if finished is not None:
+                for seq, status_said in ((1, "waiting"), (2, finished)):
+                    await conn.execute(sa.insert(Event.__table__).values(
+                        turn_id=turn_id, seq=seq, type="turn_finished",
+                        payload={"type": "turn_finished", "status": status_said},
+                        created_at=session.created_at))
+        return turn_id
+
+    done = await add("done")
+    budget = await add("failed", "budget exceeded: calls 3/3", finished="budget")
+    budget_no_events = await add("failed", "BudgetExceeded: budget exceeded: usd 1/1")
+    error = await add("failed", "LMError: boom", finished="error")
+    error_no_events = await add("failed", "Interrupted: the server stopped")
+    cancelled = await add("cancelled", "cancelled by the user", finished="cancelled")
+    waiting = await add("waiting", pending={"question": "?", "limits": {"max_lm_calls": 3}})
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("INSERT INTO tenant_limits (tenant_id, limits, updated_at) "
+                                   "VALUES (:t, :l, :u)"),
+                           {"t": tenant, "l": '{"max_lm_calls": 7, "max_usd": 1.5}',
+                            "u": session.created_at})
+        with pytest.raises(sa.exc.IntegrityError):  # before 0006 the new words are refused
+            async with conn.begin_nested():
+                await conn.execute(sa.update(Turn.__table__).where(
+                    Turn.__table__.c.id == done).values(status="budget"))
+
+    await store.upgrade()
+    statuses = {t.id: t.status for t in await store.turns.list(session.id)}
+    assert statuses == {done: "ok", budget: "budget", budget_no_events: "budget",
+                        error: "error", error_no_events: "error", cancelled: "cancelled",
+                        waiting: "waiting"}
+    assert (await store.turns.get_pending(waiting))["limits"] == {"max_calls": 3}
+    assert await store.tenant_limits.get(tenant) == {"max_calls": 7, "max_usd": 1.5}
+    with pytest.raises(sa.exc.IntegrityError):  # the old words are refused now
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.update(Turn.__table__).where(
+                Turn.__table__.c.id == done).values(status="failed"))
+
+    await store.downgrade("0005")
+    async with store.engine.connect() as conn:
+        rows = dict((await conn.execute(sa.text("SELECT id, status FROM turns"))).all())
+        limits = (await conn.execute(sa.text("SELECT limits FROM tenant_limits"))).scalar()
+    assert rows == {done: "done", budget: "failed", budget_no_events: "failed", error: "failed",
+                    error_no_events: "failed", cancelled: "cancelled", waiting: "waiting"}
+    assert (limits if isinstance(limits, dict) else __import__("json").loads(limits)) == {
+        "max_lm_calls": 7, "max_usd": 1.5}
+    await store.upgrade()

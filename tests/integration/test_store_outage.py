@@ -95,7 +95,7 @@ def test_an_outage_mid_turn_loses_no_event_and_the_session_goes_on(scripted_lm, 
                 set_login(deployment, True)
             turn_id = frames[-1]["turn_id"]
             turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
-            assert (turn["status"], turn["answer"], turn["error"]) == ("done", "kept", None)
+            assert (turn["status"], turn["answer"], turn["error"]) == ("ok", "kept", None)
             stored = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()
             assert stored["events"] == events_of(frames)  # every event, written once back
             _usable_afterwards(client, ws, session_id, headers)
@@ -119,7 +119,7 @@ def test_an_outage_past_the_bound_fails_the_turn_and_closes_its_record(scripted_
                 set_login(deployment, True)
             turn_id = frames[-1]["turn_id"]
             turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
-            assert turn["status"] == "failed"
+            assert turn["status"] == "error"
             assert re.search(r"RecordingLost: \d+ events .* not recorded", turn["error"])
             stored = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()
             records = stored["events"]
@@ -177,7 +177,7 @@ def test_a_full_disk_fails_the_turn_and_closes_its_record_once_writable(scripted
                 client.portal.call(engine.dispose)
             turn_id = frames[-1]["turn_id"]
             turn = client.get(f"{API}/turns/{turn_id}").json()
-            assert turn["status"] == "failed"
+            assert turn["status"] == "error"
             assert "disk is full" in turn["error"]
             records = client.get(f"{API}/turns/{turn_id}/events").json()["events"]
             assert [r["type"] for r in records[-2:]] == ["error", "turn_finished"]
@@ -206,7 +206,7 @@ def test_nul_in_code_output_on_postgresql_is_escaped_and_nothing_is_lost(scripte
         assert frames[-1]["status"] == "ok"
         turn_id = frames[-1]["turn_id"]
         turn = client.get(f"{API}/turns/{turn_id}", headers=headers).json()
-        assert (turn["status"], turn["answer"]) == ("done", "said a\\u0000b")
+        assert (turn["status"], turn["answer"]) == ("ok", "said a\\u0000b")
         records = client.get(f"{API}/turns/{turn_id}/events", headers=headers).json()["events"]
         assert [r["seq"] for r in records] == [f["seq"] for f in events_of(frames)]
         output = next(r for r in records if r["type"] == "tool_result")["output"]

@@ -75,22 +75,24 @@ def _only_alphas_turns_stop_at_its_limit(client, users) -> None:
     alice, carol, bob = (
         {"Authorization": users[n]["Authorization"]} for n in ("alice", "carol", "bob"))
     before = client.get(LIMITS, headers=carol).json()
-    assert before["tenant"]["max_lm_calls"] is None
-    assert before["server"]["max_lm_calls"] == before["effective"]["max_lm_calls"] == SERVER_CALLS
+    assert before["tenant"]["max_calls"] is None
+    assert before["server"]["max_calls"] == before["effective"]["max_calls"] == SERVER_CALLS
 
-    put = client.put(LIMITS, json={"max_lm_calls": 1}, headers=alice)
+    put = client.put(LIMITS, json={"max_lm_calls": 1}, headers=alice)  # its deprecated name
     assert put.status_code == 200, put.text
     seen = client.get(LIMITS, headers=carol).json()  # any user of the tenant reads them
-    assert seen["tenant"]["max_lm_calls"] == seen["effective"]["max_lm_calls"] == 1
-    assert seen["server"]["max_lm_calls"] == SERVER_CALLS
+    assert seen["tenant"]["max_calls"] == seen["effective"]["max_calls"] == 1
+    assert seen["server"]["max_calls"] == SERVER_CALLS
 
     stopped = _turn(client, carol, "alpha question")[-1]
     assert stopped["status"] == "budget" and stopped["answer"] is None
     assert stopped["usage"]["limits"]["max_calls"] == 1 and stopped["usage"]["calls"] == 1
+    row = client.get(f"{API}/turns/{stopped['turn_id']}", headers=carol).json()
+    assert row["status"] == "budget"  # the stored turn says what its events say
 
     others = client.get(LIMITS, headers=bob).json()  # bob's tenant is untouched
-    assert others["tenant"]["max_lm_calls"] is None
-    assert others["effective"]["max_lm_calls"] == SERVER_CALLS
+    assert others["tenant"]["max_calls"] is None
+    assert others["effective"]["max_calls"] == SERVER_CALLS
     finished = _turn(client, bob, "beta question")[-1]
     assert (finished["status"], finished["answer"]) == ("ok", "beta answer")
     assert finished["usage"]["limits"]["max_calls"] == SERVER_CALLS
@@ -102,7 +104,7 @@ def test_a_tenant_admin_lowers_its_limits_and_only_its_turns_stop_at_them(script
                                                                      "beta answer"))
     data = tmp_path / "data"
     users = _sqlite_users(data)
-    with app_client(settings_for(lm, data, auth="token", max_lm_calls=SERVER_CALLS)) as client:
+    with app_client(settings_for(lm, data, auth="token", max_calls=SERVER_CALLS)) as client:
         _only_alphas_turns_stop_at_its_limit(client, users)
 
         # A message may lower the tenant's limit further, never raise it.
@@ -112,22 +114,22 @@ def test_a_tenant_admin_lowers_its_limits_and_only_its_turns_stop_at_them(script
         with client.websocket_connect(ws_url(session_id, token=token)) as ws:
             ws.receive_json()
             ws.send_json({"type": "message", "text": "alpha question",
-                          "limits": {"max_lm_calls": 3}})
+                          "limits": {"max_calls": 3}})
             refused = ws.receive_json()
         assert (refused["code"], refused["field"], refused["tenant_limit"]) == (
-            "invalid", "max_lm_calls", 1)
+            "invalid", "max_calls", 1)
         assert "above the tenant's limit of 1" in refused["message"]
 
 
 def test_only_the_tenants_admin_sets_its_limits_and_never_above_the_servers(tmp_path):
     data = tmp_path / "data"
     users = _sqlite_users(data)
-    with app_client(settings_for(None, data, auth="token", max_lm_calls=SERVER_CALLS,
+    with app_client(settings_for(None, data, auth="token", max_calls=SERVER_CALLS,
                                  max_usd=2.0)) as client:
-        refused = client.put(LIMITS, json={"max_lm_calls": 1}, headers=users["carol"])
+        refused = client.put(LIMITS, json={"max_calls": 1}, headers=users["carol"])
         assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
 
-        raised = client.put(LIMITS, json={"max_lm_calls": 2, "max_usd": 2.5},
+        raised = client.put(LIMITS, json={"max_calls": 2, "max_usd": 2.5},
                             headers=users["alice"])
         assert raised.status_code == 422
         body = raised.json()
@@ -141,13 +143,13 @@ def test_only_the_tenants_admin_sets_its_limits_and_never_above_the_servers(tmp_
             assert set(kept.values()) == {None}
 
         # Each admin sets their own tenant's; null goes back to the server's.
-        assert client.put(LIMITS, json={"max_lm_calls": 2}, headers=users["alice"]).is_success
+        assert client.put(LIMITS, json={"max_calls": 2}, headers=users["alice"]).is_success
         assert client.put(LIMITS, json={"max_usd": 1.0}, headers=users["bob"]).is_success
         alpha = client.get(LIMITS, headers=users["carol"]).json()["tenant"]
-        assert (alpha["max_lm_calls"], alpha["max_usd"]) == (2, None)
-        reset = client.put(LIMITS, json={"max_lm_calls": None}, headers=users["alice"]).json()
-        assert reset["tenant"]["max_lm_calls"] is None
-        assert reset["effective"]["max_lm_calls"] == SERVER_CALLS
+        assert (alpha["max_calls"], alpha["max_usd"]) == (2, None)
+        reset = client.put(LIMITS, json={"max_calls": None}, headers=users["alice"]).json()
+        assert reset["tenant"]["max_calls"] is None
+        assert reset["effective"]["max_calls"] == SERVER_CALLS
         assert client.get(LIMITS, headers=users["bob"]).json()["tenant"]["max_usd"] == 1.0
 
 
@@ -162,7 +164,7 @@ def test_a_paused_turn_resumes_within_the_tenants_limits_as_they_are_now(scripte
             first = until_finished(ws.receive_json)
             assert first[-1]["status"] == "waiting" and first[-1]["usage"]["calls"] == 1
             # The local user is the local tenant's admin; two calls are left for the rest.
-            assert client.put(LIMITS, json={"max_lm_calls": 2}).is_success
+            assert client.put(LIMITS, json={"max_calls": 2}).is_success
             ws.send_json({"type": "answer", "turn_id": first[-1]["turn_id"], "text": "evening"})
             second = until_finished(ws.receive_json)
     assert second[-1]["status"] == "budget" and second[-1]["answer"] is None
@@ -178,10 +180,10 @@ def test_tenant_limits_hold_on_postgresql_as_the_servers_role(scripted_lm, tmp_p
     url = deployment.url(deployment.app)
     users = asyncio.run(_pg_users(url, tmp_path))
     settings = settings_for(lm, tmp_path / "data", auth="token", database_url=url,
-                            max_lm_calls=SERVER_CALLS)
+                            max_calls=SERVER_CALLS)
     with app_client(settings) as client:
         _only_alphas_turns_stop_at_its_limit(client, users)
-        refused = client.put(LIMITS, json={"max_lm_calls": 1},
+        refused = client.put(LIMITS, json={"max_calls": 1},
                              headers={"Authorization": users["carol"]["Authorization"]})
         assert refused.status_code == 403
 
@@ -204,15 +206,15 @@ def test_row_security_keeps_a_tenants_limits_from_other_tenants(tmp_path, deploy
 
     async def as_tenants() -> None:
         async with Store(url, tmp_path, tenant=alpha) as store:
-            await store.tenant_limits.set(alpha, {"max_lm_calls": 1})
-            assert await store.tenant_limits.get(alpha) == {"max_lm_calls": 1}
+            await store.tenant_limits.set(alpha, {"max_calls": 1})
+            assert await store.tenant_limits.get(alpha) == {"max_calls": 1}
         async with Store(url, tmp_path, tenant=beta) as store:
             assert await store.tenant_limits.get(alpha) == {}  # not seen
             with pytest.raises(sa.exc.DBAPIError, match="row-level security"):
-                await store.tenant_limits.set(alpha, {"max_lm_calls": 100})
+                await store.tenant_limits.set(alpha, {"max_calls": 100})
             await store.tenant_limits.set(beta, {"max_usd": 1.0})
         async with Store(url, tmp_path, tenant=alpha) as store:
-            assert await store.tenant_limits.get(alpha) == {"max_lm_calls": 1}  # unchanged
+            assert await store.tenant_limits.get(alpha) == {"max_calls": 1}  # unchanged
 
     asyncio.run(as_tenants())
     for role in (deployment.app, deployment.owner):  # forced: the owner is bound too
@@ -235,7 +237,7 @@ async def test_mcp_rlm_query_runs_within_the_tenants_limits(scripted_lm, tmp_pat
     async with Store(None, tmp_path / "data") as store:  # the local tenant's admin set these
         await store.prepare()
         await store.ensure_local_user()
-        await store.tenant_limits.set("local", {"max_lm_calls": 3})
+        await store.tenant_limits.set("local", {"max_calls": 3})
     params = StdioServerParameters(command=FLEET, args=["serve-mcp", "--transport", "stdio"],
                                    env=server_env(tmp_path, lm.api_base), cwd=tmp_path)
     async with Client(params, read_timeout_seconds=120) as client:

@@ -357,7 +357,7 @@ def test_remaining_reports_every_limit_and_none_for_unlimited():
 
 def test_limits_and_budget_from_settings():
     s = Settings(
-        max_lm_calls=7,
+        max_calls=7,
         max_tokens=1000,
         max_usd=0.5,
         max_wall_s=9.0,

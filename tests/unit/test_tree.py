@@ -89,7 +89,7 @@ def test_the_export_and_the_trace_draw_a_stream_joined_late() -> None:
     from fleet_rlm.tracing import build_tree
 
     events = load("agent_turn_gap")["events"]
-    turn = {"index": 1, "status": "done", "id": "t1", "session_id": "s1", "created_at": "then",
+    turn = {"index": 1, "status": "ok", "id": "t1", "session_id": "s1", "created_at": "then",
             "finished_at": None, "trace_id": None, "user_message": "q", "events": events,
             "question": None, "answer": "500 needles.", "error": None, "usage": None}
     text = "\n".join(turn_markdown(turn))

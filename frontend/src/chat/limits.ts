@@ -3,7 +3,7 @@ server checks them (an `invalid` socket_error frame names the bad one). Empty fi
 server's own limit. */
 
 export const LIMIT_FIELDS = [
-  { key: "max_lm_calls", label: "Max LM calls", hint: "every model call in the tree", min: 1, step: 1 },
+  { key: "max_calls", label: "Max LM calls", hint: "every model call in the tree", min: 1, step: 1 },
   { key: "max_usd", label: "Max USD", hint: "priced models only", min: 0.01, step: 0.01 },
   { key: "max_depth", label: "Max depth", hint: "the agent is depth 0", min: 0, step: 1 },
   { key: "max_iterations", label: "Max iterations", hint: "per recursive run", min: 1, step: 1 },
@@ -28,7 +28,7 @@ export function toLimits(draft: LimitDraft): MessageLimits {
 function one(key: LimitKey, value: number | string): string {
   const n = Number(value);
   switch (key) {
-    case "max_lm_calls":
+    case "max_calls":
       return `${value} call${n === 1 ? "" : "s"}`;
     case "max_usd":
       return `$${value}`;

@@ -517,14 +517,20 @@ export type components = {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
         };
-        /** Limits */
+        /**
+         * Limits
+         * @description Budget limits, one name each (`max_lm_calls`, max_calls's old name, is still taken).
+         */
         Limits: {
+            /**
+             * Max Calls
+             * @description Most model calls in a turn's tree.
+             */
+            max_calls?: number | null;
             /** Max Depth */
             max_depth?: number | null;
             /** Max Iterations */
             max_iterations?: number | null;
-            /** Max Lm Calls */
-            max_lm_calls?: number | null;
             /** Max Tokens */
             max_tokens?: number | null;
             /** Max Usd */
@@ -670,8 +676,8 @@ export type components = {
             question?: string | null;
             /** Session Id */
             session_id: string;
-            /** Status */
-            status: string;
+            /** @description The status its turn_finished event says, once it ended; interrupted: the server stopped while it ran. */
+            status: components["schemas"]["TurnStatus"];
             /**
              * Text
              * @description The message as typed.
@@ -692,6 +698,11 @@ export type components = {
              */
             user_message: string;
         };
+        /**
+         * TurnStatus
+         * @enum {string}
+         */
+        TurnStatus: "running" | "waiting" | "ok" | "budget" | "cancelled" | "error" | "interrupted";
         /** UsageReport */
         UsageReport: {
             /**

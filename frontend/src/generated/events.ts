@@ -324,7 +324,10 @@ export interface TurnFinishedEvent {
    */
   ts: number;
   type: "turn_finished";
-  status: "ok" | "waiting" | "budget" | "cancelled" | "error";
+  /**
+   * The turn's status, as its row in the store holds it: waiting (paused on the user) or how it ended.
+   */
+  status: "ok" | "waiting" | "budget" | "cancelled" | "error" | "interrupted";
   answer: string | null;
   usage: Usage;
 }

@@ -25,7 +25,7 @@ export interface MessageFrame {
    */
   document_ids?: string[];
   /**
-   * Lower limits for this turn (a message may only lower them).
+   * Lower limits for this turn (a message may only lower them), by the names of the settings: max_calls, max_tokens, max_usd, max_wall_s, max_depth, max_iterations (max_lm_calls, the old name of max_calls, is still accepted).
    */
   limits?: {
     [k: string]: unknown;
@@ -82,7 +82,7 @@ export interface ActiveTurn {
   /**
    * running, or waiting (on the user's answer).
    */
-  status: string;
+  status: "running" | "waiting";
   /**
    * The turn's last event so far.
    */

@@ -6,7 +6,7 @@ import { useEffect, useState, type ReactNode } from "react";
 import { api, errorText, type CheckResult, type SandboxBackend, type SettingsOut, type SettingsPatch } from "../api/client";
 
 const LIMITS: { key: string; label: string; step?: string; hint: string }[] = [
-  { key: "max_lm_calls", label: "LM calls per turn", hint: "every model call in the whole tree" },
+  { key: "max_calls", label: "LM calls per turn", hint: "every model call in the whole tree" },
   { key: "max_tokens", label: "Tokens per turn", hint: "prompt + completion" },
   { key: "max_usd", label: "USD per turn", step: "0.01", hint: "priced models only" },
   { key: "max_wall_s", label: "Seconds per turn", hint: "wall time" },

@@ -7,7 +7,7 @@ import { initialSession, liveTurn, SessionStore, sessionReducer, turnsToResume, 
 
 const SESSION = "s1";
 
-function turn(id: string, index: number, status = "done"): Turn {
+function turn(id: string, index: number, status: Turn["status"] = "ok"): Turn {
   return {
     id,
     session_id: SESSION,
@@ -15,7 +15,7 @@ function turn(id: string, index: number, status = "done"): Turn {
     user_message: `q${index}`,
     text: `q${index}`,
     attachments: [],
-    answer: status === "done" ? "a" : null,
+    answer: status === "ok" ? "a" : null,
     status,
     error: null,
     usage: null,
@@ -61,7 +61,7 @@ describe("session reducer", () => {
     const refreshed = sessionReducer(listedFirst, { type: "turns", turns: [turn("t1", 1)] });
     expect(refreshed.turns.map((t) => t.id)).toEqual(["t1", "t2"]);
     const both = sessionReducer(refreshed, { type: "turns", turns: [turn("t1", 1), turn("t2", 2)] });
-    expect(both.turns.map((t) => [t.id, t.status])).toEqual([["t1", "done"], ["t2", "done"]]);
+    expect(both.turns.map((t) => [t.id, t.status])).toEqual([["t1", "ok"], ["t2", "ok"]]);
   });
 
   it("gives a refused message back, and a stored history no placeholder", () => {

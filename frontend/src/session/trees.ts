@@ -1,7 +1,10 @@
 /* The trees of every turn of one session, keyed by turn id: events are routed by turn_id. */
 
 import type { FleetEvent } from "../generated/events";
-import { applyEvents, emptyTree, type TurnTree } from "../tree/reducer";
+import type { components } from "../generated/api";
+import { applyEvents, emptyTree, type TurnState, type TurnTree } from "../tree/reducer";
+
+type TurnStatus = components["schemas"]["TurnStatus"];
 
 export type Trees = Readonly<Record<string, TurnTree>>;
 
@@ -32,20 +35,13 @@ export function isLive(tree: TurnTree | undefined): boolean {
   return tree !== undefined && (tree.status === "running" || tree.status === "idle");
 }
 
-const STORED: Record<string, string> = {
-  done: "ok",
-  failed: "error",
-  cancelled: "cancelled",
-  interrupted: "interrupted",
-  running: "running",
-  waiting: "waiting",
-};
-const SETTLED = new Set(["ok", "error", "budget", "cancelled", "extract"]);
+const SETTLED: ReadonlySet<string> = new Set(["ok", "error", "budget", "cancelled", "interrupted", "extract"]);
 
-/** What a turn is doing: its events tell, unless the store has settled it without an event (a
- * waiting turn dismissed, a run cut short by a server restart). */
-export function turnStatus(stored: string, tree: TurnTree | undefined): string {
+/** What a turn is doing. Its row and its events say it in the same words (TurnStatus); the
+ * events tell first, unless the store has settled the turn without an event (a waiting turn
+ * dismissed, a run cut short by a server restart before it was closed). */
+export function turnStatus(stored: TurnStatus, tree: TurnTree | undefined): TurnState {
   if (tree && SETTLED.has(tree.status)) return tree.status;
-  if (stored !== "running" && stored !== "waiting") return STORED[stored] ?? stored;
-  return tree && tree.status !== "idle" ? tree.status : (STORED[stored] ?? stored);
+  if (stored !== "running" && stored !== "waiting") return stored;
+  return tree && tree.status !== "idle" ? tree.status : stored;
 }

@@ -347,8 +347,9 @@ describe("turn status", () => {
     const running = buildTree(script().slice(0, 12));
     expect(turnStatus("running", running)).toBe("running");
     expect(turnStatus("interrupted", running)).toBe("interrupted");
-    expect(turnStatus("done", buildTree(script()))).toBe("ok");
+    expect(turnStatus("ok", buildTree(script()))).toBe("ok");
     expect(turnStatus("running", undefined)).toBe("running");
-    expect(turnStatus("done", undefined)).toBe("ok");
+    expect(turnStatus("ok", undefined)).toBe("ok");
+    expect(turnStatus("budget", undefined)).toBe("budget"); // one word in the row and the events
   });
 });

@@ -23,7 +23,8 @@ import type {
   Usage,
 } from "../generated/events";
 
-export type NodeStatus = "running" | "waiting" | "ok" | "extract" | "budget" | "cancelled" | "error";
+/** A turn's status (the TurnStatus of events, store and API), or an RLM node's `extract`. */
+export type NodeStatus = "running" | "waiting" | "ok" | "extract" | "budget" | "cancelled" | "error" | "interrupted";
 export type TurnState = "idle" | NodeStatus;
 
 export interface CallTotals {
@@ -258,7 +259,7 @@ function withCell(
   return { ...node, iterations };
 }
 
-const FINAL: ReadonlySet<NodeStatus> = new Set(["ok", "extract", "budget", "cancelled", "error"]);
+const FINAL: ReadonlySet<NodeStatus> = new Set(["ok", "extract", "budget", "cancelled", "error", "interrupted"]);
 
 function settle(
   nodes: Record<string, TreeNode>,

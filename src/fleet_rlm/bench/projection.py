@@ -9,7 +9,7 @@ Tokens are counted at 4 characters a token.
 - `rlm` and `agent`: the root model sees the question and its own history, not the context, and
   reads the context through sub-calls. The low end is one root call of 2,000 tokens plus the sub
   model reading the context once. The high end is what the budget lets one task spend: at most
-  max_lm_calls calls of (context + 4,000) tokens, at most max_tokens tokens, every token at the
+  max_calls calls of (context + 4,000) tokens, at most max_tokens tokens, every token at the
   dearest of the two models' prices, and never more than max_usd.
 - `code-only`: no model, no cost.
 """
@@ -53,7 +53,7 @@ def _task_range(task: Task, mode: str, settings: Settings, root: ModelPrice,
         low = root.cost(context, 0)
         return low, low + root.cost(0, _reply_tokens(task))
     low = root.cost(ROOT_CALL_TOKENS, 0) + sub.cost(context, 0)
-    ceiling = min(settings.max_tokens, settings.max_lm_calls * (context + SUB_CALL_OVERHEAD))
+    ceiling = min(settings.max_tokens, settings.max_calls * (context + SUB_CALL_OVERHEAD))
     dearest = max(root.input_per_mtok, sub.input_per_mtok, root.output_per_mtok,
                   sub.output_per_mtok)
     high = min(settings.max_usd, ceiling * dearest / 1e6)
@@ -100,7 +100,7 @@ def render(p: Projection, benchmark: str, mode: str, settings: Settings) -> list
                      "(with replies as long as the gold answers)")
     else:
         lines.append(f"  projected cost: ${p.low_usd:.4f} to ${p.high_usd:.4f} (low: the context "
-                     f"read once; high: each task at its limits, max_lm_calls "
-                     f"{settings.max_lm_calls}, max_tokens {settings.max_tokens:,}, "
+                     f"read once; high: each task at its limits, max_calls "
+                     f"{settings.max_calls}, max_tokens {settings.max_tokens:,}, "
                      f"max_usd {settings.max_usd:g})")
     return lines

@@ -317,7 +317,7 @@ class Chat:
     def show_budget(self) -> None:
         s = self.service.with_limits(self.limits)
         changed = ", ".join(f"{k}={v}" for k, v in self.limits.items())
-        self.out.print(f"each turn: {s.max_lm_calls} calls · {s.max_tokens:,} tokens · "
+        self.out.print(f"each turn: {s.max_calls} calls · {s.max_tokens:,} tokens · "
                        f"${s.max_usd:g} · {s.max_wall_s:g}s · depth {s.max_depth} · "
                        f"{s.max_iterations} iterations per RLM node"
                        + (f" [dim](set here: {changed})[/dim]" if changed else ""))

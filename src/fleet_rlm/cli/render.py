@@ -33,7 +33,7 @@ OUTPUT_LINES = 2
 LINE_CHARS = 100
 BAR = 6
 STATUS_STYLE = {"running": "yellow", "ok": "green", "extract": "cyan", "budget": "magenta",
-                "cancelled": "magenta", "error": "red", "waiting": "cyan"}
+                "cancelled": "magenta", "error": "red", "waiting": "cyan", "interrupted": "red"}
 
 
 class TreeRenderer:

@@ -28,7 +28,10 @@ def run_command(
     max_tokens: Annotated[int | None, typer.Option(help="Most tokens used.")] = None,
     max_depth: Annotated[int | None, typer.Option(help="Deepest child RLM.")] = None,
     max_iterations: Annotated[int | None, typer.Option(help="Iterations per RLM node.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Most wall-clock seconds.")] = None,
+    max_wall_s: Annotated[float | None, typer.Option(
+        "--max-wall-s", help="Most wall-clock seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", hidden=True, help="Deprecated name of --max-wall-s.")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the event stream as JSON lines instead of the answer.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live tree.")] = False,
@@ -44,11 +47,16 @@ def run_command(
     from ..config import get_settings
 
     try:
+        if timeout is not None:
+            if max_wall_s is not None:
+                raise _InputError("give --max-wall-s only (--timeout is its deprecated name)")
+            err.print("[yellow]warning:[/yellow] --timeout is deprecated; use --max-wall-s")
+            max_wall_s = timeout
         inputs = {"context": _read_context(context or []), "question": question}
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base,
-                                max_lm_calls=max_calls, max_usd=max_usd, max_tokens=max_tokens,
+                                max_calls=max_calls, max_usd=max_usd, max_tokens=max_tokens,
                                 max_depth=max_depth, max_iterations=max_iterations,
-                                max_wall_s=timeout)
+                                max_wall_s=max_wall_s)
     except (ValidationError, _InputError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

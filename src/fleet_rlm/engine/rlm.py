@@ -356,7 +356,7 @@ class RecursiveRLM(dspy.Module):
         super().__init__()
         self.signature = dspy.ensure_signature(signature)
         overrides = {"max_iterations": max_iterations, "max_depth": max_depth,
-                     "max_lm_calls": max_calls, "max_tokens": max_tokens, "max_usd": max_usd,
+                     "max_calls": max_calls, "max_tokens": max_tokens, "max_usd": max_usd,
                      "max_wall_s": max_wall_s}
         base = settings or Settings()
         self.settings = base.model_copy(update={k: v for k, v in overrides.items()

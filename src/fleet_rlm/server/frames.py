@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from ..status import ActiveStatus
 from .deps import MAX_INT
 
 __all__ = [
@@ -49,7 +50,9 @@ class MessageFrame(_Frame):
         [], description="Deprecated name of `attachments`, still accepted.",
         json_schema_extra={"deprecated": True})
     limits: dict[str, Any] | None = Field(
-        None, description="Lower limits for this turn (a message may only lower them).")
+        None, description="Lower limits for this turn (a message may only lower them), by the "
+        "names of the settings: max_calls, max_tokens, max_usd, max_wall_s, max_depth, "
+        "max_iterations (max_lm_calls, the old name of max_calls, is still accepted).")
 
     @model_validator(mode="after")
     def _one_list(self) -> MessageFrame:
@@ -91,7 +94,7 @@ FRAME_TYPES = ("message", "answer", "cancel", "resume")
 
 class ActiveTurn(BaseModel):
     turn_id: str
-    status: str = Field(description="running, or waiting (on the user's answer).")
+    status: ActiveStatus = Field(description="running, or waiting (on the user's answer).")
     last_seq: int = Field(description="The turn's last event so far.")
     question: str | None = Field(description="What a waiting turn asks the user.")
 

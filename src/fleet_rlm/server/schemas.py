@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..attachments import typed_text
+from ..budget import renamed_limits
 from ..config import SandboxBackend
 from ..sessions import DocumentRow, SessionRow, TurnRow
+from ..status import TurnStatus
 from ..workspace import WorkspaceEntry
 
 
@@ -61,7 +63,8 @@ class TurnOut(BaseModel):
     text: str = Field(description="The message as typed.")
     attachments: list[Attachment] = Field(description="The documents sent with the message.")
     answer: str | None
-    status: str
+    status: TurnStatus = Field(description="The status its turn_finished event says, once it "
+                               "ended; interrupted: the server stopped while it ran.")
     error: str | None
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
@@ -74,7 +77,8 @@ class TurnOut(BaseModel):
         attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    text=typed_text(t.user_message, [a.name for a in attachments]),
-                   attachments=attachments, answer=t.answer, status=t.status, error=t.error,
+                   attachments=attachments, answer=t.answer, status=TurnStatus(t.status),
+                   error=t.error,
                    usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
                    created_at=t.created_at, finished_at=t.finished_at)
@@ -114,12 +118,19 @@ class WorkspaceListing(BaseModel):
 
 
 class Limits(_In):
-    max_lm_calls: int | None = Field(None, gt=0)
+    """Budget limits, one name each (`max_lm_calls`, max_calls's old name, is still taken)."""
+
+    max_calls: int | None = Field(None, gt=0, description="Most model calls in a turn's tree.")
     max_tokens: int | None = Field(None, gt=0)
     max_usd: float | None = Field(None, gt=0)
     max_wall_s: float | None = Field(None, gt=0)
     max_depth: int | None = Field(None, ge=0)
     max_iterations: int | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return renamed_limits(data, "limits") if isinstance(data, dict) else data
 
 
 class SettingsOut(BaseModel):

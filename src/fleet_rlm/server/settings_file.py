@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..budget import renamed_limits
 from ..config import Settings
 from .schemas import SettingsOut, SettingsPatch
 
 FILE_NAME = "settings.json"
 SECRETS = ("api_key", "daytona_api_key")
-LIMITS = ("max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations")
+LIMITS = ("max_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations")
 EDITABLE = ("root_model", "sub_model", "api_base", "sandbox", *SECRETS, *LIMITS)
 
 
@@ -29,6 +30,11 @@ def load(data_dir: Path) -> dict[str, Any]:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RuntimeError(f"cannot read {path}: {exc}; fix or delete the file") from None
+    if isinstance(values, dict):  # a file saved before a limit was renamed
+        try:
+            values = renamed_limits(values, str(path))
+        except ValueError as exc:
+            raise RuntimeError(f"{exc}; fix or delete the file") from None
     if not isinstance(values, dict) or set(values) - set(EDITABLE):
         raise RuntimeError(f"{path} holds unknown settings; allowed: {', '.join(EDITABLE)}")
     return values

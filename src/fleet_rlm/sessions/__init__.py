@@ -18,7 +18,7 @@ from ..store import Turn as TurnRow
 from ..store.db import ALL_TENANTS
 from ..store.faults import disk_full, unavailable
 from .live import SUBSCRIBER_QUEUE, LiveTurn, Overflow
-from .records import STORE_STATUS, TurnOutcome
+from .records import TurnOutcome
 from .sandboxes import LOST_VARIABLES, RESTORE_STATE, SAVE_STATE, WORKSPACE_DIRS, SandboxPool
 from .service import (
     LIMIT_KEYS,
@@ -52,7 +52,6 @@ __all__ = [
     "SAVE_STATE",
     "SETTLE_S",
     "STALLED_WAIT_S",
-    "STORE_STATUS",
     "SUBSCRIBER_QUEUE",
     "TENANT",
     "WORKSPACE_DIRS",

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import pydantic
 
 from ..attachments import note as attachment_note
-from ..budget import CancelToken, Usage
+from ..budget import CancelToken, Usage, renamed_limits
 from ..config import Settings
 from ..engine.agent import DocumentInfo
 from ..engine.turn import Exchange, Turn, TurnResult
@@ -40,6 +40,7 @@ from ..events import Event, EventStream, parse_event
 from ..extraction import ExtractionLimits, Extractor
 from ..redaction import redact, remember
 from ..sandbox import Sandbox, backend
+from ..status import TurnStatus
 from ..store import LOCAL_TENANT_ID, NotFound, Store
 from ..store import Session as SessionRow
 from ..store import Turn as TurnRow
@@ -49,7 +50,7 @@ from ..store.models import Document
 from ..workspace import Workspace, WorkspaceIO
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
-from .records import STORE_STATUS, TurnOutcome, close_failed, end_record
+from .records import TurnOutcome, close_failed, end_record
 from .sandboxes import SandboxPool
 from .tenancy import Principal
 
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
 STALLED_WAIT_S = 2.0  # that wait while the database is away
-LIMIT_KEYS = {"max_lm_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
+LIMIT_KEYS = {"max_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
 
 @functools.cache
@@ -151,7 +152,7 @@ class SessionService:
             recovered = await self.store.recover_crashed()
             for turn_id in recovered:
                 await close_failed(self.store, self.settings, turn_id, "Interrupted",
-                                   INTERRUPTED)
+                                   INTERRUPTED, status=TurnStatus.INTERRUPTED)
             if recovered:
                 log.warning("%d turn(s) left running by a crash are marked interrupted",
                             len(recovered))
@@ -471,6 +472,7 @@ class SessionService:
         `attachments`: ids of the session's documents sent with the message; the agent reads
         their names after the text, the turn records them apart from it."""
         session = await self.store.sessions.get(session_id)
+        limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
         self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
         if not message.strip():
@@ -496,7 +498,7 @@ class SessionService:
             await self.stored(live.session_id, complete=True)
         async with self._starting:
             turn = await self.store.turns.get(turn_id)
-            if turn.status != "waiting" or not turn.pending:
+            if turn.status != TurnStatus.WAITING or not turn.pending:
                 raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
             if turn_id in self.live:
                 raise Busy(f"turn {turn_id} is already resuming")
@@ -536,7 +538,9 @@ class SessionService:
         """The settings a turn runs with: the server's limits, lowered by the tenant's own
         (`tenant`, as its admin set them), then by a message's overrides, validated. Overrides
         only lower that ceiling: one above raises LimitRaised, or with `clamp` (a paused turn
-        resumed after the limits went down) gives way to the ceiling."""
+        resumed after the limits went down) gives way to the ceiling. A limit's deprecated
+        name (`max_lm_calls`) is taken for its name, with a warning."""
+        limits = renamed_limits(limits, "limits") if limits else limits
         unknown = set(limits or {}) - LIMIT_KEYS
         if unknown:
             raise ValueError(f"unknown limits {sorted(unknown)}; allowed: {sorted(LIMIT_KEYS)}")
@@ -572,15 +576,15 @@ class SessionService:
         if self.cancel(turn_id):
             return True
         turn = await self.store.turns.get(turn_id)
-        if turn.status != "waiting":
+        if turn.status != TurnStatus.WAITING:
             return False
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
         usage = Usage.model_validate(turn.pending["usage"])
         await end_record(self.store, turn_id, await self.store.events.list(turn_id),
                          "cancelled", usage, partial_answer=None, reason=reason)
-        await self.store.turns.finish(turn_id, "cancelled", usage=usage.model_dump(mode="json"),
-                                      error=reason)
+        await self.store.turns.finish(turn_id, TurnStatus.CANCELLED,
+                                      usage=usage.model_dump(mode="json"), error=reason)
         return True
 
     async def _launch(self, turn_id: str, session_id: str, message: str,
@@ -595,7 +599,7 @@ class SessionService:
         remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)
-                   if t.status == "done" and t.id != turn_id]
+                   if t.status == TurnStatus.OK and t.id != turn_id]
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
                         last_seq=start_seq)
         outcome = TurnOutcome()
@@ -636,9 +640,9 @@ class SessionService:
                     written = outcome.written
                     error = redact(result.error) if result.error else None
                     if (trace_id or written is None or written["error"] != error
-                            or written["status"] != STORE_STATUS[result.status]):
+                            or written["status"] != result.status):
                         await until_available(lambda: self.store.turns.finish(
-                            turn_id, STORE_STATUS[result.status], answer=result.answer,
+                            turn_id, result.status, answer=result.answer,
                             usage=usage, error=error, trace_id=trace_id),
                             f"finishing turn {turn_id}")
                 live.done.set_result(result)
@@ -649,7 +653,7 @@ class SessionService:
                 async def close() -> None:
                     usage = await close_failed(self.store, self.settings, turn_id, error_type,
                                                message, after_seq=recorder.last_seq)
-                    await self.store.turns.finish(turn_id, "failed", usage=usage,
+                    await self.store.turns.finish(turn_id, TurnStatus.ERROR, usage=usage,
                                                   error=f"{error_type}: {message}")
 
                 with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ..status import TurnStatus
 from .blobs import BlobStore
 from .errors import SchemaNotReady
 from .limits import TenantLimitsRepo
@@ -281,8 +282,9 @@ class Store:
         async with self.transaction() as db:
             result = await db.execute(
                 sa.update(Turn)
-                .where(Turn.status == "running")
-                .values(status="interrupted", error=INTERRUPTED, finished_at=utcnow())
+                .where(Turn.status == TurnStatus.RUNNING.value)
+                .values(status=TurnStatus.INTERRUPTED.value, error=INTERRUPTED,
+                        finished_at=utcnow())
                 .returning(Turn.id)
                 .execution_options(synchronize_session=False)
             )

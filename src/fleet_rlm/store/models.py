@@ -15,11 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-TurnStatus = Literal["running", "waiting", "done", "cancelled", "failed", "interrupted"]
+from ..status import TURN_STATUSES
+
 DocumentKind = Literal["text", "markdown", "pdf", "json", "csv", "html"]
 MemoryLabel = Literal["persona", "human", "scratchpad"]
-TURN_STATUSES: tuple[str, ...] = get_args(TurnStatus)
-FINISHED_STATUSES = ("done", "cancelled", "failed", "interrupted")
 DOCUMENT_KINDS: tuple[str, ...] = get_args(DocumentKind)
 MEMORY_LABELS: tuple[str, ...] = get_args(MemoryLabel)
 

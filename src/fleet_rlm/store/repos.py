@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..status import ACTIVE_STATUSES, FINISHED_STATUSES, TurnStatus
 from .errors import Conflict, NotFound
 from .models import (
     DOCUMENT_KINDS,
-    FINISHED_STATUSES,
     LOCAL_TENANT_ID,
     LOCAL_USER_ID,
     MEMORY_LABELS,
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from .db import Store
 
 M = TypeVar("M", bound=Base)
-ACTIVE_STATUSES = ("running", "waiting")
 
 
 def dialect_insert(db: AsyncSession, model: type[Base]) -> Any:
@@ -161,7 +160,7 @@ class TurnRepo(_Repo):
             now = utcnow()
             turn = Turn(session_id=session_id, index=(last or 0) + 1, user_message=user_message,
                         attachments=[dict(a) for a in attachments] or None,
-                        status="running", created_at=now)
+                        status=TurnStatus.RUNNING.value, created_at=now)
             db.add(turn)
             session.updated_at = now
         return turn
@@ -175,7 +174,7 @@ class TurnRepo(_Repo):
             raise ValueError(f"a turn finishes as one of {FINISHED_STATUSES}, not {status!r}")
         async with self._store.transaction() as db:
             turn = await _get(db, Turn, turn_id)
-            turn.status = status
+            turn.status = TurnStatus(status).value
             turn.answer = storable(answer)
             turn.usage = None if usage is None else storable(dict(usage))
             turn.error = storable(error)
@@ -193,7 +192,7 @@ class TurnRepo(_Repo):
             if turn.status not in ACTIVE_STATUSES:
                 raise ValueError(f"turn {turn_id} is {turn.status}: it cannot wait or resume")
             turn.pending = None if pending is None else storable(dict(pending))
-            turn.status = "running" if pending is None else "waiting"
+            turn.status = (TurnStatus.RUNNING if pending is None else TurnStatus.WAITING).value
         return turn
 
     async def get_pending(self, turn_id: str) -> dict[str, Any] | None:
