@@ -45,7 +45,7 @@ async def test_post_starts_a_turn_that_follow_streams_once_and_replays_from_the_
     assert [e.seq for e in live] == list(range(1, len(live) + 1))
     assert live[-1].type == "turn_finished"
     # Read right after turn_finished: the turn is closed, and following again replays the store.
-    assert (await svc.turn(LOCAL, posted.turn_id)).status == "done"
+    assert (await svc.turn(LOCAL, posted.turn_id)).status == "ok"
     assert [e async for e in svc.follow(posted.turn_id, 2)] == live[2:]
     assert await seqs_stored(svc, posted.turn_id) == [e.seq for e in live]
 
