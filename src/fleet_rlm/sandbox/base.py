@@ -41,6 +41,11 @@ class SandboxError(RuntimeError):
     """The sandbox itself failed (could not start, died, broke protocol) — not the code in it."""
 
 
+class SandboxBusy(SandboxError):
+    """The sandbox is serving another request (e.g. a host function called back into the
+    sandbox whose code is waiting for it). Nothing was sent; the sandbox is unharmed."""
+
+
 class ProtocolViolation(SandboxError):
     """The sandbox sent a malformed, oversized or unexpected frame: it was killed."""
 
@@ -272,11 +277,11 @@ class DriverSession:
         Returns (reply, timed_out). reply is None when the process died or was killed.
         """
         if getattr(_serving, "session", None) is self:
-            raise SandboxError("a host function cannot call back into the sandbox whose code "
-                               "called it: that sandbox is waiting for the function's result")
+            raise SandboxBusy("a host function cannot call back into the sandbox whose code "
+                              "called it: that sandbox is waiting for the function's result")
         if not self._request_lock.acquire(blocking=False):
-            raise SandboxError("the sandbox is already serving a request from another thread; "
-                               "one sandbox runs one request at a time")
+            raise SandboxBusy("the sandbox is already serving a request from another thread; "
+                              "one sandbox runs one request at a time")
         try:
             return self._request(message, callbacks, timeout)
         finally:
@@ -397,6 +402,8 @@ class DriverSession:
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)
+        except SandboxBusy:
+            raise
         except ProtocolViolation as exc:
             return ExecResult(error_type="ProtocolViolation",
                               error_message=f"{exc}; the sandbox was killed and its variables "
