@@ -28,6 +28,7 @@ from typing import Any, Literal
 import dspy
 import pytest
 from dspy.primitives.prediction import Prediction
+from dspy.primitives.sandbox_serializable import SandboxSerializable
 from dspy.utils.callback import BaseCallback
 from pydantic import BaseModel
 
@@ -359,6 +360,53 @@ def test_state_persists_and_errors_are_dspys_exceptions(interpreter) -> None:
         interpreter.execute("def incomplete(")
     with pytest.raises(dspy.CodeExecutionError):
         interpreter.execute("undefined_variable")
+
+
+def test_start_is_idempotent_and_a_failing_tool_is_recoverable() -> None:
+    def failing_tool() -> str:
+        raise RuntimeError("Tool failed!")
+
+    made = ours()()
+    try:
+        made.start()
+        session = made.sandbox._session
+        made.start()
+        assert made.sandbox._session is session
+    finally:
+        made.shutdown()
+    rlm = dspy.RLM("query -> answer", max_iters=3, tools=[failing_tool],
+                   interpreter_factory=ours())
+    rlm.generate_action = scripted(["failing_tool()", 'SUBMIT("recovered")'])
+    result = rlm(query="test")
+    assert result.answer == "recovered"
+    assert "failing_tool() failed: RuntimeError: Tool failed!" in result.trajectory[0]["output"]
+
+
+class Blob(SandboxSerializable):
+    """A SandboxSerializable input: dspy sends its payload as a `_raw_` variable."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def sandbox_setup(self) -> str:
+        return ""
+
+    def to_sandbox(self) -> bytes:
+        return self.payload
+
+    def sandbox_assignment(self, var_name: str, data_expr: str) -> str:
+        return f"{var_name} = {data_expr}"
+
+    def rlm_preview(self, max_chars: int = 500) -> str:
+        return f"Blob({len(self.payload)} bytes)"
+
+
+@pytest.mark.parametrize("payload", [b"abc123" * (200 * 1024), b"\xff\xfe\xfd"],
+                         ids=["large text", "binary"])
+def test_sandbox_serializable_payloads_round_trip(payload: bytes) -> None:
+    rlm = dspy.RLM("data -> answer: int", max_iters=2, interpreter_factory=ours())
+    rlm.generate_action = scripted(["SUBMIT(len(data))"])
+    assert rlm(data=Blob(payload)).answer == len(payload)
 
 
 def test_shut_down_interpreter_refuses_to_run() -> None:
