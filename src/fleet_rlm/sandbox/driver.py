@@ -416,6 +416,8 @@ class Worker:
             with open(message["path"], encoding="utf-8") as handle:
                 text = handle.read()
             is_text = message.get("format") == "text"
+        elif not tagged and isinstance(message["value"], (str, int, float, type(None))):
+            text, is_text = message["value"], True  # bound as it is, nothing to parse
         else:
             text, is_text = json.dumps(message["value"]), False
         value = text if is_text else load_value(text, tagged)
