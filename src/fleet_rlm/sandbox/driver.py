@@ -153,7 +153,7 @@ TAG = "$t"  # the key that marks a tagged object in a value from the host
 class Record(dict):
     """The data of a host object the sandbox cannot hold (a pydantic model, a dataclass): a dict
     of its fields, which can also be read as attributes. Its class is named after the host's
-    type; `RECORD_TYPES` maps the type's full name to it."""
+    type (`host_type` is the type's full name)."""
 
     __slots__ = ()
     host_type = ""
@@ -165,7 +165,7 @@ class Record(dict):
             raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
 
 
-RECORD_TYPES: dict[str, type] = {}
+RECORD_TYPES: dict[str, type] = {}  # the classes made for records and named tuples, by name
 
 
 def record_type(full_name: str) -> type:
