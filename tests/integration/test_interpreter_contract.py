@@ -220,7 +220,17 @@ def test_values_return_to_the_host_as_plain_data() -> None:
     assert result.trajectory[-1]["output"].startswith("FINAL:")
 
 
-def test_unchanged_inputs_are_not_sent_again_but_are_set_again() -> None:
+def test_unchanged_inputs_are_not_sent_again_but_are_set_again(monkeypatch) -> None:
+    from fleet_rlm.sandbox import base
+
+    encoded: list[int] = []
+    real_to_wire = base.to_wire
+
+    def counting_to_wire(value):
+        encoded.append(len(value) if isinstance(value, list) else -1)
+        return real_to_wire(value)
+
+    monkeypatch.setattr(base, "to_wire", counting_to_wire)
     interpreter = ours()()
     big = "word " * 50_000
     rows = [{"n": i} for i in range(20_000)]
@@ -241,6 +251,9 @@ def test_unchanged_inputs_are_not_sent_again_but_are_set_again() -> None:
         assert second == f"{len(big)} 20000 [1]\n"
         set_vars = [m["name"] for m in sent if m.get("op") == "set_var"]
         assert set_vars == ["context", "rows", "small"]  # sent once each, restored after
+        # The large list was encoded once: the same object is not read again. The small one is
+        # compared each time (a change in place is seen); the string is never encoded.
+        assert encoded == [20_000, 1, 1]
         executes = [m for m in sent if m.get("op") == "execute"]
         assert executes[0]["restore"] == [] and executes[1]["restore"] == \
             ["context", "rows", "small"]
@@ -411,6 +424,8 @@ def test_sandbox_serializable_payloads_round_trip(payload: bytes) -> None:
 
 def test_shut_down_interpreter_refuses_to_run() -> None:
     made = ours()()
+    assert isinstance(made, dspy.CodeInterpreter)
+    assert made("print('called')") == "called\n"
     made.execute("x = 1")
     made.shutdown()
     with pytest.raises(dspy.CodeInterpreterError, match="shut down"):
