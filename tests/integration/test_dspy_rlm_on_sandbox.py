@@ -62,3 +62,23 @@ def test_runtime_and_syntax_errors_reach_the_model_with_line_numbers(scripted_lm
     assert "ZeroDivisionError" in runtime and "line 2" in runtime
     assert "SyntaxError" in syntax and "line 1" in syntax
     assert result.answer == "ok"
+
+
+def test_llm_query_uses_the_lm_of_dspy_context_when_there_is_no_sub_lm(scripted_lm):
+    # With no sub_lm, dspy's llm_query asks dspy.settings.lm; the tool runs in a host thread of
+    # the sandbox, which must see the caller's `dspy.context(lm=...)`.
+    step = r"\[\[ ## iteration ## \]\]\n{}/"
+    server = scripted_lm([
+        {"model": "root", "match": step.format(1), "times": 1,
+         "reply": dspy_reply(reasoning="Ask.", code="said = llm_query('Say hi to ' + name)")},
+        {"model": "root", "match": step.format(2), "times": 1,
+         "reply": dspy_reply(reasoning="Done.", code="SUBMIT(answer=said)")},
+        {"model": "root", "match": "^Say hi to Ada$", "times": 1, "reply": "hi Ada"},
+    ])
+    lm = dspy.LM("openai/root", api_base=server.api_base, api_key="test", cache=False)
+    rlm = dspy.RLM("name -> answer", max_iters=3,
+                   interpreter_factory=interpreter_factory(Settings()))
+    with dspy.context(lm=lm):
+        result = rlm(name="Ada")
+    assert result.answer == "hi Ada"
+    assert server.stats()["unexpected"] == 0

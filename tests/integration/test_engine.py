@@ -162,6 +162,29 @@ def test_every_call_of_the_tree_is_accounted_including_the_extract_fallback(scri
     assert result.trajectory[1]["output"].startswith("noted [ERROR]")
 
 
+def test_the_callers_dspy_context_reaches_every_sub_call(scripted_lm):
+    # Host callbacks and the threads of a batch run in the caller's context: dspy's callbacks
+    # see every sub-model call, however the sandbox code made it.
+    from dspy.utils.callback import BaseCallback
+
+    server = scripted_lm([
+        root_step(1, "print(llm_query('one'), llm_query_batched(['two', 'three']))"),
+        root_step(2, "SUBMIT(answer='done')"),
+        {"model": "sub", "match": "one|two|three", "reply": "ok"},
+    ])
+    seen: list[str] = []
+
+    class Recorder(BaseCallback):
+        def on_lm_start(self, call_id, instance, inputs):
+            seen.append(instance.model)
+
+    with dspy.context(callbacks=[Recorder()]):
+        result = RecursiveRLM(settings=make_settings(server), max_iterations=3)(
+            context="c", question="q")
+    assert result.status == "ok", result.error
+    assert Counter(seen) == {"openai/root": 2, "openai/sub": 3}
+
+
 # -- 3. the call limit holds under concurrent batches -----------------------------------------
 
 @settings(max_examples=15, deadline=None,

@@ -7,6 +7,7 @@ cancel token.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections.abc import Callable
@@ -156,8 +157,13 @@ class NodeRLM(dspy.RLM):
             except Exception as exc:  # noqa: BLE001 - one failed item must not lose the rest
                 return f"[ERROR] {type(exc).__name__}: {exc}"
 
+        context = contextvars.copy_context()  # the caller's dspy settings reach every item
+
+        def in_context(args: tuple) -> str:
+            return context.copy().run(one, args)
+
         with ThreadPoolExecutor(min(self.run.batch_workers, max(len(calls), 1))) as pool:
-            return list(pool.map(one, calls))
+            return list(pool.map(in_context, calls))
 
     def _recursion_tools(self) -> list[dspy.Tool]:
         def rlm_query(prompt: str, context: Any = None) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .driver import REPLIES, FrameTooLarge, Lines
+from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,19 @@ INLINE_LIMIT = 64 * 1024
 MAX_QUEUED_CALLBACKS = 256
 
 Callback = Callable[..., Any]
+# Values no cell can change in place: an unchanged one (the same object) is not looked at again.
+IMMUTABLE = (str, bytes, int, float, type(None))
+# The host thread serving a callback knows whose: a call back into that sandbox is refused.
+_serving = threading.local()
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself failed (could not start, died, broke protocol) — not the code in it."""
+
+
+class SandboxBusy(SandboxError):
+    """The sandbox is serving another request (e.g. a host function called back into the
+    sandbox whose code is waiting for it). Nothing was sent; the sandbox is unharmed."""
 
 
 class ProtocolViolation(SandboxError):
@@ -134,7 +144,12 @@ class DriverSession:
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_callback_workers, thread_name_prefix="sandbox-callback")
-        self._sent: dict[str, Any] = {}
+        # What each variable was last set to: (the object, its kind and digest, whether it is
+        # trusted unchanged while it is the same object). `_restore`: unchanged ones to bind
+        # again from the sandbox's own copy before the next cell.
+        self._sent: dict[str, tuple[Any, tuple, bool]] = {}
+        self._restore: set[str] = set()
+        self._request_lock = threading.Lock()
         self._in_callbacks = 0
         self._queued_callbacks = 0
         self._host_busy, self._host_busy_since = 0.0, None
@@ -261,6 +276,19 @@ class DriverSession:
 
         Returns (reply, timed_out). reply is None when the process died or was killed.
         """
+        if getattr(_serving, "session", None) is self:
+            raise SandboxBusy("a host function cannot call back into the sandbox whose code "
+                              "called it: that sandbox is waiting for the function's result")
+        if not self._request_lock.acquire(blocking=False):
+            raise SandboxBusy("the sandbox is already serving a request from another thread; "
+                              "one sandbox runs one request at a time")
+        try:
+            return self._request(message, callbacks, timeout)
+        finally:
+            self._request_lock.release()
+
+    def _request(self, message: dict, callbacks: dict[str, Callback] | None,
+                 timeout: float | None) -> tuple[dict | None, bool]:
         if not self.alive:
             raise SandboxError("sandbox is not running")
         timeout = self.request_timeout_s if timeout is None else timeout
@@ -337,14 +365,21 @@ class DriverSession:
             self._in_callbacks += 1
             if self._in_callbacks == 1:
                 self._host_busy_since = time.monotonic()
+        _serving.session = self
         try:
             value = callbacks[name](*call.get("args", []), **call.get("kwargs", {}))
-            json.dumps(value)
-            message = {"op": "callback_result", "call_id": call["call_id"], "value": value}
+            try:
+                wire, tagged = to_wire(value)
+            except Unsendable:  # as dspy's interpreter does: the result's text
+                wire, tagged = str(value), False
+            message = {"op": "callback_result", "call_id": call["call_id"], "value": wire}
+            if tagged:
+                message["tagged"] = True
         except Exception as exc:  # noqa: BLE001 - the error goes back to the sandbox code
             message = {"op": "callback_error", "call_id": call["call_id"],
                        "error": f"{type(exc).__name__}: {exc}"}
         finally:
+            _serving.session = None
             with self._callback_lock:
                 self._in_callbacks -= 1
                 if self._in_callbacks == 0 and self._host_busy_since is not None:
@@ -362,10 +397,13 @@ class DriverSession:
                 submit_fields: list[str] | None) -> ExecResult:
         timeout = self.request_timeout_s if timeout is None else timeout
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
-                   "submit_fields": submit_fields, "max_output": self.max_output}
+                   "submit_fields": submit_fields, "max_output": self.max_output,
+                   "restore": self._take_restore()}
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)
+        except SandboxBusy:
+            raise
         except ProtocolViolation as exc:
             return ExecResult(error_type="ProtocolViolation",
                               error_message=f"{exc}; the sandbox was killed and its variables "
@@ -400,28 +438,51 @@ class DriverSession:
         return result
 
     def put_variable(self, name: str, value: Any) -> None:
+        """Bind `name` in the sandbox to `value` before the next cell. A value the sandbox
+        already holds is not sent again: the sandbox binds its own copy of it afresh.
+
+        The same object as last time is taken as unchanged without a look when it cannot
+        change (a string, a number) or when it is large (more than INLINE_LIMIT as JSON: a host
+        that changes a large input in place between cells must pass a new object); otherwise
+        its content is compared, so a small list changed in place is sent again."""
+        known = self._sent.get(name)
+        if known is not None and known[0] is value and known[2]:
+            self._restore.add(name)
+            return
         if isinstance(value, str):
-            payload, fmt = value, "text"
+            payload, fmt, tagged = value, "text", False
         else:
             try:
-                payload, fmt = json.dumps(value, ensure_ascii=False), "json"
+                wire, tagged = to_wire(value)
+                payload, fmt = json.dumps(wire, ensure_ascii=False), "json"
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent to "
-                                f"the sandbox: it is not JSON-serialisable ({exc})") from exc
-        # Compare content, not identity: a list mutated in place is still the same object.
-        sent = (fmt, payload if fmt == "text" else hashlib.sha256(payload.encode()).digest())
-        if self._sent.get(name) == sent:
+                                f"the sandbox: {exc}") from exc
+        digest = (fmt, tagged, payload if fmt == "text"
+                  else hashlib.sha256(payload.encode("utf-8", "surrogatepass")).digest())
+        trusted = isinstance(value, IMMUTABLE) or len(payload) > INLINE_LIMIT
+        if known is not None and known[1] == digest:
+            self._sent[name] = (value, digest, trusted)
+            self._restore.add(name)
             return
         if len(payload) > INLINE_LIMIT:
             path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
             message = {"op": "set_var", "name": name, "path": path, "format": fmt}
         else:
-            message = {"op": "set_var", "name": name, "value": value}
+            message = {"op": "set_var", "name": name, "value": value if fmt == "text" else wire}
+        if tagged:
+            message["tagged"] = True
+        self._restore.discard(name)
         self._checked(message)
-        self._sent[name] = sent
+        self._sent[name] = (value, digest, trusted)
+
+    def _take_restore(self) -> list[str]:
+        names, self._restore = sorted(self._restore), set()
+        return names
 
     def get_variable(self, name: str) -> Any:
-        return self._checked({"op": "get_var", "name": name}).get("value")
+        return self._checked({"op": "get_var", "name": name,
+                              "restore": self._take_restore()}).get("value")
 
     def _checked(self, message: dict) -> dict:
         reply, timed_out = self.request(message)

@@ -17,11 +17,12 @@ stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
-   "max_output": int}
-  {"op": "set_var", "name": str, "value": json}           inline value
-  {"op": "set_var", "name": str, "path": str, "format": "text" | "json"}   value from a file
-  {"op": "get_var", "name": str}
-  {"op": "callback_result", "call_id": int, "value": json}          (no id)
+   "max_output": int, "restore": [names]}
+  {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
+  {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool}
+                                                                    value from a file
+  {"op": "get_var", "name": str, "restore": [names]}
+  {"op": "callback_result", "call_id": int, "value": json, "tagged": bool}   (no id)
   {"op": "callback_error", "call_id": int, "error": str}            (no id)
   {"op": "interrupt"}                                               (no id)
   {"op": "shutdown"}                                                (no id)
@@ -33,12 +34,23 @@ Replies (driver -> host):
   {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
+
+Values from the host keep their Python type: a "tagged" value is JSON in which an object with
+the key TAG stands for a value JSON cannot hold (see `revive`): a tuple, set, frozenset, bytes,
+date, dict with keys that are not strings, ..., or a record, the data of a pydantic model or
+dataclass, which arrives as a dict subclass named after its type (`Record`). Every input the
+host set is kept as it arrived; "restore" binds those names to it again before a request, so
+each cell sees the inputs as set, whatever earlier cells did to them. Values to the host
+(SUBMIT, callback arguments, get_var) go as plain JSON data only (see `plain`).
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
+import datetime
+import decimal
 import errno
 import io
 import itertools
@@ -55,6 +67,7 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 import warnings
 
 CELL = "<cell-{}>"
@@ -133,6 +146,142 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+# -- values ------------------------------------------------------------------------------------
+TAG = "$t"  # the key that marks a tagged object in a value from the host
+
+
+class Record(dict):
+    """The data of a host object the sandbox cannot hold (a pydantic model, a dataclass): a dict
+    of its fields, which can also be read as attributes. Its class is named after the host's
+    type (`host_type` is the type's full name)."""
+
+    __slots__ = ()
+    host_type = ""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
+
+
+RECORD_TYPES: dict[str, type] = {}  # the classes made for records and named tuples, by name
+
+
+def record_type(full_name: str) -> type:
+    known = RECORD_TYPES.get(full_name)
+    if known is None:
+        module, _, name = full_name.rpartition(".")
+        name = name if name.isidentifier() else "Record"
+        known = RECORD_TYPES[full_name] = type(name, (Record,), {
+            "__slots__": (), "__module__": module or "host", "__qualname__": name,
+            "host_type": full_name,
+            "__doc__": f"The data of a {full_name} from the host: a dict of its fields."})
+    return known
+
+
+def _revive_object(obj: dict):
+    """One object of a tagged value (its members already revived), as the value it stands for."""
+    kind = obj.get(TAG)
+    if kind is None:
+        return obj
+    value = obj.get("v")
+    if kind == "tuple":
+        return tuple(value)
+    if kind == "set":
+        return set(value)
+    if kind == "frozenset":
+        return frozenset(value)
+    if kind == "dict":
+        return {key: item for key, item in value}
+    if kind == "record":
+        return record_type(str(obj.get("type", "Record")))(value)
+    if kind == "namedtuple":
+        name = obj.get("name", "NamedTuple")
+        made = RECORD_TYPES.get(f"namedtuple:{name}:{','.join(obj['fields'])}")
+        if made is None:
+            import collections
+
+            made = collections.namedtuple(name if name.isidentifier() else "NamedTuple",
+                                          obj["fields"], rename=True)
+            RECORD_TYPES[f"namedtuple:{name}:{','.join(obj['fields'])}"] = made
+        return made(*value)
+    if kind in ("bytes", "bytearray"):
+        data = base64.b64decode(value)
+        return data if kind == "bytes" else bytearray(data)
+    if kind == "datetime":
+        return datetime.datetime.fromisoformat(value)
+    if kind == "date":
+        return datetime.date.fromisoformat(value)
+    if kind == "time":
+        return datetime.time.fromisoformat(value)
+    if kind == "timedelta":
+        return datetime.timedelta(*value)
+    if kind == "decimal":
+        return decimal.Decimal(value)
+    if kind == "uuid":
+        return uuid.UUID(value)
+    if kind == "complex":
+        return complex(*value)
+    raise ValueError(f"unknown tagged value {kind!r}")
+
+
+def revive(value):
+    """A tagged value already parsed from JSON, as the Python value it stands for."""
+    if isinstance(value, list):
+        return [revive(item) for item in value]
+    if isinstance(value, dict):
+        return _revive_object({key: revive(item) for key, item in value.items()})
+    return value
+
+
+def load_value(text: str, tagged: bool):
+    return json.loads(text, object_hook=_revive_object) if tagged else json.loads(text)
+
+
+class NotPlain(TypeError):
+    pass
+
+
+def plain(value, strict: bool = True):
+    """`value` as plain JSON data, the only form in which values go to the host: tuples and
+    sets become lists (sets sorted when they can be), dict keys strings (as json.dumps writes
+    them), records plain dicts, bytes text (UTF-8), dates ISO 8601 text, decimals and UUIDs
+    text. Anything else raises NotPlain, or with `strict=False` becomes its repr."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {_plain_key(key, strict): plain(item, strict) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item, strict) for item in value]
+    if isinstance(value, (set, frozenset)):
+        items = [plain(item, strict) for item in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if strict:
+        raise NotPlain(f"a {type(value).__name__} is not plain data")
+    return repr(value)
+
+
+def _plain_key(key, strict: bool) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    converted = plain(key, strict)
+    return converted if isinstance(converted, str) else json.dumps(converted)
+
+
 class Submitted(BaseException):
     """Raised by SUBMIT(); BaseException so a bare `except Exception` in model code can't eat it."""
 
@@ -194,6 +343,9 @@ class Worker:
         self.call_ids = itertools.count(1)
         self.cells = itertools.count(1)
         self.executing = False
+        # The inputs the host set, as they arrived: (value, None) for one no cell can change
+        # in place, else (JSON text, tagged) to load afresh (see restore).
+        self.inputs: dict[str, tuple] = {}
 
     def send(self, message: dict, strict: bool = False) -> None:
         data = encode(message, strict)
@@ -214,6 +366,12 @@ class Worker:
         while lines.fill(self.results):
             while (line := lines.next()) is not None:
                 message = json.loads(line)
+                if message.get("tagged"):
+                    try:
+                        message["value"] = revive(message.get("value"))
+                    except (TypeError, ValueError, KeyError) as exc:
+                        message = {"op": "callback_error", "call_id": message.get("call_id"),
+                                   "error": f"the host's result could not be read: {exc}"}
                 with self.pending_lock:
                     waiter = self.pending.get(message.get("call_id"))
                 if waiter is not None:
@@ -228,11 +386,11 @@ class Worker:
         try:
             try:
                 payload = {"type": "callback", "call_id": call_id, "name": name,
-                           "args": list(args), "kwargs": kwargs}
+                           "args": plain(list(args)), "kwargs": plain(kwargs)}
                 self.send(payload, strict=True)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"arguments to {name}() must be JSON-serialisable and at most "
-                                f"{MAX_FRAME} bytes: {exc}") from None
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise TypeError(f"arguments to {name}() must be plain data (JSON, sets, tuples, "
+                                f"bytes, dates) of at most {MAX_FRAME} bytes: {exc}") from None
             reply = waiter.get()
         finally:
             with self.pending_lock:
@@ -253,24 +411,41 @@ class Worker:
         name = message["name"]
         if not name.isidentifier():
             raise ValueError(f"not a valid variable name: {name!r}")
+        tagged = bool(message.get("tagged"))
         if "path" in message:
             with open(message["path"], encoding="utf-8") as handle:
-                value = handle.read() if message.get("format") == "text" else json.load(handle)
+                text = handle.read()
+            is_text = message.get("format") == "text"
+        elif not tagged and isinstance(message["value"], (str, int, float, type(None))):
+            text, is_text = message["value"], True  # bound as it is, nothing to parse
         else:
-            value = message["value"]
+            text, is_text = json.dumps(message["value"]), False
+        value = text if is_text else load_value(text, tagged)
+        if isinstance(value, (str, bytes, int, float, type(None))):  # bool is an int
+            self.inputs[name] = (value, None)
+        else:
+            self.inputs[name] = (text, tagged)
         self.namespace[name] = value
 
+    def restore(self, names: list[str]) -> None:
+        """Bind each input to its value as the host set it (a fresh copy of a mutable one)."""
+        for name in names:
+            if name not in self.inputs:
+                raise NameError(f"the host asked to restore {name!r}, which it never set")
+            kept, tagged = self.inputs[name]
+            self.namespace[name] = kept if tagged is None else load_value(kept, tagged)
+
     def get_var(self, message: dict):
+        self.restore(message.get("restore") or [])
         name = message["name"]
         if name not in self.namespace:
             raise NameError(f"name {name!r} is not defined")
         value = self.namespace[name]
         try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
+            return plain(value)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
                 f"{name} holds a {type(value).__name__}, not JSON-serialisable: {exc}") from None
-        return value
 
     # -- execution -------------------------------------------------------------------------
     def execute(self, message: dict) -> dict:
@@ -278,6 +453,7 @@ class Worker:
         with contextlib.suppress(ChildProcessError):  # children the last cell left, now killed
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+        self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
             self.namespace[name] = self.host_function(name)
         fields = message.get("submit_fields")
@@ -300,7 +476,10 @@ class Worker:
         try:
             self.run_cell(code, filename, stdout)
         except Submitted as submitted:
-            final = submitted.value
+            try:
+                final = plain(submitted.value, strict=False)
+            except RecursionError as exc:
+                error = describe(ValueError(f"SUBMIT values cannot be sent: {exc}"), None)
         except BaseException as exc:  # noqa: BLE001 - every failure of model code is reported
             error = describe(exc, filename)
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +16,12 @@ from .base import ExecResult, Sandbox, SandboxError
 
 EXECUTION_INSTRUCTIONS = (
     "Code runs in CPython 3 (standard library only) in an isolated sandbox with no network. "
-    "State persists between steps. Host functions and SUBMIT are global functions; their "
-    "arguments and results must be JSON-serialisable. The working directory /work is writable. "
+    "State persists between steps, but the input variables are set again before every step. "
+    "Inputs and host function results keep their Python types (sets, tuples, bytes, dates, "
+    "dicts with non-string keys); a pydantic model or dataclass arrives as a dict of its fields "
+    "(a dict subclass named after its type; fields can also be read as attributes). "
+    "Host functions and SUBMIT are global functions; what you pass them goes to the host as "
+    "plain JSON data (sets and tuples as lists). The working directory /work is writable. "
     "The value of a trailing expression is shown, like a REPL. Processes and threads a step "
     "starts are stopped when the step ends."
 )
@@ -60,7 +66,7 @@ class SandboxInterpreter:
                 self.sandbox.put_variable(name, value)
             fields = [f["name"] for f in self.output_fields] if self.output_fields else None
             result = self.sandbox.execute(code, timeout=self.timeout,
-                                          callbacks=self._callbacks(),
+                                          callbacks=self._callbacks(contextvars.copy_context()),
                                           submit_fields=fields)
         except SandboxError as exc:
             raise CodeInterpreterError(str(exc)) from exc
@@ -76,14 +82,16 @@ class SandboxInterpreter:
             raise SyntaxError(result.traceback or result.error_message)
         raise CodeExecutionError(format_failure(result))
 
-    def _callbacks(self) -> dict[str, Callable[..., Any]]:
-        """The tools as host callbacks, each wrapped once (dspy may replace `tools` any time)."""
+    def _callbacks(self, context: contextvars.Context) -> dict[str, Callable[..., Any]]:
+        """The tools as host callbacks, each wrapped once (dspy may replace `tools` any time),
+        run in `context`, the caller's: dspy's settings (`dspy.context(lm=...)`, callbacks)
+        and every other context variable reach the tools, though they run in worker threads."""
         wrapped = {}
         for name, tool in self.tools.items():
             known = self._wrapped.get(name)
             if known is None or known[0] is not tool:
                 known = self._wrapped[name] = (tool, _sync(tool))
-            wrapped[name] = known[1]
+            wrapped[name] = functools.partial(_in_context, context, known[1])
         return wrapped
 
     def shutdown(self) -> None:
@@ -110,6 +118,13 @@ def format_failure(result: ExecResult) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _in_context(context: contextvars.Context, fn: Callable[..., Any], *args: Any,
+                **kwargs: Any) -> Any:
+    """Run `fn` in a copy of `context`: callbacks may run at once, and one Context cannot be
+    entered by two threads."""
+    return context.copy().run(fn, *args, **kwargs)
+
+
 def _sync(tool: Callable[..., Any]) -> Callable[..., Any]:
     """Host callbacks run in worker threads: positional arguments are bound to names (dspy's
     tool wrappers take keywords only), and async tools get an event loop of their own."""
@@ -127,8 +142,9 @@ def _sync(tool: Callable[..., Any]) -> Callable[..., Any]:
             args = ()
         result = tool(*args, **kwargs)
         if is_async or inspect.isawaitable(result):
+            context = contextvars.copy_context()
             with ThreadPoolExecutor(1) as pool:
-                return pool.submit(asyncio.run, result).result()
+                return pool.submit(context.run, asyncio.run, result).result()
         return result
 
     return run
