@@ -92,13 +92,16 @@ class Recorder:
     _locks: dict[Path, threading.Lock] = {}
     _locks_guard = threading.Lock()
 
-    def __init__(self, path: Path | str, *, truncate: bool = False) -> None:
+    def __init__(self, path: Path | str, *, truncate: bool = False,
+                 about: dict[str, Any] | None = None) -> None:
+        """`truncate`: start a fresh file; `about`: what the header line says of the run."""
         self.path = Path(path)
         with self._locks_guard:
             self._lock = self._locks.setdefault(self.path.resolve(), threading.Lock())
         with self._lock:
             if truncate or not self.path.exists() or self.path.stat().st_size == 0:
-                self.path.write_text(json.dumps({"kind": RECORDING_KIND, "version": 1}) + "\n")
+                header = {"kind": RECORDING_KIND, "version": 1, **(about or {})}
+                self.path.write_text(redact(json.dumps(header, ensure_ascii=False)) + "\n")
 
     def write(self, turn_id: str | None, model: str, messages: list, params: dict,
               response: dict) -> None:

@@ -32,6 +32,9 @@ def run_command(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the event stream as JSON lines instead of the answer.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live tree.")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="Save every model request and reply (keys redacted) to this JSON "
+        "lines file, which the scripted LM server replays offline.")] = None,
 ) -> None:
     """Answer QUESTION over the context with a recursive RLM.
 
@@ -48,8 +51,12 @@ def run_command(
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base,
                                 max_lm_calls=max_calls, max_usd=max_usd, max_tokens=max_tokens,
                                 max_depth=max_depth, max_iterations=max_iterations,
-                                max_wall_s=timeout)
-    except (ValidationError, _InputError) as exc:
+                                max_wall_s=timeout, record_file=record)
+        if record is not None:
+            from ..lm import Recorder
+
+            Recorder(record, truncate=True, about={"command": "run", "question": question})
+    except (ValidationError, _InputError, OSError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     try:
