@@ -32,6 +32,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import (
     LMAuthError,
+    LMError,
     LMNotConfiguredError,
     LMProviderError,
     LMUnsupportedModelError,
@@ -72,16 +73,21 @@ class RetryPolicy:
         return min(self.max_s, self.base_s * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
 
 
-class ProviderRefused(RuntimeError):
-    """The provider refused the key or the model: no retry helps, a setting must change."""
+class ProviderRefused(LMError):
+    """The provider refused the key or the model: no retry helps, a setting must change.
+    An LMError, so a run ends with status error and this message."""
 
-    def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
+    default_code = "provider_refused"
+
+    def __init__(self, message: str, setting: str, status: int | None = None) -> None:
+        super().__init__(message, status=status)
         self.setting = setting
 
 
-class TruncatedReply(RuntimeError):
+class TruncatedReply(LMError):
     """Every attempt's reply was cut at the token limit (finish_reason: length)."""
+
+    default_code = "truncated"
 
 
 class Recorder:
@@ -428,13 +434,13 @@ class BudgetedLM(dspy.LM):
                 f"the provider{where} refused the API key for {self.model}"
                 f"{f' (HTTP {status})' if status else ''}: {detail_text}. Set FLEET_API_KEY "
                 "(or the provider's own key variable, e.g. OPENAI_API_KEY) to a valid key.",
-                "FLEET_API_KEY")
+                "FLEET_API_KEY", status)
         if isinstance(exc, LMUnsupportedModelError) or status == 404:
             return ProviderRefused(
                 f"the provider{where} does not serve the model {self.model!r}"
                 f"{f' (HTTP {status})' if status else ''}: {detail_text}. Set "
                 f"{self.model_setting} to a model it serves (and FLEET_API_BASE to its "
-                "endpoint).", self.model_setting)
+                "endpoint).", self.model_setting, status)
         return None
 
     def _send(self, prompt: Any, messages: Any, kwargs: dict) -> tuple:

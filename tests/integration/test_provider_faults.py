@@ -212,3 +212,78 @@ def test_a_budget_limit_ends_retries(scripted_lm):
     with pytest.raises(BudgetExceeded):
         lm("q")
     assert server.stats()["calls"] == 2 and lm.budget.snapshot().calls == 2
+
+
+# -- through a whole run: the engine sees one answer, the budget every attempt ----------------
+
+def _action(iteration: int, code: str) -> dict:
+    return {"model": "root", "match": rf"iteration ## \]\]\n{iteration}/", "times": 1,
+            "reply": dspy_reply(reasoning=f"step {iteration}", code=code)}
+
+
+def _run(server: ScriptedLMServer, **overrides: Any):
+    from fleet_rlm.config import Settings
+    from fleet_rlm.engine.rlm import RecursiveRLM
+
+    settings = Settings(root_model="openai/root", sub_model="openai/sub",
+                        api_base=server.api_base, lm_retry_base_s=0.01, **overrides)
+    with dspy.context(lm=None):
+        return RecursiveRLM(settings=settings, max_iterations=3)(context="c", question="q")
+
+
+def test_a_run_through_every_fault_ends_ok_and_counts_every_attempt(scripted_lm):
+    server = scripted_lm([
+        {"model": "root", "status": 429, "retry_after": "0.05", "times": 1},
+        {"model": "root", "fault": "drop", "times": 1},
+        {"model": "root", "fault": "malformed", "times": 1},
+        {"model": "root", "match": r"iteration ## \]\]\n1/", "reply": "cut", "times": 1,
+         "finish_reason": "length"},
+        _action(1, "print(llm_query('hi'))"),
+        {"model": "sub", "status": 502, "times": 1},
+        {"model": "sub", "reply": "", "reasoning": "hello from reasoning", "times": 1},
+        {"model": "root", "match": r"iteration ## \]\]\n2/", "times": 1,
+         "reply": "", "tool_calls": [{"name": "respond", "arguments": {
+             "reasoning": "done", "code": "SUBMIT(answer='fine')"}}]},
+        _action(2, "SUBMIT(answer='fine')"),
+    ])
+    result = _run(server)
+    assert result.status == "ok", result.error
+    assert result.answer == "fine"
+    calls = [e for e in result.events if e.type == "lm_call"]
+    stats = server.stats()
+    # Every request that reached the server is one lm_call event and one call in the budget.
+    assert len(calls) == stats["calls"] == result.usage.calls
+    statuses = [e.http_status for e in calls if e.http_status]
+    assert statuses == [429, 200, 502]  # 200: the malformed body
+    assert any(e.finish_reason == "length" and e.retry_in_s == 0.0 for e in calls)
+    assert "hello from reasoning" in result.trajectory[0]["output"]
+
+
+def test_a_rejected_key_ends_the_run_at_once_naming_the_setting(scripted_lm):
+    server = scripted_lm([{"model": "root", "status": 401, "reply": "invalid key"}])
+    result = _run(server)
+    assert result.status == "error" and "FLEET_API_KEY" in str(result.error)
+    assert server.stats()["calls"] == 1 and result.usage.calls == 1
+    [error] = [e for e in result.events if e.type == "error"]
+    assert error.error_type == "ProviderRefused"
+
+
+def test_an_unknown_model_ends_the_run_naming_the_setting(scripted_lm):
+    server = scripted_lm([{"model": "root", "status": 404, "reply": "no such model"}])
+    result = _run(server)
+    assert result.status == "error" and "FLEET_ROOT_MODEL" in str(result.error)
+    assert server.stats()["calls"] == 1
+
+
+def test_a_provider_down_for_good_ends_the_run_within_its_retries(scripted_lm):
+    server = scripted_lm([{"model": "root", "status": 503, "reply": "down"}])
+    result = _run(server, lm_retries=2)
+    assert result.status == "error" and "down" in str(result.error)
+    assert server.stats()["calls"] == 3 == result.usage.calls
+
+
+def test_a_reply_cut_every_time_ends_the_run_with_an_error(scripted_lm):
+    server = scripted_lm([{"model": "root", "reply": "cut", "finish_reason": "length"}])
+    result = _run(server)
+    assert result.status == "error" and "token limit" in str(result.error)
+    assert server.stats()["calls"] == 2 == result.usage.calls
