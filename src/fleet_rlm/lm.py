@@ -318,8 +318,10 @@ class BudgetedLM(dspy.LM):
         kwargs.update(bound)
         sent = [0]  # requests sent for this call, across retries
         cut = 0
+        # A streamed reply's chunks are already on screen: a cut one is not streamed again.
+        length_retries = 0 if dspy.settings.send_stream is not None else self.retry.length_retries
         while True:
-            retry_cut = cut < self.retry.length_retries
+            retry_cut = cut < length_retries
             outputs, finish = self._attempt(site, prompt, messages, kwargs, sent, retry_cut)
             if finish not in ("length", "length-final"):
                 return outputs
@@ -410,6 +412,9 @@ class BudgetedLM(dspy.LM):
             return None, ""
         if retry > self.retry.retries:
             return None, f"gave up after {retry} attempts"
+        if dspy.settings.send_stream is not None and getattr(exc, "status", None) is None:
+            # Chunks of a streamed reply may already be on screen: never replay it (as dspy).
+            return None, "a streamed reply is not replayed once it may have begun"
         hint = getattr(exc, "retry_after", None)
         delay = self.retry.backoff(retry) if hint is None else max(float(hint), 0.0)
         if delay > self.retry.max_s:

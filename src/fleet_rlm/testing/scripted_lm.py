@@ -490,7 +490,8 @@ class ScriptedLMServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--script", required=True, type=Path, help="JSON file with a list of rules, or a recorded run (fleet run --record) to replay")
+    parser.add_argument("--script", required=True, type=Path,
+                        help="JSON file with a list of rules, or a recorded run to replay")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     server = _Server(args.port, _State(load_rules(args.script)))
