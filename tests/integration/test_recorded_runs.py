@@ -109,3 +109,10 @@ def test_committed_recordings_replay(tmp_path, recording):
     finished = [e for e in events_of(done) if e["type"] == "rlm_finished"]
     assert finished and finished[-1]["status"] == "ok"
     assert finished[-1]["answer"] == {"answer": EXPECTED[recording.stem]}
+
+
+def test_a_recording_that_cannot_be_written_is_a_clear_error(tmp_path):
+    done = fleet_run(tmp_path, "http://127.0.0.1:9/v1", "q", "--record",
+                     str(tmp_path / "missing" / "run.jsonl"))
+    assert done.returncode == 1
+    assert "cannot write the recording" in done.stderr

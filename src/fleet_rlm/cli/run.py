@@ -55,8 +55,12 @@ def run_command(
         if record is not None:
             from ..lm import Recorder
 
-            Recorder(record, truncate=True, about={"command": "run", "question": question})
-    except (ValidationError, _InputError, OSError) as exc:
+            try:
+                Recorder(record, truncate=True, about={"command": "run", "question": question})
+            except OSError as exc:
+                raise _InputError(f"cannot write the recording {record}: "
+                                  f"{exc.strerror or exc}") from None
+    except (ValidationError, _InputError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     try:
