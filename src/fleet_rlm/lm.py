@@ -85,9 +85,14 @@ class ProviderRefused(LMError):
 
 
 class TruncatedReply(LMError):
-    """Every attempt's reply was cut at the token limit (finish_reason: length)."""
+    """Every attempt's reply was cut at the token limit (finish_reason: length); `text` is the
+    last cut reply."""
 
     default_code = "truncated"
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
 
 
 class Recorder:
@@ -331,7 +336,7 @@ class BudgetedLM(dspy.LM):
                 raise TruncatedReply(
                     f"{self.model}: the reply was cut at the token limit ({most} tokens, "
                     f"finish_reason: length) on {cut} attempt(s); raise FLEET_CALL_MAX_TOKENS "
-                    "or ask for a shorter answer")
+                    "or ask for a shorter answer", _output_text(outputs))
             messages = _with_truncation_note(prompt, messages, _output_text(outputs), most)
             prompt = None
 

@@ -287,3 +287,17 @@ def test_a_reply_cut_every_time_ends_the_run_with_an_error(scripted_lm):
     result = _run(server)
     assert result.status == "error" and "token limit" in str(result.error)
     assert server.stats()["calls"] == 2 == result.usage.calls
+
+
+def test_the_model_check_takes_a_cut_reply_and_does_not_retry(scripted_lm):
+    from fleet_rlm.config import Settings
+    from fleet_rlm.server.checks import check_model
+
+    server = scripted_lm([{"model": "root", "reply": "OK, I am here and", "times": 1,
+                           "finish_reason": "length"}])
+    settings = Settings(root_model="openai/root", api_base=server.api_base)
+    result = check_model(settings)
+    assert result.ok and "OK, I am here" in result.message
+    server.set_rules([{"model": "root", "status": 503, "reply": "down"}])
+    result = check_model(settings)
+    assert not result.ok and server.stats()["calls"] == 1

@@ -48,13 +48,15 @@ def check_model(settings: Settings) -> CheckResult:
     from ..lm import build_lms
 
     started = time.monotonic()
-    from ..lm import ProviderRefused
+    from ..lm import ProviderRefused, TruncatedReply
 
     # One request, its failure shown as it is: a check does not retry.
-    root, _ = build_lms(settings.model_copy(update={"lm_retries": 0}),
+    root, _ = build_lms(settings.model_copy(update={"lm_retries": 0, "lm_length_retries": 0}),
                         Budget.from_settings(settings))
     try:
         outputs = root(PING, max_tokens=8, timeout=MODEL_TIMEOUT_S)
+    except TruncatedReply as exc:  # it answered, at more length than the ping allows
+        outputs = [exc.text]
     except Exception as exc:  # noqa: BLE001 - every failure becomes guidance
         if isinstance(exc, ProviderRefused) and isinstance(exc.__cause__, Exception):
             exc = exc.__cause__
