@@ -10,6 +10,9 @@ from typing import Any
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 # The scripted models have no price; tests of the refusal to run them turn this off.
 os.environ["FLEET_ALLOW_UNPRICED_MODELS"] = "true"
+# Retries after provider faults back off for milliseconds, not seconds.
+os.environ["FLEET_LM_RETRY_BASE_S"] = "0.01"
+os.environ["FLEET_LM_RETRY_MAX_S"] = "1"
 
 import dspy  # noqa: E402
 import pytest  # noqa: E402

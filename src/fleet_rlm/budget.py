@@ -6,6 +6,11 @@ Cancelled or BudgetExceeded), then
   even if it then errored (commit whatever usage is known, else 0): it counts as a call;
 - `budget.release(r)` if it failed before reaching the provider: it does not count.
 
+A retried call (a 429, a 5xx, a reset or timeout, a reply cut at the token limit) is one call per
+attempt: each attempt reserves and settles on its own, so a failed attempt that reached the
+provider counts as a call, and one refused before connecting does not. `take_retry` bounds the
+retries of a whole turn.
+
 A reservation holds the call's worst case (its prompt plus the most completion it may produce)
 until it is committed or released, so concurrent calls never overshoot a limit together: calls
 never, tokens and USD only by what a provider counts beyond the prompt estimate the caller gave.
@@ -203,6 +208,10 @@ class CancelToken:
         for fn in callbacks:
             _run_callback(fn)
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, waking at once on cancel; True if cancelled."""
+        return self._event.wait(max(timeout, 0.0))
+
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
             if self.exceeded is not None:
@@ -268,6 +277,7 @@ class Budget:
         self._outstanding: dict[int, Reservation] = {}
         self._total = ModelUsage()
         self._by_model: dict[str, ModelUsage] = {}
+        self.retries = 0  # model-call retries taken in this turn
         if limits.max_wall_s is not None:
             watch(self)
 
@@ -371,6 +381,15 @@ class Budget:
             self._started -= earlier.elapsed_s
         if self.limits.max_wall_s is not None:
             watch(self)  # the deadline moved
+
+    def take_retry(self, limit: int) -> bool:
+        """Count one more model-call retry in this turn; False (nothing counted) once `limit`
+        retries were taken."""
+        with self._lock:
+            if self.retries >= limit:
+                return False
+            self.retries += 1
+            return True
 
     def release(self, reservation: Reservation) -> None:
         """Return the slot of a call that failed before reaching the provider: it does not count."""

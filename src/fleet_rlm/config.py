@@ -91,6 +91,25 @@ class Settings(BaseSettings):
         16_000, gt=0, description="Most completion tokens one model call may produce, sent as "
         "max_tokens (lowered to the model's own maximum when LiteLLM's table knows it) unless "
         "the LM sets its own; each call reserves this much of the token and USD limits.")
+    lm_timeout_s: float = Field(
+        120.0, gt=0, description="A model request with no bytes for this long is a timeout "
+        "(retried like a connection reset).")
+    lm_retries: int = Field(
+        4, ge=0, description="Retries of one model call on 429, 500/502/503/504, connection "
+        "resets, timeouts and malformed replies (each attempt counts in the budget).")
+    lm_turn_retries: int = Field(
+        16, ge=0, description="Retries of model calls in one whole turn (a retry storm stops).")
+    lm_retry_base_s: float = Field(
+        0.5, ge=0, description="The first retry's backoff; doubled each retry, with jitter.")
+    lm_retry_max_s: float = Field(
+        30.0, ge=0, description="The longest backoff between retries (Retry-After included: "
+        "a provider asking for longer ends the call).")
+    lm_length_retries: int = Field(
+        1, ge=0, description="Retries of a reply cut at the token limit (finish_reason "
+        "length), each with the cut shown to the model.")
+    record_file: Path | None = Field(
+        None, description="Append every model request and reply (keys redacted) to this JSON "
+        "lines file; the scripted LM server replays it (`fleet run --record`).")
 
     delegate_chars: int = Field(
         40_000, gt=0, description="Documents longer than this go to the recursive engine.")

@@ -114,6 +114,19 @@ class LmCallEvent(EventBase):
     usage_estimated: bool = Field(
         False, description="The tokens and cost are the client's estimate: the provider "
         "reported no usage (a call cancelled in flight, or a reply without usage).")
+    attempt: int = Field(
+        1, description="Which request of one model call this is: retries after a provider "
+        "fault or a reply cut at the token limit count up from 1.")
+    http_status: int | None = Field(
+        None, description="The provider's HTTP status of a failed attempt, when it answered.")
+    finish_reason: str | None = Field(
+        None, description="Why the reply ended (stop, length, tool_calls), when reported.")
+    retry_in_s: float | None = Field(
+        None, description="This attempt failed (or was cut) and the call is retried after "
+        "this many seconds; None when it is the call's last attempt.")
+    counted: bool = Field(
+        True, description="The attempt counts as a call in the budget: false only for one "
+        "that never reached the provider (connection refused).")
 
 
 class BudgetEvent(EventBase):

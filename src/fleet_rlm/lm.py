@@ -2,12 +2,23 @@
 
 Which node and role a call belongs to travels in a context variable (`call_site`), so one LM
 object serves the root's iterations, the extract fallback, `llm_query` and the chat agent.
+
+Provider faults are handled here, and only here: dspy's own retries are off (`num_retries=0`;
+its lm15 client never retries). A 429 (after its `Retry-After`), a 500/502/503/504, a dropped
+connection, a timeout or a malformed reply is retried with capped exponential backoff and jitter
+(`RetryPolicy`), while the turn's wall limit and its per-turn retry count allow; cancel stops a
+backoff at once. Each attempt is its own `lm_call` event and, when it reached the provider, its
+own call in the budget. A rejected key (401/403) or an unknown model fails at once, naming the
+setting to fix. A reply cut at the token limit is retried with the cut shown to the model and is
+never returned as a complete answer. Reasoning-only replies and native tool calls become text.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import math
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -15,19 +26,102 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import (
+    LMAuthError,
+    LMError,
+    LMNotConfiguredError,
+    LMProviderError,
+    LMUnsupportedModelError,
+    is_retryable_lm_error,
+)
 
 from .budget import Budget, BudgetExceeded, Cancelled
 from .config import Settings
 from .events import EventStream, NodeRef
 from .prices import max_output_tokens
+from .redaction import redact
 
 PREVIEW_CHARS = 600
 MESSAGE_TOKENS = 4  # what a chat format adds per message (role and separators)
 # LM calls run here so a cancelled turn can walk away from a request still in flight.
 _calls = ThreadPoolExecutor(256, thread_name_prefix="lm-call")
+RETRY_STATUSES = frozenset({200, 408, 429, 500, 502, 503, 504})  # 200: a body that is not JSON
+RECORDING_KIND = "fleet-lm-recording"  # the scripted LM server's replay format
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a model call survives provider faults (see the module docstring)."""
+
+    retries: int = 4  # per call
+    turn_retries: int = 16  # per turn, counted on the Budget
+    base_s: float = 0.5
+    max_s: float = 30.0
+    length_retries: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.lm_retries, settings.lm_turn_retries, settings.lm_retry_base_s,
+                   settings.lm_retry_max_s, settings.lm_length_retries)
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number `retry` (1, 2, …): exponential, capped, with jitter."""
+        return min(self.max_s, self.base_s * 2 ** (retry - 1)) * random.uniform(0.5, 1.0)
+
+
+class ProviderRefused(LMError):
+    """The provider refused the key or the model: no retry helps, a setting must change.
+    An LMError, so a run ends with status error and this message."""
+
+    default_code = "provider_refused"
+
+    def __init__(self, message: str, setting: str, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.setting = setting
+
+
+class TruncatedReply(LMError):
+    """Every attempt's reply was cut at the token limit (finish_reason: length); `text` is the
+    last cut reply."""
+
+    default_code = "truncated"
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class Recorder:
+    """Appends every model request and reply to a JSON lines file, keys redacted: a recorded
+    run the scripted LM server replays (`fleet_rlm.testing.scripted_lm.rules_from_recording`).
+    """
+
+    _locks: dict[Path, threading.Lock] = {}
+    _locks_guard = threading.Lock()
+
+    def __init__(self, path: Path | str, *, truncate: bool = False,
+                 about: dict[str, Any] | None = None) -> None:
+        """`truncate`: start a fresh file; `about`: what the header line says of the run."""
+        self.path = Path(path)
+        with self._locks_guard:
+            self._lock = self._locks.setdefault(self.path.resolve(), threading.Lock())
+        with self._lock:
+            if truncate or not self.path.exists() or self.path.stat().st_size == 0:
+                header = {"kind": RECORDING_KIND, "version": 1, **(about or {})}
+                self.path.write_text(redact(json.dumps(header, ensure_ascii=False)) + "\n")
+
+    def write(self, turn_id: str | None, model: str, messages: list, params: dict,
+              response: dict) -> None:
+        line = {"turn_id": turn_id,
+                "request": {"model": model, "messages": messages, "params": params},
+                "response": response}
+        text = redact(json.dumps(line, default=str, ensure_ascii=False))
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(text + "\n")
 
 
 @dataclass(frozen=True)
@@ -78,6 +172,111 @@ def _output_text(outputs: Any) -> str:
     return str(getattr(outputs, "text", outputs) or "")
 
 
+def _retryable(exc: Exception) -> bool:
+    """429, 5xx, resets and timeouts (dspy's own list), and a reply whose body was not JSON."""
+    if is_retryable_lm_error(exc):
+        return True
+    return isinstance(exc, LMProviderError) and getattr(exc, "status", None) in RETRY_STATUSES
+
+
+def _reached_provider(exc: BaseException) -> bool:
+    """False only when the connection was never made (refused, no such host): such an attempt
+    was not sent, so it does not count in the budget."""
+    import socket
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
+def _finish_reason(entry: dict | None) -> str | None:
+    response = (entry or {}).get("response")
+    reason = getattr(response, "finish_reason", None)
+    if reason is None and isinstance(response, dict):
+        reason = (response.get("choices") or [{}])[0].get("finish_reason")
+    return {"tool_call": "tool_calls"}.get(reason, reason)
+
+
+def _tool_calls_text(calls: list) -> str:
+    """Native tool calls as text an adapter can parse: one call's arguments as a JSON object
+    (providers that force function calling put the output fields there), several as a list."""
+    parsed = []
+    for call in calls:
+        function = call.get("function", call) if isinstance(call, dict) else {}
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                pass
+        parsed.append({"name": function.get("name"), "arguments": arguments})
+    if len(parsed) == 1 and isinstance(parsed[0]["arguments"], dict):
+        return json.dumps(parsed[0]["arguments"], ensure_ascii=False)
+    return json.dumps(parsed, ensure_ascii=False)
+
+
+def _as_text(outputs: Any, kwargs: dict) -> Any:
+    """Replies with no text become text: a reasoning model's reasoning field, or the native
+    tool calls a provider answered with (unless the caller asked for tools)."""
+    if not isinstance(outputs, list) or kwargs.get("tools"):
+        return outputs
+    plain = []
+    for output in outputs:
+        if isinstance(output, dict) and not output.get("text"):
+            text = output.get("reasoning_content") or (
+                _tool_calls_text(output["tool_calls"]) if output.get("tool_calls") else "")
+            if set(output) <= {"text", "reasoning_content", "tool_calls"}:
+                output = text
+            else:
+                output = {**output, "text": text}
+        plain.append(output)
+    return plain
+
+
+def _with_truncation_note(prompt: Any, messages: Any, cut: str, limit: int) -> list:
+    """The request again, with the cut reply shown and a request to fit the limit."""
+    sent = list(messages) if messages is not None else [{"role": "user", "content": str(prompt)}]
+    note = (f"Your previous reply was cut off at the {limit}-token limit and was not used. It "
+            f"ended: {cut[-300:]!r}. Reply again in full, in the required format, shorter.")
+    return [*sent, {"role": "user", "content": note}]
+
+
+def _failure_record(exc: Exception) -> dict:
+    status = getattr(exc, "status", None)
+    if status is None:
+        return {"fault": type(exc).__name__, "error": str(exc)}
+    return {"status": status, "retry_after": getattr(exc, "retry_after", None),
+            "body": {"error": {"message": str(getattr(exc, "message", exc)),
+                               "type": type(exc).__name__, "code": str(status)}}}
+
+
+def _reply_record(model: str, outputs: Any, finish: str | None, usage: dict,
+                  entry: dict | None) -> dict:
+    """The reply as an OpenAI chat completion body (what the scripted server sends back)."""
+    first = outputs[0] if isinstance(outputs, list) and outputs else ""
+    message: dict[str, Any] = {"role": "assistant"}
+    if isinstance(first, dict):
+        message["content"] = first.get("text")
+        for key in ("reasoning_content", "tool_calls"):
+            if first.get(key):
+                message[key] = first[key]
+    else:
+        message["content"] = str(first)
+    usage = {k: v for k, v in usage.items()
+             if k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    response = (entry or {}).get("response")
+    return {"status": 200, "body": {
+        "id": str(getattr(response, "id", None) or "chatcmpl-recorded"),
+        "object": "chat.completion", "created": 0, "model": model.split("/", 1)[-1],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
+        "usage": usage}}
+
+
 class BudgetedLM(dspy.LM):
     """A dspy.LM whose every call is admitted by `budget` and reported on `stream`.
 
@@ -86,12 +285,17 @@ class BudgetedLM(dspy.LM):
 
     def __init__(self, model: str, *, budget: Budget, stream: EventStream | None = None,
                  node: NodeRef | None = None, role: str = "root",
-                 call_max_tokens: int = 16_000, **kwargs: Any) -> None:
+                 call_max_tokens: int = 16_000, retry: RetryPolicy | None = None,
+                 recorder: Recorder | None = None, model_setting: str = "FLEET_ROOT_MODEL",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("cache", False)
-        kwargs.setdefault("num_retries", 0)
+        kwargs.setdefault("num_retries", 0)  # retries are ours (RetryPolicy), never doubled
         super().__init__(model, **kwargs)
         self.budget, self.stream = budget, stream
         self.call_max_tokens = call_max_tokens
+        self.retry = retry or RetryPolicy()
+        self.recorder = recorder
+        self.model_setting = model_setting
         self.default_site = CallSite(role, node or NodeRef.root())
         self._local = threading.local()
 
@@ -115,43 +319,157 @@ class BudgetedLM(dspy.LM):
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         site = _site.get() or self.default_site
-        request = _request_text(prompt, messages)
-        prompt_tokens = estimate_prompt_tokens(request, len(messages or []) or 1)
         most, bound = self.completion_limit(kwargs)
         kwargs.update(bound)
-        reservation = self.budget.reserve(self.model, prompt_tokens, most)
-        started = time.perf_counter()
+        sent = [0]  # requests sent for this call, across retries
+        cut = 0
+        # A streamed reply's chunks are already on screen: a cut one is not streamed again.
+        length_retries = 0 if dspy.settings.send_stream is not None else self.retry.length_retries
+        while True:
+            retry_cut = cut < length_retries
+            outputs, finish = self._attempt(site, prompt, messages, kwargs, sent, retry_cut)
+            if finish not in ("length", "length-final"):
+                return outputs
+            cut += 1
+            # Cut at the token limit: never a complete answer. Retry with the cut shown.
+            if finish == "length-final":
+                raise TruncatedReply(
+                    f"{self.model}: the reply was cut at the token limit ({most} tokens, "
+                    f"finish_reason: length) on {cut} attempt(s); raise FLEET_CALL_MAX_TOKENS "
+                    "or ask for a shorter answer", _output_text(outputs))
+            messages = _with_truncation_note(prompt, messages, _output_text(outputs), most)
+            prompt = None
+
+    def _attempt(self, site: CallSite, prompt: Any, messages: Any, kwargs: dict,
+                 sent: list[int], retry_cut: bool) -> tuple[Any, str | None]:
+        """One call that may be retried on provider faults; returns its outputs and finish
+        reason. Every request sent is one lm_call event. A reply cut at the token limit is
+        retried by the caller only when `retry_cut` and a turn retry is left."""
+        failures = 0
+        while True:
+            request = _request_text(prompt, messages)
+            prompt_tokens = estimate_prompt_tokens(request, len(messages or []) or 1)
+            most, _ = self.completion_limit(kwargs)
+            reservation = self.budget.reserve(self.model, prompt_tokens, most)
+            started = time.perf_counter()
+            sent[0] += 1
+            number = sent[0]
+            try:
+                outputs, entry = self._send(prompt, messages, kwargs)
+            except (Cancelled, BudgetExceeded) as exc:
+                # Walked away from a request in flight: the provider bills it, but its usage
+                # never comes back here; count the prompt as sent.
+                cost = self.budget.commit(reservation, prompt_tokens, 0)
+                self._report(site, request, "", prompt_tokens, 0, cost.usd,
+                             time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}",
+                             estimated=True, attempt=number)
+                raise
+            except Exception as exc:
+                reached = _reached_provider(exc)
+                if reached:  # it may have been processed and billed: it counts
+                    self.budget.commit(reservation, 0, 0)
+                else:
+                    self.budget.release(reservation)
+                status = getattr(exc, "status", None)
+                self._record(prompt, messages, kwargs, _failure_record(exc))
+                delay, why = self._retry_delay(exc, failures + 1)
+                error = f"{type(exc).__name__}: {exc}"
+                if why:
+                    error += f" ({why})"
+                self._report(site, request, "", 0, 0, None, time.perf_counter() - started,
+                             error=error, attempt=number, http_status=status,
+                             retry_in_s=delay, counted=reached)
+                if delay is None:
+                    refused = self._refusal(exc)
+                    if refused is not None:
+                        raise refused from exc
+                    raise
+                failures += 1
+                if self.budget.cancel.wait(delay):
+                    self.budget.cancel.raise_if_cancelled()
+                continue
+            usage = (entry or {}).get("usage") or {}
+            estimated = not usage.get("prompt_tokens")
+            prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+            cost = self.budget.commit(reservation, prompt_tokens, completion_tokens)
+            finish = _finish_reason(entry)
+            self._record(prompt, messages, kwargs,
+                         _reply_record(self.model, outputs, finish, usage, entry))
+            outputs = _as_text(outputs, kwargs)
+            error, retry_in = None, None
+            if finish == "length":
+                error = "reply cut at the token limit (finish_reason: length)"
+                if retry_cut and self.budget.take_retry(self.retry.turn_retries):
+                    retry_in = 0.0
+                else:
+                    error += "; not retried"
+            self._report(site, request, _output_text(outputs), prompt_tokens, completion_tokens,
+                         cost.usd, time.perf_counter() - started, estimated=estimated,
+                         attempt=number, finish_reason=finish, error=error, retry_in_s=retry_in)
+            if finish == "length" and retry_in is None:
+                finish = "length-final"
+            return outputs, finish
+
+    def _retry_delay(self, exc: Exception, retry: int) -> tuple[float | None, str]:
+        """How long to wait before retry number `retry`, or None and why not."""
+        if not _retryable(exc):
+            return None, ""
+        if retry > self.retry.retries:
+            return None, f"gave up after {retry} attempts"
+        if dspy.settings.send_stream is not None and getattr(exc, "status", None) is None:
+            # Chunks of a streamed reply may already be on screen: never replay it (as dspy).
+            return None, "a streamed reply is not replayed once it may have begun"
+        hint = getattr(exc, "retry_after", None)
+        delay = self.retry.backoff(retry) if hint is None else max(float(hint), 0.0)
+        if delay > self.retry.max_s:
+            return None, (f"the provider asks to wait {delay:g}s, longer than "
+                          f"FLEET_LM_RETRY_MAX_S ({self.retry.max_s:g}s)")
+        if time.monotonic() + delay >= self.budget.deadline:
+            return None, "no time left in the turn's wall limit to retry"
+        if self.budget.cancel.cancelled:
+            return None, "cancelled"
+        if not self.budget.take_retry(self.retry.turn_retries):
+            return None, f"the turn's {self.retry.turn_retries} retries are used up"
+        return round(delay, 3), ""
+
+    def _refusal(self, exc: Exception) -> ProviderRefused | None:
+        """A clear error naming the setting to fix, for failures no retry can help."""
+        status = getattr(exc, "status", None)
+        detail = str(getattr(exc, "message", "") or exc).strip().splitlines()
+        detail_text = detail[0] if detail else type(exc).__name__
+        where = f" at {self.kwargs['api_base']}" if self.kwargs.get("api_base") else ""
+        if isinstance(exc, LMAuthError | LMNotConfiguredError) or status in (401, 403):
+            return ProviderRefused(
+                f"the provider{where} refused the API key for {self.model}"
+                f"{f' (HTTP {status})' if status else ''}: {detail_text}. Set FLEET_API_KEY "
+                "(or the provider's own key variable, e.g. OPENAI_API_KEY) to a valid key.",
+                "FLEET_API_KEY", status)
+        if isinstance(exc, LMUnsupportedModelError) or status == 404:
+            return ProviderRefused(
+                f"the provider{where} does not serve the model {self.model!r}"
+                f"{f' (HTTP {status})' if status else ''}: {detail_text}. Set "
+                f"{self.model_setting} to a model it serves (and FLEET_API_BASE to its "
+                "endpoint).", self.model_setting, status)
+        return None
+
+    def _send(self, prompt: Any, messages: Any, kwargs: dict) -> tuple:
         parent_call = super().__call__
-        try:
-            if dspy.settings.send_stream is not None:
-                # dspy streams chunks from the thread it runs in; no hop to the pool here.
-                outputs, entry = self._call_recording(parent_call, prompt, messages, kwargs)
-            else:
-                future = _calls.submit(contextvars.copy_context().run, self._call_recording,
-                                       parent_call, prompt, messages, kwargs)
-                outputs, entry = self._wait(future)
-        except (Cancelled, BudgetExceeded) as exc:
-            # Walked away from a request in flight: the provider bills it, but its usage never
-            # comes back here; count the prompt as sent.
-            cost = self.budget.commit(reservation, prompt_tokens, 0)
-            self._report(site, request, "", prompt_tokens, 0, cost.usd,
-                         time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}",
-                         estimated=True)
-            raise
-        except Exception as exc:
-            # The request may have reached the provider: it counts, with what usage is known.
-            self.budget.commit(reservation, 0, 0)
-            self._report(site, request, "", 0, 0, None, time.perf_counter() - started,
-                         error=f"{type(exc).__name__}: {exc}")
-            raise
-        usage = (entry or {}).get("usage") or {}
-        estimated = not usage.get("prompt_tokens")
-        prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        cost = self.budget.commit(reservation, prompt_tokens, completion_tokens)
-        self._report(site, request, _output_text(outputs), prompt_tokens, completion_tokens,
-                     cost.usd, time.perf_counter() - started, estimated=estimated)
-        return outputs
+        if dspy.settings.send_stream is not None:
+            # dspy streams chunks from the thread it runs in; no hop to the pool here.
+            return self._call_recording(parent_call, prompt, messages, kwargs)
+        future = _calls.submit(contextvars.copy_context().run, self._call_recording,
+                               parent_call, prompt, messages, kwargs)
+        return self._wait(future)
+
+    def _record(self, prompt: Any, messages: Any, kwargs: dict, response: dict) -> None:
+        if self.recorder is None:
+            return
+        sent = messages if messages is not None else [{"role": "user", "content": prompt}]
+        params = {k: v for k, v in {**self.kwargs, **kwargs}.items()
+                  if k not in ("api_key", "api_base", "headers", "extra_headers")}
+        self.recorder.write(self.stream.turn_id if self.stream else None, self.model,
+                            list(sent), params, response)
 
     def _call_recording(self, call: Any, prompt: Any, messages: Any, kwargs: dict) -> tuple:
         self._local.entry = None
@@ -173,7 +491,9 @@ class BudgetedLM(dspy.LM):
 
     def _report(self, site: CallSite, request: str, response: str, prompt_tokens: int,
                 completion_tokens: int, cost: float | None, latency: float,
-                error: str | None = None, estimated: bool = False) -> None:
+                error: str | None = None, estimated: bool = False, attempt: int = 1,
+                http_status: int | None = None, finish_reason: str | None = None,
+                retry_in_s: float | None = None, counted: bool = True) -> None:
         if self.stream is None:
             return
         self.stream.emit("lm_call", site.node, role=site.role, model=self.model,
@@ -181,7 +501,8 @@ class BudgetedLM(dspy.LM):
                          cost_usd=cost, latency_s=round(latency, 4), iteration=site.iteration,
                          prompt_preview=request[-PREVIEW_CHARS:],
                          response_preview=response[:PREVIEW_CHARS], error=error,
-                         usage_estimated=estimated)
+                         usage_estimated=estimated, attempt=attempt, http_status=http_status,
+                         finish_reason=finish_reason, retry_in_s=retry_in_s, counted=counted)
 
     def copy(self, **kwargs: Any) -> BudgetedLM:
         clone = super().copy(**kwargs)
@@ -193,13 +514,18 @@ def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = N
               node: NodeRef | None = None) -> tuple[BudgetedLM, BudgetedLM]:
     """The root and sub LMs of a run, both drawing on `budget`."""
     common = {"budget": budget, "stream": stream, "node": node,
-              "call_max_tokens": settings.call_max_tokens}
+              "call_max_tokens": settings.call_max_tokens, "timeout": settings.lm_timeout_s,
+              "retry": RetryPolicy.from_settings(settings),
+              "recorder": Recorder(settings.record_file) if settings.record_file else None}
     if settings.api_base:
         common["api_base"] = settings.api_base
     if settings.api_key:
         common["api_key"] = settings.api_key
     elif settings.api_base:
         common["api_key"] = "none"  # local OpenAI-compatible servers often want any key
-    root = BudgetedLM(settings.root_model, role="root", **common)
-    sub = BudgetedLM(settings.effective_sub_model, role="sub", **common)
+    root = BudgetedLM(settings.root_model, role="root", model_setting="FLEET_ROOT_MODEL",
+                      **common)
+    sub = BudgetedLM(settings.effective_sub_model, role="sub",
+                     model_setting="FLEET_SUB_MODEL" if settings.sub_model else
+                     "FLEET_ROOT_MODEL", **common)
     return root, sub

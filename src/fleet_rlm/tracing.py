@@ -214,6 +214,15 @@ def lm_attributes(e: LmCallEvent) -> dict[str, Any]:
     }
     if e.error:
         attributes["fleet.error"] = e.error
+    if e.attempt > 1 or e.retry_in_s is not None:
+        attributes["fleet.attempt"] = e.attempt
+        attributes["fleet.retry_in_s"] = e.retry_in_s
+    if e.http_status is not None:
+        attributes["fleet.http_status"] = e.http_status
+    if e.finish_reason is not None:
+        attributes["fleet.finish_reason"] = e.finish_reason
+    if not e.counted:
+        attributes["fleet.counted"] = False
     if e.cost_usd is not None:
         attributes["mlflow.llm.cost"] = {"total_cost": e.cost_usd}
     return attributes

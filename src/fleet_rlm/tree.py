@@ -55,7 +55,7 @@ class Totals:
     latency: float = 0.0
 
     def add(self, call: LmCallEvent) -> None:
-        self.calls += 1
+        self.calls += call.counted  # an attempt never sent is shown, not counted
         self.prompt_tokens += call.prompt_tokens
         self.completion_tokens += call.completion_tokens
         self.usd += call.cost_usd or 0.0

@@ -135,7 +135,8 @@ def test_every_call_of_the_tree_is_accounted_including_the_extract_fallback(scri
         # It reached the provider and failed: it still counts.
         {"model": "sub", "match": "flaky", "reply": "overloaded", "status": 500, "times": 1},
     ])
-    rlm = RecursiveRLM(settings=make_settings(server), max_iterations=2)
+    # No retries here: the one failed call is the point (test_provider_faults retries them).
+    rlm = RecursiveRLM(settings=make_settings(server, lm_retries=0), max_iterations=2)
 
     result = rlm(context="two words", question="Shout them.")
 

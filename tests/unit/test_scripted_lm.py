@@ -336,3 +336,114 @@ def test_network_is_blocked_except_loopback(scripted_lm) -> None:
     socket.create_connection(("localhost", port), timeout=1).close()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- misbehaving rules -------------------------------------------------------------------------
+
+def _raw(srv: ScriptedLMServer, text: str, stream: bool = False) -> tuple[int, dict, bytes]:
+    """One request over a bare socket-level client: status, headers and the raw body."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", int(srv.url.rsplit(":", 1)[1]), timeout=5)
+    body = {"model": "m", "messages": [{"role": "user", "content": text}], "stream": stream}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                 {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    try:
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_status_rule_sends_its_retry_after(scripted_lm) -> None:
+    srv = scripted_lm([{"status": 429, "retry_after": "7", "reply": "slow down"}])
+    status, headers, body = _raw(srv, "x")
+    assert status == 429 and headers["Retry-After"] == "7"
+    assert "slow down" in json.loads(body)["error"]["message"]
+
+
+def test_finish_reason_reasoning_and_tool_calls(scripted_lm) -> None:
+    srv = scripted_lm([
+        {"match": "cut", "reply": "half an ans", "finish_reason": "length"},
+        {"match": "think", "reasoning": "only thoughts"},
+        {"match": "tool", "tool_calls": [{"name": "f", "arguments": {"a": 1}}]},
+    ])
+    choice = _chat(srv, "cut")[1]["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["message"]["content"] == "half an ans"
+    message = _chat(srv, "think")[1]["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": "", "reasoning_content": "only thoughts"}
+    message = _chat(srv, "tool")[1]["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": 1}'}
+
+
+def test_streamed_reasoning_and_tool_calls(scripted_lm) -> None:
+    srv = scripted_lm([{"reply": "", "reasoning": "hmm",
+                        "tool_calls": [{"name": "f", "arguments": "{}"}], "finish_reason": "x"}])
+    _, _, body = _raw(srv, "x", stream=True)
+    chunks = [json.loads(line[6:]) for line in body.decode().splitlines()
+              if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert {"reasoning_content": "hmm"} in deltas
+    assert any("tool_calls" in d for d in deltas)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "x"
+
+
+def test_stall_pauses_mid_body(scripted_lm) -> None:
+    srv = scripted_lm([{"reply": "slow " * 20, "stall_ms": 300}])
+    started = time.perf_counter()
+    status, _, body = _raw(srv, "x")
+    assert status == 200 and time.perf_counter() - started >= 0.3
+    assert _reply(json.loads(body)) == "slow " * 20
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stall_mid_stream(scripted_lm, stream) -> None:
+    srv = scripted_lm([{"reply": "a b c d e f", "stall_ms": 250}])
+    started = time.perf_counter()
+    _raw(srv, "x", stream=stream)
+    assert time.perf_counter() - started >= 0.25
+
+
+@pytest.mark.parametrize("fault", ["drop", "cut"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_dropped_and_cut_connections(scripted_lm, fault, stream) -> None:
+    import http.client
+
+    srv = scripted_lm([{"reply": "x" * 100, "fault": fault}])
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        status, _, body = _raw(srv, "x", stream=stream)
+        if fault == "cut" and stream:  # SSE ends at close: a cut stream has no [DONE]
+            assert b"[DONE]" not in body
+            raise ConnectionError("stream cut")
+
+
+def test_malformed_body(scripted_lm) -> None:
+    srv = scripted_lm([{"fault": "malformed"}])
+    status, headers, body = _raw(srv, "x")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body)
+
+
+def test_replay_rules_match_the_request_text_and_send_the_body_verbatim(scripted_lm) -> None:
+    from fleet_rlm.testing.scripted_lm import rules_from_recording
+
+    body = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "two"},
+                         "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}}
+    lines = [{"kind": "fleet-lm-recording", "version": 1},
+             {"request": {"model": "openai/m", "messages": [{"role": "user", "content": "one"}]},
+              "response": {"status": 503, "retry_after": 0.0, "body": {"error": {"message": "b"}}}},
+             {"request": {"model": "openai/m", "messages": [{"role": "user", "content": "one"}]},
+              "response": {"status": 200, "body": body}}]
+    rules = rules_from_recording("\n".join(json.dumps(line) for line in lines))
+    srv = scripted_lm(rules)
+    assert _raw(srv, "one")[0] == 503
+    status, _, raw = _raw(srv, "one")
+    assert status == 200 and json.loads(raw) == body
+    assert _chat(srv, "one ")[0] == 400  # not the recorded request: refused
+    with pytest.raises(ValueError, match="header"):
+        rules_from_recording(json.dumps(lines[1]))
+    with pytest.raises(ValueError, match="line 2"):
+        rules_from_recording(json.dumps(lines[0]) + "\n" + json.dumps({"request": {}}))

@@ -57,7 +57,11 @@ def test_errors_land_on_the_cell_that_was_running() -> None:
     tree = fold(parse_event(e) for e in load("run_with_errors")["events"])
     kid = tree.node("kidb")
     assert [e.error_type for e in kid.cells[0].errors] == ["MaxDepth"]
-    assert kid.cells[0].sub_calls[0].error == "RateLimitError: slow down"
+    # A retried call: both attempts on the cell, only the one sent counted.
+    first, second = kid.cells[0].sub_calls
+    assert (first.attempt, first.counted, second.attempt) == (1, False, 2)
+    assert second.error == "RateLimitError: slow down" and second.http_status == 429
+    assert kid.own.calls == len([e for c in kid.cells for e in c.calls]) + 1
     assert tree.node("kida").cells[0].output.error_type == "ZeroDivisionError"
     assert tree.outcome is not None and tree.outcome.status == "extract"
     assert [c.phase for c in tree.node("top").cells] == ["action", "extract"]

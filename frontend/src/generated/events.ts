@@ -185,6 +185,26 @@ export interface LmCallEvent {
    * The tokens and cost are the client's estimate: the provider reported no usage (a call cancelled in flight, or a reply without usage).
    */
   usage_estimated: boolean;
+  /**
+   * Which request of one model call this is: retries after a provider fault or a reply cut at the token limit count up from 1.
+   */
+  attempt: number;
+  /**
+   * The provider's HTTP status of a failed attempt, when it answered.
+   */
+  http_status: number | null;
+  /**
+   * Why the reply ended (stop, length, tool_calls), when reported.
+   */
+  finish_reason: string | null;
+  /**
+   * This attempt failed (or was cut) and the call is retried after this many seconds; None when it is the call's last attempt.
+   */
+  retry_in_s: number | null;
+  /**
+   * The attempt counts as a call in the budget: false only for one that never reached the provider (connection refused).
+   */
+  counted: boolean;
 }
 export interface BudgetEvent {
   turn_id: string;

@@ -114,7 +114,11 @@ function CallList({ calls, label }: { calls: readonly LmCallEvent[]; label: stri
                 <span>
                   <b>{c.role}</b> {c.model} · {c.prompt_tokens}+{c.completion_tokens} tok · {fmtSeconds(c.latency_s)}
                   {c.cost_usd !== null ? ` · ${fmtUsd(c.cost_usd)}` : ""}
+                  {c.attempt > 1 ? ` · attempt ${c.attempt}` : ""}
+                  {c.http_status !== null ? ` · HTTP ${c.http_status}` : ""}
                   {c.error ? ` · ${clip(c.error, 80)}` : ""}
+                  {c.retry_in_s !== null ? ` · retrying in ${fmtSeconds(c.retry_in_s)}` : ""}
+                  {c.counted === false ? " · not sent (not counted)" : ""}
                 </span>
               }
             >
@@ -175,7 +179,7 @@ function Cell({ cell, tree }: { cell: IterationCell; tree: TurnTree }) {
 const zero: CallTotals = { calls: 0, promptTokens: 0, completionTokens: 0, usd: 0, usdUnknown: 0, latency: 0 };
 function addCall(t: CallTotals, c: LmCallEvent): CallTotals {
   return {
-    calls: t.calls + 1,
+    calls: t.calls + (c.counted === false ? 0 : 1),
     promptTokens: t.promptTokens + c.prompt_tokens,
     completionTokens: t.completionTokens + c.completion_tokens,
     usd: t.usd + (c.cost_usd ?? 0),

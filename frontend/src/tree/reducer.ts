@@ -205,7 +205,8 @@ function newNode(event: FleetEvent): TreeNode {
 
 function addCall(totals: CallTotals, call: LmCallEvent): CallTotals {
   return {
-    calls: totals.calls + 1,
+    // An attempt that never reached the provider is shown, not counted (as the budget does).
+    calls: totals.calls + (call.counted === false ? 0 : 1),
     promptTokens: totals.promptTokens + call.prompt_tokens,
     completionTokens: totals.completionTokens + call.completion_tokens,
     usd: totals.usd + (call.cost_usd ?? 0),

@@ -35,6 +35,9 @@ def run_command(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the event stream as JSON lines instead of the answer.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live tree.")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="Save every model request and reply (keys redacted) to this JSON "
+        "lines file, which the scripted LM server replays offline.")] = None,
 ) -> None:
     """Answer QUESTION over the context with a recursive RLM.
 
@@ -56,7 +59,15 @@ def run_command(
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base,
                                 max_calls=max_calls, max_usd=max_usd, max_tokens=max_tokens,
                                 max_depth=max_depth, max_iterations=max_iterations,
-                                max_wall_s=max_wall_s)
+                                max_wall_s=max_wall_s, record_file=record)
+        if record is not None:
+            from ..lm import Recorder
+
+            try:
+                Recorder(record, truncate=True, about={"command": "run", "question": question})
+            except OSError as exc:
+                raise _InputError(f"cannot write the recording {record}: "
+                                  f"{exc.strerror or exc}") from None
     except (ValidationError, _InputError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

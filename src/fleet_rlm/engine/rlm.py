@@ -71,9 +71,10 @@ class Run:
         stream = stream or EventStream(turn_id=NodeRef.root().node_id)
         default_root, default_sub = build_lms(settings, budget, stream, node)
         cap = settings.call_max_tokens
-        root_lm = budgeted(lm, budget, stream, "root", cap) if lm else default_root
+        root_lm = budgeted(lm, budget, stream, "root", cap, default_root) if lm else default_root
         sub_source = sub_lm or lm
-        sub = budgeted(sub_source, budget, stream, "sub", cap) if sub_source else default_sub
+        sub = (budgeted(sub_source, budget, stream, "sub", cap, default_sub) if sub_source
+               else default_sub)
         for model in dict.fromkeys([root_lm.model, sub.model]):
             budget.require_price(model)
         limits = [settings.max_depth, budget.limits.max_depth]
@@ -333,14 +334,20 @@ def _model(lm: Any) -> str:
 
 
 def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str,
-             call_max_tokens: int) -> BudgetedLM:
-    """The user's dspy.LM, rebuilt so its calls draw on `budget` and report on `stream`."""
+             call_max_tokens: int, like: BudgetedLM | None = None) -> BudgetedLM:
+    """The user's dspy.LM, rebuilt so its calls draw on `budget` and report on `stream`, with
+    the retry policy and recorder of `like` (the settings' LM for the same role)."""
     if isinstance(lm, BudgetedLM) and lm.budget is budget and lm.stream is stream:
         return lm
     if not isinstance(lm, dspy.LM):
         raise TypeError(f"RecursiveRLM needs a dspy.LM to meter, got {type(lm).__name__}")
+    extra: dict[str, Any] = {}
+    if like is not None:
+        extra = {"retry": like.retry, "recorder": like.recorder}
+        if "timeout" not in lm.kwargs and like.kwargs.get("timeout"):
+            extra["timeout"] = like.kwargs["timeout"]
     return BudgetedLM(lm.model, budget=budget, stream=stream, role=role,
-                      call_max_tokens=call_max_tokens, **lm.kwargs)
+                      call_max_tokens=call_max_tokens, **extra, **lm.kwargs)
 
 
 class RecursiveRLM(dspy.Module):

@@ -48,10 +48,18 @@ def check_model(settings: Settings) -> CheckResult:
     from ..lm import build_lms
 
     started = time.monotonic()
-    root, _ = build_lms(settings, Budget.from_settings(settings))
+    from ..lm import ProviderRefused, TruncatedReply
+
+    # One request, its failure shown as it is: a check does not retry.
+    root, _ = build_lms(settings.model_copy(update={"lm_retries": 0, "lm_length_retries": 0}),
+                        Budget.from_settings(settings))
     try:
         outputs = root(PING, max_tokens=8, timeout=MODEL_TIMEOUT_S)
+    except TruncatedReply as exc:  # it answered, at more length than the ping allows
+        outputs = [exc.text]
     except Exception as exc:  # noqa: BLE001 - every failure becomes guidance
+        if isinstance(exc, ProviderRefused) and isinstance(exc.__cause__, Exception):
+            exc = exc.__cause__
         problem, message = _model_guidance(exc, settings)
         return _result(started, False, message, problem, f"{type(exc).__name__}: {exc}")
     reply = str(outputs[0] if outputs else "").strip()

@@ -49,7 +49,7 @@ async def close_failed(store: Store, settings: Settings, turn_id: str, error_typ
     if records and records[-1]["type"] == "turn_finished":
         return records[-1]["usage"]
     calls = [CallCost(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
-             for r in records if r["type"] == "lm_call"]
+             for r in records if r["type"] == "lm_call" and r.get("counted", True)]
     snapshots = [r["usage"] for r in records if "usage" in r]
     limits = (Limits.model_validate(snapshots[-1]["limits"]) if snapshots
               else Limits.from_settings(settings))

@@ -3,6 +3,11 @@
 Tests point a real client (dspy.LM, litellm, openai) at it, so the whole client path runs while
 the replies come from a script: the first rule with uses left whose model and regex match answers.
 A request no rule matches gets HTTP 400 and is recorded, so a missing rule fails loudly.
+
+Rules can also misbehave as real providers do (status codes with `Retry-After`, replies cut at
+the token limit, reasoning-only content, native tool calls, stalls, dropped connections,
+malformed bodies), and a recorded run (`fleet run --record`) replays as rules
+(`rules_from_recording`). The rule-file format is documented in docs/scripted-lm.md.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 TAIL_CHARS = 200
 PREVIEW_CHARS = 120
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    arguments: dict[str, Any] | str = {}
 
 
 class Rule(BaseModel):
@@ -34,6 +46,19 @@ class Rule(BaseModel):
     times: int | None = Field(None, ge=1)
     delay_ms: int = Field(0, ge=0)
     status: int | None = Field(None, ge=400, le=599)
+    retry_after: str | None = Field(
+        None, description="The Retry-After header of a status reply (default 0).")
+    finish_reason: str = "stop"
+    reasoning: str | None = Field(None, description="Sent as the message's reasoning_content.")
+    tool_calls: list[ToolCall] | None = None
+    stall_ms: int = Field(0, ge=0, description="A pause halfway through the reply's body.")
+    fault: Literal["drop", "cut", "malformed"] | None = Field(
+        None, description="drop: close the connection without a reply; cut: close it halfway "
+        "through the body; malformed: HTTP 200 with a body that is not JSON.")
+    messages: str | None = Field(
+        None, description="Replay: the request's message text must equal this exactly.")
+    body: dict[str, Any] | None = Field(
+        None, description="Replay: send this JSON body verbatim (with `status`, or 200).")
 
     @field_validator("match")
     @classmethod
@@ -48,7 +73,21 @@ class Rule(BaseModel):
     def accepts(self, model: str, text: str) -> bool:
         if self.model is not None and not _same_model(self.model, model):
             return False
+        if self.messages is not None and _redacted(text) != self.messages:
+            return False
         return self.match is None or re.search(self.match, text, re.DOTALL) is not None
+
+
+def _redacted(text: str) -> str:
+    from fleet_rlm.redaction import redact
+
+    return redact(text)
+
+
+def request_text(messages: list[Any]) -> str:
+    """The text a request's messages add up to: what rules match against."""
+    return "\n\n".join(
+        _content_text(m.get("content") if isinstance(m, dict) else m) for m in messages or [])
 
 
 _RULES = TypeAdapter(list[Rule])
@@ -58,7 +97,8 @@ Script = list[dict[str, Any] | Rule] | str | Path
 def load_rules(script: Script) -> list[Rule]:
     """Validate a script given as rules, dicts, or a JSON file holding a list of rules."""
     if isinstance(script, str | Path):
-        script = json.loads(Path(script).read_text())
+        text = Path(script).read_text()
+        script = rules_from_recording(text) if _is_recording(text) else json.loads(text)
     if not isinstance(script, list):
         raise ValueError(f"an LM script is a list of rules, not {type(script).__name__}")
     try:
@@ -67,6 +107,47 @@ def load_rules(script: Script) -> list[Rule]:
         )
     except ValidationError as e:
         raise ValueError(f"malformed LM script: {e}") from e
+
+
+RECORDING_KIND = "fleet-lm-recording"
+
+
+def _is_recording(text: str) -> bool:
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(head, dict) and head.get("kind") == RECORDING_KIND
+
+
+def rules_from_recording(recording: str | Path) -> list[dict[str, Any]]:
+    """The rules that replay a recorded run (JSON lines written by `fleet run --record`): each
+    exchange answers once, the first unused one whose model and message text equal the
+    request's, so calls made in the recorded order, or concurrently, get their own replies."""
+    text = recording.read_text() if isinstance(recording, Path) else recording
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not lines or lines[0].get("kind") != RECORDING_KIND:
+        raise ValueError(f"not a recorded run: the first line must be a {RECORDING_KIND} header")
+    rules: list[dict[str, Any]] = []
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            request, response = line["request"], line["response"]
+            rule: dict[str, Any] = {"model": request["model"], "times": 1,
+                                    "messages": request_text(request["messages"])}
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"recorded run line {n} is not an exchange: missing {e}") from e
+        if response.get("fault"):
+            rule["fault"] = "drop"
+        else:
+            status = int(response.get("status") or 200)
+            if status != 200:
+                rule["status"] = status
+            if response.get("retry_after") is not None:
+                rule["retry_after"] = str(response["retry_after"])
+            rule["body"] = response.get("body") or {}
+        rules.append(rule)
+    return rules
 
 
 def _same_model(rule_model: str, request_model: str) -> bool:
@@ -201,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _complete(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
         messages = body.get("messages") or []
-        text = "\n\n".join(_content_text(m.get("content")) for m in messages)
+        text = request_text(messages)
         users = [_content_text(m.get("content")) for m in messages if m.get("role") == "user"]
         last_user = users[-1] if users else ""
         user_agent = self.headers.get("User-Agent", "")
@@ -214,29 +295,65 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, _error_body(message, "invalid_request_error", 400))
             return
         time.sleep(rule.delay_ms / 1000)
+        if rule.fault == "drop":
+            self._drop()
+            return
         if rule.status is not None:
             message = f"scripted LM: scripted failure {rule.status}: {rule.reply}"
             # Retry-After: 0 lets clients that honour it (dspy, openai) retry without sleeping.
-            error = _error_body(message, "scripted_error", rule.status)
-            self._send_json(rule.status, error, {"Retry-After": "0"})
+            error = rule.body or _error_body(message, "scripted_error", rule.status)
+            self._send_body(rule, rule.status, json.dumps(error).encode(), "application/json",
+                            {"Retry-After": rule.retry_after or "0"})
             return
-        usage = {"prompt_tokens": _tokens(text), "completion_tokens": _tokens(rule.reply)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if rule.fault == "malformed":
+            self._send_body(rule, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess',
+                            "application/json")
+            return
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+        if rule.body is not None and not body.get("stream"):
+            self._send_body(rule, 200, json.dumps(rule.body).encode(), "application/json")
+            return
+        message, finish, usage = _reply_parts(rule, text)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(head, rule.reply, usage if include_usage else None)
+            self._stream(rule, head, message, finish, usage if include_usage else None)
             return
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": rule.reply},
-            "finish_reason": "stop",
-        }
-        self._send_json(
-            200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
-        )
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        reply = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+        self._send_body(rule, 200, json.dumps(reply).encode(), "application/json")
 
-    def _stream(self, head: dict[str, Any], reply: str, usage: dict[str, int] | None) -> None:
+    def _drop(self) -> None:
+        """Close the connection with no reply at all (a reset, as a dying proxy does)."""
+        self.close_connection = True
+        try:
+            import socket
+
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_body(self, rule: Rule, status: int, data: bytes, content_type: str,
+                   headers: dict[str, str] | None = None) -> None:
+        """Send `data`, stalling or cutting the connection halfway if the rule says so."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        half = len(data) // 2
+        if rule.stall_ms or rule.fault == "cut":
+            self.wfile.write(data[:half])
+            self.wfile.flush()
+            time.sleep(rule.stall_ms / 1000)
+            if rule.fault == "cut":
+                self._drop()
+                return
+            data = data[half:]
+        self.wfile.write(data)
+
+    def _stream(self, rule: Rule, head: dict[str, Any], message: dict[str, Any], finish: str,
+                usage: dict[str, int] | None) -> None:
         # Without chunked encoding an SSE body is delimited by closing the connection.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -249,16 +366,51 @@ class _Handler(BaseHTTPRequestHandler):
         def event(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-        pieces = re.findall(r"\S+\s*|\s+", reply)
         events = [event({"role": "assistant", "content": ""})]
+        if message.get("reasoning_content"):
+            events.append(event({"reasoning_content": message["reasoning_content"]}))
+        pieces = re.findall(r"\S+\s*|\s+", message.get("content") or "")
         events += [event({"content": p}) for p in pieces]
-        events.append(event({}, "stop"))
+        for i, call in enumerate(message.get("tool_calls") or []):
+            events.append(event({"tool_calls": [{**call, "index": i}]}))
+        events.append(event({}, finish))
         if usage is not None:  # as OpenAI does: a last chunk with no choices carries the usage
             events.append({**head, "choices": [], "usage": usage})
-        for e in events:
+        half = len(events) // 2
+        for i, e in enumerate(events):
+            if i == half and (rule.stall_ms or rule.fault == "cut"):
+                self.wfile.flush()
+                time.sleep(rule.stall_ms / 1000)
+                if rule.fault == "cut":
+                    self._drop()
+                    return
             self.wfile.write(f"data: {json.dumps(e)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+def _reply_parts(rule: Rule, text: str) -> tuple[dict[str, Any], str, dict[str, int]]:
+    """The assistant message, finish reason and usage a rule (or its recorded body) answers."""
+    if rule.body is not None:
+        choice = (rule.body.get("choices") or [{}])[0]
+        message = dict(choice.get("message") or {"role": "assistant", "content": ""})
+        usage = rule.body.get("usage") or {}
+        return message, choice.get("finish_reason") or "stop", usage
+    message: dict[str, Any] = {"role": "assistant", "content": rule.reply}
+    if rule.reasoning is not None:
+        message["reasoning_content"] = rule.reasoning
+    if rule.tool_calls:
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str)
+                          else json.dumps(c.arguments)}}
+            for i, c in enumerate(rule.tool_calls)]
+        if not rule.reply:
+            message["content"] = None
+    completion = _tokens(rule.reply) + _tokens(rule.reasoning or "")
+    usage = {"prompt_tokens": _tokens(text), "completion_tokens": completion}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return message, rule.finish_reason, usage
 
 
 class _Server(ThreadingHTTPServer):
@@ -338,7 +490,8 @@ class ScriptedLMServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--script", required=True, type=Path, help="JSON file with a list of rules")
+    parser.add_argument("--script", required=True, type=Path,
+                        help="JSON file with a list of rules, or a recorded run to replay")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     server = _Server(args.port, _State(load_rules(args.script)))

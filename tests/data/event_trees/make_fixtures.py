@@ -38,12 +38,12 @@ def usage(calls: int, tokens: int, usd: float = 0.0) -> dict[str, Any]:
 
 
 def lm(role: str, iteration: int | None, tokens: int, cost: float | None = 0.001,
-       error: str | None = None) -> dict[str, Any]:
+       error: str | None = None, **attempt: Any) -> dict[str, Any]:
     model = "openai/sub" if role == "sub" else "openai/root"
     return {"type": "lm_call", "role": role, "model": model,
             "prompt_tokens": tokens, "completion_tokens": 10, "cost_usd": cost, "latency_s": 0.5,
             "iteration": iteration, "prompt_preview": f"prompt {role} {iteration}",
-            "response_preview": f"response {role} {iteration}", "error": error}
+            "response_preview": f"response {role} {iteration}", "error": error, **attempt}
 
 
 def started(signature: str = "context, query -> answer", iteration: int | None = None,
@@ -148,7 +148,11 @@ def run_with_errors() -> list[dict[str, Any]]:
         (KID_A, action(1, "1 / 0")),
         (KID_B, action(1, "print(llm_query('x'))")),
         (KID_A, output(1, error=("ZeroDivisionError", "division by zero"))),
-        (KID_B, lm("sub", 1, 5, error="RateLimitError: slow down")),
+        # A retried call: the first attempt never reached the provider (not counted).
+        (KID_B, lm("sub", 1, 0, None, error="LMTransportError: connection refused",
+                   counted=False, retry_in_s=0.01)),
+        (KID_B, lm("sub", 1, 5, error="RateLimitError: slow down", attempt=2,
+                   http_status=429)),
         (KID_B, {"type": "error", "error_type": "MaxDepth",
                  "message": "rlm_query at depth 2 exceeds max depth 1", "detail": None}),
         (KID_B, output(1, "[ERROR] RateLimitError\n")),
