@@ -116,3 +116,20 @@ def test_a_recording_that_cannot_be_written_is_a_clear_error(tmp_path):
                      str(tmp_path / "missing" / "run.jsonl"))
     assert done.returncode == 1
     assert "cannot write the recording" in done.stderr
+
+
+def record_committed(directory: Path = DATA) -> None:
+    """Re-record tests/data/recorded_runs/shout_first_word.jsonl against RULES. A committed
+    recording matches requests by their exact text, so a change to the engine's prompts needs
+    a new one: `uv run python tests/integration/test_recorded_runs.py`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, ScriptedLMServer(RULES) as real:
+        done = fleet_run(Path(tmp), real.api_base, "Shout the first word.", "--context", "-",
+                         "--record", str(directory / "shout_first_word.jsonl"))
+        assert done.returncode == 0, done.stderr
+        real.verify()
+
+
+if __name__ == "__main__":
+    record_committed()
