@@ -9,6 +9,7 @@ a `SessionContext`, which the caller provides: the store-backed one in the serve
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import tempfile
 import uuid
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 import dspy
 import regex
-from dspy import ChatAdapter, ContextWindowExceededError
+from dspy import AdapterParseError, ChatAdapter, ContextWindowExceededError
 from dspy.streaming import StreamListener, StreamResponse
 
 from ..budget import BudgetExceeded, Cancelled
@@ -29,6 +30,7 @@ from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
 from .dspy_compat import format_error_for_lm
 from .rlm import NodeRLM, Run, _as_text
+from .steps import UnreadableReply, lenient_parse, predict
 
 MEMORY_LABELS = ("persona", "human", "scratchpad")
 READ_LIMIT = 20_000
@@ -279,43 +281,60 @@ class FleetAgent(dspy.ReAct):
             step += 1
         adapter = ChatAdapter(use_json_adapter_fallback=False)
         with dspy.context(lm=self.run.root_lm, adapter=adapter):
-            for idx in range(step, self.max_iters):
-                self.run.cancel.raise_if_cancelled()
-                try:
-                    with call_site("agent", self.node, idx + 1):
-                        pred = self._call_with_potential_trajectory_truncation(
-                            self.react, trajectory, **inputs)
-                except (ContextWindowExceededError, ValueError) as err:
-                    self._emit("error", error_type=type(err).__name__, message=str(err)[:2000],
-                               detail="the agent's step failed; answering from what it has")
-                    break
-                name, args = pred.next_tool_name, pred.next_tool_args
-                trajectory[f"thought_{idx}"] = pred.next_thought
-                trajectory[f"tool_name_{idx}"] = name
-                trajectory[f"tool_args_{idx}"] = args
-                self._emit("agent_step", thought=pred.next_thought, tool_name=name,
-                           tool_args=_json_safe(args))
-                if name == "ask_user":
-                    question = str(args.get("question", "")) or "Could you clarify?"
-                    state = {"trajectory": _json_safe(trajectory), "step": idx}
-                    self._emit("ask_user", question=question, request_id=uuid.uuid4().hex[:12],
-                               state=state)
-                    return dspy.Prediction(status="waiting", question=question, pending=state,
-                                           answer=None, trajectory=trajectory)
-                observation, failed = self._call_tool(name, args)
-                trajectory[f"observation_{idx}"] = observation
-                self._emit("tool_result", tool_name=name, output=observation[:OBSERVATION_CHARS],
-                           error=failed)
-                if name == "finish":
-                    break
-            with call_site("agent", self.node, None):
-                if stream_answer is None:
-                    extract = self._call_with_potential_trajectory_truncation(
-                        self.extract, trajectory, **inputs)
-                else:
-                    extract = self._stream_extract(trajectory, inputs, stream_answer)
+            try:
+                for idx in range(step, self.max_iters):
+                    self.run.cancel.raise_if_cancelled()
+                    try:
+                        with call_site("agent", self.node, idx + 1):
+                            pred = predict(
+                                self.run, self.node, f"agent step {idx + 1}",
+                                lambda: self._call_with_potential_trajectory_truncation(
+                                    self.react, trajectory, **inputs),
+                                text_fields=STEP_TEXT_FIELDS)
+                    except (ContextWindowExceededError, ValueError) as err:
+                        self._emit("error", error_type=type(err).__name__,
+                                   message=str(err)[:2000],
+                                   detail="the agent's step failed; answering from what it has")
+                        break
+                    name, args = tool_name(pred.next_tool_name), pred.next_tool_args
+                    trajectory[f"thought_{idx}"] = pred.next_thought
+                    trajectory[f"tool_name_{idx}"] = name
+                    trajectory[f"tool_args_{idx}"] = args
+                    self._emit("agent_step", thought=pred.next_thought, tool_name=name,
+                               tool_args=_json_safe(args))
+                    if name == "ask_user":
+                        question = str(args.get("question", "")) or "Could you clarify?"
+                        state = {"trajectory": _json_safe(trajectory), "step": idx}
+                        self._emit("ask_user", question=question,
+                                   request_id=uuid.uuid4().hex[:12], state=state)
+                        return dspy.Prediction(status="waiting", question=question,
+                                               pending=state, answer=None,
+                                               trajectory=trajectory)
+                    observation, failed = self._call_tool(name, args)
+                    trajectory[f"observation_{idx}"] = observation
+                    self._emit("tool_result", tool_name=name,
+                               output=observation[:OBSERVATION_CHARS], error=failed)
+                    if name == "finish":
+                        break
+                with call_site("agent", self.node, None):
+                    extract = predict(
+                        self.run, self.node, "the final answer",
+                        lambda: self._extract(trajectory, inputs, stream_answer),
+                        first=(None if stream_answer is None else
+                               lambda: self._stream_extract(trajectory, inputs, stream_answer)))
+            except UnreadableReply as exc:
+                return dspy.Prediction(status="error", error=str(exc), answer=None,
+                                       trajectory=trajectory, pending=None, question=None)
         return dspy.Prediction(status="done", answer=extract.answer, trajectory=trajectory,
                                pending=None, question=None)
+
+    def _extract(self, trajectory: dict, inputs: dict,
+                 on_text: Callable[[str], None] | None) -> dspy.Prediction:
+        extract = self._call_with_potential_trajectory_truncation(self.extract, trajectory,
+                                                                  **inputs)
+        if on_text is not None and extract.answer:
+            on_text(extract.answer)  # a retried answer is not streamed: it arrives whole
+        return extract
 
     def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
         # As dspy.ReAct's, with the signature of the trajectory's keys made once per set of
@@ -330,21 +349,39 @@ class FleetAgent(dspy.ReAct):
         listener = StreamListener(signature_field_name="answer")
         program = dspy.streamify(self.extract, stream_listeners=[listener], async_streaming=False)
         final, streamed = None, False
-        for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
-            if isinstance(item, StreamResponse) and item.chunk:
-                streamed = True
-                on_text(item.chunk)
-            elif isinstance(item, dspy.Prediction):
-                final = item
+        try:
+            for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
+                if isinstance(item, StreamResponse) and item.chunk:
+                    streamed = True
+                    on_text(item.chunk)
+                elif isinstance(item, dspy.Prediction):
+                    final = item
+        except AdapterParseError as exc:
+            fields = None if streamed else lenient_parse(exc.signature, exc.lm_response or "")
+            if fields is None:
+                raise
+            final = dspy.Prediction(**fields)
         if final is None:
             raise RuntimeError("the answer stream ended without an answer")
         if not streamed and final.answer:
             on_text(final.answer)  # a provider that does not stream still answers, once
         return final
 
-    def _call_tool(self, name: str, args: dict) -> tuple[str, bool]:
+    def _call_tool(self, name: str, args: Any) -> tuple[str, bool]:
+        tool = self.tools.get(name)
+        if name == "finish":
+            args = {}  # what the model passes along with it is for the answer, read next
+        if tool is None:
+            return (f"There is no tool `{name}`; the tools are: {', '.join(self.tools)}. "
+                    "Call one of them by its exact name."), True
+        if not isinstance(args, dict):
+            return (f"The arguments of `{name}` must be a JSON object of argument names to "
+                    f"values, not {type(args).__name__}; {_signature_text(tool)}"), True
+        problem = _argument_problem(tool, args)
+        if problem:
+            return f"{problem}; {_signature_text(tool)}", True
         try:
-            return _as_text(self.tools[name](**args)), False
+            return _as_text(tool(**args)), False
         except (BudgetExceeded, Cancelled):
             raise
         except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
@@ -353,6 +390,40 @@ class FleetAgent(dspy.ReAct):
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.run.stream.emit(kind, self.node, **fields)
+
+
+STEP_TEXT_FIELDS = frozenset({"next_tool_name"})
+
+
+def tool_name(raw: Any) -> str:
+    """The tool a step names, as models write it: `read_document`, "finish", python()."""
+    name = str(raw).strip().strip("`'\"").strip()
+    return name[:-2] if name.endswith("()") else name
+
+
+def _argument_problem(tool: dspy.Tool, args: dict) -> str | None:
+    unknown = [k for k in args if k not in tool.args]
+    if unknown and not tool.has_kwargs:
+        return f"`{tool.name}` has no argument {', '.join(f'`{k}`' for k in unknown)}"
+    missing = [p for p in _required(tool) if p not in args]
+    if missing:
+        return f"`{tool.name}` needs {', '.join(f'`{k}`' for k in missing)}"
+    return None
+
+
+def _required(tool: dspy.Tool) -> list[str]:
+    if tool.func is None:
+        return []
+    params = inspect.signature(tool.func).parameters.values()
+    return [p.name for p in params if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _signature_text(tool: dspy.Tool) -> str:
+    if not tool.args:
+        return f"`{tool.name}` takes no arguments ({{}})."
+    parts = [f"{name}: {spec.get('type', 'any')}" for name, spec in tool.args.items()]
+    return f"its arguments are: {', '.join(parts)}."
 
 
 def _memory_text(blocks: dict[str, str]) -> str:

@@ -79,6 +79,10 @@ class Turn:
             if prediction.status == "waiting":
                 result.status, result.question = "waiting", prediction.question
                 result.pending = prediction.pending
+            elif prediction.status == "error":
+                result.status, result.error = "error", f"UnreadableReply: {prediction.error}"
+                emit("error", error_type="UnreadableReply", message=prediction.error[:2000],
+                     detail="the turn ended: the model's replies could not be read")
             else:
                 result.answer = prediction.answer
         except Cancelled as exc:
