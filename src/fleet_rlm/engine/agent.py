@@ -28,7 +28,6 @@ from ..config import Settings
 from ..events import NodeRef
 from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
-from .dspy_compat import format_error_for_lm
 from .rlm import NodeRLM, Run, _as_text
 from .steps import UnreadableReply, lenient_parse, predict
 
@@ -385,8 +384,7 @@ class FleetAgent(dspy.ReAct):
         except (BudgetExceeded, Cancelled):
             raise
         except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
-            detail = format_error_for_lm(err, traceback_frames=3)
-            return f"Execution error in {name}: {detail}", True
+            return f"Execution error in {name}: {type(err).__name__}: {err}", True
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.run.stream.emit(kind, self.node, **fields)

@@ -31,6 +31,7 @@ T = TypeVar("T")
 REPLY_CHARS = 2_000  # of a bad reply, shown back to the model
 REASON_CHARS = 600
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+MARKER = re.compile(r"^\s*\[\[\s*#*\s*\w+\s*#*\s*\]\]\s*$")
 DECORATION = "#*_`[]:= \t"
 INLINE = re.compile(r"^\s*(?:\*\*|__)?([A-Za-z][\w ]{0,40}?)(?:\*\*|__)?\s*:\s*(?:\*\*|__)?"
                     r"\s*(\S.*)$")
@@ -111,6 +112,8 @@ def _heading_fields(signature: type[dspy.Signature], text: str) -> dict[str, Any
                 and names[_key(inline.group(1))] not in sections:
             current = names[_key(inline.group(1))]
             sections[current] = [inline.group(2)]
+        elif MARKER.match(line):
+            current = None  # another section (`[[ ## completed ## ]]`)
         elif current is not None:
             sections[current].append(line)
     raw = {name: "\n".join(lines).strip() for name, lines in sections.items()}
@@ -135,9 +138,30 @@ def _fenced_code_fields(signature: type[dspy.Signature], text: str) -> dict[str,
     return _field_values(signature, raw)
 
 
+def _xml_fields(signature: type[dspy.Signature], text: str) -> dict[str, Any] | None:
+    raw = {}
+    for name in signature.output_fields:
+        match = re.search(rf"<{name}>(.*?)(?:</{name}>|\Z)", text, re.DOTALL | re.IGNORECASE)
+        if match:
+            raw[name] = match.group(1).strip()
+    return _field_values(signature, raw)
+
+
+def _fenced_reply(signature: type[dspy.Signature], text: str) -> dict[str, Any] | None:
+    """ChatAdapter's format inside one code fence around the whole reply."""
+    lines = text.strip().splitlines()
+    if len(lines) < 3 or not lines[0].startswith("```") or not lines[-1].strip() == "```":
+        return None
+    try:
+        return ChatAdapter().parse(signature, "\n".join(lines[1:-1]))
+    except AdapterParseError:
+        return None
+
+
 def lenient_parse(signature: type[dspy.Signature], text: str) -> dict[str, Any] | None:
     """The output fields read from a reply that is not in ChatAdapter's format, or None."""
-    for parse in (_json_fields, _heading_fields, _fenced_code_fields):
+    for parse in (_fenced_reply, _json_fields, _xml_fields, _heading_fields,
+                  _fenced_code_fields):
         fields = parse(signature, text)
         if fields is not None:
             return fields
@@ -282,6 +306,8 @@ def cell_code(text: str) -> tuple[str, list[str]]:
     if not text:
         raise SyntaxError(EMPTY_CODE)
     if "```" not in text:
+        if len(text) > 2 and text[0] == text[-1] == "`" and "`" not in text[1:-1]:
+            text = text[1:-1]  # a one-liner in inline code
         return text, []
     lines = text.splitlines()
     while len(lines) >= 2 and lines[0].strip() == "```" and lines[-1].strip() == "```":
