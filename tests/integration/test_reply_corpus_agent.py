@@ -92,8 +92,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "finish with an answer argument": (dspy_agent_step("done", "finish", answer="Paris"),
                                        step("finish")),
     "an unknown tool": (dspy_agent_step("search", "web_search", query="x"),
-                        step("web_search", "There is no tool `web_search`; the tools are: rlm_query, "
-                             "list_documents, ")),
+                        step("web_search", "There is no tool `web_search`; the tools are: "
+                                           "rlm_query, list_documents, ")),
     "a tool name in the wrong case": (dspy_agent_step("look", "List_Documents"),
                                       step("List_Documents", "There is no tool `List_Documents`")),
     "an unknown argument": (dspy_agent_step("read", "read_document", file="a.txt"),
