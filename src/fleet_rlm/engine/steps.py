@@ -20,12 +20,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dspy
-import json_repair
 from dspy import AdapterParseError, ChatAdapter, JSONAdapter
-from dspy.adapters.utils import parse_value
 
 from ..events import NodeRef
-from .dspy_compat import strip_code_fences
+from .dspy_compat import parse_value, strip_code_fences
 
 T = TypeVar("T")
 REPLY_CHARS = 2_000  # of a bad reply, shown back to the model
@@ -85,8 +83,8 @@ def _json_fields(signature: type[dspy.Signature], text: str) -> dict[str, Any] |
         if start < 0 or end <= start:
             continue
         try:
-            value = json_repair.loads(candidate[start:end + 1])
-        except Exception:  # noqa: BLE001 - json_repair raises many kinds on garbage
+            value = parse_value(candidate[start:end + 1], dict[str, Any])
+        except (ValueError, TypeError):
             continue
         if isinstance(value, dict):
             raw = {k: v for k, v in value.items() if k in signature.output_fields}
