@@ -103,13 +103,13 @@ def _heading_fields(signature: type[dspy.Signature], text: str) -> dict[str, Any
     for line in text.splitlines():
         label = _key(line.strip().strip(DECORATION))
         inline = INLINE.match(line)
-        if label in names:
-            current = names[label]
-            sections.setdefault(current, [])
-        elif inline and _key(inline.group(1)) in names \
+        if inline and _key(inline.group(1)) in names \
                 and names[_key(inline.group(1))] not in sections:
             current = names[_key(inline.group(1))]
             sections[current] = [inline.group(2)]
+        elif label in names:
+            current = names[label]
+            sections.setdefault(current, [])
         elif MARKER.match(line):
             current = None  # another section (`[[ ## completed ## ]]`)
         elif current is not None:
@@ -269,6 +269,7 @@ def predict(run: Any, node: NodeRef, what: str, call: Callable[[], T], *,
 # -- the code of an RLM iteration ------------------------------------------------------------
 
 PYTHON_FENCES = frozenset({"python", "py", "python3", "py3", "ipython", ""})
+ONE_LINE_FENCE = re.compile(r"^```(\w*)\s+(.*?)```$")
 EMPTY_CODE = ("The code field was empty: write Python code to run, or call SUBMIT(...) with the "
               "final outputs.")
 
@@ -281,7 +282,12 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     body: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
-        if lang is None:
+        one_line = ONE_LINE_FENCE.match(stripped) if lang is None else None
+        if one_line:
+            label, body = one_line.group(1).lower(), one_line.group(2)
+            blocks.append((label, body.strip()) if label in PYTHON_FENCES
+                          else ("", f"{one_line.group(1)} {body}".strip()))
+        elif lang is None:
             if stripped.startswith("```"):
                 label = stripped[3:].strip()
                 lang, body = (label.split(maxsplit=1)[0].lower() if label else ""), []
@@ -311,7 +317,7 @@ def cell_code(text: str) -> tuple[str, list[str]]:
     while len(lines) >= 2 and lines[0].strip() == "```" and lines[-1].strip() == "```":
         lines = lines[1:-1]  # decorative outer fences, as dspy strips them
     blocks = _blocks("\n".join(lines))
-    if not blocks:  # a one-line fence
+    if not blocks:
         return strip_code_fences(text), []
     code = [body for lang, body in blocks if lang in PYTHON_FENCES and body]
     other = [lang for lang, _ in blocks if lang not in PYTHON_FENCES]
