@@ -5,6 +5,7 @@ retries at once — every model call answered by the scripted server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -134,6 +135,25 @@ def test_a_model_that_never_answers_in_format_ends_the_turn_after_its_attempts(s
         "attempt 3 of 4 could not be read; retrying through the JSON adapter",
         "the turn ended: the model's replies could not be read"]
     assert events[-1].type == "turn_finished" and events[-1].status == "error"
+
+
+def test_the_last_attempt_goes_through_the_json_adapter(scripted_lm, tmp_path):
+    step = {"next_thought": "known", "next_tool_name": "finish", "next_tool_args": {}}
+    server = scripted_lm([
+        {"model": "root", "match": AGENT_ANSWER,
+         "reply": dspy_reply(reasoning="r", answer="Paris.")},
+        {"model": "root", "match": "Respond with a JSON object", "times": 1,
+         "reply": json.dumps(step)},
+        {"model": "root", "match": "next_thought", "times": 2, "reply": PROSE},
+    ])
+    result, events = run_turn(server, tmp_path)
+
+    assert (result.status, result.answer) == ("ok", "Paris."), result.error
+    server.verify()
+    assert server.stats()["calls"] == result.usage.calls == 4
+    assert [e.detail for e in events if e.type == "error"] == [
+        "attempt 1 of 3 could not be read; retrying with the error shown to the model",
+        "attempt 2 of 3 could not be read; retrying through the JSON adapter"]
 
 
 def test_the_partial_trajectory_is_kept_when_a_later_step_runs_out(scripted_lm, tmp_path):

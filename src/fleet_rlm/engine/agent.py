@@ -9,7 +9,6 @@ a `SessionContext`, which the caller provides: the store-backed one in the serve
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import tempfile
 import uuid
@@ -29,7 +28,14 @@ from ..events import NodeRef
 from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
 from .rlm import NodeRLM, Run, _as_text
-from .steps import UnreadableReply, lenient_parse, predict
+from .steps import (
+    STEP_TEXT_FIELDS,
+    UnreadableReply,
+    lenient_parse,
+    predict,
+    tool_call_problem,
+    tool_name,
+)
 
 MEMORY_LABELS = ("persona", "human", "scratchpad")
 READ_LIMIT = 20_000
@@ -367,20 +373,13 @@ class FleetAgent(dspy.ReAct):
         return final
 
     def _call_tool(self, name: str, args: Any) -> tuple[str, bool]:
-        tool = self.tools.get(name)
         if name == "finish":
             args = {}  # what the model passes along with it is for the answer, read next
-        if tool is None:
-            return (f"There is no tool `{name}`; the tools are: {', '.join(self.tools)}. "
-                    "Call one of them by its exact name."), True
-        if not isinstance(args, dict):
-            return (f"The arguments of `{name}` must be a JSON object of argument names to "
-                    f"values, not {type(args).__name__}; {_signature_text(tool)}"), True
-        problem = _argument_problem(tool, args)
+        problem = tool_call_problem(self.tools, name, args)
         if problem:
-            return f"{problem}; {_signature_text(tool)}", True
+            return problem, True
         try:
-            return _as_text(tool(**args)), False
+            return _as_text(self.tools[name](**args)), False
         except (BudgetExceeded, Cancelled):
             raise
         except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
@@ -388,40 +387,6 @@ class FleetAgent(dspy.ReAct):
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.run.stream.emit(kind, self.node, **fields)
-
-
-STEP_TEXT_FIELDS = frozenset({"next_tool_name"})
-
-
-def tool_name(raw: Any) -> str:
-    """The tool a step names, as models write it: `read_document`, "finish", python()."""
-    name = str(raw).strip().strip("`'\"").strip()
-    return name[:-2] if name.endswith("()") else name
-
-
-def _argument_problem(tool: dspy.Tool, args: dict) -> str | None:
-    unknown = [k for k in args if k not in tool.args]
-    if unknown and not tool.has_kwargs:
-        return f"`{tool.name}` has no argument {', '.join(f'`{k}`' for k in unknown)}"
-    missing = [p for p in _required(tool) if p not in args]
-    if missing:
-        return f"`{tool.name}` needs {', '.join(f'`{k}`' for k in missing)}"
-    return None
-
-
-def _required(tool: dspy.Tool) -> list[str]:
-    if tool.func is None:
-        return []
-    params = inspect.signature(tool.func).parameters.values()
-    return [p.name for p in params if p.default is inspect.Parameter.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-
-
-def _signature_text(tool: dspy.Tool) -> str:
-    if not tool.args:
-        return f"`{tool.name}` takes no arguments ({{}})."
-    parts = [f"{name}: {spec.get('type', 'any')}" for name, spec in tool.args.items()]
-    return f"its arguments are: {', '.join(parts)}."
 
 
 def _memory_text(blocks: dict[str, str]) -> str:

@@ -8,11 +8,15 @@ through dspy's JSONAdapter. Each attempt is a model call on the run's budget; th
 step are bounded by `FLEET_MAX_STEP_ATTEMPTS` and the retries of the whole turn (every node of its
 tree) by `FLEET_MAX_TURN_RETRIES`. Each retry is reported as an `error` event naming the attempt.
 A step whose attempts run out raises `UnreadableReply`.
+
+Also here: how an agent step's tool call is checked before it runs (an unknown tool or a bad
+argument is an observation for the model), and which code an RLM iteration's reply runs.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 import textwrap
 import threading
@@ -264,6 +268,54 @@ def predict(run: Any, node: NodeRef, what: str, call: Callable[[], T], *,
                                f"retrying {how}")
     raise UnreadableReply(what, attempts, reason)
 
+
+# -- the tool an agent step calls ------------------------------------------------------------
+
+STEP_TEXT_FIELDS = frozenset({"next_tool_name"})
+
+
+def tool_name(raw: Any) -> str:
+    """The tool a step names, as models write it: `read_document`, "finish", python()."""
+    name = str(raw).strip().strip("`'\"").strip()
+    return name[:-2] if name.endswith("()") else name
+
+
+def tool_call_problem(tools: dict[str, dspy.Tool], name: str, args: Any) -> str | None:
+    """Why a step's tool call cannot run, in words for the model; None when it can."""
+    tool = tools.get(name)
+    if tool is None:
+        return (f"There is no tool `{name}`; the tools are: {', '.join(tools)}. "
+                "Call one of them by its exact name.")
+    if not isinstance(args, dict):
+        return (f"The arguments of `{name}` must be a JSON object of argument names to "
+                f"values, not {type(args).__name__}; {_signature_text(tool)}")
+    problem = _argument_problem(tool, args)
+    return f"{problem}; {_signature_text(tool)}" if problem else None
+
+
+def _argument_problem(tool: dspy.Tool, args: dict) -> str | None:
+    unknown = [k for k in args if k not in tool.args]
+    if unknown and not tool.has_kwargs:
+        return f"`{tool.name}` has no argument {', '.join(f'`{k}`' for k in unknown)}"
+    missing = [p for p in _required(tool) if p not in args]
+    if missing:
+        return f"`{tool.name}` needs {', '.join(f'`{k}`' for k in missing)}"
+    return None
+
+
+def _required(tool: dspy.Tool) -> list[str]:
+    if tool.func is None:
+        return []
+    params = inspect.signature(tool.func).parameters.values()
+    return [p.name for p in params if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _signature_text(tool: dspy.Tool) -> str:
+    if not tool.args:
+        return f"`{tool.name}` takes no arguments ({{}})."
+    parts = [f"{name}: {spec.get('type', 'any')}" for name, spec in tool.args.items()]
+    return f"its arguments are: {', '.join(parts)}."
 
 
 # -- the code of an RLM iteration ------------------------------------------------------------
