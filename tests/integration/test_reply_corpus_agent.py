@@ -48,6 +48,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "fields out of order": (fields(ARGS, TOOL, THOUGHT), step("list_documents")),
     "no completed marker": (fields(THOUGHT, TOOL, ARGS).rsplit("\n\n", 1)[0],
                             step("list_documents")),
+    "no thought": (fields(TOOL, ARGS), step("list_documents")),
     "an extra field": (fields(THOUGHT, ("confidence", "high"), TOOL, ARGS),
                        step("list_documents")),
     "a preamble before the fields": ("Sure, here is my next step.\n\n"

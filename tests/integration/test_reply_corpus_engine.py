@@ -68,6 +68,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "several python blocks": (code("```python\nx = 40\n```\nthen\n```python\n"
                                    "SUBMIT(answer=str(x + 2))\n```"), FIRST),
     "fields out of order": (fields(("code", SUBMIT), ("reasoning", REASONING)), FIRST),
+    "code without reasoning": (fields(("code", SUBMIT)), FIRST),
     "no completed marker": (code(SUBMIT).rsplit("\n\n", 1)[0], FIRST),
     "positional SUBMIT": (code("SUBMIT('42')"), FIRST),
     "JSON instead of fields": (json.dumps({"reasoning": REASONING, "code": SUBMIT}), FIRST),

@@ -30,6 +30,7 @@ from ..events import NodeRef
 from .dspy_compat import parse_value, strip_code_fences
 
 T = TypeVar("T")
+OPTIONAL_TEXT = ("reasoning", "next_thought")
 REPLY_CHARS = 2_000  # of a bad reply, shown back to the model
 REASON_CHARS = 600
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -72,6 +73,8 @@ class RetryAllowance:
 
 def _field_values(signature: type[dspy.Signature], raw: dict[str, Any]) -> dict[str, Any] | None:
     fields = signature.output_fields
+    if raw:  # a reply that skipped its thinking still says what to do
+        raw = {**{name: "" for name in OPTIONAL_TEXT if name in fields}, **raw}
     if not set(fields) <= set(raw):
         return None
     try:
