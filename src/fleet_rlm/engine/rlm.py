@@ -8,7 +8,6 @@ cancel token.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ from .dspy_compat import (
 from .facade import install_facade
 from .steps import RetryAllowance, UnreadableReply, cell_code, predict
 
-log = logging.getLogger(__name__)
-
 CHILD_SIGNATURE = "context, query -> answer"
 BATCH_WORKERS = 16
 
@@ -56,7 +53,10 @@ class Run:
     max_depth: int
     batch_workers: int = BATCH_WORKERS
     interpreter_factory: Callable[[], SandboxInterpreter] | None = None
-    retries: RetryAllowance = field(default_factory=lambda: RetryAllowance(20))
+    retries: RetryAllowance = field(init=False)  # the run's retries of unreadable replies
+
+    def __post_init__(self) -> None:
+        self.retries = RetryAllowance(self.settings.max_turn_retries)
 
     @property
     def cancel(self) -> CancelToken:
@@ -86,7 +86,7 @@ class Run:
         limits = [settings.max_depth, budget.limits.max_depth]
         depth = min(d for d in limits if d is not None)
         return cls(settings, budget, stream, root_lm, sub, max_iterations=settings.max_iterations,
-                   max_depth=depth, retries=RetryAllowance(settings.max_turn_retries), **extra)
+                   max_depth=depth, **extra)
 
 
     def remaining(self, depth: int) -> Remaining:
