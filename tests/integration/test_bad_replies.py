@@ -199,6 +199,27 @@ def test_retries_are_bounded_per_turn(scripted_lm, tmp_path):
     assert server.stats()["calls"] == result.usage.calls == 3
 
 
+def test_the_turns_retries_count_across_an_ask_user_pause(scripted_lm, tmp_path):
+    server = scripted_lm([
+        {"model": "root", "match": "The user replied", "reply": PROSE},
+        {"model": "root", "match": RETRY_PROMPT, "times": 1,
+         "reply": dspy_agent_step("which?", "ask_user", question="Which one?")},
+        {"model": "root", "match": "next_thought", "reply": PROSE, "times": 1},
+    ])
+    settings = Settings(root_model="openai/root", api_base=server.api_base, data_dir=tmp_path,
+                        max_turn_retries=1)
+    session = InMemorySession(settings)
+    paused = Turn(settings, session, EventStream("t"), "hello").run()
+    assert (paused.status, paused.pending["retries"]) == ("waiting", 1)
+
+    resumed = Turn(settings, session, EventStream("t", start_seq=99), "hello").run(
+        resume=paused.pending, reply="the first")
+
+    assert resumed.status == "error"
+    assert "with this turn's retries spent" in resumed.error
+    assert server.stats()["calls"] == 3
+
+
 def test_cancel_stops_the_retries_at_once(scripted_lm, tmp_path):
     server = scripted_lm([{"model": "root", "match": "next_thought", "reply": PROSE,
                            "delay_ms": 400}])
