@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     history_max_tokens: int = Field(
         6_000, gt=0, description="Conversation kept verbatim; older turns are summarised.")
     max_agent_steps: int = Field(12, gt=0)
+    max_step_attempts: int = Field(
+        3, gt=0, description="Model calls one agent step or RLM iteration may make until its "
+        "reply can be read: the first, retries with the parse error shown to the model, the "
+        "last through dspy's JSON adapter (from 3 attempts up); each counts in the budget.")
+    max_turn_retries: int = Field(
+        20, ge=0, description="Retries of unreadable replies one turn (or `fleet run`) may make "
+        "across all its steps and nodes; past it the next unreadable reply ends its step.")
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = Field(

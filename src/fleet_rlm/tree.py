@@ -396,6 +396,8 @@ class EventTree:
         node.errors.append(e)
         self.errors.append(e)
         cell = node.running_cell() if node.kind == "rlm" else None
+        if node.kind == "rlm" and node.cells and not node.cells[-1].has_code:
+            cell = node.cells[-1]  # the iteration being written (a reply it could not read)
         if cell is not None:
             cell.errors.append(e)
         elif node.kind == "agent" and self._open_step is not None:

@@ -190,6 +190,29 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
         expect(user.locator(".attachment")).to_have_text("big.txt")
 
 
+def test_a_turn_that_recovers_from_bad_replies_shows_its_answer_and_no_alert(
+        page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules([
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="Known.", answer="Paris is the capital.")},
+        {"match": "There is no tool `web_search`", "model": "root",
+         "reply": dspy_agent_step("I know it.", "finish")},
+        {"match": "Your reply could not be read", "model": "root",
+         "reply": dspy_agent_step("Search.", "web_search", query="capital of France")},
+        {"match": "next_thought", "model": "root", "reply": "It is Paris, of course."},
+    ])
+    new_session(page)
+    ask(page, "What is the capital of France?")
+
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(turn).to_contain_text("Paris is the capital.")
+    expect(turn.get_by_role("alert")).to_have_count(0)  # what it recovered from is in the tree
+    tree = page.locator('[data-testid=tree-node][data-kind="agent"]').last
+    expect(tree.locator(".node-error")).to_contain_text("UnreadableReply")
+    expect(tree.get_by_test_id("agent-step").first).to_contain_text("web_search")
+
+
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     new_session(page)
     page.evaluate("""() => {

@@ -152,7 +152,8 @@ def test_unparseable_replies_exit_1_without_traceback(tmp_path, scripted_lm):
     server = scripted_lm([{"model": "root", "reply": "I refuse to use your format."}])
     done = fleet_run(tmp_path, server, "q")
     assert done.returncode == 1
-    assert "error:" in done.stderr and "AdapterParseError" in done.stderr
+    assert "error:" in done.stderr and "UnreadableReply" in done.stderr
+    assert server.stats()["calls"] == 3
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
 

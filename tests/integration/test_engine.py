@@ -355,10 +355,12 @@ def test_a_finished_node_leaves_no_cancel_hook_behind(scripted_lm):
 GARBAGE = "Sure! I would love to help, but I will not use your format."
 
 
-def test_one_unparseable_reply_is_retried(scripted_lm):
+def test_one_unparseable_reply_is_retried_with_the_error_shown(scripted_lm):
     server = scripted_lm([
+        {"model": "root", "match": STEP.format(1) + ".*Your reply could not be read: .*"
+                                   + "expected the fields \\['reasoning', 'code'\\]",
+         "reply": action("SUBMIT(answer='fine')"), "times": 1},
         {"model": "root", "match": STEP.format(1), "reply": GARBAGE, "times": 1},
-        root_step(1, "SUBMIT(answer='fine')"),
     ])
     result = RecursiveRLM(settings=make_settings(server), max_iterations=3)(
         context="c", question="q")
@@ -367,25 +369,32 @@ def test_one_unparseable_reply_is_retried(scripted_lm):
     assert result.status == "ok", result.error
     assert result.answer == "fine"
     assert server.stats()["calls"] == result.usage.calls == 2
-    assert not of_type(result.events, "error")
+    (retry,) = of_type(result.events, "error")
+    assert retry.error_type == "UnreadableReply"
+    assert retry.detail == ("attempt 1 of 3 could not be read; retrying with the error shown "
+                            "to the model")
 
 
-def test_two_unparseable_replies_end_the_run_with_an_error_and_keep_the_trajectory(scripted_lm):
+def test_replies_that_never_parse_end_the_run_with_an_error_and_keep_the_trajectory(scripted_lm):
     server = scripted_lm([
         root_step(1, "print('step one done')"),
-        {"model": "root", "match": STEP.format(2), "reply": GARBAGE, "times": 2},
+        {"model": "root", "match": STEP.format(2), "reply": GARBAGE, "times": 3},
     ])
     result = RecursiveRLM(settings=make_settings(server), max_iterations=3)(
         context="c", question="q")
 
     server.verify()
     stats = server.stats()
-    assert stats["unexpected"] == 0 and stats["calls"] == result.usage.calls == 3
+    assert stats["unexpected"] == 0 and stats["calls"] == result.usage.calls == 4
     assert result.status == "error"
-    assert "AdapterParseError" in result.error
+    assert result.error.startswith("UnreadableReply: the model's reply to iteration 2 could "
+                                   "not be read in 3 attempt(s) (FLEET_MAX_STEP_ATTEMPTS)")
     assert result.answer is None
     errors = of_type(result.events, "error")
-    assert len(errors) == 1 and errors[0].error_type == "AdapterParseError"
+    assert [e.detail for e in errors] == [
+        "attempt 1 of 3 could not be read; retrying with the error shown to the model",
+        "attempt 2 of 3 could not be read; retrying through the JSON adapter", None]
+    assert errors[-1].error_type == "UnreadableReply"
     assert [e.status for e in of_type(result.events, "rlm_finished")] == ["error"]
     assert len(result.trajectory) == 1
     assert "step one done" in result.trajectory[0]["output"]

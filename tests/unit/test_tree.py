@@ -68,6 +68,29 @@ def test_errors_land_on_the_cell_that_was_running() -> None:
     assert not tree.node("top").cells[1].has_code
 
 
+def test_an_unreadable_reply_lands_on_the_iteration_being_written() -> None:
+    from fleet_rlm.events import EventStream, NodeRef
+
+    stream = EventStream("t")
+    node = NodeRef("top", None, 0)
+    stream.emit("rlm_started", node, model="m", sub_model="m", signature="q -> a", inputs={},
+                max_iterations=3)
+    for iteration in (1, 2):
+        stream.emit("lm_call", node, role="root", model="m", prompt_tokens=1,
+                    completion_tokens=1, cost_usd=None, latency_s=0.1, iteration=iteration)
+        if iteration == 2:
+            stream.emit("error", node, error_type="UnreadableReply", message="iteration 2: ...",
+                        detail="attempt 1 of 3 could not be read; retrying")
+            stream.emit("lm_call", node, role="root", model="m", prompt_tokens=1,
+                        completion_tokens=1, cost_usd=None, latency_s=0.1, iteration=2)
+        stream.emit("rlm_iteration", node, iteration=iteration, reasoning="r", code="x = 1")
+        stream.emit("code_output", node, iteration=iteration, duration_s=0.1)
+
+    first, second = fold(stream.events).node("top").cells
+    assert (first.errors, [e.error_type for e in second.errors]) == ([], ["UnreadableReply"])
+    assert len(second.calls) == 2
+
+
 def test_a_budget_stop_settles_the_nodes_still_running() -> None:
     tree = fold(parse_event(e) for e in load("budget_stop")["events"])
     assert tree.status == "budget"

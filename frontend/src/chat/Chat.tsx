@@ -81,7 +81,9 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
   const answer = tree?.answer || turn.answer || "";
   const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
   const running = status === "running";
-  const error = tree?.errors.at(-1)?.message ?? (status === "error" ? turn.error : null);
+  // Errors a turn recovered from (a reply retried, a tool that failed) stay in the tree.
+  const failed = status === "error" || status === "budget";
+  const error = failed ? (tree?.errors.at(-1)?.message ?? turn.error) : null;
   return (
     <article className={`turn ${selected ? "selected" : ""}`} data-testid="turn" data-turn-id={turn.id} data-status={status} aria-label={`Turn ${turn.index}`}>
       <div className="bubble user">

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import dspy
 import regex
-from dspy import ChatAdapter, ContextWindowExceededError
+from dspy import AdapterParseError, ChatAdapter, ContextWindowExceededError
 from dspy.streaming import StreamListener, StreamResponse
 
 from ..budget import BudgetExceeded, Cancelled
@@ -27,8 +27,15 @@ from ..config import Settings
 from ..events import NodeRef
 from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
-from .dspy_compat import format_error_for_lm
 from .rlm import NodeRLM, Run, _as_text
+from .steps import (
+    STEP_TEXT_FIELDS,
+    UnreadableReply,
+    lenient_parse,
+    predict,
+    tool_call_problem,
+    tool_name,
+)
 
 MEMORY_LABELS = ("persona", "human", "scratchpad")
 READ_LIMIT = 20_000
@@ -279,43 +286,60 @@ class FleetAgent(dspy.ReAct):
             step += 1
         adapter = ChatAdapter(use_json_adapter_fallback=False)
         with dspy.context(lm=self.run.root_lm, adapter=adapter):
-            for idx in range(step, self.max_iters):
-                self.run.cancel.raise_if_cancelled()
-                try:
-                    with call_site("agent", self.node, idx + 1):
-                        pred = self._call_with_potential_trajectory_truncation(
-                            self.react, trajectory, **inputs)
-                except (ContextWindowExceededError, ValueError) as err:
-                    self._emit("error", error_type=type(err).__name__, message=str(err)[:2000],
-                               detail="the agent's step failed; answering from what it has")
-                    break
-                name, args = pred.next_tool_name, pred.next_tool_args
-                trajectory[f"thought_{idx}"] = pred.next_thought
-                trajectory[f"tool_name_{idx}"] = name
-                trajectory[f"tool_args_{idx}"] = args
-                self._emit("agent_step", thought=pred.next_thought, tool_name=name,
-                           tool_args=_json_safe(args))
-                if name == "ask_user":
-                    question = str(args.get("question", "")) or "Could you clarify?"
-                    state = {"trajectory": _json_safe(trajectory), "step": idx}
-                    self._emit("ask_user", question=question, request_id=uuid.uuid4().hex[:12],
-                               state=state)
-                    return dspy.Prediction(status="waiting", question=question, pending=state,
-                                           answer=None, trajectory=trajectory)
-                observation, failed = self._call_tool(name, args)
-                trajectory[f"observation_{idx}"] = observation
-                self._emit("tool_result", tool_name=name, output=observation[:OBSERVATION_CHARS],
-                           error=failed)
-                if name == "finish":
-                    break
-            with call_site("agent", self.node, None):
-                if stream_answer is None:
-                    extract = self._call_with_potential_trajectory_truncation(
-                        self.extract, trajectory, **inputs)
-                else:
-                    extract = self._stream_extract(trajectory, inputs, stream_answer)
+            try:
+                for idx in range(step, self.max_iters):
+                    self.run.cancel.raise_if_cancelled()
+                    try:
+                        with call_site("agent", self.node, idx + 1):
+                            pred = predict(
+                                self.run, self.node, f"agent step {idx + 1}",
+                                lambda: self._call_with_potential_trajectory_truncation(
+                                    self.react, trajectory, **inputs),
+                                text_fields=STEP_TEXT_FIELDS)
+                    except (ContextWindowExceededError, ValueError) as err:
+                        self._emit("error", error_type=type(err).__name__,
+                                   message=str(err)[:2000],
+                                   detail="the agent's step failed; answering from what it has")
+                        break
+                    name, args = tool_name(pred.next_tool_name), pred.next_tool_args
+                    trajectory[f"thought_{idx}"] = pred.next_thought
+                    trajectory[f"tool_name_{idx}"] = name
+                    trajectory[f"tool_args_{idx}"] = args
+                    self._emit("agent_step", thought=pred.next_thought, tool_name=name,
+                               tool_args=_json_safe(args))
+                    if name == "ask_user":
+                        question = str(args.get("question", "")) or "Could you clarify?"
+                        state = {"trajectory": _json_safe(trajectory), "step": idx}
+                        self._emit("ask_user", question=question,
+                                   request_id=uuid.uuid4().hex[:12], state=state)
+                        return dspy.Prediction(status="waiting", question=question,
+                                               pending=state, answer=None,
+                                               trajectory=trajectory)
+                    observation, failed = self._call_tool(name, args)
+                    trajectory[f"observation_{idx}"] = observation
+                    self._emit("tool_result", tool_name=name,
+                               output=observation[:OBSERVATION_CHARS], error=failed)
+                    if name == "finish":
+                        break
+                with call_site("agent", self.node, None):
+                    extract = predict(
+                        self.run, self.node, "the final answer",
+                        lambda: self._extract(trajectory, inputs, stream_answer),
+                        first=(None if stream_answer is None else
+                               lambda: self._stream_extract(trajectory, inputs, stream_answer)))
+            except UnreadableReply as exc:
+                return dspy.Prediction(status="error", error=str(exc), answer=None,
+                                       trajectory=trajectory, pending=None, question=None)
         return dspy.Prediction(status="done", answer=extract.answer, trajectory=trajectory,
                                pending=None, question=None)
+
+    def _extract(self, trajectory: dict, inputs: dict,
+                 on_text: Callable[[str], None] | None) -> dspy.Prediction:
+        extract = self._call_with_potential_trajectory_truncation(self.extract, trajectory,
+                                                                  **inputs)
+        if on_text is not None and extract.answer:
+            on_text(extract.answer)  # a retried answer is not streamed: it arrives whole
+        return extract
 
     def _format_trajectory(self, trajectory: dict[str, Any]) -> str:
         # As dspy.ReAct's, with the signature of the trajectory's keys made once per set of
@@ -330,26 +354,36 @@ class FleetAgent(dspy.ReAct):
         listener = StreamListener(signature_field_name="answer")
         program = dspy.streamify(self.extract, stream_listeners=[listener], async_streaming=False)
         final, streamed = None, False
-        for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
-            if isinstance(item, StreamResponse) and item.chunk:
-                streamed = True
-                on_text(item.chunk)
-            elif isinstance(item, dspy.Prediction):
-                final = item
+        try:
+            for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
+                if isinstance(item, StreamResponse) and item.chunk:
+                    streamed = True
+                    on_text(item.chunk)
+                elif isinstance(item, dspy.Prediction):
+                    final = item
+        except AdapterParseError as exc:
+            fields = None if streamed else lenient_parse(exc.signature, exc.lm_response or "")
+            if fields is None:
+                raise
+            final = dspy.Prediction(**fields)
         if final is None:
             raise RuntimeError("the answer stream ended without an answer")
         if not streamed and final.answer:
             on_text(final.answer)  # a provider that does not stream still answers, once
         return final
 
-    def _call_tool(self, name: str, args: dict) -> tuple[str, bool]:
+    def _call_tool(self, name: str, args: Any) -> tuple[str, bool]:
+        if name == "finish":
+            args = {}  # what the model passes along with it is for the answer, read next
+        problem = tool_call_problem(self.tools, name, args)
+        if problem:
+            return problem, True
         try:
             return _as_text(self.tools[name](**args)), False
         except (BudgetExceeded, Cancelled):
             raise
         except Exception as err:  # noqa: BLE001 - the model sees the error and may recover
-            detail = format_error_for_lm(err, traceback_frames=3)
-            return f"Execution error in {name}: {detail}", True
+            return f"Execution error in {name}: {type(err).__name__}: {err}", True
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.run.stream.emit(kind, self.node, **fields)

@@ -20,6 +20,7 @@ import dspy
 
 # Every name imported below, as (module, name): what the test checks.
 IMPORTED: tuple[tuple[str, str], ...] = (
+    ("dspy.adapters.utils", "parse_value"),
     ("dspy.predict.rlm", "SUB_AGENT_INSTRUCTIONS"),
     ("dspy.predict.rlm", "_LLMCallBudget"),
     ("dspy.predict.rlm", "_strip_code_fences"),
@@ -33,6 +34,7 @@ IMPORTED: tuple[tuple[str, str], ...] = (
 )
 
 try:
+    from dspy.adapters.utils import parse_value
     from dspy.predict.rlm import SUB_AGENT_INSTRUCTIONS
     from dspy.predict.rlm import _LLMCallBudget as LLMCallBudget
     from dspy.predict.rlm import _strip_code_fences as strip_code_fences
@@ -91,5 +93,5 @@ def custom_types(facade: FacadeInvocation) -> dict[str, type] | None:
 
 __all__ = ["ATTRIBUTES", "CALL_TOOL", "CONSTRUCT_TOOL", "IMPORTED", "METHODS",
            "SUB_AGENT_INSTRUCTIONS", "FacadeInvocation", "LLMCallBudget", "REPLHistory",
-           "REPLVariable", "custom_types", "format_error_for_lm", "resolve_signature",
-           "strip_code_fences", "user_tools"]
+           "REPLVariable", "custom_types", "format_error_for_lm", "parse_value",
+           "resolve_signature", "strip_code_fences", "user_tools"]

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import contextvars
 import json
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
-from dspy import AdapterParseError, ChatAdapter, CodeInterpreterError, LMError, Prediction
+from dspy import (
+    AdapterParseError,
+    ChatAdapter,
+    CodeInterpreterError,
+    FinalOutput,
+    LMError,
+    Prediction,
+)
 
 from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Remaining
 from ..config import Settings
@@ -28,11 +34,9 @@ from .dspy_compat import (
     REPLHistory,
     REPLVariable,
     format_error_for_lm,
-    strip_code_fences,
 )
 from .facade import install_facade
-
-log = logging.getLogger(__name__)
+from .steps import RetryAllowance, UnreadableReply, cell_code, predict
 
 CHILD_SIGNATURE = "context, query -> answer"
 BATCH_WORKERS = 16
@@ -50,6 +54,10 @@ class Run:
     max_depth: int
     batch_workers: int = BATCH_WORKERS
     interpreter_factory: Callable[[], SandboxInterpreter] | None = None
+    retries: RetryAllowance = field(init=False)  # the run's retries of unreadable replies
+
+    def __post_init__(self) -> None:
+        self.retries = RetryAllowance(self.settings.max_turn_retries)
 
     @property
     def cancel(self) -> CancelToken:
@@ -207,34 +215,31 @@ class NodeRLM(dspy.RLM):
         return self._batched(self.rlm_query, list(zip(prompts, contexts, strict=True)))
 
     # -- the loop ----------------------------------------------------------------------------
-    def _generate(self, **kwargs: Any) -> Prediction:
-        """One action, retried once when the model's reply cannot be parsed."""
-        try:
-            return self.generate_action(**kwargs)
-        except AdapterParseError as exc:
-            log.info("unparseable reply at node %s, retrying once: %s", self.node.node_id, exc)
-            return self.generate_action(**kwargs)
-
     def _execute_iteration(self, repl, variables, history, iteration, input_args,
                            output_field_names, interpreter_factory, sub_agent_rules):
         self.run.cancel.raise_if_cancelled()
         self.iteration = iteration + 1
+        signature = self._action_signature_for_current_factory(interpreter_factory,
+                                                               sub_agent_rules)
         with call_site("root", self.node, self.iteration):
-            action = self._generate(
-                signature=self._action_signature_for_current_factory(interpreter_factory,
-                                                                     sub_agent_rules),
-                variables_info=[v.format() for v in variables], repl_history=history,
-                iteration=f"{iteration + 1}/{self.max_iters}")
+            action = predict(self.run, self.node, f"iteration {self.iteration}",
+                             lambda: self.generate_action(
+                                 signature=signature,
+                                 variables_info=[v.format() for v in variables],
+                                 repl_history=history,
+                                 iteration=f"{iteration + 1}/{self.max_iters}"))
         try:
-            code = strip_code_fences(action.code)
+            code, notes = cell_code(action.code)
+        except SyntaxError as exc:
+            code, result = action.code, f"[Error] {format_error_for_lm(exc)}"
+            self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
+                       code=code)
+        else:
             self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
                        code=code)
             result = self._execute_code(repl, code, input_args)
-        except SyntaxError as exc:
-            code = action.code
-            self._emit("rlm_iteration", iteration=self.iteration, reasoning=action.reasoning,
-                       code=code)
-            result = f"[Error] {format_error_for_lm(exc)}"
+            if notes and not isinstance(result, FinalOutput):
+                result = _with_notes(result, notes)
         self.run.cancel.raise_if_cancelled()
         self._emit_budget()
         return self._process_execution_result(action, code, result, history, output_field_names)
@@ -245,7 +250,9 @@ class NodeRLM(dspy.RLM):
                    reasoning="Max iterations reached: extracting the answer from the trajectory.",
                    code="")
         with call_site("extract", self.node, self.iteration + 1):
-            return super()._extract_fallback(variables, history, output_field_names)
+            return predict(self.run, self.node, "the extract step",
+                           lambda: super(NodeRLM, self)._extract_fallback(
+                               variables, history, output_field_names))
 
     def _emit_budget(self) -> None:
         self._emit("budget", usage=self.run.budget.snapshot(),
@@ -274,7 +281,7 @@ class NodeRLM(dspy.RLM):
             status, exception, error = "budget", exc, str(exc)
         except Cancelled as exc:
             status, exception, error = "cancelled", exc, str(exc)
-        except (AdapterParseError, CodeInterpreterError, LMError) as exc:
+        except (AdapterParseError, CodeInterpreterError, LMError, UnreadableReply) as exc:
             status, exception, error = "error", exc, f"{type(exc).__name__}: {exc}"
             self._emit("error", error_type=type(exc).__name__, message=str(exc)[:2000],
                        detail=None)
@@ -322,6 +329,11 @@ def _as_text(value: Any) -> str:
 
 def _jsonable(outputs: dict | None) -> dict | None:
     return None if outputs is None else json.loads(_as_text(outputs))
+
+
+def _with_notes(result: Any, notes: list[str]) -> str:
+    output = "\n".join(map(str, result)) if isinstance(result, list) else str(result or "")
+    return "\n".join([output.rstrip("\n"), *notes]) if output else "\n".join(notes)
 
 
 def _partial(history: REPLHistory) -> dict | None:

@@ -71,6 +71,7 @@ class Turn:
         result = TurnResult(status="ok")
         try:
             run = Run.create(self.settings, node, budget, self.stream)
+            run.retries.used = int((resume or {}).get("retries", 0))  # per turn, across a pause
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)
             prediction = agent(message=self.message, conversation=conversation, resume=resume,
@@ -78,7 +79,11 @@ class Turn:
                                                                             text=text))
             if prediction.status == "waiting":
                 result.status, result.question = "waiting", prediction.question
-                result.pending = prediction.pending
+                result.pending = {**prediction.pending, "retries": run.retries.used}
+            elif prediction.status == "error":
+                result.status, result.error = "error", f"UnreadableReply: {prediction.error}"
+                emit("error", error_type="UnreadableReply", message=prediction.error[:2000],
+                     detail="the turn ended: the model's replies could not be read")
             else:
                 result.answer = prediction.answer
         except Cancelled as exc:
