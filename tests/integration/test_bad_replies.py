@@ -84,7 +84,7 @@ async def test_prose_then_an_unknown_tool_then_a_proper_step_ends_ok(scripted_lm
     assert unknown.output.startswith("There is no tool `web_search`; the tools are: ")
     assert "".join(e.text for e in streamed if e.type == "answer_delta") == "Paris."
     turn = await svc.store.turns.get(live.turn_id)
-    assert (turn.status, turn.answer, turn.error) == ("done", "Paris.", None)
+    assert (turn.status, turn.answer, turn.error) == ("ok", "Paris.", None)
     stored = [parse_event(r.payload) for r in await svc.store.events.list(live.turn_id)]
     assert stored == streamed
 
