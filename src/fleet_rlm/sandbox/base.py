@@ -353,10 +353,9 @@ class DriverSession:
         self._reply_callback(message)
 
     def _reply_callback(self, message: dict) -> None:
-        try:
+        # the sandbox died while the host worked: execute() reports that
+        with contextlib.suppress(SandboxError):
             self._send(message, time.monotonic() + self.request_timeout_s)
-        except SandboxError:
-            pass  # the sandbox died while the host worked; execute() reports that
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
                 submit_fields: list[str] | None) -> ExecResult:
@@ -437,10 +436,8 @@ class DriverSession:
 
     def interrupt(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(SandboxError):
                 self._send({"op": "interrupt"}, time.monotonic() + self.kill_grace_s)
-            except SandboxError:
-                pass
 
     def kill(self) -> None:
         self.alive = False
@@ -449,10 +446,8 @@ class DriverSession:
 
     def close(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(SandboxError):
                 self._send({"op": "shutdown"}, time.monotonic() + self.kill_grace_s)
-            except SandboxError:
-                pass
         self.kill()
 
 

@@ -774,7 +774,7 @@ def main(argv: list[str]) -> None:
     os.dup2(devnull, 0)  # model code reading stdin must not eat protocol lines
     os.close(devnull)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
-    capture = tempfile.TemporaryFile()
+    capture = tempfile.TemporaryFile()  # noqa: SIM115 - stdout and stderr for the process's life
     os.dup2(capture.fileno(), 1)
     os.dup2(capture.fileno(), 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the worker's cells

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -64,10 +65,8 @@ class BlobStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        try:
+        with contextlib.suppress(OSError):  # other blobs share the directory
             path.parent.rmdir()
-        except OSError:
-            pass  # other blobs share the directory
         return True
 
     def shas(self) -> set[str]:

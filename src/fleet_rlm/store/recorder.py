@@ -98,10 +98,8 @@ class EventWriter:
 
     async def stop(self) -> None:
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wrap_future(self._task)
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         while True:
