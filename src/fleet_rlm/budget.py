@@ -1,13 +1,11 @@
 """The shared budget ledger: one `Budget` per turn, passed by reference to every node of the tree.
 
 Every LM call: `r = budget.reserve(model, prompt_tokens, max_completion_tokens)` (may raise
-Cancelled or BudgetExceeded), then
-- `budget.commit(r, prompt_tokens, completion_tokens)` once the request reached the provider,
-  even if it then errored (commit whatever usage is known, else 0): it counts as a call;
-- `budget.release(r)` if it failed before reaching the provider: it does not count.
+Cancelled or BudgetExceeded), then `budget.commit(r, prompt_tokens, completion_tokens)` once
+the call is over, even if it errored (commit whatever usage is known, else 0): it counts as a call.
 
 A reservation holds the call's worst case (its prompt plus the most completion it may produce)
-until it is committed or released, so concurrent calls never overshoot a limit together: calls
+until it is committed, so concurrent calls never overshoot a limit together: calls
 never, tokens and USD only by what a provider counts beyond the prompt estimate the caller gave.
 A USD limit on a model without a known price is refused (`UnpricedModel`) unless the budget
 allows unpriced models.
@@ -343,11 +341,6 @@ class Budget:
         if self.limits.max_wall_s is not None:
             watch(self)  # the deadline moved
 
-    def release(self, reservation: Reservation) -> None:
-        """Return the slot of a call that failed before reaching the provider: it does not count."""
-        with self._lock:
-            self._settle(reservation)
-
     def check_depth(self, depth: int) -> None:
         if self.limits.max_depth is not None and depth > self.limits.max_depth:
             raise BudgetExceeded("depth", depth, self.limits.max_depth)
@@ -390,4 +383,4 @@ class Budget:
 
     def _settle(self, reservation: Reservation) -> None:
         if self._outstanding.pop(reservation.id, None) is None:
-            raise ValueError(f"reservation {reservation.id} was already committed or released")
+            raise ValueError(f"reservation {reservation.id} was already committed")

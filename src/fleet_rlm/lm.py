@@ -51,10 +51,6 @@ def call_site(role: str, node: NodeRef, iteration: int | None = None) -> Iterato
         _site.reset(token)
 
 
-def current_site() -> CallSite | None:
-    return _site.get()
-
-
 def estimate_prompt_tokens(text: str, messages: int = 1) -> int:
     """An upper estimate of a prompt's tokens: one per 3 bytes of UTF-8 (English text runs about
     4 characters a token, code 3, CJK 1 per 3-byte character), plus each message's framing."""

@@ -85,9 +85,6 @@ class Lines:
         self.buffer, self.start, self.scanned, self.limit = bytearray(), 0, 0, limit
         self.scratch: memoryview | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        self.buffer += chunk
-
     def fill(self, fd: int) -> int:
         """Read what `fd` has (up to READ bytes) into the buffer; 0 at end of file. The read
         lands in one buffer kept for the reader's life: a fresh READ-sized bytes per read would

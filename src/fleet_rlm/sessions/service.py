@@ -385,10 +385,6 @@ class SessionService:
     def session_sandbox(self, session_id: str) -> Sandbox:
         return self.sandboxes.sandbox(session_id)
 
-    @property
-    def _sandboxes(self) -> dict[str, Sandbox]:
-        return self.sandboxes.sandboxes
-
     def _save_state(self, session_id: str, sandbox: Sandbox | None = None) -> None:
         self.sandboxes.save_state(session_id, sandbox)
 

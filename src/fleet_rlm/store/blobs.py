@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import NotFound
@@ -71,7 +70,3 @@ class BlobStore:
 
     def shas(self) -> set[str]:
         return {p.stem for p in self.root.glob("??/*.txt") if _SHA256.fullmatch(p.stem)}
-
-    def gc(self, referenced: Iterable[str]) -> int:
-        """Remove every blob not in `referenced`; returns how many were removed."""
-        return sum(self.remove(sha) for sha in self.shas() - set(referenced))
