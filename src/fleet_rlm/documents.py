@@ -644,9 +644,9 @@ def _walk_html(root, out: list[str], pres: list[str]) -> None:
             number = _ol_start(node) if tag == "ol" else 0
             for child in node.children:
                 if isinstance(child, Tag) and child.name == "li":
-                    bullet = f"{number}. " if tag == "ol" else "- "
+                    marker = f"{number}. " if tag == "ol" else "- "
                     number += 1
-                    items.append(("node", child, depth, bullet))
+                    items.append(("node", child, depth, marker))
                 else:
                     items.append(("node", child, depth))
             stack.append(("emit", _NL if depth else _PARA))

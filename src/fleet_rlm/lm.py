@@ -164,8 +164,10 @@ class BudgetedLM(dspy.LM):
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         import asyncio
 
-        return await asyncio.to_thread(contextvars.copy_context().run, self.__call__, prompt,
-                                       messages=messages, **kwargs)
+        def call() -> Any:
+            return self(prompt, messages=messages, **kwargs)
+
+        return await asyncio.to_thread(contextvars.copy_context().run, call)
 
     def _report(self, site: CallSite, request: str, response: str, prompt_tokens: int,
                 completion_tokens: int, cost: float | None, latency: float,
@@ -188,7 +190,7 @@ class BudgetedLM(dspy.LM):
 def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = None,
               node: NodeRef | None = None) -> tuple[BudgetedLM, BudgetedLM]:
     """The root and sub LMs of a run, both drawing on `budget`."""
-    common = {"budget": budget, "stream": stream, "node": node,
+    common: dict[str, Any] = {"budget": budget, "stream": stream, "node": node,
               "call_max_tokens": settings.call_max_tokens}
     if settings.api_base:
         common["api_base"] = settings.api_base

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol
 
 from .driver import REPLIES, FrameTooLarge, Lines
 
@@ -104,6 +104,13 @@ class DriverBackedSandbox:
             self._session.interrupt()
 
 
+class DriverInput(Protocol):
+    """The driver's stdin: a pipe, or anything that takes bytes and sends them on flush."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
 class DriverSession:
     """One live driver process: request/reply over JSON lines, host callbacks, timeouts.
 
@@ -118,7 +125,7 @@ class DriverSession:
     which kills the sandbox and is logged once.
     """
 
-    def __init__(self, stdin: IO[bytes], stdout: IO[bytes], kill: Callable[[], None],
+    def __init__(self, stdin: DriverInput, stdout: IO[bytes], kill: Callable[[], None],
                  put_file: Callable[[str, bytes], str], max_output: int, kill_grace_s: float,
                  max_callback_workers: int = 64, direct: bool = False,
                  request_timeout_s: float = 60.0) -> None:
@@ -137,7 +144,8 @@ class DriverSession:
         self._sent: dict[str, Any] = {}
         self._in_callbacks = 0
         self._queued_callbacks = 0
-        self._host_busy, self._host_busy_since = 0.0, None
+        self._host_busy = 0.0
+        self._host_busy_since: float | None = None
         self._callback_lock = threading.Lock()
         self.alive = True
         self.ready: dict = {}
@@ -238,7 +246,7 @@ class DriverSession:
             except OSError:
                 self._eof = True
 
-    def _violation(self, detail: str) -> None:
+    def _violation(self, detail: str) -> NoReturn:
         """Once per sandbox: it is killed, so nothing more is read from it."""
         log.error("sandbox protocol violation, killing the sandbox: %s", detail)
         self.kill()

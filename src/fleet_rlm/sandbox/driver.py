@@ -56,6 +56,10 @@ import threading
 import time
 import traceback
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CELL = "<cell-{}>"
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
@@ -141,7 +145,8 @@ class CappedText(io.TextIOBase):
     """A stdout/stderr stand-in that keeps the first `cap` characters and counts the rest."""
 
     def __init__(self, cap: int) -> None:
-        self.cap, self.parts, self.kept, self.dropped = cap, [], 0, 0
+        self.cap, self.kept, self.dropped = cap, 0, 0
+        self.parts: list[str] = []
         self.buffer = _BytesInto(self)
 
     def writable(self) -> bool:
@@ -319,10 +324,12 @@ class Worker:
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
         tree = ast.parse(code, filename=filename, mode="exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        last = tree.body[-1].value if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
         exec(compile(tree, filename, "exec"), self.namespace)
         if last is not None:
-            value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+            value = eval(compile(ast.Expression(last), filename, "eval"), self.namespace)
             if value is not None:
                 stdout.write(repr(value) + "\n")
 
@@ -620,7 +627,7 @@ def _current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
-_getcpu = None  # libc's sched_getcpu, loaded on first use
+_getcpu: Callable[[], int] | None = None  # libc's sched_getcpu, loaded on first use
 
 
 def _prctl(option: int, value: int) -> None:

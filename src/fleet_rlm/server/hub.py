@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import WebSocket
@@ -99,7 +99,8 @@ class Client:
         events = self.svc.follow(turn_id, after_seq)  # subscribed now, before the turn emits
         self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq, events))
 
-    async def _pump(self, turn_id: str, after_seq: int, events: AsyncIterator[Event]) -> None:
+    async def _pump(self, turn_id: str, after_seq: int,
+                    events: AsyncGenerator[Event, None]) -> None:
         last = after_seq
         try:
             async with contextlib.aclosing(events):

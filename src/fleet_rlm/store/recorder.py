@@ -66,8 +66,10 @@ class RecordingLost(RuntimeError):
 
 
 class RecordableEvent(Protocol):
-    seq: int
-    type: str
+    @property
+    def seq(self) -> int: ...
+    @property
+    def type(self) -> str: ...
 
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
@@ -151,8 +153,8 @@ class EventWriter:
         another reason than an unavailable database, one per turn, so one bad turn does not
         cost the others their events. The error of each item, or None."""
         errors: list[BaseException | None] = []
-        for tenant, group in groupby(items, key=lambda item: item[0].tenant):
-            group = list(group)
+        for tenant, grouped in groupby(items, key=lambda item: item[0].tenant):
+            group = list(grouped)
             try:
                 await self.store.events.append_batches(
                     [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant)
