@@ -281,7 +281,7 @@ class Budget:
     def reserve(self, model: str, prompt_tokens: int = 0,
                 max_completion_tokens: int = 0) -> Reservation:
         """Admit one call at its worst case (`prompt_tokens` plus `max_completion_tokens`) or
-        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit or release."""
+        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit."""
         self.cancel.raise_if_cancelled()
         self.require_price(model)
         est_tokens = prompt_tokens + max_completion_tokens
