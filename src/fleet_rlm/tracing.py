@@ -301,7 +301,7 @@ def record_trace(settings: Settings, events: Iterable[Event], **kwargs: Any) -> 
     except TimeoutError:
         log.warning("MLflow did not answer within %.0f s: the trace id is not kept",
                     TRACE_WAIT_S)
-    except Exception:  # noqa: BLE001 - a broken tracking store never fails a run
+    except Exception:  # a broken tracking store never fails a run
         log.exception("the MLflow trace was not recorded")
     return None
 

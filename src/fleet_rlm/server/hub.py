@@ -115,7 +115,7 @@ class Client:
                 f"last_seq={last} to catch up", turn_id=turn_id, resume_from=last))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported to the client, the socket goes on
+        except Exception as exc:  # reported to the client, the socket goes on
             log.exception("following turn %s failed", turn_id)
             self.push(socket_error("internal", f"following turn {turn_id} failed: {exc}",
                                   turn_id=turn_id, resume_from=last))

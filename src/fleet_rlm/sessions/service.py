@@ -643,7 +643,7 @@ class SessionService:
                             usage=usage, error=error, trace_id=trace_id),
                             f"finishing turn {turn_id}")
                 live.done.set_result(result)
-            except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
+            except Exception as exc:  # the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
                 error_type, message = type(exc).__name__, redact(str(exc))
 

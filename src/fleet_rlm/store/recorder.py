@@ -120,7 +120,7 @@ class EventWriter:
         for recorder, batch in batches:
             try:
                 update = recorder.outcome(batch) if recorder.outcome else None
-            except Exception as exc:  # noqa: BLE001 - the events are still written
+            except Exception as exc:  # the events are still written
                 log.exception("the outcome of turn %s could not be read", recorder.turn_id)
                 recorder._error = recorder._error or exc
                 update = None
