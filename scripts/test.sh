@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing (uv, bubblewrap, gVisor's runsc, Chromium,
 # the Python environment with every extra, the web app's packages), starts PostgreSQL if it is
-# down, then runs the web app's lint, type drift check and unit tests, and pytest (unit,
-# integration and browser tests). Extra arguments go to pytest.
+# down, then runs the web app's lint, type drift check and unit tests, ruff and mypy on the Python
+# sources, and pytest (unit, integration and browser tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLEET_SYNC_ARGS="--all-extras" scripts/setup.sh chromium runsc
@@ -12,4 +12,6 @@ fi
 scripts/build-frontend.sh
 UV="uv"; command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
 (cd frontend && npm run --silent lint && npm run --silent check:types && npm test --silent)
+$UV run ruff check src tests
+$UV run mypy src
 exec $UV run pytest "$@"

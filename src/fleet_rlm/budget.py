@@ -1,10 +1,8 @@
 """The shared budget ledger: one `Budget` per turn, passed by reference to every node of the tree.
 
 Every LM call: `r = budget.reserve(model, prompt_tokens, max_completion_tokens)` (may raise
-Cancelled or BudgetExceeded), then
-- `budget.commit(r, prompt_tokens, completion_tokens)` once the request reached the provider,
-  even if it then errored (commit whatever usage is known, else 0): it counts as a call;
-- `budget.release(r)` if it failed before reaching the provider: it does not count.
+Cancelled or BudgetExceeded), then `budget.commit(r, prompt_tokens, completion_tokens)` once
+the call is over, even if it errored (commit whatever usage is known, else 0): it counts as a call.
 
 A retried call (a 429, a 5xx, a reset or timeout, a reply cut at the token limit) is one call per
 attempt: each attempt reserves and settles on its own, so a failed attempt that reached the
@@ -12,7 +10,7 @@ provider counts as a call, and one refused before connecting does not. `take_ret
 retries of a whole turn.
 
 A reservation holds the call's worst case (its prompt plus the most completion it may produce)
-until it is committed or released, so concurrent calls never overshoot a limit together: calls
+until it is committed, so concurrent calls never overshoot a limit together: calls
 never, tokens and USD only by what a provider counts beyond the prompt estimate the caller gave.
 A USD limit on a model without a known price is refused (`UnpricedModel`) unless the budget
 allows unpriced models.
@@ -322,7 +320,7 @@ class Budget:
     def reserve(self, model: str, prompt_tokens: int = 0,
                 max_completion_tokens: int = 0) -> Reservation:
         """Admit one call at its worst case (`prompt_tokens` plus `max_completion_tokens`) or
-        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit or release."""
+        raise Cancelled / BudgetExceeded / UnpricedModel. Settle it with commit."""
         self.cancel.raise_if_cancelled()
         self.require_price(model)
         est_tokens = prompt_tokens + max_completion_tokens
@@ -438,4 +436,4 @@ class Budget:
 
     def _settle(self, reservation: Reservation) -> None:
         if self._outstanding.pop(reservation.id, None) is None:
-            raise ValueError(f"reservation {reservation.id} was already committed or released")
+            raise ValueError(f"reservation {reservation.id} was already committed")

@@ -455,7 +455,7 @@ def _pdf_text(name: str, data: bytes) -> tuple[str, int]:
         count = len(reader.pages)
     except (DocumentError, MemoryError):  # MemoryError: a cap, reported as such by the caller
         raise
-    except Exception as e:  # pypdf raises many types for damaged files
+    except Exception as e:  # noqa: BLE001 - pypdf raises many types for damaged files
         raise corrupt(f"the file is damaged or truncated ({_exc_text(e)})") from None
     if count == 0:
         raise corrupt("it has no pages")
@@ -466,7 +466,7 @@ def _pdf_text(name: str, data: bytes) -> tuple[str, int]:
             page_text = reader.pages[number - 1].extract_text() or ""
         except MemoryError:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - as above, for one damaged page
             raise corrupt(f"page {number} cannot be read ({_exc_text(e)})") from None
         page_text = _normalise_newlines(page_text).strip()
         head = f"{page_marker(number)}\n\n" if number == 1 else f"\n\n{page_marker(number)}\n\n"
@@ -644,9 +644,9 @@ def _walk_html(root, out: list[str], pres: list[str]) -> None:
             number = _ol_start(node) if tag == "ol" else 0
             for child in node.children:
                 if isinstance(child, Tag) and child.name == "li":
-                    bullet = f"{number}. " if tag == "ol" else "- "
+                    marker = f"{number}. " if tag == "ol" else "- "
                     number += 1
-                    items.append(("node", child, depth, bullet))
+                    items.append(("node", child, depth, marker))
                 else:
                     items.append(("node", child, depth))
             stack.append(("emit", _NL if depth else _PARA))

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Literal, TypeAlias, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
@@ -233,7 +233,7 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-Sink = Callable[[Event], None]
+Sink = Callable[[Event], object]
 # Texts that may carry a provider's or a tool's error, which may echo a key: redacted as the logs
 # are before any sink (store, socket, trace) sees them.
 ERROR_TEXTS = {"error": ("message", "detail"), "lm_call": ("error",),
@@ -273,7 +273,8 @@ class EventStream:
         )
         with self._emit_lock:
             self._seq += 1
-            event = draft.model_copy(update={"seq": self._seq, "ts": time.time()})
+            # `cls` is one of the Event union's members
+            event = cast(Event, draft.model_copy(update={"seq": self._seq, "ts": time.time()}))
             self.events.append(event)
             for sink in self._sinks:
                 try:

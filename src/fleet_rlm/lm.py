@@ -145,10 +145,6 @@ def call_site(role: str, node: NodeRef, iteration: int | None = None) -> Iterato
         _site.reset(token)
 
 
-def current_site() -> CallSite | None:
-    return _site.get()
-
-
 def estimate_prompt_tokens(text: str, messages: int = 1) -> int:
     """An upper estimate of a prompt's tokens: one per 3 bytes of UTF-8 (English text runs about
     4 characters a token, code 3, CJK 1 per 3-byte character), plus each message's framing."""
@@ -486,8 +482,10 @@ class BudgetedLM(dspy.LM):
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         import asyncio
 
-        return await asyncio.to_thread(contextvars.copy_context().run, self.__call__, prompt,
-                                       messages=messages, **kwargs)
+        def call() -> Any:
+            return self(prompt, messages=messages, **kwargs)
+
+        return await asyncio.to_thread(contextvars.copy_context().run, call)
 
     def _report(self, site: CallSite, request: str, response: str, prompt_tokens: int,
                 completion_tokens: int, cost: float | None, latency: float,
@@ -513,7 +511,7 @@ class BudgetedLM(dspy.LM):
 def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = None,
               node: NodeRef | None = None) -> tuple[BudgetedLM, BudgetedLM]:
     """The root and sub LMs of a run, both drawing on `budget`."""
-    common = {"budget": budget, "stream": stream, "node": node,
+    common: dict[str, Any] = {"budget": budget, "stream": stream, "node": node,
               "call_max_tokens": settings.call_max_tokens, "timeout": settings.lm_timeout_s,
               "retry": RetryPolicy.from_settings(settings),
               "recorder": Recorder(settings.record_file) if settings.record_file else None}

@@ -107,6 +107,8 @@ async def _report(ctx: Any, event: Event) -> None:
 def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
     """The MCP server on an opened SessionService; `rlm_query` reads files under `roots`."""
     mcpserver = import_mcp()
+    from mcp.server.mcpserver import Context
+
     from . import __version__
     from .engine.rlm import RecursiveRLM
     from .events import EventStream
@@ -116,8 +118,6 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
     # The session service's callers and tenant rules, so every door keeps the same ones.
     from .sessions import LOCAL, Busy, LimitRaised, NotFound, Principal, tenant_scope
     from .tracing import record_trace
-
-    Context = mcpserver.Context
     server = mcpserver.MCPServer("fleet-rlm", version=__version__, instructions=INSTRUCTIONS)
 
     def caller(ctx: Any) -> Principal:

@@ -72,7 +72,7 @@ def redact_logs(*names: str) -> None:
     record ends in (the root logger's, and the last resort one that prints warnings when there
     are none): a logger's own filters do not see its children's records."""
     loggers = [logging.getLogger(name) for name in names]
-    targets: list[logging.Filterer] = [*loggers, logging.getLogger(), logging.lastResort]
+    targets: list[logging.Filterer | None] = [*loggers, logging.getLogger(), logging.lastResort]
     targets += [h for logger in (*loggers, logging.getLogger()) for h in logger.handlers]
     for target in targets:
         if target is not None and not any(isinstance(f, RedactSecrets) for f in target.filters):

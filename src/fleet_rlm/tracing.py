@@ -52,7 +52,7 @@ class Span:
     outputs: dict[str, Any] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     error: bool = False
-    notes: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
+    notes: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
     children: list[Span] = field(default_factory=list)
 
     def add(self, child: Span) -> Span:
@@ -69,7 +69,8 @@ class Span:
         for child in self.children:
             child.settle()
         self.start = min([self.start, *(c.start for c in self.children)])
-        self.end = max([self.end or self.start, *(c.end for c in self.children),
+        self.end = max([self.end or self.start,
+                        *(c.start if c.end is None else c.end for c in self.children),
                         *(ts for _, ts, _ in self.notes)])
 
 
@@ -309,7 +310,7 @@ def record_trace(settings: Settings, events: Iterable[Event], **kwargs: Any) -> 
     except TimeoutError:
         log.warning("MLflow did not answer within %.0f s: the trace id is not kept",
                     TRACE_WAIT_S)
-    except Exception:  # noqa: BLE001 - a broken tracking store never fails a run
+    except Exception:  # a broken tracking store never fails a run
         log.exception("the MLflow trace was not recorded")
     return None
 
@@ -329,7 +330,9 @@ def _add_notes(live: Any, span: Span) -> None:
     from mlflow.entities import SpanEvent
 
     for name, ts, attributes in span.notes:
-        live.add_event(SpanEvent(name, timestamp=_ns(ts), attributes=attributes))
+        # mlflow's SpanEvent, a dataclass, inherits an abstract from_proto it does implement
+        live.add_event(SpanEvent(  # type: ignore[abstract]
+            name, timestamp=_ns(ts), attributes=attributes))
 
 
 def _status(span: Span) -> str:

@@ -61,10 +61,13 @@ class WorkspaceError(Exception):
         self.message = message
 
 
+EntryType = Literal["file", "dir", "symlink", "other"]
+
+
 class WorkspaceEntry(BaseModel):
     name: str
     path: str
-    type: Literal["file", "dir", "symlink", "other"]
+    type: EntryType
     size: int
     modified: datetime
     protected: bool = Field(False, description="The service's own files (meta/): not deleted "
@@ -167,7 +170,7 @@ class LocalWorkspace:
         with self._dir(parts) as fd:
             for entry in os.scandir(fd):
                 info = entry.stat(follow_symlinks=False)
-                kind = ("symlink" if stat.S_ISLNK(info.st_mode) else "dir"
+                kind: EntryType = ("symlink" if stat.S_ISLNK(info.st_mode) else "dir"
                         if stat.S_ISDIR(info.st_mode) else "file"
                         if stat.S_ISREG(info.st_mode) else "other")
                 entries.append(WorkspaceEntry(

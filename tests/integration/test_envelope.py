@@ -365,7 +365,7 @@ async def test_the_service_says_at_start_what_the_host_cannot_give(tmp_path, mon
     try:
         assert "NO CONTROL GROUPS for sandboxes: no writable memory control group" in caplog.text
         assert "per-process limits" in caplog.text
-        assert svc._sandboxes == {}  # said before any sandbox started
+        assert svc.sandboxes.sandboxes == {}  # said before any sandbox started
     finally:
         await svc.close()
 

@@ -202,10 +202,12 @@ async def refused_without(url: str, token: str) -> None:
 
 @asynccontextmanager
 async def http_client(url: str, token: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"},
-                                  timeout=httpx2.Timeout(30, read=120)) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            yield client
+    async with (
+        httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"},
+                           timeout=httpx2.Timeout(30, read=120)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
 
 
 async def test_http_on_loopback_wants_the_token_it_printed(scripted_lm, tmp_path, http_servers):

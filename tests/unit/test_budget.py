@@ -80,21 +80,21 @@ def test_calls_never_overshoot_under_concurrent_reservations(max_calls, n_thread
     assert budget.remaining()["calls"] == max_calls - usage.calls
 
 
-def test_outstanding_reservations_hold_call_slots_and_release_returns_them():
-    budget = Budget(Limits(max_calls=2), prices=DOLLAR)
+def test_outstanding_reservations_hold_call_slots():
+    budget = Budget(Limits(max_calls=3), prices=DOLLAR)
     a = budget.reserve(UNPRICED)
     b = budget.reserve(UNPRICED)
+    assert budget.snapshot().calls == 0  # nothing committed yet
+    assert budget.remaining()["calls"] == 1
+    budget.commit(a, 3, 4)
+    assert budget.remaining()["calls"] == 1 and budget.snapshot().calls == 1
+    budget.reserve(UNPRICED)
     with pytest.raises(BudgetExceeded) as info:
         budget.reserve(UNPRICED)
-    assert str(info.value) == "budget exceeded: calls 2/2"
-    budget.release(a)
-    assert budget.remaining()["calls"] == 1
+    assert str(info.value) == "budget exceeded: calls 3/3"
     budget.commit(b, 3, 4)
-    assert budget.snapshot().calls == 1  # the released call never counted
-    with pytest.raises(ValueError, match="already committed or released"):
+    with pytest.raises(ValueError, match="already committed"):
         budget.commit(b, 3, 4)
-    with pytest.raises(ValueError, match="already committed or released"):
-        budget.release(a)
 
 
 def test_tokens_limit_counts_outstanding_estimates_and_refuses_when_spent():
@@ -163,7 +163,7 @@ def test_tokens_reservation_counts_the_largest_completion():
         budget.reserve(UNPRICED, prompt_tokens=5, max_completion_tokens=10)  # 90 + 15 > 100
     assert data(info.value) == ("tokens", 90, 100)
     budget.commit(held, 10, 5)  # the completion came in short: the rest is free again
-    budget.release(budget.reserve(UNPRICED, prompt_tokens=5, max_completion_tokens=80))
+    budget.reserve(UNPRICED, prompt_tokens=5, max_completion_tokens=80)
 
 
 @settings(max_examples=25, deadline=None)
@@ -269,7 +269,7 @@ def test_per_model_breakdown_adds_up_to_the_total():
 
 def test_wall_clock_limit():
     budget = Budget(Limits(max_wall_s=0.3), prices=DOLLAR)
-    budget.release(budget.reserve(UNPRICED))
+    budget.commit(budget.reserve(UNPRICED), 0, 0)
     assert 0 < budget.remaining()["wall_s"] <= 0.3
     time.sleep(0.35)
     with pytest.raises(BudgetExceeded) as info:

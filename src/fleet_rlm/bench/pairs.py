@@ -76,15 +76,6 @@ def _cross(left: Iterable[str], right: Iterable[str]) -> set[Pair]:
     return {_pair(u, v) for u in set(left) for v in right if u != v}
 
 
-def _both(users: Iterable[str]) -> set[Pair]:
-    return {_pair(u, v) for u, v in combinations(sorted(set(users)), 2)}
-
-
-def _cross(left: Iterable[str], right: Iterable[str]) -> set[Pair]:
-    right = set(right)
-    return {_pair(u, v) for u in set(left) for v in right if u != v}
-
-
 DESC, ENTY, HUM, NUM, LOC, ABBR = ("description and abstract concept", "entity", "human being",
                                    "numeric value", "location", "abbreviation")
 Count = tuple[str, int, bool]  # label, n, exactly (else at least)

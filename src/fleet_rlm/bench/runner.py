@@ -209,7 +209,6 @@ def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
 # -- a whole run ---------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
-    launched: int = 0
     done: int = 0
     skipped: int = 0
     spent_usd: float = 0.0
@@ -292,7 +291,6 @@ class BenchRun:
             token = CancelToken()
             future = pool.submit(self._one, queue.pop(), token)
             self._tokens[future] = token
-            self.summary.launched += 1
         if self._interrupted:
             self.summary.stopped = "interrupted"
             queue.clear()

@@ -76,7 +76,7 @@ def _pairs(row: dict[str, Any], scorer: Scorer) -> tuple[float, str]:
 
 def _sniah(row: dict[str, Any], scorer: Scorer) -> tuple[float, str]:
     answer = row.get("answer")
-    golds = answer if isinstance(answer, list) else [answer]
+    golds: list[Any] = answer if isinstance(answer, list) else [answer]
     if not golds or not all(isinstance(g, str) and g for g in golds):
         raise ValueError("field 'answer' must be a non-empty string or a list of them")
     return sniah.score_values(golds, _text(row, "prediction")), "value"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from .common import console, err
+
+if TYPE_CHECKING:
+    from ..bench import Scorer
 
 bench_app = typer.Typer(help="Benchmarks: S-NIAH, OOLONG and OOLONG-Pairs, run, scored and "
                         "reported.", no_args_is_help=True)
@@ -51,7 +54,8 @@ def _bench_command(benchmark: str) -> None:
         code = run_cli(benchmark, console, err, n=n, mode=mode, concurrency=concurrency,
                        max_usd=max_usd, seed=seed, lengths=lengths,
                        out=out or Path(f"bench-{benchmark}"), export=export,
-                       retry_errors=retry_errors, scorer=scorer, data=data,
+                       retry_errors=retry_errors, data=data,
+                       scorer=cast("Scorer", scorer),  # run_cli refuses other names
                        dry_run=dry_run,
                        overrides={"root_model": model, "sub_model": sub_model,
                                   "api_base": api_base})

@@ -64,7 +64,14 @@ def daytona_gc(
                           f"{escape(store)}; set FLEET_DATA_DIR or FLEET_DATABASE_URL to the "
                           "workspace's")
             return
-        volumes = gc_volumes(settings, lambda: _session_ids(settings))
+
+        def live_sessions() -> set[str]:
+            ids = _session_ids(settings)
+            if ids is None:
+                raise SandboxError(f"the fleet-rlm database at {store} went away")
+            return ids
+
+        volumes = gc_volumes(settings, live_sessions)
     except SandboxError as exc:
         err.print(f"[red]daytona error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

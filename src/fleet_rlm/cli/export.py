@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
 
 from ..config import Settings
 from .common import database_error, err
+
+if TYPE_CHECKING:
+    from ..export import ExportFormat
 
 
 def export_command(
@@ -35,7 +38,8 @@ def export_command(
     kind = "session" if session else "turn"
 
     try:
-        text = asyncio.run(export(Settings(), kind, id, format))
+        text = asyncio.run(export(Settings(), kind, id,
+                                  cast("ExportFormat", format)))  # checked above
     except NotFound:
         err.print(f"[red]error:[/red] no {kind} with id {escape(repr(id))}")
         raise typer.Exit(1) from None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
 
 from ..config import Settings
 from .common import database_error, err
+
+if TYPE_CHECKING:
+    from ..mcp import Transport
 
 
 def serve_mcp(
@@ -29,7 +32,8 @@ def serve_mcp(
         raise typer.Exit(1)
     settings = Settings()
     try:
-        roots = roots_for(settings, transport)
+        mode = cast("Transport", transport)  # checked above
+        roots = roots_for(settings, mode)
         if transport == "http":
             refuse_row_security_bypass(settings)
             generated = not settings.mcp_token
@@ -41,7 +45,7 @@ def serve_mcp(
                       "too\nrlm_query reads files under: "
                       f"{', '.join(map(str, roots)) or 'nothing (FLEET_MCP_ROOTS)'}",
                       soft_wrap=True, markup=False)
-        serve(settings, transport, host, port)
+        serve(settings, mode, host, port)
     except (McpConfigError, ImportError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

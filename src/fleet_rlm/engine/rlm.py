@@ -126,7 +126,9 @@ class NodeRLM(dspy.RLM):
         interpreter.on_shutdown = self.run.cancel.on_cancel(interpreter.sandbox.close)
         return interpreter
 
-    _new_interpreter.execution_instructions = SandboxInterpreter.execution_instructions
+    # dspy.RLM reads the interpreter's instructions off the factory
+    _new_interpreter.execution_instructions = (  # type: ignore[attr-defined]
+        SandboxInterpreter.execution_instructions)
 
     def _report_output(self, code: str, result: ExecResult) -> None:
         if self.iteration == 0:  # dspy's own set-up code, not the model's
@@ -267,6 +269,7 @@ class NodeRLM(dspy.RLM):
                    inputs={k: {"type": type(v).__name__, "chars": len(_as_text(v))}
                            for k, v in input_args.items()})
         self.repl_history = REPLHistory(max_output_chars=self.max_output_chars)
+        exception: Exception | None
         status, outputs, error, exception = "ok", None, None, None
         try:
             self.run.budget.check_depth(self.node.depth)

@@ -28,7 +28,8 @@ def interpreter_factory(settings: Settings, **kwargs) -> Callable[[], SandboxInt
         return SandboxInterpreter(create_sandbox(settings), timeout=settings.exec_timeout_s,
                                   **kwargs)
 
-    make.execution_instructions = SandboxInterpreter.execution_instructions
+    # dspy.RLM reads the interpreter's instructions off the factory
+    make.execution_instructions = SandboxInterpreter.execution_instructions  # type: ignore[attr-defined]
     return make
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol
 
 from .driver import REPLIES, FrameTooLarge, Lines
 from .values import Unsendable, to_wire
@@ -114,6 +114,13 @@ class DriverBackedSandbox:
             self._session.interrupt()
 
 
+class DriverInput(Protocol):
+    """The driver's stdin: a pipe, or anything that takes bytes and sends them on flush."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
 class DriverSession:
     """One live driver process: request/reply over JSON lines, host callbacks, timeouts.
 
@@ -128,7 +135,7 @@ class DriverSession:
     which kills the sandbox and is logged once.
     """
 
-    def __init__(self, stdin: IO[bytes], stdout: IO[bytes], kill: Callable[[], None],
+    def __init__(self, stdin: DriverInput, stdout: IO[bytes], kill: Callable[[], None],
                  put_file: Callable[[str, bytes], str], max_output: int, kill_grace_s: float,
                  max_callback_workers: int = 64, direct: bool = False,
                  request_timeout_s: float = 60.0) -> None:
@@ -152,7 +159,8 @@ class DriverSession:
         self._request_lock = threading.Lock()
         self._in_callbacks = 0
         self._queued_callbacks = 0
-        self._host_busy, self._host_busy_since = 0.0, None
+        self._host_busy = 0.0
+        self._host_busy_since: float | None = None
         self._callback_lock = threading.Lock()
         self.alive = True
         self.ready: dict = {}
@@ -253,7 +261,7 @@ class DriverSession:
             except OSError:
                 self._eof = True
 
-    def _violation(self, detail: str) -> None:
+    def _violation(self, detail: str) -> NoReturn:
         """Once per sandbox: it is killed, so nothing more is read from it."""
         log.error("sandbox protocol violation, killing the sandbox: %s", detail)
         self.kill()
@@ -388,10 +396,9 @@ class DriverSession:
         self._reply_callback(message)
 
     def _reply_callback(self, message: dict) -> None:
-        try:
+        # the sandbox died while the host worked: execute() reports that
+        with contextlib.suppress(SandboxError):
             self._send(message, time.monotonic() + self.request_timeout_s)
-        except SandboxError:
-            pass  # the sandbox died while the host worked; execute() reports that
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
                 submit_fields: list[str] | None) -> ExecResult:
@@ -498,10 +505,8 @@ class DriverSession:
 
     def interrupt(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(SandboxError):
                 self._send({"op": "interrupt"}, time.monotonic() + self.kill_grace_s)
-            except SandboxError:
-                pass
 
     def kill(self) -> None:
         self.alive = False
@@ -510,10 +515,8 @@ class DriverSession:
 
     def close(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(SandboxError):
                 self._send({"op": "shutdown"}, time.monotonic() + self.kill_grace_s)
-            except SandboxError:
-                pass
         self.kill()
 
 

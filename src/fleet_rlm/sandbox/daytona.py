@@ -134,7 +134,7 @@ class DaytonaSandbox(DriverBackedSandbox):
             return
         self._closing = False
         if self._session is not None:  # the driver died, or its sandbox stopped or went
-            if not running:  # there is no process left to end
+            if not running and self._channel is not None:  # there is no process left to end
                 self._channel.ended = True
             self._session.kill()
             self._session = self._channel = None
@@ -147,6 +147,7 @@ class DaytonaSandbox(DriverBackedSandbox):
             raise
         self._drivers += 1
         if self._drivers > 1 and self.restore:
+            assert self._session is not None  # made by _spawn
             result = self._session.execute(self.restore, self.settings.exec_timeout_s, None, None)
             if not result.ok:
                 log.warning("the new driver in Daytona sandbox %s could not restore the saved "
@@ -260,6 +261,7 @@ class DaytonaSandbox(DriverBackedSandbox):
         if self._work_dir is None:
             self._work_dir = self.sandbox.get_work_dir().rstrip("/")
             self._driver_path = self._install_driver()
+        assert self._driver_path is not None  # installed with the work dir
         session_id = next(self._session_names)
         process.create_session(session_id)
         layout = " ".join(shlex.quote(f"{WORK_DIR}/{name}") for name in self.work_dirs)

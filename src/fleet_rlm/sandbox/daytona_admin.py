@@ -4,6 +4,7 @@ and the work around the sandboxes: the driver snapshot, `fleet daytona gc`, the 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
@@ -237,7 +238,7 @@ def gc_volumes(settings: Settings, live_sessions: Callable[[], Collection[str]])
             if volume.name in live or volume.state.value not in ("ready", "error"):
                 continue
             try:
-                retrying(lambda v=volume: volumes.delete(v))
+                retrying(functools.partial(volumes.delete, volume))
             except daytona.DaytonaConflictError:
                 continue
             deleted.append(volume.name)

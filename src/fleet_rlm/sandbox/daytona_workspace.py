@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..workspace import (
+    EntryType,
     WorkspaceEntry,
     WorkspaceError,
     WorkspaceErrorReason,
@@ -106,8 +107,9 @@ def _remote(parts: list[str]) -> str:
     return "/".join([WORK_DIR, *parts])
 
 
-def _kind(info: Any) -> str:
+def _kind(info: Any) -> EntryType:
     """From the mode as Go prints it: -rw-r--r--, drwxr-xr-x, Lrwxrwxrwx, ..."""
     if info.is_dir:
         return "dir"
-    return {"-": "file", "L": "symlink"}.get(info.mode[:1], "other")
+    kinds: dict[str, EntryType] = {"-": "file", "L": "symlink"}
+    return kinds.get(info.mode[:1], "other")

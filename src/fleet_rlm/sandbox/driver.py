@@ -69,6 +69,10 @@ import time
 import traceback
 import uuid
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CELL = "<cell-{}>"
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
@@ -97,9 +101,6 @@ class Lines:
     def __init__(self, limit: int = MAX_FRAME) -> None:
         self.buffer, self.start, self.scanned, self.limit = bytearray(), 0, 0, limit
         self.scratch: memoryview | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        self.buffer += chunk
 
     def fill(self, fd: int) -> int:
         """Read what `fd` has (up to READ bytes) into the buffer; 0 at end of file. The read
@@ -293,7 +294,8 @@ class CappedText(io.TextIOBase):
     """A stdout/stderr stand-in that keeps the first `cap` characters and counts the rest."""
 
     def __init__(self, cap: int) -> None:
-        self.cap, self.parts, self.kept, self.dropped = cap, [], 0, 0
+        self.cap, self.kept, self.dropped = cap, 0, 0
+        self.parts: list[str] = []
         self.buffer = _BytesInto(self)
 
     def writable(self) -> bool:
@@ -501,10 +503,12 @@ class Worker:
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
         tree = ast.parse(code, filename=filename, mode="exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        last = tree.body[-1].value if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
         exec(compile(tree, filename, "exec"), self.namespace)
         if last is not None:
-            value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+            value = eval(compile(ast.Expression(last), filename, "eval"), self.namespace)
             if value is not None:
                 stdout.write(repr(value) + "\n")
 
@@ -802,7 +806,7 @@ def _current_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
-_getcpu = None  # libc's sched_getcpu, loaded on first use
+_getcpu: Callable[[], int] | None = None  # libc's sched_getcpu, loaded on first use
 
 
 def _prctl(option: int, value: int) -> None:
@@ -953,7 +957,7 @@ def main(argv: list[str]) -> None:
     os.dup2(devnull, 0)  # model code reading stdin must not eat protocol lines
     os.close(devnull)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
-    capture = tempfile.TemporaryFile()
+    capture = tempfile.TemporaryFile()  # noqa: SIM115 - stdout and stderr for the process's life
     os.dup2(capture.fileno(), 1)
     os.dup2(capture.fileno(), 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the worker's cells

@@ -59,7 +59,8 @@ class GVisorSandbox(LocalSandbox):
             raise SandboxError(f"runsc is not installed. {FIX_RUNSC}")
         bundle = self._root / "bundle"
         (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
-        uid = self.uid if as_root else UID_BASE
+        assert self.uid is not None or not as_root  # a root start gives the sandbox its uid
+        uid = self.uid if self.uid is not None and as_root else UID_BASE
         spec = self._spec(python, uid, driver_args)
         (bundle / "config.json").write_text(json.dumps(spec))
         state = self._root / "runsc-state"

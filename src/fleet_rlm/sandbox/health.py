@@ -70,8 +70,3 @@ def iter_checks(settings: Settings) -> Iterator[Check]:
 def sandbox_checks(settings: Settings) -> list[Check]:
     """All of `iter_checks`."""
     return list(iter_checks(settings))
-
-
-def healthy(checks: list[Check]) -> bool:
-    """No check failed (a warning is a fallback in force, not a failure)."""
-    return not any(check.failed for check in checks)

@@ -70,7 +70,7 @@ FIX_BWRAP = (
 
 def sandbox_python() -> str:
     """The interpreter the sandbox runs: the system one (readable by any uid), else ours."""
-    for candidate in ("/usr/bin/python3", sys._base_executable):  # noqa: SLF001
+    for candidate in ("/usr/bin/python3", getattr(sys, "_base_executable", None)):
         if candidate and os.access(candidate, os.X_OK):
             return os.path.realpath(candidate)
     raise SandboxError("no Python interpreter found for the sandbox")
@@ -192,6 +192,7 @@ class LocalSandbox(DriverBackedSandbox):
                 os.close(fd)
         threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
         process = self._process
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
@@ -270,6 +271,7 @@ class LocalSandbox(DriverBackedSandbox):
 
     def _drain_stderr(self, process: subprocess.Popen) -> None:
         self._stderr_lines: list[bytes] = []
+        assert process.stderr is not None  # a pipe
         for line in process.stderr:
             self._stderr_lines = (self._stderr_lines + [line])[-20:]
 
@@ -353,7 +355,8 @@ class LocalSandbox(DriverBackedSandbox):
                 self.envelope.kill_all()
             for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
                 with contextlib.suppress(OSError):
-                    stream.close()
+                    if stream is not None:
+                        stream.close()
             self._process = None
 
     @property

@@ -67,7 +67,8 @@ RouteLimits = list[tuple[set[str], re.Pattern[str], BodyLimit]]
 def route_limits(routers: Iterable[APIRouter], prefix: str) -> RouteLimits:
     """The marked routes of `routers` as included under `prefix`: matched here by path, since
     included routers are not flattened into the app's route list."""
-    return [(set(route.methods), compile_path(prefix + route.path)[0], route.endpoint.body_limit)
+    return [(set(route.methods or ()), compile_path(prefix + route.path)[0],
+             route.endpoint.body_limit)
             for router in routers for route in router.routes
             if isinstance(route, APIRoute) and hasattr(route.endpoint, "body_limit")]
 

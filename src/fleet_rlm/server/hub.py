@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import WebSocket
@@ -99,7 +99,8 @@ class Client:
         events = self.svc.follow(turn_id, after_seq)  # subscribed now, before the turn emits
         self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq, events))
 
-    async def _pump(self, turn_id: str, after_seq: int, events: AsyncIterator[Event]) -> None:
+    async def _pump(self, turn_id: str, after_seq: int,
+                    events: AsyncGenerator[Event, None]) -> None:
         last = after_seq
         try:
             async with contextlib.aclosing(events):
@@ -114,7 +115,7 @@ class Client:
                 f"last_seq={last} to catch up", turn_id=turn_id, resume_from=last))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported to the client, the socket goes on
+        except Exception as exc:  # reported to the client, the socket goes on
             log.exception("following turn %s failed", turn_id)
             self.push(socket_error("internal", f"following turn {turn_id} failed: {exc}",
                                   turn_id=turn_id, resume_from=last))

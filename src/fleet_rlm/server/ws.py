@@ -37,6 +37,7 @@ from .frames import (
     ClientFrame,
     MessageFrame,
     ResumeFrame,
+    SocketErrorCode,
     socket_error,
 )
 from .hub import Client, Hub
@@ -47,7 +48,7 @@ REVOKED = "the token was revoked"
 
 
 class FrameError(Exception):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, code: SocketErrorCode, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code, self.message, self.extra = code, message, extra
 
@@ -98,7 +99,7 @@ class Connection:
             self._error("unavailable", unavailable_message(exc), frame_id,
                         retry_after=RETRY_AFTER_S)
 
-    def _error(self, code: str, message: str, frame_id: Any, **extra: Any) -> None:
+    def _error(self, code: SocketErrorCode, message: str, frame_id: Any, **extra: Any) -> None:
         if frame_id is not None:
             extra["id"] = frame_id
         self.client.push(socket_error(code, message, **extra))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +77,7 @@ async def stored_events(store: Store, live: LiveTurn | None, turn_id: str, after
 
 
 async def events(store: Store, turn_id: str, after_seq: int, live: LiveTurn | None,
-                 queue: asyncio.Queue) -> AsyncIterator[Event]:
+                 queue: asyncio.Queue) -> AsyncGenerator[Event, None]:
     """The store's record after `after_seq`, then the queue's live events until the turn stops.
     Raises Overflow if the reader falls behind."""
     try:
@@ -107,7 +107,7 @@ async def events(store: Store, turn_id: str, after_seq: int, live: LiveTurn | No
 
 
 async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, after_seq: int,
-                 live: LiveTurn | None, queue: asyncio.Queue) -> AsyncIterator[Event]:
+                 live: LiveTurn | None, queue: asyncio.Queue) -> AsyncGenerator[Event, None]:
     """Every event of the turn after `after_seq`, once each and in order, until it stops: the
     backlog from the store, then live events; a gap in them, or an overflow of the reader's
     queue, is made good from the store."""

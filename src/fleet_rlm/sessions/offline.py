@@ -5,12 +5,16 @@ credentials; no crash recovery, no sandboxes, and no database is made where ther
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ..config import Settings
 from ..store import NotFound, Session, Store, database_url
 from ..store.db import ALL_TENANTS
+
+if TYPE_CHECKING:
+    from ..export import ExportFormat
 
 
 def database_label(settings: Settings) -> str:
@@ -19,7 +23,7 @@ def database_label(settings: Settings) -> str:
         hide_password=True)
 
 
-async def export(settings: Settings, kind: str, id: str, format: str = "json") -> str:
+async def export(settings: Settings, kind: str, id: str, format: ExportFormat = "json") -> str:
     """The turn (`kind` "turn") or session ("session") as JSON or Markdown; NotFound if there
     is none (or no database yet)."""
     from .. import export as exporting

@@ -126,7 +126,7 @@ class SandboxPool:
                 sandbox = self.sandboxes.pop(session_id)
                 try:
                     await asyncio.to_thread(self._retire, session_id, sandbox)
-                except Exception:  # noqa: BLE001 - the next session may still be reaped
+                except Exception:  # the next session may still be reaped
                     log.exception("could not close the idle sandbox of session %s", session_id)
 
     def _retire(self, session_id: str, sandbox: Sandbox) -> None:

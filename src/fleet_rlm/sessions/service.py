@@ -24,10 +24,10 @@ import fcntl
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pydantic
 
@@ -54,6 +54,9 @@ from .records import TurnOutcome, close_failed, end_record
 from .sandboxes import SandboxPool
 from .tenancy import Principal
 
+if TYPE_CHECKING:
+    from ..export import ExportFormat
+
 log = logging.getLogger(__name__)
 
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
@@ -66,9 +69,9 @@ LIMIT_KEYS = {"max_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "
 def _limit_overrides(settings_type: type[Settings]) -> type[pydantic.BaseModel]:
     """A model of just the budget limits of `settings_type`, with their types and bounds."""
     fields = settings_type.model_fields
-    return pydantic.create_model(f"{settings_type.__name__}Limits",
-                                 **{key: (fields[key].annotation, fields[key])
-                                    for key in sorted(LIMIT_KEYS)})
+    definitions: dict[str, Any] = {key: (fields[key].annotation, fields[key])
+                                   for key in sorted(LIMIT_KEYS)}
+    return pydantic.create_model(f"{settings_type.__name__}Limits", **definitions)
 
 
 class LimitRaised(ValueError):
@@ -329,7 +332,7 @@ class SessionService:
         return self.session_workspace(session_id)
 
     async def export_session(self, principal: Principal, session_id: str,
-                             format: str = "json") -> tuple[SessionRow, str]:
+                             format: ExportFormat = "json") -> tuple[SessionRow, str]:
         """The session and its export (JSON or Markdown), finished turns as closed."""
         from .. import export
 
@@ -337,7 +340,8 @@ class SessionService:
         await self.stored(session_id)
         return session, await export.export_session(self.store, session_id, format)
 
-    async def export_turn(self, principal: Principal, turn_id: str, format: str = "json") -> str:
+    async def export_turn(self, principal: Principal, turn_id: str,
+                          format: ExportFormat = "json") -> str:
         from .. import export
 
         await self.turn(principal, turn_id)
@@ -386,10 +390,6 @@ class SessionService:
     def session_sandbox(self, session_id: str) -> Sandbox:
         return self.sandboxes.sandbox(session_id)
 
-    @property
-    def _sandboxes(self) -> dict[str, Sandbox]:
-        return self.sandboxes.sandboxes
-
     def _save_state(self, session_id: str, sandbox: Sandbox | None = None) -> None:
         self.sandboxes.save_state(session_id, sandbox)
 
@@ -423,7 +423,7 @@ class SessionService:
             waiting = await self.store.turns.running_for_session(session_id)
             answering = waiting.id if waiting is not None and waiting.status == "waiting" \
                 else False
-        if answering:
+        if isinstance(answering, str) and answering:
             turn = await self.turn(principal, answering)
             if turn.session_id != session_id:
                 raise NotFound("turn", answering)
@@ -437,7 +437,7 @@ class SessionService:
         return Posted(live.turn_id, session_id, 0, False, live.done)
 
     def follow(self, turn_id: str, after_seq: int = 0, *,
-               principal: Principal | None = None) -> AsyncIterator[Event]:
+               principal: Principal | None = None) -> AsyncGenerator[Event, None]:
         """Every event of the turn after `after_seq`, once each and in order: the stored ones,
         then live ones until the turn stops (a finished turn: just the stored ones). A reader
         that falls behind the live stream catches up from the store; a missing live event is
@@ -451,7 +451,7 @@ class SessionService:
         return self._follow(principal, turn_id, after_seq, live, queue)
 
     async def _follow(self, principal: Principal | None, turn_id: str, after_seq: int,
-                      live: LiveTurn | None, queue: asyncio.Queue) -> AsyncIterator[Event]:
+                      live: LiveTurn | None, queue: asyncio.Queue) -> AsyncGenerator[Event, None]:
         try:
             if principal is not None:
                 await self.turn(principal, turn_id)
@@ -580,6 +580,7 @@ class SessionService:
             return False
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
+        assert turn.pending is not None  # a waiting turn keeps its question
         usage = Usage.model_validate(turn.pending["usage"])
         await end_record(self.store, turn_id, await self.store.events.list(turn_id),
                          "cancelled", usage, partial_answer=None, reason=reason)
@@ -646,7 +647,7 @@ class SessionService:
                             usage=usage, error=error, trace_id=trace_id),
                             f"finishing turn {turn_id}")
                 live.done.set_result(result)
-            except Exception as exc:  # noqa: BLE001 - the turn fails, the service goes on
+            except Exception as exc:  # the turn fails, the service goes on
                 log.exception("turn %s failed", turn_id)
                 error_type, message = type(exc).__name__, redact(str(exc))
 
@@ -685,7 +686,7 @@ class SessionService:
 
     _deliver = staticmethod(deliver)
 
-    def events(self, turn_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+    def events(self, turn_id: str, after_seq: int = 0) -> AsyncGenerator[Event, None]:
         """Every event of a turn after `after_seq`: the store's record, then live ones until the
         turn stops. Raises Overflow if the consumer falls behind (`follow` recovers instead)."""
         live = self.live.get(turn_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import NotFound
@@ -64,15 +64,9 @@ class BlobStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        try:
+        with contextlib.suppress(OSError):  # other blobs share the directory
             path.parent.rmdir()
-        except OSError:
-            pass  # other blobs share the directory
         return True
 
     def shas(self) -> set[str]:
         return {p.stem for p in self.root.glob("??/*.txt") if _SHA256.fullmatch(p.stem)}
-
-    def gc(self, referenced: Iterable[str]) -> int:
-        """Remove every blob not in `referenced`; returns how many were removed."""
-        return sum(self.remove(sha) for sha in self.shas() - set(referenced))

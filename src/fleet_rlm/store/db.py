@@ -76,7 +76,10 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest migration of this version."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    return head
 
 
 def _act_for(engine: AsyncEngine, tenant: str) -> None:
@@ -211,6 +214,7 @@ class Store:
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A transaction that only reads: it never waits for writers (nor they for it)."""
         self.sessionmaker  # noqa: B018 - raises when the store is not open
+        assert self._readmaker is not None  # made with the sessionmaker
         async with self._readmaker() as db, db.begin():
             yield db
 

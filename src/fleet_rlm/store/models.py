@@ -108,7 +108,7 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.id!r})"
+        return f"{type(self).__name__}(id={getattr(self, 'id', None)!r})"
 
 
 class Tenant(Base):

@@ -66,8 +66,10 @@ class RecordingLost(RuntimeError):
 
 
 class RecordableEvent(Protocol):
-    seq: int
-    type: str
+    @property
+    def seq(self) -> int: ...
+    @property
+    def type(self) -> str: ...
 
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
@@ -98,10 +100,8 @@ class EventWriter:
 
     async def stop(self) -> None:
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wrap_future(self._task)
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         while True:
@@ -120,7 +120,7 @@ class EventWriter:
         for recorder, batch in batches:
             try:
                 update = recorder.outcome(batch) if recorder.outcome else None
-            except Exception as exc:  # noqa: BLE001 - the events are still written
+            except Exception as exc:  # the events are still written
                 log.exception("the outcome of turn %s could not be read", recorder.turn_id)
                 recorder._error = recorder._error or exc
                 update = None
@@ -153,8 +153,8 @@ class EventWriter:
         another reason than an unavailable database, one per turn, so one bad turn does not
         cost the others their events. The error of each item, or None."""
         errors: list[BaseException | None] = []
-        for tenant, group in groupby(items, key=lambda item: item[0].tenant):
-            group = list(group)
+        for tenant, grouped in groupby(items, key=lambda item: item[0].tenant):
+            group = list(grouped)
             try:
                 await self.store.events.append_batches(
                     [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant)

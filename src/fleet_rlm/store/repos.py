@@ -128,12 +128,6 @@ class SessionRepo(_Repo):
             session.archived = archived
         return session
 
-    async def touch(self, session_id: str) -> Session:
-        async with self._store.transaction() as db:
-            session = await _get(db, Session, session_id)
-            session.updated_at = utcnow()
-        return session
-
     async def delete(self, session_id: str) -> None:
         """Delete the session with its turns, events, documents and memory; unreferenced blobs
         go too."""
@@ -194,9 +188,6 @@ class TurnRepo(_Repo):
             turn.pending = None if pending is None else storable(dict(pending))
             turn.status = (TurnStatus.RUNNING if pending is None else TurnStatus.WAITING).value
         return turn
-
-    async def get_pending(self, turn_id: str) -> dict[str, Any] | None:
-        return (await self.get(turn_id)).pending
 
     async def get(self, turn_id: str) -> Turn:
         async with self._store.reading() as db:
@@ -314,14 +305,6 @@ class DocumentRepo(_Repo):
         async with self._store.reading() as db:
             return await _get(db, Document, document_id)
 
-    async def get_by_name(self, session_id: str, name: str) -> Document:
-        async with self._store.reading() as db:
-            document = await db.scalar(sa.select(Document).where(
-                Document.session_id == session_id, Document.name == name))
-        if document is None:
-            raise NotFound("document", f"{session_id}/{name}")
-        return document
-
     async def list(self, session_id: str) -> list[Document]:
         async with self._store.reading() as db:
             documents = list(await db.scalars(sa.select(Document).where(
@@ -351,13 +334,6 @@ class DocumentRepo(_Repo):
             referenced = set(await db.scalars(
                 sa.select(Document.sha256).where(Document.sha256.in_(shas)).distinct()))
         return sum(self._store.blobs.remove(sha) for sha in shas - referenced)
-
-    async def gc_blobs(self) -> int:
-        """Remove every blob no document references (e.g. left by a crash); returns how many."""
-        async with self._store.blob_lock:
-            async with self._store.reading() as db:
-                referenced = set(await db.scalars(sa.select(Document.sha256).distinct()))
-            return await asyncio.to_thread(self._store.blobs.gc, referenced)
 
 
 class MemoryRepo(_Repo):
