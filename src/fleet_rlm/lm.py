@@ -15,6 +15,7 @@ never returned as a complete answer. Reasoning-only replies and native tool call
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import math
@@ -195,7 +196,9 @@ def _finish_reason(entry: dict | None) -> str | None:
     reason = getattr(response, "finish_reason", None)
     if reason is None and isinstance(response, dict):
         reason = (response.get("choices") or [{}])[0].get("finish_reason")
-    return {"tool_call": "tool_calls"}.get(reason, reason)
+    if reason is None:
+        return None
+    return {"tool_call": "tool_calls"}.get(str(reason), str(reason))
 
 
 def _tool_calls_text(calls: list) -> str:
@@ -206,10 +209,8 @@ def _tool_calls_text(calls: list) -> str:
         function = call.get("function", call) if isinstance(call, dict) else {}
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                pass
         parsed.append({"name": function.get("name"), "arguments": arguments})
     if len(parsed) == 1 and isinstance(parsed[0]["arguments"], dict):
         return json.dumps(parsed[0]["arguments"], ensure_ascii=False)
@@ -369,9 +370,8 @@ class BudgetedLM(dspy.LM):
                 status = getattr(exc, "status", None)
                 self._record(prompt, messages, kwargs, _failure_record(exc))
                 delay, why = self._retry_delay(exc, failures + 1)
-                error = f"{type(exc).__name__}: {exc}"
-                if why:
-                    error += f" ({why})"
+                error: str | None = (f"{type(exc).__name__}: {exc}"
+                                     + (f" ({why})" if why else ""))
                 self._report(site, request, "", 0, 0, None, time.perf_counter() - started,
                              error=error, attempt=number, http_status=status,
                              retry_in_s=delay, counted=reached)

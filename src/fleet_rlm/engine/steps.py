@@ -155,7 +155,7 @@ def _xml_fields(signature: type[dspy.Signature], text: str) -> dict[str, Any] | 
 def _fenced_reply(signature: type[dspy.Signature], text: str) -> dict[str, Any] | None:
     """ChatAdapter's format inside one code fence around the whole reply."""
     lines = text.strip().splitlines()
-    if len(lines) < 3 or not lines[0].startswith("```") or not lines[-1].strip() == "```":
+    if len(lines) < 3 or not lines[0].startswith("```") or lines[-1].strip() != "```":
         return None
     try:
         return ChatAdapter().parse(signature, "\n".join(lines[1:-1]))
@@ -189,7 +189,7 @@ class _StepAdapterMixin:
     text_fields: frozenset[str]
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        signature = _as_text_fields(signature, self.text_fields)
+        signature = _as_text_fields(signature, self.text_fields)  # type: ignore[arg-type]
         try:
             return super().parse(signature, completion)  # type: ignore[misc]
         except AdapterParseError:
@@ -339,9 +339,9 @@ def _blocks(text: str) -> list[tuple[str, str]]:
         stripped = line.strip()
         one_line = ONE_LINE_FENCE.match(stripped) if lang is None else None
         if one_line:
-            label, body = one_line.group(1).lower(), one_line.group(2)
-            blocks.append((label, body.strip()) if label in PYTHON_FENCES
-                          else ("", f"{one_line.group(1)} {body}".strip()))
+            label, inline = one_line.group(1).lower(), one_line.group(2)
+            blocks.append((label, inline.strip()) if label in PYTHON_FENCES
+                          else ("", f"{one_line.group(1)} {inline}".strip()))
         elif lang is None:
             if stripped.startswith("```"):
                 label = stripped[3:].strip()

@@ -474,7 +474,8 @@ class DriverSession:
             return
         if len(payload) > INLINE_LIMIT:
             path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
-            message = {"op": "set_var", "name": name, "path": path, "format": fmt}
+            message: dict[str, Any] = {"op": "set_var", "name": name, "path": path,
+                                       "format": fmt}
         else:
             message = {"op": "set_var", "name": name, "value": value if fmt == "text" else wire}
         if tagged:

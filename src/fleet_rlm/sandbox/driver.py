@@ -69,7 +69,7 @@ import time
 import traceback
 import uuid
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -181,12 +181,12 @@ def record_type(full_name: str) -> type:
     return known
 
 
-def _revive_object(obj: dict):
+def _revive_object(obj: dict) -> Any:
     """One object of a tagged value (its members already revived), as the value it stands for."""
     kind = obj.get(TAG)
     if kind is None:
         return obj
-    value = obj.get("v")
+    value: Any = obj.get("v")
     if kind == "tuple":
         return tuple(value)
     if kind == "set":
@@ -199,12 +199,13 @@ def _revive_object(obj: dict):
         return record_type(str(obj.get("type", "Record")))(value)
     if kind == "namedtuple":
         name = obj.get("name", "NamedTuple")
-        made = RECORD_TYPES.get(f"namedtuple:{name}:{','.join(obj['fields'])}")
+        made: Any = RECORD_TYPES.get(f"namedtuple:{name}:{','.join(obj['fields'])}")
         if made is None:
             import collections
 
-            made = collections.namedtuple(name if name.isidentifier() else "NamedTuple",
-                                          obj["fields"], rename=True)
+            make_tuple: Any = collections.namedtuple  # its name is the host's, not a literal
+            made = make_tuple(name if name.isidentifier() else "NamedTuple", obj["fields"],
+                              rename=True)
             RECORD_TYPES[f"namedtuple:{name}:{','.join(obj['fields'])}"] = made
         return made(*value)
     if kind in ("bytes", "bytearray"):
@@ -414,6 +415,7 @@ class Worker:
         if not name.isidentifier():
             raise ValueError(f"not a valid variable name: {name!r}")
         tagged = bool(message.get("tagged"))
+        text: Any
         if "path" in message:
             with open(message["path"], encoding="utf-8") as handle:
                 text = handle.read()

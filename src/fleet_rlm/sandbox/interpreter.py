@@ -86,7 +86,7 @@ class SandboxInterpreter:
         """The tools as host callbacks, each wrapped once (dspy may replace `tools` any time),
         run in `context`, the caller's: dspy's settings (`dspy.context(lm=...)`, callbacks)
         and every other context variable reach the tools, though they run in worker threads."""
-        wrapped = {}
+        wrapped: dict[str, Callable[..., Any]] = {}
         for name, tool in self.tools.items():
             known = self._wrapped.get(name)
             if known is None or known[0] is not tool:

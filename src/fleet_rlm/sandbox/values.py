@@ -16,6 +16,7 @@ never revived on the host.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -97,10 +98,8 @@ class _Encoder:
             return [self.encode(item) for item in value]
         if isinstance(value, (set, frozenset)):
             items = [self.encode(item) for item in value]
-            try:
-                items.sort()  # a stable order, so an unchanged set is recognised as unchanged
-            except TypeError:
-                pass
+            with contextlib.suppress(TypeError):  # a stable order, so an unchanged set is
+                items.sort()                         # recognised as unchanged
             return self.tag("frozenset" if isinstance(value, frozenset) else "set", items)
         if isinstance(value, (bytes, bytearray)):
             return self.tag(type(value).__name__ if type(value) in (bytes, bytearray)

@@ -98,7 +98,8 @@ def load_rules(script: Script) -> list[Rule]:
     """Validate a script given as rules, dicts, or a JSON file holding a list of rules."""
     if isinstance(script, str | Path):
         text = Path(script).read_text()
-        script = rules_from_recording(text) if _is_recording(text) else json.loads(text)
+        loaded: Any = rules_from_recording(text) if _is_recording(text) else json.loads(text)
+        script = loaded
     if not isinstance(script, list):
         raise ValueError(f"an LM script is a list of rules, not {type(script).__name__}")
     try:
@@ -313,12 +314,12 @@ class _Handler(BaseHTTPRequestHandler):
         if rule.body is not None and not body.get("stream"):
             self._send_body(rule, 200, json.dumps(rule.body).encode(), "application/json")
             return
-        message, finish, usage = _reply_parts(rule, text)
+        parts, finish, usage = _reply_parts(rule, text)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(rule, head, message, finish, usage if include_usage else None)
+            self._stream(rule, head, parts, finish, usage if include_usage else None)
             return
-        choice = {"index": 0, "message": message, "finish_reason": finish}
+        choice = {"index": 0, "message": parts, "finish_reason": finish}
         reply = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
         self._send_body(rule, 200, json.dumps(reply).encode(), "application/json")
 
@@ -393,9 +394,9 @@ def _reply_parts(rule: Rule, text: str) -> tuple[dict[str, Any], str, dict[str, 
     """The assistant message, finish reason and usage a rule (or its recorded body) answers."""
     if rule.body is not None:
         choice = (rule.body.get("choices") or [{}])[0]
-        message = dict(choice.get("message") or {"role": "assistant", "content": ""})
+        recorded = dict(choice.get("message") or {"role": "assistant", "content": ""})
         usage = rule.body.get("usage") or {}
-        return message, choice.get("finish_reason") or "stop", usage
+        return recorded, choice.get("finish_reason") or "stop", usage
     message: dict[str, Any] = {"role": "assistant", "content": rule.reply}
     if rule.reasoning is not None:
         message["reasoning_content"] = rule.reasoning

@@ -46,7 +46,7 @@ def _set_check(values: tuple[str, ...], remap: Any) -> None:
     check ck_turns_ck_turns_status; the models, and from here the database, ck_turns_status."""
     bind = op.get_bind()
     names = [check["name"] for check in sa.inspect(bind).get_check_constraints("turns")
-             if "status" in check["sqltext"]]
+             if "status" in check["sqltext"] and check["name"]]
     with op.batch_alter_table("turns") as batch:
         for name in names:
             batch.drop_constraint(op.f(name), type_="check")
