@@ -569,7 +569,7 @@ async def test_turn_rows_and_stored_limits_move_to_one_vocabulary(store: Store) 
     assert statuses == {done: "ok", budget: "budget", budget_no_events: "budget",
                         error: "error", error_no_events: "error", cancelled: "cancelled",
                         waiting: "waiting"}
-    assert (await store.turns.get_pending(waiting))["limits"] == {"max_calls": 3}
+    assert (await store.turns.get(waiting)).pending["limits"] == {"max_calls": 3}
     assert await store.tenant_limits.get(tenant) == {"max_calls": 7, "max_usd": 1.5}
     with pytest.raises(sa.exc.IntegrityError):  # the old words are refused now
         async with store.engine.begin() as conn:
