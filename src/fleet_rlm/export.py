@@ -2,21 +2,18 @@
 for reading: the question, the agent's steps, each RLM node nested under what started it, its
 iterations with their code and output, the answer and the usage).
 
-    text = await export_turn(store, turn_id, "markdown")
-    text = await export_session(store, session_id, "json")
+    text = render_turn(turn_data, "markdown")         # the data: sessions/exports.py
+    text = render_session(session_data, "json")
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .events import ErrorEvent, parse_event
 from .tree import Cell, EventTree, Node, Step, fold
-
-if TYPE_CHECKING:  # the session service passes its store in; this module reads through it
-    from .store import Store
 
 ExportFormat = Literal["json", "markdown"]
 FORMATS: tuple[str, ...] = ("json", "markdown")
@@ -24,48 +21,18 @@ FORMAT_VERSION = 1
 OUTPUT_CHARS = 4_000  # code output and tool results kept per block in Markdown; JSON keeps all
 
 
-# -- the data ----------------------------------------------------------------------------------
-async def turn_data(store: Store, turn_id: str) -> dict[str, Any]:
-    """The turn with its question, answer, status, usage and every event. NotFound if unknown."""
-    turn = await store.turns.get(turn_id)
-    return {
-        "id": turn.id, "session_id": turn.session_id, "index": turn.index,
-        "status": turn.status, "user_message": turn.user_message, "answer": turn.answer,
-        "error": turn.error, "question": (turn.pending or {}).get("question"),
-        "usage": turn.usage, "trace_id": turn.trace_id, "created_at": _iso(turn.created_at),
-        "finished_at": _iso(turn.finished_at),
-        "events": [e.payload for e in await store.events.list(turn.id)],
-    }
-
-
-async def session_data(store: Store, session_id: str) -> dict[str, Any]:
-    """The session with its documents, memory and turns (each with its events)."""
-    session = await store.sessions.get(session_id)
-    documents = [{"id": d.id, "name": d.name, "kind": d.kind, "size_bytes": d.size_bytes,
-                  "chars": d.chars, "sha256": d.sha256, "created_at": _iso(d.created_at)}
-                 for d in await store.documents.list(session_id)]
-    return {
-        "format": "fleet-rlm-session", "version": FORMAT_VERSION,
-        "session": {"id": session.id, "title": session.title, "archived": session.archived,
-                    "created_at": _iso(session.created_at),
-                    "updated_at": _iso(session.updated_at)},
-        "memory": await store.memory.get_all(session_id),
-        "documents": documents,
-        "turns": [await turn_data(store, t.id) for t in await store.turns.list(session_id)],
-    }
-
-
-async def export_turn(store: Store, turn_id: str, format: ExportFormat = "json") -> str:
-    _check(format)
-    turn = await turn_data(store, turn_id)
+# -- the files -------------------------------------------------------------------------------
+def render_turn(turn: dict[str, Any], format: ExportFormat = "json") -> str:
+    """A turn's export from its data (sessions/exports.py reads it from the store)."""
+    check_format(format)
     if format == "json":
         return _json({"format": "fleet-rlm-turn", "version": FORMAT_VERSION, "turn": turn})
     return "\n".join(turn_markdown(turn, level=1)) + "\n"
 
 
-async def export_session(store: Store, session_id: str, format: ExportFormat = "json") -> str:
-    _check(format)
-    data = await session_data(store, session_id)
+def render_session(data: dict[str, Any], format: ExportFormat = "json") -> str:
+    """A session's export from its data: the session, its documents, memory and turns."""
+    check_format(format)
     if format == "json":
         return _json(data)
     session = data["session"]
@@ -80,7 +47,7 @@ async def export_session(store: Store, session_id: str, format: ExportFormat = "
     return "\n".join(out) + "\n"
 
 
-def _check(format: str) -> None:
+def check_format(format: str) -> None:
     if format not in FORMATS:
         raise ValueError(f"export format must be one of {FORMATS}, not {format!r}")
 
@@ -89,7 +56,7 @@ def _json(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fleet_rlm.config import Settings
-from fleet_rlm.export import export_session, export_turn
 from fleet_rlm.sessions import SessionService
+from fleet_rlm.sessions.exports import export_session, export_turn
 from fleet_rlm.store import NotFound, Store
 from fleet_rlm.testing import ask_then_delegate_rules, two_level_rlm_rules
 

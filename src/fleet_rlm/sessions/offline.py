@@ -26,12 +26,12 @@ def database_label(settings: Settings) -> str:
 async def export(settings: Settings, kind: str, id: str, format: ExportFormat = "json") -> str:
     """The turn (`kind` "turn") or session ("session") as JSON or Markdown; NotFound if there
     is none (or no database yet)."""
-    from .. import export as exporting
+    from . import exports
 
     async with Store.from_settings(settings, tenant=ALL_TENANTS) as store:
         if await store.current() is None:  # no database yet, so nothing to export
             raise NotFound(kind, id)
-        write = exporting.export_session if kind == "session" else exporting.export_turn
+        write = exports.export_session if kind == "session" else exports.export_turn
         return await write(store, id, format)
 
 

@@ -48,6 +48,7 @@ from ..store.db import ALL_TENANTS, INTERRUPTED
 from ..store.faults import until_available
 from ..store.models import Document
 from ..workspace import Workspace, WorkspaceIO
+from . import exports
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
 from .records import TurnOutcome, close_failed, end_record
@@ -334,18 +335,14 @@ class SessionService:
     async def export_session(self, principal: Principal, session_id: str,
                              format: ExportFormat = "json") -> tuple[SessionRow, str]:
         """The session and its export (JSON or Markdown), finished turns as closed."""
-        from .. import export
-
         session = await self.session(principal, session_id)
         await self.stored(session_id)
-        return session, await export.export_session(self.store, session_id, format)
+        return session, await exports.export_session(self.store, session_id, format)
 
     async def export_turn(self, principal: Principal, turn_id: str,
                           format: ExportFormat = "json") -> str:
-        from .. import export
-
         await self.turn(principal, turn_id)
-        return await export.export_turn(self.store, turn_id, format)
+        return await exports.export_turn(self.store, turn_id, format)
 
     async def usage(self, principal: Principal) -> list[tuple[str, str, Any, dict[str, Any]]]:
         """(session id, title, created_at, usage) of the tenant's turns that recorded usage,
