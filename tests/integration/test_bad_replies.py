@@ -8,10 +8,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-
-import pytest
 
 from fleet_rlm.budget import CancelToken
 from fleet_rlm.config import Settings
@@ -23,7 +20,6 @@ from fleet_rlm.testing import AGENT_ANSWER, dspy_agent_step, dspy_reply
 
 PROSE = "The capital of France is Paris."
 RETRY_PROMPT = "Your reply could not be read"
-Open = Callable[..., Awaitable[SessionService]]
 
 
 def settings_for(server, data_dir: Path, **overrides: object) -> Settings:
@@ -31,19 +27,6 @@ def settings_for(server, data_dir: Path, **overrides: object) -> Settings:
                     **overrides)
 
 
-@pytest.fixture
-async def open_service() -> AsyncIterator[Open]:
-    services: list[SessionService] = []
-
-    async def start(settings: Settings) -> SessionService:
-        svc = SessionService(settings)
-        await svc.open()
-        services.append(svc)
-        return svc
-
-    yield start
-    for svc in services:
-        await svc.close()
 
 
 async def finish(svc: SessionService, live: LiveTurn) -> tuple[list, object]:

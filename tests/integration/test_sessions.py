@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from fleet_rlm.testing import dspy_agent_step as step
 
 RLM_ACTION = "variables_info"  # only the recursive engine's action prompt has this field
 
-Open = Callable[..., Awaitable[SessionService]]
 
 
 def message(text: str) -> str:
@@ -38,20 +36,6 @@ def settings_for(server, data_dir: Path, **overrides: object) -> Settings:
                     data_dir=data_dir, **overrides)
 
 
-@pytest.fixture
-async def open_service() -> AsyncIterator[Open]:
-    """`svc = await open_service(settings)`; every service opened is closed when the test ends."""
-    services: list[SessionService] = []
-
-    async def start(settings: Settings) -> SessionService:
-        svc = SessionService(settings)
-        await svc.open()
-        services.append(svc)
-        return svc
-
-    yield start
-    for svc in services:
-        await svc.close()
 
 
 async def finish(svc: SessionService, live: LiveTurn, after_seq: int = 0) -> tuple[list, object]:
