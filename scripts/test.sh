@@ -5,7 +5,7 @@
 # sources, and pytest (unit, integration and browser tests). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLEET_SYNC_ARGS="--all-extras" scripts/setup.sh chromium runsc
+FLEET_SYNC_ARGS="--all-extras --group bench" scripts/setup.sh chromium runsc
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
 fi

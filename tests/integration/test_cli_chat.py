@@ -114,6 +114,8 @@ def test_chat_session(tmp_path, scripted_lm):
     chat.expect(r"ok · 3 calls")  # both halves of the turn
     say(chat, "/budget")
     chat.expect(r"each turn: 200 calls .*\n.*last turn: 3 calls")
+    say(chat, "/budget max_lm_calls 150")  # max_calls's old name still works
+    chat.expect_exact("max_calls = 150 for the next turns")
 
     say(chat, WHICH)  # left waiting: answered after a restart
     chat.expect_exact("Which year?")

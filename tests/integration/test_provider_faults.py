@@ -50,6 +50,19 @@ def test_transient_statuses_are_retried_and_each_attempt_counts(scripted_lm, sta
     assert lm.budget.retries == 2
 
 
+def test_without_retry_after_the_backoff_grows_to_its_cap_with_jitter(scripted_lm):
+    server = scripted_lm([{"status": 503, "retry_after": "none", "times": 3}, {"reply": "ok"}])
+    policy = RetryPolicy(retries=3, turn_retries=10, base_s=0.04, max_s=0.1, length_retries=1)
+    lm = budgeted(server, retry=policy)
+    started = time.monotonic()
+    assert lm("q") == ["ok"]
+    waits = [e.retry_in_s for e in calls(lm)[:3]]
+    # base * 2**(n-1), capped at max_s, times a jitter in [0.5, 1]
+    for wait, ceiling in zip(waits, (0.04, 0.08, 0.1), strict=True):
+        assert wait is not None and ceiling * 0.5 <= wait <= ceiling, waits
+    assert time.monotonic() - started >= sum(w for w in waits if w)
+
+
 def test_retry_after_is_honoured(scripted_lm):
     server = scripted_lm([{"status": 429, "retry_after": "0.3", "times": 1}, {"reply": "ok"}])
     lm = budgeted(server)

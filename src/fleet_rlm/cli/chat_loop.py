@@ -327,6 +327,9 @@ class Chat:
     def set_limit(self, key: str, value: str) -> None:
         from pydantic import ValidationError
 
+        from ..budget import DEPRECATED_LIMIT_NAMES
+
+        key = DEPRECATED_LIMIT_NAMES.get(key, key)  # `/budget max_lm_calls 5` still works
         limits = {**self.limits, key: value}
         try:
             settings = self.service.with_limits(limits)

@@ -276,14 +276,15 @@ class SessionService:
     async def turn(self, principal: Principal, turn_id: str, *, complete: bool = False
                    ) -> TurnRow:
         """The turn as stored once its outcome is (with `complete`: once it has stopped
-        altogether, its trace recorded); NotFound if unknown or another tenant's."""
-        await self.stored(turn_id=turn_id, complete=complete)
+        altogether, its trace recorded); NotFound if unknown or another tenant's, at once (not
+        after the wait, whose length would tell that the turn exists)."""
         turn = await self.store.turns.get(turn_id)
         try:
             await self.session(principal, turn.session_id)
         except NotFound:
             raise NotFound("turn", turn_id) from None
-        return turn
+        await self.stored(turn_id=turn_id, complete=complete)
+        return await self.store.turns.get(turn_id)
 
     async def turn_events(self, principal: Principal, turn_id: str, after_seq: int = 0,
                           limit: int | None = None) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ class Rule(BaseModel):
     delay_ms: int = Field(0, ge=0)
     status: int | None = Field(None, ge=400, le=599)
     retry_after: str | None = Field(
-        None, description="The Retry-After header of a status reply (default 0).")
+        None, description="The Retry-After header of a status reply (default 0; \"none\": no "
+        "header, as most providers send a 5xx).")
     finish_reason: str = "stop"
     reasoning: str | None = Field(None, description="Sent as the message's reasoning_content.")
     tool_calls: list[ToolCall] | None = None
@@ -303,8 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"scripted LM: scripted failure {rule.status}: {rule.reply}"
             # Retry-After: 0 lets clients that honour it (dspy, openai) retry without sleeping.
             error = rule.body or _error_body(message, "scripted_error", rule.status)
+            headers = {} if rule.retry_after == "none" else {"Retry-After": rule.retry_after or "0"}
             self._send_body(rule, rule.status, json.dumps(error).encode(), "application/json",
-                            {"Retry-After": rule.retry_after or "0"})
+                            headers)
             return
         if rule.fault == "malformed":
             self._send_body(rule, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess',
