@@ -203,18 +203,16 @@ class DriverSession:
 
     def _write(self, data: memoryview, deadline: float) -> None:
         assert self._in_fd is not None
-        with contextlib.suppress(BlockingIOError):  # most requests fit the pipe at once
-            data = data[os.write(self._in_fd, data):]
-        if not data:
-            return
-        writable = select.poll()
-        writable.register(self._in_fd, select.POLLOUT)
+        writable = None  # made only when the pipe is full: most requests fit it at once
         while data:
             try:
                 data = data[os.write(self._in_fd, data):]
                 continue
             except BlockingIOError:
                 pass
+            if writable is None:
+                writable = select.poll()
+                writable.register(self._in_fd, select.POLLOUT)
             left = deadline - time.monotonic()
             if left <= 0 or not writable.poll(math.ceil(left * 1000)):
                 self.kill()
