@@ -327,11 +327,12 @@ class Chat:
     def set_limit(self, key: str, value: str) -> None:
         from pydantic import ValidationError
 
-        from ..budget import DEPRECATED_LIMIT_NAMES
+        from ..budget import renamed_limits
 
-        key = DEPRECATED_LIMIT_NAMES.get(key, key)  # `/budget max_lm_calls 5` still works
-        limits = {**self.limits, key: value}
         try:
+            renamed = renamed_limits({key: value}, "/budget")  # a limit's old name too
+            key = next(iter(renamed))
+            limits = {**self.limits, **renamed}
             settings = self.service.with_limits(limits)
         except ValidationError as exc:
             self.err.print(f"[red]error:[/red] {key}: {escape(exc.errors()[0]['msg'])}")
