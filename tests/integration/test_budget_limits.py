@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dspy
@@ -44,6 +44,17 @@ def root_step(n: int, code: str, **rule: Any) -> dict[str, Any]:
 def child_step(n: int, code: str, **rule: Any) -> dict[str, Any]:
     return {"model": "root", "match": CHILD + STEP.format(n),
             "reply": dspy_reply(reasoning="next", code=code), **rule}
+
+
+def counted_sandboxes(settings: Settings) -> tuple[list, Callable[[], SandboxInterpreter]]:
+    """An interpreter factory for RecursiveRLM, and the list of every sandbox it made."""
+    made: list = []
+
+    def interpreter() -> SandboxInterpreter:
+        made.append(create_sandbox(settings))
+        return SandboxInterpreter(made[-1], timeout=settings.exec_timeout_s)
+
+    return made, interpreter
 
 
 def make_settings(server: ScriptedLMServer, **overrides: Any) -> Settings:
@@ -231,12 +242,7 @@ def test_no_child_sandbox_starts_once_the_budget_is_spent(scripted_lm):
         root_step(1, "print(rlm_query_batched(['a', 'b'], ['x', 'y']))"),
     ])
     settings = make_settings(server)
-    made: list = []
-
-    def interpreter() -> SandboxInterpreter:
-        made.append(create_sandbox(settings))
-        return SandboxInterpreter(made[-1], timeout=settings.exec_timeout_s)
-
+    made, interpreter = counted_sandboxes(settings)
     result = RecursiveRLM(settings=settings, max_iterations=3, max_calls=1,
                           interpreter_factory=interpreter)(context="c", question="q")
 
@@ -277,12 +283,7 @@ def test_dspy_rlm_in_the_repl_is_refused_at_max_depth_0(scripted_lm):
         root_step(1, BUILD_RLM),
     ])
     settings = make_settings(server)
-    made: list = []
-
-    def interpreter() -> SandboxInterpreter:
-        made.append(create_sandbox(settings))
-        return SandboxInterpreter(made[-1], timeout=settings.exec_timeout_s)
-
+    made, interpreter = counted_sandboxes(settings)
     result = RecursiveRLM(settings=settings, max_iterations=3, max_depth=0,
                           interpreter_factory=interpreter)(context="c", question="q")
 
