@@ -1,13 +1,15 @@
-"""A request keeps the worker on the supervisor's CPU only while it is short (driver.PIN_S):
-quick hand-offs stay on one CPU, and a longer cell, with every thread and process it started,
-gets every CPU back."""
+"""A request keeps the requesting thread, the supervisor and the worker on one CPU only while it
+is short (driver.PIN_S): quick hand-offs stay on one CPU, and a longer cell, with every thread
+and process it started, gets every CPU back, as do the host's thread and the supervisor."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
+from fleet_rlm.sandbox import base
 from fleet_rlm.sandbox.driver import PIN_S
 
 CPUS = len(os.sched_getaffinity(0))
@@ -44,3 +46,41 @@ print(len(os.sched_getaffinity(0)), seen["n"], os.read(read, 16).decode())
     result = box.execute(code)
     assert result.ok, result.error_message
     assert result.stdout.split() == [str(CPUS)] * 3
+
+
+def _probe(box) -> tuple[dict, list]:
+    """A host function reporting the CPUs the requesting thread and the supervisor may use
+    while the cell that calls it runs."""
+    seen: dict = {}
+    requester = threading.get_native_id()
+    supervisor = box._session._partner  # noqa: SLF001 - the pid the host holds
+    assert supervisor is not None, "the local backend holds its supervisor with the request"
+
+    def probe() -> None:
+        seen["thread"] = os.sched_getaffinity(requester)
+        seen["supervisor"] = os.sched_getaffinity(supervisor)
+
+    return seen, [probe]
+
+
+def test_a_quick_request_holds_the_thread_and_the_supervisor_on_one_cpu(make, monkeypatch
+                                                                        ) -> None:
+    monkeypatch.setattr(base, "PIN_S", 30.0)  # a callback on a loaded machine may take a while
+    box = make()
+    everything = os.sched_getaffinity(0)
+    seen, (probe,) = _probe(box)
+    result = box.execute("probe()", callbacks={"probe": probe})
+    assert result.ok, result.error_message
+    assert len(seen["thread"]) == 1
+    assert seen["supervisor"] == seen["thread"]
+    assert os.sched_getaffinity(0) == everything  # the thread has its CPUs back
+
+
+def test_a_longer_request_gives_the_thread_and_the_supervisor_every_cpu(make) -> None:
+    box = make()
+    everything = os.sched_getaffinity(0)
+    seen, (probe,) = _probe(box)
+    result = box.execute(f"import time\ntime.sleep({PIN_S * 20})\nprobe()",
+                         callbacks={"probe": probe})
+    assert result.ok, result.error_message
+    assert seen == {"thread": everything, "supervisor": everything}

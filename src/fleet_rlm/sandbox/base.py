@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
-from .driver import REPLIES, FrameTooLarge, Lines
+from .driver import PIN_S, REPLIES, FrameTooLarge, Lines, current_cpu
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,11 @@ class DriverSession:
     Backends supply the streams and how to kill the process; everything else is here so every
     backend behaves the same. With `direct`, `stdout` is a pipe the requesting thread reads
     itself (one thread hand-off less per request); otherwise a reader thread feeds a queue.
+    Once `share_cpu` names the driver's supervisor (a process on this machine's own
+    scheduler), the first PIN_S of each request runs the requesting thread and the supervisor
+    on the CPU the thread is on (the supervisor holds the worker there too): every hand-off of
+    the request and its reply then wakes a process on the waker's own CPU, with no
+    inter-processor interrupt nor an idle CPU to wake.
 
     The sandbox is hostile: every request has a deadline on the host's clock (`request_timeout_s`
     unless the caller gives one), also for writing it, so a sandbox that stops reading cannot
@@ -167,6 +172,9 @@ class DriverSession:
         self._direct = direct
         self._lines = Lines()  # direct reads: the bytes after the last complete line
         self._eof = False
+        self._partner: int | None = None  # the supervisor's pid on this host (share_cpu)
+        self._partner_cpu: int | None = None  # the CPU it is held to, if any
+        self._held: tuple[set[int], float] | None = None  # (the thread's CPUs, until when)
         if direct:
             self._fd = stdout.fileno()
             self._poll = select.poll()
@@ -251,8 +259,16 @@ class DriverSession:
                 return line
             if self._eof:
                 return None
-            timeout = max(0.0, deadline - time.monotonic())
-            if not self._poll.poll(math.ceil(timeout * 1000)):
+            now = time.monotonic()
+            timeout = max(0.0, deadline - now)
+            if self._held is not None:
+                if now >= self._held[1]:
+                    self._release_cpu()
+                    continue
+                timeout = min(timeout, self._held[1] - now)
+                if not self._poll.poll(math.ceil(timeout * 1000)):
+                    continue
+            elif not self._poll.poll(math.ceil(timeout * 1000)):
                 raise TimeoutError
             try:
                 self._eof = not self._lines.fill(self._fd)
@@ -274,6 +290,42 @@ class DriverSession:
             raise SandboxError(f"sandbox failed to start: {reply!r}")
         self.ready = reply
         return reply
+
+    # -- one CPU per request ------------------------------------------------------------------
+    def share_cpu(self, supervisor: int) -> None:
+        """Hold the driver's supervisor (its pid on this host) with the requesting thread."""
+        if self._direct and len(os.sched_getaffinity(0)) > 1:
+            self._partner = supervisor
+
+    def _hold_cpu(self) -> None:
+        """Run this thread and the supervisor on this thread's CPU until the reply or PIN_S,
+        whichever comes first."""
+        if self._partner is None or (cpu := current_cpu()) is None:
+            return
+        try:
+            cpus = os.sched_getaffinity(0)
+            if cpu not in cpus or len(cpus) < 2:
+                return
+            os.sched_setaffinity(0, {cpu})
+            self._held = (cpus, time.monotonic() + PIN_S)
+            if self._partner_cpu != cpu:
+                os.sched_setaffinity(self._partner, {cpu})
+                self._partner_cpu = cpu
+        except OSError:  # the supervisor is gone: the request says so
+            self._partner_cpu = None
+
+    def _release_cpu(self) -> None:
+        """The thread gets its CPUs back; after a request longer than PIN_S, so does the
+        supervisor (it stays held between quick requests: one system call less each)."""
+        if self._held is None:
+            return
+        cpus, until = self._held
+        self._held = None
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpus)
+            if time.monotonic() >= until and self._partner is not None:
+                self._partner_cpu = None
+                os.sched_setaffinity(self._partner, cpus)
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, message: dict, callbacks: dict[str, Callback] | None = None,
@@ -298,10 +350,19 @@ class DriverSession:
         if not self.alive:
             raise SandboxError("sandbox is not running")
         timeout = self.request_timeout_s if timeout is None else timeout
-        request_id, op = next(self._ids), message["op"]
+        request_id = next(self._ids)
         started = time.monotonic()
         self._host_busy, self._host_busy_since = 0.0, None
         deadline = started + timeout
+        self._hold_cpu()
+        try:
+            return self._serve(message, request_id, callbacks, timeout, started, deadline)
+        finally:
+            self._release_cpu()
+
+    def _serve(self, message: dict, request_id: int, callbacks: dict[str, Callback] | None,
+               timeout: float, started: float, deadline: float) -> tuple[dict | None, bool]:
+        op = message["op"]
         self._send({**message, "id": request_id}, deadline)
         timed_out = False
         while True:

@@ -82,7 +82,7 @@ READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 Ki
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
            "get_var": ("var", "error")}
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
-PIN_S = 0.005  # how long a request keeps the worker on the supervisor's CPU (Supervisor.pin_worker)
+PIN_S = 0.005  # how long a request keeps the sandbox (and the host's thread) on one CPU
 # The last pid handed out in this pid namespace: threads take pids too, so while it is unchanged
 # nothing was started.
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
@@ -683,7 +683,7 @@ class Supervisor:
         its reply then wake a process queued on the waker's own CPU, not one on another CPU
         (an inter-processor interrupt, and often an idle CPU to wake, on every hand-off). A
         request still running after PIN_S is unpinned, so a long cell has every CPU again."""
-        cpu = _current_cpu()
+        cpu = current_cpu()
         if cpu is not None and cpu != self.pinned_to:
             try:
                 os.sched_setaffinity(self.worker, {cpu})
@@ -798,7 +798,7 @@ class Supervisor:
         os._exit(status)
 
 
-def _current_cpu() -> int | None:
+def current_cpu() -> int | None:
     global _getcpu
     if _getcpu is None:
         import ctypes

@@ -45,6 +45,7 @@ class GVisorSandbox(LocalSandbox):
     fix_hint = FIX_RUNSC
     runtime_nofile = False  # gVisor's gofer holds a host descriptor per open file: the cap is
     # set inside, in the bundle
+    follow_cpu = False  # the processes inside are the runtime's threads, not this host's
 
     def _host_pids(self) -> int:
         # Every process in gVisor is several on the host (its ptrace stub and the runtime's

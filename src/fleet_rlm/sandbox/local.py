@@ -94,6 +94,7 @@ class LocalSandbox(DriverBackedSandbox):
 
     fix_hint = FIX_BWRAP
     runtime_nofile = True  # the open-files cap is set on the runtime (bwrap), inherited inside
+    follow_cpu = True  # the driver runs on this machine's scheduler: see DriverSession.share_cpu
 
     def __init__(self, settings: Settings | None = None, *, isolated: bool | None = None,
                  work_dir: Path | None = None, restore: str | None = None) -> None:
@@ -198,11 +199,13 @@ class LocalSandbox(DriverBackedSandbox):
             put_file=self._put_file, max_output=s.max_output_chars,
             kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s)
         try:
-            self._session.wait_ready(timeout=30)
+            ready = self._session.wait_ready(timeout=30)
         except SandboxError as exc:
             self._cleanup_process()
             hint = f" {self.fix_hint}" if self.isolated else ""
             raise SandboxError(f"{exc}; stderr: {self._stderr_tail()}{hint}") from None
+        if self.follow_cpu and (supervisor := _host_pid(process.pid, ready.get("pid"))):
+            self._session.share_cpu(supervisor)
 
     def _contain(self) -> None:
         """The work dir's quota and the sandbox's control group, or a loud fallback."""
@@ -390,6 +393,24 @@ def _kill_group(process: subprocess.Popen, bwrap: bool = False) -> None:
         process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
+
+
+def _host_pid(root: int, pid: object) -> int | None:
+    """The pid on this host of the process that is `pid` in its own pid namespace, among `root`
+    and its descendants (the driver's supervisor is bwrap's child, and pid 1 of its namespace)."""
+    todo = [root]
+    while todo and isinstance(pid, int):
+        here = todo.pop()
+        try:
+            with open(f"/proc/{here}/status") as status:
+                ids = next(line for line in status if line.startswith("NSpid:")).split()[1:]
+            with open(f"/proc/{here}/task/{here}/children") as children:
+                todo += map(int, children.read().split())
+        except (OSError, StopIteration, ValueError):
+            continue
+        if ids and int(ids[-1]) == pid:
+            return here
+    return None
 
 
 def _count_processes(uid: int) -> int:
