@@ -37,7 +37,7 @@ class ScriptedDriver:
             self.proc.stdin, self.proc.stdout, kill=self.proc.kill,
             put_file=lambda name, data: name, max_output=1000, direct=direct,
             **{"kill_grace_s": 0.5, **session})
-        self.session.wait_ready(timeout=10)
+        self.session.wait_ready(timeout=60)  # a start, not what is tested: generous under load
 
     def close(self) -> None:
         self.session.kill()
