@@ -1,5 +1,8 @@
 """Turns in flight in this process, and following a turn: its stored events, then live ones.
 
+A turn another process runs is followed by `tail`: its events are read from the store as the
+other processes' notices say it has more (`relay.py`).
+
 Each live turn fans its events out to subscriber queues on the service's loop. A queue that fills
 up (its reader fell behind) is dropped with an `Overflow` at the seq to resume from, so a slow
 reader never slows the turn. `follow` owns the recovery: the backlog comes from the store, a gap
@@ -13,13 +16,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..budget import CancelToken
 from ..events import Event, parse_event
+from ..status import ACTIVE_STATUSES
 from ..store import Store
 
+if TYPE_CHECKING:
+    from .relay import Relay
+
 SUBSCRIBER_QUEUE = 2_000
+TAIL_CHECK_S = 2.0  # a turn followed from another process is read again at least this often
 
 
 class Overflow(RuntimeError):
@@ -130,3 +138,30 @@ async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, afte
         except Overflow:  # fell behind the live stream: the rest comes from the store
             live = lives.get(turn_id)
             queue = subscribe(live)
+
+
+async def tail(store: Store, relay: Relay, turn_id: str, session_id: str, after_seq: int
+               ) -> AsyncGenerator[Event, None]:
+    """Every event of a turn another process runs after `after_seq`, once each and in order,
+    read from the store whenever a notice says it has more (and every TAIL_CHECK_S, in case a
+    notice was lost), until its turn_finished (or, with none, until it is no longer in
+    flight)."""
+    watch = await relay.watch(session_id)
+    try:
+        seen = after_seq
+        while True:
+            records = await store.events.list(turn_id, after_seq=seen)
+            for record in records:
+                event = parse_event(record.payload)
+                seen = event.seq
+                yield event
+                if event.type == "turn_finished":
+                    return
+            if not records and (await store.turns.get(turn_id)).status not in ACTIVE_STATUSES:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + TAIL_CHECK_S
+            while watch.newest.get(turn_id, 0) <= seen and (left := deadline - loop.time()) > 0:
+                await watch.wait(left)
+    finally:
+        relay.unwatch(watch)
