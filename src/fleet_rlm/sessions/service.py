@@ -455,17 +455,22 @@ class SessionService:
     async def _follow(self, principal: Principal | None, session_id: str | None, turn_id: str,
                       after_seq: int, live: LiveTurn | None, queue: asyncio.Queue
                       ) -> AsyncGenerator[Event, None]:
+        of_session: str | None = live.session_id if live else None
+        status: str | None = TurnStatus.RUNNING if live else None
         try:
-            turn = await (self.turn(principal, turn_id) if principal is not None
-                          else self.store.turns.get(turn_id))
-            if session_id not in (None, turn.session_id):
+            if principal is not None or live is None:  # a live turn here needs no read
+                turn = await (self.turn(principal, turn_id) if principal is not None
+                              else self.store.turns.get(turn_id))
+                of_session, status = turn.session_id, turn.status
+            if session_id not in (None, of_session):
                 raise NotFound("turn", turn_id)
         except BaseException:
             if live is not None and queue in live.subscribers:
                 live.subscribers.remove(queue)
             raise
-        if live is None and turn.status == TurnStatus.RUNNING and turn_id not in self.live:
-            stream = live_turns.tail(self.store, self.replicas.relay, turn_id, turn.session_id,
+        if live is None and status == TurnStatus.RUNNING and turn_id not in self.live:
+            assert of_session is not None
+            stream = live_turns.tail(self.store, self.replicas.relay, turn_id, of_session,
                                      after_seq)
         else:
             stream = live_turns.follow(self.store, self.live, turn_id, after_seq, live, queue)

@@ -17,10 +17,13 @@ Leases and commands are every tenant's business: the methods that sweep them act
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..status import TurnStatus
 from .models import ALL_TENANTS, Turn, TurnCommand, utcnow
@@ -66,6 +69,16 @@ class LeaseRepo:
     def _now(self) -> sa.ColumnElement[float]:
         return db_now(self._store.dialect)
 
+    @asynccontextmanager
+    async def _reading_all(self) -> AsyncIterator[AsyncSession]:
+        """A reading transaction over every tenant's rows (on SQLite it never waits for a
+        writer, nor they for it: these run every few hundred milliseconds)."""
+        async with self._store.reading() as db:
+            if self._store.dialect == "postgresql":
+                await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", ALL_TENANTS,
+                                                              True)))
+            yield db
+
     async def renew(self, owner: str, lease_s: float) -> set[str]:
         """Renew the leases of the turns `owner` runs; returns their ids (a turn missing from
         them is no longer the owner's: another process closed it)."""
@@ -82,7 +95,7 @@ class LeaseRepo:
         """Running turns not `owner`'s whose lease ran out (or that never had one), and those
         whose owner's id starts with `neighbours` (processes this one can check are alive)."""
         expired = sa.or_(Turn.lease_expires.is_(None), Turn.lease_expires < self._now())
-        async with self._store.transaction(ALL_TENANTS) as db:
+        async with self._reading_all() as db:
             rows = (await db.execute(
                 sa.select(Turn.id, Turn.owner, Turn.lease_expires, expired)
                 .where(Turn.status == TurnStatus.RUNNING.value,
@@ -140,7 +153,7 @@ class LeaseRepo:
 
     async def commands_for(self, owner: str) -> list[TurnCommand]:
         """`owner`'s unanswered commands, oldest first."""
-        async with self._store.transaction(ALL_TENANTS) as db:
+        async with self._reading_all() as db:
             return list(await db.scalars(
                 sa.select(TurnCommand)
                 .where(TurnCommand.owner == owner, TurnCommand.result.is_(None))
