@@ -23,6 +23,8 @@ from pg_deployment import PG, Deployment, fleet, superuser
 from test_server_support import API, free_port, quick, slow, step, until_finished, wait_for, ws_url
 from websockets.sync.client import connect
 
+from fleet_rlm.sandbox.disk import unmount_under
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 LEASE_S = 3.0
 BOUND_S = LEASE_S * 7 / 6 + 2.0  # the documented bound, and time for the frames to arrive
@@ -55,7 +57,7 @@ class Web:
                 [sys.executable, "-m", "fleet_rlm.cli", "web", "--port", str(self.port)],
                 env=environment(data_dir, api_base, **env), stdout=out, stderr=out)
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
+        self.log, self.data_dir = log, data_dir
 
         def healthy() -> bool:
             assert self.process.poll() is None, log.read_text()
@@ -77,6 +79,9 @@ class Web:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        # A process killed with -9 leaves its workspace images mounted (the next process to
+        # open the data dir alone unmounts them); the test's directories go now.
+        unmount_under(self.data_dir / "workspaces")
 
 
 def receiver(ws):
@@ -281,3 +286,78 @@ def test_fleet_web_killed_beside_an_idle_fleet_chat_leaves_no_stuck_session(
     finally:
         chat.kill(signal.SIGKILL)
         web.stop()
+
+
+def test_a_notice_storm_does_not_starve_the_event_loop_and_a_lost_listener_comes_back(
+        replicas_db, tmp_path):
+    """Hundreds of turns' notices at once (6000 pointers, 300 turns in 20 sessions): the loop
+    keeps its pace, each watch ends at its turns' newest seqs. Then the listening connection is
+    cut (the database restarting, say): it is made again and notices arrive again."""
+    from fleet_rlm.config import Settings
+    from fleet_rlm.sessions import SessionService
+    from fleet_rlm.sessions.tenancy import install_tenant_guard, tenant_scope
+
+    turns_per_session, notices_per_session = 15, 300
+
+    async def run() -> None:
+        install_tenant_guard()
+        settings = Settings(data_dir=tmp_path, database_url=replicas_db.url(replicas_db.app))
+        with tenant_scope("*"):
+            svc = SessionService(settings)
+            await svc.open()
+        try:
+            with tenant_scope("*"):
+                sessions = [(await svc.create_session()).id for _ in range(20)]
+            watches = [await svc.watch(session_id) for session_id in sessions]
+            gaps: list[float] = []
+
+            async def tick() -> None:
+                loop = asyncio.get_running_loop()
+                last = loop.time()
+                while True:
+                    await asyncio.sleep(0.005)
+                    now = loop.time()
+                    gaps.append(now - last)
+                    last = now
+
+            ticker = asyncio.create_task(tick())
+            conn = await asyncpg.connect(**PG, user=replicas_db.app,
+                                         database=replicas_db.database)
+            try:
+                await conn.execute(
+                    "SELECT pg_notify('fleet_s_' || s, 't' || (i % $1) || ':' || i) "
+                    "FROM unnest($2::text[]) s, generate_series(1, $3) i",
+                    turns_per_session, sessions, notices_per_session)
+            finally:
+                await conn.close()
+            expected = {f"t{k}": max(i for i in range(1, notices_per_session + 1)
+                                     if i % turns_per_session == k)
+                        for k in range(turns_per_session)}
+            deadline = asyncio.get_running_loop().time() + 20
+            while any(w.newest != expected for w in watches):
+                assert asyncio.get_running_loop().time() < deadline, watches[0].newest
+                await asyncio.sleep(0.05)
+            ticker.cancel()
+            assert max(gaps) < 0.25, max(gaps)
+
+            await superuser("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            f"WHERE usename = '{replicas_db.app}' AND query LIKE 'LISTEN%'")
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                conn = await asyncpg.connect(**PG, user=replicas_db.app,
+                                             database=replicas_db.database)
+                try:
+                    await conn.execute("SELECT pg_notify($1, 'again:999')",
+                                       f"fleet_s_{sessions[0]}")
+                finally:
+                    await conn.close()
+                await asyncio.sleep(0.3)
+                if watches[0].newest.get("again") == 999:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "no notices after the cut"
+            for watch in watches:
+                svc.unwatch(watch)
+        finally:
+            await svc.close()
+
+    asyncio.run(run())

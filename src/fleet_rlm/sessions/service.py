@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import gc
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
@@ -179,6 +180,11 @@ class SessionService:
             from ..tracing import import_mlflow
 
             import_mlflow()
+        # What start-up built (dspy, litellm, the app: millions of objects) lives as long as
+        # the process. Left to the collector, each full collection walks all of it, a pause of
+        # up to a second of the event loop that any burst of allocations sets off (a storm of
+        # other processes' notices, fifty sockets at once); frozen, it is never walked.
+        gc.freeze()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
