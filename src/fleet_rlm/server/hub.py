@@ -91,6 +91,7 @@ class Client:
         self.stall_s = stall_s
         self.follows: dict[str, asyncio.Task] = {}
         self.seen: dict[str, int] = {}  # turn id -> the last seq sent to this socket
+        self.ended: set[str] = set()  # turns this socket saw end (not just pause on the user)
 
     def push(self, frame: dict[str, Any]) -> None:
         self.outbox.put(frame)
@@ -117,6 +118,8 @@ class Client:
                                                        self.stall_s):
                         raise Overflow(last)
                     last = self.seen[turn_id] = event.seq
+                    if event.type == "turn_finished" and event.status != "waiting":
+                        self.ended.add(turn_id)
         except Overflow:
             self.push(socket_error(
                 "overflow", f"this client fell behind turn {turn_id}: send resume with "
@@ -180,7 +183,8 @@ class Hub:
                 await watch.wait(WATCH_WAKE_S)
                 for turn_id, seq in list(watch.newest.items()):
                     for client in list(self.clients.get(session_id, ())):
-                        if turn_id not in client.follows and client.seen.get(turn_id, 0) < seq:
+                        if (turn_id not in client.follows and turn_id not in client.ended
+                                and client.seen.get(turn_id, 0) < seq):
                             client.follow(turn_id, client.seen.get(turn_id, 0),
                                           session_id=session_id)
         except asyncio.CancelledError:

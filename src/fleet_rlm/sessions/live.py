@@ -150,9 +150,9 @@ async def tail(store: Store, relay: Relay, turn_id: str, session_id: str, after_
     try:
         seen = after_seq
         while True:
-            records = await store.events.list(turn_id, after_seq=seen)
+            records = await store.events.payloads(turn_id, after_seq=seen)
             for record in records:
-                event = parse_event(record.payload)
+                event = parse_event(record)
                 seen = event.seq
                 yield event
                 if event.type == "turn_finished":

@@ -286,6 +286,14 @@ class EventRepo(_Repo):
             await self._require(Turn, turn_id)
         return events
 
+    async def payloads(self, turn_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The events with seq > after_seq as stored dicts, in seq order: `list` without
+        building rows, for readers that poll often (following another process's turn)."""
+        async with self._store.reading() as db:
+            return list(await db.scalars(
+                sa.select(Event.payload).where(Event.turn_id == turn_id, Event.seq > after_seq)
+                .order_by(Event.seq)))
+
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
         async with self._store.reading() as db:
