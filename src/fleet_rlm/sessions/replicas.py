@@ -33,6 +33,7 @@ from ..status import TurnStatus
 from ..store import NotFound
 from ..store.db import INTERRUPTED
 from ..store.leases import Stale
+from .live import Reads
 from .records import close_failed
 from .relay import POLL_S, Relay
 from .tenancy import tenant_scope
@@ -104,6 +105,7 @@ class Replicas:
         self.owner = owner_id()
         self.neighbours = neighbourhood()
         self.relay = Relay(self.store, self.owner)
+        self.reads = Reads(self.store)  # what followers of other processes' turns read
         self._tasks: list[asyncio.Task] = []
 
     async def open(self) -> None:

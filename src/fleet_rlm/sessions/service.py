@@ -476,8 +476,8 @@ class SessionService:
             raise
         if live is None and status == TurnStatus.RUNNING and turn_id not in self.live:
             assert of_session is not None
-            stream = live_turns.tail(self.store, self.replicas.relay, turn_id, of_session,
-                                     after_seq)
+            stream = live_turns.tail(self.store, self.replicas.reads, self.replicas.relay,
+                                     turn_id, of_session, after_seq)
         else:
             stream = live_turns.follow(self.store, self.live, turn_id, after_seq, live, queue)
         async with contextlib.aclosing(stream) as events:

@@ -7,6 +7,7 @@ Unknown ids raise NotFound(kind, id).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import hmac
 import secrets
@@ -286,13 +287,22 @@ class EventRepo(_Repo):
             await self._require(Turn, turn_id)
         return events
 
-    async def payloads(self, turn_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
-        """The events with seq > after_seq as stored dicts, in seq order: `list` without
-        building rows, for readers that poll often (following another process's turn)."""
+    async def payloads_many(self, wanted: Mapping[str, int], *, tenant: str | None = None
+                            ) -> dict[str, builtins.list[dict[str, Any]]]:
+        """The stored events (as dicts) of several turns in one query: turn id -> its events
+        after the seq `wanted` gives it, in seq order; no rows are built. `tenant`: on
+        PostgreSQL, the tenant the read acts for."""
+        after = sa.or_(*(sa.and_(Event.turn_id == turn_id, Event.seq > seq)
+                         for turn_id, seq in wanted.items()))
+        found: dict[str, builtins.list[dict[str, Any]]] = {turn_id: [] for turn_id in wanted}
         async with self._store.reading() as db:
-            return list(await db.scalars(
-                sa.select(Event.payload).where(Event.turn_id == turn_id, Event.seq > after_seq)
-                .order_by(Event.seq)))
+            if tenant is not None and self._store.dialect == "postgresql":
+                await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
+            for turn_id, payload in await db.execute(
+                    sa.select(Event.turn_id, Event.payload).where(after)
+                    .order_by(Event.turn_id, Event.seq)):
+                found[turn_id].append(payload)
+        return found
 
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
