@@ -1,6 +1,7 @@
 """Server benchmark: concurrent sessions over real WebSockets against a real `fleet web`.
 
     uv run python benchmarks/server.py [--sessions 50] [--rounds 5] [--latency-ms 100] [--quick]
+    uv run python benchmarks/server.py --replicas 2 [--admin-url postgresql://postgres@HOST/postgres]
 
 `fleet web` runs as a subprocess on a loopback port with its data dir in a temporary directory;
 the scripted LM server runs in a process of its own and answers every model call after
@@ -9,6 +10,13 @@ at once; each turn is one agent step (finish) and the answer: two model calls, n
 The client stamps every frame as it arrives; an event's `ts` is stamped when the engine emits it,
 and client and server share this machine's clock, so receipt minus `ts` is the latency the server
 adds (recording, fan-out, the socket) plus the client's own scheduling.
+
+`--replicas 2`: two `fleet web` replicas on one PostgreSQL database (made for the run with
+`--admin-url`'s role and dropped after; migrated once by `fleet db upgrade`). Each session sends
+its message through one replica and is watched through a socket on the other, so every event it
+measures crossed processes: written to the store, announced by NOTIFY, read back. Beside it, the
+same sessions against one `fleet web` on the same database, each socket on the process that runs
+its turn.
 """
 
 # ruff: noqa: E402 - litellm reads LITELLM_LOCAL_MODEL_COST_MAP when it is first imported
@@ -20,6 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # fleet web inher
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import statistics
@@ -27,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +52,7 @@ from fleet_rlm.testing import dspy_reply
 API = "/api/v1"
 ANSWER = r"then `\[\[ ## answer ## \]\]`"  # only the final-answer (extract) prompt has this
 GOAL_P99_MS = 20.0
+GOAL_CROSS_P99_MS = 50.0  # across replicas: the store and NOTIFY lie between
 SERVE = "from fleet_rlm.testing.scripted_lm import main; main()"
 console = Console()
 
@@ -83,14 +94,14 @@ def lm_server(rules: list[dict], tmp: Path) -> Iterator[str]:
 
 
 @contextmanager
-def fleet_web(api_base: str, tmp: Path) -> Iterator[str]:
+def fleet_web(api_base: str, tmp: Path, name: str = "fleet-web", **extra: str) -> Iterator[str]:
     """`fleet web` on a free loopback port; yields its base URL once it is ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "MLFLOW_"))}
-    env.update(FLEET_DATA_DIR=str(tmp / "data"), FLEET_API_BASE=api_base, FLEET_AUTH="none",
+    env.update(FLEET_DATA_DIR=str(tmp / name), FLEET_API_BASE=api_base, FLEET_AUTH="none",
                FLEET_ROOT_MODEL="openai/root", FLEET_SUB_MODEL="openai/sub",
-               FLEET_ALLOW_UNPRICED_MODELS="true")
+               FLEET_ALLOW_UNPRICED_MODELS="true", **extra)
     port = free_port()
-    log = (tmp / "fleet-web.log").open("wb")
+    log = (tmp / f"{name}.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "fleet_rlm.cli", "web", "--port", str(port)],
                             env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -98,7 +109,7 @@ def fleet_web(api_base: str, tmp: Path) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"fleet web exited: {(tmp / 'fleet-web.log').read_text()}")
+                raise RuntimeError(f"fleet web exited: {(tmp / f'{name}.log').read_text()}")
             try:
                 if httpx.get(f"{base}{API}/ready").status_code == 200:
                     break
@@ -131,22 +142,39 @@ class Round:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def one_round(base: str, sessions: int) -> Round:
+async def one_round(bases: list[str], sessions: int) -> Round:
+    """Every session sends at once; with two bases, session i sends through bases[i % 2] and is
+    measured on a socket of the other."""
     result = Round(sessions)
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=bases[0]) as http:
         ids = [(await http.post(f"{API}/sessions", json={"title": f"bench {i}"})).json()["id"]
                for i in range(sessions)]
-    wsbase = base.replace("http", "ws")
-    sockets = [await connect(f"{wsbase}{API}/sessions/{sid}/ws", max_size=None) for sid in ids]
+
+    def socket_on(base: str, sid: str):
+        return connect(f"{base.replace('http', 'ws')}{API}/sessions/{sid}/ws", max_size=None)
+
+    senders = [await socket_on(bases[i % len(bases)], sid) for i, sid in enumerate(ids)]
+    watchers = senders if len(bases) == 1 else [
+        await socket_on(bases[(i + 1) % len(bases)], sid) for i, sid in enumerate(ids)]
+    sockets = senders + (watchers if watchers is not senders else [])
+    drains: list[asyncio.Task] = []
     try:
         for ws in sockets:
             assert json.loads(await ws.recv())["type"] == "session"
         go = asyncio.Event()
 
+        async def drain(ws) -> None:  # the sender's own copy of the events, unmeasured
+            with contextlib.suppress(Exception):
+                async for _ in ws:
+                    pass
+
+        if watchers is not senders:
+            drains = [asyncio.create_task(drain(ws)) for ws in senders]
+
         async def turn(i: int, ws) -> None:
             await go.wait()
             sent = time.time()
-            await ws.send(json.dumps({"type": "message", "text": f"question {i}"}))
+            await senders[i].send(json.dumps({"type": "message", "text": f"question {i}"}))
             while True:
                 text = await ws.recv()
                 received = time.time()
@@ -161,13 +189,15 @@ async def one_round(base: str, sessions: int) -> Round:
                     result.turn_walls.append(received - sent)
                     return
 
-        tasks = [asyncio.create_task(turn(i, ws)) for i, ws in enumerate(sockets)]
+        tasks = [asyncio.create_task(turn(i, ws)) for i, ws in enumerate(watchers)]
         started = time.perf_counter()
         go.set()
         await asyncio.gather(*tasks)
         result.wall = time.perf_counter() - started
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
+        for task in drains:
+            task.cancel()
     return result
 
 
@@ -181,16 +211,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up)")
     parser.add_argument("--latency-ms", type=int, default=100, help="each model call's latency")
     parser.add_argument("--quick", action="store_true", help="10 sessions, 2 rounds")
+    parser.add_argument("--replicas", type=int, choices=(1, 2), default=1,
+                        help="2: two fleet web replicas on one PostgreSQL, each session "
+                        "measured on the replica that does not run its turn")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="with --replicas 2: a PostgreSQL role that may create databases")
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.rounds = 10, 2
+    if args.replicas == 2:
+        return replicas_main(args)
 
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with lm_server(script(args.latency_ms), tmp) as api_base, fleet_web(api_base, tmp) as base:
-            asyncio.run(one_round(base, 1))  # warm-up, untimed: imports, first connections
-            alone = [asyncio.run(one_round(base, 1)) for _ in range(args.rounds)]
-            crowd = [asyncio.run(one_round(base, args.sessions)) for _ in range(args.rounds)]
+            asyncio.run(one_round([base], 1))  # warm-up, untimed: imports, first connections
+            alone = [asyncio.run(one_round([base], 1)) for _ in range(args.rounds)]
+            crowd = [asyncio.run(one_round([base], args.sessions)) for _ in range(args.rounds)]
 
     def median(runs: list[Round], pick) -> float:
         return statistics.median(pick(r) for r in runs)
@@ -234,6 +271,89 @@ def main() -> int:
         "sessions. Added latency = client receipt time minus the event's ts (same clock), so it "
         "includes the client's own scheduling of its sockets. Throughput spans the first message sent to the last "
         "turn_finished received.")
+    return 0
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A database of its own for the run, dropped after; yields its URL (as the admin role)."""
+    import asyncpg
+    import sqlalchemy as sa
+
+    admin = sa.make_url(admin_url)
+    name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin.set(drivername="postgresql")
+                                     .render_as_string(hide_password=False))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def replicas_main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp_name, \
+            postgres_database(args.admin_url) as url:
+        tmp = Path(tmp_name)
+        subprocess.run([sys.executable, "-m", "fleet_rlm.cli", "db", "upgrade", "--url", url],
+                       check=True, capture_output=True)  # once, never by the replicas
+        with lm_server(script(args.latency_ms), tmp) as api_base:
+            with fleet_web(api_base, tmp, "one", FLEET_DATABASE_URL=url) as one:
+                asyncio.run(one_round([one], 2))  # warm-up, untimed
+                alone = [asyncio.run(one_round([one], args.sessions))
+                         for _ in range(args.rounds)]
+            with fleet_web(api_base, tmp, "a", FLEET_DATABASE_URL=url) as a, \
+                    fleet_web(api_base, tmp, "b", FLEET_DATABASE_URL=url) as b:
+                asyncio.run(one_round([a, b], 2))  # warm-up, untimed
+                cross = [asyncio.run(one_round([a, b], args.sessions))
+                         for _ in range(args.rounds)]
+
+    def median(runs: list[Round], pick) -> float:
+        return statistics.median(pick(r) for r in runs)
+
+    table = Table(title=f"Server on PostgreSQL: {args.sessions} concurrent sessions, one fleet "
+                        "web vs two replicas (each session watched on the replica that does not "
+                        f"run its turn), model latency {args.latency_ms} ms — medians of rounds")
+    for column in ("measure", "one process", "two replicas", "ratio", "goal", "result"):
+        table.add_column(column, justify="left" if column in ("measure", "goal") else "right")
+
+    def row(label: str, pick, fmt=ms, goal: str = "-", met=None) -> None:
+        a, b = median(alone, pick), median(cross, pick)
+        verdict = "" if met is None else ("met" if met(b) else "[bold red]MISSED[/bold red]")
+        table.add_row(label, fmt(a), fmt(b), f"{b / a:.3g}x" if a else "-", goal, verdict)
+
+    def rate(unit: str):
+        return lambda value: f"{value:.3g} {unit}"
+
+    row("added latency, event p50", lambda r: r.pct(0.50))
+    row("added latency, event p99", lambda r: r.pct(0.99),
+        goal=f"two replicas <= {GOAL_CROSS_P99_MS:g} ms",
+        met=lambda b: b * 1e3 <= GOAL_CROSS_P99_MS)
+    row("added latency, event max", lambda r: max(r.added))
+    row("throughput, events/s", lambda r: r.events / r.wall, rate("/s"))
+    row("throughput, turns/s", lambda r: r.sessions / r.wall, rate("/s"))
+    row("turn wall p50 (2 model calls)", lambda r: statistics.median(r.turn_walls))
+    console.print(table)
+    kinds = Table(title="Added latency by event type — medians of rounds")
+    for column in ("event", "one process p50", "p99", "two replicas p50", "p99"):
+        kinds.add_column(column, justify="left" if column == "event" else "right")
+    for kind in cross[0].by_type:
+        kinds.add_row(kind, *(ms(median(runs, lambda r: r.pct(q, r.by_type[kind])))  # noqa: B023
+                              for runs in (alone, cross) for q in (0.50, 0.99)))
+    console.print(kinds)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    console.print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load}; "
+        f"{args.rounds} timed rounds per column after an untimed warm-up, each with fresh "
+        "sessions; both columns on the same PostgreSQL database. Added latency = client "
+        "receipt time minus the event's ts (one machine, one clock).")
     return 0
 
 

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         20_000, gt=0, description="Events a turn keeps in memory while the database is "
         "unavailable; past that the turn ends as failed.")
     max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
+    turn_lease_s: float = Field(
+        30.0, ge=1, description="A running turn's lease on the database's clock, renewed by "
+        "the process running it every third of it; the turn of a process that stopped "
+        "renewing (killed, its machine lost) is closed as interrupted by another process "
+        "within 1 1/6 leases (a process gone from this machine: within a sixth).")
 
     # Observability and the MCP server (extras: fleet-rlm[mlflow], fleet-rlm[mcp]).
     mlflow_tracking_uri: str | None = Field(

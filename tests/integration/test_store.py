@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from fleet_rlm.events import EventStream, NodeRef
 from fleet_rlm.store import Conflict, EventRecorder, NotFound, Store
 from fleet_rlm.store.models import Base, Document, Event, MemoryBlock, Turn
+from fleet_rlm.store.repos import InFlight
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -220,31 +221,42 @@ async def test_turn_lifecycle_with_a_pending_question(store: Store) -> None:
         await store.turns.finish(second.id, "failed")  # the old word is no status any more
 
 
-async def test_concurrent_turn_starts_get_distinct_indexes(store: Store) -> None:
+async def test_concurrent_turn_starts_leave_one_in_flight_and_distinct_indexes(
+        store: Store) -> None:
     session = await store.sessions.create()
-    turns = await asyncio.gather(*(store.turns.start(session.id, f"m{i}") for i in range(10)))
+    started = await asyncio.gather(*(store.turns.start(session.id, f"m{i}") for i in range(10)),
+                                   return_exceptions=True)
+    turns = [t for t in started if not isinstance(t, BaseException)]
+    assert len(turns) == 1, started
+    assert all(isinstance(t, InFlight) for t in started if isinstance(t, BaseException))
+    for i in range(9):
+        await store.turns.finish(turns[-1].id, "ok", answer="a")
+        turns.append(await store.turns.start(session.id, f"again {i}"))
     assert sorted(t.index for t in turns) == list(range(1, 11))
 
 
-async def test_recover_crashed_interrupts_running_turns_and_keeps_waiting_ones(
-    store: Store,
-) -> None:
-    session = await store.sessions.create()
-    running = [await store.turns.start(session.id, "a"), await store.turns.start(session.id, "b")]
-    waiting = await store.turns.start(session.id, "c")
-    await store.turns.set_pending(waiting.id, {"question": "?"})
-    done = await store.turns.start(session.id, "d")
-    await store.turns.finish(done.id, "ok", answer="ok")
+async def test_an_expired_lease_is_claimed_by_exactly_one_process(store: Store) -> None:
+    """Many processes notice the same expired lease at once: one claim wins. A lease renewed
+    in time is nobody's to claim, and a waiting turn has no lease at all."""
+    sessions = [await store.sessions.create() for _ in range(3)]
+    expired = await store.turns.start(sessions[0].id, "a", owner="far/away/1", lease_s=-1)
+    alive = await store.turns.start(sessions[1].id, "b", owner="far/away/2", lease_s=60)
+    waiting = await store.turns.start(sessions[2].id, "c", owner="far/away/2", lease_s=-1)
+    await store.turns.set_pending(waiting.id, {"question": "?", "usage": {}})
 
-    assert sorted(await store.recover_crashed()) == sorted(t.id for t in running)
-    for turn in running:
-        stored = await store.turns.get(turn.id)
-        assert stored.status == "interrupted" and stored.finished_at is not None
-        assert "stopped" in stored.error
-    assert (await store.turns.get(waiting.id)).status == "waiting"
-    assert (await store.turns.get(waiting.id)).pending == {"question": "?"}
-    assert (await store.turns.get(done.id)).status == "ok"
-    assert await store.recover_crashed() == []
+    seen = await store.leases.stale("here/1", "near/")
+    assert [s.turn_id for s in seen] == [expired.id] and seen[0].expired
+    claims = await asyncio.gather(*(store.leases.claim(seen[0], f"here/{i}", 30)
+                                    for i in range(8)))
+    assert claims.count(True) == 1
+    assert await store.leases.stale("here/1", "near/") == []  # its new owner's lease runs
+    assert await store.leases.renew("far/away/2", 30) == {alive.id}
+    # a waiting turn is taken once, by whichever process answers or dismisses it first
+    taken = await asyncio.gather(*(store.leases.take_waiting(waiting.id, f"here/{i}", 30)
+                                   for i in range(4)))
+    assert [t for t in taken if t is not None] == [{"question": "?", "usage": {}}]
+    turn = await store.turns.get(waiting.id)
+    assert turn.status == "running" and turn.owner.startswith("here/")
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -339,9 +351,8 @@ async def test_recorder_reports_a_failed_write(store: Store) -> None:
 
 async def test_recorders_share_one_writer_and_store_an_outcome_with_its_events(
         store: Store) -> None:
-    session = await store.sessions.create()
-    one = await store.turns.start(session.id, "a")
-    two = await store.turns.start(session.id, "b")
+    one = await store.turns.start((await store.sessions.create()).id, "a")
+    two = await store.turns.start((await store.sessions.create()).id, "b")
     finished = lambda batch: ({"status": "ok", "answer": "42"}  # noqa: E731
                               if any(e["type"] == "turn_finished" for e in batch) else None)
     rec_one = EventRecorder(store, one.id, outcome=finished)

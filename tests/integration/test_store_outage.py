@@ -58,7 +58,7 @@ def _usable_afterwards(client, ws, session_id: str, headers: dict) -> None:
     """A new message runs, the next one is cancelled, and the session deletes."""
     ws.send_json({"type": "message", "text": "after"})
     after = until_finished(ws.receive_json)
-    assert (after[-1]["status"], after[-1]["answer"]) == ("ok", "fine")
+    assert (after[-1]["status"], after[-1]["answer"]) == ("ok", "fine"), after
     ws.send_json({"type": "message", "text": "long"})
     _until(ws.receive_json, "tool_result")
     ws.send_json({"type": "cancel"})

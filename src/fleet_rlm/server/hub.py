@@ -7,6 +7,10 @@ service fills gaps and catches up from the store). Following moves events into t
 (bounded) and never waits on the network: a replay from the store waits for room, and a client
 that leaves its outbox full for STALL_S gets an `overflow` socket_error frame with the seq to
 resume from and stops following that turn. The turn itself never waits for anyone.
+
+A turn another process runs in the session (a replica, `fleet chat`) reaches the sockets the same
+way: while a session has sockets here, the hub watches it (`svc.watch`), and each notice of a turn
+a socket is not following starts its following from the last seq that socket was sent.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from typing import Any
 from fastapi import WebSocket
 
 from ..events import Event
-from ..sessions import Overflow, Posted, Principal, SessionService
+from ..sessions import NotFound, Overflow, Posted, Principal, SessionService
 from .frames import ActiveTurn, SessionFrame, socket_error
 
 log = logging.getLogger(__name__)
 OUTBOX_EVENTS = 1_000
-STALL_S = 10.0  # a full outbox the client has not read from for this long: overflow
+STALL_S = 10.0
+WATCH_WAKE_S = 60.0  # a full outbox the client has not read from for this long: overflow
 
 
 class Outbox:
@@ -85,18 +90,22 @@ class Client:
         self.outbox = Outbox(limit)
         self.stall_s = stall_s
         self.follows: dict[str, asyncio.Task] = {}
+        self.seen: dict[str, int] = {}  # turn id -> the last seq sent to this socket
+        self.ended: set[str] = set()  # turns this socket saw end (not just pause on the user)
 
     def push(self, frame: dict[str, Any]) -> None:
         self.outbox.put(frame)
 
-    def follow(self, turn_id: str, after_seq: int) -> None:
+    def follow(self, turn_id: str, after_seq: int, *, session_id: str | None = None) -> None:
         """Send the turn's events after `after_seq` (stored, then live), replacing any earlier
-        following of that turn on this socket."""
+        following of that turn on this socket. With `session_id`, only if the turn is of that
+        session (a turn heard of from another process)."""
         previous = self.follows.pop(turn_id, None)
         if previous is not None:
             previous.cancel()
             self.outbox.drop_turn(turn_id)
-        events = self.svc.follow(turn_id, after_seq)  # subscribed now, before the turn emits
+        # subscribed now, before the turn emits
+        events = self.svc.follow(turn_id, after_seq, session_id=session_id)
         self.follows[turn_id] = asyncio.create_task(self._pump(turn_id, after_seq, events))
 
     async def _pump(self, turn_id: str, after_seq: int,
@@ -108,13 +117,18 @@ class Client:
                     if not await self.outbox.put_event(event.model_dump(mode="json"),
                                                        self.stall_s):
                         raise Overflow(last)
-                    last = event.seq
+                    last = self.seen[turn_id] = event.seq
+                    if event.type == "turn_finished" and event.status != "waiting":
+                        self.ended.add(turn_id)
         except Overflow:
             self.push(socket_error(
                 "overflow", f"this client fell behind turn {turn_id}: send resume with "
                 f"last_seq={last} to catch up", turn_id=turn_id, resume_from=last))
         except asyncio.CancelledError:
             raise
+        except NotFound:  # a notice named a turn that is not this session's: nothing to send
+            log.warning("a notice for session %s named turn %s, not of it", self.session_id,
+                        turn_id)
         except Exception as exc:  # reported to the client, the socket goes on
             log.exception("following turn %s failed", turn_id)
             self.push(socket_error("internal", f"following turn {turn_id} failed: {exc}",
@@ -141,9 +155,13 @@ class Hub:
         self.svc = svc
         self.clients: dict[str, set[Client]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._watchers: dict[str, asyncio.Task] = {}
 
     def join(self, client: Client) -> None:
         self.clients[client.session_id].add(client)
+        if client.session_id not in self._watchers:
+            self._watchers[client.session_id] = asyncio.get_running_loop().create_task(
+                self._watch(client.session_id))
 
     def leave(self, client: Client) -> None:
         client.close()
@@ -152,6 +170,29 @@ class Hub:
             clients.discard(client)
             if not clients:
                 del self.clients[client.session_id]
+                watcher = self._watchers.pop(client.session_id, None)
+                if watcher is not None:
+                    watcher.cancel()
+
+    async def _watch(self, session_id: str) -> None:
+        """Every socket of the session follows the turns other processes run in it (a replica,
+        `fleet chat`) from where it stands, as their notices arrive."""
+        watch = await self.svc.watch(session_id)
+        try:
+            while True:
+                await watch.wait(WATCH_WAKE_S)
+                for turn_id, seq in list(watch.newest.items()):
+                    for client in list(self.clients.get(session_id, ())):
+                        if (turn_id not in client.follows and turn_id not in client.ended
+                                and client.seen.get(turn_id, 0) < seq):
+                            client.follow(turn_id, client.seen.get(turn_id, 0),
+                                          session_id=session_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the sockets still get the turns this process runs
+            log.exception("watching session %s for other processes' turns failed", session_id)
+        finally:
+            self.svc.unwatch(watch)
 
     def _announce(self, session_id: str, turn_id: str, after_seq: int) -> None:
         for client in list(self.clients.get(session_id, ())):
@@ -188,6 +229,8 @@ class Hub:
         return frame.model_dump(mode="json")
 
     async def close(self) -> None:
+        for watcher in self._watchers.values():
+            watcher.cancel()
         for clients in list(self.clients.values()):
             for client in list(clients):
                 self.leave(client)

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
-from ..sessions import Busy, LimitRaised, NotFound, unavailable
+from ..sessions import Busy, LimitRaised, NotFound, OwnerUnreachable, unavailable
 from .auth import Principal, authenticate, still_authenticated
 from .errors import RETRY_AFTER_S, ApiError, unavailable_message
 from .frames import (
@@ -91,6 +91,8 @@ class Connection:
             self._error("busy", str(exc), frame_id)
         except NotFound as exc:
             self._error("not_found", str(exc), frame_id)
+        except OwnerUnreachable as exc:  # another process runs the turn and did not answer
+            self._error("unavailable", str(exc), frame_id, retry_after=RETRY_AFTER_S)
         except ValueError as exc:  # bad limits, an empty message, a turn not waiting
             self._error("invalid", str(exc), frame_id)
         except Exception as exc:

@@ -19,6 +19,7 @@ from ..store.db import ALL_TENANTS
 from ..store.faults import disk_full, unavailable
 from .live import SUBSCRIBER_QUEUE, LiveTurn, Overflow
 from .records import TurnOutcome
+from .replicas import OwnerUnreachable
 from .sandboxes import LOST_VARIABLES, RESTORE_STATE, SAVE_STATE, WORKSPACE_DIRS, SandboxPool
 from .service import (
     LIMIT_KEYS,
@@ -61,6 +62,7 @@ __all__ = [
     "LimitRaised",
     "LiveTurn",
     "NotFound",
+    "OwnerUnreachable",
     "Overflow",
     "Posted",
     "Principal",

@@ -1,5 +1,8 @@
 """Turns in flight in this process, and following a turn: its stored events, then live ones.
 
+A turn another process runs is followed by `tail`: its events are read from the store as the
+other processes' notices say it has more (`relay.py`).
+
 Each live turn fans its events out to subscriber queues on the service's loop. A queue that fills
 up (its reader fell behind) is dropped with an `Overflow` at the seq to resume from, so a slow
 reader never slows the turn. `follow` owns the recovery: the backlog comes from the store, a gap
@@ -11,15 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..budget import CancelToken
 from ..events import Event, parse_event
+from ..status import ACTIVE_STATUSES
 from ..store import Store
+from .tenancy import TENANT
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 SUBSCRIBER_QUEUE = 2_000
+TAIL_CHECK_S = 2.0  # a turn followed from another process is read again at least this often
 
 
 class Overflow(RuntimeError):
@@ -130,3 +140,75 @@ async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, afte
         except Overflow:  # fell behind the live stream: the rest comes from the store
             live = lives.get(turn_id)
             queue = subscribe(live)
+
+
+class Reads:
+    """The store reads of every turn followed from another process, made together: the tails a
+    notice (or a burst of them) wakes ask in the same turn of the loop, and one query per tenant
+    answers them all, not one query per follower."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: dict[str | None, dict[tuple[str, int], list[asyncio.Future]]] = {}
+        self._scheduled = False
+
+    async def payloads(self, turn_id: str, after_seq: int) -> list[dict[str, Any]]:
+        """The turn's stored events after `after_seq`, read as the caller's tenant."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        wanted = self._pending.setdefault(TENANT.get(), {})
+        wanted.setdefault((turn_id, after_seq), []).append(future)
+        if not self._scheduled:
+            self._scheduled = True
+            # In a context of its own: the read runs as each group's tenant, not the first
+            # caller's.
+            loop.call_soon(lambda: loop.create_task(self._read()), context=contextvars.Context())
+        return await future
+
+    async def _read(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for tenant, wanted in pending.items():
+            try:
+                after: dict[str, int] = {}
+                for turn_id, seq in wanted:
+                    after[turn_id] = min(after.get(turn_id, seq), seq)
+                found = await self.store.events.payloads_many(after, tenant=tenant)
+            except Exception as exc:  # noqa: BLE001 - each reader gets it
+                for futures in wanted.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for (turn_id, seq), futures in wanted.items():
+                events = [p for p in found[turn_id] if p["seq"] > seq]
+                for future in futures:
+                    if not future.done():
+                        future.set_result(events)
+
+
+async def tail(store: Store, reads: Reads, relay: Relay, turn_id: str, session_id: str,
+               after_seq: int) -> AsyncGenerator[Event, None]:
+    """Every event of a turn another process runs after `after_seq`, once each and in order,
+    read from the store whenever a notice says it has more (and every TAIL_CHECK_S, in case a
+    notice was lost), until its turn_finished (or, with none, until it is no longer in
+    flight)."""
+    watch = await relay.watch(session_id)
+    try:
+        seen = after_seq
+        while True:
+            records = await reads.payloads(turn_id, seen)
+            for record in records:
+                event = parse_event(record)
+                seen = event.seq
+                yield event
+                if event.type == "turn_finished":
+                    return
+            if not records and (await store.turns.get(turn_id)).status not in ACTIVE_STATUSES:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + TAIL_CHECK_S
+            while watch.newest.get(turn_id, 0) <= seen and (left := deadline - loop.time()) > 0:
+                await watch.wait(left)
+    finally:
+        relay.unwatch(watch)

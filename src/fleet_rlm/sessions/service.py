@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import gc
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
@@ -44,14 +45,17 @@ from ..status import TurnStatus
 from ..store import LOCAL_TENANT_ID, NotFound, Store
 from ..store import Session as SessionRow
 from ..store import Turn as TurnRow
-from ..store.db import ALL_TENANTS, INTERRUPTED
+from ..store.db import ALL_TENANTS
 from ..store.faults import until_available
 from ..store.models import Document
+from ..store.repos import InFlight
 from ..workspace import Workspace, WorkspaceIO
 from . import exports
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
 from .records import TurnOutcome, close_failed, end_record
+from .relay import Watch
+from .replicas import Replicas
 from .sandboxes import SandboxPool
 from .tenancy import Principal
 
@@ -147,19 +151,16 @@ class SessionService:
         self._starting = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop
         self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
+        self.replicas = Replicas(self)  # leases, takeover, commands, other processes' events
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
         await self.store.open()
         await self.store.prepare()
+        # Turns of a process that is gone are closed by whichever process notices (leases);
+        # local sandbox leftovers only when no other process has this data dir open.
+        await self.replicas.open()
         if self._first_process():
-            recovered = await self.store.recover_crashed()
-            for turn_id in recovered:
-                await close_failed(self.store, self.settings, turn_id, "Interrupted",
-                                   INTERRUPTED, status=TurnStatus.INTERRUPTED)
-            if recovered:
-                log.warning("%d turn(s) left running by a crash are marked interrupted",
-                            len(recovered))
             from ..sandbox.containment import sweep_stale_roots
 
             if swept := await asyncio.to_thread(sweep_stale_roots):
@@ -179,10 +180,16 @@ class SessionService:
             from ..tracing import import_mlflow
 
             import_mlflow()
+        # What start-up built (dspy, litellm, the app: millions of objects) lives as long as
+        # the process. Left to the collector, each full collection walks all of it, a pause of
+        # up to a second of the event loop that any burst of allocations sets off (a storm of
+        # other processes' notices, fifty sockets at once); frozen, it is never walked.
+        gc.freeze()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
-        dir open: only then are `running` turns really orphans of a crash."""
+        dir open: only then are sandbox directories and mounted workspaces orphans of a
+        crash."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.settings.data_dir / "service.lock", "a+")  # noqa: SIM115
         try:
@@ -201,6 +208,7 @@ class SessionService:
         for live in list(self.live.values()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(live.done), 10)
+        await self.replicas.close()
         self.sandboxes.close()
         self.workspace_io.close()
         await self.store.close()
@@ -434,33 +442,56 @@ class SessionService:
         live = await self.send(session_id, text, limits, document_ids)
         return Posted(live.turn_id, session_id, 0, False, live.done)
 
-    def follow(self, turn_id: str, after_seq: int = 0, *,
-               principal: Principal | None = None) -> AsyncGenerator[Event, None]:
+    def follow(self, turn_id: str, after_seq: int = 0, *, principal: Principal | None = None,
+               session_id: str | None = None) -> AsyncGenerator[Event, None]:
         """Every event of the turn after `after_seq`, once each and in order: the stored ones,
-        then live ones until the turn stops (a finished turn: just the stored ones). A reader
-        that falls behind the live stream catches up from the store; a missing live event is
-        read from the store. Never re-runs anything. With `principal`, NotFound unless the turn
-        is of its tenant.
+        then live ones until the turn stops (a finished turn: just the stored ones), whichever
+        process runs it. A reader that falls behind the live stream catches up from the store;
+        a missing live event is read from the store. Never re-runs anything. With `principal`,
+        NotFound unless the turn is of its tenant; with `session_id`, unless it is of that
+        session.
 
         The subscription starts with this call, not with the first iteration: called just
-        after `post`, it gets every event live, with no read of the store."""
+        after `post`, it gets every event live, with no read of the store. A turn another
+        process runs is read from the store as the notices of its new events arrive."""
         live = self.live.get(turn_id)
         queue = subscribe(live)
-        return self._follow(principal, turn_id, after_seq, live, queue)
+        return self._follow(principal, session_id, turn_id, after_seq, live, queue)
 
-    async def _follow(self, principal: Principal | None, turn_id: str, after_seq: int,
-                      live: LiveTurn | None, queue: asyncio.Queue) -> AsyncGenerator[Event, None]:
+    async def _follow(self, principal: Principal | None, session_id: str | None, turn_id: str,
+                      after_seq: int, live: LiveTurn | None, queue: asyncio.Queue
+                      ) -> AsyncGenerator[Event, None]:
+        of_session: str | None = live.session_id if live else None
+        status: str | None = TurnStatus.RUNNING if live else None
         try:
-            if principal is not None:
-                await self.turn(principal, turn_id)
+            if principal is not None or live is None:  # a live turn here needs no read
+                turn = await (self.turn(principal, turn_id) if principal is not None
+                              else self.store.turns.get(turn_id))
+                of_session, status = turn.session_id, turn.status
+            if session_id not in (None, of_session):
+                raise NotFound("turn", turn_id)
         except BaseException:
             if live is not None and queue in live.subscribers:
                 live.subscribers.remove(queue)
             raise
-        async with contextlib.aclosing(live_turns.follow(
-                self.store, self.live, turn_id, after_seq, live, queue)) as events:
+        if live is None and status == TurnStatus.RUNNING and turn_id not in self.live:
+            assert of_session is not None
+            stream = live_turns.tail(self.store, self.replicas.reads, self.replicas.relay,
+                                     turn_id, of_session, after_seq)
+        else:
+            stream = live_turns.follow(self.store, self.live, turn_id, after_seq, live, queue)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event
+
+    async def watch(self, session_id: str) -> Watch:
+        """Notices (turn id, newest seq) of the session's turns, whichever process runs them,
+        until `unwatch`: how a reader learns of a turn it did not start. The caller has checked
+        the session is its principal's; a notice is a pointer to follow, never an event."""
+        return await self.replicas.relay.watch(session_id)
+
+    def unwatch(self, watch: Watch) -> None:
+        self.replicas.relay.unwatch(watch)
 
     # -- turns: the steps post and follow are made of ------------------------------------
     async def send(self, session_id: str, message: str,
@@ -486,7 +517,12 @@ class SessionService:
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
-            turn = await self.store.turns.start(session_id, message, attached)
+            try:  # another process may have started one meanwhile
+                turn = await self.store.turns.start(session_id, message, attached,
+                                                    owner=self.replicas.owner,
+                                                    lease_s=self.settings.turn_lease_s)
+            except InFlight as exc:
+                raise Busy(str(exc)) from None
             return await self._launch(turn.id, session_id, message, limits, None, None, 0)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
@@ -500,8 +536,11 @@ class SessionService:
                 raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
             if turn_id in self.live:
                 raise Busy(f"turn {turn_id} is already resuming")
-            pending = turn.pending
-            await self.store.turns.set_pending(turn_id, None)
+            # Any process may resume it; the first to take it does.
+            pending = await self.store.leases.take_waiting(turn_id, self.replicas.owner,
+                                                           self.settings.turn_lease_s)
+            if pending is None:
+                raise Busy(f"turn {turn_id} was answered or dismissed meanwhile")
             start_seq = await self.store.events.last_seq(turn_id)
             return await self._launch(turn_id, turn.session_id, turn.user_message,
                                       pending.get("limits"), pending, text, start_seq)
@@ -558,28 +597,37 @@ class SessionService:
                 lowered[name] = min(value, limit)
         return self.settings.model_copy(update=lowered) if lowered else self.settings
 
-    def cancel(self, turn_id: str) -> bool:
-        """Stop a turn running in this process (see `stop` for a waiting one too)."""
+    def cancel(self, turn_id: str, reason: str | None = None) -> bool:
+        """Stop a turn running in this process (see `stop` for one anywhere, and a waiting
+        one)."""
         live = self.live.get(turn_id)
         if live is None:
             return False
-        live.cancel.cancel("cancelled by the user")
+        live.cancel.cancel(reason or "cancelled by the user")
         return True
 
     async def stop(self, turn_id: str, *, principal: Principal | None = None) -> bool:
-        """Cancel a running turn, or dismiss one waiting on the user's answer. With
-        `principal`, NotFound unless the turn is of its tenant."""
+        """Cancel a running turn, whichever process runs it, or dismiss one waiting on the
+        user's answer. With `principal`, NotFound unless the turn is of its tenant. False if
+        the turn is not in flight; OwnerUnreachable if the process running it does not answer."""
         if principal is not None:
             await self.turn(principal, turn_id)
         if self.cancel(turn_id):
             return True
-        turn = await self.store.turns.get(turn_id)
-        if turn.status != TurnStatus.WAITING:
+        status, owner = await self.store.leases.owner_of(turn_id)
+        if status == TurnStatus.RUNNING:
+            if owner is None or owner == self.replicas.owner:
+                return False  # it is being closed
+            return await self.replicas.cancel(turn_id, owner, "cancelled by the user")
+        if status != TurnStatus.WAITING:
+            return False
+        pending = await self.store.leases.take_waiting(turn_id, self.replicas.owner,
+                                                       self.settings.turn_lease_s)
+        if pending is None:  # answered or dismissed by another process meanwhile
             return False
         reason = "dismissed by the user"
         # The record ends like any cancelled turn, so replays and exports tell the truth.
-        assert turn.pending is not None  # a waiting turn keeps its question
-        usage = Usage.model_validate(turn.pending["usage"])
+        usage = Usage.model_validate(pending["usage"])
         await end_record(self.store, turn_id, await self.store.events.list(turn_id),
                          "cancelled", usage, partial_answer=None, reason=reason)
         await self.store.turns.finish(turn_id, TurnStatus.CANCELLED,

@@ -1,8 +1,7 @@
-"""`Store`: the engine, the migrations, crash recovery and the repositories on one object.
+"""`Store`: the engine, the migrations and the repositories on one object.
 
     async with Store.from_settings(settings) as store:   # or: await store.open() ... close()
         await store.prepare()       # SQLite: migrate; PostgreSQL: check `fleet db upgrade` ran
-        await store.recover_crashed()
         session = await store.sessions.create("Notes")
 """
 
@@ -27,11 +26,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from ..status import TurnStatus
 from .blobs import BlobStore
 from .errors import SchemaNotReady
+from .leases import LeaseRepo
 from .limits import TenantLimitsRepo
-from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
+from .models import ALL_TENANTS as ALL_TENANTS
+from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, User, utcnow
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
 
@@ -46,7 +46,6 @@ _ASYNC_DRIVERS = {
 }
 INTERRUPTED = "the server stopped while this turn was running"
 READ_ONLY = "fleet_read_only"  # execution option of the engine behind `Store.reading`
-ALL_TENANTS = "*"  # the tenant row-level security lets see every tenant's rows
 APP_ROLE_HOWTO = (
     "create a role that owns nothing, e.g. `CREATE ROLE fleet_app LOGIN PASSWORD '...'`, "
     "migrate and grant it the tables as their owner with `fleet db upgrade --url "
@@ -133,6 +132,7 @@ class Store:
         self.documents = DocumentRepo(self)
         self.memory = MemoryRepo(self)
         self.tenant_limits = TenantLimitsRepo(self)
+        self.leases = LeaseRepo(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:
@@ -279,20 +279,6 @@ class Store:
             return await connection.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
-
-    async def recover_crashed(self) -> list[str]:
-        """Mark turns a previous process left `running` as `interrupted`; returns their ids.
-        `waiting` turns stay: their question to the user is still pending."""
-        async with self.transaction() as db:
-            result = await db.execute(
-                sa.update(Turn)
-                .where(Turn.status == TurnStatus.RUNNING.value)
-                .values(status=TurnStatus.INTERRUPTED.value, error=INTERRUPTED,
-                        finished_at=utcnow())
-                .returning(Turn.id)
-                .execution_options(synchronize_session=False)
-            )
-            return list(result.scalars())
 
     async def ensure_local_user(self) -> User:
         """The tenant and user "local" (id and name), created if missing; returns the user."""

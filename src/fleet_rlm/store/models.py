@@ -23,6 +23,7 @@ DOCUMENT_KINDS: tuple[str, ...] = get_args(DocumentKind)
 MEMORY_LABELS: tuple[str, ...] = get_args(MemoryLabel)
 
 LOCAL_TENANT_ID = "local"
+ALL_TENANTS = "*"  # the tenant row-level security lets see every tenant's rows
 LOCAL_USER_ID = "local"
 
 NAMING_CONVENTION = {
@@ -158,11 +159,17 @@ class Session(Base):
     archived: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
+IN_FLIGHT = "status IN ('running', 'waiting')"
+
+
 class Turn(Base):
     __tablename__ = "turns"
     __table_args__ = (
         sa.UniqueConstraint("session_id", "index"),
         sa.CheckConstraint(_in("status", TURN_STATUSES), name="status"),
+        # One turn in flight per session, whichever process starts it.
+        sa.Index("ix_turns_one_in_flight", "session_id", unique=True,
+                 sqlite_where=sa.text(IN_FLIGHT), postgresql_where=sa.text(IN_FLIGHT)),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
@@ -179,6 +186,26 @@ class Turn(Base):
         JSONColumn, doc="The documents sent with the message: [{id, name}]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    owner: Mapped[str | None] = mapped_column(
+        sa.String(120), doc="The process running the turn (`running` only; see leases.py)")
+    lease_expires: Mapped[float | None] = mapped_column(
+        sa.Double, doc="When the owner's lease runs out: seconds since the epoch on the "
+        "database's clock")
+
+
+class TurnCommand(Base):
+    """A command to the process that runs a turn (cancel), and its answer."""
+
+    __tablename__ = "turn_commands"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    turn_id: Mapped[str] = mapped_column(sa.ForeignKey("turns.id", ondelete="CASCADE"),
+                                         index=True)
+    owner: Mapped[str] = mapped_column(sa.String(120), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    result: Mapped[str | None] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Event(Base):

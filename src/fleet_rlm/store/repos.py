@@ -7,6 +7,7 @@ Unknown ids raise NotFound(kind, id).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import hmac
 import secrets
@@ -140,23 +141,43 @@ class SessionRepo(_Repo):
             await self._store.documents.collect_blobs(shas)
 
 
+class InFlight(RuntimeError):
+    """The session already has a turn in flight (started by this process or another)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} already has a turn in flight")
+        self.session_id = session_id
+
+
 class TurnRepo(_Repo):
     async def start(self, session_id: str, user_message: str,
-                    attachments: Sequence[Mapping[str, str]] = ()) -> Turn:
-        """A new `running` turn with the session's next index (1, 2, ...); touches the session.
-        `attachments` are the documents sent with the message ({id, name})."""
-        async with self._store.transaction() as db:
-            # The row lock serialises concurrent starts on PostgreSQL; SQLite's BEGIN IMMEDIATE
-            # already has.
-            session = await _get(db, Session, session_id, with_for_update=True)
-            last = await db.scalar(
-                sa.select(sa.func.max(Turn.index)).where(Turn.session_id == session_id))
-            now = utcnow()
-            turn = Turn(session_id=session_id, index=(last or 0) + 1, user_message=user_message,
-                        attachments=[dict(a) for a in attachments] or None,
-                        status=TurnStatus.RUNNING.value, created_at=now)
-            db.add(turn)
-            session.updated_at = now
+                    attachments: Sequence[Mapping[str, str]] = (), *,
+                    owner: str | None = None, lease_s: float = 0.0) -> Turn:
+        """A new `running` turn with the session's next index (1, 2, ...), run by `owner`
+        whose lease lasts `lease_s`; touches the session. `attachments` are the documents sent
+        with the message ({id, name}). InFlight if the session has a turn in flight."""
+        from .leases import db_now
+
+        try:
+            async with self._store.transaction() as db:
+                # The row lock serialises concurrent starts on PostgreSQL; SQLite's BEGIN
+                # IMMEDIATE already has. The unique index on turns in flight holds across
+                # processes.
+                session = await _get(db, Session, session_id, with_for_update=True)
+                last = await db.scalar(
+                    sa.select(sa.func.max(Turn.index)).where(Turn.session_id == session_id))
+                now = utcnow()
+                lease = None if owner is None else await db.scalar(
+                    sa.select(db_now(self._store.dialect) + lease_s))
+                turn = Turn(session_id=session_id, index=(last or 0) + 1,
+                            user_message=user_message,
+                            attachments=[dict(a) for a in attachments] or None,
+                            status=TurnStatus.RUNNING.value, created_at=now, owner=owner,
+                            lease_expires=lease)
+                db.add(turn)
+                session.updated_at = now
+        except IntegrityError:
+            raise InFlight(session_id) from None
         return turn
 
     async def finish(
@@ -187,6 +208,8 @@ class TurnRepo(_Repo):
                 raise ValueError(f"turn {turn_id} is {turn.status}: it cannot wait or resume")
             turn.pending = None if pending is None else storable(dict(pending))
             turn.status = (TurnStatus.RUNNING if pending is None else TurnStatus.WAITING).value
+            if pending is not None:  # a waiting turn is no process's
+                turn.owner = turn.lease_expires = None
         return turn
 
     async def get(self, turn_id: str) -> Turn:
@@ -246,6 +269,8 @@ class EventRepo(_Repo):
                 for turn_id, update in updates:
                     await db.execute(sa.update(Turn).where(
                         Turn.id == turn_id, Turn.status.in_(ACTIVE_STATUSES)).values(**update))
+                if rows and self._store.dialect == "postgresql":
+                    await _announce(db, rows)
                 return new
         except IntegrityError:  # with duplicates skipped, only a turn's foreign key is left
             missing = ", ".join(turn_id for turn_id, _, _ in items)
@@ -262,6 +287,23 @@ class EventRepo(_Repo):
             await self._require(Turn, turn_id)
         return events
 
+    async def payloads_many(self, wanted: Mapping[str, int], *, tenant: str | None = None
+                            ) -> dict[str, builtins.list[dict[str, Any]]]:
+        """The stored events (as dicts) of several turns in one query: turn id -> its events
+        after the seq `wanted` gives it, in seq order; no rows are built. `tenant`: on
+        PostgreSQL, the tenant the read acts for."""
+        after = sa.or_(*(sa.and_(Event.turn_id == turn_id, Event.seq > seq)
+                         for turn_id, seq in wanted.items()))
+        found: dict[str, builtins.list[dict[str, Any]]] = {turn_id: [] for turn_id in wanted}
+        async with self._store.reading() as db:
+            if tenant is not None and self._store.dialect == "postgresql":
+                await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
+            for turn_id, payload in await db.execute(
+                    sa.select(Event.turn_id, Event.payload).where(after)
+                    .order_by(Event.turn_id, Event.seq)):
+                found[turn_id].append(payload)
+        return found
+
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
         async with self._store.reading() as db:
@@ -270,6 +312,18 @@ class EventRepo(_Repo):
         if last is None:
             await self._require(Turn, turn_id)
         return last or 0
+
+
+async def _announce(db: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Notify each turn's session channel of the newest seq written (delivered at commit): a
+    pointer only, the events are read from the store by whoever follows the turn."""
+    newest: dict[str, int] = {}
+    for row in rows:
+        newest[row["turn_id"]] = max(newest.get(row["turn_id"], 0), row["seq"])
+    await db.execute(sa.text(
+        "SELECT pg_notify('fleet_s_' || t.session_id, t.id || ':' || x.seq) "
+        "FROM unnest(CAST(:ids AS text[]), CAST(:seqs AS int[])) AS x(id, seq) "
+        "JOIN turns t ON t.id = x.id"), {"ids": list(newest), "seqs": list(newest.values())})
 
 
 class DocumentRepo(_Repo):
