@@ -749,8 +749,10 @@ class SessionService:
         if self.settings.otel_exporter_otlp_endpoint:
             from ..otel import record_export
 
-            await asyncio.to_thread(record_export, self.settings, events, attributes={
-                "fleet.turn_id": turn_id, "fleet.session_id": session_id})
+            await asyncio.to_thread(
+                record_export, self.settings, events,
+                attributes={"fleet.turn_id": turn_id, "fleet.session_id": session_id},
+                record=lambda call_id: self.store.calls.read(turn_id, call_id))
         if not self.settings.mlflow_tracking_uri:
             return None
         from ..tracing import record_trace
