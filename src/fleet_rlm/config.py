@@ -137,6 +137,15 @@ class Settings(BaseSettings):
         "the process running it every third of it; the turn of a process that stopped "
         "renewing (killed, its machine lost) is closed as interrupted by another process "
         "within 1 1/6 leases (a process gone from this machine: within a sixth).")
+    capture_calls: bool = Field(
+        True, description="Keep every model call's request messages and reply (keys and tokens "
+        "redacted) in the call store beside the database, for the trace inspector.")
+    capture_max_call_mb: float = Field(
+        16, gt=0, description="A model call whose messages and reply take more is recorded "
+        "without them.")
+    capture_max_store_mb: float = Field(
+        4096, gt=0, description="The call store's size; once full, calls are recorded without "
+        "their messages (the same text is kept once, however often it is sent).")
 
     # Observability and the MCP server (extras: fleet-rlm[mlflow], fleet-rlm[mcp]).
     mlflow_tracking_uri: str | None = Field(
@@ -144,6 +153,11 @@ class Settings(BaseSettings):
         description="MLflow tracking URI (FLEET_MLFLOW_TRACKING_URI or MLFLOW_TRACKING_URI); "
         "when set, every turn and every `fleet run` is recorded as one MLflow trace.")
     mlflow_experiment: str = Field("fleet-rlm", description="MLflow experiment for the traces.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="An OTLP/HTTP collector's base URL (as OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "e.g. http://localhost:4318); when set, every turn and `fleet run` is exported as "
+        "OpenTelemetry spans (GenAI conventions). Headers, timeout and the rest come from the "
+        "standard OTEL_EXPORTER_OTLP_* variables. Needs the otel extra.")
     mcp_token: str | None = Field(
         None, description="Bearer token `fleet serve-mcp --transport http` takes as the local "
         "user (users' API tokens act as their users); generated and printed at start when unset.")

@@ -97,6 +97,10 @@ export interface RlmStartedEvent {
    * The parent's iteration (code cell) that started this node, if any.
    */
   iteration: number | null;
+  /**
+   * What this node was asked (a child's `query`, a delegated `question`), cut at 4000 characters; None when it had no such input.
+   */
+  query: string | null;
 }
 export interface InputInfo {
   type: string;
@@ -205,6 +209,14 @@ export interface LmCallEvent {
    * The attempt counts as a call in the budget: false only for one that never reached the provider (connection refused).
    */
   counted: boolean;
+  /**
+   * The call's id for GET /turns/{turn_id}/calls/{call_id} (its request and reply); None when the turn kept no calls (capture off, or no store).
+   */
+  call_id: string | null;
+  /**
+   * Why this call's request and reply were not kept although the turn keeps calls (the call store full or unwritable, the call above the size cap).
+   */
+  capture_missing: string | null;
 }
 export interface BudgetEvent {
   turn_id: string;

@@ -14,7 +14,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
-from ..sessions import Busy, Conflict, NotFound, disk_full, unavailable
+from ..rlm_log import RlmLogError
+from ..sessions import Busy, Conflict, NotFound, ReadOnly, disk_full, unavailable
 from ..workspace import WorkspaceError
 
 # DocumentError.reason -> HTTP status; the rest are 422.
@@ -75,6 +76,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _response(409, "busy", str(exc))
+
+    @app.exception_handler(RlmLogError)
+    async def invalid_log(_: Request, exc: RlmLogError) -> JSONResponse:
+        return _response(422, "invalid_log", str(exc), line=exc.line, expected=exc.expected)
+
+    @app.exception_handler(ReadOnly)
+    async def read_only(_: Request, exc: ReadOnly) -> JSONResponse:
+        return _response(409, "read_only", str(exc), imported_from=exc.imported_from)
 
     async def database_away(_: Request, exc: Exception) -> JSONResponse:
         if not unavailable(exc):

@@ -26,11 +26,15 @@ class SessionOut(BaseModel):
     archived: bool
     created_at: datetime
     updated_at: datetime
+    imported_from: str | None = Field(None, description="The log the session was imported "
+                                      "from (`fleet import rlm-log`); None for its own.")
+    read_only: bool = Field(False, description="Imported: it can be read, not continued.")
 
     @classmethod
     def of(cls, s: SessionRow) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
-                   created_at=s.created_at, updated_at=s.updated_at)
+                   created_at=s.created_at, updated_at=s.updated_at,
+                   imported_from=s.imported_from, read_only=s.imported_from is not None)
 
 
 class SessionList(BaseModel):
@@ -69,6 +73,7 @@ class TurnOut(BaseModel):
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
+    tags: list[str] = Field(default_factory=list, description="Labels given to the turn.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -81,7 +86,7 @@ class TurnOut(BaseModel):
                    error=t.error,
                    usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
-                   created_at=t.created_at, finished_at=t.finished_at)
+                   tags=list(t.tags or ()), created_at=t.created_at, finished_at=t.finished_at)
 
 
 class EventList(BaseModel):

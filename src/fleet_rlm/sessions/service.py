@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import gc
@@ -50,7 +51,7 @@ from ..store.faults import until_available
 from ..store.models import Document
 from ..store.repos import InFlight
 from ..workspace import Workspace, WorkspaceIO
-from . import exports
+from . import exports, inspector
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
 from .records import TurnOutcome, close_failed, end_record
@@ -91,6 +92,15 @@ class LimitRaised(ValueError):
 
 class Busy(RuntimeError):
     """The session already has a turn in flight (running, or waiting on the user)."""
+
+
+class ReadOnly(ValueError):
+    """The session was imported from a log: it can be read, not continued."""
+
+    def __init__(self, session_id: str, imported_from: str) -> None:
+        super().__init__(f"session {session_id} was imported from {imported_from} and is "
+                         "read-only: start a new session to ask more")
+        self.session_id, self.imported_from = session_id, imported_from
 
 
 @dataclass(frozen=True)
@@ -185,6 +195,10 @@ class SessionService:
         # up to a second of the event loop that any burst of allocations sets off (a storm of
         # other processes' notices, fifty sockets at once); frozen, it is never walked.
         gc.freeze()
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import import_otel
+
+            import_otel()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
@@ -211,6 +225,10 @@ class SessionService:
         await self.replicas.close()
         self.sandboxes.close()
         self.workspace_io.close()
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import shutdown
+
+            await asyncio.to_thread(shutdown)
         await self.store.close()
         self._lock_file.close()
 
@@ -361,6 +379,55 @@ class SessionService:
         await self.stored()
         return await UsageRepo(self.store).turns(self._home(principal))
 
+    # -- the trace inspector (inspector.py) -------------------------------------------------
+    async def call(self, principal: Principal, turn_id: str, call_id: str
+                   ) -> inspector.LmCallDetail:
+        """One model call of the turn, its request and reply; NotFound if either is unknown
+        or the turn is another tenant's."""
+        await self.turn(principal, turn_id)
+        live = self.live.get(turn_id)
+        if live is not None:  # a running turn's call may not be written yet
+            await live.recorder.flush()
+        return await inspector.call_detail(self.store, turn_id, call_id)
+
+    async def search_turns(self, principal: Principal, query: inspector.TurnQuery, *,
+                           limit: int = 50, cursor: str | None = None
+                           ) -> inspector.TurnSearchPage:
+        """The principal's tenant's turns matching `query` (its tenant_id is replaced)."""
+        await self.stored()
+        query = dataclasses.replace(query, tenant_id=self._home(principal))
+        return await inspector.search_turns(self.store, query, limit=limit, cursor=cursor)
+
+    async def set_tags(self, principal: Principal, turn_id: str, tags: list[str]
+                       ) -> TurnRow:
+        await self.turn(principal, turn_id)
+        return await self.store.turns.set_tags(turn_id, tags)
+
+    async def model_usage(self, principal: Principal, *, turn_id: str | None = None,
+                          session_id: str | None = None, since: Any = None, until: Any = None
+                          ) -> inspector.ModelUsageReport:
+        """Calls, tokens and cost per model and role in one scope: a turn, a session, or the
+        tenant's turns started in [since, until)."""
+        if turn_id is not None:
+            await self.turn(principal, turn_id)
+        elif session_id is not None:
+            await self.session(principal, session_id)
+            await self.stored(session_id)
+        else:
+            await self.stored()
+        return await inspector.model_usage(self.store, self._home(principal), turn_id=turn_id,
+                                           session_id=session_id, since=since, until=until)
+
+    async def import_rlm_log(self, principal: Principal, name: str, data: bytes,
+                             title: str | None = None) -> SessionRow:
+        """A trajectory log of the RLM reference implementation as a read-only session of
+        the principal (RlmLogError, nothing stored, on a log this reader does not take)."""
+        from .imports import import_rlm_log
+
+        user_id = self.user.id if principal.tenant_id == ALL_TENANTS else principal.user_id
+        return await import_rlm_log(self.store, name, data, title=title,
+                                    tenant_id=self._home(principal), user_id=user_id)
+
     async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
         """The limits the principal's tenant's admin set (only those set)."""
         return await self.store.tenant_limits.get(self._home(principal))
@@ -377,6 +444,8 @@ class SessionService:
         at a time per tenant) and store it once by content hash."""
         session = await (self.session(principal, session_id) if principal is not None
                          else self.store.sessions.get(session_id))
+        if session.imported_from is not None:
+            raise ReadOnly(session_id, session.imported_from)
         doc = await self.extractor.extract(session.tenant_id, name, data,
                                            ExtractionLimits.of(self.settings),
                                            self.settings.extract_concurrency)
@@ -501,6 +570,8 @@ class SessionService:
         `attachments`: ids of the session's documents sent with the message; the agent reads
         their names after the text, the turn records them apart from it."""
         session = await self.store.sessions.get(session_id)
+        if session.imported_from is not None:
+            raise ReadOnly(session_id, session.imported_from)
         limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
         self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
@@ -658,7 +729,8 @@ class SessionService:
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
-                    summary=self._summaries.get(session_id), cancel=live.cancel)
+                    summary=self._summaries.get(session_id), cancel=live.cancel,
+                    capture=self.store.calls if settings.capture_calls else None)
         self.live[turn_id] = live
 
         def run() -> TurnResult:
@@ -714,15 +786,25 @@ class SessionService:
         self.loop.create_task(finish())
         return live
 
-    # -- MLflow: a finished turn becomes one trace, built from its recorded events -----------
+    # -- tracing: a finished turn becomes one MLflow trace and one OTLP trace ---------------
     async def _trace(self, turn_id: str, session_id: str) -> str | None:
+        """Export the turn, built from its recorded events; returns the MLflow trace id."""
+        if not (self.settings.mlflow_tracking_uri or self.settings.otel_exporter_otlp_endpoint):
+            return None
+        stored = await until_available(lambda: self.store.events.list(turn_id),
+                                       f"reading turn {turn_id} to trace it")
+        events = [parse_event(r.payload) for r in stored]
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import record_export
+
+            await asyncio.to_thread(
+                record_export, self.settings, events,
+                attributes={"fleet.turn_id": turn_id, "fleet.session_id": session_id},
+                record=lambda call_id: self.store.calls.read(turn_id, call_id))
         if not self.settings.mlflow_tracking_uri:
             return None
         from ..tracing import record_trace
 
-        stored = await until_available(lambda: self.store.events.list(turn_id),
-                                       f"reading turn {turn_id} to trace it")
-        events = [parse_event(r.payload) for r in stored]
         return await asyncio.to_thread(
             record_trace, self.settings, events, name="turn",
             tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})
@@ -739,5 +821,5 @@ class SessionService:
         return live_turns.events(self.store, turn_id, after_seq, live, subscribe(live))
 
 
-__all__ = ["LIMIT_KEYS", "Busy", "LimitRaised", "LiveTurn", "Overflow", "Posted",
+__all__ = ["LIMIT_KEYS", "Busy", "LimitRaised", "LiveTurn", "Overflow", "Posted", "ReadOnly",
            "SessionService", "StoreSession"]

@@ -157,6 +157,8 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     archived: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    imported_from: Mapped[str | None] = mapped_column(
+        sa.String(500), doc="The log it was imported from; such a session is read-only.")
 
 
 IN_FLIGHT = "status IN ('running', 'waiting')"
@@ -184,6 +186,8 @@ class Turn(Base):
     trace_id: Mapped[str | None] = mapped_column(sa.String(64))
     attachments: Mapped[list[dict[str, str]] | None] = mapped_column(
         JSONColumn, doc="The documents sent with the message: [{id, name}]")
+    tags: Mapped[list[str] | None] = mapped_column(
+        JSONColumn, doc="Labels its users gave the turn, to find it again (null: none).")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner: Mapped[str | None] = mapped_column(

@@ -87,6 +87,34 @@ class SessionRepo(_Repo):
         async with self._store.reading() as db:
             return await _get(db, Session, session_id)
 
+    async def create_imported(self, title: str, imported_from: str, turns: Sequence[Mapping[
+            str, Any]], *, tenant_id: str = LOCAL_TENANT_ID, user_id: str = LOCAL_USER_ID
+                              ) -> Session:
+        """A read-only session with its finished turns and their events, in one transaction:
+        all of it is stored or none. Each turn: id, user_message, answer, status, usage,
+        error, created_at, finished_at and events (dicts, as `EventRepo.append_many`)."""
+        async with self._store.transaction(tenant_id) as db:
+            user = await db.get(User, user_id)
+            if user is None or user.tenant_id != tenant_id:
+                raise NotFound("user", user_id)
+            now = utcnow()
+            session = Session(tenant_id=tenant_id, user_id=user_id, title=title,
+                              created_at=now, updated_at=now, archived=False,
+                              imported_from=imported_from)
+            db.add(session)
+            await db.flush()
+            for index, turn in enumerate(turns, 1):
+                db.add(Turn(id=turn["id"], session_id=session.id, index=index,
+                            user_message=storable(turn["user_message"]),
+                            answer=storable(turn["answer"]), status=turn["status"],
+                            error=storable(turn["error"]), usage=storable(turn["usage"]),
+                            created_at=turn["created_at"], finished_at=turn["finished_at"]))
+                await db.flush()
+                for event in turn["events"]:
+                    db.add(Event(turn_id=turn["id"], seq=event["seq"], type=event["type"],
+                                 payload=storable(dict(event)), created_at=now))
+        return session
+
     def _filter(self, stmt: sa.Select, tenant_id: str, q: str | None, user_id: str | None,
                 include_archived: bool) -> sa.Select:
         stmt = stmt.where(Session.tenant_id == tenant_id)
@@ -131,14 +159,17 @@ class SessionRepo(_Repo):
 
     async def delete(self, session_id: str) -> None:
         """Delete the session with its turns, events, documents and memory; unreferenced blobs
-        go too."""
+        go too, and its turns' kept model calls."""
         async with self._store.blob_lock:
             async with self._store.transaction() as db:
                 session = await _get(db, Session, session_id)
                 shas = set(await db.scalars(
                     sa.select(Document.sha256).where(Document.session_id == session_id)))
+                turn_ids = list(await db.scalars(
+                    sa.select(Turn.id).where(Turn.session_id == session_id)))
                 await db.delete(session)  # the database cascades to the children
             await self._store.documents.collect_blobs(shas)
+        await asyncio.to_thread(self._store.calls.remove_turns, turn_ids)
 
 
 class InFlight(RuntimeError):
@@ -224,6 +255,12 @@ class TurnRepo(_Repo):
             await self._require(Session, session_id)
         return turns
 
+    async def set_tags(self, turn_id: str, tags: Sequence[str]) -> Turn:
+        async with self._store.transaction() as db:
+            turn = await _get(db, Turn, turn_id)
+            turn.tags = storable(list(tags)) or None
+        return turn
+
     async def running_for_session(self, session_id: str) -> Turn | None:
         """The session's latest turn still in flight: `running`, or `waiting` on the user."""
         async with self._store.reading() as db:
@@ -303,6 +340,14 @@ class EventRepo(_Repo):
                     .order_by(Event.turn_id, Event.seq)):
                 found[turn_id].append(payload)
         return found
+
+    async def find_call(self, turn_id: str, call_id: str) -> dict[str, Any] | None:
+        """The turn's lm_call event with this `call_id`, or None."""
+        stmt = sa.select(Event.payload).where(
+            Event.turn_id == turn_id, Event.type == "lm_call",
+            Event.payload["call_id"].as_string() == call_id).limit(1)
+        async with self._store.reading() as db:
+            return await db.scalar(stmt)
 
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
