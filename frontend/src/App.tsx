@@ -187,6 +187,7 @@ export function App() {
               <Workbench
                 key={route.sessionId}
                 sessionId={route.sessionId}
+                step={route.step}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.

@@ -4,6 +4,7 @@ usage record's shape) is narrowed here, to the generated event types. */
 
 import type { components, operations } from "../generated/api";
 import type { FleetEvent, Usage } from "../generated/events";
+import type { TurnFilters, UsageScope } from "../route";
 
 export const API = "/api/v1";
 const TOKEN_KEY = "fleet.token";
@@ -26,6 +27,63 @@ export type SettingsPatch = Schemas["SettingsPatch"];
 export type CheckResult = Schemas["CheckResult"];
 export type UsageRow = Schemas["UsageRow"];
 export type UsageReport = Schemas["UsageReport"];
+
+/** One model call as stored: its exact request and reply (GET /turns/{id}/calls/{call_id}). */
+export interface LmCallDetail {
+  call_id: string;
+  turn_id: string;
+  node_id: string;
+  role: string;
+  model: string;
+  params: Record<string, unknown>;
+  messages: { role: string; content: string }[];
+  reply: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number | null;
+  latency_s: number;
+  finish_reason: string | null;
+  attempt: number;
+  error: string | null;
+  /** false when the request was not stored: `missing_reason` says why. */
+  captured: boolean;
+  missing_reason: string | null;
+}
+
+/** A turn as the turns view lists it, across sessions. */
+export interface TurnSummary {
+  turn_id: string;
+  session_id: string;
+  session_title: string;
+  question: string;
+  answer: string | null;
+  status: Schemas["TurnStatus"];
+  models: string[];
+  cost_usd: number | null;
+  calls: number;
+  duration_s: number | null;
+  started_at: string;
+  tags: string[];
+}
+
+export interface TurnSearchPage {
+  items: TurnSummary[];
+  next_cursor: string | null;
+}
+
+export interface ModelUsageRow {
+  model: string;
+  role: string;
+  calls: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number | null;
+}
+
+export interface ModelUsageReport {
+  rows: ModelUsageRow[];
+}
+
 export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
 export class ApiError extends Error {
@@ -188,6 +246,24 @@ export const api = {
   testModel: (patch?: SettingsPatch) => request<CheckResult>("POST", "/settings/test-model", patch),
   testSandbox: (patch?: SettingsPatch) =>
     request<CheckResult>("POST", "/settings/test-sandbox", patch),
+
+  callDetail: (turnId: string, callId: string) =>
+    request<LmCallDetail>("GET", `/turns/${id(turnId)}/calls/${id(callId)}`),
+  searchTurns: (filters: TurnFilters, limit = 50, cursor?: string) =>
+    request<TurnSearchPage>("GET", `/turns${q({ ...filters, limit, cursor })}`),
+  setTurnTags: (turnId: string, tags: string[]) =>
+    request<unknown>("PUT", `/turns/${id(turnId)}/tags`, { tags }),
+  usageByModel: (scope: UsageScope) =>
+    request<ModelUsageReport>(
+      "GET",
+      `/usage/models${q(
+        scope.kind === "turn"
+          ? { turn_id: scope.turnId }
+          : scope.kind === "session"
+            ? { session_id: scope.sessionId }
+            : { since: scope.since, until: scope.until },
+      )}`,
+    ),
 
   usage: (group: "session" | "day") => request<UsageReport>("GET", `/usage${q({ group })}`),
   health: () => request<Health>("GET", "/health"),

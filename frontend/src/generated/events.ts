@@ -97,6 +97,10 @@ export interface RlmStartedEvent {
    * The parent's iteration (code cell) that started this node, if any.
    */
   iteration: number | null;
+  /**
+   * The query a child RLM was asked.
+   */
+  query: string | null;
 }
 export interface InputInfo {
   type: string;
@@ -205,6 +209,10 @@ export interface LmCallEvent {
    * The attempt counts as a call in the budget: false only for one that never reached the provider (connection refused).
    */
   counted: boolean;
+  /**
+   * The call's stored record (its request and reply): GET /turns/{turn_id}/calls/{call_id}.
+   */
+  call_id: string | null;
 }
 export interface BudgetEvent {
   turn_id: string;

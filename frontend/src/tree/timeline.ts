@@ -71,7 +71,7 @@ class Builder {
     const start = Math.min(span.start, ...children.map((c) => c.start));
     const end = Math.max(span.end, start, ...children.map((c) => c.end));
     const made: Span = { ...span, start, end, children: children.map((c) => c.id) };
-    for (const c of children) this.spans[c.id] = { ...this.spans[c.id]!, parent: made.id };
+    for (const c of children) this.spans[c.id] = { ...(this.spans[c.id] as Span), parent: made.id };
     this.spans[made.id] = made;
     return made;
   }
