@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
 import { DocumentsPage } from "./pages/DocumentsPage";
@@ -11,6 +11,10 @@ import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
 import { Workbench } from "./Workbench";
+
+// The trace views load when first opened.
+const TurnsPage = lazy(() => import("./pages/TurnsPage"));
+const ComparePage = lazy(() => import("./pages/ComparePage"));
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -211,8 +215,16 @@ export function App() {
             }} />
           ) : route.page === "settings" ? (
             <SettingsPage onSaved={setSettings} />
+          ) : route.page === "turns" ? (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+              <TurnsPage filters={route.filters} />
+            </Suspense>
+          ) : route.page === "compare" ? (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+              <ComparePage a={route.a} b={route.b} />
+            </Suspense>
           ) : (
-            <UsagePage />
+            <UsagePage scope={route.scope} sessions={sessions} />
           )}
         </main>
       </div>

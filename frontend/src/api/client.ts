@@ -204,6 +204,7 @@ export const api = {
   exportSession: (sessionId: string, format: "json" | "markdown") =>
     request<unknown>("GET", `/sessions/${id(sessionId)}/export${q({ format })}`),
 
+  getTurn: (turnId: string) => request<Turn>("GET", `/turns/${id(turnId)}`),
   listTurns: (sessionId: string) => request<Turn[]>("GET", `/sessions/${id(sessionId)}/turns`),
   turnEvents: (turnId: string, afterSeq = 0) =>
     request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
