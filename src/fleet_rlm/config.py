@@ -132,6 +132,15 @@ class Settings(BaseSettings):
         20_000, gt=0, description="Events a turn keeps in memory while the database is "
         "unavailable; past that the turn ends as failed.")
     max_document_mb: int = Field(200, gt=0, description="Largest document accepted, in MB.")
+    capture_calls: bool = Field(
+        True, description="Keep every model call's request messages and reply (keys and tokens "
+        "redacted) in the call store beside the database, for the trace inspector.")
+    capture_max_call_mb: float = Field(
+        16, gt=0, description="A model call whose messages and reply take more is recorded "
+        "without them.")
+    capture_max_store_mb: float = Field(
+        4096, gt=0, description="The call store's size; once full, calls are recorded without "
+        "their messages (the same text is kept once, however often it is sent).")
 
     # Observability and the MCP server (extras: fleet-rlm[mlflow], fleet-rlm[mcp]).
     mlflow_tracking_uri: str | None = Field(

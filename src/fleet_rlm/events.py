@@ -21,6 +21,7 @@ from fleet_rlm.status import FinishStatus
 
 log = logging.getLogger(__name__)
 
+QUERY_CHARS = 4000  # of a node's query text kept on its rlm_started event
 RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
 LmRole = Literal["root", "sub", "extract", "agent", "summary"]
 Answer: TypeAlias = dict[str, JsonValue]
@@ -74,6 +75,9 @@ class RlmStartedEvent(EventBase):
     max_iterations: int
     iteration: int | None = Field(
         None, description="The parent's iteration (code cell) that started this node, if any.")
+    query: str | None = Field(
+        None, description="What this node was asked (a child's `query`, a delegated "
+        f"`question`), cut at {QUERY_CHARS} characters; None when it had no such input.")
 
 
 class RlmIterationEvent(EventBase):
@@ -127,6 +131,12 @@ class LmCallEvent(EventBase):
     counted: bool = Field(
         True, description="The attempt counts as a call in the budget: false only for one "
         "that never reached the provider (connection refused).")
+    call_id: str | None = Field(
+        None, description="The call's id for GET /turns/{turn_id}/calls/{call_id} (its request "
+        "and reply); None when the turn kept no calls (capture off, or no store).")
+    capture_missing: str | None = Field(
+        None, description="Why this call's request and reply were not kept although the turn "
+        "keeps calls (the call store full or unwritable, the call above the size cap).")
 
 
 class BudgetEvent(EventBase):

@@ -22,6 +22,7 @@ import math
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -41,6 +42,7 @@ from dspy.utils.exceptions import (
 )
 
 from .budget import Budget, BudgetExceeded, Cancelled
+from .capture import CallCapture, CapturedCall, request_params, sent_messages
 from .config import Settings
 from .events import EventStream, NodeRef
 from .prices import max_output_tokens
@@ -284,7 +286,7 @@ class BudgetedLM(dspy.LM):
                  node: NodeRef | None = None, role: str = "root",
                  call_max_tokens: int = 16_000, retry: RetryPolicy | None = None,
                  recorder: Recorder | None = None, model_setting: str = "FLEET_ROOT_MODEL",
-                 **kwargs: Any) -> None:
+                 capture: CallCapture | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("cache", False)
         kwargs.setdefault("num_retries", 0)  # retries are ours (RetryPolicy), never doubled
         super().__init__(model, **kwargs)
@@ -292,6 +294,7 @@ class BudgetedLM(dspy.LM):
         self.call_max_tokens = call_max_tokens
         self.retry = retry or RetryPolicy()
         self.recorder = recorder
+        self.capture = capture
         self.model_setting = model_setting
         self.default_site = CallSite(role, node or NodeRef.root())
         self._local = threading.local()
@@ -359,7 +362,8 @@ class BudgetedLM(dspy.LM):
                 cost = self.budget.commit(reservation, prompt_tokens, 0)
                 self._report(site, request, "", prompt_tokens, 0, cost.usd,
                              time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}",
-                             estimated=True, attempt=number)
+                             estimated=True, attempt=number,
+                             sent=(prompt, messages, kwargs, None))
                 raise
             except Exception as exc:
                 reached = _reached_provider(exc)
@@ -374,7 +378,8 @@ class BudgetedLM(dspy.LM):
                                      + (f" ({why})" if why else ""))
                 self._report(site, request, "", 0, 0, None, time.perf_counter() - started,
                              error=error, attempt=number, http_status=status,
-                             retry_in_s=delay, counted=reached)
+                             retry_in_s=delay, counted=reached,
+                             sent=(prompt, messages, kwargs, None))
                 if delay is None:
                     refused = self._refusal(exc)
                     if refused is not None:
@@ -400,9 +405,11 @@ class BudgetedLM(dspy.LM):
                     retry_in = 0.0
                 else:
                     error += "; not retried"
-            self._report(site, request, _output_text(outputs), prompt_tokens, completion_tokens,
+            reply = _output_text(outputs)
+            self._report(site, request, reply, prompt_tokens, completion_tokens,
                          cost.usd, time.perf_counter() - started, estimated=estimated,
-                         attempt=number, finish_reason=finish, error=error, retry_in_s=retry_in)
+                         attempt=number, finish_reason=finish, error=error, retry_in_s=retry_in,
+                         sent=(prompt, messages, kwargs, reply))
             if finish == "length" and retry_in is None:
                 finish = "length-final"
             return outputs, finish
@@ -462,8 +469,8 @@ class BudgetedLM(dspy.LM):
         if self.recorder is None:
             return
         sent = messages if messages is not None else [{"role": "user", "content": prompt}]
-        params = {k: v for k, v in {**self.kwargs, **kwargs}.items()
-                  if k not in ("api_key", "api_base", "headers", "extra_headers")}
+        params = {k: v for k, v in request_params({**self.kwargs, **kwargs}).items()
+                  if k != "api_base"}
         self.recorder.write(self.stream.turn_id if self.stream else None, self.model,
                             list(sent), params, response)
 
@@ -491,10 +498,28 @@ class BudgetedLM(dspy.LM):
                 completion_tokens: int, cost: float | None, latency: float,
                 error: str | None = None, estimated: bool = False, attempt: int = 1,
                 http_status: int | None = None, finish_reason: str | None = None,
-                retry_in_s: float | None = None, counted: bool = True) -> None:
+                retry_in_s: float | None = None, counted: bool = True,
+                sent: tuple[Any, Any, dict, str | None] | None = None) -> None:
         if self.stream is None:
             return
+        call_id, missing = None, None
+        if self.capture is not None and sent is not None:
+            prompt, messages, kwargs, reply = sent
+            call_id = uuid.uuid4().hex[:16]
+            call = CapturedCall(
+                call_id=call_id, turn_id=self.stream.turn_id, node_id=site.node.node_id,
+                role=site.role, model=self.model,
+                params=request_params({**self.kwargs, **kwargs}),
+                messages=sent_messages(prompt, messages), reply=reply,
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                cost_usd=cost, latency_s=round(latency, 4), finish_reason=finish_reason,
+                attempt=attempt, error=error)
+            try:
+                missing = self.capture.save(call)
+            except Exception as exc:  # noqa: BLE001 - keeping a call never fails the call
+                missing = f"the call could not be kept: {type(exc).__name__}: {exc}"
         self.stream.emit("lm_call", site.node, role=site.role, model=self.model,
+                         call_id=call_id, capture_missing=missing,
                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                          cost_usd=cost, latency_s=round(latency, 4), iteration=site.iteration,
                          prompt_preview=request[-PREVIEW_CHARS:],
@@ -509,9 +534,12 @@ class BudgetedLM(dspy.LM):
 
 
 def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = None,
-              node: NodeRef | None = None) -> tuple[BudgetedLM, BudgetedLM]:
-    """The root and sub LMs of a run, both drawing on `budget`."""
+              node: NodeRef | None = None, capture: CallCapture | None = None
+              ) -> tuple[BudgetedLM, BudgetedLM]:
+    """The root and sub LMs of a run, both drawing on `budget` (and keeping their calls in
+    `capture`, when given)."""
     common: dict[str, Any] = {"budget": budget, "stream": stream, "node": node,
+              "capture": capture,
               "call_max_tokens": settings.call_max_tokens, "timeout": settings.lm_timeout_s,
               "retry": RetryPolicy.from_settings(settings),
               "recorder": Recorder(settings.record_file) if settings.record_file else None}

@@ -29,61 +29,12 @@ export type UsageRow = Schemas["UsageRow"];
 export type UsageReport = Schemas["UsageReport"];
 
 /** One model call as stored: its exact request and reply (GET /turns/{id}/calls/{call_id}). */
-export interface LmCallDetail {
-  call_id: string;
-  turn_id: string;
-  node_id: string;
-  role: string;
-  model: string;
-  params: Record<string, unknown>;
-  messages: { role: string; content: string }[];
-  reply: string | null;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_usd: number | null;
-  latency_s: number;
-  finish_reason: string | null;
-  attempt: number;
-  error: string | null;
-  /** false when the request was not stored: `missing_reason` says why. */
-  captured: boolean;
-  missing_reason: string | null;
-}
-
+export type LmCallDetail = Schemas["LmCallDetail"];
 /** A turn as the turns view lists it, across sessions. */
-export interface TurnSummary {
-  turn_id: string;
-  session_id: string;
-  session_title: string;
-  question: string;
-  answer: string | null;
-  status: Schemas["TurnStatus"];
-  models: string[];
-  cost_usd: number | null;
-  calls: number;
-  duration_s: number | null;
-  started_at: string;
-  tags: string[];
-}
-
-export interface TurnSearchPage {
-  items: TurnSummary[];
-  next_cursor: string | null;
-}
-
-export interface ModelUsageRow {
-  model: string;
-  role: string;
-  calls: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_usd: number | null;
-}
-
-export interface ModelUsageReport {
-  rows: ModelUsageRow[];
-}
-
+export type TurnSummary = Schemas["TurnSummary"];
+export type TurnSearchPage = Schemas["TurnSearchPage"];
+export type ModelUsageRow = Schemas["ModelUsageRow"];
+export type ModelUsageReport = Schemas["ModelUsageReport"];
 export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
 export class ApiError extends Error {
@@ -253,7 +204,7 @@ export const api = {
   searchTurns: (filters: TurnFilters, limit = 50, cursor?: string) =>
     request<TurnSearchPage>("GET", `/turns${q({ ...filters, limit, cursor })}`),
   setTurnTags: (turnId: string, tags: string[]) =>
-    request<unknown>("PUT", `/turns/${id(turnId)}/tags`, { tags }),
+    request<Turn>("PUT", `/turns/${id(turnId)}/tags`, { tags } satisfies Schemas["TurnTags"]),
   usageByModel: (scope: UsageScope) =>
     request<ModelUsageReport>(
       "GET",

@@ -293,6 +293,26 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/turns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search Turns
+         * @description The caller's tenant's turns across its sessions, filtered and sorted.
+         */
+        get: operations["search_turns_api_v1_turns_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/turns/{turn_id}": {
         parameters: {
             query?: never;
@@ -302,6 +322,28 @@ export type paths = {
         };
         /** Get Turn */
         get: operations["get_turn_api_v1_turns__turn_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/turns/{turn_id}/calls/{call_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Call
+         * @description One model call (the `call_id` of its lm_call event): the messages sent, the reply, the
+         *     model, parameters, tokens, cost, latency, finish reason and attempt. `captured` false:
+         *     only what the event holds, and `missing_reason` says why.
+         */
+        get: operations["get_call_api_v1_turns__turn_id__calls__call_id__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -352,6 +394,26 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/turns/{turn_id}/tags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Tags
+         * @description Replace the turn's tags.
+         */
+        put: operations["put_tags_api_v1_turns__turn_id__tags_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/usage": {
         parameters: {
             query?: never;
@@ -364,6 +426,27 @@ export type paths = {
          * @description Calls, tokens and cost of the tenant's finished turns, per session or per UTC day.
          */
         get: operations["usage_api_v1_usage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/usage/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage By Model
+         * @description Calls, tokens and cost per model and role, in exactly one scope: `turn_id`,
+         *     `session_id`, or a date range (`since` and/or `until`).
+         */
+        get: operations["usage_by_model_api_v1_usage_models_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -387,6 +470,13 @@ export type components = {
         Body_upload_document_api_v1_sessions__session_id__documents_post: {
             /** File */
             file: string;
+        };
+        /** CallMessage */
+        CallMessage: {
+            /** Content */
+            content: string;
+            /** Role */
+            role: string;
         };
         /** CheckResult */
         CheckResult: {
@@ -538,6 +628,105 @@ export type components = {
             /** Max Wall S */
             max_wall_s?: number | null;
         };
+        /**
+         * LmCallDetail
+         * @description One model call (one attempt) as sent and answered.
+         */
+        LmCallDetail: {
+            /** Attempt */
+            attempt: number;
+            /** Call Id */
+            call_id: string;
+            /**
+             * Captured
+             * @description Its messages and reply were kept.
+             */
+            captured: boolean;
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Cost Usd */
+            cost_usd: number | null;
+            /** Error */
+            error: string | null;
+            /** Finish Reason */
+            finish_reason: string | null;
+            /** Http Status */
+            http_status?: number | null;
+            /** Iteration */
+            iteration?: number | null;
+            /** Latency S */
+            latency_s: number;
+            /**
+             * Messages
+             * @description The request's messages, in order.
+             */
+            messages: components["schemas"]["CallMessage"][];
+            /**
+             * Missing Reason
+             * @description Why they were not, when not captured.
+             */
+            missing_reason: string | null;
+            /** Model */
+            model: string;
+            /** Node Id */
+            node_id: string;
+            /**
+             * Params
+             * @description The request's arguments (no credentials).
+             */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Parent Id */
+            parent_id?: string | null;
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /**
+             * Reply
+             * @description The reply's text; None when the attempt failed.
+             */
+            reply: string | null;
+            /** Retry In S */
+            retry_in_s?: number | null;
+            /**
+             * Role
+             * @description root, sub, extract, agent or summary.
+             */
+            role: string;
+            /**
+             * Ts
+             * @description When the call ended (Unix seconds).
+             * @default 0
+             */
+            ts: number;
+            /** Turn Id */
+            turn_id: string;
+            /**
+             * Usage Estimated
+             * @default false
+             */
+            usage_estimated: boolean;
+        };
+        /** ModelUsageReport */
+        ModelUsageReport: {
+            /** Rows */
+            rows: components["schemas"]["ModelUsageRow"][];
+        };
+        /** ModelUsageRow */
+        ModelUsageRow: {
+            /** Calls */
+            calls: number;
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Cost Usd */
+            cost_usd: number;
+            /** Model */
+            model: string;
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Role */
+            role: string;
+        };
         /** SessionCreate */
         SessionCreate: {
             /**
@@ -679,6 +868,11 @@ export type components = {
             /** @description The status its turn_finished event says, once it ended; interrupted: the server stopped while it ran. */
             status: components["schemas"]["TurnStatus"];
             /**
+             * Tags
+             * @description Labels given to the turn.
+             */
+            tags?: string[];
+            /**
              * Text
              * @description The message as typed.
              */
@@ -698,11 +892,58 @@ export type components = {
              */
             user_message: string;
         };
+        /** TurnSearchPage */
+        TurnSearchPage: {
+            /** Items */
+            items: components["schemas"]["TurnSummary"][];
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page; None at the end.
+             */
+            next_cursor: string | null;
+        };
         /**
          * TurnStatus
          * @enum {string}
          */
         TurnStatus: "running" | "waiting" | "ok" | "budget" | "cancelled" | "error" | "interrupted";
+        /** TurnSummary */
+        TurnSummary: {
+            /**
+             * Answer
+             * @description Its first 500 characters.
+             */
+            answer: string | null;
+            /** Calls */
+            calls: number;
+            /** Cost Usd */
+            cost_usd: number | null;
+            /** Duration S */
+            duration_s: number | null;
+            /** Models */
+            models: string[];
+            /** Question */
+            question: string;
+            /** Session Id */
+            session_id: string;
+            /** Session Title */
+            session_title: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            status: components["schemas"]["TurnStatus"];
+            /** Tags */
+            tags: string[];
+            /** Turn Id */
+            turn_id: string;
+        };
+        /** TurnTags */
+        TurnTags: {
+            /** Tags */
+            tags: string[];
+        };
         /** UsageReport */
         UsageReport: {
             /**
@@ -1522,6 +1763,55 @@ export interface operations {
             };
         };
     };
+    search_turns_api_v1_turns_get: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string | null;
+                limit?: number;
+                max_cost?: number | null;
+                max_duration_s?: number | null;
+                min_cost?: number | null;
+                min_duration_s?: number | null;
+                /** @description A model one of its calls used. */
+                model?: string | null;
+                order?: "asc" | "desc";
+                /** @description Text in the question or the answer, any case. */
+                q?: string | null;
+                /** @description Started at or after (ISO date or time). */
+                since?: string | null;
+                sort?: "started_at" | "cost_usd" | "duration_s" | "calls" | "status";
+                status?: components["schemas"]["TurnStatus"] | null;
+                tag?: string | null;
+                /** @description Started before (a bare date: through it). */
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TurnSearchPage"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_turn_api_v1_turns__turn_id__get: {
         parameters: {
             query?: never;
@@ -1540,6 +1830,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TurnOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_call_api_v1_turns__turn_id__calls__call_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                call_id: string;
+                turn_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LmCallDetail"];
                 };
             };
             /** @description Validation Error */
@@ -1622,6 +1944,41 @@ export interface operations {
             };
         };
     };
+    put_tags_api_v1_turns__turn_id__tags_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                turn_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TurnTags"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TurnOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     usage_api_v1_usage_get: {
         parameters: {
             query?: {
@@ -1640,6 +1997,40 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    usage_by_model_api_v1_usage_models_get: {
+        parameters: {
+            query?: {
+                session_id?: string | null;
+                since?: string | null;
+                turn_id?: string | null;
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelUsageReport"];
                 };
             };
             /** @description Validation Error */

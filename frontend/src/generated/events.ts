@@ -98,7 +98,7 @@ export interface RlmStartedEvent {
    */
   iteration: number | null;
   /**
-   * The query a child RLM was asked.
+   * What this node was asked (a child's `query`, a delegated `question`), cut at 4000 characters; None when it had no such input.
    */
   query: string | null;
 }
@@ -210,9 +210,13 @@ export interface LmCallEvent {
    */
   counted: boolean;
   /**
-   * The call's stored record (its request and reply): GET /turns/{turn_id}/calls/{call_id}.
+   * The call's id for GET /turns/{turn_id}/calls/{call_id} (its request and reply); None when the turn kept no calls (capture off, or no store).
    */
   call_id: string | null;
+  /**
+   * Why this call's request and reply were not kept although the turn keeps calls (the call store full or unwritable, the call above the size cap).
+   */
+  capture_missing: string | null;
 }
 export interface BudgetEvent {
   turn_id: string;

@@ -13,6 +13,18 @@ const KINDS = [
   { kind: "turn", label: "Turn" },
 ] as const;
 
+type Range = Extract<UsageScope, { kind: "range" }>;
+
+/** A range open at both ends reads the last 30 days (the server takes exactly one scope). */
+function bounded(range: Range): Range {
+  if (range.since || range.until) return range;
+  return { ...range, since: new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10) };
+}
+
+function effective(scope: UsageScope): UsageScope {
+  return scope.kind === "range" ? bounded(scope) : scope;
+}
+
 function go(scope: UsageScope) {
   location.hash = usageHref(scope);
 }
@@ -25,7 +37,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
   useEffect(() => {
     let live = true;
     setError(null);
-    api.usageByModel(scope).then(
+    api.usageByModel(effective(scope)).then(
       (r) => live && setReport(r),
       (e: unknown) => live && setError(errorText(e)),
     );
@@ -35,13 +47,12 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
   }, [scope]);
 
   const rows = report?.rows ?? [];
-  const unpriced = rows.filter((r) => r.cost_usd === null).reduce((n, r) => n + r.calls, 0);
   const total = rows.reduce(
     (t, r) => ({
       calls: t.calls + r.calls,
       prompt: t.prompt + r.prompt_tokens,
       completion: t.completion + r.completion_tokens,
-      usd: t.usd + (r.cost_usd ?? 0),
+      usd: t.usd + r.cost_usd,
     }),
     { calls: 0, prompt: 0, completion: 0, usd: 0 },
   );
@@ -72,7 +83,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
         {scope.kind === "range" ? (
           <>
             <label>
-              Since <input type="date" aria-label="Usage since" value={scope.since} onChange={(e) => go({ ...scope, since: e.target.value })} />
+              Since <input type="date" aria-label="Usage since" value={bounded(scope).since} onChange={(e) => go({ ...scope, since: e.target.value })} />
             </label>
             <label>
               Until <input type="date" aria-label="Usage until" value={scope.until} onChange={(e) => go({ ...scope, until: e.target.value })} />
@@ -118,7 +129,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
                   <td>{r.calls}</td>
                   <td>{r.prompt_tokens.toLocaleString()}</td>
                   <td>{r.completion_tokens.toLocaleString()}</td>
-                  <td>{r.cost_usd === null ? "$ n/a" : fmtUsd(r.cost_usd)}</td>
+                  <td>{fmtUsd(r.cost_usd)}</td>
                 </tr>
               ))}
             </tbody>
@@ -128,7 +139,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
                 <td>{total.calls}</td>
                 <td>{total.prompt.toLocaleString()}</td>
                 <td>{total.completion.toLocaleString()}</td>
-                <td>{fmtUsd(total.usd, unpriced)}</td>
+                <td>{fmtUsd(total.usd)}</td>
               </tr>
             </tfoot>
           </table>

@@ -8,14 +8,14 @@ const event = (over: Partial<LmCallEvent> = {}): LmCallEvent => ({
   turn_id: "t", node_id: "n", parent_id: null, depth: 1, seq: 5, ts: 10, type: "lm_call", role: "root",
   model: "openai/root", prompt_tokens: 100, completion_tokens: 20, cost_usd: 0.002, latency_s: 1.25,
   iteration: 1, prompt_preview: "p", response_preview: "r", error: null, usage_estimated: false, attempt: 3,
-  http_status: null, finish_reason: "stop", retry_in_s: null, counted: true, call_id: "c1", ...over,
+  http_status: null, finish_reason: "stop", retry_in_s: null, counted: true, call_id: "c1", capture_missing: null, ...over,
 });
 
 const detail = (over: Partial<LmCallDetail> = {}): LmCallDetail => ({
   call_id: "c1", turn_id: "t", node_id: "n", role: "root", model: "openai/root", params: { temperature: 0 },
   messages: [{ role: "system", content: "S" }, { role: "user", content: "U" }], reply: "R", prompt_tokens: 101,
   completion_tokens: 21, cost_usd: 0.003, latency_s: 1.5, finish_reason: "length", attempt: 3, error: null,
-  captured: true, missing_reason: null, ...over,
+  captured: true, missing_reason: null, ts: 10, usage_estimated: false, ...over,
 });
 
 describe("the call inspector's pieces", () => {
@@ -35,7 +35,7 @@ describe("the call inspector's pieces", () => {
   it("says why a prompt is missing", () => {
     expect(missingPrompt(event(), detail(), null)).toBeNull();
     expect(missingPrompt(event(), detail({ captured: false, missing_reason: "blob store full" }), null)).toBe("blob store full");
-    expect(missingPrompt(event({ call_id: null }), null, null)).toMatch(/without a stored request/);
+    expect(missingPrompt(event({ call_id: null }), null, null)).toMatch(/prompt capture is off/);
     expect(missingPrompt(event(), null, "the server has no record of this call")).toBe("the server has no record of this call");
   });
 

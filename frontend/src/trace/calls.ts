@@ -48,7 +48,7 @@ function costText(usd: number | null): string {
 /** Why a call has no stored request to show, or null when it has one. */
 export function missingPrompt(event: LmCallEvent, detail: LmCallDetail | null, failure: string | null): string | null {
   if (detail) return detail.captured ? null : (detail.missing_reason ?? "no reason given");
-  if (event.call_id === null) return "the call was recorded without a stored request";
+  if (event.call_id === null) return event.capture_missing ?? "the turn kept no calls (prompt capture is off)";
   return failure;
 }
 

@@ -25,8 +25,9 @@ from dspy import (
 )
 
 from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, Remaining
+from ..capture import CallCapture
 from ..config import Settings
-from ..events import EventStream, NodeRef
+from ..events import QUERY_CHARS, EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
 from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
 from .dspy_compat import (
@@ -66,7 +67,8 @@ class Run:
     @classmethod
     def create(cls, settings: Settings, node: NodeRef, budget: Budget | None = None,
                stream: EventStream | None = None, lm: dspy.BaseLM | None = None,
-               sub_lm: dspy.BaseLM | None = None, **extra: Any) -> Run:
+               sub_lm: dspy.BaseLM | None = None, capture: CallCapture | None = None,
+               **extra: Any) -> Run:
         """A run on `settings` (a fresh budget and stream unless given). `lm`/`sub_lm` are the
         user's dspy LMs, metered here; by default both come from the settings. Raises
         UnpricedModel when a model cannot be metered against the USD limit.
@@ -77,7 +79,7 @@ class Run:
 
         budget = budget or Budget.from_settings(settings)
         stream = stream or EventStream(turn_id=NodeRef.root().node_id)
-        default_root, default_sub = build_lms(settings, budget, stream, node)
+        default_root, default_sub = build_lms(settings, budget, stream, node, capture)
         cap = settings.call_max_tokens
         root_lm = budgeted(lm, budget, stream, "root", cap, default_root) if lm else default_root
         sub_source = sub_lm or lm
@@ -263,9 +265,12 @@ class NodeRLM(dspy.RLM):
     def forward(self, **input_args: Any) -> Prediction:
         self._validate_inputs(input_args)
         names = list(self.signature.output_fields)
+        query = next((v for k in ("query", "question") if isinstance(v := input_args.get(k), str)),
+                     None)
         self._emit("rlm_started", model=_model(self.run.root_lm), sub_model=_model(self.run.sub_lm),
                    signature=self.signature.signature, max_iterations=self.max_iters,
                    iteration=self.spawned_at,
+                   query=None if query is None else query[:QUERY_CHARS],
                    inputs={k: {"type": type(v).__name__, "chars": len(_as_text(v))}
                            for k, v in input_args.items()})
         self.repl_history = REPLHistory(max_output_chars=self.max_output_chars)
@@ -358,7 +363,7 @@ def budgeted(lm: dspy.BaseLM, budget: Budget, stream: EventStream, role: str,
         raise TypeError(f"RecursiveRLM needs a dspy.LM to meter, got {type(lm).__name__}")
     extra: dict[str, Any] = {}
     if like is not None:
-        extra = {"retry": like.retry, "recorder": like.recorder}
+        extra = {"retry": like.retry, "recorder": like.recorder, "capture": like.capture}
         if "timeout" not in lm.kwargs and like.kwargs.get("timeout"):
             extra["timeout"] = like.kwargs["timeout"]
     return BudgetedLM(lm.model, budget=budget, stream=stream, role=role,

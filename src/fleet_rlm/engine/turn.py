@@ -17,6 +17,7 @@ import dspy
 from dspy import AdapterParseError, LMError
 
 from ..budget import Budget, BudgetExceeded, Cancelled, CancelToken, UnpricedModel, Usage
+from ..capture import CallCapture
 from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import call_site
@@ -59,6 +60,7 @@ class Turn:
     summary: str | None = None  # of the turns before `history`, kept by the caller
     cancel: CancelToken = field(default_factory=CancelToken)
     budget: Budget | None = None
+    capture: CallCapture | None = None  # where every model call's request and reply is kept
 
     def run(self, resume: dict | None = None, reply: str | None = None) -> TurnResult:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
@@ -70,7 +72,7 @@ class Turn:
             emit("turn_started", question=self.message)
         result = TurnResult(status="ok")
         try:
-            run = Run.create(self.settings, node, budget, self.stream)
+            run = Run.create(self.settings, node, budget, self.stream, capture=self.capture)
             run.retries.used = int((resume or {}).get("retries", 0))  # per turn, across a pause
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)

@@ -23,6 +23,7 @@ from .routes_documents import router as documents_router
 from .routes_limits import router as limits_router
 from .routes_sessions import router as sessions_router
 from .routes_settings import router as settings_router
+from .routes_traces import router as traces_router
 from .routes_workspace import router as workspace_router
 from .ws import router as ws_router
 
@@ -67,8 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fleet-rlm", version=__version__, lifespan=lifespan,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     errors.install(app)
-    routers = (sessions_router, documents_router, workspace_router, settings_router,
-               limits_router, feedback_router, ws_router)
+    routers = (sessions_router, traces_router, documents_router, workspace_router,
+               settings_router, limits_router, feedback_router, ws_router)
     app.add_middleware(RequestGuard, limits=route_limits(routers, API))
     for router in routers:
         app.include_router(router, prefix=API)

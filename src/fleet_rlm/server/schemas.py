@@ -69,6 +69,7 @@ class TurnOut(BaseModel):
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
+    tags: list[str] = Field(default_factory=list, description="Labels given to the turn.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -81,7 +82,7 @@ class TurnOut(BaseModel):
                    error=t.error,
                    usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
-                   created_at=t.created_at, finished_at=t.finished_at)
+                   tags=list(t.tags or ()), created_at=t.created_at, finished_at=t.finished_at)
 
 
 class EventList(BaseModel):

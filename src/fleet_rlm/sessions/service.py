@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -48,7 +49,7 @@ from ..store.db import ALL_TENANTS, INTERRUPTED
 from ..store.faults import until_available
 from ..store.models import Document
 from ..workspace import Workspace, WorkspaceIO
-from . import exports
+from . import exports, inspector
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
 from .records import TurnOutcome, close_failed, end_record
@@ -353,6 +354,45 @@ class SessionService:
         await self.stored()
         return await UsageRepo(self.store).turns(self._home(principal))
 
+    # -- the trace inspector (inspector.py) -------------------------------------------------
+    async def call(self, principal: Principal, turn_id: str, call_id: str
+                   ) -> inspector.LmCallDetail:
+        """One model call of the turn, its request and reply; NotFound if either is unknown
+        or the turn is another tenant's."""
+        await self.turn(principal, turn_id)
+        live = self.live.get(turn_id)
+        if live is not None:  # a running turn's call may not be written yet
+            await live.recorder.flush()
+        return await inspector.call_detail(self.store, turn_id, call_id)
+
+    async def search_turns(self, principal: Principal, query: inspector.TurnQuery, *,
+                           limit: int = 50, cursor: str | None = None
+                           ) -> inspector.TurnSearchPage:
+        """The principal's tenant's turns matching `query` (its tenant_id is replaced)."""
+        await self.stored()
+        query = dataclasses.replace(query, tenant_id=self._home(principal))
+        return await inspector.search_turns(self.store, query, limit=limit, cursor=cursor)
+
+    async def set_tags(self, principal: Principal, turn_id: str, tags: list[str]
+                       ) -> TurnRow:
+        await self.turn(principal, turn_id)
+        return await self.store.turns.set_tags(turn_id, tags)
+
+    async def model_usage(self, principal: Principal, *, turn_id: str | None = None,
+                          session_id: str | None = None, since: Any = None, until: Any = None
+                          ) -> inspector.ModelUsageReport:
+        """Calls, tokens and cost per model and role in one scope: a turn, a session, or the
+        tenant's turns started in [since, until)."""
+        if turn_id is not None:
+            await self.turn(principal, turn_id)
+        elif session_id is not None:
+            await self.session(principal, session_id)
+            await self.stored(session_id)
+        else:
+            await self.stored()
+        return await inspector.model_usage(self.store, self._home(principal), turn_id=turn_id,
+                                           session_id=session_id, since=since, until=until)
+
     async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
         """The limits the principal's tenant's admin set (only those set)."""
         return await self.store.tenant_limits.get(self._home(principal))
@@ -610,7 +650,8 @@ class SessionService:
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
-                    summary=self._summaries.get(session_id), cancel=live.cancel)
+                    summary=self._summaries.get(session_id), cancel=live.cancel,
+                    capture=self.store.calls if settings.capture_calls else None)
         self.live[turn_id] = live
 
         def run() -> TurnResult:

@@ -1,4 +1,5 @@
-"""Extracted document text, stored once per sha256 under `<root>/<sha[:2]>/<sha>.txt`."""
+"""Text stored once per sha256 under `<root>/<sha[:2]>/<sha>.txt`: extracted documents, and the
+call store's chunks (`calls.py`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ _CHUNK = 1 << 20
 
 
 class BlobStore:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, durable: bool = True) -> None:
+        """`durable`: each file reaches the disk before `put` returns (documents); the call
+        store's chunks skip that wait (a chunk lost in a power cut reads as missing)."""
         self.root = Path(root)
+        self.durable = durable
 
     def path(self, sha: str) -> Path:
         if not _SHA256.fullmatch(sha):  # the name becomes a path: never let it escape root
@@ -36,8 +40,9 @@ class BlobStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                 f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 
 from ..status import TurnStatus
 from .blobs import BlobStore
+from .calls import CallStore
 from .errors import SchemaNotReady
 from .limits import TenantLimitsRepo
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
@@ -118,6 +119,7 @@ class Store:
         self.tenant = tenant
         self.url = database_url(url, self.data_dir)
         self.blobs = BlobStore(self.data_dir / "blobs")
+        self.calls = CallStore(self.data_dir / "calls")
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self._readmaker: async_sessionmaker[AsyncSession] | None = None
@@ -136,7 +138,10 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:
-        return cls(settings.database_url, settings.data_dir, tenant=tenant)
+        store = cls(settings.database_url, settings.data_dir, tenant=tenant)
+        store.calls = CallStore(store.data_dir / "calls", max_call_mb=settings.capture_max_call_mb,
+                                max_store_mb=settings.capture_max_store_mb)
+        return store
 
     @property
     def dialect(self) -> str:

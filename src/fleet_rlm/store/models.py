@@ -177,6 +177,8 @@ class Turn(Base):
     trace_id: Mapped[str | None] = mapped_column(sa.String(64))
     attachments: Mapped[list[dict[str, str]] | None] = mapped_column(
         JSONColumn, doc="The documents sent with the message: [{id, name}]")
+    tags: Mapped[list[str] | None] = mapped_column(
+        JSONColumn, doc="Labels its users gave the turn, to find it again (null: none).")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

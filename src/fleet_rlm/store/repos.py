@@ -130,14 +130,17 @@ class SessionRepo(_Repo):
 
     async def delete(self, session_id: str) -> None:
         """Delete the session with its turns, events, documents and memory; unreferenced blobs
-        go too."""
+        go too, and its turns' kept model calls."""
         async with self._store.blob_lock:
             async with self._store.transaction() as db:
                 session = await _get(db, Session, session_id)
                 shas = set(await db.scalars(
                     sa.select(Document.sha256).where(Document.session_id == session_id)))
+                turn_ids = list(await db.scalars(
+                    sa.select(Turn.id).where(Turn.session_id == session_id)))
                 await db.delete(session)  # the database cascades to the children
             await self._store.documents.collect_blobs(shas)
+        await asyncio.to_thread(self._store.calls.remove_turns, turn_ids)
 
 
 class TurnRepo(_Repo):
@@ -201,6 +204,12 @@ class TurnRepo(_Repo):
             await self._require(Session, session_id)
         return turns
 
+    async def set_tags(self, turn_id: str, tags: Sequence[str]) -> Turn:
+        async with self._store.transaction() as db:
+            turn = await _get(db, Turn, turn_id)
+            turn.tags = storable(list(tags)) or None
+        return turn
+
     async def running_for_session(self, session_id: str) -> Turn | None:
         """The session's latest turn still in flight: `running`, or `waiting` on the user."""
         async with self._store.reading() as db:
@@ -261,6 +270,14 @@ class EventRepo(_Repo):
         if not events:
             await self._require(Turn, turn_id)
         return events
+
+    async def find_call(self, turn_id: str, call_id: str) -> dict[str, Any] | None:
+        """The turn's lm_call event with this `call_id`, or None."""
+        stmt = sa.select(Event.payload).where(
+            Event.turn_id == turn_id, Event.type == "lm_call",
+            Event.payload["call_id"].as_string() == call_id).limit(1)
+        async with self._store.reading() as db:
+            return await db.scalar(stmt)
 
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""

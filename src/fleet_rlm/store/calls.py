@@ -1,0 +1,196 @@
+"""The call store: each model call's request messages and reply, kept once (`capture.py`).
+
+Under `<data_dir>/calls/`:
+
+    turns/<turn_id>/<call_id>.json   one record per call: model, params, tokens, cost, latency,
+                                     finish reason, attempt, error, and the messages and reply,
+                                     each short text inline and each long one as its chunks
+    chunks/<sha[:2]>/<sha>.txt       pieces of long texts, once per sha256
+
+A long text is cut into chunks at line ends chosen by their content, so the same document sent
+in every iteration's prompt, or a prompt that grows by its history, is stored once plus what is
+new. Text is redacted (`redaction.py`) before it is hashed or written: no key or bearer token
+reaches the disk. The store never blocks a call: a call above the size cap, a store full or
+unwritable is answered with why it was not kept, and the call is recorded without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..capture import CapturedCall
+from ..redaction import redact
+from .blobs import BlobStore
+from .errors import NotFound
+
+RECORD_VERSION = 1
+INLINE_CHARS = 2048  # texts up to this long stay in the call's record
+MIN_CHUNK = 4096  # a chunk ends at a chosen line end once it is this long...
+MAX_CHUNK = 65536  # ...and at this many characters whatever the lines
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_REDACTED_CACHE = 512  # long texts whose redacted chunks are remembered (the same document)
+MB = 1024 * 1024
+
+
+def chunks(text: str) -> list[str]:
+    """`text` cut at line ends picked by the line's own content: the same leading text is cut
+    the same way in every text that starts with it."""
+    pieces, start, size = [], 0, 0
+    for line in text.splitlines(keepends=True):
+        size += len(line)
+        while size >= MAX_CHUNK:
+            cut = start + MAX_CHUNK
+            pieces.append(text[start:cut])
+            start, size = cut, size - MAX_CHUNK
+        if size >= MIN_CHUNK and zlib.crc32(line.encode("utf-8", "replace")) % 8 == 0:
+            pieces.append(text[start:start + size])
+            start, size = start + size, 0
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class CallStore:
+    def __init__(self, root: Path | str, *, max_call_mb: float = 16,
+                 max_store_mb: float = 4096) -> None:
+        self.root = Path(root)
+        self.max_call_bytes = int(max_call_mb * MB)
+        self.max_bytes = int(max_store_mb * MB)
+        self.chunk_store = BlobStore(self.root / "chunks", durable=False)
+        self._lock = threading.Lock()
+        self._used: int | None = None
+        self._cut: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+
+    # -- writing --------------------------------------------------------------------------
+    def save(self, call: CapturedCall) -> str | None:
+        """Keep `call`; None when kept, else why not. Never raises for the store's faults."""
+        try:
+            return self._save(call)
+        except OSError as exc:
+            return redact(f"the call store is unwritable: {type(exc).__name__}: {exc}")
+
+    def _save(self, call: CapturedCall) -> str | None:
+        if call.turn_id is None or not _ID.fullmatch(call.turn_id) \
+                or not _ID.fullmatch(call.call_id):
+            raise ValueError(f"bad turn or call id: {call.turn_id!r}, {call.call_id!r}")
+        size = sum(len(m["content"]) for m in call.messages) + len(call.reply or "")
+        if size > self.max_call_bytes:
+            return (f"the call's messages and reply are {size / MB:.1f} MB, above "
+                    f"FLEET_CAPTURE_MAX_CALL_MB ({self.max_call_bytes / MB:g} MB)")
+        new: dict[str, str] = {}
+        messages = [{"role": m["role"], **self._text(m["content"], new)} for m in call.messages]
+        reply = None if call.reply is None else self._text(call.reply, new)
+        record = {**call.as_dict(), "version": RECORD_VERSION, "messages": messages,
+                  "reply": reply, "params": json.loads(redact(json.dumps(
+                      call.params, default=str, ensure_ascii=False)))}
+        if record["error"]:
+            record["error"] = redact(record["error"])
+        body = json.dumps(record, ensure_ascii=False)
+        with self._lock:
+            fresh = {sha: text for sha, text in new.items() if not self.chunk_store.exists(sha)}
+            adding = len(body) + sum(len(t.encode("utf-8", "surrogatepass"))
+                                     for t in fresh.values())
+            used = self._used_bytes()
+            if used + adding > self.max_bytes:
+                return (f"the call store is full ({used / MB:.1f} MB of "
+                        f"FLEET_CAPTURE_MAX_STORE_MB {self.max_bytes / MB:g} MB)")
+            self._used = used + adding  # counted before writing: a failed write only wastes
+        for sha, text in fresh.items():
+            self.chunk_store.put(sha, text)
+        folder = self.root / "turns" / call.turn_id
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / f"{call.call_id}.json", body)
+        return None
+
+    def _text(self, text: str, new: dict[str, str]) -> dict[str, Any]:
+        """A text for the record: inline when short, else its redacted chunks' shas (the
+        chunks to write added to `new`)."""
+        if len(text) <= INLINE_CHARS:
+            return {"content": redact(text)}
+        key = _sha(text)
+        with self._lock:
+            cut = self._cut.get(key)
+            if cut is not None:
+                self._cut.move_to_end(key)
+        if cut is None:
+            cut = [(_sha(piece), piece) for piece in chunks(redact(text))]
+            with self._lock:
+                self._cut[key] = cut
+                while len(self._cut) > _REDACTED_CACHE:
+                    self._cut.popitem(last=False)
+        new.update(cut)
+        return {"chunks": [sha for sha, _ in cut], "chars": sum(len(p) for _, p in cut)}
+
+    def _used_bytes(self) -> int:
+        if self._used is None:
+            self._used = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) \
+                if self.root.is_dir() else 0
+        return self._used
+
+    # -- reading and removing -------------------------------------------------------------
+    def read(self, turn_id: str, call_id: str) -> dict[str, Any] | None:
+        """The call's record with its texts whole, or None when it was not kept. A chunk
+        removed since reads as a note in its place."""
+        if not (_ID.fullmatch(turn_id) and _ID.fullmatch(call_id)):
+            return None
+        try:
+            record = json.loads((self.root / "turns" / turn_id / f"{call_id}.json").read_text(
+                encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        record["messages"] = [{"role": m["role"], "content": self._whole(m)}
+                              for m in record["messages"]]
+        if record["reply"] is not None:
+            record["reply"] = self._whole(record["reply"])
+        return record
+
+    def _whole(self, part: dict[str, Any]) -> str:
+        if "content" in part:
+            return part["content"]
+        texts = []
+        for sha in part["chunks"]:
+            try:
+                texts.append(self.chunk_store.read(sha))
+            except NotFound:
+                texts.append(f"[a part of this text is no longer stored: {sha}]")
+        return "".join(texts)
+
+    def turn_calls(self, turn_id: str) -> list[str]:
+        """The ids of the turn's kept calls."""
+        folder = self.root / "turns" / turn_id
+        if not _ID.fullmatch(turn_id) or not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.json"))
+
+    def remove_turns(self, turn_ids: list[str]) -> None:
+        """Forget these turns' calls (their chunks stay: other calls may share them)."""
+        for turn_id in turn_ids:
+            if _ID.fullmatch(turn_id):
+                shutil.rmtree(self.root / "turns" / turn_id, ignore_errors=True)
+        with self._lock:
+            self._used = None
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

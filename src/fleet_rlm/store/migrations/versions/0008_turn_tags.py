@@ -1,0 +1,29 @@
+"""Turn tags: labels a turn's users give it to find it again, as a JSON list (null: none).
+
+Revision ID: 0008
+Revises: 0006
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0008"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("turns") as batch:
+        batch.add_column(sa.Column("tags", JSON, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("turns") as batch:
+        batch.drop_column("tags")
