@@ -70,6 +70,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
               type="button"
               role="radio"
               aria-checked={scope.kind === k.kind}
+              aria-label={`Usage by model for ${k.label === "Dates" ? "a date range" : `a ${k.label.toLowerCase()}`}`}
               onClick={() => {
                 if (k.kind === "range") go({ kind: "range", since: "", until: "" });
                 else if (k.kind === "session" && sessions[0]) go({ kind: "session", sessionId: sessions[0].id });

@@ -165,7 +165,7 @@ export function TurnsPage({ filters }: { filters: TurnFilters }) {
           Tag
           <input aria-label="Tag" value={draft.tag ?? ""} onChange={set("tag")} />
         </label>
-        <button type="submit" className="primary">Search</button>
+        <button type="submit" className="primary" aria-label="Search turns">Search</button>
         {active ? <a href={turnsHref({ sort: filters.sort, order: filters.order })}>Clear</a> : null}
         <span className="spacer" />
         <button
@@ -228,7 +228,7 @@ export function TurnsPage({ filters }: { filters: TurnFilters }) {
           </tbody>
         </table>
       )}
-      {next ? <button type="button" onClick={more}>More turns</button> : null}
+      {next ? <button type="button" aria-label="Load more turns" onClick={more}>More turns</button> : null}
     </div>
   );
 }

@@ -137,7 +137,7 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
             </button>
           ))}
         </div>
-        {tree?.turnId ? <a className="tiny" href={usageHref({ kind: "turn", turnId: tree.turnId })}>usage by model</a> : null}
+        {tree?.turnId ? <a className="tiny" href={usageHref({ kind: "turn", turnId: tree.turnId })} aria-label="Cost of this turn per model">per model</a> : null}
         <details className="menu panel-actions">
           <summary aria-label="Export">
             <Icon name="download" size={14} /> Export
