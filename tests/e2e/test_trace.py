@@ -41,7 +41,7 @@ def inspector(page: Page):
 def test_open_a_calls_prompt_and_reply_from_the_tree(page: Page,
                                                       scripted: ScriptedLMServer) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    finished_turn(page, scripted, "How many needles are in big.txt?")
+    finished_turn(page, scripted, "Which needles does big.txt hold?")
     rlm = node(page, "rlm", 1)
     # The child RLM says what it was asked.
     expect(node(page, "rlm", 2).get_by_test_id("rlm-query").first).to_contain_text(
