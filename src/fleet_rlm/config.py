@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         description="MLflow tracking URI (FLEET_MLFLOW_TRACKING_URI or MLFLOW_TRACKING_URI); "
         "when set, every turn and every `fleet run` is recorded as one MLflow trace.")
     mlflow_experiment: str = Field("fleet-rlm", description="MLflow experiment for the traces.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="An OTLP/HTTP collector's base URL (as OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "e.g. http://localhost:4318); when set, every turn and `fleet run` is exported as "
+        "OpenTelemetry spans (GenAI conventions). Headers, timeout and the rest come from the "
+        "standard OTEL_EXPORTER_OTLP_* variables. Needs the otel extra.")
     mcp_token: str | None = Field(
         None, description="Bearer token `fleet serve-mcp --transport http` takes as the local "
         "user (users' API tokens act as their users); generated and printed at start when unset.")

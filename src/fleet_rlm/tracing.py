@@ -215,6 +215,8 @@ def lm_attributes(e: LmCallEvent) -> dict[str, Any]:
     }
     if e.error:
         attributes["fleet.error"] = e.error
+    if e.call_id is not None:
+        attributes["fleet.call_id"] = e.call_id
     if e.attempt > 1 or e.retry_in_s is not None:
         attributes["fleet.attempt"] = e.attempt
         attributes["fleet.retry_in_s"] = e.retry_in_s

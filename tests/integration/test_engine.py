@@ -105,6 +105,7 @@ def test_two_level_tree_answers_and_reports_its_shape(scripted_lm):
     assert all(c.parent_id == root_id and c.depth == 1 for c in children)
     assert roots[0].iteration is None  # the children came from the root's first code cell:
     assert {c.iteration for c in children} == {1}
+    assert roots[0].query == "Summarise." and {c.query for c in children} == {"summarise"}
     child_ids = {c.node_id for c in children}
     assert len(child_ids) == 3
     calls = of_type(events, "lm_call")

@@ -114,3 +114,25 @@ async def test_with_capture_off_calls_carry_no_id(scripted_lm, tmp_path):
         assert not (tmp_path / "calls").exists()
     finally:
         await svc.close()
+
+
+async def test_a_retried_call_keeps_each_attempt_the_failed_one_without_a_reply(
+        scripted_lm, tmp_path):
+    server = scripted_lm([{"status": 503, "reply": "overloaded", "times": 1}]
+                         + quick("hello", "hi"))
+    svc = SessionService(settings_for(server, tmp_path))
+    await svc.open()
+    try:
+        session = await svc.create_session(principal=LOCAL)
+        posted = await svc.post(LOCAL, session.id, "hello")
+        events = [e async for e in svc.follow(posted.turn_id)]
+        assert (await posted.done).answer == "hi"
+        failed, retried = [e for e in events if e.type == "lm_call"][:2]
+        first = await svc.call(LOCAL, posted.turn_id, failed.call_id)
+        second = await svc.call(LOCAL, posted.turn_id, retried.call_id)
+        assert (first.attempt, first.reply, first.captured) == (1, None, True)
+        assert "503" in (first.error or "") and first.http_status == 503
+        assert (second.attempt, second.error, second.finish_reason) == (2, None, "stop")
+        assert first.messages == second.messages and second.reply
+    finally:
+        await svc.close()

@@ -194,7 +194,13 @@ def _report(outcome: dict, cancel_reason: str | None, as_json: bool) -> int:
 
 
 def _trace_run(settings: Settings, events: list, question: str) -> None:
-    """With an MLflow tracking URI configured, the run becomes one trace."""
+    """With an MLflow tracking URI configured, the run becomes one trace; with an OTLP
+    endpoint, one OpenTelemetry trace too."""
+    if settings.otel_exporter_otlp_endpoint:
+        from ..otel import record_export
+
+        if record_export(settings, events, name="fleet run", wait=True) is None:
+            err.print("[yellow]warning:[/yellow] the OpenTelemetry trace was not exported")
     if not settings.mlflow_tracking_uri:
         return
     from ..tracing import record_trace

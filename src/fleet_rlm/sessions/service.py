@@ -180,6 +180,10 @@ class SessionService:
             from ..tracing import import_mlflow
 
             import_mlflow()
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import import_otel
+
+            import_otel()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
@@ -204,6 +208,10 @@ class SessionService:
                 await asyncio.wait_for(asyncio.shield(live.done), 10)
         self.sandboxes.close()
         self.workspace_io.close()
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import shutdown
+
+            await asyncio.to_thread(shutdown)
         await self.store.close()
         self._lock_file.close()
 
@@ -707,15 +715,23 @@ class SessionService:
         self.loop.create_task(finish())
         return live
 
-    # -- MLflow: a finished turn becomes one trace, built from its recorded events -----------
+    # -- tracing: a finished turn becomes one MLflow trace and one OTLP trace ---------------
     async def _trace(self, turn_id: str, session_id: str) -> str | None:
+        """Export the turn, built from its recorded events; returns the MLflow trace id."""
+        if not (self.settings.mlflow_tracking_uri or self.settings.otel_exporter_otlp_endpoint):
+            return None
+        stored = await until_available(lambda: self.store.events.list(turn_id),
+                                       f"reading turn {turn_id} to trace it")
+        events = [parse_event(r.payload) for r in stored]
+        if self.settings.otel_exporter_otlp_endpoint:
+            from ..otel import record_export
+
+            await asyncio.to_thread(record_export, self.settings, events, attributes={
+                "fleet.turn_id": turn_id, "fleet.session_id": session_id})
         if not self.settings.mlflow_tracking_uri:
             return None
         from ..tracing import record_trace
 
-        stored = await until_available(lambda: self.store.events.list(turn_id),
-                                       f"reading turn {turn_id} to trace it")
-        events = [parse_event(r.payload) for r in stored]
         return await asyncio.to_thread(
             record_trace, self.settings, events, name="turn",
             tags={"fleet.turn_id": turn_id, "fleet.session_id": session_id})

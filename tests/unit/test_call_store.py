@@ -1,0 +1,103 @@
+"""The call store: texts cut by content and kept once, read back whole, redacted, capped."""
+
+from __future__ import annotations
+
+import random
+
+from fleet_rlm.capture import CapturedCall
+from fleet_rlm.redaction import remember
+from fleet_rlm.store.calls import INLINE_CHARS, MAX_CHUNK, CallStore, chunks
+
+
+def _document(lines: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "needle", "hay", "stack", "river"]
+    return "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + "\n"
+                   for _ in range(lines))
+
+
+def _call(call_id: str, *contents: str, reply: str | None = "ok", turn: str = "turn1"
+          ) -> CapturedCall:
+    return CapturedCall(call_id=call_id, turn_id=turn, node_id="n", role="root",
+                        model="openai/root", params={"temperature": 0.0},
+                        messages=[{"role": "system", "content": "You are careful."}]
+                        + [{"role": "user", "content": c} for c in contents], reply=reply)
+
+
+def _stored_bytes(store: CallStore) -> int:
+    return sum(p.stat().st_size for p in (store.root / "chunks").rglob("*.txt"))
+
+
+def test_chunks_rejoin_and_a_shared_beginning_is_cut_the_same_way():
+    text = _document(5000)
+    pieces = chunks(text)
+    assert "".join(pieces) == text and max(map(len, pieces)) <= MAX_CHUNK and len(pieces) > 5
+    longer = chunks(text + _document(300, seed=2))
+    assert longer[:len(pieces) - 1] == pieces[:-1]
+    one_line = "x" * (3 * MAX_CHUNK + 5)  # no line ends at all
+    assert "".join(chunks(one_line)) == one_line and len(chunks(one_line)) == 4
+
+
+def test_the_same_document_in_every_prompt_is_stored_once(tmp_path):
+    store = CallStore(tmp_path)
+    document = _document(8000)
+    history = ""
+    for k in range(6):  # each iteration: the document, and a history growing by a step
+        history += f"step {k}: " + _document(40, seed=10 + k)
+        assert store.save(_call(f"c{k}", document, history)) is None
+    new_text = len(document) + len(history)
+    assert _stored_bytes(store) < 1.3 * new_text  # not six documents, not six histories
+    back = store.read("turn1", "c5")
+    assert back is not None and [m["content"] for m in back["messages"]] == [
+        "You are careful.", document, history]
+    assert back["reply"] == "ok" and back["params"] == {"temperature": 0.0}
+    assert store.turn_calls("turn1") == [f"c{k}" for k in range(6)]
+
+
+def test_secrets_never_reach_the_disk(tmp_path):
+    secret = "provider-key-0123456789"
+    remember(secret)
+    store = CallStore(tmp_path)
+    long_text = _document(500) + f"the key is {secret}\n" + _document(500, seed=3)
+    short_text = f"Authorization: Bearer abcdefghijklmnop and {secret}"
+    call = CapturedCall(call_id="c1", turn_id="t1", node_id="n", role="sub", model="m",
+                        params={"api_base": f"http://h/?token={secret}"},
+                        messages=[{"role": "user", "content": long_text},
+                                  {"role": "user", "content": short_text}],
+                        reply=f"echo {secret}", error=f"failed with {secret}")
+    assert store.save(call) is None
+    on_disk = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert secret not in on_disk and "abcdefghijklmnop" not in on_disk
+    back = store.read("t1", "c1")
+    assert back is not None and "the key is ***" in back["messages"][0]["content"]
+    assert back["reply"] == "echo ***" and "***" in back["error"]
+
+
+def test_caps_and_faults_are_answered_with_a_reason_never_raised(tmp_path):
+    small = CallStore(tmp_path / "a", max_call_mb=0.01)
+    reason = small.save(_call("c1", "x" * 20_000))
+    assert reason and "FLEET_CAPTURE_MAX_CALL_MB" in reason
+    assert small.read("turn1", "c1") is None
+
+    full = CallStore(tmp_path / "b", max_store_mb=0.05)
+    assert full.save(_call("c1", _document(400))) is None
+    reason = full.save(_call("c2", _document(800, seed=4)))
+    assert reason and "the call store is full" in reason
+    assert full.save(_call("c3", "short")) is None  # small records still fit
+
+    (tmp_path / "c").write_text("not a folder")
+    reason = CallStore(tmp_path / "c").save(_call("c1", "hello"))
+    assert reason and reason.startswith("the call store is unwritable")
+
+
+def test_a_removed_chunk_reads_as_a_note_and_removed_turns_are_gone(tmp_path):
+    store = CallStore(tmp_path)
+    text = _document(600)
+    assert len(text) > INLINE_CHARS and store.save(_call("c1", text)) is None
+    victim = next((tmp_path / "chunks").rglob("*.txt"))
+    victim.unlink()
+    back = store.read("turn1", "c1")
+    assert back is not None and "no longer stored" in back["messages"][1]["content"]
+    store.remove_turns(["turn1"])
+    assert store.read("turn1", "c1") is None and store.turn_calls("turn1") == []
+    assert store.read("../etc", "passwd") is None
