@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fleet_env, running_fleet_web
 from e2e_support import LOCAL_TOKEN, sign_in
 from playwright.sync_api import Page, expect
 from test_workbench import ask, attach, last_turn, new_session, node, script, shot
 
+from conftest import fleet_env, running_fleet_web
 from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -110,13 +110,15 @@ def test_the_timeline_of_a_turn_with_a_child_rlm_and_a_batch_of_sub_calls(
 
     # Hover says how long a bar took; a click opens its step.
     subs.first.hover()
-    expect(page.get_by_test_id("timeline-hover")).to_contain_text(re.compile(r"sub · openai/sub: \d+ ms"))
+    expect(page.get_by_test_id("timeline-hover")).to_contain_text(
+        re.compile(r"sub · openai/sub: \d+ ms"))
     subs.first.click()
     expect(inspector(page).locator("[data-fact=role]")).to_have_text("sub")
     page.get_by_role("button", name="Close the call (Esc)").click()
     child = timeline.locator("[data-kind=node]").nth(2)
     child.click()
-    expect(page.get_by_role("radio", name="Show the tree")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_role("radio", name="Show the tree")).to_have_attribute(
+        "aria-checked", "true")
     expect(node(page, "rlm", 2)).to_have_attribute("data-selected", "true")
 
 
@@ -166,7 +168,8 @@ def test_search_turns_and_open_a_deep_link(page: Page, scripted: ScriptedLMServe
     other = page.context.new_page()
     other.goto(link)
     expect(other.get_by_test_id("call-inspector")).to_have_attribute("data-call-seq", seq or "")
-    expect(other.get_by_test_id("call-message").last).to_contain_text("How many needles in this part?")
+    expect(other.get_by_test_id("call-message").last).to_contain_text(
+        "How many needles in this part?")
     # A node's address marks that node.
     other.goto(link.rsplit("/c/", 1)[0])
     expect(other.get_by_test_id("call-inspector")).to_have_count(0)
