@@ -261,3 +261,31 @@ def test_a_call_not_kept_says_why(browser, fleet_web_small_store: str,
         shot(page, "25-call-not-kept")
     finally:
         context.close()
+
+
+def test_a_retried_call_shows_its_attempts(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules([
+        {"status": 429, "retry_after": "0", "times": 1},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="Known.", answer="Rome.")},
+        {"match": "next_thought", "model": "root", "reply": dspy_agent_step("done", "finish")},
+    ])
+    new_session(page)
+    ask(page, "The capital of Italy, after a rate limit?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    page.get_by_role("button", name="Open the agent call of step finish").click()
+    call = inspector(page)
+    expect(call.locator("[data-fact=attempt]")).to_have_text("2")
+    expect(call.locator("[data-fact='retries before']")).to_have_text("1")
+    expect(call.get_by_test_id("call-reply")).to_contain_text("finish")
+    page.keyboard.press("Escape")
+
+    # The refused attempt is a bar of its own on the timeline, and opens like any call.
+    page.get_by_role("radio", name="Show the timeline").click()
+    refused = page.locator("[data-testid=timeline-bar][data-kind=call].status-error")
+    expect(refused).to_have_count(1)
+    refused.click()
+    expect(call.locator("[data-fact='HTTP status']")).to_have_text("429")
+    expect(call.locator("[data-fact=attempt]")).to_have_text("1")
+    expect(call.get_by_role("alert")).to_contain_text("429")
+    expect(call.get_by_test_id("call-message").last).to_contain_text("capital of Italy")
