@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { FleetEvent } from "../generated/events";
-import { buildTree } from "./reducer";
+import { buildTree, callKey, findCall } from "./reducer";
 import { buildTimeline, criticalPath, packLanes, type Span } from "./timeline";
 
 type Where = { node: string; parent: string | null; depth: number };
@@ -158,5 +158,19 @@ describe("criticalPath", () => {
       ["second", 5, 9, []],
     ]);
     expect(criticalPath(tree, ["first", "second"]).sort()).toEqual(["first", "second"]);
+  });
+});
+
+describe("a call's address in its tree", () => {
+  it("is its call_id, or its seq for a call recorded without one", () => {
+    const stream = events().map((e) => (e.type === "lm_call" && e.seq === 7 ? { ...e, call_id: "abc" } : e));
+    const tree = buildTree(stream);
+    const kept = findCall(tree, "abc");
+    expect(kept?.seq).toBe(7);
+    expect(callKey(kept!)).toBe("abc");
+    const bare = findCall(tree, "seq:8");
+    expect(bare?.seq).toBe(8);
+    expect(callKey(bare!)).toBe("seq:8");
+    expect(findCall(tree, "seq:1")).toBeUndefined(); // turn_started, not a call
   });
 });
