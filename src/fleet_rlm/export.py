@@ -9,22 +9,29 @@ iterations with their code and output, the answer and the usage).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from .events import ErrorEvent, parse_event
 from .tree import Cell, EventTree, Node, Step, fold
 
-ExportFormat = Literal["json", "markdown"]
-FORMATS: tuple[str, ...] = ("json", "markdown")
+ExportFormat = Literal["json", "markdown", "rlm-log"]
+FORMATS: tuple[str, ...] = ("json", "markdown", "rlm-log")  # rlm-log: a turn (rlm_log_writer.py)
 FORMAT_VERSION = 1
 OUTPUT_CHARS = 4_000  # code output and tool results kept per block in Markdown; JSON keeps all
 
 
 # -- the files -------------------------------------------------------------------------------
-def render_turn(turn: dict[str, Any], format: ExportFormat = "json") -> str:
-    """A turn's export from its data (sessions/exports.py reads it from the store)."""
+def render_turn(turn: dict[str, Any], format: ExportFormat = "json",
+                record: Callable[[str], dict[str, Any] | None] = lambda _: None) -> str:
+    """A turn's export from its data (sessions/exports.py reads it from the store); `record`:
+    a kept model call by its id (the call store's), for the rlm-log format."""
     check_format(format)
+    if format == "rlm-log":
+        from .rlm_log_writer import write
+
+        return write((parse_event(e) for e in turn["events"]), record)
     if format == "json":
         return _json({"format": "fleet-rlm-turn", "version": FORMAT_VERSION, "turn": turn})
     return "\n".join(turn_markdown(turn, level=1)) + "\n"
@@ -33,6 +40,8 @@ def render_turn(turn: dict[str, Any], format: ExportFormat = "json") -> str:
 def render_session(data: dict[str, Any], format: ExportFormat = "json") -> str:
     """A session's export from its data: the session, its documents, memory and turns."""
     check_format(format)
+    if format == "rlm-log":
+        raise ValueError("the rlm-log format holds one run: export a turn of the session")
     if format == "json":
         return _json(data)
     session = data["session"]

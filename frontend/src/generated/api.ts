@@ -757,6 +757,17 @@ export type components = {
             created_at: string;
             /** Id */
             id: string;
+            /**
+             * Imported From
+             * @description The log the session was imported from (`fleet import rlm-log`); None for its own.
+             */
+            imported_from?: string | null;
+            /**
+             * Read Only
+             * @description Imported: it can be read, not continued.
+             * @default false
+             */
+            read_only: boolean;
             /** Title */
             title: string;
             /**

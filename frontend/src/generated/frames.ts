@@ -104,6 +104,7 @@ export interface SocketError {
     | "bad_frame"
     | "unknown_type"
     | "busy"
+    | "read_only"
     | "invalid"
     | "not_found"
     | "not_running"

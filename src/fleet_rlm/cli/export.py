@@ -18,14 +18,17 @@ if TYPE_CHECKING:
 
 def export_command(
     id: Annotated[str, typer.Argument(help="A turn id (a session id with --session).")],
-    format: Annotated[str, typer.Option("--format", "-f", help="json | markdown")] = "json",
+    format: Annotated[str, typer.Option("--format", "-f", help="json | markdown | rlm-log (a "
+                                        "turn, as the RLM reference implementation logs)")
+                      ] = "json",
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write to this file instead of standard output.")] = None,
     session: Annotated[bool, typer.Option(
         "--session", help="ID is a session: export it with all its turns.")] = False,
 ) -> None:
     """Export a turn from the store (FLEET_DATA_DIR / FLEET_DATABASE_URL) as JSON (everything,
-    every event) or as a Markdown transcript."""
+    every event), as a Markdown transcript, or as a trajectory log of the RLM paper's reference
+    implementation (rlm-log: its first RLM node, which that project's visualizer reads)."""
     import asyncio
 
     from ..export import FORMATS
@@ -42,6 +45,9 @@ def export_command(
                                   cast("ExportFormat", format)))  # checked above
     except NotFound:
         err.print(f"[red]error:[/red] no {kind} with id {escape(repr(id))}")
+        raise typer.Exit(1) from None
+    except ValueError as exc:  # a format the turn or session cannot be written in
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except Exception as exc:  # noqa: BLE001 - a clear message, exit 1
         raise database_error(exc) from None

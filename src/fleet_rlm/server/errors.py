@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
-from ..sessions import Busy, Conflict, NotFound, disk_full, unavailable
+from ..sessions import Busy, Conflict, NotFound, ReadOnly, disk_full, unavailable
 from ..workspace import WorkspaceError
 
 # DocumentError.reason -> HTTP status; the rest are 422.
@@ -75,6 +75,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _response(409, "busy", str(exc))
+
+    @app.exception_handler(ReadOnly)
+    async def read_only(_: Request, exc: ReadOnly) -> JSONResponse:
+        return _response(409, "read_only", str(exc), imported_from=exc.imported_from)
 
     async def database_away(_: Request, exc: Exception) -> JSONResponse:
         if not unavailable(exc):

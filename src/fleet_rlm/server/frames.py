@@ -108,7 +108,7 @@ class SessionFrame(BaseModel):
         description="The turn in flight, which a (re)connecting client resumes.")
 
 
-SocketErrorCode = Literal["bad_json", "bad_frame", "unknown_type", "busy", "invalid",
+SocketErrorCode = Literal["bad_json", "bad_frame", "unknown_type", "busy", "read_only", "invalid",
                           "not_found", "not_running", "overflow", "unavailable", "internal"]
 
 

@@ -26,11 +26,15 @@ class SessionOut(BaseModel):
     archived: bool
     created_at: datetime
     updated_at: datetime
+    imported_from: str | None = Field(None, description="The log the session was imported "
+                                      "from (`fleet import rlm-log`); None for its own.")
+    read_only: bool = Field(False, description="Imported: it can be read, not continued.")
 
     @classmethod
     def of(cls, s: SessionRow) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
-                   created_at=s.created_at, updated_at=s.updated_at)
+                   created_at=s.created_at, updated_at=s.updated_at,
+                   imported_from=s.imported_from, read_only=s.imported_from is not None)
 
 
 class SessionList(BaseModel):

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
-from ..sessions import Busy, LimitRaised, NotFound, unavailable
+from ..sessions import Busy, LimitRaised, NotFound, ReadOnly, unavailable
 from .auth import Principal, authenticate, still_authenticated
 from .errors import RETRY_AFTER_S, ApiError, unavailable_message
 from .frames import (
@@ -89,6 +89,8 @@ class Connection:
             self._error(exc.code, exc.message, frame_id, **exc.extra)
         except Busy as exc:
             self._error("busy", str(exc), frame_id)
+        except ReadOnly as exc:
+            self._error("read_only", str(exc), frame_id)
         except NotFound as exc:
             self._error("not_found", str(exc), frame_id)
         except ValueError as exc:  # bad limits, an empty message, a turn not waiting

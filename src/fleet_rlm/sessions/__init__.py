@@ -6,6 +6,8 @@ server) to sessions, turns and the store.
     sandboxes.py  each session's persistent sandbox and workspace, saved and restored
     records.py    a turn's outcome and the closing events of turns no engine runs any more
     tenancy.py    Principal, and the tenant the store's transactions act for (row security)
+    inspector.py  the trace inspector's reads: a call's request and reply, turn search, usage
+    imports.py    logs of other tools (the RLM reference implementation's) as read-only sessions
 
 The store's errors and row types the entry points meet are re-exported here, so they need not
 import the store.
@@ -27,6 +29,7 @@ from .service import (
     Busy,
     LimitRaised,
     Posted,
+    ReadOnly,
     SessionService,
     StoreSession,
 )
@@ -64,6 +67,7 @@ __all__ = [
     "Overflow",
     "Posted",
     "Principal",
+    "ReadOnly",
     "SandboxPool",
     "SessionRow",
     "SessionService",

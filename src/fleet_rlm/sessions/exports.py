@@ -3,6 +3,7 @@ the question, answer, status and usage, and for a session its documents and memo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..export import FORMAT_VERSION, ExportFormat, check_format, iso, render_session, render_turn
@@ -41,7 +42,11 @@ async def session_data(store: Store, session_id: str) -> dict[str, Any]:
 
 async def export_turn(store: Store, turn_id: str, format: ExportFormat = "json") -> str:
     check_format(format)  # before the store is read
-    return render_turn(await turn_data(store, turn_id), format)
+    data = await turn_data(store, turn_id)
+    if format == "rlm-log":  # with each call's whole request and reply, where they were kept
+        return await asyncio.to_thread(render_turn, data, format,
+                                       lambda call_id: store.calls.read(turn_id, call_id))
+    return render_turn(data, format)
 
 
 async def export_session(store: Store, session_id: str, format: ExportFormat = "json") -> str:

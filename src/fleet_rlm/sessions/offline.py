@@ -35,6 +35,19 @@ async def export(settings: Settings, kind: str, id: str, format: ExportFormat = 
         return await write(store, id, format)
 
 
+async def import_rlm_log(settings: Settings, path: Path, title: str | None = None
+                         ) -> tuple[str, list[str]]:
+    """A reference-implementation log as a read-only session of the local user: its id and
+    its turns' ids. RlmLogError (nothing stored) on a log this reader does not take."""
+    from .imports import import_rlm_log as store_log
+
+    async with Store.from_settings(settings, tenant=ALL_TENANTS) as store:
+        await store.prepare()
+        await store.ensure_local_user()
+        session = await store_log(store, path, title=title)
+        return session.id, [t.id for t in await store.turns.list(session.id)]
+
+
 async def session_ids(settings: Settings) -> set[str] | None:
     """Every session in the store, of every tenant; None when there is no database."""
     store = Store.from_settings(settings, tenant=ALL_TENANTS)

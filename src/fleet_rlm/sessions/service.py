@@ -90,6 +90,15 @@ class Busy(RuntimeError):
     """The session already has a turn in flight (running, or waiting on the user)."""
 
 
+class ReadOnly(ValueError):
+    """The session was imported from a log: it can be read, not continued."""
+
+    def __init__(self, session_id: str, imported_from: str) -> None:
+        super().__init__(f"session {session_id} was imported from {imported_from} and is "
+                         "read-only: start a new session to ask more")
+        self.session_id, self.imported_from = session_id, imported_from
+
+
 @dataclass(frozen=True)
 class Posted:
     """What `post` started: the turn, the seq to follow it from, and its result to come."""
@@ -417,6 +426,8 @@ class SessionService:
         at a time per tenant) and store it once by content hash."""
         session = await (self.session(principal, session_id) if principal is not None
                          else self.store.sessions.get(session_id))
+        if session.imported_from is not None:
+            raise ReadOnly(session_id, session.imported_from)
         doc = await self.extractor.extract(session.tenant_id, name, data,
                                            ExtractionLimits.of(self.settings),
                                            self.settings.extract_concurrency)
@@ -518,6 +529,8 @@ class SessionService:
         `attachments`: ids of the session's documents sent with the message; the agent reads
         their names after the text, the turn records them apart from it."""
         session = await self.store.sessions.get(session_id)
+        if session.imported_from is not None:
+            raise ReadOnly(session_id, session.imported_from)
         limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
         self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
@@ -748,5 +761,5 @@ class SessionService:
         return live_turns.events(self.store, turn_id, after_seq, live, subscribe(live))
 
 
-__all__ = ["LIMIT_KEYS", "Busy", "LimitRaised", "LiveTurn", "Overflow", "Posted",
+__all__ = ["LIMIT_KEYS", "Busy", "LimitRaised", "LiveTurn", "Overflow", "Posted", "ReadOnly",
            "SessionService", "StoreSession"]

@@ -156,6 +156,8 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     archived: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    imported_from: Mapped[str | None] = mapped_column(
+        sa.String(500), doc="The log it was imported from; such a session is read-only.")
 
 
 class Turn(Base):

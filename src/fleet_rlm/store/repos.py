@@ -86,6 +86,34 @@ class SessionRepo(_Repo):
         async with self._store.reading() as db:
             return await _get(db, Session, session_id)
 
+    async def create_imported(self, title: str, imported_from: str, turns: Sequence[Mapping[
+            str, Any]], *, tenant_id: str = LOCAL_TENANT_ID, user_id: str = LOCAL_USER_ID
+                              ) -> Session:
+        """A read-only session with its finished turns and their events, in one transaction:
+        all of it is stored or none. Each turn: id, user_message, answer, status, usage,
+        error, created_at, finished_at and events (dicts, as `EventRepo.append_many`)."""
+        async with self._store.transaction(tenant_id) as db:
+            user = await db.get(User, user_id)
+            if user is None or user.tenant_id != tenant_id:
+                raise NotFound("user", user_id)
+            now = utcnow()
+            session = Session(tenant_id=tenant_id, user_id=user_id, title=title,
+                              created_at=now, updated_at=now, archived=False,
+                              imported_from=imported_from)
+            db.add(session)
+            await db.flush()
+            for index, turn in enumerate(turns, 1):
+                db.add(Turn(id=turn["id"], session_id=session.id, index=index,
+                            user_message=storable(turn["user_message"]),
+                            answer=storable(turn["answer"]), status=turn["status"],
+                            error=storable(turn["error"]), usage=storable(turn["usage"]),
+                            created_at=turn["created_at"], finished_at=turn["finished_at"]))
+                await db.flush()
+                for event in turn["events"]:
+                    db.add(Event(turn_id=turn["id"], seq=event["seq"], type=event["type"],
+                                 payload=storable(dict(event)), created_at=now))
+        return session
+
     def _filter(self, stmt: sa.Select, tenant_id: str, q: str | None, user_id: str | None,
                 include_archived: bool) -> sa.Select:
         stmt = stmt.where(Session.tenant_id == tenant_id)

@@ -1,4 +1,6 @@
-"""Turn tags: labels a turn's users give it to find it again, as a JSON list (null: none).
+"""Turn tags and imported sessions: a turn's `tags`, labels its users give it to find it again
+(a JSON list; null: none), and a session's `imported_from`, the log it was read from (such a
+session is read-only; null: a session of this workspace).
 
 Revision ID: 0008
 Revises: 0006
@@ -22,8 +24,12 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 def upgrade() -> None:
     with op.batch_alter_table("turns") as batch:
         batch.add_column(sa.Column("tags", JSON, nullable=True))
+    with op.batch_alter_table("sessions") as batch:
+        batch.add_column(sa.Column("imported_from", sa.String(500), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("imported_from")
     with op.batch_alter_table("turns") as batch:
         batch.drop_column("tags")

@@ -1,0 +1,212 @@
+"""The RLM reference implementation's trajectory logs: `fleet import rlm-log` reads hand-made
+logs covering each field into read-only sessions with the same tree, refuses bad ones with the
+line and what was expected (storing nothing), and `fleet export --format rlm-log` writes our
+turns back in that format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from test_server_support import settings_for
+from typer.testing import CliRunner
+
+from fleet_rlm import RecursiveRLM, rlm_log
+from fleet_rlm.cli import app as cli_app
+from fleet_rlm.events import parse_event
+from fleet_rlm.rlm_log_writer import NothingToWrite, write
+from fleet_rlm.sessions import LOCAL, ReadOnly, SessionService
+from fleet_rlm.testing import ask_then_delegate_rules, two_level_rlm_rules
+from fleet_rlm.tree import fold
+
+LOGS = Path(__file__).parent.parent / "data" / "rlm_logs"
+
+
+def fleet(data_dir: Path, *args: str):
+    return CliRunner().invoke(cli_app, list(args), env={"FLEET_DATA_DIR": str(data_dir)})
+
+
+async def _service(data_dir: Path, server=None) -> SessionService:
+    svc = SessionService(settings_for(server, data_dir))
+    await svc.open()
+    return svc
+
+
+async def test_a_log_with_every_field_imports_as_a_read_only_session(tmp_path):
+    result = await asyncio.to_thread(fleet, tmp_path, "import", "rlm-log",
+                                     str(LOGS / "every_field.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "imported 2 run(s)" in result.output
+    svc = await _service(tmp_path)
+    try:
+        (session,) = await svc.list_sessions(LOCAL)
+        assert session.imported_from == "every_field.jsonl"
+        assert session.title == "every_field.jsonl (gpt-4o)"
+        first, second = await svc.turns(LOCAL, session.id)
+        assert (first.user_message, first.answer, first.status) == (
+            "What is the secret number?", "42", "ok")  # root_prompt; final_answer [var, value]
+        assert (second.user_message, second.answer) == ('{"doc": "teal"}', "teal")
+        assert first.usage["calls"] == 6 and first.usage["prompt_tokens"] == 17 + 5
+        assert first.usage["completion_tokens"] == 1 + 2
+
+        events = await svc.turn_events(LOCAL, first.id)
+        tree = fold(parse_event(e) for e in events)
+        (node,) = [n for n in tree.nodes.values() if n.kind == "rlm"]
+        assert (node.model, node.sub_model, node.max_iterations) == (
+            "gpt-4o", "gpt-4o-mini", 30)
+        assert node.inputs["context"].chars == len("The secret number is 42. The colour is teal.")
+        assert [c.iteration for c in node.cells] == [1, 2, 3]
+        one, two, three = node.cells
+        assert one.code == ("print(context[:20])\nans = llm_query('find the number in: ' + "
+                            "context)\nprint(ans)\n\nprint(1/0)")
+        assert one.reasoning == "Let me look."
+        assert one.output.stdout == "The secret number is\n42\n"
+        assert one.output.stderr == "ZeroDivisionError: division by zero\n"
+        assert one.output.duration_s == pytest.approx(0.8)
+        ok, limited = one.sub_calls
+        assert (ok.model, ok.prompt_tokens, ok.completion_tokens, ok.latency_s) == (
+            "gpt-4o-mini", 17, 1, 0.5)
+        assert limited.error == "RateLimitError: rate limited" and limited.http_status == 429
+        (old_style,) = two.sub_calls  # an older logger's usage fields, no root_model
+        assert (old_style.model, old_style.prompt_tokens, old_style.completion_tokens) == (
+            "gpt-4o-mini", 5, 2)
+        assert (three.code, three.output) == ("", None)
+        assert node.finished.answer == {"answer": "42"}
+
+        root_call = one.calls[0]
+        detail = await svc.call(LOCAL, first.id, root_call.call_id)
+        assert detail.captured and [m.role for m in detail.messages] == [
+            "system", "assistant", "user"]
+        assert detail.reply.startswith("Let me look.") and detail.params == {
+            "model_name": "gpt-4o"}
+        sub = await svc.call(LOCAL, first.id, limited.call_id)
+        assert [m.content for m in sub.messages] == ["and the colour?"]
+        assert sub.error == "RateLimitError: rate limited"
+
+        with pytest.raises(ReadOnly, match="read-only"):
+            await svc.post(LOCAL, session.id, "one more question")
+        with pytest.raises(ReadOnly):
+            await svc.add_document(session.id, "x.txt", b"hello", principal=LOCAL)
+    finally:
+        await svc.close()
+
+
+async def test_a_log_without_a_final_answer_imports_as_an_error(tmp_path):
+    result = await asyncio.to_thread(fleet, tmp_path, "import", "rlm-log",
+                                     str(LOGS / "no_answer.jsonl"), "--title", "t")
+    assert result.exit_code == 0, result.output
+    svc = await _service(tmp_path)
+    try:
+        (session,) = await svc.list_sessions(LOCAL)
+        (turn,) = await svc.turns(LOCAL, session.id)
+        assert (session.title, turn.status, turn.answer) == ("t", "error", None)
+        assert "without a final answer" in turn.error
+        events = await svc.turn_events(LOCAL, turn.id)
+        assert [e["type"] for e in events][-3:] == ["error", "rlm_finished", "turn_finished"]
+    finally:
+        await svc.close()
+
+
+META = ('{"type": "metadata", "root_model": "m", "max_depth": 1, "max_iterations": 3, '
+        '"backend": "openai", "backend_kwargs": {}, "environment_type": "local", '
+        '"environment_kwargs": {}, "other_backends": null}')
+ITERATION = ('{"type": "iteration", "iteration": 1, "prompt": [{"role": "user", "content": "q"}],'
+             ' "response": "FINAL(a)", "code_blocks": [], "final_answer": "a", '
+             '"iteration_time": 0.1}')
+
+
+@pytest.mark.parametrize("lines, line, expected", [
+    ([], 1, "expected the metadata line"),
+    ([ITERATION], 1, "expected the metadata line"),
+    ([META, "{not json"], 2, "expected a JSON object; not JSON"),
+    ([META, "[1, 2]"], 2, "expected a JSON object; found list"),
+    ([META.replace('"root_model": "m", ', '')], 1, "root_model: Field required"),
+    ([META.replace('{"type": "metadata", ', '{"type": "metadata", "version": 2, '), ITERATION],
+     1, "version 2, a version this reader does not know"),
+    ([META, ITERATION.replace('"code_blocks": [], ', '')], 2, "code_blocks: Field required"),
+    ([META, ITERATION.replace('"code_blocks": []', '"code_blocks": [{"code": "x", "result": '
+                              '{"stdout": 3, "stderr": ""}}]')], 2,
+     "code_blocks.0.result.stdout: Input should be a valid string"),
+    ([META, ITERATION, '{"type": "trace", "x": 1}'], 3, "found type 'trace'"),
+    ([META, META, ITERATION], 2, "the metadata line comes once, first"),
+    ([META], 2, "at least one iteration line"),
+    ([META, ITERATION, '{"type": "run_context", "prompt": "p"}'], 4,
+     "an iteration line after each run_context line"),
+])
+def test_a_bad_log_is_refused_with_its_line_and_nothing_is_stored(tmp_path, lines, line,
+                                                                     expected):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    result = fleet(tmp_path / "data", "import", "rlm-log", str(path))
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert f"line {line}: expected" in message and expected in message, message
+    assert "nothing was imported" in message
+    with pytest.raises(rlm_log.RlmLogError) as caught:
+        rlm_log.parse(lines)
+    assert caught.value.line == line
+    assert not (tmp_path / "data" / "calls").exists()
+
+
+def test_a_line_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(META.encode() + b"\n" + ITERATION.encode().replace(b"FINAL", b"\xff") + b"\n")
+    result = fleet(tmp_path / "data", "import", "rlm-log", str(path))
+    assert result.exit_code == 1 and "line 2: expected UTF-8 text" in result.output
+
+
+async def test_a_turn_exports_as_a_log_that_imports_back_with_the_same_tree(scripted_lm,
+                                                                          tmp_path):
+    server = scripted_lm([*two_level_rlm_rules(),
+                          *ask_then_delegate_rules("Condense it.", "A summary.")])
+    svc = SessionService(settings_for(server, tmp_path, delegate_chars=10))
+    await svc.open()
+    try:
+        session = await svc.create_session(principal=LOCAL)
+        await svc.add_document(session.id, "big.txt", b"x" * 30, principal=LOCAL)
+        first = await svc.post(LOCAL, session.id, "condense big.txt")
+        assert (await first.done).status == "waiting"
+        again = await svc.post(LOCAL, session.id, "big.txt", answering=True)
+        assert (await again.done).status == "ok"
+        turn_id = again.turn_id
+    finally:
+        await svc.close()
+
+    result = await asyncio.to_thread(fleet, tmp_path, "export", turn_id, "--format", "rlm-log")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    meta, *iterations = lines
+    assert meta["type"] == "metadata" and meta["root_model"] == "openai/root"
+    assert meta["other_backends"] == ["openai/sub"] and meta["max_depth"] == 2
+    assert [i["iteration"] for i in iterations] == [1, 2]
+    first_iteration = iterations[0]
+    assert first_iteration["prompt"][0]["role"] == "system"  # the whole request, kept
+    assert "rlm_query_batched" in first_iteration["code_blocks"][0]["code"]
+    children = first_iteration["code_blocks"][0]["result"]["rlm_calls"]
+    assert [c["prompt"] for c in children] == ["summarise"] * 3
+    assert {c["response"] for c in children} == {"chunk-summary"}
+    assert iterations[-1]["final_answer"] == "chunk-summary | chunk-summary | chunk-summary"
+
+    metadata, (run,) = rlm_log.read(result.stdout.splitlines())
+    back = fold(run.events)
+    (node,) = [n for n in back.nodes.values() if n.kind == "rlm"]
+    assert [c.code for c in node.cells] == [c["code_blocks"][0]["code"] if c["code_blocks"]
+                                            else "" for c in iterations]
+    assert run.answer == "chunk-summary | chunk-summary | chunk-summary"
+    assert len(node.cells[0].sub_calls) == 3  # the children, as the log's rlm_calls
+
+
+def test_a_run_writes_its_children_and_sub_calls_as_rlm_calls(scripted_lm):
+    server = scripted_lm(two_level_rlm_rules())
+    from fleet_rlm.config import Settings
+
+    settings = Settings(root_model="openai/root", sub_model="openai/sub",
+                        api_base=server.api_base)
+    out = RecursiveRLM(settings=settings, max_iterations=3)(context="x" * 30, question="q")
+    text = write(out.events, lambda _: None)
+    _, (run,) = rlm_log.read(text.splitlines())
+    assert run.answer == out.answer and run.status == "ok"
+    with pytest.raises(NothingToWrite):
+        write([e for e in out.events if e.type == "turn_started"], lambda _: None)
