@@ -192,6 +192,7 @@ export function App() {
                 key={route.sessionId}
                 sessionId={route.sessionId}
                 step={route.step}
+                importedFrom={current?.read_only ? (current.imported_from ?? "another tool's log") : null}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.

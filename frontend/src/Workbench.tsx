@@ -19,9 +19,11 @@ export interface WorkbenchProps {
   onFirstMessage: (text: string) => void;
   /** The step the address names. */
   step: Step;
+  /** An imported, read-only session: the log it came from. */
+  importedFrom?: string | null;
 }
 
-export function Workbench({ sessionId, settings, onFirstMessage, step }: WorkbenchProps) {
+export function Workbench({ sessionId, settings, onFirstMessage, step, importedFrom = null }: WorkbenchProps) {
   const session = useSession(sessionId);
   const [latestShown, setLatestShown] = useState<string | null>(null);
   const [tab, setTab] = useState<"chat" | "tree">(step.turnId ? "tree" : "chat");
@@ -99,7 +101,7 @@ export function Workbench({ sessionId, settings, onFirstMessage, step }: Workben
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
       <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} />
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} importedFrom={importedFrom} />
         <TreePanel
           sessionId={sessionId}
           turns={turns}

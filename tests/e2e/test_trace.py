@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from e2e_support import LOCAL_TOKEN, sign_in
 from playwright.sync_api import Page, expect
 from test_workbench import ask, attach, last_turn, new_session, node, script, shot
 
-from conftest import fleet_env, running_fleet_web
+from conftest import ROOT, fleet_command, fleet_env, running_fleet_web
 from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -289,3 +290,63 @@ def test_a_retried_call_shows_its_attempts(page: Page, scripted: ScriptedLMServe
     expect(call.locator("[data-fact=attempt]")).to_have_text("1")
     expect(call.get_by_role("alert")).to_contain_text("429")
     expect(call.get_by_test_id("call-message").last).to_contain_text("capital of Italy")
+
+
+@pytest.fixture(scope="module")
+def fleet_web_imported(frontend_build: Path, scripted: ScriptedLMServer,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`fleet web` on a store into which `fleet import rlm-log` read a reference log."""
+    data_dir = tmp_path_factory.mktemp("fleet-data-imported")
+    env = fleet_env(data_dir, scripted, FLEET_TOKEN=LOCAL_TOKEN)
+    log = ROOT / "tests" / "data" / "rlm_logs" / "every_field.jsonl"
+    imported = subprocess.run([str(fleet_command()), "import", "rlm-log", str(log)], env=env,
+                              cwd=data_dir, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, (imported.stdout, imported.stderr)
+    with running_fleet_web(data_dir, env) as base:
+        yield base
+
+
+def test_an_imported_reference_log_reads_like_our_own_turns(
+        browser, fleet_web_imported: str) -> None:
+    context = browser.new_context(base_url=fleet_web_imported,
+                                  viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_in(page)
+        page.goto("/#/turns?q=secret")
+        rows = page.get_by_test_id("turn-row")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("gpt-4o")
+        rows.first.get_by_role("link").first.click()
+        expect(page).to_have_url(re.compile(r"#/s/\w+/t/\w+$"))
+        # Read-only: its turns show, no message box.
+        expect(page.get_by_test_id("read-only")).to_contain_text("every_field.jsonl")
+        expect(page.get_by_role("textbox", name="Message")).to_have_count(0)
+        expect(page.get_by_test_id("turn")).to_have_count(2)
+
+        rlm = page.locator("[data-testid=tree-node][data-kind=rlm]").first
+        expect(rlm.get_by_test_id("iteration")).to_have_count(3)
+        rlm.get_by_role("button", name="Open the root call of iteration 1").click()
+        call = inspector(page)
+        expect(call.locator("[data-fact=model]")).to_have_text("gpt-4o")
+        messages = call.get_by_test_id("call-message")
+        expect(messages.first).to_have_attribute("data-role", "system")
+        expect(messages.first).to_contain_text("You are an RLM with a REPL.")
+        expect(call.get_by_test_id("call-reply")).to_contain_text("Let me look.")
+        page.keyboard.press("Escape")
+        rlm.get_by_role("button", name="Show sub-LM calls").first.click()
+        rlm.get_by_role("button", name=re.compile(r"Open the sub call \d+")).first.click()
+        expect(call.get_by_test_id("call-message").last).to_contain_text("find the number in:")
+        page.keyboard.press("Escape")
+
+        page.get_by_role("radio", name="Show the timeline").click()
+        timeline = page.get_by_test_id("timeline")
+        expect(timeline.locator("[data-kind=iteration]")).to_have_count(3)
+        expect(timeline.locator("[data-kind=call][data-critical=true]")).not_to_have_count(0)
+        shot(page, "26-imported-log")
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
