@@ -290,6 +290,10 @@ def test_a_retried_call_shows_its_attempts(page: Page, scripted: ScriptedLMServe
     expect(call.locator("[data-fact=attempt]")).to_have_text("1")
     expect(call.get_by_role("alert")).to_contain_text("429")
     expect(call.get_by_test_id("call-message").last).to_contain_text("capital of Italy")
+    # Each attempt links to the others.
+    call.get_by_role("button", name="Open attempt 2").click()
+    expect(call.locator("[data-fact=attempt]")).to_have_text("2")
+    expect(call.get_by_role("button", name="Open attempt 1, HTTP 429")).to_be_visible()
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ import { useEffect, useState } from "react";
 
 import { ApiError, api, errorText, type LmCallDetail } from "../api/client";
 import type { LmCallEvent } from "../generated/events";
+import type { TurnTree } from "../tree/reducer";
 import { CopyButton } from "../ui/CopyButton";
 import { Icon } from "../ui/Icon";
-import { callFacts, fold, missingPrompt, transcript } from "./calls";
+import { attemptsOf, callFacts, fold, missingPrompt, transcript } from "./calls";
 import "./trace.css";
 
 type Loaded = { callId: string; detail: LmCallDetail | null; failure: string | null };
@@ -31,10 +32,13 @@ function FoldedText({ text, label }: { text: string; label: string }) {
 
 export interface CallInspectorProps {
   call: LmCallEvent;
+  /** The call's turn: where its other attempts are found. */
+  tree: TurnTree;
+  onOpen: (call: LmCallEvent) => void;
   onClose: () => void;
 }
 
-export default function CallInspector({ call, onClose }: CallInspectorProps) {
+export default function CallInspector({ call, tree, onOpen, onClose }: CallInspectorProps) {
   const [loaded, setLoaded] = useState<Loaded | null>(null);
   const callId = call.call_id;
 
@@ -63,6 +67,7 @@ export default function CallInspector({ call, onClose }: CallInspectorProps) {
   const detail = current?.detail ?? null;
   const loading = callId !== null && current === null;
   const missing = loading ? null : missingPrompt(call, detail, current?.failure ?? null);
+  const attempts = attemptsOf(tree, call);
   const params = detail && Object.keys(detail.params).length ? JSON.stringify(detail.params, null, 2) : null;
 
   return (
@@ -83,6 +88,24 @@ export default function CallInspector({ call, onClose }: CallInspectorProps) {
             </div>
           ))}
         </dl>
+        {attempts.length > 1 ? (
+          <nav className="attempts" aria-label="Attempts of this call">
+            attempts:{" "}
+            {attempts.map((a) => (
+              <button
+                key={a.seq}
+                type="button"
+                className="link-button"
+                aria-current={a.seq === call.seq ? "true" : undefined}
+                aria-label={`Open attempt ${a.attempt}${a.http_status !== null ? `, HTTP ${a.http_status}` : a.error ? ", failed" : ""}`}
+                onClick={() => onOpen(a)}
+              >
+                {a.attempt}
+                {a.http_status !== null ? ` (HTTP ${a.http_status})` : a.error ? " (failed)" : ""}
+              </button>
+            ))}
+          </nav>
+        ) : null}
         {call.error || detail?.error ? <div className="node-error" role="alert">{detail?.error ?? call.error}</div> : null}
         {params ? (
           <details className="params">

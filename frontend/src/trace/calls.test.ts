@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 
 import type { LmCallDetail } from "../api/client";
 import type { LmCallEvent } from "../generated/events";
-import { callFacts, fold, missingPrompt, transcript } from "./calls";
+import { buildTree } from "../tree/reducer";
+import { attemptsOf, callFacts, fold, missingPrompt, transcript } from "./calls";
 
 const event = (over: Partial<LmCallEvent> = {}): LmCallEvent => ({
   turn_id: "t", node_id: "n", parent_id: null, depth: 1, seq: 5, ts: 10, type: "lm_call", role: "root",
@@ -41,5 +42,26 @@ describe("the call inspector's pieces", () => {
 
   it("copies the request and reply as one text", () => {
     expect(transcript(detail())).toBe("[system]\nS\n\n[user]\nU\n\n[reply]\nR");
+  });
+});
+
+describe("attemptsOf", () => {
+  it("finds the attempts of one call, and no other call's", () => {
+    const calls = [
+      event({ seq: 1, attempt: 1, http_status: 429 }),
+      event({ seq: 2, attempt: 2 }),
+      event({ seq: 3, attempt: 1, iteration: 2 }),
+      event({ seq: 4, attempt: 1, iteration: 1 }),
+      event({ seq: 5, attempt: 1, iteration: 1, role: "sub" }),
+      event({ seq: 6, attempt: 2, iteration: 1 }),
+      event({ seq: 7, attempt: 3, iteration: 1 }),
+    ];
+    const tree = buildTree(calls);
+    const seqs = (c: LmCallEvent) => attemptsOf(tree, c).map((x) => x.seq);
+    expect(seqs(calls[1] as LmCallEvent)).toEqual([1, 2]);
+    expect(seqs(calls[0] as LmCallEvent)).toEqual([1, 2]);
+    expect(seqs(calls[2] as LmCallEvent)).toEqual([3]);
+    expect(seqs(calls[5] as LmCallEvent)).toEqual([4, 6, 7]);
+    expect(seqs(calls[4] as LmCallEvent)).toEqual([5]);
   });
 });

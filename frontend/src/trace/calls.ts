@@ -2,6 +2,7 @@
 
 import type { LmCallDetail } from "../api/client";
 import type { LmCallEvent } from "../generated/events";
+import type { TurnTree } from "../tree/reducer";
 
 /** Texts longer than this are folded: the long context a prompt carries is mostly one document. */
 export const FOLD_CHARS = 2000;
@@ -57,4 +58,19 @@ export function transcript(detail: LmCallDetail): string {
   const parts = detail.messages.map((m) => `[${m.role}]\n${m.content}`);
   if (detail.reply !== null) parts.push(`[reply]\n${detail.reply}`);
   return parts.join("\n\n");
+}
+
+/** Every attempt of the model call `call` is one of, in order: the calls of the same node, role
+ * and iteration whose attempts count up to the last one (a new call starts again at 1). */
+export function attemptsOf(tree: TurnTree, call: LmCallEvent): LmCallEvent[] {
+  const same = tree.events.filter(
+    (e): e is LmCallEvent => e.type === "lm_call" && e.node_id === call.node_id && e.role === call.role && e.iteration === call.iteration,
+  );
+  const at = same.findIndex((e) => e.seq === call.seq);
+  if (at < 0) return [call];
+  let first = at;
+  while (first > 0 && (same[first] as LmCallEvent).attempt > 1 && (same[first - 1] as LmCallEvent).attempt === (same[first] as LmCallEvent).attempt - 1) first--;
+  let last = at;
+  while (last + 1 < same.length && (same[last + 1] as LmCallEvent).attempt === (same[last] as LmCallEvent).attempt + 1) last++;
+  return same.slice(first, last + 1);
 }

@@ -185,9 +185,9 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
             )}
           </TreeActionsContext.Provider>
         </div>
-        {openCall ? (
+        {openCall && tree ? (
           <Suspense fallback={null}>
-            <CallInspector call={openCall} onClose={() => onStep({ nodeId: at.nodeId, callId: null })} />
+            <CallInspector call={openCall} tree={tree} onOpen={actions.openCall} onClose={() => onStep({ nodeId: at.nodeId, callId: null })} />
           </Suspense>
         ) : null}
       </div>
