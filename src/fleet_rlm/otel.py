@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .config import Settings
@@ -34,6 +35,7 @@ from .tracing import Span, build_tree
 log = logging.getLogger(__name__)
 TRACES_PATH = "/v1/traces"
 AGENT_NAMES = {"turn": "fleet", "rlm": "rlm"}
+CallRecord = Callable[[str], dict[str, Any] | None]  # call id -> the call store's record
 
 _lock = threading.Lock()
 _providers: dict[str, Any] = {}  # endpoint -> TracerProvider, one per process
@@ -75,20 +77,46 @@ def _provider(endpoint: str) -> Any:
 
 
 def export_events(settings: Settings, events: Iterable[Event], *, name: str = "turn",
-                  attributes: dict[str, Any] | None = None, wait: bool = False) -> str | None:
+                  attributes: dict[str, Any] | None = None, wait: bool = False,
+                  record: CallRecord | None = None) -> str | None:
     """Export one turn's or run's events as a trace; returns its trace id (hex), or None
     when no endpoint is configured. `wait`: return once the spans are sent (or the exporter
-    gave up), for a process about to leave."""
+    gave up), for a process about to leave. `record`: a kept call by its id; with
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true (the GenAI instrumentations'
+    opt-in), model call spans carry their messages (`gen_ai.input.messages`,
+    `gen_ai.output.messages`)."""
     if not settings.otel_exporter_otlp_endpoint:
         return None
     provider = _provider(settings.otel_exporter_otlp_endpoint)
     root = build_tree(events, name)
     root.attributes.update(attributes or {})
+    if record is not None and _capture_content():
+        _add_messages(root, record)
     tracer = provider.get_tracer("fleet_rlm")
     trace_id = _emit(tracer, root, None)
     if wait:
         provider.force_flush()
     return trace_id
+
+
+def _capture_content() -> bool:
+    flag = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+    return flag.strip().lower() in ("true", "1", "yes")
+
+
+def _add_messages(span: Span, record: CallRecord) -> None:
+    for each in span.walk():
+        call_id = each.attributes.get("fleet.call_id")
+        kept = record(call_id) if each.kind == "lm" and call_id else None
+        if kept is None:
+            continue
+        each.attributes["gen_ai.input.messages"] = _json([
+            {"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}
+            for m in kept["messages"]])
+        if kept.get("reply") is not None:
+            each.attributes["gen_ai.output.messages"] = _json([
+                {"role": "assistant", "parts": [{"type": "text", "content": kept["reply"]}],
+                 "finish_reason": kept.get("finish_reason") or "stop"}])
 
 
 def record_export(settings: Settings, events: Iterable[Event], **kwargs: Any) -> str | None:
@@ -131,6 +159,8 @@ def _emit(tracer: Any, span: Span, parent: Any) -> str:
 def _named(span: Span) -> tuple[str, dict[str, Any]]:
     """The span's name and attributes by the GenAI conventions, with ours (fleet.*) kept."""
     ours = _flat({k: v for k, v in span.attributes.items() if not k.startswith("mlflow.")})
+    genai_messages: dict[str, Any] = {
+        k: ours.pop(k) for k in ("gen_ai.input.messages", "gen_ai.output.messages") if k in ours}
     if span.inputs:
         ours["fleet.inputs"] = _json(span.inputs)
     if span.outputs:
@@ -163,7 +193,7 @@ def _named(span: Span) -> tuple[str, dict[str, Any]]:
             call["gen_ai.response.finish_reasons"] = [str(a["fleet.finish_reason"])]
         if a.get("fleet.error"):
             call["error.type"] = str(a["fleet.error"]).split(":", 1)[0]
-        return f"chat {requested or model}", {**ours, **call}
+        return f"chat {requested or model}", {**ours, **call, **genai_messages}
     return span.name, ours
 
 

@@ -4,6 +4,7 @@ follow the event stream, named and attributed by the GenAI semantic conventions.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -152,7 +153,9 @@ def test_a_two_level_run_arrives_as_one_span_tree(scripted_lm, receiver):
     assert sum(attrs(c)["gen_ai.usage.input_tokens"] for c in chats) == out.usage.prompt_tokens
 
 
-async def test_a_chat_turn_is_exported_when_it_ends(scripted_lm, receiver, tmp_path):
+async def test_a_chat_turn_is_exported_when_it_ends(scripted_lm, receiver, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     server = scripted_lm([COUNT_NEEDLES,
                           *ask_then_delegate_rules("How many needles?", "500 needles, x=42.")])
     service = SessionService(settings_for(server, receiver.url, data_dir=tmp_path,
@@ -179,10 +182,16 @@ async def test_a_chat_turn_is_exported_when_it_ends(scripted_lm, receiver, tmp_p
     assert [e.name for e in steps[0].events] == ["ask_user"]
     (rlm,) = tree.named("invoke_agent rlm")
     assert tree.parent(rlm) is steps[1]
+    assert "gen_ai.input.messages" not in attrs(root)
     chats = tree.named("chat ")
     assert len(chats) == turn.usage["calls"]
     call_ids = {attrs(c).get("fleet.call_id") for c in chats}
     assert None not in call_ids and len(call_ids) == len(chats)
+    for chat in chats:  # the opt-in: each call's messages, from the call store
+        sent = json.loads(attrs(chat)["gen_ai.input.messages"])
+        got = json.loads(attrs(chat)["gen_ai.output.messages"])
+        assert sent[0]["role"] == "system" and sent[-1]["parts"][0]["type"] == "text"
+        assert got[0]["role"] == "assistant" and got[0]["parts"][0]["content"]
 
 
 async def test_an_unreachable_collector_never_fails_the_turn(scripted_lm, tmp_path,

@@ -210,3 +210,35 @@ def test_a_run_writes_its_children_and_sub_calls_as_rlm_calls(scripted_lm):
     assert run.answer == out.answer and run.status == "ok"
     with pytest.raises(NothingToWrite):
         write([e for e in out.events if e.type == "turn_started"], lambda _: None)
+
+
+def test_the_api_imports_a_log_and_the_session_refuses_messages(tmp_path):
+    from test_server_support import API, app_client, ws_url
+
+    with app_client(settings_for(None, tmp_path)) as client:
+        sent = client.post(f"{API}/imports/rlm-log", data={"title": "Reference run"},
+                           files={"file": ("run.jsonl", (LOGS / "every_field.jsonl").read_bytes())})
+        assert sent.status_code == 201, sent.text
+        session = sent.json()
+        assert (session["title"], session["read_only"], session["imported_from"]) == (
+            "Reference run", True, "run.jsonl")
+        turns = client.get(f"{API}/sessions/{session['id']}/turns").json()
+        assert [t["answer"] for t in turns] == ["42", "teal"]
+        events = client.get(f"{API}/turns/{turns[0]['id']}/events").json()["events"]
+        call_id = next(e["call_id"] for e in events if e["type"] == "lm_call")
+        call = client.get(f"{API}/turns/{turns[0]['id']}/calls/{call_id}").json()
+        assert call["captured"] and call["messages"][0]["content"] == "You are an RLM with a REPL."
+        with client.websocket_connect(ws_url(session["id"])) as ws:
+            assert ws.receive_json()["type"] == "session"
+            ws.send_json({"type": "message", "text": "more?"})
+            refused = ws.receive_json()
+        assert refused["type"] == "socket_error" and refused["code"] == "read_only"
+        upload = client.post(f"{API}/sessions/{session['id']}/documents",
+                             files={"file": ("a.txt", b"hello")})
+        assert upload.status_code == 409 and upload.json()["error"] == "read_only"
+
+        bad = client.post(f"{API}/imports/rlm-log",
+                          files={"file": ("bad.jsonl", (META + "\n{oops\n").encode())})
+        assert bad.status_code == 422
+        assert (bad.json()["error"], bad.json()["line"]) == ("invalid_log", 2)
+        assert len(client.get(f"{API}/sessions").json()["items"]) == 1

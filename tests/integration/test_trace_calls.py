@@ -136,3 +136,28 @@ async def test_a_retried_call_keeps_each_attempt_the_failed_one_without_a_reply(
         assert first.messages == second.messages and second.reply
     finally:
         await svc.close()
+
+
+async def test_another_tenant_finds_none_of_the_turns_and_a_deleted_session_keeps_no_calls(
+        scripted_lm, tmp_path):
+    from fleet_rlm.sessions.inspector import TurnQuery
+
+    server = scripted_lm(quick("hello", "hi"))
+    svc = SessionService(settings_for(server, tmp_path))
+    await svc.open()
+    try:
+        session = await svc.create_session(principal=LOCAL)
+        posted = await svc.post(LOCAL, session.id, "hello")
+        assert (await posted.done).status == "ok"
+        mine = await svc.search_turns(LOCAL, TurnQuery(tenant_id="ignored"))
+        assert [t.turn_id for t in mine.items] == [posted.turn_id]
+        assert (await svc.search_turns(OTHER, TurnQuery(tenant_id="local"))).items == []
+        with pytest.raises(NotFound):
+            await svc.model_usage(OTHER, turn_id=posted.turn_id)
+        with pytest.raises(NotFound):
+            await svc.set_tags(OTHER, posted.turn_id, ["x"])
+        assert len(svc.store.calls.turn_calls(posted.turn_id)) == 2
+        await svc.delete_session(session.id, principal=LOCAL)
+        assert svc.store.calls.turn_calls(posted.turn_id) == []
+    finally:
+        await svc.close()

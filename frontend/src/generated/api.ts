@@ -40,6 +40,28 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/imports/rlm-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import Rlm Log
+         * @description A trajectory log of the RLM paper's reference implementation (JSON lines) as a
+         *     read-only session, one turn per run. A malformed log or one of another version is 422
+         *     `invalid_log` with the `line` and what was `expected` there; nothing is stored.
+         */
+        post: operations["import_rlm_log_api_v1_imports_rlm_log_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/ready": {
         parameters: {
             query?: never;
@@ -465,6 +487,13 @@ export type components = {
             id: string;
             /** Name */
             name: string;
+        };
+        /** Body_import_rlm_log_api_v1_imports_rlm_log_post */
+        Body_import_rlm_log_api_v1_imports_rlm_log_post: {
+            /** File */
+            file: string;
+            /** Title */
+            title?: string | null;
         };
         /** Body_upload_document_api_v1_sessions__session_id__documents_post */
         Body_upload_document_api_v1_sessions__session_id__documents_post: {
@@ -1149,6 +1178,39 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+        };
+    };
+    import_rlm_log_api_v1_imports_rlm_log_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_import_rlm_log_api_v1_imports_rlm_log_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

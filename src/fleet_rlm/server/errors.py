@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import DocumentError
+from ..rlm_log import RlmLogError
 from ..sessions import Busy, Conflict, NotFound, ReadOnly, disk_full, unavailable
 from ..workspace import WorkspaceError
 
@@ -75,6 +76,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _response(409, "busy", str(exc))
+
+    @app.exception_handler(RlmLogError)
+    async def invalid_log(_: Request, exc: RlmLogError) -> JSONResponse:
+        return _response(422, "invalid_log", str(exc), line=exc.line, expected=exc.expected)
 
     @app.exception_handler(ReadOnly)
     async def read_only(_: Request, exc: ReadOnly) -> JSONResponse:

@@ -1,11 +1,11 @@
 """The trace inspector: a model call's request and reply, turns found across sessions, turn
-tags, and usage by model and role."""
+tags, usage by model and role, and the import of the RLM reference implementation's logs."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from ..sessions.inspector import (
     LmCallDetail,
@@ -19,7 +19,8 @@ from ..sessions.inspector import (
 from ..status import TurnStatus
 from .deps import Service, User
 from .errors import ApiError
-from .schemas import TurnOut
+from .guard import MB, body_limit
+from .schemas import SessionOut, TurnOut
 
 router = APIRouter(tags=["traces"])
 
@@ -71,6 +72,20 @@ async def search_turns(
 async def put_tags(svc: Service, user: User, turn_id: str, body: TurnTags) -> TurnOut:
     """Replace the turn's tags."""
     return TurnOut.of(await svc.set_tags(user, turn_id, body.tags))
+
+
+@router.post("/imports/rlm-log", response_model=SessionOut, status_code=201,
+             tags=["sessions"])
+@body_limit(lambda s: (s.max_upload_mb * MB, "FLEET_MAX_UPLOAD_MB"))
+async def import_rlm_log(svc: Service, user: User, file: Annotated[UploadFile, File()],
+                         title: Annotated[str | None, Form(max_length=500)] = None
+                         ) -> SessionOut:
+    """A trajectory log of the RLM paper's reference implementation (JSON lines) as a
+    read-only session, one turn per run. A malformed log or one of another version is 422
+    `invalid_log` with the `line` and what was `expected` there; nothing is stored."""
+    data = await file.read()
+    return SessionOut.of(await svc.import_rlm_log(user, file.filename or "log.jsonl", data,
+                                                  title))
 
 
 @router.get("/usage/models", response_model=ModelUsageReport, tags=["usage"])

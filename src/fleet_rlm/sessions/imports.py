@@ -6,7 +6,6 @@ at all."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from .. import rlm_log
@@ -15,10 +14,10 @@ from ..store import Session, Store
 from ..store.models import LOCAL_TENANT_ID, LOCAL_USER_ID, new_id
 
 
-def read_lines(path: Path) -> list[str]:
-    """The file's lines as text; RlmLogError naming the first line that is not UTF-8."""
+def read_lines(data: bytes) -> list[str]:
+    """The lines as text; RlmLogError naming the first line that is not UTF-8."""
     lines = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+    for number, raw in enumerate(data.split(b"\n"), 1):
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -26,12 +25,13 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-async def import_rlm_log(store: Store, path: Path, *, title: str | None = None,
+async def import_rlm_log(store: Store, name: str, data: bytes, *, title: str | None = None,
                          tenant_id: str = LOCAL_TENANT_ID, user_id: str = LOCAL_USER_ID
                          ) -> Session:
-    """A read-only session holding each run of the log as a finished turn, its model calls in
-    the call store. RlmLogError (nothing stored) when the log is not one this reader takes."""
-    lines = await asyncio.to_thread(read_lines, path)
+    """A read-only session holding each run of the log (`data`, the file `name`) as a
+    finished turn, its model calls in the call store. RlmLogError (nothing stored) when the
+    log is not one this reader takes."""
+    lines = await asyncio.to_thread(read_lines, data)
     metadata, runs = rlm_log.read(lines, new_id)
     turns: list[dict[str, Any]] = []
     for run in runs:
@@ -52,7 +52,7 @@ async def import_rlm_log(store: Store, path: Path, *, title: str | None = None,
                       "events": [e.model_dump(mode="json") for e in events]})
     try:
         return await store.sessions.create_imported(
-            title or f"{path.name} ({metadata.root_model})", str(path.name), turns,
+            title or f"{name} ({metadata.root_model})", name, turns,
             tenant_id=tenant_id, user_id=user_id)
     except BaseException:
         await asyncio.to_thread(store.calls.remove_turns, [t["id"] for t in turns])

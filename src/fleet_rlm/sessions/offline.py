@@ -44,7 +44,7 @@ async def import_rlm_log(settings: Settings, path: Path, title: str | None = Non
     async with Store.from_settings(settings, tenant=ALL_TENANTS) as store:
         await store.prepare()
         await store.ensure_local_user()
-        session = await store_log(store, path, title=title)
+        session = await store_log(store, path.name, path.read_bytes(), title=title)
         return session.id, [t.id for t in await store.turns.list(session.id)]
 
 

@@ -410,6 +410,16 @@ class SessionService:
         return await inspector.model_usage(self.store, self._home(principal), turn_id=turn_id,
                                            session_id=session_id, since=since, until=until)
 
+    async def import_rlm_log(self, principal: Principal, name: str, data: bytes,
+                             title: str | None = None) -> SessionRow:
+        """A trajectory log of the RLM reference implementation as a read-only session of
+        the principal (RlmLogError, nothing stored, on a log this reader does not take)."""
+        from .imports import import_rlm_log
+
+        user_id = self.user.id if principal.tenant_id == ALL_TENANTS else principal.user_id
+        return await import_rlm_log(self.store, name, data, title=title,
+                                    tenant_id=self._home(principal), user_id=user_id)
+
     async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
         """The limits the principal's tenant's admin set (only those set)."""
         return await self.store.tenant_limits.get(self._home(principal))
@@ -739,8 +749,10 @@ class SessionService:
         if self.settings.otel_exporter_otlp_endpoint:
             from ..otel import record_export
 
-            await asyncio.to_thread(record_export, self.settings, events, attributes={
-                "fleet.turn_id": turn_id, "fleet.session_id": session_id})
+            await asyncio.to_thread(
+                record_export, self.settings, events,
+                attributes={"fleet.turn_id": turn_id, "fleet.session_id": session_id},
+                record=lambda call_id: self.store.calls.read(turn_id, call_id))
         if not self.settings.mlflow_tracking_uri:
             return None
         from ..tracing import record_trace

@@ -29,7 +29,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sessions") as batch:
-        batch.drop_column("imported_from")
-    with op.batch_alter_table("turns") as batch:
-        batch.drop_column("tags")
+    # Not batch mode: on SQLite it copies the table and drops the old one, and with foreign
+    # keys on, dropping `sessions` or `turns` deletes their children. SQLite (3.35+) drops a
+    # plain column in place.
+    for table, column in (("sessions", "imported_from"), ("turns", "tags")):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        else:
+            op.drop_column(table, column)
