@@ -218,7 +218,14 @@ export function App() {
             <SettingsPage onSaved={setSettings} />
           ) : route.page === "turns" ? (
             <Suspense fallback={<p className="muted page">Loading…</p>}>
-              <TurnsPage filters={route.filters} />
+              <TurnsPage
+                filters={route.filters}
+                onImported={(s) => {
+                  void reload().then(() => {
+                    location.hash = sessionHref(s.id);
+                  });
+                }}
+              />
             </Suspense>
           ) : route.page === "compare" ? (
             <Suspense fallback={<p className="muted page">Loading…</p>}>

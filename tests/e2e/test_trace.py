@@ -354,3 +354,22 @@ def test_an_imported_reference_log_reads_like_our_own_turns(
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_import_a_reference_log_from_the_turns_view(page: Page) -> None:
+    page.goto("/#/turns")
+    chooser = page.get_by_test_id("import-log-input")
+    bad = b'{"type": "metadata", "root_model": "gpt-4o", "max_iterations": 3}\nnot json\n'
+    chooser.set_input_files(files=[{"name": "bad.jsonl", "mimeType": "application/json",
+                                    "buffer": bad}])
+    error = page.get_by_test_id("import-error")
+    expect(error).to_contain_text("line 2")
+    expect(page).to_have_url(re.compile(r"#/turns$"))
+
+    log = ROOT / "tests" / "data" / "rlm_logs" / "every_field.jsonl"
+    chooser.set_input_files(files=[{"name": "from-the-web.jsonl", "mimeType": "application/json",
+                                    "buffer": log.read_bytes()}])
+    expect(page).to_have_url(re.compile(r"#/s/\w+$"))
+    expect(page.get_by_test_id("read-only")).to_contain_text("from-the-web.jsonl")
+    expect(page.get_by_test_id("turn")).to_have_count(2)
+    expect(last_turn(page)).to_contain_text("teal")

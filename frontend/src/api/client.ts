@@ -199,6 +199,13 @@ export const api = {
   testSandbox: (patch?: SettingsPatch) =>
     request<CheckResult>("POST", "/settings/test-sandbox", patch),
 
+  /** A reference implementation's trajectory log as a read-only session; 422 `invalid_log`
+   * names the line and what was expected there. */
+  importRlmLog: (file: File) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return request<Session>("POST", "/imports/rlm-log", form);
+  },
   callDetail: (turnId: string, callId: string) =>
     request<LmCallDetail>("GET", `/turns/${id(turnId)}/calls/${id(callId)}`),
   searchTurns: (filters: TurnFilters, limit = 50, cursor?: string) =>

@@ -1,11 +1,12 @@
 /* Every turn across sessions, searched and filtered by the server (GET /turns): the text of the
 question or answer, status, model, cost, duration, date and tags; sortable columns. The search
 lives in the address, so it is a link; each turn links to its step in the workbench; two ticked
-turns open in Compare. */
+turns open in Compare. A reference implementation's log (alexzhang13/rlm) imports from here as
+a read-only session. */
 
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 
-import { api, errorText, type TurnSummary } from "../api/client";
+import { api, errorText, type Session, type TurnSummary } from "../api/client";
 import { compareHref, stepHref, turnsHref, TURN_FILTERS, type TurnFilterName, type TurnFilters } from "../route";
 import { StatusChip } from "../tree/TreeView";
 import { clip, fmtDate, fmtSeconds, fmtUsd } from "../ui/format";
@@ -69,7 +70,47 @@ function Tags({ turn, onSaved }: { turn: TurnSummary; onSaved: (tags: string[]) 
   );
 }
 
-export function TurnsPage({ filters }: { filters: TurnFilters }) {
+function ImportLog({ onImported }: { onImported: (session: Session) => void }) {
+  const input = useRef<HTMLInputElement>(null);
+  const [state, setState] = useState<{ busy: boolean; error: string | null }>({ busy: false, error: null });
+  const upload = (file: File) => {
+    setState({ busy: true, error: null });
+    api.importRlmLog(file).then(
+      (session) => {
+        setState({ busy: false, error: null });
+        onImported(session);
+      },
+      (e: unknown) => setState({ busy: false, error: errorText(e) }),
+    );
+  };
+  return (
+    <span className="import-log">
+      <input
+        ref={input}
+        type="file"
+        accept=".jsonl,.json,application/x-ndjson,application/json"
+        hidden
+        aria-label="An RLM trajectory log to import"
+        data-testid="import-log-input"
+        onChange={(e) => {
+          const file = e.target.files?.[0];
+          e.target.value = "";
+          if (file) upload(file);
+        }}
+      />
+      <button type="button" aria-label="Import an RLM trajectory log" disabled={state.busy} onClick={() => input.current?.click()}>
+        {state.busy ? "Importing…" : "Import an RLM log"}
+      </button>
+      {state.error ? (
+        <span className="banner error" role="alert" data-testid="import-error">
+          The log was not imported: {state.error}
+        </span>
+      ) : null}
+    </span>
+  );
+}
+
+export function TurnsPage({ filters, onImported }: { filters: TurnFilters; onImported: (session: Session) => void }) {
   const [draft, setDraft] = useState<TurnFilters>(filters);
   const [items, setItems] = useState<TurnSummary[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
@@ -118,7 +159,10 @@ export function TurnsPage({ filters }: { filters: TurnFilters }) {
 
   return (
     <div className="page turns-page">
-      <h1>Turns</h1>
+      <div className="page-head">
+        <h1>Turns</h1>
+        <ImportLog onImported={onImported} />
+      </div>
       <form className="filters" role="search" aria-label="Search turns" onSubmit={submit}>
         <label>
           Text
