@@ -280,6 +280,12 @@ def test_a_retried_call_shows_its_attempts(page: Page, scripted: ScriptedLMServe
     expect(call.locator("[data-fact='retries before']")).to_have_text("1")
     expect(call.get_by_test_id("call-reply")).to_contain_text("finish")
     page.keyboard.press("Escape")
+    # The calls no step shows (the refused attempt, the final answer's) open from the node.
+    agent = page.locator("[data-testid=tree-node][data-kind=agent]")
+    agent.get_by_role("button", name="Show other model calls").click()
+    agent.locator("li.call.error").get_by_test_id("open-call").click()
+    expect(call.locator("[data-fact='HTTP status']")).to_have_text("429")
+    page.keyboard.press("Escape")
 
     # The refused attempt is a bar of its own on the timeline, and opens like any call.
     page.get_by_role("radio", name="Show the timeline").click()

@@ -252,6 +252,9 @@ export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
   const totals = subtreeTotals(tree, id);
   const nested = new Set([...node.iterations.flatMap((c) => c.children), ...node.steps.flatMap((s) => s.children)]);
   const loose = node.children.filter((c) => !nested.has(c));
+  // Calls no step or cell shows (a refused attempt, the agent's final answer, a summary).
+  const claimed = new Set(node.steps.map((st) => st.call?.seq));
+  const otherCalls = node.calls.filter((c) => !claimed.has(c.seq));
   const title = node.kind === "rlm" ? "RLM" : "Agent";
   const iterations = node.iterations.length;
   return (
@@ -303,6 +306,7 @@ export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
               ))}
             </ol>
           ) : null}
+          <CallList calls={otherCalls} label="other model calls" />
           {node.iterations.length ? (
             <ol className="cells">
               {node.iterations.map((c) => (
