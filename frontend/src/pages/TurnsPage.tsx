@@ -217,7 +217,9 @@ export function TurnsPage({ filters, onImported }: { filters: TurnFilters; onImp
           disabled={picked.length !== 2}
           aria-label="Compare the two ticked turns"
           onClick={() => {
-            location.hash = compareHref(picked[0] as string, picked[1] as string);
+            // The older turn on the left.
+            const [a, b] = (items ?? []).filter((t) => picked.includes(t.turn_id)).sort((x, y) => x.started_at.localeCompare(y.started_at));
+            if (a && b) location.hash = compareHref(a.turn_id, b.turn_id);
           }}
         >
           Compare {picked.length}/2
