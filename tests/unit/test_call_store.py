@@ -101,3 +101,19 @@ def test_a_removed_chunk_reads_as_a_note_and_removed_turns_are_gone(tmp_path):
     store.remove_turns(["turn1"])
     assert store.read("turn1", "c1") is None and store.turn_calls("turn1") == []
     assert store.read("../etc", "passwd") is None
+
+
+def test_no_chunk_cut_splits_a_credential_the_redaction_would_mask(tmp_path):
+    store = CallStore(tmp_path)
+    rng = random.Random(7)
+    lines = []
+    for k in range(3000):  # a bearer header whose token is on the next line, many times
+        lines.append(f"header {k}: Authorization: Bearer\n")
+        lines.append("".join(rng.choice("abcdefghijklmnop") for _ in range(24)) + " ok\n")
+    keys = " ".join(f"sk-{k:020d}" for k in range(12_000))  # one line of keys, past a chunk
+    assert store.save(_call("c1", "".join(lines), keys)) is None
+    back = store.read("turn1", "c1")
+    assert back is not None
+    headers, line_of_keys = back["messages"][1]["content"], back["messages"][2]["content"]
+    assert headers.count("Bearer\n*** ok") == 3000
+    assert line_of_keys.count("sk-***") == 12_000 and "sk-0" not in line_of_keys

@@ -9,9 +9,10 @@ Under `<data_dir>/calls/`:
 
 A long text is cut into chunks at line ends chosen by their content, so the same document sent
 in every iteration's prompt, or a prompt that grows by its history, is stored once plus what is
-new. Text is redacted (`redaction.py`) before it is hashed or written: no key or bearer token
-reaches the disk. The store never blocks a call: a call above the size cap, a store full or
-unwritable is answered with why it was not kept, and the call is recorded without it.
+new. Each chunk is redacted (`redaction.py`) before it is hashed or written, and only once (a
+chunk seen before is remembered by its text's hash): no key or bearer token reaches the disk,
+and no cut falls inside one. The store never blocks a call: a call above the size cap, a store
+full or unwritable is answered with why it was not kept, and the call is recorded without it.
 """
 
 from __future__ import annotations
@@ -38,26 +39,35 @@ INLINE_CHARS = 2048  # texts up to this long stay in the call's record
 MIN_CHUNK = 4096  # a chunk ends at a chosen line end once it is this long...
 MAX_CHUNK = 65536  # ...and at this many characters whatever the lines
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_REDACTED_CACHE = 512  # long texts whose redacted chunks are remembered (the same document)
+REDACTED_CACHE_CHARS = 16 * 1024 * 1024  # redacted chunks remembered by their text's sha
 MB = 1024 * 1024
 
 
 def chunks(text: str) -> list[str]:
     """`text` cut at line ends picked by the line's own content: the same leading text is cut
-    the same way in every text that starts with it."""
+    the same way in every text that starts with it. No cut falls inside a credential the
+    redaction would mask: never after a line ending in "Bearer", and a line longer than a
+    chunk is cut at a space where it has one."""
     pieces, start, size = [], 0, 0
     for line in text.splitlines(keepends=True):
         size += len(line)
         while size >= MAX_CHUNK:
-            cut = start + MAX_CHUNK
+            cut = _long_cut(text, start)
             pieces.append(text[start:cut])
-            start, size = cut, size - MAX_CHUNK
-        if size >= MIN_CHUNK and zlib.crc32(line.encode("utf-8", "replace")) % 8 == 0:
+            start, size = cut, size - (cut - start)
+        if size >= MIN_CHUNK and zlib.crc32(line.encode("utf-8", "replace")) % 8 == 0 \
+                and not line.rstrip().lower().endswith("bearer"):
             pieces.append(text[start:start + size])
             start, size = start + size, 0
     if start < len(text):
         pieces.append(text[start:])
     return pieces
+
+
+def _long_cut(text: str, start: int) -> int:
+    end = start + MAX_CHUNK
+    space = max(text.rfind(" ", end - 1024, end), text.rfind("\t", end - 1024, end))
+    return space + 1 if space > start else end
 
 
 def _sha(text: str) -> str:
@@ -73,7 +83,8 @@ class CallStore:
         self.chunk_store = BlobStore(self.root / "chunks", durable=False)
         self._lock = threading.Lock()
         self._used: int | None = None
-        self._cut: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+        self._redacted: OrderedDict[str, tuple[str, str]] = OrderedDict()  # sha -> sha, text
+        self._cached = 0
 
     # -- writing --------------------------------------------------------------------------
     def save(self, call: CapturedCall) -> str | None:
@@ -118,22 +129,30 @@ class CallStore:
 
     def _text(self, text: str, new: dict[str, str]) -> dict[str, Any]:
         """A text for the record: inline when short, else its redacted chunks' shas (the
-        chunks to write added to `new`)."""
+        chunks to write added to `new`). Each chunk is redacted once: a chunk seen before
+        (the same document in the next prompt) is not read again."""
         if len(text) <= INLINE_CHARS:
             return {"content": redact(text)}
-        key = _sha(text)
-        with self._lock:
-            cut = self._cut.get(key)
-            if cut is not None:
-                self._cut.move_to_end(key)
-        if cut is None:
-            cut = [(_sha(piece), piece) for piece in chunks(redact(text))]
+        shas, chars = [], 0
+        for piece in chunks(text):
+            key = _sha(piece)
             with self._lock:
-                self._cut[key] = cut
-                while len(self._cut) > _REDACTED_CACHE:
-                    self._cut.popitem(last=False)
-        new.update(cut)
-        return {"chunks": [sha for sha, _ in cut], "chars": sum(len(p) for _, p in cut)}
+                known = self._redacted.get(key)
+                if known is not None:
+                    self._redacted.move_to_end(key)
+            if known is None:
+                clean = redact(piece)
+                known = (_sha(clean), clean)
+                with self._lock:
+                    self._redacted[key] = known
+                    self._cached += len(clean)
+                    while self._cached > REDACTED_CACHE_CHARS:
+                        _, (_, dropped) = self._redacted.popitem(last=False)
+                        self._cached -= len(dropped)
+            new[known[0]] = known[1]
+            shas.append(known[0])
+            chars += len(known[1])
+        return {"chunks": shas, "chars": chars}
 
     def _used_bytes(self) -> int:
         if self._used is None:
