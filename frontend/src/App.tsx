@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
 import { DocumentsPage } from "./pages/DocumentsPage";
@@ -11,6 +11,10 @@ import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
 import { Workbench } from "./Workbench";
+
+// The trace views load when first opened.
+const TurnsPage = lazy(() => import("./pages/TurnsPage"));
+const ComparePage = lazy(() => import("./pages/ComparePage"));
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -187,6 +191,8 @@ export function App() {
               <Workbench
                 key={route.sessionId}
                 sessionId={route.sessionId}
+                step={route.step}
+                importedFrom={current?.read_only ? (current.imported_from ?? "another tool's log") : null}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.
@@ -210,8 +216,23 @@ export function App() {
             }} />
           ) : route.page === "settings" ? (
             <SettingsPage onSaved={setSettings} />
+          ) : route.page === "turns" ? (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+              <TurnsPage
+                filters={route.filters}
+                onImported={(s) => {
+                  void reload().then(() => {
+                    location.hash = sessionHref(s.id);
+                  });
+                }}
+              />
+            </Suspense>
+          ) : route.page === "compare" ? (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+              <ComparePage a={route.a} b={route.b} />
+            </Suspense>
           ) : (
-            <UsagePage />
+            <UsagePage scope={route.scope} sessions={sessions} />
           )}
         </main>
       </div>

@@ -25,6 +25,7 @@ export interface SidebarProps {
 
 const PAGES: { page: Route["page"]; label: string; href: string }[] = [
   { page: "workbench", label: "Workbench", href: "#/" },
+  { page: "turns", label: "Turns", href: "#/turns" },
   { page: "documents", label: "Documents", href: "#/documents" },
   { page: "usage", label: "Usage", href: "#/usage" },
   { page: "settings", label: "Settings", href: "#/settings" },

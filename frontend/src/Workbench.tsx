@@ -1,10 +1,12 @@
 /* One open session: banners (reconnecting, the model not set up, the server's notices), the chat
-and the execution tree side by side (tabs on a narrow screen). Esc stops the running turn. */
+and the execution tree side by side (tabs on a narrow screen). Esc stops the running turn.
+The address can name a turn, a node and a call (route.ts): the tree opens at that step. */
 
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import type { SettingsOut } from "./api/client";
 import { Chat } from "./chat/Chat";
+import { sessionHref, stepHref, type Step } from "./route";
 import { useSession } from "./session/useSession";
 import { TreePanel } from "./tree/TreePanel";
 import { Icon } from "./ui/Icon";
@@ -15,17 +17,30 @@ export interface WorkbenchProps {
   settings: SettingsOut | null;
   /** The first message of the session, which can name it. */
   onFirstMessage: (text: string) => void;
+  /** The step the address names. */
+  step: Step;
+  /** An imported, read-only session: the log it came from. */
+  importedFrom?: string | null;
 }
 
-export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProps) {
+export function Workbench({ sessionId, settings, onFirstMessage, step, importedFrom = null }: WorkbenchProps) {
   const session = useSession(sessionId);
-  const [selected, setSelected] = useState<string | null>(null);
-  const [tab, setTab] = useState<"chat" | "tree">("chat");
+  const [latestShown, setLatestShown] = useState<string | null>(null);
+  const [tab, setTab] = useState<"chat" | "tree">(step.turnId ? "tree" : "chat");
   const { turns, loadTurn } = session;
   const latest = turns.at(-1)?.id ?? null;
+  const selected = step.turnId ?? latestShown;
 
-  // A new turn takes the tree; the reader can then pick any other.
-  useEffect(() => setSelected(latest), [latest]);
+  // A new turn takes the tree (and the address, if it named another turn); on opening, the
+  // turn the address names wins.
+  const seen = useRef<string | null>(null);
+  useEffect(() => {
+    if (latest === null || latest === seen.current) return;
+    const opening = seen.current === null;
+    seen.current = latest;
+    setLatestShown(latest);
+    if (!opening && step.turnId && step.turnId !== latest) location.replace(sessionHref(sessionId));
+  }, [latest, step.turnId, sessionId]);
   useEffect(() => {
     if (selected) loadTurn(selected);
   }, [selected, loadTurn]);
@@ -43,9 +58,15 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
   }, [liveTurnId, cancel]);
 
   const select = (turnId: string) => {
-    setSelected(turnId);
+    location.hash = stepHref(sessionId, { turnId });
     setTab("tree");
   };
+  const onStep = useCallback(
+    (at: Pick<Step, "nodeId" | "callId">) => {
+      if (selected) location.hash = stepHref(sessionId, { turnId: selected, ...at });
+    },
+    [sessionId, selected],
+  );
   const notConfigured = settings !== null && !settings.model_ready;
   const lastErrors = latest ? session.trees[latest]?.errors ?? [] : [];
   const authFailure = lastErrors.some((e) => /auth|api.?key|not.?configured|credential/i.test(`${e.error_type} ${e.message}`));
@@ -80,13 +101,15 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
       <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} />
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} importedFrom={importedFrom} />
         <TreePanel
           sessionId={sessionId}
           turns={turns}
           tree={selected ? session.trees[selected] : undefined}
           selectedTurnId={selected}
           onSelectTurn={select}
+          step={step}
+          onStep={onStep}
           limits={
             settings
               ? {

@@ -611,7 +611,7 @@ def test_banner_when_no_model_key_or_endpoint_is_configured(page: Page) -> None:
 
 def test_every_control_has_an_accessible_name(page: Page) -> None:
     new_session(page)
-    for path in ("", "#/documents", "#/settings", "#/usage"):
+    for path in ("", "#/documents", "#/settings", "#/usage", "#/turns"):
         if path:
             page.goto("/" + path)
             page.wait_for_load_state("networkidle")

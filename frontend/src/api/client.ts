@@ -4,6 +4,7 @@ usage record's shape) is narrowed here, to the generated event types. */
 
 import type { components, operations } from "../generated/api";
 import type { FleetEvent, Usage } from "../generated/events";
+import type { TurnFilters, UsageScope } from "../route";
 
 export const API = "/api/v1";
 const TOKEN_KEY = "fleet.token";
@@ -26,6 +27,14 @@ export type SettingsPatch = Schemas["SettingsPatch"];
 export type CheckResult = Schemas["CheckResult"];
 export type UsageRow = Schemas["UsageRow"];
 export type UsageReport = Schemas["UsageReport"];
+
+/** One model call as stored: its exact request and reply (GET /turns/{id}/calls/{call_id}). */
+export type LmCallDetail = Schemas["LmCallDetail"];
+/** A turn as the turns view lists it, across sessions. */
+export type TurnSummary = Schemas["TurnSummary"];
+export type TurnSearchPage = Schemas["TurnSearchPage"];
+export type ModelUsageRow = Schemas["ModelUsageRow"];
+export type ModelUsageReport = Schemas["ModelUsageReport"];
 export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
 export class ApiError extends Error {
@@ -146,6 +155,7 @@ export const api = {
   exportSession: (sessionId: string, format: "json" | "markdown") =>
     request<unknown>("GET", `/sessions/${id(sessionId)}/export${q({ format })}`),
 
+  getTurn: (turnId: string) => request<Turn>("GET", `/turns/${id(turnId)}`),
   listTurns: (sessionId: string) => request<Turn[]>("GET", `/sessions/${id(sessionId)}/turns`),
   turnEvents: (turnId: string, afterSeq = 0) =>
     request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
@@ -188,6 +198,31 @@ export const api = {
   testModel: (patch?: SettingsPatch) => request<CheckResult>("POST", "/settings/test-model", patch),
   testSandbox: (patch?: SettingsPatch) =>
     request<CheckResult>("POST", "/settings/test-sandbox", patch),
+
+  /** A reference implementation's trajectory log as a read-only session; 422 `invalid_log`
+   * names the line and what was expected there. */
+  importRlmLog: (file: File) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    return request<Session>("POST", "/imports/rlm-log", form);
+  },
+  callDetail: (turnId: string, callId: string) =>
+    request<LmCallDetail>("GET", `/turns/${id(turnId)}/calls/${id(callId)}`),
+  searchTurns: (filters: TurnFilters, limit = 50, cursor?: string) =>
+    request<TurnSearchPage>("GET", `/turns${q({ ...filters, limit, cursor })}`),
+  setTurnTags: (turnId: string, tags: string[]) =>
+    request<Turn>("PUT", `/turns/${id(turnId)}/tags`, { tags } satisfies Schemas["TurnTags"]),
+  usageByModel: (scope: UsageScope) =>
+    request<ModelUsageReport>(
+      "GET",
+      `/usage/models${q(
+        scope.kind === "turn"
+          ? { turn_id: scope.turnId }
+          : scope.kind === "session"
+            ? { session_id: scope.sessionId }
+            : { since: scope.since, until: scope.until },
+      )}`,
+    ),
 
   usage: (group: "session" | "day") => request<UsageReport>("GET", `/usage${q({ group })}`),
   health: () => request<Health>("GET", "/health"),

@@ -117,9 +117,11 @@ export interface ChatProps {
   onFirstMessage?: (text: string) => void;
   /** The server's limits, shown in the budget popover. */
   defaultLimits?: Record<string, number>;
+  /** An imported session: the log it came from. It is read, not continued. */
+  importedFrom?: string | null;
 }
 
-export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits }: ChatProps) {
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits, importedFrom = null }: ChatProps) {
   const attachments = useAttachments(sessionId);
   const [dragging, setDragging] = useState(false);
   const scroller = useRef<HTMLDivElement>(null);
@@ -144,7 +146,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
       className={`chat ${dragging ? "dragging" : ""}`}
       aria-label="Chat"
       onDragOver={(e) => {
-        if (e.dataTransfer.types.includes("Files")) {
+        if (importedFrom === null && e.dataTransfer.types.includes("Files")) {
           e.preventDefault();
           setDragging(true);
         }
@@ -180,7 +182,13 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         ) : null}
       </div>
       {dragging ? <div className="drop-hint" aria-hidden="true">Drop files to attach them</div> : null}
-      <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+      {importedFrom !== null ? (
+        <p className="read-only-note muted" role="status" data-testid="read-only">
+          Imported from <code>{importedFrom}</code>: this session can be read, not continued.
+        </p>
+      ) : (
+        <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+      )}
     </section>
   );
 }

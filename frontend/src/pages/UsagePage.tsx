@@ -1,9 +1,11 @@
-/* Tokens and cost per session or per day, as a table and a hand-drawn SVG bar chart. */
+/* Tokens and cost per session or per day, as a table and a hand-drawn SVG bar chart; calls,
+tokens and cost per model and role for a turn, a session or a date range (ModelUsage). */
 
 import { useEffect, useState } from "react";
 
-import { api, errorText, type UsageReport, type UsageRow } from "../api/client";
-import { sessionHref } from "../route";
+import { api, errorText, type Session, type UsageReport, type UsageRow } from "../api/client";
+import { sessionHref, usageHref, type UsageScope } from "../route";
+import { ModelUsage } from "./ModelUsage";
 import { fmtTokens, fmtUsd } from "../ui/format";
 
 type Metric = "tokens" | "usd";
@@ -51,7 +53,7 @@ export function BarChart({ rows, group, metric }: { rows: UsageRow[]; group: "se
   );
 }
 
-export function UsagePage() {
+export function UsagePage({ scope, sessions }: { scope: UsageScope; sessions: readonly Session[] }) {
   const [group, setGroup] = useState<"session" | "day">("session");
   const [metric, setMetric] = useState<Metric>("tokens");
   const [report, setReport] = useState<UsageReport | null>(null);
@@ -68,6 +70,7 @@ export function UsagePage() {
   return (
     <div className="page usage-page">
       <h1>Usage</h1>
+      <ModelUsage key={usageHref(scope)} scope={scope} sessions={sessions} />
       <div className="toolbar">
         <div role="radiogroup" aria-label="Group usage by" className="segmented">
           {(["session", "day"] as const).map((g) => (

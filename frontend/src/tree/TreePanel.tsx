@@ -1,13 +1,18 @@
 /* The right-hand panel: which turn, its budget, replay of a finished turn, export. */
 
-import { useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useEffect, useMemo, useState } from "react";
 
 import { api, errorText, getToken, type Turn } from "../api/client";
-import type { Limits } from "../generated/events";
+import type { Limits, LmCallEvent } from "../generated/events";
+import { usageHref, type Step } from "../route";
 import { clip } from "../ui/format";
-import { buildTree, replayStops, type TurnTree } from "./reducer";
-import { BudgetMeter, StatusChip, TreeBody } from "./TreeView";
+import { buildTree, callKey, findCall, replayStops, type TurnTree } from "./reducer";
+import type { Span } from "./timeline";
+import { BudgetMeter, StatusChip, TreeActionsContext, TreeBody } from "./TreeView";
 import { Icon } from "../ui/Icon";
+
+const CallInspector = lazy(() => import("../trace/CallInspector"));
+const TimelineView = lazy(() => import("../trace/TimelineView"));
 
 function isTyping(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
@@ -40,9 +45,14 @@ export interface TreePanelProps {
   onSelectTurn: (turnId: string) => void;
   /** The server's limits, shown until the turn reports its own. */
   limits?: Partial<Limits>;
+  /** The node and call the address names. */
+  step: Pick<Step, "nodeId" | "callId">;
+  /** Open a node of the selected turn, or one of its calls (null: close the call). */
+  onStep: (step: Pick<Step, "nodeId" | "callId">) => void;
 }
 
-export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn, limits }: TreePanelProps) {
+export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn, limits, step: at, onStep }: TreePanelProps) {
+  const [view, setView] = useState<"tree" | "timeline">("tree");
   const [replay, setReplay] = useState<{ turnId: string | null; index: number } | null>(null);
   const [exportError, setExportError] = useState<string | null>(null);
   const stops = useMemo(() => (tree ? replayStops(tree.events) : []), [tree]);
@@ -88,6 +98,22 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
     saveBlob(new Blob([JSON.stringify(tree.events, null, 1)], { type: "application/json" }), `turn-${tree.turnId ?? "events"}.json`);
   };
 
+  const openCall = at.callId && tree ? findCall(tree, at.callId) : undefined;
+  const actions = useMemo(
+    () => ({
+      openCall: (call: LmCallEvent) => onStep({ nodeId: call.node_id, callId: callKey(call) }),
+      selectedNodeId: at.nodeId,
+    }),
+    [onStep, at.nodeId],
+  );
+  const openSpan = (span: Span) => {
+    if (span.call) onStep({ nodeId: span.nodeId, callId: callKey(span.call) });
+    else {
+      onStep({ nodeId: span.nodeId, callId: null });
+      setView("tree");
+    }
+  };
+
   const stopEvent = replayIndex !== null ? tree?.events.find((e) => e.seq === stops[replayIndex]) : undefined;
 
   return (
@@ -104,6 +130,14 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           </select>
         ) : null}
         {tree ? <StatusChip status={tree.status} /> : null}
+        <div role="radiogroup" aria-label="Show the turn as" className="segmented view-switch">
+          {(["tree", "timeline"] as const).map((v) => (
+            <button key={v} type="button" role="radio" aria-checked={view === v} aria-label={`Show the ${v}`} onClick={() => setView(v)}>
+              {v === "tree" ? "Tree" : "Timeline"}
+            </button>
+          ))}
+        </div>
+        {tree?.turnId ? <a className="tiny" href={usageHref({ kind: "turn", turnId: tree.turnId })} aria-label="Cost of this turn per model">per model</a> : null}
         <details className="menu panel-actions">
           <summary aria-label="Export">
             <Icon name="download" size={14} /> Export
@@ -137,8 +171,25 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           ) : null}
         </div>
       ) : null}
-      <div className="panel-scroll">
-        {shown ? <TreeBody tree={shown} /> : <p className="muted empty">Ask something: every step of the work shows here, live.</p>}
+      <div className="panel-body">
+        <div className="panel-scroll">
+          <TreeActionsContext.Provider value={actions}>
+            {!shown ? (
+              <p className="muted empty">Ask something: every step of the work shows here, live.</p>
+            ) : view === "tree" ? (
+              <TreeBody tree={shown} />
+            ) : (
+              <Suspense fallback={<p className="muted">Loading the timeline…</p>}>
+                <TimelineView tree={shown} onOpen={openSpan} selectedNodeId={at.nodeId} />
+              </Suspense>
+            )}
+          </TreeActionsContext.Provider>
+        </div>
+        {openCall && tree ? (
+          <Suspense fallback={null}>
+            <CallInspector call={openCall} tree={tree} onOpen={actions.openCall} onClose={() => onStep({ nodeId: at.nodeId, callId: null })} />
+          </Suspense>
+        ) : null}
       </div>
     </section>
   );

@@ -1,7 +1,7 @@
 /* The execution tree of one turn: agent steps, RLM nodes with their code cells, sub-model calls
 under the cell that made them, child RLMs under their parent. */
 
-import { useState, type ReactNode } from "react";
+import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 
 import type { Limits, LmCallEvent } from "../generated/events";
 import { Code } from "../ui/Code";
@@ -12,9 +12,26 @@ import {
   type AgentStep,
   type CallTotals,
   type IterationCell,
-
   type TurnTree,
 } from "./reducer";
+
+/** What a reader can open from the tree: a model call (in the call inspector), and which node
+ * the address names (it is marked and scrolled to). */
+export interface TreeActions {
+  openCall: (call: LmCallEvent) => void;
+  selectedNodeId: string | null;
+}
+
+export const TreeActionsContext = createContext<TreeActions>({ openCall: () => undefined, selectedNodeId: null });
+
+function OpenCall({ call, label }: { call: LmCallEvent; label: string }) {
+  const { openCall } = useContext(TreeActionsContext);
+  return (
+    <button type="button" className="link-button open-call" data-testid="open-call" data-call-seq={call.seq} aria-label={label} title="Open the request and reply" onClick={() => openCall(call)}>
+      {call.attempt > 1 ? `prompt (attempt ${call.attempt})` : "prompt"}
+    </button>
+  );
+}
 
 export function StatusChip({ status }: { status: string }) {
   return (
@@ -108,6 +125,7 @@ function CallList({ calls, label }: { calls: readonly LmCallEvent[]; label: stri
       <ol className="calls">
         {calls.map((c) => (
           <li key={c.seq} className={c.error ? "call error" : "call"}>
+            <OpenCall call={c} label={`Open the ${c.role} call ${c.seq}`} />
             <Collapsible
               label={`call ${c.seq} previews`}
               summary={
@@ -160,6 +178,9 @@ function Cell({ cell, tree }: { cell: IterationCell; tree: TurnTree }) {
         <span className="cell-index">#{cell.iteration}</span>
         {cell.phase === "extract" ? <span className="chip">extract</span> : null}
         {cell.calls.length ? <Totals totals={cell.calls.reduce(addCall, zero)} /> : null}
+        {cell.calls.map((c) => (
+          <OpenCall key={c.seq} call={c} label={`Open the ${c.role} call of iteration ${cell.iteration}${c.attempt > 1 ? `, attempt ${c.attempt}` : ""}`} />
+        ))}
       </div>
       {cell.reasoning ? <p className="reasoning">{cell.reasoning}</p> : null}
       {cell.code ? <Code code={cell.code} label={`Code of iteration ${cell.iteration}`} /> : null}
@@ -195,6 +216,7 @@ function Step({ step, tree }: { step: AgentStep; tree: TurnTree }) {
       {step.thought ? <p className="reasoning">{step.thought}</p> : null}
       <div className="tool">
         <span className="tool-name">{step.toolName}</span>
+        {step.call ? <OpenCall call={step.call} label={`Open the agent call of step ${step.toolName}`} /> : null}
         {args ? <code className="tool-args">{clip(args.replace(/\n\s*/g, " "), 240)}</code> : null}
       </div>
       {step.result ? (
@@ -220,23 +242,33 @@ function Step({ step, tree }: { step: AgentStep; tree: TurnTree }) {
 export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
   const node = tree.nodes[id];
   const [open, setOpen] = useState(true);
+  const { selectedNodeId } = useContext(TreeActionsContext);
+  const selected = selectedNodeId === id;
+  const head = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (selected) head.current?.scrollIntoView({ block: "center" });
+  }, [selected]);
   if (!node) return null;
   const totals = subtreeTotals(tree, id);
   const nested = new Set([...node.iterations.flatMap((c) => c.children), ...node.steps.flatMap((s) => s.children)]);
   const loose = node.children.filter((c) => !nested.has(c));
+  // Calls no step or cell shows (a refused attempt, the agent's final answer, a summary).
+  const claimed = new Set(node.steps.map((st) => st.call?.seq));
+  const otherCalls = node.calls.filter((c) => !claimed.has(c.seq));
   const title = node.kind === "rlm" ? "RLM" : "Agent";
   const iterations = node.iterations.length;
   return (
     <div
-      className={`node node-${node.kind} status-${node.status}`}
+      className={`node node-${node.kind} status-${node.status}${selected ? " tree-node-selected" : ""}`}
       data-testid="tree-node"
+      data-selected={selected ? "true" : undefined}
       data-node-id={node.id}
       data-kind={node.kind}
       data-depth={node.depth}
       data-status={node.status}
       aria-label={`${title} node at depth ${node.depth}, ${node.status}`}
     >
-      <div className="node-head">
+      <div className="node-head" ref={head}>
         <button type="button" className="node-toggle" aria-expanded={open} aria-label={`${open ? "Collapse" : "Expand"} ${title} node at depth ${node.depth}`} onClick={() => setOpen(!open)}>
           <span className="caret" aria-hidden="true">{open ? "▾" : "▸"}</span>
           <span className={`kind kind-${node.kind}`}>{title}</span>
@@ -254,6 +286,11 @@ export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
       </div>
       {open ? (
         <div className="node-body">
+          {node.query ? (
+            <div className="rlm-query" data-testid="rlm-query">
+              <span className="preview-label">query</span> {node.query}
+            </div>
+          ) : null}
           {node.kind === "rlm" && Object.keys(node.inputs).length ? (
             <div className="inputs muted">
               {node.signature ? <code>{node.signature}</code> : null}{" "}
@@ -269,6 +306,7 @@ export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
               ))}
             </ol>
           ) : null}
+          <CallList calls={otherCalls} label="other model calls" />
           {node.iterations.length ? (
             <ol className="cells">
               {node.iterations.map((c) => (

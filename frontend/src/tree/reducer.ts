@@ -73,6 +73,8 @@ export interface TreeNode {
   model: string | null;
   subModel: string | null;
   signature: string | null;
+  /** The query a child RLM was asked. */
+  query: string | null;
   inputs: Record<string, InputInfo>;
   maxIterations: number | null;
   iterations: IterationCell[];
@@ -190,6 +192,7 @@ function newNode(event: FleetEvent): TreeNode {
     model: null,
     subModel: null,
     signature: null,
+    query: null,
     inputs: {},
     maxIterations: null,
     iterations: [],
@@ -334,6 +337,7 @@ function step(tree: TurnTree, event: FleetEvent): TurnTree {
       node.model = event.model;
       node.subModel = event.sub_model;
       node.signature = event.signature;
+      node.query = event.query;
       node.inputs = event.inputs;
       node.maxIterations = event.max_iterations;
       break;
@@ -491,4 +495,14 @@ export function budgetView(tree: TurnTree, defaults: Partial<Limits> = {}): Budg
 /** Seqs of the events a replay stops at: every event but streamed answer fragments. */
 export function replayStops(events: readonly FleetEvent[]): number[] {
   return events.filter((e) => e.type !== "answer_delta").map((e) => e.seq);
+}
+
+/** Where a call of the tree is found again: its call_id, or `seq:N` for one recorded without. */
+export function callKey(call: LmCallEvent): string {
+  return call.call_id ?? `seq:${call.seq}`;
+}
+
+export function findCall(tree: TurnTree, key: string): LmCallEvent | undefined {
+  for (const e of tree.events) if (e.type === "lm_call" && callKey(e) === key) return e;
+  return undefined;
 }
