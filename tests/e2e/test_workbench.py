@@ -417,12 +417,34 @@ def test_a_budget_for_the_message(page: Page, scripted: ScriptedLMServer) -> Non
     page.get_by_role("button", name="Send message").click()
     turn = last_turn(page)
     expect(turn).to_have_attribute("data-status", "budget", timeout=60_000)
-    expect(turn).to_contain_text("The budget ran out; this is the partial result.")
+    # One call was the agent's step: nothing came of the run, and the card says so.
+    expect(turn).to_contain_text("The budget ran out before any result.")
     meter = page.get_by_role("meter", name="LM calls used")
     expect(meter).to_have_attribute("aria-valuemax", "1")
     expect(meter).to_have_attribute("aria-valuenow", "1")
     expect(page.get_by_test_id("banner-notice")).to_have_count(0)
     shot(page, "20-budget-ran-out")
+
+
+def test_a_budget_stop_shows_the_partial_result(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(first_cell="print('half counted: 250')"))
+    new_session(page)
+    page.get_by_role("button", name="Set a budget for your messages").click()
+    calls = page.get_by_role("spinbutton", name="Max LM calls")
+    calls.fill("2")  # the agent's step and the run's first iteration
+    calls.press("Enter")
+    attach(page)
+    ask(page, "How many needles?")
+    turn = last_turn(page)
+    for reload in (False, True):
+        if reload:
+            page.reload()
+            turn = last_turn(page)
+        expect(turn).to_have_attribute("data-status", "budget", timeout=60_000)
+        expect(turn.locator(".bubble.assistant pre")).to_contain_text("half counted: 250")
+        expect(turn).to_contain_text("The budget ran out; this is the partial result.")
+        expect(turn.get_by_role("alert")).to_contain_text("budget exceeded: calls")
+    shot(page, "20b-budget-partial-result")
 
 
 def test_sessions_new_rename_search_archive_delete(page: Page) -> None:

@@ -99,7 +99,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
         </div>
         {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}
         {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
-        {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
+        {status === "budget" ? <p className="warn-text">{answer ? "The budget ran out; this is the partial result." : "The budget ran out before any result."}</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
         {question ? <AskUser question={question} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
         {!running && status !== "waiting" ? <TurnFeedback turn={turn} /> : null}

@@ -282,6 +282,7 @@ class NodeRLM(dspy.RLM):
                 status = "extract"
         except BudgetExceeded as exc:
             status, exception, error = "budget", exc, str(exc)
+            exc.partial = (_partial(self.repl_history) or {}).get("last_output") or exc.partial
         except Cancelled as exc:
             status, exception, error = "cancelled", exc, str(exc)
         except (AdapterParseError, CodeInterpreterError, LMError, UnreadableReply) as exc:
