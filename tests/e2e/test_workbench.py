@@ -254,6 +254,9 @@ def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     turn = last_turn(page)
     expect(turn).to_have_attribute("data-status", "cancelled", timeout=30_000)
     expect(node(page, "rlm", 1)).to_have_attribute("data-status", "cancelled")
+    # The cut-short cell reads as stopped, not as a crash; it had made no variables to lose.
+    expect(cell.locator("pre.traceback")).to_have_text("Stopped: the cell was stopped")
+    expect(cell).not_to_contain_text("SandboxDied")
     expect(page.get_by_role("button", name="Stop the running turn (Esc)")).to_have_count(0)
     expect(page.get_by_role("button", name="Send message")).to_be_visible()
     shot(page, "04-stopped")

@@ -104,6 +104,34 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path, scripted_lm):
     assert "too late" not in stdout
 
 
+@pytest.mark.parametrize(("first", "lost"), [("kept = 5\nprint(kept)", "kept"),
+                                             ("print('nothing kept')", None)])
+def test_ctrl_c_mid_cell_says_stopped_and_names_only_lost_variables(tmp_path, scripted_lm,
+                                                                    first, lost):
+    server = scripted_lm([step(1, first),
+                          step(2, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")])
+    proc = fleet_run(tmp_path, server, "q", "--json", wait=False)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the second cell starts once its iteration is reported
+            if '"rlm_iteration"' in line and '"iteration":2' in line.replace(" ", ""):
+                break
+        time.sleep(1.5)  # the cell is sleeping in the sandbox
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    outputs = [parse_event(line) for line in stdout.splitlines() if '"code_output"' in line]
+    stopped = outputs[-1]
+    assert stopped.error_type == "Stopped", stopped
+    assert "SandboxDied" not in stdout + stderr
+    if lost:
+        assert stopped.error_message == f"the cell was stopped; its variables are lost: {lost}"
+    else:
+        assert stopped.error_message == "the cell was stopped"
+
+
 @pytest.mark.parametrize("flag", ["--max-wall-s", "--timeout"])
 def test_the_wall_limit_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm, flag):
     """--timeout, the deprecated name of --max-wall-s, still works, with a warning."""

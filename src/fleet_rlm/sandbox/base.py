@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
-from .driver import REPLIES, FrameTooLarge, Lines
+from .driver import MAX_NAMES, REPLIES, FrameTooLarge, Lines
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,10 @@ class DriverSession:
         self._host_busy_since: float | None = None
         self._callback_lock = threading.Lock()
         self.alive = True
+        # Set by whoever closes the sandbox on purpose (a stop, the wall limit): a cell it
+        # cuts short reads as stopped, not as a crash.
+        self.stopping = False
+        self.names: list[str] = []  # the variables the cells made, as of the last result
         self.ready: dict = {}
         self._direct = direct
         self._lines = Lines()  # direct reads: the bytes after the last complete line
@@ -418,6 +422,11 @@ class DriverSession:
             reply, timed_out, failure = None, False, str(exc)
         else:
             failure = "the sandbox process died"
+        if reply is None and self.stopping and not timed_out:
+            self.kill()
+            lost = (f"; its variables are lost: {', '.join(self.names)}" if self.names else "")
+            return ExecResult(error_type="Stopped", error_message=f"the cell was stopped{lost}",
+                              duration_s=time.perf_counter() - started, state_lost=True)
         if reply is None:
             self.kill()
             what = (f"killed after exceeding its {timeout:g} s timeout (interrupt ignored)"
@@ -430,6 +439,9 @@ class DriverSession:
         if reply.get("type") == "error":
             raise SandboxError(f"driver rejected execute: {error.get('message')}")
 
+        names = reply.get("names")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            self.names = names[:MAX_NAMES]
         result = ExecResult(
             stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""),
             error_type=error.get("type"), error_message=error.get("message"),
@@ -513,6 +525,7 @@ class DriverSession:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self.stopping = True
         if self.alive:
             with contextlib.suppress(SandboxError):
                 self._send({"op": "shutdown"}, time.monotonic() + self.kill_grace_s)

@@ -344,6 +344,8 @@ class LocalSandbox(DriverBackedSandbox):
             self._mounted_work = False
 
     def _cleanup_process(self) -> None:
+        if self._session is not None:
+            self._session.stopping = True
         if self._process is not None:  # killed before a graceful shutdown can race bwrap's exit
             _kill_group(self._process, self.isolated)
         if self._session is not None:
