@@ -242,6 +242,45 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     expect(page.get_by_test_id("attachment")).to_have_count(1)
 
 
+def test_session_documents_strip_detach_delete_and_attach_again(
+        page: Page, scripted: ScriptedLMServer, fleet_web: str) -> None:
+    session_id = new_session(page)
+    attach(page, "notes.txt", b"hay needle hay\n")
+    strip = page.get_by_role("group", name="Documents in this session")
+    notes = strip.get_by_test_id("session-document").filter(has_text="notes.txt")
+    expect(notes).to_have_attribute("data-attached", "true")
+    # After a reload the composer's chips are gone, but the session still shows its documents.
+    page.reload()
+    expect(notes).to_have_attribute("data-attached", "true")
+    expect(strip).to_contain_text("1 of 1 document in view")
+    # The same file again is the existing document, not a 409.
+    attach(page, "notes.txt", b"hay needle hay\n")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(strip.get_by_test_id("session-document")).to_have_count(1)
+    # × on the message's attachment detaches it for real: kept, out of the agent's view.
+    page.get_by_role("button", name="Remove attachment notes.txt").click()
+    expect(notes).to_have_attribute("data-attached", "false")
+    [listed] = api_get(fleet_web, f"/sessions/{session_id}/documents")
+    assert listed["attached"] is False
+    # The agent is shown no documents: a prompt listing notes.txt matches no rule and fails.
+    scripted.set_rules([
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="None.", answer="I see no documents.")},
+        {"match": r"\[\[ ## documents ## \]\]\n\(none\)", "model": "root",
+         "reply": dspy_agent_step("nothing to read", "finish")},
+    ])
+    ask(page, "What can you read here?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(last_turn(page)).to_contain_text("I see no documents.")
+    shot(page, "05b-documents-strip")
+    # Attached again, then deleted.
+    strip.get_by_role("button", name="Attach notes.txt again").click()
+    expect(notes).to_have_attribute("data-attached", "true")
+    strip.get_by_role("button", name="Delete notes.txt").click()
+    expect(strip).to_have_count(0)
+    assert api_get(fleet_web, f"/sessions/{session_id}/documents") == []
+
+
 def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     scripted.set_rules(script(first_cell="import time\nprint('working')\ntime.sleep(120)"))
     new_session(page)

@@ -138,6 +138,13 @@ def test_documents_upload_limits_preview_slice_and_delete(client):
     assert corrupt.status_code == 422 and corrupt.json()["error"] == "corrupt"
     again = client.post(url, files={"file": ("digits.txt", b"other")})
     assert again.status_code == 409
+    # Detached: kept and listed, out of the agent's view; the same file again attaches it.
+    detached = client.patch(f"{API}/documents/{doc['id']}", json={"attached": False})
+    assert detached.status_code == 200 and detached.json()["attached"] is False
+    assert [d["attached"] for d in client.get(url).json()] == [False]
+    same = client.post(url, files={"file": ("digits.txt", text.encode(), "text/plain")})
+    assert same.status_code == 201 and same.json()["id"] == doc["id"]
+    assert same.json()["attached"] is True
 
     assert [d["id"] for d in client.get(url).json()] == [doc["id"]]
     detail = client.get(f"{API}/documents/{doc['id']}").json()

@@ -10,7 +10,7 @@ import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
 import { Markdown } from "../ui/Markdown";
 import { Icon } from "../ui/Icon";
-import { Composer, useAttachments } from "./Composer";
+import { Composer, DocumentsStrip, useAttachments } from "./Composer";
 import { TurnFeedback } from "./Feedback";
 
 function AttachmentList({ attachments }: { attachments: readonly Attachment[] }) {
@@ -180,6 +180,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         ) : null}
       </div>
       {dragging ? <div className="drop-hint" aria-hidden="true">Drop files to attach them</div> : null}
+      <DocumentsStrip attachments={attachments} />
       <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
     </section>
   );

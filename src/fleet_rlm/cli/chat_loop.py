@@ -302,8 +302,9 @@ class Chat:
         if not docs:
             self.out.print("[dim]no documents yet: /docs add PATH[/dim]")
         for doc in docs:
+            detached = "" if doc.attached else " · detached (not shown to the agent)"
             self.out.print(f"{escape(doc.name)}  [dim]{doc.kind} · {doc.chars:,} chars · "
-                           f"{doc.size_bytes:,} bytes[/dim]")
+                           f"{doc.size_bytes:,} bytes{detached}[/dim]")
 
     async def list_sessions(self) -> None:
         sessions = await self.service.list_sessions(self.user, limit=LISTED_SESSIONS)

@@ -99,12 +99,18 @@ class DocumentOut(BaseModel):
     chars: int
     sha256: str
     created_at: datetime
+    attached: bool = Field(description="In the agent's view; a detached document is kept "
+                           "for the user but neither listed to the agent nor read.")
 
     @classmethod
     def of(cls, d: DocumentRow) -> DocumentOut:
         return cls(id=d.id, session_id=d.session_id, name=d.name, kind=d.kind,
                    size_bytes=d.size_bytes, chars=d.chars, sha256=d.sha256,
-                   created_at=d.created_at)
+                   created_at=d.created_at, attached=d.attached)
+
+
+class DocumentPatch(BaseModel):
+    attached: bool = Field(description="false detaches the document, true attaches it again.")
 
 
 class DocumentDetail(DocumentOut):

@@ -109,8 +109,9 @@ class StoreSession:
     def _wait(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.service.loop).result()
 
-    def _docs(self) -> list[Document]:
-        return self._wait(self.service.store.documents.list(self.session_id))
+    def _docs(self) -> list[Document]:  # a detached document is out of the agent's view
+        return self._wait(self.service.store.documents.list(self.session_id,
+                                                            attached_only=True))
 
     def documents(self) -> list[DocumentInfo]:
         return [DocumentInfo(d.name, d.kind, d.chars) for d in self._docs()]
@@ -324,6 +325,13 @@ class SessionService:
         document = await self.document(principal, document_id)
         return document, await self.store.documents.read(document_id, start, length)
 
+    async def attach_document(self, principal: Principal, document_id: str,
+                              attached: bool = True) -> Document:
+        """Attach a document to its session's context, or detach it: kept and listed for the
+        user, out of the agent's view (neither listed to it nor read) until attached again."""
+        await self.document(principal, document_id)
+        return await self.store.documents.set_attached(document_id, attached)
+
     async def delete_document(self, principal: Principal, document_id: str) -> None:
         await self.document(principal, document_id)
         await self.store.documents.delete(document_id)
@@ -480,6 +488,8 @@ class SessionService:
             document = await self.store.documents.get(document_id)
             if document.session_id != session_id:
                 raise NotFound("document", document_id)
+            if not document.attached:  # sent with a message: in the agent's view again
+                await self.store.documents.set_attached(document_id, True)
             attached.append({"id": document.id, "name": document.name})
         message += attachment_note([a["name"] for a in attached])
         await self.stored(session_id, complete=True)

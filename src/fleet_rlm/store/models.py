@@ -208,6 +208,13 @@ class Document(Base):
     chars: Mapped[int] = mapped_column(sa.BigInteger)
     sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Detached: kept (past turns name it) but out of the agent's view until attached again.
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True,
+                                                         default=None)
+
+    @property
+    def attached(self) -> bool:
+        return self.detached_at is None
 
 
 class MemoryBlock(Base):
