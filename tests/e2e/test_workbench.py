@@ -63,7 +63,8 @@ def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = 
             {"match": "observation_0", "model": "root", "reply": delegate},
             {"match": "next_thought", "model": "root", "times": 1,
              "reply": dspy_agent_step("Which one?", "ask_user",
-                                      question="Which document shall I read?")},
+                                      question="Which document shall I read?",
+                                      choices=["big.txt", "all of them"])},
         ]
     else:
         rules += [
@@ -349,21 +350,40 @@ def test_reconnect_resumes_from_the_last_seq(page: Page, scripted: ScriptedLMSer
     expect(node(page, "rlm", 1)).to_have_count(1)
 
 
-def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer) -> None:
+def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer,
+                                     fleet_web: str) -> None:
     scripted.set_rules(script(ask=True))
-    new_session(page)
+    session_id = new_session(page)
     attach(page)
     ask(page, "How many needles?")
     question = page.get_by_role("form", name="Question from the agent")
     expect(question).to_contain_text("Which document shall I read?")
     expect(last_turn(page)).to_have_attribute("data-status", "waiting")
     shot(page, "07-ask-user")
-    answer = question.get_by_role("textbox", name="Your answer")
-    answer.fill("big.txt")
-    answer.press("Enter")
+    # While the question waits the composer says what to do, rather than fail as busy.
+    expect(page.get_by_test_id("composer-hint")).to_have_text(
+        "Answer the question above or dismiss it.")
+    expect(page.get_by_role("textbox", name="Message")).to_have_attribute(
+        "placeholder", "Answer the question above or dismiss it")
+    page.get_by_role("textbox", name="Message").fill("Another question")
+    expect(page.get_by_role("button", name="Send message")).to_be_disabled()
+    # The agent offered choices: they are buttons.
+    question.get_by_role("group", name="Choices").get_by_role("button", name="big.txt").click()
     expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
     expect(node(page, "rlm", 1)).to_have_count(1)
     expect(page.get_by_test_id("agent-step").first).to_contain_text("big.txt")
+    # One turn, one agent root; the question and the reply stay in the transcript.
+    expect(page.locator('[data-testid=tree-node][data-kind="agent"]')).to_have_count(1)
+    for reload in (False, True):
+        if reload:
+            page.reload()
+        asked = last_turn(page).get_by_test_id("asked")
+        expect(asked).to_contain_text("Which document shall I read?")
+        expect(asked).to_contain_text("You replied: big.txt")
+        expect(page.get_by_test_id("turn")).to_have_count(1)
+    expect(page.get_by_test_id("composer-hint")).to_have_count(0)
+    [turn] = api_get(fleet_web, f"/sessions/{session_id}/turns")
+    assert turn["asked"] == [{"question": "Which document shall I read?", "reply": "big.txt"}]
 
 
 def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> None:

@@ -5,6 +5,7 @@ to the box with its attachments. */
 import { useCallback, useEffect, useRef, useState, type ClipboardEvent, type KeyboardEvent } from "react";
 
 import { api, errorText, type Attachment, type DocumentInfo } from "../api/client";
+import { waitingTurn } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import { fmtBytes } from "../ui/format";
 import { Icon } from "../ui/Icon";
@@ -154,7 +155,9 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
   const fileInput = useRef<HTMLInputElement>(null);
   const textarea = useRef<HTMLTextAreaElement>(null);
   const live = session.liveTurnId !== null;
-  const busy = live || session.pending !== null;
+  // A question waits: the session takes no other message until it is answered or dismissed.
+  const waiting = waitingTurn(session.turns, session.trees) !== null;
+  const busy = live || waiting || session.pending !== null;
   const { list, uploading, error } = attachments;
 
   useEffect(() => {
@@ -218,6 +221,11 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
           {error ? <span className="error-text" role="alert">{error}</span> : null}
         </div>
       ) : null}
+      {waiting ? (
+        <p className="composer-hint" role="status" data-testid="composer-hint">
+          Answer the question above or dismiss it.
+        </p>
+      ) : null}
       <div className="composer-row">
         <button type="button" className="icon big" aria-label="Attach documents" title="Attach documents" onClick={() => fileInput.current?.click()}>
           <Icon name="clip" size={18} />
@@ -238,7 +246,7 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
         <textarea
           ref={textarea}
           aria-label="Message"
-          placeholder={busy ? "Working… (Esc stops)" : "Ask something… (Enter sends)"}
+          placeholder={waiting ? "Answer the question above or dismiss it" : busy ? "Working… (Esc stops)" : "Ask something… (Enter sends)"}
           value={draft}
           rows={Math.min(8, Math.max(1, draft.split("\n").length))}
           onChange={(e) => setDraft(e.target.value)}

@@ -380,6 +380,16 @@ export type paths = {
 export type webhooks = Record<string, never>;
 export type components = {
     schemas: {
+        /** Asked */
+        Asked: {
+            /** Question */
+            question: string;
+            /**
+             * Reply
+             * @description The user's reply; null while it waits.
+             */
+            reply: string | null;
+        };
         /** Attachment */
         Attachment: {
             /** Id */
@@ -673,6 +683,11 @@ export type components = {
         TurnOut: {
             /** Answer */
             answer: string | null;
+            /**
+             * Asked
+             * @description Every question the turn asked the user, in order, with the reply it got.
+             */
+            asked?: components["schemas"]["Asked"][];
             /**
              * Attachments
              * @description The documents sent with the message.

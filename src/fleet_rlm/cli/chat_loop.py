@@ -227,8 +227,14 @@ class Chat:
                        f"{len(turns)} turns[/dim]")
         if len(turns) > HISTORY_TURNS:
             self.out.print(f"[dim]… {len(turns) - HISTORY_TURNS} earlier turns[/dim]")
-        for turn in turns[-HISTORY_TURNS:]:
+        shown = turns[-HISTORY_TURNS:]
+        asked = await self.service.asked(shown)
+        for turn in shown:
             self.out.print(f"[bold]{PROMPT}[/]{escape(turn.user_message)}")
+            for exchange in asked.get(turn.id, []):
+                if exchange["reply"] is not None:
+                    self.out.print(f"[bold cyan]?[/] {escape(str(exchange['question']))}\n"
+                                   f"[bold]{PROMPT}[/]{escape(exchange['reply'])}")
             if turn.status == "waiting":
                 self.waiting = turn.id
                 question = (turn.pending or {}).get("question", "")

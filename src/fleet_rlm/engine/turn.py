@@ -65,7 +65,9 @@ class Turn:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
         if resume and resume.get("usage"):
             budget.carry(Usage.model_validate(resume["usage"]))
-        node = NodeRef.root()
+        # An answered question goes on as the agent node that asked it: one turn, one root.
+        node = (NodeRef(resume["node_id"], None, 0) if resume and resume.get("node_id")
+                else NodeRef.root())
         emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
         if resume is None:
             emit("turn_started", question=self.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -54,6 +55,11 @@ class Attachment(BaseModel):
     name: str
 
 
+class Asked(BaseModel):
+    question: str
+    reply: str | None = Field(description="The user's reply; null while it waits.")
+
+
 class TurnOut(BaseModel):
     id: str
     session_id: str
@@ -68,19 +74,22 @@ class TurnOut(BaseModel):
     error: str | None
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
+    asked: list[Asked] = Field(default_factory=list, description="Every question the turn "
+                               "asked the user, in order, with the reply it got.")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
     created_at: datetime
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, t: TurnRow) -> TurnOut:
+    def of(cls, t: TurnRow, asked: Sequence[Mapping[str, str | None]] = ()) -> TurnOut:
         attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    text=typed_text(t.user_message, [a.name for a in attachments]),
                    attachments=attachments, answer=t.answer, status=TurnStatus(t.status),
                    error=t.error,
                    usage=t.usage,
-                   question=(t.pending or {}).get("question"), trace_id=t.trace_id,
+                   question=(t.pending or {}).get("question"),
+                   asked=[Asked.model_validate(a) for a in asked], trace_id=t.trace_id,
                    created_at=t.created_at, finished_at=t.finished_at)
 
 

@@ -274,6 +274,11 @@ class SessionService:
         await self.stored(session_id)
         return await self.store.turns.list(session_id)
 
+    async def asked(self, turns: Sequence[TurnRow]) -> dict[str, list[dict[str, str | None]]]:
+        """The ask_user questions of `turns` (rows this caller read) with their replies, for
+        the transcript: turn id -> [{question, reply}]."""
+        return await self.store.events.asked([t.id for t in turns])
+
     async def turn(self, principal: Principal, turn_id: str, *, complete: bool = False
                    ) -> TurnRow:
         """The turn as stored once its outcome is (with `complete`: once it has stopped

@@ -262,6 +262,26 @@ class EventRepo(_Repo):
             await self._require(Turn, turn_id)
         return events
 
+    async def asked(self, turn_ids: Sequence[str]) -> dict[str, list[dict[str, str | None]]]:
+        """The questions each turn asked the user with ask_user, in order, each with the reply
+        it got (None: not answered)."""
+        if not turn_ids:
+            return {}
+        stmt = (sa.select(Event.turn_id, Event.type, Event.payload)
+                .where(Event.turn_id.in_(turn_ids), Event.type.in_(("ask_user", "tool_result")))
+                .order_by(Event.turn_id, Event.seq))
+        async with self._store.reading() as db:
+            rows = (await db.execute(stmt)).all()
+        asked: dict[str, list[dict[str, str | None]]] = {}
+        for turn_id, kind, payload in rows:
+            exchanges = asked.setdefault(turn_id, [])
+            if kind == "ask_user":
+                exchanges.append({"question": str(payload.get("question", "")), "reply": None})
+            elif payload.get("tool_name") == "ask_user" and exchanges \
+                    and exchanges[-1]["reply"] is None:
+                exchanges[-1]["reply"] = str(payload.get("output", ""))
+        return {turn_id: exchanges for turn_id, exchanges in asked.items() if exchanges}
+
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
         async with self._store.reading() as db:
