@@ -290,6 +290,10 @@ def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     cell = node(page, "rlm", 1).get_by_test_id("iteration").first
     expect(cell).to_contain_text("time.sleep(120)")
     expect(cell).to_contain_text("running…")
+    # A second message while the turn runs is refused with a clear word, and kept.
+    ask(page, "And another thing")
+    expect(page.get_by_test_id("composer-refusal")).to_contain_text("Busy: a turn is running")
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("And another thing")
     page.keyboard.press("Escape")
     turn = last_turn(page)
     expect(turn).to_have_attribute("data-status", "cancelled", timeout=30_000)

@@ -174,8 +174,18 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
     restore(returned.attachments);
   }, [returned, restore]);
 
+  // A message while a turn runs or waits is refused here, as the server would, and said so.
+  const [refusal, setRefusal] = useState<string | null>(null);
+  useEffect(() => {
+    if (!busy) setRefusal(null);
+  }, [busy]);
+
   const send = () => {
     const text = draft.trim();
+    if (text && busy && session.pending === null) {
+      setRefusal(waiting ? "A question is waiting: answer the question above or dismiss it first. Your message stays here." : "Busy: a turn is running. Wait for it to finish or stop it (Esc); your message stays here.");
+      return;
+    }
     if (!text || busy || uploading) return;
     if (!session.turns.length) onFirstMessage?.(text);
     session.send(text, list, toLimits(limitDraft));
@@ -221,7 +231,11 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
           {error ? <span className="error-text" role="alert">{error}</span> : null}
         </div>
       ) : null}
-      {waiting ? (
+      {refusal ? (
+        <p className="error-text composer-hint" role="alert" data-testid="composer-refusal">
+          {refusal}
+        </p>
+      ) : waiting ? (
         <p className="composer-hint" role="status" data-testid="composer-hint">
           Answer the question above or dismiss it.
         </p>

@@ -574,9 +574,11 @@ class SessionService:
         return self.settings.model_copy(update=lowered) if lowered else self.settings
 
     def cancel(self, turn_id: str) -> bool:
-        """Stop a turn running in this process (see `stop` for a waiting one too)."""
+        """Stop a turn running in this process (see `stop` for a waiting one too); False when
+        it is not running here, also when it has announced its end and is only finishing its
+        records (a cancel arriving then must be told, not swallowed)."""
         live = self.live.get(turn_id)
-        if live is None:
+        if live is None or live.finished is not None:
             return False
         live.cancel.cancel("cancelled by the user")
         return True
@@ -588,6 +590,7 @@ class SessionService:
             await self.turn(principal, turn_id)
         if self.cancel(turn_id):
             return True
+        await self.stored(turn_id=turn_id)  # a turn that just paused: its question is stored
         turn = await self.store.turns.get(turn_id)
         if turn.status != TurnStatus.WAITING:
             return False
