@@ -282,6 +282,15 @@ def test_session_documents_strip_detach_delete_and_attach_again(
     assert api_get(fleet_web, f"/sessions/{session_id}/documents") == []
 
 
+def test_a_windows_1252_text_is_converted_and_says_so(page: Page, fleet_web: str) -> None:
+    session_id = new_session(page)
+    attach(page, "menu.txt", "Café crème — 3 €\n".encode("cp1252"))
+    chip = page.get_by_test_id("session-document").filter(has_text="menu.txt")
+    expect(chip).to_contain_text("converted from Windows-1252")
+    [doc] = api_get(fleet_web, f"/sessions/{session_id}/documents")
+    assert api_get(fleet_web, f"/documents/{doc['id']}")["text"] == "Café crème — 3 €\n"
+
+
 def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     scripted.set_rules(script(first_cell="import time\nprint('working')\ntime.sleep(120)"))
     new_session(page)

@@ -134,6 +134,11 @@ def test_documents_upload_limits_preview_slice_and_delete(client):
     assert too_large.status_code == 413 and too_large.json()["error"] == "too_large"
     binary = client.post(url, files={"file": ("blob.bin", bytes(range(256)) * 4)})
     assert binary.status_code == 415 and "binary" in binary.json()["message"]
+    legacy = client.post(url, files={"file": ("menu.txt", "café crème\n".encode("latin-1"))})
+    assert legacy.status_code == 201, legacy.text
+    assert legacy.json()["encoding"] == "Windows-1252"
+    assert client.get(f"{API}/documents/{legacy.json()['id']}").json()["text"] == "café crème\n"
+    assert client.delete(f"{API}/documents/{legacy.json()['id']}").status_code == 204
     corrupt = client.post(url, files={"file": ("broken.pdf", b"%PDF-1.4 not really")})
     assert corrupt.status_code == 422 and corrupt.json()["error"] == "corrupt"
     again = client.post(url, files={"file": ("digits.txt", b"other")})

@@ -120,7 +120,7 @@ export function DocumentsStrip({ attachments }: { attachments: Attachments }) {
       </span>
       {documents.map((d) => (
         <span key={d.id} className={`attachment ${d.attached ? "" : "detached"}`} data-testid="session-document" data-attached={String(d.attached)}>
-          <Icon name="file" size={13} /> {d.name} <span className="muted">{fmtBytes(d.size_bytes)}{d.attached ? "" : " · detached"}</span>
+          <Icon name="file" size={13} /> {d.name} <span className="muted">{fmtBytes(d.size_bytes)}{d.encoding ? ` · converted from ${d.encoding}` : ""}{d.attached ? "" : " · detached"}</span>
           {d.attached ? (
             <button type="button" className="icon" aria-label={`Detach ${d.name}: keep it, hide it from the agent`} title="Detach: keep it, hide it from the agent" onClick={() => void attachments.setAttached(d.id, false)}>
               <Icon name="close" size={12} />

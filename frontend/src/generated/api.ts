@@ -437,6 +437,11 @@ export type components = {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Encoding
+             * @description The encoding the text was detected in and converted from, when the upload was not UTF-8.
+             */
+            encoding?: string | null;
             /** Id */
             id: string;
             /** Kind */
@@ -471,6 +476,11 @@ export type components = {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Encoding
+             * @description The encoding the text was detected in and converted from, when the upload was not UTF-8.
+             */
+            encoding?: string | null;
             /** Id */
             id: string;
             /** Kind */

@@ -300,7 +300,8 @@ class Chat:
         except (DocumentError, Conflict) as exc:
             self.err.print(f"[red]error:[/red] {escape(str(exc))}")
             return
-        self.out.print(f"added {escape(doc.name)} ({doc.kind}, {doc.chars:,} chars)")
+        converted = f", converted from {doc.encoding}" if doc.encoding else ""
+        self.out.print(f"added {escape(doc.name)} ({doc.kind}, {doc.chars:,} chars{converted})")
 
     async def list_documents(self) -> None:
         docs = (await self.service.documents(self.user, self.session_id) if self.session_id

@@ -110,12 +110,14 @@ class DocumentOut(BaseModel):
     created_at: datetime
     attached: bool = Field(description="In the agent's view; a detached document is kept "
                            "for the user but neither listed to the agent nor read.")
+    encoding: str | None = Field(None, description="The encoding the text was detected in and "
+                                 "converted from, when the upload was not UTF-8.")
 
     @classmethod
     def of(cls, d: DocumentRow) -> DocumentOut:
         return cls(id=d.id, session_id=d.session_id, name=d.name, kind=d.kind,
                    size_bytes=d.size_bytes, chars=d.chars, sha256=d.sha256,
-                   created_at=d.created_at, attached=d.attached)
+                   created_at=d.created_at, attached=d.attached, encoding=d.encoding)
 
 
 class DocumentPatch(BaseModel):

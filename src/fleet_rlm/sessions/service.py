@@ -389,7 +389,8 @@ class SessionService:
         # same bytes as page.html and page.txt are two texts.
         sha = await asyncio.to_thread(lambda: hashlib.sha256(doc.text.encode()).hexdigest())
         return await self.store.documents.add(session_id, doc.name, doc.kind, doc.size_bytes,
-                                              doc.chars, sha, text=doc.text)
+                                              doc.chars, sha, text=doc.text,
+                                              encoding=doc.encoding)
 
     # -- each session's sandbox and workspace (SandboxPool) ---------------------------------
     def workspace(self, session_id: str) -> Path:

@@ -212,6 +212,9 @@ class Document(Base):
     detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True,
                                                          default=None)
 
+    # The encoding the text was converted from, when the upload was not UTF-8.
+    encoding: Mapped[str | None] = mapped_column(sa.String(40), nullable=True, default=None)
+
     @property
     def attached(self) -> bool:
         return self.detached_at is None

@@ -295,7 +295,7 @@ class EventRepo(_Repo):
 class DocumentRepo(_Repo):
     async def add(
         self, session_id: str, name: str, kind: str, size_bytes: int, chars: int, sha256: str,
-        *, text: str | None = None,
+        *, text: str | None = None, encoding: str | None = None,
     ) -> Document:
         """Record a document whose extracted text is the blob `sha256`: pass `text` to store the
         blob here, or put it in `store.blobs` first. A name is unique within a session: the
@@ -314,7 +314,7 @@ class DocumentRepo(_Repo):
                     await _get(db, Session, session_id)
                     document = Document(session_id=session_id, name=name, kind=kind,
                                         size_bytes=size_bytes, chars=chars, sha256=sha256,
-                                        created_at=utcnow())
+                                        encoding=encoding, created_at=utcnow())
                     db.add(document)
             except Exception as exc:
                 if isinstance(exc, IntegrityError):

@@ -1,5 +1,6 @@
 """Documents can be detached: a detached document stays stored (past turns still name it) but the
-agent no longer lists or reads it until it is attached again.
+agent no longer lists or reads it until it is attached again. A document converted from a legacy
+encoding (Windows-1252, ...) names it.
 
 Revision ID: 0009
 Revises: 0006
@@ -20,8 +21,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("documents") as batch:
         batch.add_column(sa.Column("detached_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("encoding", sa.String(40), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("documents") as batch:
+        batch.drop_column("encoding")
         batch.drop_column("detached_at")
