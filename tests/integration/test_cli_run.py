@@ -40,6 +40,25 @@ def fleet_run(tmp_path: Path, server, *args: str, stdin: str | None = None,
                           input=stdin, timeout=100)
 
 
+def test_a_bad_limit_is_one_clear_line(tmp_path, scripted_lm):
+    done = fleet_run(tmp_path, scripted_lm([]), "q", "--max-calls", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: bad setting: max_calls (--max-calls, FLEET_MAX_CALLS):"
+                                   " input should be greater than 0, got 0")
+
+
+def test_without_a_model_the_fleet_settings_are_named(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLEET_") and not k.endswith("_API_KEY")}
+    done = subprocess.run([sys.executable, "-m", "fleet_rlm.cli", "run", "q"], cwd=tmp_path,
+                          env={**env, "FLEET_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "400"},
+                          text=True, capture_output=True, timeout=100)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: no model is configured for openai/gpt-4o-mini: set "
+                                  "FLEET_API_KEY (or OPENAI_API_KEY)")
+    assert "FLEET_API_BASE" in done.stderr and "dspy.LM" not in done.stderr
+
+
 def test_simple_run_prints_the_answer(tmp_path, scripted_lm):
     server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
     (tmp_path / "doc.txt").write_text("some context")

@@ -349,7 +349,7 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from fleet_rlm.bench import baseline, report
-    from fleet_rlm.config import get_settings
+    from fleet_rlm.config import get_settings, invalid_settings
 
     try:
         if mode not in MODES:
@@ -369,7 +369,10 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         if unpriced and max_usd is not None:
             err.print(f"[yellow]warning:[/yellow] --max-usd cannot stop this run: no price "
                       f"for {', '.join(unpriced)} (set FLEET_PRICES)")
-    except (ValueError, ValidationError) as exc:  # UnpricedModel too
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {escape(invalid_settings(exc))}", soft_wrap=True)
+        return 1
+    except ValueError as exc:  # UnpricedModel too
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
     if export is not None:
