@@ -214,6 +214,28 @@ def test_a_turn_that_recovers_from_bad_replies_shows_its_answer_and_no_alert(
     expect(tree.get_by_test_id("agent-step").first).to_contain_text("web_search")
 
 
+def test_an_iteration_whose_reply_never_came_does_not_stay_thinking(
+        page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules([
+        {"match": ROOT + STEP.format(1), "model": "root", "reply": "Nothing I can format."},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="It failed.", answer="The count failed.")},
+        {"match": "observation_0", "model": "root",
+         "reply": dspy_agent_step("It failed.", "finish")},
+        {"match": "next_thought", "model": "root",
+         "reply": dspy_agent_step("Delegate.", "rlm_query", question="How many needles?")},
+    ])
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    rlm = node(page, "rlm", 1)
+    expect(rlm).to_have_attribute("data-status", "error")
+    cell = rlm.get_by_test_id("iteration").first
+    expect(cell).not_to_contain_text("thinking…")
+    expect(cell.get_by_test_id("cell-failed")).to_contain_text("not written: UnreadableReply")
+
+
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     new_session(page)
     page.evaluate("""() => {

@@ -59,6 +59,17 @@ def test_without_a_model_the_fleet_settings_are_named(tmp_path):
     assert "FLEET_API_BASE" in done.stderr and "dspy.LM" not in done.stderr
 
 
+def test_traceback_cell_numbers_are_the_trees_iterations(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "x = 1"), step(2, "y = 1 / 0"),
+                          step(3, "SUBMIT(answer='done')")])
+    done = fleet_run(tmp_path, server, "q", "--json")
+    assert done.returncode == 0, done.stderr
+    failed = [e for e in map(parse_event, done.stdout.splitlines())
+              if e.type == "code_output" and e.error_type]
+    assert [e.iteration for e in failed] == [2]
+    assert 'File "<cell-2>", line 1' in failed[0].traceback, failed[0].traceback
+
+
 def test_simple_run_prints_the_answer(tmp_path, scripted_lm):
     server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
     (tmp_path / "doc.txt").write_text("some context")
@@ -203,6 +214,22 @@ def test_unparseable_replies_exit_1_without_traceback(tmp_path, scripted_lm):
     assert server.stats()["calls"] == 3
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_renderer_says_how_many_earlier_iterations_it_folds():
+    renderer = TreeRenderer()
+    stream = EventStream("turn", sinks=[renderer])
+    root = NodeRef("rootnode0002", None, 0)
+    stream.emit("rlm_started", root, model="openai/root", sub_model="openai/sub",
+                signature="context, question -> answer", inputs={}, max_iterations=9)
+    for i in range(1, 6):
+        stream.emit("rlm_iteration", root, iteration=i, reasoning=f"step {i}", code=f"x{i} = {i}")
+        stream.emit("code_output", root, iteration=i, stdout="", duration_s=0.01)
+    console = Console(record=True, width=120)
+    console.print(renderer.render())
+    text = console.export_text()
+    assert "… 2 earlier iterations" in text
+    assert "x3 = 3" in text and "x5 = 5" in text and "x2 = 2" not in text
 
 
 def test_renderer_draws_the_tree():

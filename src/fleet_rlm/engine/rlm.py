@@ -119,6 +119,8 @@ class NodeRLM(dspy.RLM):
             interpreter = SandboxInterpreter(create_sandbox(self.run.settings, labels=labels),
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
+        # Tracebacks name the cell as the tree numbers it (<cell-3>: iteration 3).
+        interpreter.cell_name = lambda: str(self.iteration) if self.iteration else "setup"
         # A cancel closes the sandbox at once, even mid-cell. No cell runs after it: a closed
         # local or gVisor sandbox refuses to start again, but a closed Daytona sandbox would
         # provision a new one on its next cell.

@@ -80,7 +80,8 @@ class Sandbox(Protocol):
     def start(self) -> None: ...
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult: ...
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult: ...
     def put_variable(self, name: str, value: Any) -> None: ...
     def get_variable(self, name: str) -> Any: ...
     def interrupt(self) -> None: ...
@@ -99,9 +100,10 @@ class DriverBackedSandbox:
 
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult:
         timeout = self.settings.exec_timeout_s if timeout is None else timeout
-        return self._live().execute(code, timeout, callbacks, submit_fields)
+        return self._live().execute(code, timeout, callbacks, submit_fields, cell)
 
     def put_variable(self, name: str, value: Any) -> None:
         self._live().put_variable(name, value)
@@ -403,11 +405,15 @@ class DriverSession:
             self._send(message, time.monotonic() + self.request_timeout_s)
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
-                submit_fields: list[str] | None) -> ExecResult:
+                submit_fields: list[str] | None, cell: str | None = None) -> ExecResult:
+        """`cell` names the cell in tracebacks (`<cell-3>`: the tree's iteration 3); without
+        it the driver numbers cells itself."""
         timeout = self.request_timeout_s if timeout is None else timeout
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
                    "submit_fields": submit_fields, "max_output": self.max_output,
                    "restore": self._take_restore()}
+        if cell is not None:
+            message["cell"] = cell
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)

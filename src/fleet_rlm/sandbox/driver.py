@@ -17,7 +17,7 @@ stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
-   "max_output": int, "restore": [names]}
+   "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
   {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool}
                                                                     value from a file
@@ -465,7 +465,9 @@ class Worker:
         fields = message.get("submit_fields")
         self.namespace["SUBMIT"] = self.make_submit(fields)
 
-        filename = CELL.format(next(self.cells))
+        number = next(self.cells)
+        label = message.get("cell")  # the host's name for it: the tree's iteration
+        filename = CELL.format(label if isinstance(label, str) and label.isalnum() else number)
         code = message["code"]
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         stdout, stderr = CappedText(cap), CappedText(cap)

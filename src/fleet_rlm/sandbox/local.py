@@ -282,8 +282,9 @@ class LocalSandbox(DriverBackedSandbox):
     # -- operations -------------------------------------------------------------------------
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
-        result = super().execute(code, timeout, callbacks, submit_fields)
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult:
+        result = super().execute(code, timeout, callbacks, submit_fields, cell)
         if self._memory_killed():
             return memory_limit_result(self.settings, result)
         explain_full_disk(self.settings, result)
