@@ -236,6 +236,71 @@ def test_an_iteration_whose_reply_never_came_does_not_stay_thinking(
     expect(cell.get_by_test_id("cell-failed")).to_contain_text("not written: UnreadableReply")
 
 
+def long_run(iterations: int, delay_ms: int) -> list[dict[str, Any]]:
+    """The agent delegates; the RLM prints 40 lines per iteration, then submits."""
+    rules: list[dict[str, Any]] = [
+        {"match": ROOT + STEP.format(i), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning=f"Part {i}.",
+                             code=f"for k in range(40):\n    print('part {i}', k)")}
+        for i in range(1, iterations)]
+    rules += [
+        {"match": ROOT + STEP.format(iterations), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Done.", code="SUBMIT(answer='all parts')")},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="Done.", answer="Read every part.\n\n" + "line\n\n" * 30)},
+        {"match": "observation_0", "model": "root", "reply": dspy_agent_step("done", "finish")},
+        {"match": "next_thought", "model": "root",
+         "reply": dspy_agent_step("Delegate.", "rlm_query", question="Read every part.")},
+    ]
+    return rules
+
+
+def scrolled_to_bottom(page: Page, test_id: str) -> bool:
+    return page.get_by_test_id(test_id).evaluate(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 4")
+
+
+def test_the_live_tree_follows_the_running_node_until_the_reader_scrolls_away(
+        page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(8, delay_ms=700))
+    new_session(page)
+    attach(page)
+    ask(page, "Read every part.")
+    panel = page.get_by_test_id("tree-scroll")
+    cells = node(page, "rlm", 1).get_by_test_id("iteration")
+    expect(cells.nth(3)).to_be_visible()
+    # The newest cell is in the panel's view: the panel scrolled down to it.
+    expect(cells.last).to_be_in_viewport()
+    assert panel.evaluate("el => el.scrollTop") > 0
+    # The reader scrolls up: the panel stays there while cells keep coming.
+    panel.hover()
+    page.mouse.wheel(0, -5000)
+    expect(panel).to_have_attribute("data-following", "false")
+    seen = cells.count()
+    expect(cells).not_to_have_count(seen, timeout=10_000)
+    assert panel.evaluate("el => el.scrollTop") == 0
+    page.get_by_role("button", name="Follow the running node").click()
+    expect(panel).to_have_attribute("data-following", "true")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+
+
+def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(1, delay_ms=0))
+    new_session(page)
+    attach(page)
+    for n in range(3):
+        ask(page, f"Read every part, round {n}.")
+        expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
+                                                                     timeout=60_000)
+    page.reload()
+    expect(page.get_by_test_id("turn")).to_have_count(3)
+    page.wait_for_function("() => { const el = document.querySelector('[data-testid=chat-scroll]');"
+                           " return el.scrollHeight > el.clientHeight * 1.5; }")
+    page.wait_for_timeout(300)
+    assert scrolled_to_bottom(page, "chat-scroll")
+    expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
+
+
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     new_session(page)
     page.evaluate("""() => {

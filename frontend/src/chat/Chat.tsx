@@ -1,7 +1,7 @@
 /* The conversation: turns with their streamed answers and attachments, inline ask_user
 questions, and the composer (./Composer.tsx) below; files dropped anywhere on it are attached. */
 
-import { useEffect, useRef, useState, type DragEvent } from "react";
+import { useEffect, useLayoutEffect, useRef, useState, type DragEvent } from "react";
 
 import type { Attachment, Turn } from "../api/client";
 import { askedOf, turnStatus } from "../session/trees";
@@ -143,11 +143,20 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
   const lastTurn = session.turns.at(-1);
   const lastTree = lastTurn ? session.trees[lastTurn.id] : undefined;
 
-  // Keep the newest text in view while it streams, unless the reader scrolled up.
+  // A session opens at its latest message, and the newest text stays in view while it
+  // streams, unless the reader scrolled up.
+  const pinned = useRef(true);
   useEffect(() => {
+    pinned.current = true;
+  }, [sessionId]);
+  useLayoutEffect(() => {
     const el = scroller.current;
-    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 160) el.scrollTop = el.scrollHeight;
-  }, [session.turns, lastTree, session.pending]);
+    if (el && pinned.current) el.scrollTop = el.scrollHeight;
+  }, [session.turns, lastTree, session.pending, session.loading]);
+  const onScroll = () => {
+    const el = scroller.current;
+    if (el) pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 160;
+  };
 
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
@@ -171,7 +180,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
       }}
       onDrop={onDrop}
     >
-      <div className="chat-scroll" ref={scroller}>
+      <div className="chat-scroll" ref={scroller} onScroll={onScroll} data-testid="chat-scroll">
         {session.loading && !session.turns.length ? <p className="muted empty">Loading…</p> : null}
         {!session.loading && !session.turns.length && !session.pending ? (
           <div className="empty-chat">

@@ -1,6 +1,6 @@
 /* The right-hand panel: which turn, its budget, replay of a finished turn, export. */
 
-import { useEffect, useMemo, useState } from "react";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 
 import { api, errorText, getToken, type Turn } from "../api/client";
 import type { Limits } from "../generated/events";
@@ -88,6 +88,37 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
     saveBlob(new Blob([JSON.stringify(tree.events, null, 1)], { type: "application/json" }), `turn-${tree.turnId ?? "events"}.json`);
   };
 
+  // While the turn runs the panel keeps its running node's latest cell in view, until the
+  // reader scrolls elsewhere; "Follow" (or the next turn) takes it back.
+  const scroller = useRef<HTMLDivElement>(null);
+  const [following, setFollowing] = useState(true);
+  const scrolling = useRef(false);
+  const live = !!tree && (tree.status === "running" || tree.status === "idle");
+  useEffect(() => setFollowing(true), [selectedTurnId]);
+  useLayoutEffect(() => {
+    const panel = scroller.current;
+    if (!panel || !live || !following || replayIndex !== null) return;
+    const running = panel.querySelectorAll('[data-testid=tree-node][data-status="running"]');
+    const node = running[running.length - 1];
+    if (!node) return;
+    const cells = node.querySelectorAll("[data-testid=iteration], [data-testid=agent-step]");
+    const target = (cells[cells.length - 1] ?? node) as HTMLElement;
+    const box = panel.getBoundingClientRect();
+    const at = target.getBoundingClientRect();
+    const delta = at.bottom > box.bottom ? at.bottom - box.bottom + 12 : at.top < box.top ? at.top - box.top - 12 : 0;
+    if (delta) {
+      scrolling.current = true;
+      panel.scrollTop += delta;
+    }
+  });
+  const onScroll = () => {
+    if (scrolling.current) {
+      scrolling.current = false;
+      return;
+    }
+    if (live) setFollowing(false);
+  };
+
   const stopEvent = replayIndex !== null ? tree?.events.find((e) => e.seq === stops[replayIndex]) : undefined;
 
   return (
@@ -137,7 +168,12 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           ) : null}
         </div>
       ) : null}
-      <div className="panel-scroll">
+      {live && !following ? (
+        <button type="button" className="follow" aria-label="Follow the running node" onClick={() => setFollowing(true)}>
+          Follow the running node
+        </button>
+      ) : null}
+      <div className="panel-scroll" ref={scroller} onScroll={onScroll} data-testid="tree-scroll" data-following={String(live && following)}>
         {shown ? <TreeBody tree={shown} /> : <p className="muted empty">Ask something: every step of the work shows here, live.</p>}
       </div>
     </section>
