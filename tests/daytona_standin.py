@@ -896,5 +896,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, standin: DaytonaStandIn, tmp_path: 
     monkeypatch.delenv("FLEET_DAYTONA_SNAPSHOT", raising=False)
     monkeypatch.delenv("DAYTONA_TARGET", raising=False)
     monkeypatch.setenv("FLEET_SANDBOX", "daytona")
+    monkeypatch.setenv("FLEET_API_KEY", "test")  # a model is configured: doctor checks that too
     monkeypatch.setenv("DAYTONA_API_KEY", standin.api_key)
     monkeypatch.setenv("DAYTONA_API_URL", standin.api_url)

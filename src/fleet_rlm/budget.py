@@ -151,6 +151,9 @@ class BudgetExceeded(Exception):
         super().__init__(kind, spent, limit)
         self.kind, self.spent, self.limit = kind, spent, limit
         self.call = call  # what the refused call reserves at worst, when it did not fit
+        # What the stopped run had produced: the outermost RLM node's last output, set as the
+        # exception leaves each node, so a turn can show its partial result.
+        self.partial: str | None = None
 
     def __str__(self) -> str:
         text = f"budget exceeded: {self.kind} {self.spent:g}/{self.limit:g}"

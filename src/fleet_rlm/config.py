@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SandboxBackend = Literal["local", "gvisor", "unsafe-local", "daytona"]
@@ -224,3 +224,57 @@ class Settings(BaseSettings):
 
 def get_settings(**overrides) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# The variables LiteLLM reads a provider's key from (any one will do), by the model's prefix.
+PROVIDER_KEYS = {
+    "openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",), "deepseek": ("DEEPSEEK_API_KEY",),
+    "openrouter": ("OPENROUTER_API_KEY",), "together_ai": ("TOGETHERAI_API_KEY",),
+    "xai": ("XAI_API_KEY",), "cohere": ("COHERE_API_KEY",),
+    "fireworks_ai": ("FIREWORKS_AI_API_KEY",), "perplexity": ("PERPLEXITYAI_API_KEY",),
+    "cerebras": ("CEREBRAS_API_KEY",),
+}
+
+
+def provider_keys(model: str) -> tuple[str, ...]:
+    """The key variables of the model's provider; empty when this table does not know it."""
+    provider, _, _ = model.partition("/")
+    return PROVIDER_KEYS.get(provider, ()) if "/" in model else ()
+
+
+def model_ready(settings: Settings) -> bool:
+    """A key or an endpoint is configured, or the provider's key is in the environment. A
+    provider this table does not know (its own credentials: cloud roles, local servers) counts
+    as ready: the model test says more."""
+    if settings.api_key or settings.api_base:
+        return True
+    names = provider_keys(settings.root_model)
+    return not names or any(os.environ.get(name) for name in names)
+
+
+def missing_model_message(settings: Settings) -> str:
+    """What to set when no model is configured: the FLEET_ settings, then the provider's own."""
+    names = provider_keys(settings.root_model)
+    own = f" (or {' / '.join(names)})" if names else ""
+    return (f"no model is configured for {settings.root_model}: set FLEET_API_KEY{own} to your "
+            "key, or FLEET_API_BASE to an OpenAI-compatible server (e.g. http://localhost:8000/v1);"
+            " FLEET_ROOT_MODEL and FLEET_SUB_MODEL choose the models (in the environment or .env)."
+            " `fleet doctor --live` checks them")
+
+
+def invalid_settings(exc: ValidationError) -> str:
+    """A settings ValidationError as one line naming each bad value's flag and variable."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            parts.append(message)
+            continue
+        name = str(error["loc"][0])
+        got = repr(error.get("input"))
+        got = got if len(got) <= 60 else got[:59] + "…"
+        parts.append(f"{name} (--{name.replace('_', '-')}, FLEET_{name.upper()}): "
+                     f"{message[:1].lower()}{message[1:]}, got {got}")
+    return "bad setting: " + "; ".join(parts)

@@ -6,7 +6,9 @@ Anything that cannot be read raises `DocumentError`, a `ValueError` whose messag
 and whose `reason` says which kind of problem it is.
 
 Order of checks: size (before any other work), name, unsupported office formats, PDF, known binary
-signatures, text decoding (UTF-8, or UTF-16/UTF-32 with a byte-order mark), then the format itself.
+signatures, text decoding (UTF-8, or UTF-16/UTF-32 with a byte-order mark, or else a legacy
+single-byte encoding such as Windows-1252 that charset-normalizer detects: converted, and named in
+`encoding`), then the format itself.
 Text of every kind has its line endings normalised to "\\n".
 """
 
@@ -85,6 +87,8 @@ class ExtractedDocument(BaseModel):
     chars: int
     sha256: str
     pages: int | None = None
+    # The text's encoding when it was not UTF-8 (or ASCII): detected, and converted from.
+    encoding: str | None = None
 
 
 # --- kinds -----------------------------------------------------------------------------------
@@ -162,6 +166,14 @@ _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
 _CONTROL_BYTES = re.compile(b"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 _CONTROL_RATIO = 0.05
 _SAMPLE = 64 * 1024
+_DETECT_SAMPLE = 256 * 1024
+# Legacy encodings a text file may be in, most common first (Python's codec names).
+_LEGACY = ("cp1252", "latin_1", "iso8859_15", "cp1250", "cp1251", "cp1253", "cp1254", "cp1257",
+           "koi8_r", "mac_roman", "shift_jis", "euc_jp", "gb18030", "big5", "euc_kr")
+# Python's codec names as people know them.
+_ENCODING_NAMES = {"cp1252": "Windows-1252", "latin_1": "Latin-1 (ISO-8859-1)",
+                   "iso8859_15": "Latin-9 (ISO-8859-15)", "cp1250": "Windows-1250",
+                   "cp1251": "Windows-1251", "mac_roman": "Mac Roman"}
 _HTML_START = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]", re.I | re.S)
 _MAX_NAME_BYTES = 255
 
@@ -181,10 +193,12 @@ def extract(name: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Extra
     digest = hashlib.sha256(data).hexdigest()
 
     pages: int | None = None
+    encoding: str | None = None
     if kind == "pdf":
         text, pages = _pdf_text(name, data)
     else:
-        raw = _normalise_newlines(_decode(name, data))
+        decoded, encoding = _decode(name, data)
+        raw = _normalise_newlines(decoded)
         if kind == "json":
             text = _jsonl_text(name, raw) if _ext(name) == ".jsonl" else _json_text(name, raw)
         elif kind == "csv":
@@ -201,6 +215,7 @@ def extract(name: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Extra
         chars=len(text),
         sha256=digest,
         pages=pages,
+        encoding=encoding,
     )
 
 
@@ -331,7 +346,8 @@ def _looks_like_bmp(data: bytes) -> bool:
     return int.from_bytes(data[2:6], "little") == len(data) and data[6:10] == b"\0\0\0\0"
 
 
-def _decode(name: str, data: bytes) -> str:
+def _decode(name: str, data: bytes) -> tuple[str, str | None]:
+    """The text, and the encoding it was converted from when it was not UTF-8."""
     for bom, codec, label in _BOMS:
         if data.startswith(bom):
             try:
@@ -339,7 +355,7 @@ def _decode(name: str, data: bytes) -> str:
             except UnicodeDecodeError as e:
                 raise _encoding_error(name, data, e, label) from None
             _check_text(name, text)
-            return text
+            return text, (None if codec == "utf-8-sig" else label)
 
     if b"\x00" in data:
         if _looks_like_utf16(data):
@@ -361,9 +377,39 @@ def _decode(name: str, data: bytes) -> str:
         sample = data[:_SAMPLE]
         if sample and len(_CONTROL_BYTES.findall(sample)) / len(sample) > _CONTROL_RATIO:
             raise _binary_control_error(name) from None
-        raise _encoding_error(name, data, e, "UTF-8") from None
+        return _legacy_text(name, data, e)
     _check_text(name, text)
-    return text
+    return text, None
+
+
+def _legacy_text(name: str, data: bytes, error: UnicodeDecodeError) -> tuple[str, str]:
+    """Text in a single-byte legacy encoding (Latin-1, Windows-1252, ...): detected by
+    charset-normalizer on a sample (the start, and around the first byte UTF-8 refused), then
+    the whole converted; real binaries were refused before this."""
+    from charset_normalizer import from_bytes
+
+    if not data[:error.start].isascii():  # UTF-8 before the bad byte: broken UTF-8, not legacy
+        raise _encoding_error(name, data, error, "UTF-8") from None
+    around = data[max(0, error.start - _DETECT_SAMPLE // 2): error.start + _DETECT_SAMPLE // 2]
+    sample = data[:_DETECT_SAMPLE] + b"\n" + around
+    # Its guesses among the encodings people still write in; on a tie (Western text reads
+    # the same in Windows-1250 and -1252) the more common encoding wins.
+    def rank(codec: str) -> int:
+        return _LEGACY.index(codec) if codec in _LEGACY else len(_LEGACY)
+
+    # A match stands for every encoding that reads the sample the same (could_be_from_charset).
+    guesses = sorted((round(m.chaos, 2), -round(m.coherence, 2),
+                      min((rank(c), c) for c in [m.encoding, *m.could_be_from_charset]))
+                     for m in from_bytes(sample, cp_isolation=list(_LEGACY)))
+    codec = guesses[0][2][1] if guesses else None
+    if codec is None:
+        raise _encoding_error(name, data, error, "UTF-8") from None
+    try:
+        text = data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        raise _encoding_error(name, data, error, "UTF-8") from None
+    _check_text(name, text)
+    return text, _ENCODING_NAMES.get(codec, codec)
 
 
 def _check_text(name: str, text: str) -> None:

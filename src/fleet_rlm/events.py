@@ -156,6 +156,7 @@ class RlmFinishedEvent(EventBase):
 class AskUserEvent(EventBase):
     type: Literal["ask_user"] = "ask_user"
     question: str
+    choices: list[str] | None = Field(None, description="Options offered as buttons, if any.")
     request_id: str
     state: dict[str, JsonValue] = Field(
         default_factory=dict, description="What the paused turn needs to resume after a restart.")

@@ -63,7 +63,8 @@ def script(delay_ms: int = 0, first_cell: str = SPLIT_AND_DELEGATE, ask: bool = 
             {"match": "observation_0", "model": "root", "reply": delegate},
             {"match": "next_thought", "model": "root", "times": 1,
              "reply": dspy_agent_step("Which one?", "ask_user",
-                                      question="Which document shall I read?")},
+                                      question="Which document shall I read?",
+                                      choices=["big.txt", "all of them"])},
         ]
     else:
         rules += [
@@ -213,6 +214,93 @@ def test_a_turn_that_recovers_from_bad_replies_shows_its_answer_and_no_alert(
     expect(tree.get_by_test_id("agent-step").first).to_contain_text("web_search")
 
 
+def test_an_iteration_whose_reply_never_came_does_not_stay_thinking(
+        page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules([
+        {"match": ROOT + STEP.format(1), "model": "root", "reply": "Nothing I can format."},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="It failed.", answer="The count failed.")},
+        {"match": "observation_0", "model": "root",
+         "reply": dspy_agent_step("It failed.", "finish")},
+        {"match": "next_thought", "model": "root",
+         "reply": dspy_agent_step("Delegate.", "rlm_query", question="How many needles?")},
+    ])
+    new_session(page)
+    attach(page)
+    ask(page, "How many needles?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    rlm = node(page, "rlm", 1)
+    expect(rlm).to_have_attribute("data-status", "error")
+    cell = rlm.get_by_test_id("iteration").first
+    expect(cell).not_to_contain_text("thinking…")
+    expect(cell.get_by_test_id("cell-failed")).to_contain_text("not written: UnreadableReply")
+
+
+def long_run(iterations: int, delay_ms: int) -> list[dict[str, Any]]:
+    """The agent delegates; the RLM prints 40 lines per iteration, then submits."""
+    rules: list[dict[str, Any]] = [
+        {"match": ROOT + STEP.format(i), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning=f"Part {i}.",
+                             code=f"for k in range(40):\n    print('part {i}', k)")}
+        for i in range(1, iterations)]
+    rules += [
+        {"match": ROOT + STEP.format(iterations), "model": "root", "delay_ms": delay_ms,
+         "reply": dspy_reply(reasoning="Done.", code="SUBMIT(answer='all parts')")},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="Done.", answer="Read every part.\n\n" + "line\n\n" * 30)},
+        {"match": "observation_0", "model": "root", "reply": dspy_agent_step("done", "finish")},
+        {"match": "next_thought", "model": "root",
+         "reply": dspy_agent_step("Delegate.", "rlm_query", question="Read every part.")},
+    ]
+    return rules
+
+
+def scrolled_to_bottom(page: Page, test_id: str) -> bool:
+    return page.get_by_test_id(test_id).evaluate(
+        "el => el.scrollHeight - el.scrollTop - el.clientHeight < 4")
+
+
+def test_the_live_tree_follows_the_running_node_until_the_reader_scrolls_away(
+        page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(8, delay_ms=700))
+    new_session(page)
+    attach(page)
+    ask(page, "Read every part.")
+    panel = page.get_by_test_id("tree-scroll")
+    cells = node(page, "rlm", 1).get_by_test_id("iteration")
+    expect(cells.nth(3)).to_be_visible()
+    # The newest cell is in the panel's view: the panel scrolled down to it.
+    expect(cells.last).to_be_in_viewport()
+    assert panel.evaluate("el => el.scrollTop") > 0
+    # The reader scrolls up: the panel stays there while cells keep coming.
+    panel.hover()
+    page.mouse.wheel(0, -5000)
+    expect(panel).to_have_attribute("data-following", "false")
+    seen = cells.count()
+    expect(cells).not_to_have_count(seen, timeout=10_000)
+    assert panel.evaluate("el => el.scrollTop") == 0
+    page.get_by_role("button", name="Follow the running node").click()
+    expect(panel).to_have_attribute("data-following", "true")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+
+
+def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(1, delay_ms=0))
+    new_session(page)
+    attach(page)
+    for n in range(3):
+        ask(page, f"Read every part, round {n}.")
+        expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
+                                                                     timeout=60_000)
+    page.reload()
+    expect(page.get_by_test_id("turn")).to_have_count(3)
+    page.wait_for_function("() => { const el = document.querySelector('[data-testid=chat-scroll]');"
+                           " return el.scrollHeight > el.clientHeight * 1.5; }")
+    page.wait_for_timeout(300)
+    assert scrolled_to_bottom(page, "chat-scroll")
+    expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
+
+
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     new_session(page)
     page.evaluate("""() => {
@@ -242,6 +330,54 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
     expect(page.get_by_test_id("attachment")).to_have_count(1)
 
 
+def test_session_documents_strip_detach_delete_and_attach_again(
+        page: Page, scripted: ScriptedLMServer, fleet_web: str) -> None:
+    session_id = new_session(page)
+    attach(page, "notes.txt", b"hay needle hay\n")
+    strip = page.get_by_role("group", name="Documents in this session")
+    notes = strip.get_by_test_id("session-document").filter(has_text="notes.txt")
+    expect(notes).to_have_attribute("data-attached", "true")
+    # After a reload the composer's chips are gone, but the session still shows its documents.
+    page.reload()
+    expect(notes).to_have_attribute("data-attached", "true")
+    expect(strip).to_contain_text("1 of 1 document in view")
+    # The same file again is the existing document, not a 409.
+    attach(page, "notes.txt", b"hay needle hay\n")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(strip.get_by_test_id("session-document")).to_have_count(1)
+    # × on the message's attachment detaches it for real: kept, out of the agent's view.
+    page.get_by_role("button", name="Remove attachment notes.txt").click()
+    expect(notes).to_have_attribute("data-attached", "false")
+    [listed] = api_get(fleet_web, f"/sessions/{session_id}/documents")
+    assert listed["attached"] is False
+    # The agent is shown no documents: a prompt listing notes.txt matches no rule and fails.
+    scripted.set_rules([
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="None.", answer="I see no documents.")},
+        {"match": r"\[\[ ## documents ## \]\]\n\(none\)", "model": "root",
+         "reply": dspy_agent_step("nothing to read", "finish")},
+    ])
+    ask(page, "What can you read here?")
+    expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
+    expect(last_turn(page)).to_contain_text("I see no documents.")
+    shot(page, "05b-documents-strip")
+    # Attached again, then deleted.
+    strip.get_by_role("button", name="Attach notes.txt again").click()
+    expect(notes).to_have_attribute("data-attached", "true")
+    strip.get_by_role("button", name="Delete notes.txt").click()
+    expect(strip).to_have_count(0)
+    assert api_get(fleet_web, f"/sessions/{session_id}/documents") == []
+
+
+def test_a_windows_1252_text_is_converted_and_says_so(page: Page, fleet_web: str) -> None:
+    session_id = new_session(page)
+    attach(page, "menu.txt", "Café crème — 3 €\n".encode("cp1252"))
+    chip = page.get_by_test_id("session-document").filter(has_text="menu.txt")
+    expect(chip).to_contain_text("converted from Windows-1252")
+    [doc] = api_get(fleet_web, f"/sessions/{session_id}/documents")
+    assert api_get(fleet_web, f"/documents/{doc['id']}")["text"] == "Café crème — 3 €\n"
+
+
 def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     scripted.set_rules(script(first_cell="import time\nprint('working')\ntime.sleep(120)"))
     new_session(page)
@@ -250,10 +386,17 @@ def test_stop_a_running_turn(page: Page, scripted: ScriptedLMServer) -> None:
     cell = node(page, "rlm", 1).get_by_test_id("iteration").first
     expect(cell).to_contain_text("time.sleep(120)")
     expect(cell).to_contain_text("running…")
+    # A second message while the turn runs is refused with a clear word, and kept.
+    ask(page, "And another thing")
+    expect(page.get_by_test_id("composer-refusal")).to_contain_text("Busy: a turn is running")
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("And another thing")
     page.keyboard.press("Escape")
     turn = last_turn(page)
     expect(turn).to_have_attribute("data-status", "cancelled", timeout=30_000)
     expect(node(page, "rlm", 1)).to_have_attribute("data-status", "cancelled")
+    # The cut-short cell reads as stopped, not as a crash; it had made no variables to lose.
+    expect(cell.locator("pre.traceback")).to_have_text("Stopped: the cell was stopped")
+    expect(cell).not_to_contain_text("SandboxDied")
     expect(page.get_by_role("button", name="Stop the running turn (Esc)")).to_have_count(0)
     expect(page.get_by_role("button", name="Send message")).to_be_visible()
     shot(page, "04-stopped")
@@ -307,21 +450,40 @@ def test_reconnect_resumes_from_the_last_seq(page: Page, scripted: ScriptedLMSer
     expect(node(page, "rlm", 1)).to_have_count(1)
 
 
-def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer) -> None:
+def test_ask_user_is_answered_inline(page: Page, scripted: ScriptedLMServer,
+                                     fleet_web: str) -> None:
     scripted.set_rules(script(ask=True))
-    new_session(page)
+    session_id = new_session(page)
     attach(page)
     ask(page, "How many needles?")
     question = page.get_by_role("form", name="Question from the agent")
     expect(question).to_contain_text("Which document shall I read?")
     expect(last_turn(page)).to_have_attribute("data-status", "waiting")
     shot(page, "07-ask-user")
-    answer = question.get_by_role("textbox", name="Your answer")
-    answer.fill("big.txt")
-    answer.press("Enter")
+    # While the question waits the composer says what to do, rather than fail as busy.
+    expect(page.get_by_test_id("composer-hint")).to_have_text(
+        "Answer the question above or dismiss it.")
+    expect(page.get_by_role("textbox", name="Message")).to_have_attribute(
+        "placeholder", "Answer the question above or dismiss it")
+    page.get_by_role("textbox", name="Message").fill("Another question")
+    expect(page.get_by_role("button", name="Send message")).to_be_disabled()
+    # The agent offered choices: they are buttons.
+    question.get_by_role("group", name="Choices").get_by_role("button", name="big.txt").click()
     expect(last_turn(page)).to_have_attribute("data-status", "ok", timeout=60_000)
     expect(node(page, "rlm", 1)).to_have_count(1)
     expect(page.get_by_test_id("agent-step").first).to_contain_text("big.txt")
+    # One turn, one agent root; the question and the reply stay in the transcript.
+    expect(page.locator('[data-testid=tree-node][data-kind="agent"]')).to_have_count(1)
+    for reload in (False, True):
+        if reload:
+            page.reload()
+        asked = last_turn(page).get_by_test_id("asked")
+        expect(asked).to_contain_text("Which document shall I read?")
+        expect(asked).to_contain_text("You replied: big.txt")
+        expect(page.get_by_test_id("turn")).to_have_count(1)
+    expect(page.get_by_test_id("composer-hint")).to_have_count(0)
+    [turn] = api_get(fleet_web, f"/sessions/{session_id}/turns")
+    assert turn["asked"] == [{"question": "Which document shall I read?", "reply": "big.txt"}]
 
 
 def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> None:
@@ -417,12 +579,34 @@ def test_a_budget_for_the_message(page: Page, scripted: ScriptedLMServer) -> Non
     page.get_by_role("button", name="Send message").click()
     turn = last_turn(page)
     expect(turn).to_have_attribute("data-status", "budget", timeout=60_000)
-    expect(turn).to_contain_text("The budget ran out; this is the partial result.")
+    # One call was the agent's step: nothing came of the run, and the card says so.
+    expect(turn).to_contain_text("The budget ran out before any result.")
     meter = page.get_by_role("meter", name="LM calls used")
     expect(meter).to_have_attribute("aria-valuemax", "1")
     expect(meter).to_have_attribute("aria-valuenow", "1")
     expect(page.get_by_test_id("banner-notice")).to_have_count(0)
     shot(page, "20-budget-ran-out")
+
+
+def test_a_budget_stop_shows_the_partial_result(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(script(first_cell="print('half counted: 250')"))
+    new_session(page)
+    page.get_by_role("button", name="Set a budget for your messages").click()
+    calls = page.get_by_role("spinbutton", name="Max LM calls")
+    calls.fill("2")  # the agent's step and the run's first iteration
+    calls.press("Enter")
+    attach(page)
+    ask(page, "How many needles?")
+    turn = last_turn(page)
+    for reload in (False, True):
+        if reload:
+            page.reload()
+            turn = last_turn(page)
+        expect(turn).to_have_attribute("data-status", "budget", timeout=60_000)
+        expect(turn.locator(".bubble.assistant pre")).to_contain_text("half counted: 250")
+        expect(turn).to_contain_text("The budget ran out; this is the partial result.")
+        expect(turn.get_by_role("alert")).to_contain_text("budget exceeded: calls")
+    shot(page, "20b-budget-partial-result")
 
 
 def test_sessions_new_rename_search_archive_delete(page: Page) -> None:

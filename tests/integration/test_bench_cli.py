@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,8 @@ LENGTH = 2000  # tokens: tiny windows keep every run quick
 
 
 def fleet_bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, server=None,
-                wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+                wait: bool = True, sigint: Any = signal.SIG_DFL
+                ) -> subprocess.CompletedProcess | subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     clean["FLEET_ALLOW_UNPRICED_MODELS"] = "true"  # the scripted models have no price
     clean.update(FLEET_DATA_DIR=str(tmp_path / "data"), FLEET_ROOT_MODEL="openai/root",
@@ -31,8 +33,10 @@ def fleet_bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, s
     api = ["--api-base", server.api_base] if server is not None else []
     cmd = [sys.executable, "-m", "fleet_rlm.cli", "bench", *args, *api]
     if not wait:
+        # SIGINT's disposition is set, not inherited from however the test suite was started.
         return subprocess.Popen(cmd, cwd=tmp_path, env=clean, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     return subprocess.run(cmd, cwd=tmp_path, env=clean, text=True, capture_output=True,
                           timeout=300)
 
@@ -118,13 +122,15 @@ def test_rlm_and_direct_runs_write_results_report_and_plots_and_resume(
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_with_the_tasks_left(tmp_path, scripted_lm):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_an_interrupted_run_resumes_with_the_tasks_left(tmp_path, scripted_lm, sigint):
+    """Also when started with SIGINT ignored, as a script's background job is."""
     tasks = runner.make_tasks("sniah", 4, 0, [LENGTH])
     server = scripted_lm([{**direct_rule(t, "wrong"), "delay_ms": 1500} for t in tasks])
     out = tmp_path / "out"
     args = ["sniah", "--n", "4", "--lengths", str(LENGTH), "--out", str(out), "--mode", "direct",
             "--concurrency", "2"]
-    running = fleet_bench(tmp_path, *args, server=server, wait=False)
+    running = fleet_bench(tmp_path, *args, server=server, wait=False, sigint=sigint)
     results = out / "results.jsonl"
     deadline = time.monotonic() + 60
     while not (results.exists() and len(results.read_text().splitlines()) >= 2):

@@ -147,6 +147,8 @@ def test_chat_session(tmp_path, scripted_lm):
     chat.expect_exact(f"{session_id} · 3 turns")
     chat.expect_exact(COUNT)
     chat.expect_exact("The notes hold 3 needles in the haystack.")
+    chat.expect_exact("Which document do you mean?")  # the question answered, with its reply
+    chat.expect(rf"{PROMPT}\S*notes\.txt\r?\n")
     chat.expect_exact("notes.txt is hay with a few needles.")
     chat.expect_exact("Which year?")
     chat.expect_exact("(waiting for your answer)")

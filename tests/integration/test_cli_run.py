@@ -40,6 +40,36 @@ def fleet_run(tmp_path: Path, server, *args: str, stdin: str | None = None,
                           input=stdin, timeout=100)
 
 
+def test_a_bad_limit_is_one_clear_line(tmp_path, scripted_lm):
+    done = fleet_run(tmp_path, scripted_lm([]), "q", "--max-calls", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: bad setting: max_calls (--max-calls, FLEET_MAX_CALLS):"
+                                   " input should be greater than 0, got 0")
+
+
+def test_without_a_model_the_fleet_settings_are_named(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLEET_") and not k.endswith("_API_KEY")}
+    done = subprocess.run([sys.executable, "-m", "fleet_rlm.cli", "run", "q"], cwd=tmp_path,
+                          env={**env, "FLEET_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "400"},
+                          text=True, capture_output=True, timeout=100)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: no model is configured for openai/gpt-4o-mini: set "
+                                  "FLEET_API_KEY (or OPENAI_API_KEY)")
+    assert "FLEET_API_BASE" in done.stderr and "dspy.LM" not in done.stderr
+
+
+def test_traceback_cell_numbers_are_the_trees_iterations(tmp_path, scripted_lm):
+    server = scripted_lm([step(1, "x = 1"), step(2, "y = 1 / 0"),
+                          step(3, "SUBMIT(answer='done')")])
+    done = fleet_run(tmp_path, server, "q", "--json")
+    assert done.returncode == 0, done.stderr
+    failed = [e for e in map(parse_event, done.stdout.splitlines())
+              if e.type == "code_output" and e.error_type]
+    assert [e.iteration for e in failed] == [2]
+    assert 'File "<cell-2>", line 1' in failed[0].traceback, failed[0].traceback
+
+
 def test_simple_run_prints_the_answer(tmp_path, scripted_lm):
     server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
     (tmp_path / "doc.txt").write_text("some context")
@@ -104,6 +134,34 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path, scripted_lm):
     assert "too late" not in stdout
 
 
+@pytest.mark.parametrize(("first", "lost"), [("kept = 5\nprint(kept)", "kept"),
+                                             ("print('nothing kept')", None)])
+def test_ctrl_c_mid_cell_says_stopped_and_names_only_lost_variables(tmp_path, scripted_lm,
+                                                                    first, lost):
+    server = scripted_lm([step(1, first),
+                          step(2, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")])
+    proc = fleet_run(tmp_path, server, "q", "--json", wait=False)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the second cell starts once its iteration is reported
+            if '"rlm_iteration"' in line and '"iteration":2' in line.replace(" ", ""):
+                break
+        time.sleep(1.5)  # the cell is sleeping in the sandbox
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    outputs = [parse_event(line) for line in stdout.splitlines() if '"code_output"' in line]
+    stopped = outputs[-1]
+    assert stopped.error_type == "Stopped", stopped
+    assert "SandboxDied" not in stdout + stderr
+    if lost:
+        assert stopped.error_message == f"the cell was stopped; its variables are lost: {lost}"
+    else:
+        assert stopped.error_message == "the cell was stopped"
+
+
 @pytest.mark.parametrize("flag", ["--max-wall-s", "--timeout"])
 def test_the_wall_limit_stops_a_call_in_flight_and_exits_2(tmp_path, scripted_lm, flag):
     """--timeout, the deprecated name of --max-wall-s, still works, with a warning."""
@@ -156,6 +214,22 @@ def test_unparseable_replies_exit_1_without_traceback(tmp_path, scripted_lm):
     assert server.stats()["calls"] == 3
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_renderer_says_how_many_earlier_iterations_it_folds():
+    renderer = TreeRenderer()
+    stream = EventStream("turn", sinks=[renderer])
+    root = NodeRef("rootnode0002", None, 0)
+    stream.emit("rlm_started", root, model="openai/root", sub_model="openai/sub",
+                signature="context, question -> answer", inputs={}, max_iterations=9)
+    for i in range(1, 6):
+        stream.emit("rlm_iteration", root, iteration=i, reasoning=f"step {i}", code=f"x{i} = {i}")
+        stream.emit("code_output", root, iteration=i, stdout="", duration_s=0.01)
+    console = Console(record=True, width=120)
+    console.print(renderer.render())
+    text = console.export_text()
+    assert "… 2 earlier iterations" in text
+    assert "x3 = 3" in text and "x5 = 5" in text and "x2 = 2" not in text
 
 
 def test_renderer_draws_the_tree():

@@ -63,7 +63,7 @@ def test_unsafe_local_runs_without_isolation_and_says_so():
 @pytest.mark.parametrize("backend", ["local", pytest.param("gvisor", marks=pytest.mark.skipif(
     shutil.which("runsc") is None, reason="gVisor's runsc is not installed"))])
 def test_doctor_reports_the_isolation_in_force(backend):
-    done = fleet("doctor", FLEET_SANDBOX=backend, COLUMNS="300")
+    done = fleet("doctor", FLEET_SANDBOX=backend, COLUMNS="300", FLEET_API_KEY="test")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     runtime = "gVisor (runsc " if backend == "gvisor" else "bubblewrap "
@@ -87,6 +87,7 @@ def test_doctor_says_loudly_when_control_groups_cannot_be_used(monkeypatch):
 
     monkeypatch.setattr(cgroups, "hierarchy", unusable)
     monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setenv("FLEET_API_KEY", "test")
     done = CliRunner().invoke(app, ["doctor"])
     assert done.exit_code == 0, done.output
     assert ("! NO control groups: no writable memory control group (as on this host). Memory, "
@@ -101,3 +102,28 @@ def test_without_bubblewrap_the_sandbox_refuses_and_says_how_to_fix_it(tmp_path)
     assert "FLEET_SANDBOX=unsafe-local" in done.stderr
     doctor = fleet("doctor", PATH=str(tmp_path))
     assert doctor.returncode == 1 and "bubblewrap" in doctor.stdout
+
+
+def test_doctor_fails_when_no_model_is_configured_and_names_the_settings(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    done = subprocess.run([str(FLEET), "doctor"], text=True, capture_output=True, timeout=120,
+                          env={**{k: v for k, v in env.items() if not k.startswith("FLEET_")},
+                               "COLUMNS": "400", "FLEET_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "✗ no model is configured for openai/gpt-4o-mini: set FLEET_API_KEY (or " \
+        "OPENAI_API_KEY)" in done.stdout
+    assert "FLEET_API_BASE" in done.stdout and "FLEET_ROOT_MODEL" in done.stdout
+
+
+def test_doctor_live_makes_one_tiny_call(tmp_path, scripted_lm):
+    server = scripted_lm([{"match": "single word OK", "model": "root", "reply": "OK"}])
+    base = {"COLUMNS": "400", "FLEET_DATA_DIR": str(tmp_path), "FLEET_ROOT_MODEL": "openai/root",
+            "FLEET_API_BASE": server.api_base, "FLEET_ALLOW_UNPRICED_MODELS": "true"}
+    done = fleet("doctor", "--live", **base)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"✓ model configured: openai/root (FLEET_API_BASE {server.api_base})" in done.stdout
+    assert "✓ live call: openai/root answered: 'OK'" in done.stdout
+    assert server.stats()["calls"] == 1
+    dead = fleet("doctor", "--live", **{**base, "FLEET_API_BASE": "http://127.0.0.1:9/v1"})
+    assert dead.returncode == 1
+    assert "✗ live call: Could not reach http://127.0.0.1:9/v1" in dead.stdout

@@ -134,10 +134,22 @@ def test_documents_upload_limits_preview_slice_and_delete(client):
     assert too_large.status_code == 413 and too_large.json()["error"] == "too_large"
     binary = client.post(url, files={"file": ("blob.bin", bytes(range(256)) * 4)})
     assert binary.status_code == 415 and "binary" in binary.json()["message"]
+    legacy = client.post(url, files={"file": ("menu.txt", "café crème\n".encode("latin-1"))})
+    assert legacy.status_code == 201, legacy.text
+    assert legacy.json()["encoding"] == "Windows-1252"
+    assert client.get(f"{API}/documents/{legacy.json()['id']}").json()["text"] == "café crème\n"
+    assert client.delete(f"{API}/documents/{legacy.json()['id']}").status_code == 204
     corrupt = client.post(url, files={"file": ("broken.pdf", b"%PDF-1.4 not really")})
     assert corrupt.status_code == 422 and corrupt.json()["error"] == "corrupt"
     again = client.post(url, files={"file": ("digits.txt", b"other")})
     assert again.status_code == 409
+    # Detached: kept and listed, out of the agent's view; the same file again attaches it.
+    detached = client.patch(f"{API}/documents/{doc['id']}", json={"attached": False})
+    assert detached.status_code == 200 and detached.json()["attached"] is False
+    assert [d["attached"] for d in client.get(url).json()] == [False]
+    same = client.post(url, files={"file": ("digits.txt", text.encode(), "text/plain")})
+    assert same.status_code == 201 and same.json()["id"] == doc["id"]
+    assert same.json()["attached"] is True
 
     assert [d["id"] for d in client.get(url).json()] == [doc["id"]]
     detail = client.get(f"{API}/documents/{doc['id']}").json()

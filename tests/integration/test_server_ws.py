@@ -141,6 +141,25 @@ def test_cancel_a_running_turn_and_dismiss_a_waiting_one(scripted_lm, tmp_path):
         assert statuses == ["cancelled", "cancelled"]
 
 
+def test_a_cancel_just_after_the_turn_finished_is_answered(scripted_lm, tmp_path):
+    # A python step: after turn_finished the turn still saves its sandbox's variables.
+    server = scripted_lm(slow("ping", "pong", steps=1, delay_ms=0))
+    with app_client(settings_for(server, tmp_path)) as client:
+        session_id = _session(client)
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": "ping"})
+            frames = until_finished(ws.receive_json)
+            turn_id = frames[-1]["turn_id"]
+            ws.send_json({"type": "cancel", "turn_id": turn_id, "id": "late"})
+            reply = ws.receive_json()
+            assert (reply["type"], reply["code"], reply["id"]) == ("socket_error", "not_running",
+                                                                  "late")
+            assert reply["turn_id"] == turn_id
+        [turn] = client.get(f"{API}/sessions/{session_id}/turns").json()
+        assert (turn["status"], turn["answer"]) == ("ok", "pong")
+
+
 def test_two_sockets_get_the_same_sequence_and_a_reconnect_resumes(scripted_lm, tmp_path):
     server = scripted_lm(slow("count", "counted", steps=3, delay_ms=250))
     with app_client(settings_for(server, tmp_path)) as client:

@@ -93,6 +93,9 @@ def test_fifty_sniah_tasks_spread_over_the_six_lengths() -> None:
         assert len({t.meta["depth"] for t in cell}) == len(cell)  # no depth twice in a length
         assert {t.meta["kind"] for t in cell} == {"number", "uuid", "word"}
     assert len({t.id for t in tasks}) == 50
+    # The id's length is the report's: tokens, as --lengths takes them.
+    for task in tasks:
+        assert f"-{runner.target_tokens(task)}-d" in task.id, task.id
 
 
 def test_sniah_values_have_the_right_shape() -> None:

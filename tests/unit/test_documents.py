@@ -120,21 +120,39 @@ def test_bom_before_json_and_html():
     assert (doc.kind, doc.text) == ("html", "hi")
 
 
-def test_invalid_utf8_is_bad_encoding_with_position():
-    data = "line one\ncafé".encode("latin-1")
+def test_broken_utf8_is_bad_encoding_with_position():
+    data = "✓ line\ncafé".encode() + b" \xe9"  # UTF-8, then a stray Latin-1 byte
     err = error("menu.txt", data)
     assert err.reason == "bad_encoding"
     assert isinstance(err, ValueError)
     assert "menu.txt is not valid UTF-8" in str(err)
     assert "0xE9" in str(err)
-    assert "offset 12" in str(err) and "line 2" in str(err)
+    assert "offset 15" in str(err) and "line 2" in str(err)
     assert "save it as UTF-8" in str(err)
 
 
 def test_truncated_utf8_sequence():
-    err = error("cut.txt", "abc€".encode()[:-1])
+    err = error("cut.txt", "abc € def €".encode()[:-1])
     assert err.reason == "bad_encoding"
-    assert "offset 3" in str(err)
+    assert "offset 12" in str(err)
+
+
+@pytest.mark.parametrize(("text", "codec", "label"), [
+    ("line one\ncafé, naïve façade and a señor's résumé\n", "latin-1", "Windows-1252"),
+    ("“Quoted” — 20 € for the café\n" * 20, "cp1252", "Windows-1252"),
+    ("name,city\nJosé,Zürich\n", "cp1252", "Windows-1252"),
+    ("Привет, как дела? Это тест кодировки.\n" * 10, "cp1251", "Windows-1251"),
+])
+def test_legacy_encodings_are_detected_converted_and_named(text, codec, label):
+    doc = extract("legacy.csv" if text.startswith("name,") else "legacy.txt", text.encode(codec))
+    assert doc.encoding == label
+    assert doc.text.rstrip("\n") == text.replace("\r\n", "\n").rstrip("\n") \
+        or doc.kind == "csv" and "José" in doc.text and "Zürich" in doc.text
+
+
+def test_utf8_names_no_encoding():
+    assert extract("a.txt", "café ✓".encode()).encoding is None
+    assert extract("a.txt", b"plain ascii").encoding is None
 
 
 def test_invalid_utf16_after_bom():

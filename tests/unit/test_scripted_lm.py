@@ -447,3 +447,21 @@ def test_replay_rules_match_the_request_text_and_send_the_body_verbatim(scripted
         rules_from_recording(json.dumps(lines[1]))
     with pytest.raises(ValueError, match="line 2"):
         rules_from_recording(json.dumps(lines[0]) + "\n" + json.dumps({"request": {}}))
+
+
+def test_the_server_starts_from_the_command_line_without_a_runpy_warning(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "rules.json"
+    script.write_text("[]")
+    proc = subprocess.Popen([sys.executable, "-W", "error", "-m", "fleet_rlm.testing.scripted_lm",
+                             "--script", str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("http://127.0.0.1:")
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert "Warning" not in stderr, stderr

@@ -173,6 +173,9 @@ export const api = {
   getDocument: (documentId: string) =>
     request<DocumentDetail>("GET", `/documents/${id(documentId)}`),
   deleteDocument: (documentId: string) => request<undefined>("DELETE", `/documents/${id(documentId)}`),
+  /** Detach (false: kept, out of the agent's view) or attach a document again (true). */
+  setDocumentAttached: (documentId: string, attached: boolean) =>
+    request<DocumentInfo>("PATCH", `/documents/${id(documentId)}`, { attached }),
 
   workspace: (sessionId: string, path = "") =>
     request<WorkspaceListing>("GET", `/sessions/${id(sessionId)}/workspace${q({ path })}`),

@@ -1,16 +1,16 @@
 /* The conversation: turns with their streamed answers and attachments, inline ask_user
 questions, and the composer (./Composer.tsx) below; files dropped anywhere on it are attached. */
 
-import { useEffect, useRef, useState, type DragEvent } from "react";
+import { useEffect, useLayoutEffect, useRef, useState, type DragEvent } from "react";
 
 import type { Attachment, Turn } from "../api/client";
-import { turnStatus } from "../session/trees";
+import { askedOf, turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
 import { Markdown } from "../ui/Markdown";
 import { Icon } from "../ui/Icon";
-import { Composer, useAttachments } from "./Composer";
+import { Composer, DocumentsStrip, useAttachments } from "./Composer";
 import { TurnFeedback } from "./Feedback";
 
 function AttachmentList({ attachments }: { attachments: readonly Attachment[] }) {
@@ -39,7 +39,7 @@ function activity(tree: TurnTree | undefined): string {
   return "Thinking…";
 }
 
-function AskUser({ question, onAnswer, onDismiss }: { question: string; onAnswer: (text: string) => void; onDismiss: () => void }) {
+function AskUser({ question, choices, onAnswer, onDismiss }: { question: string; choices: readonly string[]; onAnswer: (text: string) => void; onDismiss: () => void }) {
   const [text, setText] = useState("");
   const submit = () => {
     if (text.trim()) onAnswer(text.trim());
@@ -56,6 +56,15 @@ function AskUser({ question, onAnswer, onDismiss }: { question: string; onAnswer
       <div className="ask-question">
         {question}
       </div>
+      {choices.length ? (
+        <div className="ask-choices" role="group" aria-label="Choices">
+          {choices.map((c) => (
+            <button key={c} type="button" className="choice" onClick={() => onAnswer(c)}>
+              {c}
+            </button>
+          ))}
+        </div>
+      ) : null}
       <div className="ask-row">
         <input
           aria-label="Your answer"
@@ -80,6 +89,8 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
   const status = turnStatus(turn.status, tree);
   const answer = tree?.answer || turn.answer || "";
   const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
+  // Questions asked and answered stay in the transcript, between the message and the answer.
+  const answered = askedOf(turn, tree).filter((a) => a.reply !== null);
   const running = status === "running";
   // Errors a turn recovered from (a reply retried, a tool that failed) stay in the tree.
   const failed = status === "error" || status === "budget";
@@ -97,11 +108,17 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
             {selected ? "shown in tree" : "show in tree"}
           </button>
         </div>
+        {answered.map((a, i) => (
+          <div key={i} className="asked" data-testid="asked">
+            <p className="asked-question"><Icon name="help" size={13} /> {a.question}</p>
+            <p className="asked-reply"><span className="muted">You replied:</span> {a.reply}</p>
+          </div>
+        ))}
         {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}
         {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
-        {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
+        {status === "budget" ? <p className="warn-text">{answer ? "The budget ran out; this is the partial result." : "The budget ran out before any result."}</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
-        {question ? <AskUser question={question} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
+        {question ? <AskUser question={question} choices={tree?.askUser?.choices ?? []} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
         {!running && status !== "waiting" ? <TurnFeedback turn={turn} /> : null}
       </div>
     </article>
@@ -128,11 +145,20 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
   const lastTurn = session.turns.at(-1);
   const lastTree = lastTurn ? session.trees[lastTurn.id] : undefined;
 
-  // Keep the newest text in view while it streams, unless the reader scrolled up.
+  // A session opens at its latest message, and the newest text stays in view while it
+  // streams, unless the reader scrolled up.
+  const pinned = useRef(true);
   useEffect(() => {
+    pinned.current = true;
+  }, [sessionId]);
+  useLayoutEffect(() => {
     const el = scroller.current;
-    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 160) el.scrollTop = el.scrollHeight;
-  }, [session.turns, lastTree, session.pending]);
+    if (el && pinned.current) el.scrollTop = el.scrollHeight;
+  }, [session.turns, lastTree, session.pending, session.loading]);
+  const onScroll = () => {
+    const el = scroller.current;
+    if (el) pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 160;
+  };
 
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
@@ -156,7 +182,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
       }}
       onDrop={onDrop}
     >
-      <div className="chat-scroll" ref={scroller}>
+      <div className="chat-scroll" ref={scroller} onScroll={onScroll} data-testid="chat-scroll">
         {session.loading && !session.turns.length ? <p className="muted empty">Loading…</p> : null}
         {!session.loading && !session.turns.length && !session.pending ? (
           <div className="empty-chat">
@@ -187,7 +213,10 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
           Imported from <code>{importedFrom}</code>: this session can be read, not continued.
         </p>
       ) : (
-        <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+        <>
+          <DocumentsStrip attachments={attachments} />
+          <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+        </>
       )}
     </section>
   );

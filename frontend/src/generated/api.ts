@@ -17,7 +17,11 @@ export type paths = {
         delete: operations["delete_document_api_v1_documents__document_id__delete"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Patch Document
+         * @description Detach a document from its session (kept, out of the agent's view) or attach it again.
+         */
+        patch: operations["patch_document_api_v1_documents__document_id__patch"];
         trace?: never;
     };
     "/api/v1/health": {
@@ -136,7 +140,7 @@ export type paths = {
          * Upload Document
          * @description Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
          *     unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
-         *     session → 409. The upload streams to a temporary file and from there to the extraction
+         *     session for another text → 409 (the same file again is the existing document, attached). The upload streams to a temporary file and from there to the extraction
          *     process: the server never holds it whole.
          */
         post: operations["upload_document_api_v1_sessions__session_id__documents_post"];
@@ -481,6 +485,16 @@ export type paths = {
 export type webhooks = Record<string, never>;
 export type components = {
     schemas: {
+        /** Asked */
+        Asked: {
+            /** Question */
+            question: string;
+            /**
+             * Reply
+             * @description The user's reply; null while it waits.
+             */
+            reply: string | null;
+        };
         /** Attachment */
         Attachment: {
             /** Id */
@@ -530,6 +544,11 @@ export type components = {
         };
         /** DocumentDetail */
         DocumentDetail: {
+            /**
+             * Attached
+             * @description In the agent's view; a detached document is kept for the user but neither listed to the agent nor read.
+             */
+            attached: boolean;
             /** Chars */
             chars: number;
             /**
@@ -537,6 +556,11 @@ export type components = {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Encoding
+             * @description The encoding the text was detected in and converted from, when the upload was not UTF-8.
+             */
+            encoding?: string | null;
             /** Id */
             id: string;
             /** Kind */
@@ -559,6 +583,11 @@ export type components = {
         };
         /** DocumentOut */
         DocumentOut: {
+            /**
+             * Attached
+             * @description In the agent's view; a detached document is kept for the user but neither listed to the agent nor read.
+             */
+            attached: boolean;
             /** Chars */
             chars: number;
             /**
@@ -566,6 +595,11 @@ export type components = {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Encoding
+             * @description The encoding the text was detected in and converted from, when the upload was not UTF-8.
+             */
+            encoding?: string | null;
             /** Id */
             id: string;
             /** Kind */
@@ -578,6 +612,14 @@ export type components = {
             sha256: string;
             /** Size Bytes */
             size_bytes: number;
+        };
+        /** DocumentPatch */
+        DocumentPatch: {
+            /**
+             * Attached
+             * @description false detaches the document, true attaches it again.
+             */
+            attached: boolean;
         };
         /** EventList */
         EventList: {
@@ -881,6 +923,11 @@ export type components = {
             /** Answer */
             answer: string | null;
             /**
+             * Asked
+             * @description Every question the turn asked the user, in order, with the reply it got.
+             */
+            asked?: components["schemas"]["Asked"][];
+            /**
              * Attachments
              * @description The documents sent with the message.
              */
@@ -1148,6 +1195,41 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    patch_document_api_v1_documents__document_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                document_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DocumentPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentOut"];
+                };
             };
             /** @description Validation Error */
             422: {

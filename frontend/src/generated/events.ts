@@ -318,6 +318,10 @@ export interface AskUserEvent {
   ts: number;
   type: "ask_user";
   question: string;
+  /**
+   * Options offered as buttons, if any.
+   */
+  choices: string[] | null;
   request_id: string;
   /**
    * What the paused turn needs to resume after a restart.

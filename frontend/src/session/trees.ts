@@ -2,6 +2,7 @@
 
 import type { FleetEvent } from "../generated/events";
 import type { components } from "../generated/api";
+import type { Turn } from "../api/client";
 import { applyEvents, emptyTree, type TurnState, type TurnTree } from "../tree/reducer";
 
 type TurnStatus = components["schemas"]["TurnStatus"];
@@ -44,4 +45,30 @@ export function turnStatus(stored: TurnStatus, tree: TurnTree | undefined): Turn
   if (tree && SETTLED.has(tree.status)) return tree.status;
   if (stored !== "running" && stored !== "waiting") return stored;
   return tree && tree.status !== "idle" ? tree.status : stored;
+}
+
+export interface Exchange {
+  question: string;
+  /** The user's reply; null while the question waits. */
+  reply: string | null;
+}
+
+/** The questions a turn asked the user and the replies, for the transcript: from its events
+ * when they are loaded (live), else as the server lists the turn. */
+export function askedOf(turn: Pick<Turn, "asked">, tree: TurnTree | undefined): Exchange[] {
+  if (!tree || !tree.events.length) return (turn.asked ?? []).map((a) => ({ question: a.question, reply: a.reply }));
+  const asked: Exchange[] = [];
+  for (const e of tree.events) {
+    if (e.type === "ask_user") asked.push({ question: e.question, reply: null });
+    else if (e.type === "tool_result" && e.tool_name === "ask_user") {
+      const last = asked.at(-1);
+      if (last && last.reply === null) last.reply = e.output;
+    }
+  }
+  return asked;
+}
+
+/** The turn waiting on the user's answer, if any: the session takes no other message. */
+export function waitingTurn(turns: readonly Turn[], trees: Trees): Turn | null {
+  return turns.find((t) => turnStatus(t.status, trees[t.id]) === "waiting") ?? null;
 }

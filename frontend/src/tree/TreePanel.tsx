@@ -1,6 +1,6 @@
 /* The right-hand panel: which turn, its budget, replay of a finished turn, export. */
 
-import { lazy, Suspense, useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 
 import { api, errorText, getToken, type Turn } from "../api/client";
 import type { Limits, LmCallEvent } from "../generated/events";
@@ -113,6 +113,36 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
       setView("tree");
     }
   };
+  // While the turn runs the panel keeps its running node's latest cell in view, until the
+  // reader scrolls elsewhere; "Follow" (or the next turn) takes it back.
+  const scroller = useRef<HTMLDivElement>(null);
+  const [following, setFollowing] = useState(true);
+  const scrolling = useRef(false);
+  const live = !!tree && (tree.status === "running" || tree.status === "idle");
+  useEffect(() => setFollowing(true), [selectedTurnId]);
+  useLayoutEffect(() => {
+    const panel = scroller.current;
+    if (!panel || !live || !following || replayIndex !== null) return;
+    const running = panel.querySelectorAll('[data-testid=tree-node][data-status="running"]');
+    const node = running[running.length - 1];
+    if (!node) return;
+    const cells = node.querySelectorAll("[data-testid=iteration], [data-testid=agent-step]");
+    const target = (cells[cells.length - 1] ?? node) as HTMLElement;
+    const box = panel.getBoundingClientRect();
+    const rect = target.getBoundingClientRect();
+    const delta = rect.bottom > box.bottom ? rect.bottom - box.bottom + 12 : rect.top < box.top ? rect.top - box.top - 12 : 0;
+    if (delta) {
+      scrolling.current = true;
+      panel.scrollTop += delta;
+    }
+  });
+  const onScroll = () => {
+    if (scrolling.current) {
+      scrolling.current = false;
+      return;
+    }
+    if (live) setFollowing(false);
+  };
 
   const stopEvent = replayIndex !== null ? tree?.events.find((e) => e.seq === stops[replayIndex]) : undefined;
 
@@ -171,8 +201,13 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           ) : null}
         </div>
       ) : null}
+      {live && !following ? (
+        <button type="button" className="follow" aria-label="Follow the running node" onClick={() => setFollowing(true)}>
+          Follow the running node
+        </button>
+      ) : null}
       <div className="panel-body">
-        <div className="panel-scroll">
+        <div className="panel-scroll" ref={scroller} onScroll={onScroll} data-testid="tree-scroll" data-following={String(live && following)}>
           <TreeActionsContext.Provider value={actions}>
             {!shown ? (
               <p className="muted empty">Ask something: every step of the work shows here, live.</p>

@@ -12,6 +12,7 @@ import {
   type AgentStep,
   type CallTotals,
   type IterationCell,
+  type TreeNode,
   type TurnTree,
 } from "./reducer";
 
@@ -152,9 +153,9 @@ function CallList({ calls, label }: { calls: readonly LmCallEvent[]; label: stri
   );
 }
 
-function Output({ cell }: { cell: IterationCell }) {
+function Output({ cell, ended }: { cell: IterationCell; ended: string | null }) {
   const out = cell.output;
-  if (!out) return <div className="cell-output pending">running…</div>;
+  if (!out) return ended ? <div className="cell-output failed">no output: {ended}</div> : <div className="cell-output pending">running…</div>;
   const failed = out.error_type !== null;
   return (
     <div className={`cell-output ${failed ? "failed" : ""}`} aria-label={`Output of iteration ${cell.iteration}`}>
@@ -171,7 +172,14 @@ function Output({ cell }: { cell: IterationCell }) {
   );
 }
 
-function Cell({ cell, tree }: { cell: IterationCell; tree: TurnTree }) {
+/** Why a cell of a node that has stopped never got its code or output; null while it runs. */
+function endedWhy(node: TreeNode): string | null {
+  if (node.status === "running" || node.status === "waiting") return null;
+  const error = node.errors.at(-1);
+  return error ? `${error.error_type}: ${error.message}` : `the run ended (${node.status})`;
+}
+
+function Cell({ cell, tree, ended }: { cell: IterationCell; tree: TurnTree; ended: string | null }) {
   return (
     <li className="cell" data-testid="iteration" aria-label={`Iteration ${cell.iteration}`}>
       <div className="cell-head">
@@ -184,7 +192,7 @@ function Cell({ cell, tree }: { cell: IterationCell; tree: TurnTree }) {
       </div>
       {cell.reasoning ? <p className="reasoning">{cell.reasoning}</p> : null}
       {cell.code ? <Code code={cell.code} label={`Code of iteration ${cell.iteration}`} /> : null}
-      {cell.seen ? <Output cell={cell} /> : <div className="cell-output pending">thinking…</div>}
+      {cell.seen ? <Output cell={cell} ended={ended} /> : ended ? <div className="cell-output failed" data-testid="cell-failed">not written: {ended}</div> : <div className="cell-output pending">thinking…</div>}
       <CallList calls={cell.subCalls} label="sub-LM calls" />
       {cell.children.length ? (
         <div className="children">
@@ -310,7 +318,7 @@ export function NodeView({ id, tree }: { id: string; tree: TurnTree }) {
           {node.iterations.length ? (
             <ol className="cells">
               {node.iterations.map((c) => (
-                <Cell key={c.iteration} cell={c} tree={tree} />
+                <Cell key={c.iteration} cell={c} tree={tree} ended={endedWhy(node)} />
               ))}
             </ol>
           ) : null}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import threading
 import time
 import uuid
@@ -270,17 +271,31 @@ class BenchRun:
 
     def run(self) -> RunSummary:
         """Run every pending task. A first Ctrl-C stops the run cleanly (tasks in flight are
-        cancelled and left for the next run); a second one propagates."""
+        cancelled and left for the next run); a second one propagates. The SIGINT handler is
+        installed here, in the main thread, so a run started with SIGINT ignored (a background
+        job of a script) is interruptible too."""
         queue = list(reversed(self.pending))
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="bench") as pool:
-            while queue or self._tokens:
-                try:
-                    self._step(pool, queue)
-                except KeyboardInterrupt:
-                    if self._interrupted:
-                        raise
-                    self.cancel()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="bench") as pool:
+                while queue or self._tokens:
+                    try:
+                        self._step(pool, queue)
+                    except KeyboardInterrupt:
+                        if self._interrupted:
+                            raise
+                        self.cancel()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         return self.summary
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if self._interrupted:  # a second Ctrl-C: stop waiting for the tasks in flight
+            raise KeyboardInterrupt
+        self.cancel()
 
     def _step(self, pool: ThreadPoolExecutor, queue: list[Task]) -> None:
         while queue and len(self._tokens) < self.concurrency and not self._interrupted:
@@ -334,7 +349,7 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from fleet_rlm.bench import baseline, report
-    from fleet_rlm.config import get_settings
+    from fleet_rlm.config import get_settings, invalid_settings
 
     try:
         if mode not in MODES:
@@ -354,7 +369,10 @@ def run_cli(benchmark: str, console: Console, err: Console, *, mode: str, n: int
         if unpriced and max_usd is not None:
             err.print(f"[yellow]warning:[/yellow] --max-usd cannot stop this run: no price "
                       f"for {', '.join(unpriced)} (set FLEET_PRICES)")
-    except (ValueError, ValidationError) as exc:  # UnpricedModel too
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {escape(invalid_settings(exc))}", soft_wrap=True)
+        return 1
+    except ValueError as exc:  # UnpricedModel too
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 1
     if export is not None:

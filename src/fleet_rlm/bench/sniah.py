@@ -116,7 +116,8 @@ def make_task(length: int, depth: float, kind: Kind, seed: int, index: int = 0) 
     position = len(before) / len(hay)
     question = f"What is the special magic {kind} for {key} mentioned in the provided text?"
     return Task(
-        id=f"sniah-{kind}-{length}-d{depth:g}-s{seed}-{index}",
+        # The length in the id is in tokens, as the report and --lengths count it.
+        id=f"sniah-{kind}-{length // CHARS_PER_TOKEN}-d{depth:g}-s{seed}-{index}",
         benchmark=BENCHMARK,
         context=context,
         question=question,

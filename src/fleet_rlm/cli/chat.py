@@ -27,13 +27,13 @@ def chat(
 
     from pydantic import ValidationError
 
-    from ..config import get_settings
+    from ..config import get_settings, invalid_settings
     from .chat_loop import run_chat
 
     try:
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base)
     except ValidationError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(invalid_settings(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = run_chat(settings, session)
     # A cancelled turn's LM request and an unanswered prompt read may still hold threads the

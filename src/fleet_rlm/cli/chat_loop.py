@@ -227,8 +227,14 @@ class Chat:
                        f"{len(turns)} turns[/dim]")
         if len(turns) > HISTORY_TURNS:
             self.out.print(f"[dim]… {len(turns) - HISTORY_TURNS} earlier turns[/dim]")
-        for turn in turns[-HISTORY_TURNS:]:
+        shown = turns[-HISTORY_TURNS:]
+        asked = await self.service.asked(shown)
+        for turn in shown:
             self.out.print(f"[bold]{PROMPT}[/]{escape(turn.user_message)}")
+            for exchange in asked.get(turn.id, []):
+                if exchange["reply"] is not None:
+                    self.out.print(f"[bold cyan]?[/] {escape(str(exchange['question']))}\n"
+                                   f"[bold]{PROMPT}[/]{escape(exchange['reply'])}")
             if turn.status == "waiting":
                 self.waiting = turn.id
                 question = (turn.pending or {}).get("question", "")
@@ -294,7 +300,8 @@ class Chat:
         except (DocumentError, Conflict) as exc:
             self.err.print(f"[red]error:[/red] {escape(str(exc))}")
             return
-        self.out.print(f"added {escape(doc.name)} ({doc.kind}, {doc.chars:,} chars)")
+        converted = f", converted from {doc.encoding}" if doc.encoding else ""
+        self.out.print(f"added {escape(doc.name)} ({doc.kind}, {doc.chars:,} chars{converted})")
 
     async def list_documents(self) -> None:
         docs = (await self.service.documents(self.user, self.session_id) if self.session_id
@@ -302,8 +309,9 @@ class Chat:
         if not docs:
             self.out.print("[dim]no documents yet: /docs add PATH[/dim]")
         for doc in docs:
+            detached = "" if doc.attached else " · detached (not shown to the agent)"
             self.out.print(f"{escape(doc.name)}  [dim]{doc.kind} · {doc.chars:,} chars · "
-                           f"{doc.size_bytes:,} bytes[/dim]")
+                           f"{doc.size_bytes:,} bytes{detached}[/dim]")
 
     async def list_sessions(self) -> None:
         sessions = await self.service.list_sessions(self.user, limit=LISTED_SESSIONS)

@@ -65,6 +65,9 @@ class TreeRenderer:
         for number, step in list(enumerate(node.steps, 1))[-SHOWN_STEPS:]:
             tree.add(_step_text(number, step))
         seen = sorted((c for c in node.cells if c.seen), key=lambda c: c.iteration)
+        if len(seen) > SHOWN_ITERATIONS:
+            earlier = len(seen) - SHOWN_ITERATIONS
+            tree.add(Text(f"… {earlier} earlier iteration{'s' * (earlier != 1)}", style="dim"))
         for cell in seen[-SHOWN_ITERATIONS:]:
             tree.add(_iteration_text(cell))
         last_error = self._last_error(node)

@@ -47,7 +47,7 @@ def run_command(
     from pydantic import ValidationError
 
     from ..budget import UnpricedModel
-    from ..config import get_settings
+    from ..config import get_settings, invalid_settings, missing_model_message, model_ready
 
     try:
         if timeout is not None:
@@ -68,9 +68,15 @@ def run_command(
             except OSError as exc:
                 raise _InputError(f"cannot write the recording {record}: "
                                   f"{exc.strerror or exc}") from None
-    except (ValidationError, _InputError) as exc:
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {escape(invalid_settings(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except _InputError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
+    if not model_ready(settings):  # say which of our settings to set, before dspy's advice
+        err.print(f"[red]error:[/red] {escape(missing_model_message(settings))}", soft_wrap=True)
+        raise typer.Exit(1)
     try:
         code = _run(settings, inputs, as_json=as_json, quiet=quiet)
     except UnpricedModel as exc:

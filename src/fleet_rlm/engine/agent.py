@@ -125,6 +125,7 @@ def agent_signature(threshold: int) -> dspy.Signature:
         POLICY.format(threshold=threshold))
 
 
+MAX_CHOICES = 8  # options an ask_user question shows as buttons
 TOOL_NAMES = ("rlm_query", "list_documents", "read_document", "search_documents",
               "memory_read", "memory_update", "ask_user", "python")
 
@@ -246,8 +247,9 @@ class FleetAgent(dspy.ReAct):
         self.session.set_memory(label, value)
         return f"Updated {label}."
 
-    def ask_user(self, question: str) -> str:
-        """Ask the user a question and wait for the reply."""
+    def ask_user(self, question: str, choices: list[str] | None = None) -> str:
+        """Ask the user a question and wait for the reply; `choices`, when the answer is one
+        of a few options, are offered as buttons (the user may still write another reply)."""
         raise RuntimeError("ask_user pauses the turn; the agent loop handles it")
 
     def python(self, code: str) -> str:
@@ -309,8 +311,10 @@ class FleetAgent(dspy.ReAct):
                                tool_args=_json_safe(args))
                     if name == "ask_user":
                         question = str(args.get("question", "")) or "Could you clarify?"
-                        state = {"trajectory": _json_safe(trajectory), "step": idx}
-                        self._emit("ask_user", question=question,
+                        # the resumed run goes on as this node: one turn, one agent root
+                        state = {"trajectory": _json_safe(trajectory), "step": idx,
+                                 "node_id": self.node.node_id}
+                        self._emit("ask_user", question=question, choices=_choices(args),
                                    request_id=uuid.uuid4().hex[:12], state=state)
                         return dspy.Prediction(status="waiting", question=question,
                                                pending=state, answer=None,
@@ -391,6 +395,16 @@ class FleetAgent(dspy.ReAct):
 
 def _memory_text(blocks: dict[str, str]) -> str:
     return "\n".join(f"<{label}>\n{blocks.get(label, '')}\n</{label}>" for label in MEMORY_LABELS)
+
+
+def _choices(args: Any) -> list[str] | None:
+    """The options an ask_user call offers, when it offers a few plain ones."""
+    choices = args.get("choices") if isinstance(args, dict) else None
+    if not isinstance(choices, list):
+        return None
+    kept = list(dict.fromkeys(str(c).strip()[:200] for c in choices
+                              if isinstance(c, str | int | float) and str(c).strip()))
+    return kept[:MAX_CHOICES] or None
 
 
 def _json_safe(value: Any) -> Any:

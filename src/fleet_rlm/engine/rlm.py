@@ -121,6 +121,8 @@ class NodeRLM(dspy.RLM):
             interpreter = SandboxInterpreter(create_sandbox(self.run.settings, labels=labels),
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
+        # Tracebacks name the cell as the tree numbers it (<cell-3>: iteration 3).
+        interpreter.cell_name = lambda: str(self.iteration) if self.iteration else "setup"
         # A cancel closes the sandbox at once, even mid-cell. No cell runs after it: a closed
         # local or gVisor sandbox refuses to start again, but a closed Daytona sandbox would
         # provision a new one on its next cell.
@@ -287,6 +289,7 @@ class NodeRLM(dspy.RLM):
                 status = "extract"
         except BudgetExceeded as exc:
             status, exception, error = "budget", exc, str(exc)
+            exc.partial = (_partial(self.repl_history) or {}).get("last_output") or exc.partial
         except Cancelled as exc:
             status, exception, error = "cancelled", exc, str(exc)
         except (AdapterParseError, CodeInterpreterError, LMError, UnreadableReply) as exc:

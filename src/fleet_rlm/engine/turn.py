@@ -9,6 +9,7 @@ one turn at a time per session.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,19 +67,26 @@ class Turn:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
         if resume and resume.get("usage"):
             budget.carry(Usage.model_validate(resume["usage"]))
-        node = NodeRef.root()
+        # An answered question goes on as the agent node that asked it: one turn, one root.
+        node = (NodeRef(resume["node_id"], None, 0) if resume and resume.get("node_id")
+                else NodeRef.root())
         emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
         if resume is None:
             emit("turn_started", question=self.message)
         result = TurnResult(status="ok")
+        streamed: list[str] = []
+
+        def stream_answer(text: str) -> None:
+            streamed.append(text)
+            emit("answer_delta", text=text)
+
         try:
             run = Run.create(self.settings, node, budget, self.stream, capture=self.capture)
             run.retries.used = int((resume or {}).get("retries", 0))  # per turn, across a pause
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)
             prediction = agent(message=self.message, conversation=conversation, resume=resume,
-                               reply=reply, stream_answer=lambda text: emit("answer_delta",
-                                                                            text=text))
+                               reply=reply, stream_answer=stream_answer)
             if prediction.status == "waiting":
                 result.status, result.question = "waiting", prediction.question
                 result.pending = {**prediction.pending, "retries": run.retries.used}
@@ -93,6 +101,7 @@ class Turn:
             emit("cancelled", partial_answer=None, reason=exc.reason)
         except BudgetExceeded as exc:
             result.status, result.error = "budget", str(exc)
+            result.answer = partial_answer("".join(streamed), exc.partial)
             emit("error", error_type="BudgetExceeded", message=str(exc), detail=None)
         except (LMError, AdapterParseError, UnpricedModel) as exc:
             result.status, result.error = "error", f"{type(exc).__name__}: {exc}"
@@ -125,6 +134,17 @@ class Turn:
                 fresh = summary = _text(lm(SUMMARY_PROMPT.format(transcript=transcript)))
         parts = ([f"Summary of earlier conversation: {summary}"] if summary else []) + kept
         return "\n\n".join(parts), fresh
+
+
+def partial_answer(streamed: str, last_output: str | None) -> str | None:
+    """A budget-stopped turn's answer: what the agent had written of its answer, else the last
+    output of its recursive run, fenced (None when it had produced neither)."""
+    if streamed.strip():
+        return streamed
+    if last_output and last_output.strip():
+        fence = "`" * max(3, max((len(m) for m in re.findall(r"`+", last_output)), default=0) + 1)
+        return f"The recursive run's last output:\n\n{fence}text\n{last_output.rstrip()}\n{fence}"
+    return None
 
 
 def _text(response: Any) -> str:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
-from .driver import PIN_S, REPLIES, FrameTooLarge, Lines, current_cpu
+from .driver import MAX_NAMES, PIN_S, REPLIES, FrameTooLarge, Lines, current_cpu
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class Sandbox(Protocol):
     def start(self) -> None: ...
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult: ...
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult: ...
     def put_variable(self, name: str, value: Any) -> None: ...
     def get_variable(self, name: str) -> Any: ...
     def interrupt(self) -> None: ...
@@ -99,9 +100,10 @@ class DriverBackedSandbox:
 
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult:
         timeout = self.settings.exec_timeout_s if timeout is None else timeout
-        return self._live().execute(code, timeout, callbacks, submit_fields)
+        return self._live().execute(code, timeout, callbacks, submit_fields, cell)
 
     def put_variable(self, name: str, value: Any) -> None:
         self._live().put_variable(name, value)
@@ -168,6 +170,10 @@ class DriverSession:
         self._host_busy_since: float | None = None
         self._callback_lock = threading.Lock()
         self.alive = True
+        # Set by whoever closes the sandbox on purpose (a stop, the wall limit): a cell it
+        # cuts short reads as stopped, not as a crash.
+        self.stopping = False
+        self.names: list[str] = []  # the variables the cells made, as of the last result
         self.ready: dict = {}
         self._direct = direct
         self._lines = Lines()  # direct reads: the bytes after the last complete line
@@ -460,11 +466,15 @@ class DriverSession:
             self._send(message, time.monotonic() + self.request_timeout_s)
 
     def execute(self, code: str, timeout: float | None, callbacks: dict[str, Callback] | None,
-                submit_fields: list[str] | None) -> ExecResult:
+                submit_fields: list[str] | None, cell: str | None = None) -> ExecResult:
+        """`cell` names the cell in tracebacks (`<cell-3>`: the tree's iteration 3); without
+        it the driver numbers cells itself."""
         timeout = self.request_timeout_s if timeout is None else timeout
         message = {"op": "execute", "code": code, "tools": sorted(callbacks or {}),
                    "submit_fields": submit_fields, "max_output": self.max_output,
                    "restore": self._take_restore()}
+        if cell is not None:
+            message["cell"] = cell
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)
@@ -479,6 +489,11 @@ class DriverSession:
             reply, timed_out, failure = None, False, str(exc)
         else:
             failure = "the sandbox process died"
+        if reply is None and self.stopping and not timed_out:
+            self.kill()
+            lost = (f"; its variables are lost: {', '.join(self.names)}" if self.names else "")
+            return ExecResult(error_type="Stopped", error_message=f"the cell was stopped{lost}",
+                              duration_s=time.perf_counter() - started, state_lost=True)
         if reply is None:
             self.kill()
             what = (f"killed after exceeding its {timeout:g} s timeout (interrupt ignored)"
@@ -491,6 +506,9 @@ class DriverSession:
         if reply.get("type") == "error":
             raise SandboxError(f"driver rejected execute: {error.get('message')}")
 
+        names = reply.get("names")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            self.names = names[:MAX_NAMES]
         result = ExecResult(
             stdout=reply.get("stdout", ""), stderr=reply.get("stderr", ""),
             error_type=error.get("type"), error_message=error.get("message"),
@@ -574,6 +592,7 @@ class DriverSession:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self.stopping = True
         if self.alive:
             with contextlib.suppress(SandboxError):
                 self._send({"op": "shutdown"}, time.monotonic() + self.kill_grace_s)

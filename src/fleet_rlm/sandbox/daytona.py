@@ -341,6 +341,7 @@ class DaytonaSandbox(DriverBackedSandbox):
         with self._lock:
             self._closing = True
             if self._session is not None:
+                self._session.stopping = True
                 self._session.kill()
                 self._session = self._channel = None
             sandbox, self.sandbox, self._work_dir = self.sandbox, None, None

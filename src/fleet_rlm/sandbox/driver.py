@@ -17,7 +17,7 @@ stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
-   "max_output": int, "restore": [names]}
+   "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
   {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool}
                                                                     value from a file
@@ -30,7 +30,7 @@ Replies (driver -> host):
   {"type": "ready", "python": str, "pid": int}
   {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
-   "final": json | null, "truncated": bool, "duration_s": float}
+   "final": json | null, "truncated": bool, "duration_s": float, "names": [str]}
   {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
@@ -66,6 +66,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import traceback
 import uuid
 import warnings
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 CELL = "<cell-{}>"
+MAX_NAMES = 200  # variable names a result lists
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 CHUNK = 1 << 20
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
@@ -463,7 +465,9 @@ class Worker:
         fields = message.get("submit_fields")
         self.namespace["SUBMIT"] = self.make_submit(fields)
 
-        filename = CELL.format(next(self.cells))
+        number = next(self.cells)
+        label = message.get("cell")  # the host's name for it: the tree's iteration
+        filename = CELL.format(label if isinstance(label, str) and label.isalnum() else number)
         code = message["code"]
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         stdout, stderr = CappedText(cap), CappedText(cap)
@@ -501,7 +505,16 @@ class Worker:
             out += f"\n[output truncated: {dropped} characters dropped]"
         return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
                 "final": final, "truncated": truncated,
-                "duration_s": round(time.perf_counter() - started, 6)}
+                "duration_s": round(time.perf_counter() - started, 6),
+                "names": self.own_names(set(message.get("tools", [])))}
+
+    def own_names(self, tools: set) -> list:
+        """The variables the cells made (not the inputs, the tools or modules): what a stopped
+        sandbox loses."""
+        names = [name for name, value in self.namespace.items()
+                 if not name.startswith("_") and name not in self.inputs and name not in tools
+                 and name != "SUBMIT" and not isinstance(value, types.ModuleType)]
+        return sorted(names)[:MAX_NAMES]
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
         tree = ast.parse(code, filename=filename, mode="exec")

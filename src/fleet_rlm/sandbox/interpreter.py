@@ -47,6 +47,8 @@ class SandboxInterpreter:
         self.before_execute = before_execute
         self.on_shutdown = on_shutdown
         self._shut = False
+        # The name of the next cell in tracebacks (the tree's iteration), when the caller knows.
+        self.cell_name: Callable[[], str | None] = lambda: None
         self._wrapped: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
     def start(self) -> None:
@@ -67,7 +69,7 @@ class SandboxInterpreter:
             fields = [f["name"] for f in self.output_fields] if self.output_fields else None
             result = self.sandbox.execute(code, timeout=self.timeout,
                                           callbacks=self._callbacks(contextvars.copy_context()),
-                                          submit_fields=fields)
+                                          submit_fields=fields, cell=self.cell_name())
         except SandboxError as exc:
             raise CodeInterpreterError(str(exc)) from exc
         except TypeError as exc:  # a variable that cannot cross into the sandbox

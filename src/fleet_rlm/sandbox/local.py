@@ -285,8 +285,9 @@ class LocalSandbox(DriverBackedSandbox):
     # -- operations -------------------------------------------------------------------------
     def execute(self, code: str, timeout: float | None = None,
                 callbacks: dict[str, Callback] | None = None,
-                submit_fields: list[str] | None = None) -> ExecResult:
-        result = super().execute(code, timeout, callbacks, submit_fields)
+                submit_fields: list[str] | None = None, cell: str | None = None
+                ) -> ExecResult:
+        result = super().execute(code, timeout, callbacks, submit_fields, cell)
         if self._memory_killed():
             return memory_limit_result(self.settings, result)
         explain_full_disk(self.settings, result)
@@ -347,6 +348,8 @@ class LocalSandbox(DriverBackedSandbox):
             self._mounted_work = False
 
     def _cleanup_process(self) -> None:
+        if self._session is not None:
+            self._session.stopping = True
         if self._process is not None:  # killed before a graceful shutdown can race bwrap's exit
             _kill_group(self._process, self.isolated)
         if self._session is not None:

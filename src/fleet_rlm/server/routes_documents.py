@@ -1,4 +1,4 @@
-"""Documents: upload (multipart), list, read a preview or a slice, delete."""
+"""Documents: upload (multipart), list, read a preview or a slice, detach or attach, delete."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Query, Response, UploadFile
 
 from .deps import Service, User
 from .guard import MB, body_limit
-from .schemas import DocumentDetail, DocumentOut
+from .schemas import DocumentDetail, DocumentOut, DocumentPatch
 
 router = APIRouter(tags=["documents"])
 PREVIEW_CHARS = 2_000
@@ -20,7 +20,7 @@ async def upload_document(svc: Service, user: User, session_id: str,
                           file: Annotated[UploadFile, File()]) -> DocumentOut:
     """Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
     unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
-    session → 409. The upload streams to a temporary file and from there to the extraction
+    session for another text → 409 (the same file again is the existing document, attached). The upload streams to a temporary file and from there to the extraction
     process: the server never holds it whole."""
     document = await svc.add_document(session_id, file.filename or "", file.file,
                                       principal=user)
@@ -41,6 +41,13 @@ async def get_document(svc: Service, user: User, document_id: str,
     document, text = await svc.read_document(user, document_id, start,
                                              PREVIEW_CHARS if length is None else length)
     return DocumentDetail(**DocumentOut.of(document).model_dump(), start=start, text=text)
+
+
+@router.patch("/documents/{document_id}", response_model=DocumentOut)
+async def patch_document(svc: Service, user: User, document_id: str,
+                         change: DocumentPatch) -> DocumentOut:
+    """Detach a document from its session (kept, out of the agent's view) or attach it again."""
+    return DocumentOut.of(await svc.attach_document(user, document_id, change.attached))
 
 
 @router.delete("/documents/{document_id}", status_code=204)

@@ -69,12 +69,15 @@ async def export_session(svc: Service, user: User, session_id: str,
 
 @router.get("/sessions/{session_id}/turns", response_model=list[TurnOut])
 async def list_turns(svc: Service, user: User, session_id: str) -> list[TurnOut]:
-    return [TurnOut.of(t) for t in await svc.turns(user, session_id)]
+    turns = await svc.turns(user, session_id)
+    asked = await svc.asked(turns)
+    return [TurnOut.of(t, asked.get(t.id, ())) for t in turns]
 
 
 @router.get("/turns/{turn_id}", response_model=TurnOut)
 async def get_turn(svc: Service, user: User, turn_id: str) -> TurnOut:
-    return TurnOut.of(await svc.turn(user, turn_id))
+    turn = await svc.turn(user, turn_id)
+    return TurnOut.of(turn, (await svc.asked([turn])).get(turn.id, ()))
 
 
 @router.get("/turns/{turn_id}/events", response_model=EventList)

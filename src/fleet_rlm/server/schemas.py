@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -58,6 +59,11 @@ class Attachment(BaseModel):
     name: str
 
 
+class Asked(BaseModel):
+    question: str
+    reply: str | None = Field(description="The user's reply; null while it waits.")
+
+
 class TurnOut(BaseModel):
     id: str
     session_id: str
@@ -72,20 +78,23 @@ class TurnOut(BaseModel):
     error: str | None
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
+    asked: list[Asked] = Field(default_factory=list, description="Every question the turn "
+                               "asked the user, in order, with the reply it got.")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
     tags: list[str] = Field(default_factory=list, description="Labels given to the turn.")
     created_at: datetime
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, t: TurnRow) -> TurnOut:
+    def of(cls, t: TurnRow, asked: Sequence[Mapping[str, str | None]] = ()) -> TurnOut:
         attachments = [Attachment.model_validate(a) for a in t.attachments or ()]
         return cls(id=t.id, session_id=t.session_id, index=t.index, user_message=t.user_message,
                    text=typed_text(t.user_message, [a.name for a in attachments]),
                    attachments=attachments, answer=t.answer, status=TurnStatus(t.status),
                    error=t.error,
                    usage=t.usage,
-                   question=(t.pending or {}).get("question"), trace_id=t.trace_id,
+                   question=(t.pending or {}).get("question"),
+                   asked=[Asked.model_validate(a) for a in asked], trace_id=t.trace_id,
                    tags=list(t.tags or ()), created_at=t.created_at, finished_at=t.finished_at)
 
 
@@ -104,12 +113,20 @@ class DocumentOut(BaseModel):
     chars: int
     sha256: str
     created_at: datetime
+    attached: bool = Field(description="In the agent's view; a detached document is kept "
+                           "for the user but neither listed to the agent nor read.")
+    encoding: str | None = Field(None, description="The encoding the text was detected in and "
+                                 "converted from, when the upload was not UTF-8.")
 
     @classmethod
     def of(cls, d: DocumentRow) -> DocumentOut:
         return cls(id=d.id, session_id=d.session_id, name=d.name, kind=d.kind,
                    size_bytes=d.size_bytes, chars=d.chars, sha256=d.sha256,
-                   created_at=d.created_at)
+                   created_at=d.created_at, attached=d.attached, encoding=d.encoding)
+
+
+class DocumentPatch(BaseModel):
+    attached: bool = Field(description="false detaches the document, true attaches it again.")
 
 
 class DocumentDetail(DocumentOut):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..budget import renamed_limits
-from ..config import Settings
+from ..config import Settings, model_ready, provider_keys
 from .schemas import SettingsOut, SettingsPatch
 
 FILE_NAME = "settings.json"
@@ -77,34 +77,6 @@ def patch_values(patch: SettingsPatch) -> dict[str, Any]:
         if values.get(name) == "":
             values[name] = None
     return values
-
-
-# The variables LiteLLM reads a provider's key from (any one will do), by the model's prefix.
-PROVIDER_KEYS = {
-    "openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "groq": ("GROQ_API_KEY",),
-    "mistral": ("MISTRAL_API_KEY",), "deepseek": ("DEEPSEEK_API_KEY",),
-    "openrouter": ("OPENROUTER_API_KEY",), "together_ai": ("TOGETHERAI_API_KEY",),
-    "xai": ("XAI_API_KEY",), "cohere": ("COHERE_API_KEY",),
-    "fireworks_ai": ("FIREWORKS_AI_API_KEY",), "perplexity": ("PERPLEXITYAI_API_KEY",),
-    "cerebras": ("CEREBRAS_API_KEY",),
-}
-
-
-def provider_keys(model: str) -> tuple[str, ...]:
-    """The key variables of the model's provider; empty when this table does not know it."""
-    provider, _, _ = model.partition("/")
-    return PROVIDER_KEYS.get(provider, ()) if "/" in model else ()
-
-
-def model_ready(settings: Settings) -> bool:
-    """A key or an endpoint is configured, or the provider's key is in the environment. A
-    provider this table does not know (its own credentials: cloud roles, local servers) counts
-    as ready: the model test says more."""
-    if settings.api_key or settings.api_base:
-        return True
-    names = provider_keys(settings.root_model)
-    return not names or any(os.environ.get(name) for name in names)
 
 
 def describe(settings: Settings) -> SettingsOut:

@@ -123,8 +123,9 @@ class StoreSession:
     def _wait(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.service.loop).result()
 
-    def _docs(self) -> list[Document]:
-        return self._wait(self.service.store.documents.list(self.session_id))
+    def _docs(self) -> list[Document]:  # a detached document is out of the agent's view
+        return self._wait(self.service.store.documents.list(self.session_id,
+                                                            attached_only=True))
 
     def documents(self) -> list[DocumentInfo]:
         return [DocumentInfo(d.name, d.kind, d.chars) for d in self._docs()]
@@ -299,6 +300,11 @@ class SessionService:
         await self.stored(session_id)
         return await self.store.turns.list(session_id)
 
+    async def asked(self, turns: Sequence[TurnRow]) -> dict[str, list[dict[str, str | None]]]:
+        """The ask_user questions of `turns` (rows this caller read) with their replies, for
+        the transcript: turn id -> [{question, reply}]."""
+        return await self.store.events.asked([t.id for t in turns])
+
     async def turn(self, principal: Principal, turn_id: str, *, complete: bool = False
                    ) -> TurnRow:
         """The turn as stored once its outcome is (with `complete`: once it has stopped
@@ -349,6 +355,13 @@ class SessionService:
                             length: int | None = None) -> tuple[Document, str]:
         document = await self.document(principal, document_id)
         return document, await self.store.documents.read(document_id, start, length)
+
+    async def attach_document(self, principal: Principal, document_id: str,
+                              attached: bool = True) -> Document:
+        """Attach a document to its session's context, or detach it: kept and listed for the
+        user, out of the agent's view (neither listed to it nor read) until attached again."""
+        await self.document(principal, document_id)
+        return await self.store.documents.set_attached(document_id, attached)
 
     async def delete_document(self, principal: Principal, document_id: str) -> None:
         await self.document(principal, document_id)
@@ -453,7 +466,8 @@ class SessionService:
         # same bytes as page.html and page.txt are two texts.
         sha = await asyncio.to_thread(lambda: hashlib.sha256(doc.text.encode()).hexdigest())
         return await self.store.documents.add(session_id, doc.name, doc.kind, doc.size_bytes,
-                                              doc.chars, sha, text=doc.text)
+                                              doc.chars, sha, text=doc.text,
+                                              encoding=doc.encoding)
 
     # -- each session's sandbox and workspace (SandboxPool) ---------------------------------
     def workspace(self, session_id: str) -> Path:
@@ -582,6 +596,8 @@ class SessionService:
             document = await self.store.documents.get(document_id)
             if document.session_id != session_id:
                 raise NotFound("document", document_id)
+            if not document.attached:  # sent with a message: in the agent's view again
+                await self.store.documents.set_attached(document_id, True)
             attached.append({"id": document.id, "name": document.name})
         message += attachment_note([a["name"] for a in attached])
         await self.stored(session_id, complete=True)
@@ -670,9 +686,10 @@ class SessionService:
 
     def cancel(self, turn_id: str, reason: str | None = None) -> bool:
         """Stop a turn running in this process (see `stop` for one anywhere, and a waiting
-        one)."""
+        one); False when it is not running here, also when it has announced its end and is
+        only finishing its records (a cancel arriving then must be told, not swallowed)."""
         live = self.live.get(turn_id)
-        if live is None:
+        if live is None or live.finished is not None:
             return False
         live.cancel.cancel(reason or "cancelled by the user")
         return True
@@ -685,6 +702,7 @@ class SessionService:
             await self.turn(principal, turn_id)
         if self.cancel(turn_id):
             return True
+        await self.stored(turn_id=turn_id)  # a turn that just paused: its question is stored
         status, owner = await self.store.leases.owner_of(turn_id)
         if status == TurnStatus.RUNNING:
             if owner is None or owner == self.replicas.owner:

@@ -239,6 +239,16 @@ class Document(Base):
     chars: Mapped[int] = mapped_column(sa.BigInteger)
     sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Detached: kept (past turns name it) but out of the agent's view until attached again.
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True,
+                                                         default=None)
+
+    # The encoding the text was converted from, when the upload was not UTF-8.
+    encoding: Mapped[str | None] = mapped_column(sa.String(40), nullable=True, default=None)
+
+    @property
+    def attached(self) -> bool:
+        return self.detached_at is None
 
 
 class MemoryBlock(Base):

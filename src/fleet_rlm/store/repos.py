@@ -349,6 +349,27 @@ class EventRepo(_Repo):
         async with self._store.reading() as db:
             return await db.scalar(stmt)
 
+    async def asked(self, turn_ids: Sequence[str]
+                    ) -> dict[str, builtins.list[dict[str, str | None]]]:
+        """The questions each turn asked the user with ask_user, in order, each with the reply
+        it got (None: not answered)."""
+        if not turn_ids:
+            return {}
+        stmt = (sa.select(Event.turn_id, Event.type, Event.payload)
+                .where(Event.turn_id.in_(turn_ids), Event.type.in_(("ask_user", "tool_result")))
+                .order_by(Event.turn_id, Event.seq))
+        async with self._store.reading() as db:
+            rows = (await db.execute(stmt)).all()
+        asked: dict[str, builtins.list[dict[str, str | None]]] = {}
+        for turn_id, kind, payload in rows:
+            exchanges = asked.setdefault(turn_id, [])
+            if kind == "ask_user":
+                exchanges.append({"question": str(payload.get("question", "")), "reply": None})
+            elif payload.get("tool_name") == "ask_user" and exchanges \
+                    and exchanges[-1]["reply"] is None:
+                exchanges[-1]["reply"] = str(payload.get("output", ""))
+        return {turn_id: exchanges for turn_id, exchanges in asked.items() if exchanges}
+
     async def last_seq(self, turn_id: str) -> int:
         """The highest stored seq of the turn; 0 when none is stored yet."""
         async with self._store.reading() as db:
@@ -374,10 +395,12 @@ async def _announce(db: AsyncSession, rows: list[dict[str, Any]]) -> None:
 class DocumentRepo(_Repo):
     async def add(
         self, session_id: str, name: str, kind: str, size_bytes: int, chars: int, sha256: str,
-        *, text: str | None = None,
+        *, text: str | None = None, encoding: str | None = None,
     ) -> Document:
         """Record a document whose extracted text is the blob `sha256`: pass `text` to store the
-        blob here, or put it in `store.blobs` first. A name is unique within a session."""
+        blob here, or put it in `store.blobs` first. A name is unique within a session: the
+        same name with the same text is the existing document, attached again; with another
+        text, Conflict."""
         if kind not in DOCUMENT_KINDS:
             raise ValueError(f"document kind must be one of {DOCUMENT_KINDS}, not {kind!r}")
         blobs = self._store.blobs
@@ -391,23 +414,50 @@ class DocumentRepo(_Repo):
                     await _get(db, Session, session_id)
                     document = Document(session_id=session_id, name=name, kind=kind,
                                         size_bytes=size_bytes, chars=chars, sha256=sha256,
-                                        created_at=utcnow())
+                                        encoding=encoding, created_at=utcnow())
                     db.add(document)
             except Exception as exc:
+                if isinstance(exc, IntegrityError):
+                    existing = await self._same(session_id, name, sha256)
+                    if existing is not None:
+                        return existing
                 await self.collect_blobs({sha256})
                 if isinstance(exc, IntegrityError):
                     raise Conflict("document", name) from None
                 raise
         return document
 
+    async def _same(self, session_id: str, name: str, sha256: str) -> Document | None:
+        """The session's document `name` if its text is `sha256`'s, attached again."""
+        async with self._store.transaction() as db:
+            document = await db.scalar(sa.select(Document).where(
+                Document.session_id == session_id, Document.name == name))
+            if document is None or document.sha256 != sha256:
+                return None
+            document.detached_at = None
+        return document
+
+    async def set_attached(self, document_id: str, attached: bool) -> Document:
+        """Attach a document to its session's context or detach it (kept, out of view)."""
+        async with self._store.transaction() as db:
+            document = await _get(db, Document, document_id)
+            if attached:
+                document.detached_at = None
+            elif document.detached_at is None:
+                document.detached_at = utcnow()
+        return document
+
     async def get(self, document_id: str) -> Document:
         async with self._store.reading() as db:
             return await _get(db, Document, document_id)
 
-    async def list(self, session_id: str) -> list[Document]:
+    async def list(self, session_id: str, attached_only: bool = False) -> list[Document]:
+        query = sa.select(Document).where(Document.session_id == session_id)
+        if attached_only:
+            query = query.where(Document.detached_at.is_(None))
         async with self._store.reading() as db:
-            documents = list(await db.scalars(sa.select(Document).where(
-                Document.session_id == session_id).order_by(Document.created_at, Document.name)))
+            documents = list(await db.scalars(query.order_by(Document.created_at,
+                                                             Document.name)))
         if not documents:
             await self._require(Session, session_id)
         return documents
