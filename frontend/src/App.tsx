@@ -1,9 +1,6 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
-import { DocumentsPage } from "./pages/DocumentsPage";
-import { SettingsPage } from "./pages/SettingsPage";
-import { UsagePage } from "./pages/UsagePage";
 import { parseRoute, sessionHref, type Route } from "./route";
 import { Sidebar } from "./Sidebar";
 import { HelpDialog } from "./ui/HelpDialog";
@@ -11,6 +8,11 @@ import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
 import { Workbench } from "./Workbench";
+
+// The pages besides the Workbench load when first opened.
+const DocumentsPage = lazy(() => import("./pages/DocumentsPage").then((m) => ({ default: m.DocumentsPage })));
+const SettingsPage = lazy(() => import("./pages/SettingsPage").then((m) => ({ default: m.SettingsPage })));
+const UsagePage = lazy(() => import("./pages/UsagePage").then((m) => ({ default: m.UsagePage })));
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -203,7 +205,9 @@ export function App() {
                 {sessions.length ? <p className="muted">…or pick a session on the left.</p> : null}
               </div>
             )
-          ) : route.page === "documents" ? (
+          ) : (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+            {route.page === "documents" ? (
             <DocumentsPage sessions={sessions} sessionId={docSession && sessions.some((s) => s.id === docSession) ? docSession : (sessions[0]?.id ?? null)} onSession={(id) => {
               setDocSession(id);
               localStorage.setItem(LAST_SESSION, id);
@@ -212,6 +216,8 @@ export function App() {
             <SettingsPage onSaved={setSettings} />
           ) : (
             <UsagePage />
+          )}
+            </Suspense>
           )}
         </main>
       </div>

@@ -8,7 +8,7 @@ import { turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
-import { Markdown } from "../ui/Markdown";
+import { Markdown } from "../ui/Deferred";
 import { Icon } from "../ui/Icon";
 import { Composer, useAttachments } from "./Composer";
 import { TurnFeedback } from "./Feedback";

@@ -4,7 +4,7 @@ under the cell that made them, child RLMs under their parent. */
 import { useState, type ReactNode } from "react";
 
 import type { Limits, LmCallEvent } from "../generated/events";
-import { Code } from "../ui/Code";
+import { Code } from "../ui/Deferred";
 import { clip, fmtSeconds, fmtTokens, fmtUsd } from "../ui/format";
 import {
   budgetView,
