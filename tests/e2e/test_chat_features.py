@@ -45,3 +45,23 @@ def test_the_first_screen_loads_only_what_it_needs(page: Page, scripted: Scripte
     expect(turn.locator("strong")).to_have_text("500 needles")  # Markdown, loaded when needed
     expect(turn.locator("pre code.hljs")).to_contain_text("context.count")
     assert any(name.startswith("Markdown-") for name in scripts), scripts
+
+
+@pytest.mark.parametrize("doc_page", ["docs", "redoc"])
+def test_api_docs_render_without_internet(browser, fleet_web: str, doc_page: str) -> None:
+    context = browser.new_context(base_url=fleet_web)
+    outside: list[str] = []
+
+    def only_this_server(route) -> None:
+        if route.request.url.startswith(fleet_web):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_this_server)
+    page = context.new_page()
+    page.goto(f"/api/v1/{doc_page}")
+    expect(page.get_by_text("/api/v1/sessions/{session_id}/export").first).to_be_visible()
+    context.close()
+    assert not outside, outside

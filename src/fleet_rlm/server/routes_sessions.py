@@ -54,7 +54,10 @@ async def delete_session(svc: Service, user: User, session_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/sessions/{session_id}/export")
+@router.get("/sessions/{session_id}/export", responses={200: {
+    "description": "The export, as a download",
+    "content": {"application/json": {"schema": {"type": "object"}},
+                "text/markdown": {"schema": {"type": "string"}}}}})
 async def export_session(svc: Service, user: User, session_id: str,
                          format: Literal["json", "markdown"] = "json") -> Response:
     """The session with its documents, turns, answers and every event: JSON, or a Markdown
