@@ -3,6 +3,7 @@ import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react"
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
 import { parseRoute, sessionHref, type Route } from "./route";
 import { Sidebar } from "./Sidebar";
+import { download } from "./ui/download";
 import { HelpDialog } from "./ui/HelpDialog";
 import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
@@ -173,6 +174,7 @@ export function App() {
               if (s.id === routeSession) location.hash = "#/";
             });
           }}
+          onExport={(s) => act(() => download(api.exportUrl(s.id, "markdown"), "session.md"))}
           searchRef={search}
           onNavigate={() => setMenu(false)}
         />

@@ -80,7 +80,7 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
       <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} />
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} defaultModels={settings ? { root: settings.root_model, sub: settings.sub_model } : undefined} />
         <TreePanel
           sessionId={sessionId}
           turns={turns}

@@ -8,6 +8,7 @@ import { turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
 import type { TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
+import { CopyButton } from "../ui/CopyButton";
 import { Markdown } from "../ui/Deferred";
 import { Icon } from "../ui/Icon";
 import { Composer, useAttachments } from "./Composer";
@@ -75,7 +76,19 @@ function AskUser({ question, onAnswer, onDismiss }: { question: string; onAnswer
   );
 }
 
-function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void; onDismiss: () => void }) {
+interface TurnViewProps {
+  turn: Turn;
+  tree: TurnTree | undefined;
+  selected: boolean;
+  onSelect: () => void;
+  onAnswer: (text: string) => void;
+  onDismiss: () => void;
+  /** Null while a message cannot be sent (a turn in flight): regenerate and edit wait. */
+  onResend: ((text: string, attachments: readonly Attachment[]) => void) | null;
+  onEdit: (text: string, attachments: readonly Attachment[]) => void;
+}
+
+function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResend, onEdit }: TurnViewProps) {
   const text = turn.text || tree?.question || "";
   const status = turnStatus(turn.status, tree);
   const answer = tree?.answer || turn.answer || "";
@@ -89,6 +102,12 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
       <div className="bubble user">
         <div className="bubble-text">{text}</div>
         <AttachmentList attachments={turn.attachments} />
+        <div className="turn-actions">
+          <CopyButton text={text} label={`Copy message of turn ${turn.index}`} />
+          <button type="button" className="icon" aria-label={`Edit the message of turn ${turn.index} and send it again`} title="Edit and resend" onClick={() => onEdit(text, turn.attachments)}>
+            <Icon name="edit" size={13} />
+          </button>
+        </div>
       </div>
       <div className="bubble assistant" aria-live={running ? "polite" : "off"}>
         <div className="bubble-head">
@@ -102,6 +121,14 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
         {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
         {question ? <AskUser question={question} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
+        {!running && status !== "waiting" ? (
+          <div className="turn-actions">
+            {answer ? <CopyButton text={answer} label={`Copy answer of turn ${turn.index}`} /> : null}
+            <button type="button" className="icon" aria-label={`Regenerate turn ${turn.index}`} title="Ask the same again, as a new turn" disabled={!onResend} onClick={() => onResend?.(text, turn.attachments)}>
+              <Icon name="refresh" size={13} />
+            </button>
+          </div>
+        ) : null}
         {!running && status !== "waiting" ? <TurnFeedback turn={turn} /> : null}
       </div>
     </article>
@@ -117,10 +144,15 @@ export interface ChatProps {
   onFirstMessage?: (text: string) => void;
   /** The server's limits, shown in the budget popover. */
   defaultLimits?: Record<string, number>;
+  /** The server's models, shown in the model popover. */
+  defaultModels?: { root: string; sub: string | null };
 }
 
-export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits }: ChatProps) {
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits, defaultModels }: ChatProps) {
   const attachments = useAttachments(sessionId);
+  // A turn's message put back in the composer to edit and send again (count: a new request).
+  const [edit, setEdit] = useState<{ text: string; attachments: readonly Attachment[]; count: number } | null>(null);
+  const canSend = session.liveTurnId === null && session.pending === null;
   const [dragging, setDragging] = useState(false);
   const scroller = useRef<HTMLDivElement>(null);
   const lastTurn = session.turns.at(-1);
@@ -165,7 +197,9 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
           </div>
         ) : null}
         {session.turns.map((t) => (
-          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} onDismiss={() => session.dismiss(t.id)} />
+          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} onDismiss={() => session.dismiss(t.id)}
+            onResend={canSend ? (text, list) => session.send(text, list) : null}
+            onEdit={(text, list) => setEdit((e) => ({ text, attachments: list, count: (e?.count ?? 0) + 1 }))} />
         ))}
         {session.pending !== null ? (
           <article className="turn pending" aria-label="Message being sent">
@@ -180,7 +214,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         ) : null}
       </div>
       {dragging ? <div className="drop-hint" aria-hidden="true">Drop files to attach them</div> : null}
-      <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+      <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} defaultModels={defaultModels} edit={edit} />
     </section>
   );
 }

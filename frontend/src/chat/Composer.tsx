@@ -9,6 +9,7 @@ import type { SessionController } from "../session/useSession";
 import { fmtBytes } from "../ui/format";
 import { Icon } from "../ui/Icon";
 import { BudgetPopover } from "./BudgetPopover";
+import { ModelPopover } from "./ModelPopover";
 import { toLimits, type LimitDraft } from "./limits";
 
 /** An attachment of the message being written; `size_bytes` when uploaded from this page. */
@@ -23,6 +24,8 @@ export interface Attachments {
   clear: () => void;
   /** Puts back the attachments of a refused message, unless others were attached since. */
   restore: (list: readonly Attached[]) => void;
+  /** Sets the attachments (a message taken back to edit). */
+  replace: (list: readonly Attached[]) => void;
 }
 
 /** The documents attached to the next message: each file is uploaded to the session at once. */
@@ -52,6 +55,7 @@ export function useAttachments(sessionId: string): Attachments {
   };
 
   const restore = useCallback((back: readonly Attached[]) => setList((l) => (l.length ? l : back)), []);
+  const replace = useCallback((next: readonly Attached[]) => setList(next), []);
   return {
     list,
     uploading,
@@ -60,6 +64,7 @@ export function useAttachments(sessionId: string): Attachments {
     remove: (id) => setList((l) => l.filter((d) => d.id !== id)),
     clear: () => setList([]),
     restore,
+    replace,
   };
 }
 
@@ -71,9 +76,13 @@ export interface ComposerProps {
   onFirstMessage?: (text: string) => void;
   /** The server's limits, shown in the budget popover. */
   defaultLimits?: Record<string, number>;
+  /** The server's models, shown in the model popover. */
+  defaultModels?: { root: string; sub: string | null };
+  /** A turn's message to edit and send again: it replaces the draft and its attachments. */
+  edit?: { text: string; attachments: readonly Attachment[]; count: number } | null;
 }
 
-export function Composer({ sessionId, session, attachments, onFirstMessage, defaultLimits }: ComposerProps) {
+export function Composer({ sessionId, session, attachments, onFirstMessage, defaultLimits, defaultModels, edit }: ComposerProps) {
   const [draft, setDraft] = useState("");
   const [limitDraft, setLimitDraft] = useState<LimitDraft>({});
   const fileInput = useRef<HTMLInputElement>(null);
@@ -95,6 +104,14 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
     setDraft((d) => d || returned.text);
     restore(returned.attachments);
   }, [returned, restore]);
+
+  const { replace } = attachments;
+  useEffect(() => {
+    if (!edit) return;
+    setDraft(edit.text);
+    replace(edit.attachments);
+    textarea.current?.focus();
+  }, [edit, replace]);
 
   const send = () => {
     const text = draft.trim();
@@ -170,6 +187,7 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
           onKeyDown={onKeyDown}
           onPaste={onPaste}
         />
+        <ModelPopover sessionId={sessionId} defaults={defaultModels} />
         <BudgetPopover draft={limitDraft} onChange={setLimitDraft} defaults={defaultLimits} />
         {live ? (
           <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>

@@ -96,7 +96,12 @@ export type paths = {
         delete: operations["delete_session_api_v1_sessions__session_id__delete"];
         options?: never;
         head?: never;
-        /** Patch Session */
+        /**
+         * Patch Session
+         * @description `root_model` and `sub_model` (either sets both; null is the server's) apply from the
+         *     session's next turn. The server's API key goes only where it was set for: models of another
+         *     provider (without an api_base) run without it.
+         */
         patch: operations["patch_session_api_v1_sessions__session_id__patch"];
         trace?: never;
     };
@@ -139,6 +144,27 @@ export type paths = {
         get: operations["export_session_api_v1_sessions__session_id__export_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{session_id}/test-model": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Test Session Model
+         * @description One tiny call to each of the session's models (or those given, before saving them):
+         *     what "Test connection" shows.
+         */
+        post: operations["test_session_model_api_v1_sessions__session_id__test_model_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -611,6 +637,19 @@ export type components = {
             /** Total */
             total: number;
         };
+        /** SessionModels */
+        SessionModels: {
+            /**
+             * Root Model
+             * @description provider/model as LiteLLM names it
+             */
+            root_model?: string | null;
+            /**
+             * Sub Model
+             * @description provider/model as LiteLLM names it
+             */
+            sub_model?: string | null;
+        };
         /** SessionOut */
         SessionOut: {
             /** Archived */
@@ -622,6 +661,16 @@ export type components = {
             created_at: string;
             /** Id */
             id: string;
+            /**
+             * Root Model
+             * @description The session's own root model; null: the server's
+             */
+            root_model: string | null;
+            /**
+             * Sub Model
+             * @description The session's own sub model; null: the server's
+             */
+            sub_model: string | null;
             /** Title */
             title: string;
             /**
@@ -636,6 +685,16 @@ export type components = {
         SessionPatch: {
             /** Archived */
             archived?: boolean | null;
+            /**
+             * Root Model
+             * @description provider/model as LiteLLM names it
+             */
+            root_model?: string | null;
+            /**
+             * Sub Model
+             * @description provider/model as LiteLLM names it
+             */
+            sub_model?: string | null;
             /** Title */
             title?: string | null;
         };
@@ -2063,6 +2122,113 @@ export interface operations {
                 content: {
                     "application/json": Record<string, never>;
                     "text/markdown": string;
+                };
+            };
+            /** @description No or a wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body stalled */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict or busy */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is away */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Any other error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    test_session_model_api_v1_sessions__session_id__test_model_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["SessionModels"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckResult"];
                 };
             };
             /** @description No or a wrong token */

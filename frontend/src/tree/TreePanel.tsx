@@ -2,8 +2,9 @@
 
 import { useEffect, useMemo, useState } from "react";
 
-import { api, errorText, getToken, type Turn } from "../api/client";
+import { api, errorText, type Turn } from "../api/client";
 import type { Limits } from "../generated/events";
+import { download, saveBlob } from "../ui/download";
 import { clip } from "../ui/format";
 import { buildTree, replayStops, type TurnTree } from "./reducer";
 import { BudgetMeter, StatusChip, TreeBody } from "./TreeView";
@@ -12,24 +13,6 @@ import { Icon } from "../ui/Icon";
 function isTyping(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
   return !!el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
-}
-
-async function download(url: string, fallbackName: string): Promise<void> {
-  const token = getToken();
-  const response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-  if (!response.ok) throw new Error(`export failed: HTTP ${response.status}`);
-  const name = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") ?? "")?.[1] ?? fallbackName;
-  saveBlob(await response.blob(), name);
-}
-
-function saveBlob(blob: Blob, name: string): void {
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
 export interface TreePanelProps {

@@ -156,6 +156,9 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     archived: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # The session's own models; null: the server's (settings).
+    root_model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    sub_model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
 
 
 class Turn(Base):
