@@ -21,7 +21,8 @@ FIRST_SCREEN_JS_BYTES = 320_000  # the app and React; Markdown and highlight.js 
 
 def answer_script(answer: str = ANSWER) -> list[dict]:
     return [
-        {"match": AGENT_ANSWER, "model": "root", "reply": dspy_reply(reasoning="ok", answer=answer)},
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="ok", answer=answer)},
         {"match": "next_thought", "model": "root", "reply": dspy_agent_step("done", "finish")},
     ]
 

@@ -18,8 +18,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, healthy
 from e2e_support import LOCAL_TOKEN
+
+from conftest import ROOT, free_port, healthy
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,8 @@ STATIC = "fleet_rlm/server/static"
 def _run(args: list[str], cwd: Path, **env: str) -> None:
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900,
                             env={**os.environ, **env})
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
 
 
 def _assets(index_html: str) -> list[str]:

@@ -30,7 +30,8 @@ Replies (driver -> host):
   {"type": "ready", "python": str, "pid": int}
   {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
-   "final": json | null, "truncated": bool, "duration_s": float}
+   "final": json | null, "truncated": bool, "duration_s": float,
+   "files": [{"path": str, "size": int}]}   files under artifacts/ the cell wrote (ARTIFACTS)
   {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
@@ -75,6 +76,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 CELL = "<cell-{}>"
+# What a cell wrote under artifacts/ of the directory the driver started in (a session's
+# workspace, /work) is listed with its result: at most this many files, found among at most
+# SCAN entries, regular files only (no links), newest first.
+ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
+HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 CHUNK = 1 << 20
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
@@ -243,6 +249,28 @@ def load_value(text: str, tagged: bool):
 
 class NotPlain(TypeError):
     pass
+
+
+def written_artifacts(since: float) -> list[dict]:
+    """Regular files under HOME/artifacts modified at or after `since` (the cell's start)."""
+    found: list[tuple[float, str, int]] = []
+    pending, seen = [os.path.join(HOME, ARTIFACTS)], 0
+    while pending and seen < SCAN:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > SCAN:
+                    break
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        if info.st_mtime >= since - 0.001:
+                            found.append((info.st_mtime, os.path.relpath(entry.path, HOME),
+                                          info.st_size))
+    found.sort(reverse=True)
+    return [{"path": path, "size": size} for _, path, size in found[:MAX_ARTIFACTS]]
 
 
 def plain(value, strict: bool = True):
@@ -468,7 +496,7 @@ class Worker:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         stdout, stderr = CappedText(cap), CappedText(cap)
         error, final = None, None
-        started = time.perf_counter()
+        started, wall_started = time.perf_counter(), time.time()
         # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
         # written below Python, by C code or child processes, lands there, never in the protocol.
         # It is emptied before a cell only when something was written since the last one.
@@ -501,7 +529,8 @@ class Worker:
             out += f"\n[output truncated: {dropped} characters dropped]"
         return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
                 "final": final, "truncated": truncated,
-                "duration_s": round(time.perf_counter() - started, 6)}
+                "duration_s": round(time.perf_counter() - started, 6),
+                "files": written_artifacts(wall_started)}
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
         tree = ast.parse(code, filename=filename, mode="exec")
