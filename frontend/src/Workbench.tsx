@@ -6,6 +6,7 @@ import { useEffect, useState } from "react";
 import type { SettingsOut } from "./api/client";
 import { Chat } from "./chat/Chat";
 import { useSession } from "./session/useSession";
+import { SessionIdContext } from "./tree/Artifacts";
 import { TreePanel } from "./tree/TreePanel";
 import { Icon } from "./ui/Icon";
 
@@ -79,6 +80,7 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
         <button type="button" role="tab" aria-selected={tab === "chat"} aria-label="Show chat" onClick={() => setTab("chat")}>Chat</button>
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
+      <SessionIdContext.Provider value={sessionId}>
       <div className="panes">
         <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} defaultModels={settings ? { root: settings.root_model, sub: settings.sub_model } : undefined} />
         <TreePanel
@@ -99,6 +101,7 @@ export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProp
           }
         />
       </div>
+      </SessionIdContext.Provider>
     </div>
   );
 }

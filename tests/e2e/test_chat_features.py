@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from test_workbench import ANSWER, api_get, ask, last_turn, new_session
+from test_workbench import ANSWER, api_get, ask, last_turn, new_session, shot
 
 from fleet_rlm.testing import AGENT_ANSWER, ScriptedLMServer, dspy_agent_step, dspy_reply
 
@@ -149,3 +149,65 @@ def test_export_a_session_from_the_sidebar(page: Page, scripted: ScriptedLMServe
     exported = Path(download.value.path()).read_text()
     assert download.value.suggested_filename.endswith(".md")
     assert "count them for the export" in exported and "500 needles" in exported
+
+
+PLOT_CODE = """import os, struct, zlib
+os.makedirs('artifacts', exist_ok=True)
+def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+rows = b''.join(b'\\x00' + b'\\xff\\x00\\x00' * 4 for _ in range(4))
+png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 4, 4, 8, 2, 0, 0, 0))
+       + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+open('artifacts/dot.png', 'wb').write(png)
+open('artifacts/chart.svg', 'w').write(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20" onload="parent.pwned=1">'
+    '<script>parent.pwned = 2; window.top.pwned = 3;</script>'
+    '<rect width="40" height="20" fill="blue"/></svg>')
+open('artifacts/counts.csv', 'w').write('word,count\\nneedle,500\\n"hay, dry",5000\\n')
+open('artifacts/notes.md', 'w').write('# Findings\\n\\n*500* needles.\\n')
+print('wrote four files')
+"""
+
+
+def test_files_the_code_writes_show_in_the_tree_and_the_answer(page: Page,
+                                                               scripted: ScriptedLMServer
+                                                               ) -> None:
+    scripted.set_rules([
+        {"match": AGENT_ANSWER, "model": "root",
+         "reply": dspy_reply(reasoning="ok", answer="Plotted: see the files.")},
+        {"match": "observation_0", "model": "root", "reply": dspy_agent_step("done", "finish")},
+        {"match": "next_thought", "model": "root",
+         "reply": dspy_agent_step("Plot it.", "python", code=PLOT_CODE)},
+    ])
+    new_session(page)
+    ask(page, "plot the counts")
+    turn = last_turn(page)
+    expect(turn).to_have_attribute("data-status", "ok", timeout=60_000)
+    step = page.locator('[data-testid=agent-step][aria-label="Agent step python"]')
+    for where in (step, turn):
+        expect(where.get_by_test_id("artifact")).to_have_count(4)
+        assert [a.get_attribute("data-path") for a in where.get_by_test_id("artifact").all()] == [
+            "artifacts/dot.png", "artifacts/chart.svg", "artifacts/counts.csv",
+            "artifacts/notes.md"]  # in the order written
+        image = where.locator('[data-path="artifacts/dot.png"] img')
+        expect(image).to_have_attribute("alt", "artifacts/dot.png")
+        page.wait_for_function("img => img.complete && img.naturalWidth === 4",
+                               arg=image.element_handle())
+        svg = where.locator('[data-path="artifacts/chart.svg"] img')
+        assert svg.get_attribute("src").startswith("blob:")
+        page.wait_for_function("img => img.complete && img.naturalWidth === 40",
+                               arg=svg.element_handle())
+        table = where.locator('[data-path="artifacts/counts.csv"] table')
+        expect(table.locator("th")).to_have_text(["word", "count"])
+        expect(table.locator("tbody tr").nth(1).locator("td").first).to_have_text("hay, dry")
+        expect(where.locator('[data-path="artifacts/notes.md"] h1')).to_have_text("Findings")
+    # The SVG was drawn as an image: its script and handlers never ran, and it is nowhere in
+    # the page as markup.
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("svg rect[fill=blue]").count() == 0
+    shot(page, "10-artifacts")
+
+    with page.expect_download() as download:
+        turn.get_by_role("button", name="Download artifacts/dot.png").click()
+    assert Path(download.value.path()).read_bytes().startswith(b"\x89PNG")
+    assert download.value.suggested_filename == "dot.png"

@@ -179,6 +179,15 @@ export const api = {
     if (!response.ok) throw await failure(response);
     return response.text();
   },
+  /** The file's bytes. */
+  readWorkspaceBlob: async (sessionId: string, path: string): Promise<Blob> => {
+    const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
+    const response = await reach(url, { headers: authHeaders() });
+    if (!response.ok) throw await failure(response);
+    return response.blob();
+  },
+  workspaceFileUrl: (sessionId: string, path: string) =>
+    `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`,
   writeWorkspaceFile: async (sessionId: string, path: string, content: Blob) => {
     const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
     const headers = { ...authHeaders(), "Content-Type": "application/octet-stream" };

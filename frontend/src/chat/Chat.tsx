@@ -6,7 +6,8 @@ import { useEffect, useRef, useState, type DragEvent } from "react";
 import type { Attachment, Turn } from "../api/client";
 import { turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
-import type { TurnTree } from "../tree/reducer";
+import { ArtifactList } from "../tree/Artifacts";
+import { turnArtifacts, type TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
 import { CopyButton } from "../ui/CopyButton";
 import { Markdown } from "../ui/Deferred";
@@ -117,6 +118,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResen
           </button>
         </div>
         {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}
+        {tree ? <ArtifactList artifacts={turnArtifacts(tree)} label={`Files written in turn ${turn.index}`} /> : null}
         {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
         {status === "budget" ? <p className="warn-text">The budget ran out; this is the partial result.</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}

@@ -5,6 +5,7 @@ import { useState, type ReactNode } from "react";
 
 import type { Limits, LmCallEvent } from "../generated/events";
 import { Code } from "../ui/Deferred";
+import { ArtifactList } from "./Artifacts";
 import { clip, fmtSeconds, fmtTokens, fmtUsd } from "../ui/format";
 import {
   budgetView,
@@ -206,6 +207,7 @@ function Step({ step, tree }: { step: AgentStep; tree: TurnTree }) {
           <pre className={step.result.error ? "traceback" : "stdout result"}>{step.result.output || "(empty)"}</pre>
         )
       ) : null}
+      <ArtifactList artifacts={step.artifacts} label={`Files written by ${step.toolName}`} />
       {step.children.length ? (
         <div className="children">
           {step.children.map((id) => (

@@ -509,3 +509,10 @@ export function budgetView(tree: TurnTree, defaults: Partial<Limits> = {}): Budg
 export function replayStops(events: readonly FleetEvent[]): number[] {
   return events.filter((e) => e.type !== "answer_delta").map((e) => e.seq);
 }
+
+/** Every file the turn's code wrote, in the order written (latest write of a path last). */
+export function turnArtifacts(tree: TurnTree): ArtifactEvent[] {
+  return Object.values(tree.nodes)
+    .flatMap((n) => n.steps.flatMap((st) => st.artifacts))
+    .sort((a, b) => a.seq - b.seq);
+}

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 CELL = "<cell-{}>"
 # What a cell wrote under artifacts/ of the directory the driver started in (a session's
 # workspace, /work) is listed with its result: at most this many files, found among at most
-# SCAN entries, regular files only (no links), newest first.
+# SCAN entries, regular files only (no links), the newest ones in the order written.
 ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
 HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
@@ -269,8 +269,8 @@ def written_artifacts(since: float) -> list[dict]:
                         if info.st_mtime >= since - 0.001:
                             found.append((info.st_mtime, os.path.relpath(entry.path, HOME),
                                           info.st_size))
-    found.sort(reverse=True)
-    return [{"path": path, "size": size} for _, path, size in found[:MAX_ARTIFACTS]]
+    newest = sorted(found, reverse=True)[:MAX_ARTIFACTS]
+    return [{"path": path, "size": size} for _, path, size in reversed(newest)]
 
 
 def plain(value, strict: bool = True):
