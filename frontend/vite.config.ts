@@ -12,7 +12,14 @@ export default defineConfig({
   build: {
     outDir,
     emptyOutDir: true,
-    chunkSizeWarningLimit: 1200,
+    // The first screen loads the app and React; Markdown, highlight.js and the pages other
+    // than the Workbench are chunks of their own, loaded when first needed (React.lazy).
+    chunkSizeWarningLimit: 250,
+    rollupOptions: {
+      output: {
+        manualChunks: (id) => (/node_modules\/(react|react-dom|scheduler)\//.test(id) ? "react" : undefined),
+      },
+    },
   },
   server: {
     proxy: { "/api": { target: api, ws: true } },

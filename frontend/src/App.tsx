@@ -1,20 +1,21 @@
 import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
 
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
-import { DocumentsPage } from "./pages/DocumentsPage";
-import { SettingsPage } from "./pages/SettingsPage";
-import { UsagePage } from "./pages/UsagePage";
 import { parseRoute, sessionHref, type Route } from "./route";
 import { Sidebar } from "./Sidebar";
+import { download } from "./ui/download";
 import { HelpDialog } from "./ui/HelpDialog";
 import { SignInDialog } from "./ui/SignInDialog";
 import { useTheme } from "./ui/theme";
 import { Icon } from "./ui/Icon";
 import { Workbench } from "./Workbench";
 
-// The trace views load when first opened.
+// The pages besides the Workbench load when first opened.
 const TurnsPage = lazy(() => import("./pages/TurnsPage"));
 const ComparePage = lazy(() => import("./pages/ComparePage"));
+const DocumentsPage = lazy(() => import("./pages/DocumentsPage").then((m) => ({ default: m.DocumentsPage })));
+const SettingsPage = lazy(() => import("./pages/SettingsPage").then((m) => ({ default: m.SettingsPage })));
+const UsagePage = lazy(() => import("./pages/UsagePage").then((m) => ({ default: m.UsagePage })));
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -175,6 +176,7 @@ export function App() {
               if (s.id === routeSession) location.hash = "#/";
             });
           }}
+          onExport={(s) => act(() => download(api.exportUrl(s.id, "markdown"), "session.md"))}
           searchRef={search}
           onNavigate={() => setMenu(false)}
         />
@@ -209,7 +211,9 @@ export function App() {
                 {sessions.length ? <p className="muted">…or pick a session on the left.</p> : null}
               </div>
             )
-          ) : route.page === "documents" ? (
+          ) : (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+            {route.page === "documents" ? (
             <DocumentsPage sessions={sessions} sessionId={docSession && sessions.some((s) => s.id === docSession) ? docSession : (sessions[0]?.id ?? null)} onSession={(id) => {
               setDocSession(id);
               localStorage.setItem(LAST_SESSION, id);
@@ -233,6 +237,8 @@ export function App() {
             </Suspense>
           ) : (
             <UsagePage scope={route.scope} sessions={sessions} />
+          )}
+            </Suspense>
           )}
         </main>
       </div>

@@ -1,4 +1,4 @@
-/* Sessions: new, search (Ctrl/Cmd+K), rename, archive, delete; and the app's pages. */
+/* Sessions: new, search (Ctrl/Cmd+K), rename, archive, export, delete; and the app's pages. */
 
 import { useEffect, useRef, useState, type RefObject } from "react";
 
@@ -19,6 +19,7 @@ export interface SidebarProps {
   onRename: (s: Session, title: string) => void;
   onArchive: (s: Session, archived: boolean) => void;
   onDelete: (s: Session) => void;
+  onExport: (s: Session) => void;
   searchRef: RefObject<HTMLInputElement | null>;
   onNavigate: () => void;
 }
@@ -31,7 +32,7 @@ const PAGES: { page: Route["page"]; label: string; href: string }[] = [
   { page: "settings", label: "Settings", href: "#/settings" },
 ];
 
-function SessionItem({ s, current, onRename, onArchive, onDelete, onNavigate }: { s: Session; current: boolean; onRename: (t: string) => void; onArchive: () => void; onDelete: () => void; onNavigate: () => void }) {
+function SessionItem({ s, current, onRename, onArchive, onDelete, onExport, onNavigate }: { s: Session; current: boolean; onRename: (t: string) => void; onArchive: () => void; onDelete: () => void; onExport: () => void; onNavigate: () => void }) {
   const [editing, setEditing] = useState(false);
   const [title, setTitle] = useState(s.title);
   const input = useRef<HTMLInputElement>(null);
@@ -75,6 +76,9 @@ function SessionItem({ s, current, onRename, onArchive, onDelete, onNavigate }: 
         <button type="button" className="icon" aria-label={`${s.archived ? "Unarchive" : "Archive"} session ${s.title}`} title={s.archived ? "Unarchive" : "Archive"} onClick={onArchive}>
           <Icon name={s.archived ? "unarchive" : "archive"} size={14} />
         </button>
+        <button type="button" className="icon" aria-label={`Export session ${s.title} as Markdown`} title="Export as Markdown" onClick={onExport}>
+          <Icon name="download" size={14} />
+        </button>
         <button type="button" className="icon danger" aria-label={`Delete session ${s.title}`} title="Delete" onClick={onDelete}>
           <Icon name="trash" size={14} />
         </button>
@@ -114,6 +118,7 @@ export function Sidebar(p: SidebarProps) {
             onRename={(t) => p.onRename(s, t)}
             onArchive={() => p.onArchive(s, !s.archived)}
             onDelete={() => p.onDelete(s)}
+            onExport={() => p.onExport(s)}
             onNavigate={p.onNavigate}
           />
         ))}

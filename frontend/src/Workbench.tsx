@@ -8,6 +8,7 @@ import type { SettingsOut } from "./api/client";
 import { Chat } from "./chat/Chat";
 import { sessionHref, stepHref, type Step } from "./route";
 import { useSession } from "./session/useSession";
+import { SessionIdContext } from "./tree/Artifacts";
 import { TreePanel } from "./tree/TreePanel";
 import { Icon } from "./ui/Icon";
 
@@ -100,8 +101,9 @@ export function Workbench({ sessionId, settings, onFirstMessage, step, importedF
         <button type="button" role="tab" aria-selected={tab === "chat"} aria-label="Show chat" onClick={() => setTab("chat")}>Chat</button>
         <button type="button" role="tab" aria-selected={tab === "tree"} aria-label="Show execution tree" onClick={() => setTab("tree")}>Tree</button>
       </div>
+      <SessionIdContext.Provider value={sessionId}>
       <div className="panes">
-        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} importedFrom={importedFrom} />
+        <Chat sessionId={sessionId} session={session} selectedTurnId={selected} onSelectTurn={select} onFirstMessage={onFirstMessage} defaultLimits={settings?.limits} defaultModels={settings ? { root: settings.root_model, sub: settings.sub_model } : undefined} importedFrom={importedFrom} />
         <TreePanel
           sessionId={sessionId}
           turns={turns}
@@ -122,6 +124,7 @@ export function Workbench({ sessionId, settings, onFirstMessage, step, importedF
           }
         />
       </div>
+      </SessionIdContext.Provider>
     </div>
   );
 }

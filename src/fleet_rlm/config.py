@@ -221,6 +221,28 @@ class Settings(BaseSettings):
     def effective_sub_model(self) -> str:
         return self.sub_model or self.root_model
 
+    @property
+    def key_destination(self) -> tuple[str, ...]:
+        """Where the API key goes with each model call: the API base, else the models'
+        providers (their own endpoints). A key set for one destination never goes to another."""
+        if self.api_base:
+            return (self.api_base,)
+        return tuple(sorted({model.partition("/")[0]
+                             for model in (self.root_model, self.effective_sub_model)}))
+
+    def with_models(self, root_model: str | None, sub_model: str | None) -> Settings:
+        """These settings with a session's own models (None: keep the server's). The API key
+        goes along only when the models send it where it was set for; otherwise they run
+        without it."""
+        if root_model is None and sub_model is None:
+            return self
+        update: dict[str, Any] = {"root_model": root_model or self.root_model,
+                                  "sub_model": sub_model or self.sub_model}
+        changed = self.model_copy(update=update)
+        if changed.key_destination != self.key_destination:
+            changed = changed.model_copy(update={"api_key": None})
+        return changed
+
 
 def get_settings(**overrides) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -182,6 +182,18 @@ class ErrorEvent(EventBase):
     detail: str | None = None
 
 
+class ArtifactEvent(EventBase):
+    """A file that code in the session's sandbox wrote under artifacts/ of its workspace, while
+    the agent step running it (its `python` tool) ran: shown under that step and with the
+    answer, fetched through the workspace routes."""
+
+    type: Literal["artifact"] = "artifact"
+    path: str = Field(description="In the session's workspace, e.g. artifacts/plot.png")
+    size_bytes: int
+    media_type: str = Field(description="From the file's name; application/octet-stream if "
+                            "unknown")
+
+
 class CancelledEvent(EventBase):
     type: Literal["cancelled"] = "cancelled"
     partial_answer: Answer | None = None
@@ -202,7 +214,8 @@ Event = Annotated[
     | AnswerDeltaEvent
     | TurnFinishedEvent
     | ErrorEvent
-    | CancelledEvent,
+    | CancelledEvent
+    | ArtifactEvent,
     Field(discriminator="type"),
 ]
 

@@ -111,6 +111,9 @@ def _step(tree: EventTree, step: Step, number: int, level: int) -> list[str]:
     out += [line for ask in step.asks for line in ("", f"Asked the user: **{ask.question}**")]
     for child in step.children:
         out += _rlm(tree, tree.node(child), level + 1)
+    if step.artifacts:
+        out += ["", "Files written:", ""]
+        out += [f"- `{a.path}` ({a.media_type}, {a.size_bytes:,} bytes)" for a in step.artifacts]
     if step.result is not None:
         flag = " (error)" if step.error else ""
         out += ["", f"Result{flag}:", "", _fence(_clip(step.result))]

@@ -129,6 +129,8 @@ def _step_span(tree: EventTree, node: Node, step: Step, number: int) -> Span:
     span.children = [_lm_span(c) for c in step.deciding] + _ordered(inside)
     span.notes = [("ask_user", a.ts, {"question": a.question}) for a in step.asks]
     span.notes += [_error_note(e) for e in step.errors]
+    span.notes += [("artifact", a.ts, {"path": a.path, "size_bytes": a.size_bytes,
+                                       "media_type": a.media_type}) for a in step.artifacts]
     if step.result is not None:
         span.end, span.outputs, span.error = step.result_ts, {"output": step.result}, step.error
     return span

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from .budget import Remaining, Usage
 from .events import (
+    ArtifactEvent,
     AskUserEvent,
     CancelledEvent,
     CodeOutputEvent,
@@ -110,6 +111,7 @@ class Step:
     children: list[str] = field(default_factory=list)  # RLM nodes its tool started
     asks: list[AskUserEvent] = field(default_factory=list)
     errors: list[ErrorEvent] = field(default_factory=list)
+    artifacts: list[ArtifactEvent] = field(default_factory=list)  # files its code wrote
     orphan: bool = False  # a tool result with no step seen (e.g. the stream began after it)
 
     @property
@@ -333,6 +335,14 @@ class EventTree:
         if self._open_step is step:
             self._open_step = None
 
+    def _on_artifact(self, node: Node, e: ArtifactEvent) -> None:
+        # Written while the step's tool ran: the open step, else the node's last one.
+        step = node.open_step() or (node.steps[-1] if node.steps else None)
+        if step is None:
+            step = Step("", "python", {}, e.seq, e.ts, orphan=True)
+            node.steps.append(step)
+        step.artifacts.append(e)
+
     def _on_ask_user(self, node: Node, e: AskUserEvent) -> None:
         self.ask_user = e
         if self._open_step is not None:
@@ -439,7 +449,8 @@ def snapshot(tree: EventTree) -> dict[str, Any]:
                        "calls": seqs(c.calls), "sub_calls": seqs(c.sub_calls),
                        "children": c.children} for c in node.cells],
             "steps": [{"tool": s.tool_name, "call": s.call.seq if s.call else None,
-                       "result": s.result, "error": s.error, "children": s.children}
+                       "result": s.result, "error": s.error, "children": s.children,
+                       "artifacts": [a.path for a in s.artifacts]}
                       for s in node.steps],
         }
     return {

@@ -692,3 +692,42 @@ def test_a_sandbox_killed_during_a_callback_is_reported(sandbox: LocalSandbox) -
     died = sandbox.execute("kill_me()", callbacks={"kill_me": kill_me}, timeout=10)
     assert (died.error_type, died.state_lost) == ("SandboxDied", True)
     assert sandbox.execute("40 + 2").stdout == "42\n"
+
+
+# -- files a cell writes under artifacts/ ----------------------------------------------------
+def test_a_result_lists_the_artifacts_its_cell_wrote(tmp_path: Path) -> None:
+    from fleet_rlm.sandbox.driver import MAX_ARTIFACTS
+
+    work = tmp_path / "work"
+    (work / "artifacts").mkdir(parents=True)
+    (work / "artifacts" / "old.txt").write_text("before")
+    (work / "outside.txt").write_text("not an artifact")
+    with unsafe_sandbox(tmp_path) as box:
+        result = box.execute(
+            "import os\n"
+            "os.makedirs('artifacts/tables', exist_ok=True)\n"
+            "open('artifacts/plot.svg', 'w').write('<svg/>')\n"
+            "open('artifacts/tables/t.csv', 'w').write('a,b\\n1,2\\n')\n"
+            "open('outside.txt', 'w').write('changed, but not under artifacts/')\n"
+            "os.symlink('/etc/passwd', 'artifacts/link')\n"
+            "os.chdir('/')  # the listing does not follow the cell's working directory\n")
+        assert result.ok, result.traceback
+        assert sorted(f["path"] for f in result.files) == ["artifacts/plot.svg",
+                                                           "artifacts/tables/t.csv"]
+        assert {f["path"]: f["size"] for f in result.files}["artifacts/plot.svg"] == 6
+        assert box.execute("x = 1").files == []  # nothing written: nothing listed
+        many = box.execute(f"for i in range(30): open(f'{work}/artifacts/n{{i}}.md', 'w')")
+        assert len(many.files) == MAX_ARTIFACTS
+
+
+def test_reported_artifacts_outside_artifacts_or_malformed_are_dropped() -> None:
+    from fleet_rlm.sandbox.base import reported_files
+
+    assert reported_files([{"path": "artifacts/a.png", "size": 3},
+                           {"path": "../etc/passwd", "size": 1},
+                           {"path": "artifacts/../../x", "size": 1},
+                           {"path": "/abs/artifacts/x", "size": 1},
+                           {"path": "artifacts/b", "size": -1},
+                           {"path": "artifacts/c", "size": "big"}, "junk"]) == [
+        {"path": "artifacts/a.png", "size": 3}]
+    assert reported_files("not a list") == [] and reported_files(None) == []

@@ -21,6 +21,7 @@ from fleet_rlm.events import (
 )
 
 KINDS = {
+    "artifact",
     "turn_started",
     "agent_step",
     "tool_result",
@@ -99,6 +100,7 @@ SAMPLES = {
     "turn_finished": {"status": "budget", "answer": None, "usage": USAGE},
     "error": {"error_type": "SandboxDied", "message": "gone", "detail": "Traceback ..."},
     "cancelled": {"partial_answer": {"answer": "partial"}, "reason": "user"},
+    "artifact": {"path": "artifacts/plot.png", "size_bytes": 68, "media_type": "image/png"},
 }
 
 

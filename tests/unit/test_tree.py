@@ -50,7 +50,9 @@ def test_a_child_nests_under_the_cell_that_started_it() -> None:
     assert [c.seq for c in rlm.cells[1].sub_calls] == [15, 16]
     assert tree.node("agent1").steps[0].children == ["rlm1"]
     assert tree.subtree_totals("rlm1").calls == 5
-    assert [type(item).__name__ for item in tree.top()] == ["Step", "Step", "Step"]
+    assert [type(item).__name__ for item in tree.top()] == ["Step", "Step", "Step", "Step"]
+    plot = tree.node("agent1").steps[1]
+    assert [a.path for a in plot.artifacts] == ["artifacts/plot.png", "artifacts/counts.csv"]
 
 
 def test_errors_land_on_the_cell_that_was_running() -> None:
@@ -123,5 +125,5 @@ def test_the_export_and_the_trace_draw_a_stream_joined_late() -> None:
     assert "### Tool rlm_query" in text and "RLM `rlm2`" in text
     root = build_tree(parse_event(e) for e in events)
     assert [s.name for s in root.children if s.kind != "lm"] == [
-        "rlm rlm2", "rlm rlm1", "tool rlm_query", "step 1: finish"]
+        "rlm rlm2", "rlm rlm1", "tool rlm_query", "step 1: python", "step 2: finish"]
     assert all(s.end is not None and s.start <= s.end for s in root.walk())

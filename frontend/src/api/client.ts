@@ -149,6 +149,12 @@ export const api = {
     request<Session>("PATCH", `/sessions/${id(sessionId)}`, { title }),
   archiveSession: (sessionId: string, archived: boolean) =>
     request<Session>("PATCH", `/sessions/${id(sessionId)}`, { archived }),
+  /** The session's own models from its next turn on; null: the server's. */
+  setSessionModels: (sessionId: string, rootModel: string | null, subModel: string | null) =>
+    request<Session>("PATCH", `/sessions/${id(sessionId)}`, { root_model: rootModel, sub_model: subModel }),
+  /** One tiny call to each model (those given, else the session's). */
+  testSessionModels: (sessionId: string, rootModel: string | null, subModel: string | null) =>
+    request<CheckResult>("POST", `/sessions/${id(sessionId)}/test-model`, { root_model: rootModel, sub_model: subModel }),
   deleteSession: (sessionId: string) => request<undefined>("DELETE", `/sessions/${id(sessionId)}`),
   exportUrl: (sessionId: string, format: "json" | "markdown") =>
     `${API}/sessions/${id(sessionId)}/export${q({ format })}`,
@@ -186,6 +192,15 @@ export const api = {
     if (!response.ok) throw await failure(response);
     return response.text();
   },
+  /** The file's bytes. */
+  readWorkspaceBlob: async (sessionId: string, path: string): Promise<Blob> => {
+    const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
+    const response = await reach(url, { headers: authHeaders() });
+    if (!response.ok) throw await failure(response);
+    return response.blob();
+  },
+  workspaceFileUrl: (sessionId: string, path: string) =>
+    `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`,
   writeWorkspaceFile: async (sessionId: string, path: string, content: Blob) => {
     const url = `${API}/sessions/${id(sessionId)}/workspace/file${q({ path })}`;
     const headers = { ...authHeaders(), "Content-Type": "application/octet-stream" };

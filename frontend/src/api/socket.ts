@@ -29,6 +29,7 @@ const EVENT_KINDS: { readonly [K in FleetEvent["type"]]: true } = {
   turn_finished: true,
   error: true,
   cancelled: true,
+  artifact: true,
 };
 
 /** The frame's kind by its `type`; null for what is not a frame this client knows. */

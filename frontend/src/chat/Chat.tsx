@@ -6,9 +6,11 @@ import { useEffect, useLayoutEffect, useRef, useState, type DragEvent } from "re
 import type { Attachment, Turn } from "../api/client";
 import { askedOf, turnStatus } from "../session/trees";
 import type { SessionController } from "../session/useSession";
-import type { TurnTree } from "../tree/reducer";
+import { ArtifactList } from "../tree/Artifacts";
+import { turnArtifacts, type TurnTree } from "../tree/reducer";
 import { StatusChip } from "../tree/TreeView";
-import { Markdown } from "../ui/Markdown";
+import { CopyButton } from "../ui/CopyButton";
+import { Markdown } from "../ui/Deferred";
 import { Icon } from "../ui/Icon";
 import { Composer, DocumentsStrip, useAttachments } from "./Composer";
 import { TurnFeedback } from "./Feedback";
@@ -84,7 +86,19 @@ function AskUser({ question, choices, onAnswer, onDismiss }: { question: string;
   );
 }
 
-function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { turn: Turn; tree: TurnTree | undefined; selected: boolean; onSelect: () => void; onAnswer: (text: string) => void; onDismiss: () => void }) {
+interface TurnViewProps {
+  turn: Turn;
+  tree: TurnTree | undefined;
+  selected: boolean;
+  onSelect: () => void;
+  onAnswer: (text: string) => void;
+  onDismiss: () => void;
+  /** Null while a message cannot be sent (a turn in flight): regenerate and edit wait. */
+  onResend: ((text: string, attachments: readonly Attachment[]) => void) | null;
+  onEdit: (text: string, attachments: readonly Attachment[]) => void;
+}
+
+function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResend, onEdit }: TurnViewProps) {
   const text = turn.text || tree?.question || "";
   const status = turnStatus(turn.status, tree);
   const answer = tree?.answer || turn.answer || "";
@@ -100,6 +114,12 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
       <div className="bubble user">
         <div className="bubble-text">{text}</div>
         <AttachmentList attachments={turn.attachments} />
+        <div className="turn-actions">
+          <CopyButton text={text} label={`Copy message of turn ${turn.index}`} />
+          <button type="button" className="icon" aria-label={`Edit the message of turn ${turn.index} and send it again`} title="Edit and resend" onClick={() => onEdit(text, turn.attachments)}>
+            <Icon name="edit" size={13} />
+          </button>
+        </div>
       </div>
       <div className="bubble assistant" aria-live={running ? "polite" : "off"}>
         <div className="bubble-head">
@@ -115,10 +135,19 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss }: { tur
           </div>
         ))}
         {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}
+        {tree ? <ArtifactList artifacts={turnArtifacts(tree)} label={`Files written in turn ${turn.index}`} /> : null}
         {tree?.cancelled && !answer ? <p className="muted">Stopped: {tree.cancelled.reason}</p> : null}
         {status === "budget" ? <p className="warn-text">{answer ? "The budget ran out; this is the partial result." : "The budget ran out before any result."}</p> : null}
         {error ? <p className="error-text" role="alert">{error}</p> : null}
         {question ? <AskUser question={question} choices={tree?.askUser?.choices ?? []} onAnswer={onAnswer} onDismiss={onDismiss} /> : null}
+        {!running && status !== "waiting" ? (
+          <div className="turn-actions">
+            {answer ? <CopyButton text={answer} label={`Copy answer of turn ${turn.index}`} /> : null}
+            <button type="button" className="icon" aria-label={`Regenerate turn ${turn.index}`} title="Ask the same again, as a new turn" disabled={!onResend} onClick={() => onResend?.(text, turn.attachments)}>
+              <Icon name="refresh" size={13} />
+            </button>
+          </div>
+        ) : null}
         {!running && status !== "waiting" ? <TurnFeedback turn={turn} /> : null}
       </div>
     </article>
@@ -136,10 +165,15 @@ export interface ChatProps {
   defaultLimits?: Record<string, number>;
   /** An imported session: the log it came from. It is read, not continued. */
   importedFrom?: string | null;
+  /** The server's models, shown in the model popover. */
+  defaultModels?: { root: string; sub: string | null };
 }
 
-export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits, importedFrom = null }: ChatProps) {
+export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirstMessage, defaultLimits, defaultModels, importedFrom = null }: ChatProps) {
   const attachments = useAttachments(sessionId);
+  // A turn's message put back in the composer to edit and send again (count: a new request).
+  const [edit, setEdit] = useState<{ text: string; attachments: readonly Attachment[]; count: number } | null>(null);
+  const canSend = session.liveTurnId === null && session.pending === null;
   const [dragging, setDragging] = useState(false);
   const scroller = useRef<HTMLDivElement>(null);
   const lastTurn = session.turns.at(-1);
@@ -193,7 +227,9 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
           </div>
         ) : null}
         {session.turns.map((t) => (
-          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} onDismiss={() => session.dismiss(t.id)} />
+          <TurnView key={t.id} turn={t} tree={session.trees[t.id]} selected={t.id === selectedTurnId} onSelect={() => onSelectTurn(t.id)} onAnswer={(text) => session.answer(t.id, text)} onDismiss={() => session.dismiss(t.id)}
+            onResend={canSend ? (text, list) => session.send(text, list) : null}
+            onEdit={(text, list) => setEdit((e) => ({ text, attachments: list, count: (e?.count ?? 0) + 1 }))} />
         ))}
         {session.pending !== null ? (
           <article className="turn pending" aria-label="Message being sent">
@@ -215,7 +251,7 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
       ) : (
         <>
           <DocumentsStrip attachments={attachments} />
-          <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} />
+          <Composer sessionId={sessionId} session={session} attachments={attachments} onFirstMessage={onFirstMessage} defaultLimits={defaultLimits} defaultModels={defaultModels} edit={edit} />
         </>
       )}
     </section>

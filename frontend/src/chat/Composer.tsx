@@ -10,6 +10,7 @@ import type { SessionController } from "../session/useSession";
 import { fmtBytes } from "../ui/format";
 import { Icon } from "../ui/Icon";
 import { BudgetPopover } from "./BudgetPopover";
+import { ModelPopover } from "./ModelPopover";
 import { toLimits, type LimitDraft } from "./limits";
 
 /** An attachment of the message being written; `size_bytes` when uploaded from this page. */
@@ -31,6 +32,8 @@ export interface Attachments {
   clear: () => void;
   /** Puts back the attachments of a refused message, unless others were attached since. */
   restore: (list: readonly Attached[]) => void;
+  /** Sets the attachments (a message taken back to edit). */
+  replace: (list: readonly Attached[]) => void;
 }
 
 /** A failed upload's message: the server's text names the file already, else it is named. */
@@ -88,6 +91,7 @@ export function useAttachments(sessionId: string): Attachments {
   };
 
   const restore = useCallback((back: readonly Attached[]) => setList((l) => (l.length ? l : back)), []);
+  const replace = useCallback((next: readonly Attached[]) => setList(next), []);
   return {
     list,
     documents,
@@ -105,6 +109,7 @@ export function useAttachments(sessionId: string): Attachments {
     },
     clear: () => setList([]),
     restore,
+    replace,
   };
 }
 
@@ -147,9 +152,13 @@ export interface ComposerProps {
   onFirstMessage?: (text: string) => void;
   /** The server's limits, shown in the budget popover. */
   defaultLimits?: Record<string, number>;
+  /** The server's models, shown in the model popover. */
+  defaultModels?: { root: string; sub: string | null };
+  /** A turn's message to edit and send again: it replaces the draft and its attachments. */
+  edit?: { text: string; attachments: readonly Attachment[]; count: number } | null;
 }
 
-export function Composer({ sessionId, session, attachments, onFirstMessage, defaultLimits }: ComposerProps) {
+export function Composer({ sessionId, session, attachments, onFirstMessage, defaultLimits, defaultModels, edit }: ComposerProps) {
   const [draft, setDraft] = useState("");
   const [limitDraft, setLimitDraft] = useState<LimitDraft>({});
   const fileInput = useRef<HTMLInputElement>(null);
@@ -179,6 +188,13 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
   useEffect(() => {
     if (!busy) setRefusal(null);
   }, [busy]);
+  const { replace } = attachments;
+  useEffect(() => {
+    if (!edit) return;
+    setDraft(edit.text);
+    replace(edit.attachments);
+    textarea.current?.focus();
+  }, [edit, replace]);
 
   const send = () => {
     const text = draft.trim();
@@ -267,6 +283,7 @@ export function Composer({ sessionId, session, attachments, onFirstMessage, defa
           onKeyDown={onKeyDown}
           onPaste={onPaste}
         />
+        <ModelPopover sessionId={sessionId} defaults={defaultModels} />
         <BudgetPopover draft={limitDraft} onChange={setLimitDraft} defaults={defaultLimits} />
         {live ? (
           <button type="button" className="stop" aria-label="Stop the running turn (Esc)" onClick={session.cancel}>

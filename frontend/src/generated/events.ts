@@ -15,7 +15,8 @@ export type FleetEvent =
   | AnswerDeltaEvent
   | TurnFinishedEvent
   | ErrorEvent
-  | CancelledEvent;
+  | CancelledEvent
+  | ArtifactEvent;
 export type JsonValue = unknown;
 
 export interface TurnStartedEvent {
@@ -403,4 +404,33 @@ export interface CancelledEvent {
     [k: string]: JsonValue;
   } | null;
   reason: string;
+}
+/**
+ * A file that code in the session's sandbox wrote under artifacts/ of its workspace, while
+ * the agent step running it (its `python` tool) ran: shown under that step and with the
+ * answer, fetched through the workspace routes.
+ */
+export interface ArtifactEvent {
+  turn_id: string;
+  node_id: string;
+  parent_id: string | null;
+  depth: number;
+  /**
+   * Strictly increasing per turn, from 1.
+   */
+  seq: number;
+  /**
+   * Unix time in seconds.
+   */
+  ts: number;
+  type: "artifact";
+  /**
+   * In the session's workspace, e.g. artifacts/plot.png
+   */
+  path: string;
+  size_bytes: number;
+  /**
+   * From the file's name; application/octet-stream if unknown
+   */
+  media_type: string;
 }

@@ -2,9 +2,10 @@
 
 import { lazy, Suspense, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 
-import { api, errorText, getToken, type Turn } from "../api/client";
+import { api, errorText, type Turn } from "../api/client";
 import type { Limits, LmCallEvent } from "../generated/events";
 import { usageHref, type Step } from "../route";
+import { download, saveBlob } from "../ui/download";
 import { clip } from "../ui/format";
 import { buildTree, callKey, findCall, replayStops, type TurnTree } from "./reducer";
 import type { Span } from "./timeline";
@@ -17,24 +18,6 @@ const TimelineView = lazy(() => import("../trace/TimelineView"));
 function isTyping(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
   return !!el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
-}
-
-async function download(url: string, fallbackName: string): Promise<void> {
-  const token = getToken();
-  const response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-  if (!response.ok) throw new Error(`export failed: HTTP ${response.status}`);
-  const name = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") ?? "")?.[1] ?? fallbackName;
-  saveBlob(await response.blob(), name);
-}
-
-function saveBlob(blob: Blob, name: string): void {
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
 export interface TreePanelProps {

@@ -4,7 +4,8 @@ under the cell that made them, child RLMs under their parent. */
 import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from "react";
 
 import type { Limits, LmCallEvent } from "../generated/events";
-import { Code } from "../ui/Code";
+import { Code } from "../ui/Deferred";
+import { ArtifactList } from "./Artifacts";
 import { clip, fmtSeconds, fmtTokens, fmtUsd } from "../ui/format";
 import {
   budgetView,
@@ -236,6 +237,7 @@ function Step({ step, tree }: { step: AgentStep; tree: TurnTree }) {
           <pre className={step.result.error ? "traceback" : "stdout result"}>{step.result.output || "(empty)"}</pre>
         )
       ) : null}
+      <ArtifactList artifacts={step.artifacts} label={`Files written by ${step.toolName}`} />
       {step.children.length ? (
         <div className="children">
           {step.children.map((id) => (

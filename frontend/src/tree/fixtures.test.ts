@@ -50,6 +50,7 @@ function snapshot(tree: TurnTree) {
         result: s.result?.output ?? null,
         error: s.result?.error ?? false,
         children: s.children,
+        artifacts: s.artifacts.map((a) => a.path),
       })),
     };
   }

@@ -10,6 +10,7 @@ draw from it): the event streams in tests/data/event_trees/ must fold alike in b
 (fixtures.test.ts here, tests/unit/test_tree.py there). */
 
 import type {
+  ArtifactEvent,
   AskUserEvent,
   CancelledEvent,
   CodeOutputEvent,
@@ -60,6 +61,8 @@ export interface AgentStep {
   call: LmCallEvent | null;
   result: { output: string; error: boolean } | null;
   children: string[];
+  /** Files its code wrote under artifacts/. */
+  artifacts: ArtifactEvent[];
 }
 
 export interface TreeNode {
@@ -318,10 +321,23 @@ function step(tree: TurnTree, event: FleetEvent): TurnTree {
           call: node.unclaimedCall,
           result: null,
           children: [],
+          artifacts: [],
         },
       ];
       node.unclaimedCall = null;
       break;
+    case "artifact": {
+      // Written while the step's tool ran: the open step, else the node's last one.
+      let at = node.steps.findLastIndex((st) => st.result === null);
+      if (at < 0) at = node.steps.length - 1;
+      if (at < 0) {
+        node.steps = [{ thought: "", toolName: "python", toolArgs: {}, seq: event.seq, call: null, result: null, children: [], artifacts: [] }];
+        at = 0;
+      }
+      const step = node.steps[at] as AgentStep;
+      node.steps = node.steps.map((st, i) => (i === at ? { ...step, artifacts: [...step.artifacts, event] } : st));
+      break;
+    }
     case "tool_result": {
       // After an ask_user pause the result lands on the resumed agent node, not the asking one.
       nodes[node.id] = node;
@@ -456,6 +472,7 @@ function withToolResult(
     call: null,
     result,
     children: [],
+    artifacts: [],
   };
   return { ...nodes, [nodeId]: { ...n, steps: [...n.steps, orphan] } };
 }
@@ -505,4 +522,11 @@ export function callKey(call: LmCallEvent): string {
 export function findCall(tree: TurnTree, key: string): LmCallEvent | undefined {
   for (const e of tree.events) if (e.type === "lm_call" && callKey(e) === key) return e;
   return undefined;
+}
+
+/** Every file the turn's code wrote, in the order written (latest write of a path last). */
+export function turnArtifacts(tree: TurnTree): ArtifactEvent[] {
+  return Object.values(tree.nodes)
+    .flatMap((n) => n.steps.flatMap((st) => st.artifacts))
+    .sort((a, b) => a.seq - b.seq);
 }

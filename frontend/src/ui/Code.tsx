@@ -8,6 +8,8 @@ import typescript from "highlight.js/lib/languages/typescript";
 import yaml from "highlight.js/lib/languages/yaml";
 import { useMemo } from "react";
 
+import { CopyButton } from "./CopyButton";
+
 // A handful of grammars keeps the bundle small; other languages show as plain text.
 for (const [name, grammar] of Object.entries({ python, json, bash, javascript, typescript, sql, yaml })) {
   hljs.registerLanguage(name, grammar);
@@ -27,8 +29,11 @@ export function highlight(code: string, language: string): string | null {
 export function Code({ code, language = "python", label }: { code: string; language?: string; label?: string }) {
   const html = useMemo(() => highlight(code, language), [code, language]);
   return (
-    <pre className="code" aria-label={label ?? `${language} code`}>
-      {html === null ? <code>{code}</code> : <code className="hljs" dangerouslySetInnerHTML={{ __html: html }} />}
-    </pre>
+    <div className="code-block">
+      <pre className="code" aria-label={label ?? `${language} code`}>
+        {html === null ? <code>{code}</code> : <code className="hljs" dangerouslySetInnerHTML={{ __html: html }} />}
+      </pre>
+      <CopyButton text={code} label={`Copy ${label ?? "code"}`} />
+    </div>
   );
 }

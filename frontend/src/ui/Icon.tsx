@@ -25,6 +25,7 @@ const PATHS = {
   thumbsDown: "M17 13V3h3a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1zM17 13l-4 8a2.5 2.5 0 0 1-3-2.5V15H5a2 2 0 0 1-2-2.3l1.3-8A2 2 0 0 1 6.3 3H17",
   copy: "M9 9h11v11H9zM5 15H4V4h11v1",
   gauge: "M12 14l4-4M3.3 19a10 10 0 1 1 17.4 0",
+  cpu: "M7 7h10v10H7zM9 3v4M15 3v4M9 17v4M15 17v4M3 9h4M3 15h4M17 9h4M17 15h4",
   lock: "M5 11h14v10H5zM8 11V7a4 4 0 0 1 8 0v4",
   signOut: "M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4M16 17l5-5-5-5M21 12H9",
 } as const;

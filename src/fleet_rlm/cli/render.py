@@ -170,6 +170,8 @@ def _step_text(number: int, step: Step) -> Text:
         text.append("\n   ")
     call = step.tool_name if step.orphan else f"{step.tool_name}({_arguments(step.tool_args)})"
     text.append(_clip(call), style="green")
+    for artifact in step.artifacts:
+        text.append(f"\n   wrote {artifact.path} ({artifact.size_bytes:,} bytes)", style="cyan")
     if step.result is not None:
         text.append("\n   → " + _clip(step.result), style="red" if step.error else "dim")
     return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mimetypes
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -266,6 +267,10 @@ class FleetAgent(dspy.ReAct):
             result = sandbox.execute(code, timeout=timeout)
         finally:
             unregister()
+        for written in result.files:
+            media_type = mimetypes.guess_type(written["path"])[0] or "application/octet-stream"
+            self._emit("artifact", path=written["path"], size_bytes=written["size"],
+                       media_type=media_type)
         self.run.cancel.raise_if_cancelled()
         out = result.stdout
         if not result.ok:

@@ -15,11 +15,20 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
-from .driver import MAX_NAMES, PIN_S, REPLIES, FrameTooLarge, Lines, current_cpu
+from .driver import (
+    ARTIFACTS,
+    MAX_ARTIFACTS,
+    MAX_NAMES,
+    PIN_S,
+    REPLIES,
+    FrameTooLarge,
+    Lines,
+    current_cpu,
+)
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,9 @@ class ExecResult:
     duration_s: float = 0.0
     timed_out: bool = False
     state_lost: bool = False
+    # Files under artifacts/ the cell wrote, as the sandbox reports them ({path, size}): names
+    # to show and fetch through the workspace's own path rules, never trusted beyond that.
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +86,20 @@ class ExecResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def reported_files(files: Any) -> list[dict[str, Any]]:
+    """The artifacts a result names, those that look like what the driver sends: relative paths
+    under artifacts/ without `..`, sizes as integers, at most MAX_ARTIFACTS."""
+    if not isinstance(files, list):
+        return []
+    kept = []
+    for item in files[:MAX_ARTIFACTS]:
+        path, size = (item.get("path"), item.get("size")) if isinstance(item, dict) else (0, 0)
+        if (isinstance(path, str) and isinstance(size, int) and size >= 0 and len(path) <= 500
+                and path.startswith(f"{ARTIFACTS}/") and ".." not in path.split("/")):
+            kept.append({"path": path, "size": size})
+    return kept
 
 
 class Sandbox(Protocol):
@@ -514,7 +540,8 @@ class DriverSession:
             error_type=error.get("type"), error_message=error.get("message"),
             traceback=error.get("traceback"), error_line=error.get("line"),
             final=reply.get("final"), truncated=reply.get("truncated", False),
-            duration_s=reply.get("duration_s", 0.0), timed_out=timed_out)
+            duration_s=reply.get("duration_s", 0.0), timed_out=timed_out,
+            files=reported_files(reply.get("files")))
         if timed_out:
             result.error_type = "TimeoutError"
             result.error_message = (f"execution exceeded {timeout:g} s and was interrupted; "

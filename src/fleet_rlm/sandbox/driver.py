@@ -30,7 +30,8 @@ Replies (driver -> host):
   {"type": "ready", "python": str, "pid": int}
   {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
-   "final": json | null, "truncated": bool, "duration_s": float, "names": [str]}
+   "final": json | null, "truncated": bool, "duration_s": float, "names": [str],
+   "files": [{"path": str, "size": int}]}   files under artifacts/ the cell wrote (ARTIFACTS)
   {"type": "var", "id": int, "value": json}  |  {"type": "error", "id": int, "error": {...}}
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
@@ -66,8 +67,8 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import traceback
+import types
 import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,11 @@ if TYPE_CHECKING:
 
 CELL = "<cell-{}>"
 MAX_NAMES = 200  # variable names a result lists
+# What a cell wrote under artifacts/ of the directory the driver started in (a session's
+# workspace, /work) is listed with its result: at most this many files, found among at most
+# SCAN entries, regular files only (no links), the newest ones in the order written.
+ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
+HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 CHUNK = 1 << 20
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
@@ -245,6 +251,28 @@ def load_value(text: str, tagged: bool):
 
 class NotPlain(TypeError):
     pass
+
+
+def written_artifacts(since: float) -> list[dict]:
+    """Regular files under HOME/artifacts modified at or after `since` (the cell's start)."""
+    found: list[tuple[float, str, int]] = []
+    pending, seen = [os.path.join(HOME, ARTIFACTS)], 0
+    while pending and seen < SCAN:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > SCAN:
+                    break
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        if info.st_mtime >= since - 0.001:
+                            found.append((info.st_mtime, os.path.relpath(entry.path, HOME),
+                                          info.st_size))
+    newest = sorted(found, reverse=True)[:MAX_ARTIFACTS]
+    return [{"path": path, "size": size} for _, path, size in reversed(newest)]
 
 
 def plain(value, strict: bool = True):
@@ -472,7 +500,7 @@ class Worker:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         stdout, stderr = CappedText(cap), CappedText(cap)
         error, final = None, None
-        started = time.perf_counter()
+        started, wall_started = time.perf_counter(), time.time()
         # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
         # written below Python, by C code or child processes, lands there, never in the protocol.
         # It is emptied before a cell only when something was written since the last one.
@@ -506,7 +534,8 @@ class Worker:
         return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
                 "final": final, "truncated": truncated,
                 "duration_s": round(time.perf_counter() - started, 6),
-                "names": self.own_names(set(message.get("tools", [])))}
+                "names": self.own_names(set(message.get("tools", []))),
+                "files": written_artifacts(wall_started)}
 
     def own_names(self, tools: set) -> list:
         """The variables the cells made (not the inputs, the tools or modules): what a stopped

@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..config import Settings
@@ -29,6 +31,7 @@ from .ws import router as ws_router
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
+DOCS_ASSETS = f"{API}/docs-assets"  # Swagger UI's and ReDoc's scripts, from fastapi-offline
 STATIC = Path(__file__).parent / "static"
 NOT_BUILT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fleet-rlm</title>
@@ -40,7 +43,8 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></he
 <pre>scripts/build-frontend.sh</pre>
 <p>(or <code>cd frontend &amp;&amp; npm ci &amp;&amp; npm run build</code>)</p>
 <p>The build lands in <code>{static}</code>.</p>
-<p>The API is available now: <a href="{api}/docs">{api}/docs</a>.</p>
+<p>The API is available now: <a href="{api}/docs">{api}/docs</a> (Swagger UI),
+<a href="{api}/redoc">{api}/redoc</a> (ReDoc).</p>
 </body></html>
 """
 
@@ -65,8 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with tenant_scope(ALL_TENANTS):
                 await svc.close()
 
-    app = FastAPI(title="fleet-rlm", version=__version__, lifespan=lifespan,
-                  openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
+    # The API docs (Swagger UI, ReDoc) load their scripts from the package, not a CDN, so they
+    # work offline.
+    app = FastAPIOffline(title="fleet-rlm", version=__version__, lifespan=lifespan,
+                         openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs",
+                         redoc_url=None, static_url=DOCS_ASSETS,
+                         responses=errors.ERROR_RESPONSES)
     errors.install(app)
     routers = (sessions_router, traces_router, documents_router, workspace_router,
                settings_router, limits_router, feedback_router, ws_router)
@@ -74,14 +82,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=API)
 
-    @app.get(f"{API}/ready", tags=["system"])
+    @app.get(f"{API}/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(openapi_url=f"{API}/openapi.json", title="fleet-rlm - ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
+        # ReDoc's footer logo comes from a CDN: images only from here, so nothing leaves.
+        page.headers["Content-Security-Policy"] = "img-src 'self' data:"
+        return page
+
+    @app.get(f"{API}/ready", tags=["system"], responses={200: {"content": {
+        "application/json": {"example": {"status": "ok"}}}}})
     async def ready() -> JSONResponse:
         """Readiness: the database answers a query."""
         try:
             await app.state.svc.ping()
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            return JSONResponse({"status": "unavailable", "error": f"{type(exc).__name__}: "
-                                 f"{exc}"}, status_code=503)
+            return JSONResponse(errors.error_body("unavailable", f"{type(exc).__name__}: {exc}",
+                                                  status="unavailable"), status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get(f"{API}/health", tags=["system"])

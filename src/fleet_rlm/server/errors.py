@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,6 +29,50 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               405: "method_not_allowed", 408: "timeout", 409: "conflict", 413: "too_large",
               415: "unsupported_media_type", 422: "invalid"}
 RETRY_AFTER_S = 5  # what a client is told to wait while the database is unavailable
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="the input's dotted name (`request` for the whole of it)")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every error answer of the API carries (401, 403, 404, 409, 413, 415, 422, 503, ...):
+    a code, a message, and fields that depend on the error."""
+
+    model_config = ConfigDict(extra="allow")  # a few errors add data of their own
+
+    error: str = Field(description="a code for programs: `not_found`, `invalid`, `busy`, ...")
+    message: str = Field(description="what went wrong, for people")
+    detail: list[FieldProblem] | None = Field(None, description="422: each invalid input")
+    kind: str | None = Field(None, description="404 of a store row: what was missing")
+    id: str | None = Field(None, description="404 of a store row: the id asked for")
+    field: str | None = Field(None, description="a limit over the server's: its name")
+    server_limit: float | int | None = Field(None, description="...and the server's value")
+    retry_after: int | None = Field(None, description="503: seconds to wait (Retry-After)")
+
+
+_DESCRIPTIONS = {400: "Bad request", 401: "No or a wrong token", 403: "Not allowed",
+                 404: "Not found", 408: "The body stalled", 409: "Conflict or busy",
+                 413: "Body too large", 415: "Unsupported file", 422: "Invalid input",
+                 502: "The sandbox's workspace did not answer", 503: "The database is away",
+                 504: "The workspace timed out", 507: "The workspace is full"}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring the error body for these statuses."""
+    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
+            for status in statuses}
+
+
+# Every operation: the statuses any route may answer (auth, ids, input, a body too large or
+# stalled, a row changed meanwhile, the database away), and the same body for any other error
+# status (`default`), so clients generated from the document parse every error. Routers add
+# their own (documents 415, workspace 400/502/504/507).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **responses(401, 403, 404, 408, 409, 413, 422, 503),
+    "default": {"model": ErrorBody, "description": "Any other error"},
+}
 
 
 def unavailable_message(exc: BaseException) -> str:

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
 
+from . import errors
 from .deps import Service, User
 from .guard import MB, body_limit
 from .schemas import DocumentDetail, DocumentOut, DocumentPatch
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=errors.responses(415))
 PREVIEW_CHARS = 2_000
 
 

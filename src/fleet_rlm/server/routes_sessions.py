@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Literal
 
 from fastapi import APIRouter, Query, Response
 
+from . import checks
 from .deps import MAX_INT, Service, User
-from .schemas import EventList, SessionCreate, SessionList, SessionOut, SessionPatch, TurnOut
+from .schemas import (
+    CheckResult,
+    EventList,
+    SessionCreate,
+    SessionList,
+    SessionModels,
+    SessionOut,
+    SessionPatch,
+    TurnOut,
+)
 
 router = APIRouter(tags=["sessions"])
 
@@ -43,8 +54,33 @@ async def get_session(svc: Service, user: User, session_id: str) -> SessionOut:
 @router.patch("/sessions/{session_id}", response_model=SessionOut)
 async def patch_session(svc: Service, user: User, session_id: str, body: SessionPatch
                         ) -> SessionOut:
+    """`root_model` and `sub_model` (either sets both; null is the server's) apply from the
+    session's next turn. The server's API key goes only where it was set for: models of another
+    provider (without an api_base) run without it."""
+    fields = body.model_fields_set
+    models = ((body.root_model, body.sub_model) if {"root_model", "sub_model"} & fields
+              else None)
     return SessionOut.of(await svc.update_session(user, session_id, title=body.title,
-                                                  archived=body.archived))
+                                                  archived=body.archived, models=models))
+
+
+@router.post("/sessions/{session_id}/test-model", response_model=CheckResult)
+async def test_session_model(svc: Service, user: User, session_id: str,
+                             body: SessionModels | None = None) -> CheckResult:
+    """One tiny call to each of the session's models (or those given, before saving them):
+    what "Test connection" shows."""
+    session = await svc.session(user, session_id)
+    given = body or SessionModels()
+    settings = svc.settings.with_models(given.root_model or session.root_model,
+                                        given.sub_model or session.sub_model)
+    root = await asyncio.to_thread(checks.check_model, settings)
+    if not root.ok or settings.effective_sub_model == settings.root_model:
+        return root
+    sub = await asyncio.to_thread(checks.check_model,
+                                  settings.model_copy(update={"root_model":
+                                                              settings.effective_sub_model}))
+    return sub if not sub.ok else root.model_copy(
+        update={"message": f"{root.message}; {sub.message}"})
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
@@ -54,7 +90,10 @@ async def delete_session(svc: Service, user: User, session_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/sessions/{session_id}/export")
+@router.get("/sessions/{session_id}/export", responses={200: {
+    "description": "The export, as a download",
+    "content": {"application/json": {"schema": {"type": "object"}},
+                "text/markdown": {"schema": {"type": "string"}}}}})
 async def export_session(svc: Service, user: User, session_id: str,
                          format: Literal["json", "markdown"] = "json") -> Response:
     """The session with its documents, turns, answers and every event: JSON, or a Markdown

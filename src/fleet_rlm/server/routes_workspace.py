@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..workspace import Workspace
+from . import errors
 from .deps import Service, User
 from .guard import MB, body_limit
 from .schemas import WorkspaceListing
 
-router = APIRouter(tags=["workspace"])
+router = APIRouter(tags=["workspace"], responses=errors.responses(400, 502, 504, 507))
 PathParam = Query("", description="Relative to the workspace; no '..', no leading '/'.")
 # Files the sandbox wrote are shown, never run as pages of this origin.
 UNSAFE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml",
@@ -32,7 +33,9 @@ async def list_workspace(svc: Service, user: User, session_id: str, path: str = 
     return WorkspaceListing(path=path, entries=entries)
 
 
-@router.get("/sessions/{session_id}/workspace/file")
+@router.get("/sessions/{session_id}/workspace/file", responses={200: {
+    "description": "The file's bytes, typed by its name (active types as text/plain)",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
 async def read_file(svc: Service, user: User, session_id: str, path: str = PathParam
                     ) -> StreamingResponse:
     workspace = await _workspace(svc, user, session_id)

@@ -30,12 +30,16 @@ class SessionOut(BaseModel):
     imported_from: str | None = Field(None, description="The log the session was imported "
                                       "from (`fleet import rlm-log`); None for its own.")
     read_only: bool = Field(False, description="Imported: it can be read, not continued.")
+    root_model: str | None = Field(description="The session's own root model; null: the "
+                                   "server's")
+    sub_model: str | None = Field(description="The session's own sub model; null: the server's")
 
     @classmethod
     def of(cls, s: SessionRow) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
                    created_at=s.created_at, updated_at=s.updated_at,
-                   imported_from=s.imported_from, read_only=s.imported_from is not None)
+                   imported_from=s.imported_from, read_only=s.imported_from is not None,
+                   root_model=s.root_model, sub_model=s.sub_model)
 
 
 class SessionList(BaseModel):
@@ -49,9 +53,21 @@ class SessionCreate(_In):
     title: str = Field("New session", min_length=1, max_length=500)
 
 
+ModelName = Field(None, max_length=200, pattern=r"^[\w.\-]+/[\w.\-:/@]+$",
+                  description="provider/model as LiteLLM names it")
+
+
 class SessionPatch(_In):
     title: str | None = Field(None, min_length=1, max_length=500)
     archived: bool | None = None
+    # Given together: the session's own models from its next turn on; null: the server's.
+    root_model: str | None = ModelName
+    sub_model: str | None = ModelName
+
+
+class SessionModels(_In):
+    root_model: str | None = ModelName
+    sub_model: str | None = ModelName
 
 
 class Attachment(BaseModel):

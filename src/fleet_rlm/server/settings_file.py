@@ -59,12 +59,7 @@ def apply(settings: Settings, values: dict[str, Any]) -> Settings:
 
 
 def key_destination(settings: Settings) -> tuple[str, ...]:
-    """Where the API key goes with each model call: the API base, else the models' providers
-    (their own endpoints). A key set for one destination never goes to another."""
-    if settings.api_base:
-        return (settings.api_base,)
-    return tuple(sorted({model.partition("/")[0]
-                         for model in (settings.root_model, settings.effective_sub_model)}))
+    return settings.key_destination
 
 
 def patch_values(patch: SettingsPatch) -> dict[str, Any]:

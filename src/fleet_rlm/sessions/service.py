@@ -285,9 +285,14 @@ class SessionService:
                                                include_archived=include_archived)
 
     async def update_session(self, principal: Principal, session_id: str, *,
-                             title: str | None = None, archived: bool | None = None
+                             title: str | None = None, archived: bool | None = None,
+                             models: tuple[str | None, str | None] | None = None
                              ) -> SessionRow:
+        """`models`: the session's own (root, sub) model, None for the server's; its next turns
+        run with them."""
         session = await self.session(principal, session_id)
+        if models is not None:
+            session = await self.store.sessions.set_models(session_id, *models)
         if title is not None:
             session = await self.store.sessions.rename(session_id, title)
         if archived is not None:
@@ -728,10 +733,12 @@ class SessionService:
                       start_seq: int) -> LiveTurn:
         from ..store.recorder import EventRecorder
 
-        tenant = (await self.store.sessions.get(session_id)).tenant_id
+        session = await self.store.sessions.get(session_id)
+        tenant = session.tenant_id
         # send() refused any raise; a resumed turn meets the limits as they are now
         settings = self.with_limits(limits, clamp=True,
-                                    tenant=await self.store.tenant_limits.get(tenant))
+                                    tenant=await self.store.tenant_limits.get(tenant)
+                                    ).with_models(session.root_model, session.sub_model)
         remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
         history = [Exchange(t.user_message, t.answer or "")
                    for t in await self.store.turns.list(session_id)

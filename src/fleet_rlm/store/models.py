@@ -159,6 +159,9 @@ class Session(Base):
     archived: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     imported_from: Mapped[str | None] = mapped_column(
         sa.String(500), doc="The log it was imported from; such a session is read-only.")
+    # The session's own models; null: the server's (settings).
+    root_model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    sub_model: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
 
 
 IN_FLIGHT = "status IN ('running', 'waiting')"

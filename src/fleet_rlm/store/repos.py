@@ -157,6 +157,13 @@ class SessionRepo(_Repo):
             session.archived = archived
         return session
 
+    async def set_models(self, session_id: str, root_model: str | None,
+                         sub_model: str | None) -> Session:
+        async with self._store.transaction() as db:
+            session = await _get(db, Session, session_id)
+            session.root_model, session.sub_model = root_model, sub_model
+        return session
+
     async def delete(self, session_id: str) -> None:
         """Delete the session with its turns, events, documents and memory; unreferenced blobs
         go too, and its turns' kept model calls."""

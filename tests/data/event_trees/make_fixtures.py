@@ -88,7 +88,8 @@ def stream(bodies: list[tuple[tuple, dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def agent_turn() -> list[dict[str, Any]]:
     """A chat turn: an ask_user pause resumed on a new agent node, a delegated RLM whose second
-    cell calls llm_query twice and starts a child RLM, then the streamed answer."""
+    cell calls llm_query twice and starts a child RLM, a python step that writes two artifacts,
+    then the streamed answer."""
     return stream([
         (AGENT, {"type": "turn_started", "question": "How many needles?"}),
         (AGENT, lm("agent", 1, 100)),
@@ -120,6 +121,15 @@ def agent_turn() -> list[dict[str, Any]]:
         (RLM, budget(8)),
         (RLM, finished("ok", {"answer": "500"}, 2, 8)),
         (AGENT2, {"type": "tool_result", "tool_name": "rlm_query", "output": "500",
+                  "error": False}),
+        (AGENT2, lm("agent", 3, 130)),
+        (AGENT2, {"type": "agent_step", "thought": "plot", "tool_name": "python",
+                  "tool_args": {"code": "plot()"}}),
+        (AGENT2, {"type": "artifact", "path": "artifacts/plot.png", "size_bytes": 68,
+                  "media_type": "image/png"}),
+        (AGENT2, {"type": "artifact", "path": "artifacts/counts.csv", "size_bytes": 20,
+                  "media_type": "text/csv"}),
+        (AGENT2, {"type": "tool_result", "tool_name": "python", "output": "(no output)",
                   "error": False}),
         (AGENT2, lm("agent", 3, 150)),
         (AGENT2, {"type": "agent_step", "thought": "done", "tool_name": "finish",
