@@ -22,7 +22,7 @@ from fleet_rlm.status import FinishStatus
 log = logging.getLogger(__name__)
 
 RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
-LmRole = Literal["root", "sub", "extract", "agent", "summary"]
+LmRole = Literal["root", "sub", "extract", "agent", "summary", "reflection"]
 Answer: TypeAlias = dict[str, JsonValue]
 
 
@@ -42,6 +42,9 @@ class EventBase(BaseModel):
 class TurnStartedEvent(EventBase):
     type: Literal["turn_started"] = "turn_started"
     question: str
+    programs: dict[str, str] = Field(
+        {}, description="The promoted program version each target runs (agent, rlm); a target "
+                        "left out runs its baseline.")
 
 
 class AgentStepEvent(EventBase):

@@ -10,6 +10,7 @@ from .chat import chat
 from .daytona import daytona_app
 from .doctor import doctor
 from .export import export_command
+from .optimize import optimize_app, programs_app
 from .run import run_command
 from .sandbox import sandbox_app
 from .server import serve_mcp, web
@@ -29,6 +30,8 @@ app.add_typer(daytona_app, name="daytona")
 app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(optimize_app, name="optimize")
+app.add_typer(programs_app, name="programs")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ one turn at a time per session.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import call_site
 from .agent import FleetAgent, SessionContext
+from .programs import Program
 from .rlm import Run
 
 SUMMARY_PROMPT = """Summarise this conversation between a user and an assistant for the
@@ -59,6 +60,7 @@ class Turn:
     summary: str | None = None  # of the turns before `history`, kept by the caller
     cancel: CancelToken = field(default_factory=CancelToken)
     budget: Budget | None = None
+    programs: Mapping[str, Program] = field(default_factory=dict)  # promoted, by target
 
     def run(self, resume: dict | None = None, reply: str | None = None) -> TurnResult:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
@@ -67,10 +69,11 @@ class Turn:
         node = NodeRef.root()
         emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
         if resume is None:
-            emit("turn_started", question=self.message)
+            emit("turn_started", question=self.message,
+                 programs={t: p.version_id for t, p in self.programs.items()})
         result = TurnResult(status="ok")
         try:
-            run = Run.create(self.settings, node, budget, self.stream)
+            run = Run.create(self.settings, node, budget, self.stream, programs=self.programs)
             run.retries.used = int((resume or {}).get("retries", 0))  # per turn, across a pause
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)

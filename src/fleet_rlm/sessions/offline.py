@@ -4,17 +4,20 @@ credentials; no crash recovery, no sandboxes, and no database is made where ther
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ..config import Settings
-from ..store import NotFound, Session, Store, database_url
+from ..store import LOCAL_TENANT_ID, NotFound, Session, Store, Tenant, database_url
 from ..store.db import ALL_TENANTS
 
 if TYPE_CHECKING:
     from ..export import ExportFormat
+    from .programs import Programs
 
 
 def database_label(settings: Settings) -> str:
@@ -51,3 +54,20 @@ async def row_security_bypass(settings: Settings) -> str | None:
     """On PostgreSQL, why row-level security would not bind the configured role, else None."""
     async with Store(settings.database_url, settings.data_dir) as store:
         return await store.row_security_bypass()
+
+
+@contextlib.asynccontextmanager
+async def programs(settings: Settings, tenant: str = LOCAL_TENANT_ID
+                   ) -> AsyncIterator[tuple[Programs, str]]:
+    """The optimisation door on the configured store, for `fleet optimize` and `fleet
+    programs`, with the id of `tenant` (a tenant's id or name); the schema made ready."""
+    from .programs import Programs
+
+    async with Store.from_settings(settings, tenant=ALL_TENANTS) as store:
+        await store.prepare()
+        async with store.reading() as db:
+            tenant_id = await db.scalar(sa.select(Tenant.id).where(
+                sa.or_(Tenant.id == tenant, Tenant.name == tenant)))
+        if tenant_id is None:
+            raise NotFound("tenant", tenant)
+        yield Programs(store, settings), tenant_id

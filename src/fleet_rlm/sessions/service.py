@@ -35,6 +35,7 @@ from ..attachments import note as attachment_note
 from ..budget import CancelToken, Usage, renamed_limits
 from ..config import Settings
 from ..engine.agent import DocumentInfo
+from ..engine.programs import Program
 from ..engine.turn import Exchange, Turn, TurnResult
 from ..events import Event, EventStream, parse_event
 from ..extraction import ExtractionLimits, Extractor
@@ -51,6 +52,7 @@ from ..workspace import Workspace, WorkspaceIO
 from . import exports
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
+from .programs import Programs
 from .records import TurnOutcome, close_failed, end_record
 from .sandboxes import SandboxPool
 from .tenancy import Principal
@@ -147,6 +149,7 @@ class SessionService:
         self._starting = asyncio.Lock()
         self.loop: asyncio.AbstractEventLoop
         self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
+        self.programs = Programs(self.store, settings)  # feedback, datasets, versions
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -353,6 +356,19 @@ class SessionService:
         await self.stored()
         return await UsageRepo(self.store).turns(self._home(principal))
 
+    async def add_feedback(self, principal: Principal, turn_id: str, thumbs_up: bool,
+                           comment: str | None = None, corrected_answer: str | None = None
+                           ) -> TurnRow:
+        """Record a person's thumbs up or down on a finished turn (ValueError while it runs or
+        waits); the feedback datasets are made of these. Returns the turn."""
+        turn = await self.turn(principal, turn_id, complete=True)
+        if turn.status in (TurnStatus.RUNNING, TurnStatus.WAITING):
+            raise ValueError(f"turn {turn_id} is {turn.status}: feedback is on finished turns")
+        session = await self.store.sessions.get(turn.session_id)
+        await self.programs.add_feedback(session.tenant_id, turn_id, principal.name, thumbs_up,
+                                         comment, corrected_answer)
+        return turn
+
     async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
         """The limits the principal's tenant's admin set (only those set)."""
         return await self.store.tenant_limits.get(self._home(principal))
@@ -486,8 +502,12 @@ class SessionService:
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
-            turn = await self.store.turns.start(session_id, message, attached)
-            return await self._launch(turn.id, session_id, message, limits, None, None, 0)
+            programs = await self.programs.promoted(session.tenant_id)
+            turn = await self.store.turns.start(
+                session_id, message, attached,
+                programs={t: p.version_id for t, p in programs.items()})
+            return await self._launch(turn.id, session_id, message, limits, None, None, 0,
+                                      programs)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
@@ -503,8 +523,11 @@ class SessionService:
             pending = turn.pending
             await self.store.turns.set_pending(turn_id, None)
             start_seq = await self.store.events.last_seq(turn_id)
+            session = await self.store.sessions.get(turn.session_id)
+            programs = await self.programs.ran(session.tenant_id, turn.programs)
             return await self._launch(turn_id, turn.session_id, turn.user_message,
-                                      pending.get("limits"), pending, text, start_seq)
+                                      pending.get("limits"), pending, text, start_seq,
+                                      programs)
 
     async def stored(self, session_id: str | None = None, turn_id: str | None = None, *,
                      complete: bool = False) -> None:
@@ -588,7 +611,7 @@ class SessionService:
 
     async def _launch(self, turn_id: str, session_id: str, message: str,
                       limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
-                      start_seq: int) -> LiveTurn:
+                      start_seq: int, programs: dict[str, Program]) -> LiveTurn:
         from ..store.recorder import EventRecorder
 
         tenant = (await self.store.sessions.get(session_id)).tenant_id
@@ -610,7 +633,8 @@ class SessionService:
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
-                    summary=self._summaries.get(session_id), cancel=live.cancel)
+                    summary=self._summaries.get(session_id), cancel=live.cancel,
+                    programs=programs)
         self.live[turn_id] = live
 
         def run() -> TurnResult:

@@ -32,6 +32,7 @@ from .blobs import BlobStore
 from .errors import SchemaNotReady
 from .limits import TenantLimitsRepo
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, Turn, User, utcnow
+from .programs import DatasetRepo, FeedbackRepo, ProgramRepo
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
 
@@ -133,6 +134,9 @@ class Store:
         self.documents = DocumentRepo(self)
         self.memory = MemoryRepo(self)
         self.tenant_limits = TenantLimitsRepo(self)
+        self.feedback = FeedbackRepo(self)
+        self.datasets = DatasetRepo(self)
+        self.programs = ProgramRepo(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:

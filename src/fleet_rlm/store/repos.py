@@ -142,7 +142,8 @@ class SessionRepo(_Repo):
 
 class TurnRepo(_Repo):
     async def start(self, session_id: str, user_message: str,
-                    attachments: Sequence[Mapping[str, str]] = ()) -> Turn:
+                    attachments: Sequence[Mapping[str, str]] = (),
+                    programs: Mapping[str, str | None] | None = None) -> Turn:
         """A new `running` turn with the session's next index (1, 2, ...); touches the session.
         `attachments` are the documents sent with the message ({id, name})."""
         async with self._store.transaction() as db:
@@ -154,6 +155,7 @@ class TurnRepo(_Repo):
             now = utcnow()
             turn = Turn(session_id=session_id, index=(last or 0) + 1, user_message=user_message,
                         attachments=[dict(a) for a in attachments] or None,
+                        programs=None if programs is None else dict(programs),
                         status=TurnStatus.RUNNING.value, created_at=now)
             db.add(turn)
             session.updated_at = now
