@@ -73,6 +73,13 @@ class _Tracker:
         self.best: tuple[float, dict[str, str]] | None = None
 
     def __call__(self, state: Any) -> bool:  # a GEPA stop condition
+        """Stop once a limit was reached, or no further call would fit (GEPA keeps going
+        after a reflection call fails, the budget's refusal included)."""
+        if not self.budget.cancel.cancelled:
+            try:
+                self.budget.ensure_open()
+            except BudgetExceeded as exc:
+                self.budget.cancel.cancel(str(exc), exc)
         return self.budget.cancel.cancelled
 
     def on_valset_evaluated(self, event: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ predictor names are the agent's and the engine's own, so a version loads into ev
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import dspy
 
 from ..budget import BudgetExceeded
 from ..config import Settings
-from ..engine.agent import FleetAgent, InMemorySession
+from ..engine.agent import TOOL_NAMES, FleetAgent, InMemorySession
 from ..engine.programs import Target, instructions_of, release_of
 from ..engine.rlm import NodeRLM, Run
 from ..events import NodeRef
@@ -32,6 +33,15 @@ def _stop_on_limit(run: Run, call: Callable[[], dspy.Prediction]) -> dspy.Predic
 class AgentStudent(FleetAgent):
     """The chat agent, each example in a session of its own with the context as a document."""
 
+    def deepcopy(self) -> AgentStudent:
+        """A candidate GEPA builds: its own predictors, its tools bound to itself, the run
+        (budget, stream) shared."""
+        new = copy.copy(self)
+        new.react, new.extract = self.react.deepcopy(), self.extract.deepcopy()
+        new.tools = {name: tool.model_copy(update={"func": getattr(new, name)})
+                     if name in TOOL_NAMES else tool for name, tool in self.tools.items()}
+        return new
+
     def forward(self, question: str, context: str = "", **_: Any  # type: ignore[override]
                 ) -> dspy.Prediction:
         self.run.stream.events.clear()  # one example's events at a time
@@ -47,6 +57,12 @@ class AgentStudent(FleetAgent):
 
 class EngineStudent(NodeRLM):
     """The recursive engine as the agent calls it: `context, question -> answer`."""
+
+    def deepcopy(self) -> EngineStudent:
+        new = copy.copy(self)
+        new.generate_action = self.generate_action.deepcopy()
+        new.extract = self.extract.deepcopy()
+        return new
 
     def forward(self, question: str, context: str = "", **_: Any  # type: ignore[override]
                 ) -> dspy.Prediction:
