@@ -169,3 +169,15 @@ async def test_bad_input_is_refused_before_any_model_call(scripted_lm, tmp_path,
     with pytest.raises(Incompatible, match="optimised on program release 0123456789abcdef"):
         await door.promote("local", f"agent:{old.number}", by="test")
     assert await door.promoted_versions("local") == {}
+
+
+def test_the_trace_of_a_turn_names_the_versions_it_ran():
+    from fleet_rlm.budget import Budget, Limits
+    from fleet_rlm.events import EventStream, NodeRef
+    from fleet_rlm.tracing import build_tree
+
+    stream = EventStream("t1")
+    stream.emit("turn_started", NodeRef.root(), question="q", programs={"agent": "v1"})
+    stream.emit("turn_finished", NodeRef.root(), status="ok", answer="a",
+                usage=Budget(Limits()).snapshot())
+    assert build_tree(stream.events).attributes["fleet.programs"] == {"agent": "v1"}

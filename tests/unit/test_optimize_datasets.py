@@ -8,11 +8,17 @@ import json
 import pytest
 
 from fleet_rlm.bench import sniah
-from fleet_rlm.bench.runner import Outcome, record
 from fleet_rlm.bench.results import RESULTS, save_context
+from fleet_rlm.bench.runner import Outcome, record
 from fleet_rlm.config import Settings
-from fleet_rlm.optimize.datasets import DatasetError, Example, enough, from_bench_results, \
-    from_feedback, from_jsonl
+from fleet_rlm.optimize.datasets import (
+    DatasetError,
+    Example,
+    enough,
+    from_bench_results,
+    from_feedback,
+    from_jsonl,
+)
 from fleet_rlm.optimize.metrics import METRICS, metric
 
 

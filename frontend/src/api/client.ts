@@ -150,8 +150,12 @@ export const api = {
   turnEvents: (turnId: string, afterSeq = 0) =>
     request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
   /** 409 when the server has no tracing, or the turn no trace. */
-  sendFeedback: (turnId: string, thumbsUp: boolean, comment: string | null) =>
-    request<FeedbackOut>("POST", `/turns/${id(turnId)}/feedback`, { thumbs_up: thumbsUp, comment }),
+  sendFeedback: (turnId: string, thumbsUp: boolean, comment: string | null, correctedAnswer: string | null = null) =>
+    request<FeedbackOut>("POST", `/turns/${id(turnId)}/feedback`, {
+      thumbs_up: thumbsUp,
+      comment,
+      corrected_answer: correctedAnswer,
+    }),
 
   uploadDocument: (sessionId: string, file: File) => {
     const form = new FormData();

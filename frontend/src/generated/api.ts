@@ -341,9 +341,9 @@ export type paths = {
         put?: never;
         /**
          * Give Feedback
-         * @description Logged as an assessment on the turn's trace. 409 when tracing is not configured
-         *     (FLEET_MLFLOW_TRACKING_URI) or the turn has no trace (not finished, or finished while
-         *     tracing was off); 502 when the MLflow store fails.
+         * @description Stored on the turn; also logged as an assessment on its trace when tracing is
+         *     configured (FLEET_MLFLOW_TRACKING_URI) and the turn has a trace. 409 while the turn runs
+         *     or waits; 502 when the MLflow store fails (the feedback is stored all the same).
          */
         post: operations["give_feedback_api_v1_turns__turn_id__feedback_post"];
         delete?: never;
@@ -481,15 +481,23 @@ export type components = {
         FeedbackIn: {
             /** Comment */
             comment?: string | null;
+            /**
+             * Corrected Answer
+             * @description With a thumbs-down: the answer the turn should have given.
+             */
+            corrected_answer?: string | null;
             /** Thumbs Up */
             thumbs_up: boolean;
         };
         /** FeedbackOut */
         FeedbackOut: {
             /** Assessment Id */
-            assessment_id: string;
-            /** Trace Id */
-            trace_id: string;
+            assessment_id: string | null;
+            /**
+             * Trace Id
+             * @description The turn's trace, when tracing is configured.
+             */
+            trace_id: string | null;
             /** Turn Id */
             turn_id: string;
         };

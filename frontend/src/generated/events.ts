@@ -33,6 +33,12 @@ export interface TurnStartedEvent {
   ts: number;
   type: "turn_started";
   question: string;
+  /**
+   * The promoted program version each target runs (agent, rlm); a target left out runs its baseline.
+   */
+  programs: {
+    [k: string]: string;
+  };
 }
 export interface AgentStepEvent {
   turn_id: string;
@@ -165,7 +171,7 @@ export interface LmCallEvent {
    */
   ts: number;
   type: "lm_call";
-  role: "root" | "sub" | "extract" | "agent" | "summary";
+  role: "root" | "sub" | "extract" | "agent" | "summary" | "reflection";
   model: string;
   prompt_tokens: number;
   completion_tokens: number;

@@ -30,7 +30,7 @@ function base(turnId: string, seq: number) {
   return { turn_id: turnId, node_id: "agent0", parent_id: null, depth: 0, seq, ts: 1_700_000_000 + seq };
 }
 
-const started = (turnId: string, question = "hello"): FleetEvent => ({ ...base(turnId, 1), type: "turn_started", question });
+const started = (turnId: string, question = "hello"): FleetEvent => ({ ...base(turnId, 1), type: "turn_started", question, programs: {} });
 const finished = (turnId: string, seq = 2): FleetEvent => ({
   ...base(turnId, seq),
   type: "turn_finished",

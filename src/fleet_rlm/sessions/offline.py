@@ -16,6 +16,7 @@ from ..store import LOCAL_TENANT_ID, NotFound, Session, Store, Tenant, database_
 from ..store.db import ALL_TENANTS
 
 if TYPE_CHECKING:
+    from ..engine.programs import Program
     from ..export import ExportFormat
     from .programs import Programs
 
@@ -71,3 +72,23 @@ async def programs(settings: Settings, tenant: str = LOCAL_TENANT_ID
         if tenant_id is None:
             raise NotFound("tenant", tenant)
         yield Programs(store, settings), tenant_id
+
+
+async def promoted_programs(settings: Settings, tenant: str = LOCAL_TENANT_ID
+                            ) -> dict[str, Program]:
+    """The versions the tenant promoted, by target, for runs outside a session (`fleet run`,
+    the Python API); none when there is no database yet."""
+    store = Store.from_settings(settings, tenant=ALL_TENANTS)
+    if store.dialect == "sqlite" and not Path(store.url.database or "").is_file():
+        return {}
+    async with programs(settings, tenant) as (door, tenant_id):
+        return await door.promoted(tenant_id)
+
+
+def promoted(target: str, settings: Settings | None = None, tenant: str = LOCAL_TENANT_ID
+             ) -> Program | None:
+    """The tenant's promoted version of `target` ("agent" or "rlm"), or None (the baseline):
+    `RecursiveRLM(..., program=promoted("rlm"))` runs what the tenant's turns run."""
+    import asyncio
+
+    return asyncio.run(promoted_programs(settings or Settings(), tenant)).get(target)

@@ -356,6 +356,11 @@ class SessionService:
         await self.stored()
         return await UsageRepo(self.store).turns(self._home(principal))
 
+    async def promoted(self, principal: Principal) -> dict[str, Program]:
+        """The program versions the principal's tenant promoted, by target: what its runs
+        outside a session (MCP's rlm_query) run, as its turns do."""
+        return await self.programs.promoted(self._home(principal))
+
     async def add_feedback(self, principal: Principal, turn_id: str, thumbs_up: bool,
                            comment: str | None = None, corrected_answer: str | None = None
                            ) -> TurnRow:
