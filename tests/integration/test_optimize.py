@@ -60,7 +60,10 @@ def extract_prompts(server) -> list[str]:
 
 async def test_feedback_to_a_promoted_version_that_the_next_turn_runs_and_back(
         scripted_lm, tmp_path, open_service):
-    server = scripted_lm(toy_rules())
+    # The reflection model has a bad moment first: a 503, then a reply cut at the limit.
+    server = scripted_lm([{"model": "reflect", "status": 503, "times": 1},
+                          {"model": "reflect", "reply": '{"new_instr', "finish_reason": "length",
+                           "times": 1}, *toy_rules()])
     svc = await open_service(settings_for(server, tmp_path))
     door = svc.programs
 
@@ -84,8 +87,9 @@ async def test_feedback_to_a_promoted_version_that_the_next_turn_runs_and_back(
     assert (outcome.score_before, outcome.score_after, outcome.stopped) == (0.0, 1.0, None)
     assert outcome.instructions["extract.predict"] == RULE
     assert f"+{RULE}" in outcome.detail["prompt_diff"]
-    models = server.stats()["models"]
-    assert models["reflect"] >= 1
+    stats = server.stats()
+    assert stats["rule_uses"][:2] == [1, 1]  # both bad replies met, and retried
+    assert stats["models"]["reflect"] >= 3 and stats["unexpected"] == 0
     assert outcome.detail["usage"]["calls"] == server.stats()["calls"]  # every call metered
     version = await door.save("local", outcome)
     assert (version.target, version.number) == ("agent", 1)
@@ -111,7 +115,7 @@ async def test_feedback_to_a_promoted_version_that_the_next_turn_runs_and_back(
     [prompt] = extract_prompts(server)
     assert RULE not in prompt
     assert (await svc.turn(LOCAL, turn_id)).programs == {}
-    server.verify()
+    assert server.stats()["unexpected"] == 0
 
 
 def examples_of_capitals() -> list[Example]:
@@ -181,3 +185,17 @@ def test_the_trace_of_a_turn_names_the_versions_it_ran():
     stream.emit("turn_finished", NodeRef.root(), status="ok", answer="a",
                 usage=Budget(Limits()).snapshot())
     assert build_tree(stream.events).attributes["fleet.programs"] == {"agent": "v1"}
+
+
+def test_a_stopped_run_resumes_from_its_log_dir(scripted_lm, tmp_path):
+    server = scripted_lm(toy_rules())
+    settings = settings_for(server, tmp_path)
+    log_dir = tmp_path / "gepa"
+    run = {"metric_name": "exact", "max_metric_calls": 24, "reflection_model": "openai/reflect",
+           "log_dir": log_dir}
+    stopped = optimise(settings, "agent", "capitals", examples_of_capitals(), max_calls=12,
+                       **run)
+    assert stopped.stopped is not None and (log_dir / "gepa_state.bin").is_file()
+    resumed = optimise(settings, "agent", "capitals", examples_of_capitals(), **run)
+    assert (resumed.stopped, resumed.score_after) == (None, 1.0)
+    assert resumed.instructions["extract.predict"] == RULE

@@ -71,10 +71,17 @@ class _Tracker:
         self.progress = Progress()
         self.seed: float | None = None
         self.best: tuple[float, dict[str, str]] | None = None
+        self.resumed = False
 
     def __call__(self, state: Any) -> bool:  # a GEPA stop condition
         """Stop once a limit was reached, or no further call would fit (GEPA keeps going
         after a reflection call fails, the budget's refusal included)."""
+        if not self.resumed:  # candidates validated by an earlier run in the same log dir
+            self.resumed = True
+            for index, candidate in enumerate(state.program_candidates):
+                score = float(state.get_program_average_val_subset(index)[0])
+                if self.best is None or score > self.best[0]:
+                    self.best = (score, dict(candidate))
         if not self.budget.cancel.cancelled:
             try:
                 self.budget.ensure_open()
