@@ -40,6 +40,80 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/optimise/datasets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Datasets */
+        get: operations["list_datasets_api_v1_optimise_datasets_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/programs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Programs */
+        get: operations["list_programs_api_v1_programs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/programs/{version_id}/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Promote
+         * @description New turns of the tenant run this version. 409 for a version of another release.
+         */
+        post: operations["promote_api_v1_programs__version_id__promote_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/programs/targets/{target}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rollback
+         * @description Put back what the promotion in force replaced. 404 when nothing was promoted.
+         */
+        post: operations["rollback_api_v1_programs_targets__target__rollback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/ready": {
         parameters: {
             query?: never;
@@ -409,6 +483,25 @@ export type components = {
              */
             problem?: string | null;
         };
+        /** DatasetOut */
+        DatasetOut: {
+            /** Benchmark */
+            benchmark: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Examples */
+            examples: number;
+            /** Name */
+            name: string;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "feedback" | "jsonl" | "bench";
+        };
         /** DocumentDetail */
         DocumentDetail: {
             /** Chars */
@@ -546,6 +639,85 @@ export type components = {
             /** Max Wall S */
             max_wall_s?: number | null;
         };
+        /** ProgramsOut */
+        ProgramsOut: {
+            /**
+             * Promoted
+             * @description The version new turns run, by target (null: the baseline).
+             */
+            promoted: {
+                [key: string]: string | null;
+            };
+            /** Versions */
+            versions: components["schemas"]["ProgramVersionOut"][];
+        };
+        /** ProgramVersionOut */
+        ProgramVersionOut: {
+            /** Baseline */
+            baseline: {
+                [key: string]: string;
+            };
+            /**
+             * Compatible
+             * @description Made for the program this release runs.
+             */
+            compatible: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Curve
+             * @description Each validated candidate's score.
+             */
+            curve: {
+                [key: string]: unknown;
+            }[];
+            /** Dataset */
+            dataset: string;
+            /** Id */
+            id: string;
+            /** Instructions */
+            instructions: {
+                [key: string]: string;
+            };
+            /** Metric */
+            metric: string;
+            /** Number */
+            number: number;
+            /** Promoted */
+            promoted: boolean;
+            /** Prompt Diff */
+            prompt_diff: string;
+            /**
+             * Score After
+             * @description The version's score on the validation split.
+             */
+            score_after: number;
+            /**
+             * Score Before
+             * @description The baseline's score on the validation split.
+             */
+            score_before: number;
+            /**
+             * Stopped
+             * @description Why the run stopped early (a limit), if it did.
+             */
+            stopped: string | null;
+            /**
+             * Target
+             * @enum {string}
+             */
+            target: "agent" | "rlm";
+            /**
+             * Usage
+             * @description What the run spent.
+             */
+            usage: {
+                [key: string]: unknown;
+            } | null;
+        };
         /** SessionCreate */
         SessionCreate: {
             /**
@@ -677,6 +849,14 @@ export type components = {
             id: string;
             /** Index */
             index: number;
+            /**
+             * Programs
+             * @description The program version each target ran (agent, rlm); none: the baseline.
+             * @default {}
+             */
+            programs: {
+                [key: string]: string | null;
+            };
             /**
              * Question
              * @description What the turn asks the user (waiting).
@@ -905,6 +1085,108 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+        };
+    };
+    list_datasets_api_v1_optimise_datasets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetOut"][];
+                };
+            };
+        };
+    };
+    list_programs_api_v1_programs_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProgramsOut"];
+                };
+            };
+        };
+    };
+    promote_api_v1_programs__version_id__promote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProgramsOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    rollback_api_v1_programs_targets__target__rollback_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                target: "agent" | "rlm";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProgramsOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

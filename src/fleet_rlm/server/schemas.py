@@ -69,6 +69,8 @@ class TurnOut(BaseModel):
     usage: dict[str, Any] | None
     question: str | None = Field(None, description="What the turn asks the user (waiting).")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
+    programs: dict[str, str | None] = Field(
+        {}, description="The program version each target ran (agent, rlm); none: the baseline.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -81,7 +83,8 @@ class TurnOut(BaseModel):
                    error=t.error,
                    usage=t.usage,
                    question=(t.pending or {}).get("question"), trace_id=t.trace_id,
-                   created_at=t.created_at, finished_at=t.finished_at)
+                   programs=t.programs or {}, created_at=t.created_at,
+                   finished_at=t.finished_at)
 
 
 class EventList(BaseModel):

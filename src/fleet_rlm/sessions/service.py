@@ -361,6 +361,24 @@ class SessionService:
         outside a session (MCP's rlm_query) run, as its turns do."""
         return await self.programs.promoted(self._home(principal))
 
+    async def datasets(self, principal: Principal) -> list[Any]:
+        """The principal's tenant's datasets."""
+        return await self.programs.datasets(self._home(principal))
+
+    async def program_versions(self, principal: Principal) -> tuple[list[Any], dict[str, Any]]:
+        """The tenant's program versions, and the promoted one of each target."""
+        tenant = self._home(principal)
+        return (await self.programs.versions(tenant),
+                await self.programs.promoted_versions(tenant))
+
+    async def promote(self, principal: Principal, version: str) -> None:
+        """Promote a version for the principal's tenant (the caller checks it is an admin);
+        NotFound for another tenant's, Incompatible for another release's."""
+        await self.programs.promote(self._home(principal), version, by=principal.name)
+
+    async def rollback(self, principal: Principal, target: str) -> None:
+        await self.programs.rollback(self._home(principal), target, by=principal.name)
+
     async def add_feedback(self, principal: Principal, turn_id: str, thumbs_up: bool,
                            comment: str | None = None, corrected_answer: str | None = None
                            ) -> TurnRow:
