@@ -21,6 +21,7 @@ function turn(id: string, index: number, status: Turn["status"] = "ok"): Turn {
     usage: null,
     question: null,
     trace_id: null,
+    programs: {},
     created_at: "2026-01-01T00:00:00Z",
     finished_at: null,
   };
