@@ -3,6 +3,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, api, errorText, getToken, onUnauthorized, setToken, type Session, type SettingsOut } from "./api/client";
 import { DocumentsPage } from "./pages/DocumentsPage";
 import { SettingsPage } from "./pages/SettingsPage";
+import { OptimisePage } from "./pages/OptimisePage";
 import { UsagePage } from "./pages/UsagePage";
 import { parseRoute, sessionHref, type Route } from "./route";
 import { Sidebar } from "./Sidebar";
@@ -210,6 +211,8 @@ export function App() {
             }} />
           ) : route.page === "settings" ? (
             <SettingsPage onSaved={setSettings} />
+          ) : route.page === "optimise" ? (
+            <OptimisePage />
           ) : (
             <UsagePage />
           )}

@@ -27,6 +27,7 @@ const PAGES: { page: Route["page"]; label: string; href: string }[] = [
   { page: "workbench", label: "Workbench", href: "#/" },
   { page: "documents", label: "Documents", href: "#/documents" },
   { page: "usage", label: "Usage", href: "#/usage" },
+  { page: "optimise", label: "Optimise", href: "#/optimise" },
   { page: "settings", label: "Settings", href: "#/settings" },
 ];
 

@@ -5,7 +5,8 @@ export type Route =
   | { page: "workbench"; sessionId: string | null }
   | { page: "documents" }
   | { page: "settings" }
-  | { page: "usage" };
+  | { page: "usage" }
+  | { page: "optimise" };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, "");
@@ -14,6 +15,7 @@ export function parseRoute(hash: string): Route {
   if (path.startsWith("/documents")) return { page: "documents" };
   if (path.startsWith("/settings")) return { page: "settings" };
   if (path.startsWith("/usage")) return { page: "usage" };
+  if (path.startsWith("/optimise")) return { page: "optimise" };
   return { page: "workbench", sessionId: null };
 }
 

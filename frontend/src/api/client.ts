@@ -25,6 +25,9 @@ export type SettingsOut = Schemas["SettingsOut"];
 export type SettingsPatch = Schemas["SettingsPatch"];
 export type CheckResult = Schemas["CheckResult"];
 export type UsageRow = Schemas["UsageRow"];
+export type DatasetInfo = Schemas["DatasetOut"];
+export type ProgramVersion = Schemas["ProgramVersionOut"];
+export type Programs = Schemas["ProgramsOut"];
 export type UsageReport = Schemas["UsageReport"];
 export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
@@ -194,6 +197,11 @@ export const api = {
     request<CheckResult>("POST", "/settings/test-sandbox", patch),
 
   usage: (group: "session" | "day") => request<UsageReport>("GET", `/usage${q({ group })}`),
+
+  datasets: () => request<DatasetInfo[]>("GET", "/optimise/datasets"),
+  programs: () => request<Programs>("GET", "/programs"),
+  promote: (versionId: string) => request<Programs>("POST", `/programs/${id(versionId)}/promote`),
+  rollback: (target: "agent" | "rlm") => request<Programs>("POST", `/programs/targets/${target}/rollback`),
   health: () => request<Health>("GET", "/health"),
 };
 
