@@ -199,3 +199,23 @@ def test_a_stopped_run_resumes_from_its_log_dir(scripted_lm, tmp_path):
     resumed = optimise(settings, "agent", "capitals", examples_of_capitals(), **run)
     assert (resumed.stopped, resumed.score_after) == (None, 1.0)
     assert resumed.instructions["extract.predict"] == RULE
+
+
+async def test_jsonl_examples_read_the_tenants_documents_by_id(scripted_lm, tmp_path,
+                                                               open_service):
+    import json
+
+    svc = await open_service(settings_for(scripted_lm([]), tmp_path))
+    session = await svc.create_session("docs")
+    document = await svc.add_document(session.id, "facts.txt", b"Lima is in Peru.")
+    rows = [{"question": f"q{i}", "document_ids": [document.id], "answer": "Lima"}
+            for i in range(4)]
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in rows))
+    dataset = await svc.programs.create_dataset("local", "docs", jsonl=good)
+    assert {e["context"] for e in dataset.examples} == {"Lima is in Peru."}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps({**r, "document_ids": ["nope"]}) for r in rows))
+    with pytest.raises(DatasetError, match="no document nope in this tenant's sessions"):
+        await svc.programs.create_dataset("local", "bad", jsonl=bad)

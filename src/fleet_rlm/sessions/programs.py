@@ -91,7 +91,7 @@ class Programs:
         if feedback:
             source, examples = "feedback", await self.feedback_examples(tenant_id)
         elif jsonl is not None:
-            documents = await self._documents(tenant_id)
+            documents = await self._documents(tenant_id, jsonl)
             source = "jsonl"
             examples = await asyncio.to_thread(from_jsonl, jsonl, documents)
         else:
@@ -102,20 +102,28 @@ class Programs:
         return await self.store.datasets.create(
             tenant_id, name, source, [e.model_dump() for e in examples], benchmark)
 
-    async def _documents(self, tenant_id: str) -> Any:
-        """A reader of the tenant's documents' text by id, for JSONL examples naming them."""
+    async def _documents(self, tenant_id: str, jsonl: Path) -> Any:
+        """A reader of the text of the documents the file's examples name by id, read once
+        each; an id that is not a document of the tenant's sessions is refused."""
+        import json
+
         import sqlalchemy as sa
 
         from ..store.models import Session
 
+        named: set[str] = set()
+        for line in (await asyncio.to_thread(jsonl.read_text, encoding="utf-8")).splitlines():
+            try:
+                ids = json.loads(line).get("document_ids") if line.strip() else None
+            except (json.JSONDecodeError, AttributeError):
+                continue  # from_jsonl names the bad line
+            if isinstance(ids, list):
+                named.update(str(i) for i in ids)
         async with self.store.reading() as db:
-            rows = (await db.execute(sa.select(Document.id).join(
+            owned = set(await db.scalars(sa.select(Document.id).join(
                 Session, Session.id == Document.session_id).where(
-                Session.tenant_id == tenant_id))).all()
-        owned = {r[0] for r in rows}
-        texts: dict[str, str] = {}
-        for document_id in owned:
-            texts[document_id] = await self.store.documents.read(document_id)
+                Session.tenant_id == tenant_id, Document.id.in_(named))))
+        texts = {i: await self.store.documents.read(i) for i in owned}
 
         def read(ids: list[str]) -> str:
             missing = [i for i in ids if i not in texts]
