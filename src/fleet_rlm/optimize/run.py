@@ -57,10 +57,6 @@ class Outcome:
     stopped: str | None
     detail: dict[str, Any]
 
-    @property
-    def improved(self) -> bool:
-        return self.score_after > self.score_before
-
 
 class _Tracker:
     """GEPA's callbacks: the best fully validated candidate while the budget held, the score
@@ -103,7 +99,7 @@ class _Tracker:
             self.on_progress(self.progress)
 
     def on_budget_updated(self, event: Mapping[str, Any]) -> None:
-        self.progress.metric_calls = int(event.get("metric_calls_used", 0))
+        self.progress.metric_calls = int(event["metric_calls_used"])
         if self.on_progress is not None:
             self.on_progress(self.progress)
 

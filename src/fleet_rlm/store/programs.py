@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -106,12 +105,6 @@ class ProgramRepo(_Repo):
                 sa.select(Promotion).where(Promotion.tenant_id == tenant_id,
                                            Promotion.target == target)
                 .order_by(Promotion.id.desc()).limit(1))
-
-    async def history(self, tenant_id: str, target: str) -> builtins.list[Promotion]:
-        async with self._store.reading() as db:
-            return list(await db.scalars(
-                sa.select(Promotion).where(Promotion.tenant_id == tenant_id,
-                                           Promotion.target == target).order_by(Promotion.id)))
 
     async def promote(self, tenant_id: str, target: str, version_id: str | None, by: str
                       ) -> Promotion:
