@@ -16,6 +16,7 @@ const ComparePage = lazy(() => import("./pages/ComparePage"));
 const DocumentsPage = lazy(() => import("./pages/DocumentsPage").then((m) => ({ default: m.DocumentsPage })));
 const SettingsPage = lazy(() => import("./pages/SettingsPage").then((m) => ({ default: m.SettingsPage })));
 const UsagePage = lazy(() => import("./pages/UsagePage").then((m) => ({ default: m.UsagePage })));
+const OptimisePage = lazy(() => import("./pages/OptimisePage").then((m) => ({ default: m.OptimisePage })));
 
 const LAST_SESSION = "fleet.lastSession";
 const DEFAULT_TITLE = "New session";
@@ -234,6 +235,10 @@ export function App() {
           ) : route.page === "compare" ? (
             <Suspense fallback={<p className="muted page">Loading…</p>}>
               <ComparePage a={route.a} b={route.b} />
+            </Suspense>
+          ) : route.page === "optimise" ? (
+            <Suspense fallback={<p className="muted page">Loading…</p>}>
+              <OptimisePage />
             </Suspense>
           ) : (
             <UsagePage scope={route.scope} sessions={sessions} />

@@ -29,6 +29,7 @@ const PAGES: { page: Route["page"]; label: string; href: string }[] = [
   { page: "turns", label: "Turns", href: "#/turns" },
   { page: "documents", label: "Documents", href: "#/documents" },
   { page: "usage", label: "Usage", href: "#/usage" },
+  { page: "optimise", label: "Optimise", href: "#/optimise" },
   { page: "settings", label: "Settings", href: "#/settings" },
 ];
 

@@ -30,7 +30,8 @@ export type Route =
   | { page: "settings" }
   | { page: "usage"; scope: UsageScope }
   | { page: "turns"; filters: TurnFilters }
-  | { page: "compare"; a: string; b: string };
+  | { page: "compare"; a: string; b: string }
+  | { page: "optimise" };
 
 const NO_STEP: Step = { turnId: null, nodeId: null, callId: null };
 const dec = (s: string | undefined): string | null => (s === undefined ? null : decodeURIComponent(s));
@@ -51,6 +52,7 @@ export function parseRoute(hash: string): Route {
   if (path.startsWith("/documents")) return { page: "documents" };
   if (path.startsWith("/settings")) return { page: "settings" };
   if (path.startsWith("/usage")) return { page: "usage", scope: usageScope(params) };
+  if (path.startsWith("/optimise")) return { page: "optimise" };
   if (path.startsWith("/turns")) {
     const filters: TurnFilters = {};
     for (const name of TURN_FILTERS) {

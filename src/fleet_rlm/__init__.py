@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Budget", "BudgetExceeded", "FleetAgent", "Limits", "RecursiveRLM", "Settings"]
+__all__ = ["Budget", "BudgetExceeded", "FleetAgent", "Limits", "RecursiveRLM", "Settings",
+           "promoted"]
 
 if TYPE_CHECKING:
     from .budget import Budget, BudgetExceeded, Limits
     from .config import Settings
     from .engine.agent import FleetAgent
     from .engine.rlm import RecursiveRLM
+    from .sessions.offline import promoted
 
 _LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Limits": ".budget",
          "Settings": ".config",
-         "RecursiveRLM": ".engine.rlm", "FleetAgent": ".engine.agent"}
+         "RecursiveRLM": ".engine.rlm", "FleetAgent": ".engine.agent",
+         "promoted": ".sessions.offline"}
 
 
 def __getattr__(name: str) -> Any:

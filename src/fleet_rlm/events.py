@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 QUERY_CHARS = 4000  # of a node's query text kept on its rlm_started event
 RlmStatus = Literal["ok", "extract", "budget", "cancelled", "error"]
-LmRole = Literal["root", "sub", "extract", "agent", "summary"]
+LmRole = Literal["root", "sub", "extract", "agent", "summary", "reflection"]
 Answer: TypeAlias = dict[str, JsonValue]
 
 
@@ -43,6 +43,9 @@ class EventBase(BaseModel):
 class TurnStartedEvent(EventBase):
     type: Literal["turn_started"] = "turn_started"
     question: str
+    programs: dict[str, str] = Field(
+        {}, description="The promoted program version each target runs (agent, rlm); a target "
+                        "left out runs its baseline.")
 
 
 class AgentStepEvent(EventBase):

@@ -533,11 +533,8 @@ class BudgetedLM(dspy.LM):
         return clone
 
 
-def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = None,
-              node: NodeRef | None = None, capture: CallCapture | None = None
-              ) -> tuple[BudgetedLM, BudgetedLM]:
-    """The root and sub LMs of a run, both drawing on `budget` (and keeping their calls in
-    `capture`, when given)."""
+def _common(settings: Settings, budget: Budget, stream: EventStream | None,
+            node: NodeRef | None, capture: CallCapture | None = None) -> dict[str, Any]:
     common: dict[str, Any] = {"budget": budget, "stream": stream, "node": node,
               "capture": capture,
               "call_max_tokens": settings.call_max_tokens, "timeout": settings.lm_timeout_s,
@@ -549,9 +546,27 @@ def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = N
         common["api_key"] = settings.api_key
     elif settings.api_base:
         common["api_key"] = "none"  # local OpenAI-compatible servers often want any key
+    return common
+
+
+def build_lms(settings: Settings, budget: Budget, stream: EventStream | None = None,
+              node: NodeRef | None = None, capture: CallCapture | None = None
+              ) -> tuple[BudgetedLM, BudgetedLM]:
+    """The root and sub LMs of a run, both drawing on `budget` (and keeping their calls in
+    `capture`, when given)."""
+    common = _common(settings, budget, stream, node, capture)
     root = BudgetedLM(settings.root_model, role="root", model_setting="FLEET_ROOT_MODEL",
                       **common)
     sub = BudgetedLM(settings.effective_sub_model, role="sub",
                      model_setting="FLEET_SUB_MODEL" if settings.sub_model else
                      "FLEET_ROOT_MODEL", **common)
     return root, sub
+
+
+def build_reflection_lm(settings: Settings, budget: Budget, model: str | None,
+                        stream: EventStream | None = None) -> BudgetedLM:
+    """The model an optimisation run reflects with (default: the root model), drawing on the
+    run's one budget like the program it improves."""
+    return BudgetedLM(model or settings.root_model, role="reflection",
+                      model_setting="--reflection-model" if model else "FLEET_ROOT_MODEL",
+                      **_common(settings, budget, stream, None))

@@ -166,8 +166,9 @@ def build_server(settings: Settings, service: Any, roots: list[Path]) -> Any:
                 caller(ctx).tenant_id, name, data, limits, settings.extract_concurrency)
             sources.append((document.name, document.text))
         text: Any = sources[0][1] if len(sources) == 1 else dict(sources)
+        program = (await service.promoted(caller(ctx))).get("rlm")
         engine = RecursiveRLM("context, question -> answer", settings=ceiling,
-                              max_calls=max_calls, max_usd=max_usd)
+                              max_calls=max_calls, max_usd=max_usd, program=program)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         stream = EventStream(uuid.uuid4().hex[:12],

@@ -82,6 +82,8 @@ def build_tree(events: Iterable[Event], name: str = "turn") -> Span:
     root = Span("turn", name, tree.start_ts)
     if tree.question:
         root.inputs = {"question": tree.question}
+    if tree.programs:  # the promoted versions the turn ran (the baseline otherwise)
+        root.attributes["fleet.programs"] = dict(tree.programs)
     if tree.outcome is not None:
         o = tree.outcome
         root.end, root.outputs, root.error = o.ts, o.answer, o.status == "error"

@@ -190,6 +190,7 @@ class EventTree:
         self.roots: list[str] = []
         self.status: TreeStatus = "idle"
         self.question = ""
+        self.programs: dict[str, str] = {}  # the program version each target ran
         self.answer = ""
         self.ask_user: AskUserEvent | None = None
         self.usage: Usage | None = None
@@ -314,6 +315,7 @@ class EventTree:
 
     def _on_turn_started(self, node: Node, e: Any) -> None:
         self.question = e.question
+        self.programs = dict(e.programs)
 
     def _on_agent_step(self, node: Node, e: Any) -> None:
         step = Step(e.thought, e.tool_name, dict(e.tool_args), e.seq, e.ts,

@@ -117,11 +117,17 @@ def running_fleet_web(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def fleet_web(frontend_build: Path, scripted: ScriptedLMServer,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fleet_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir of `fleet web`, where the command line (`fleet optimize`) works too."""
+    return tmp_path_factory.mktemp("fleet-data")
+
+
+@pytest.fixture(scope="session")
+def fleet_web(frontend_build: Path, scripted: ScriptedLMServer, fleet_data: Path
+              ) -> Iterator[str]:
     """`fleet web` on a free port, its models pointed at the scripted server; its token (the
     default FLEET_AUTH=local) is LOCAL_TOKEN."""
-    data_dir = tmp_path_factory.mktemp("fleet-data")
+    data_dir = fleet_data
     with running_fleet_web(data_dir, fleet_env(data_dir, scripted,
                                                FLEET_TOKEN=LOCAL_TOKEN)) as base:
         yield base

@@ -510,9 +510,8 @@ def test_feedback_on_a_finished_turn(page: Page, scripted: ScriptedLMServer) -> 
     feedback.get_by_role("button", name="Good answer").click()
     feedback.get_by_role("textbox", name="Comment (optional)").fill("Counted right.")
     feedback.get_by_role("button", name="Send feedback").click()
-    expect(feedback.get_by_test_id("feedback-problem")).to_contain_text(
-        "Feedback needs MLflow tracing: set FLEET_MLFLOW_TRACKING_URI")
-    shot(page, "17-feedback-needs-tracing")
+    expect(feedback).to_contain_text("Thanks: your thumbs up is recorded on the turn")
+    shot(page, "17-feedback-recorded")
 
     # A traced turn (as the server reports one with tracing on): its trace id can be copied,
     # and the feedback posted is the thumb and the comment.
@@ -542,10 +541,12 @@ def test_feedback_on_a_finished_turn(page: Page, scripted: ScriptedLMServer) -> 
         "aria-pressed", "true")
     comment = feedback.get_by_role("textbox", name="Comment (optional)")
     comment.fill("Missed the second half.")
+    feedback.get_by_role("textbox", name="Corrected answer (optional)").fill("42")
     shot(page, "18-feedback-comment")
     comment.press("Enter")
     expect(feedback).to_contain_text("Thanks: your thumbs down is recorded")
-    assert posted == [{"thumbs_up": False, "comment": "Missed the second half."}]
+    assert posted == [{"thumbs_up": False, "comment": "Missed the second half.",
+                       "corrected_answer": "42"}]
     expect(feedback.get_by_role("button", name="Good answer")).to_be_disabled()
 
 

@@ -1,5 +1,6 @@
-"""POST /api/v1/turns/{id}/feedback: a thumbs up or down becomes an assessment on the turn's MLflow
-trace (a local SQLite store); 409 without tracing or without a trace, 404 for another tenant."""
+"""POST /api/v1/turns/{id}/feedback: a thumbs up or down is stored on the turn and becomes an
+assessment on the turn's MLflow trace (a local SQLite store); stored without tracing too; 409 for
+a turn still running, 404 for another tenant."""
 
 from __future__ import annotations
 
@@ -73,13 +74,13 @@ def test_feedback_lands_on_the_turns_trace_and_is_scoped_by_tenant(scripted_lm, 
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "thumbs_up"
         assert client.post(feedback, json={"thumbs_up": True}).status_code == 401
 
-        # A turn still running has no trace yet.
+        # A turn still running takes no feedback yet.
         svc = client.app.state.svc
         running = client.portal.call(svc.store.turns.start, session_id, "unfinished")
         refused = client.post(f"{API}/turns/{running.id}/feedback", json={"thumbs_up": True},
                               headers=alice)
-        assert refused.status_code == 409 and refused.json()["error"] == "no_trace"
-        assert "no trace" in refused.json()["message"]
+        assert refused.status_code == 409 and refused.json()["error"] == "not_finished"
+        assert "running" in refused.json()["message"]
         client.portal.call(lambda: svc.store.turns.finish(running.id, "cancelled"))
 
     trace = mlflow.MlflowClient(uri).get_trace(trace_id, flush=True)
@@ -93,7 +94,7 @@ def test_feedback_lands_on_the_turns_trace_and_is_scoped_by_tenant(scripted_lm, 
     assert first.source.source_type == "HUMAN" and first.source.source_id == "alice"
 
 
-def test_feedback_without_tracing_is_a_clear_409(scripted_lm, tmp_path):
+def test_feedback_without_tracing_is_stored_with_its_corrected_answer(scripted_lm, tmp_path):
     server = scripted_lm(quick("hello", "hi"))
     with app_client(settings_for(server, tmp_path, mlflow_tracking_uri=None)) as client:
         session_id = client.post(f"{API}/sessions", json={"title": "fb"}).json()["id"]
@@ -102,7 +103,12 @@ def test_feedback_without_tracing_is_a_clear_409(scripted_lm, tmp_path):
             ws.send_json({"type": "message", "text": "hello"})
             turn_id = until_finished(ws.receive_json)[-1]["turn_id"]
         response = client.post(f"{API}/turns/{turn_id}/feedback",
-                               json={"thumbs_up": True, "comment": "nice"})
-    assert response.status_code == 409
-    assert response.json()["error"] == "tracing_off"
-    assert "FLEET_MLFLOW_TRACKING_URI" in response.json()["message"]
+                               json={"thumbs_up": False, "comment": "wrong greeting",
+                                     "corrected_answer": "hello"})
+        svc = client.app.state.svc
+        stored = client.portal.call(svc.store.feedback.with_turns, "local")
+    assert response.status_code == 201, response.text
+    assert response.json() == {"turn_id": turn_id, "trace_id": None, "assessment_id": None}
+    [(feedback, turn)] = stored
+    assert (feedback.thumbs_up, feedback.comment, feedback.corrected_answer, turn.id) == (
+        False, "wrong greeting", "hello", turn_id)

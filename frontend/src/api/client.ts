@@ -26,6 +26,9 @@ export type SettingsOut = Schemas["SettingsOut"];
 export type SettingsPatch = Schemas["SettingsPatch"];
 export type CheckResult = Schemas["CheckResult"];
 export type UsageRow = Schemas["UsageRow"];
+export type DatasetInfo = Schemas["DatasetOut"];
+export type ProgramVersion = Schemas["ProgramVersionOut"];
+export type Programs = Schemas["ProgramsOut"];
 export type UsageReport = Schemas["UsageReport"];
 
 /** One model call as stored: its exact request and reply (GET /turns/{id}/calls/{call_id}). */
@@ -166,8 +169,12 @@ export const api = {
   turnEvents: (turnId: string, afterSeq = 0) =>
     request<EventList>("GET", `/turns/${id(turnId)}/events${q({ after_seq: afterSeq })}`),
   /** 409 when the server has no tracing, or the turn no trace. */
-  sendFeedback: (turnId: string, thumbsUp: boolean, comment: string | null) =>
-    request<FeedbackOut>("POST", `/turns/${id(turnId)}/feedback`, { thumbs_up: thumbsUp, comment }),
+  sendFeedback: (turnId: string, thumbsUp: boolean, comment: string | null, correctedAnswer: string | null = null) =>
+    request<FeedbackOut>("POST", `/turns/${id(turnId)}/feedback`, {
+      thumbs_up: thumbsUp,
+      comment,
+      corrected_answer: correctedAnswer,
+    }),
 
   uploadDocument: (sessionId: string, file: File) => {
     const form = new FormData();
@@ -243,6 +250,11 @@ export const api = {
     ),
 
   usage: (group: "session" | "day") => request<UsageReport>("GET", `/usage${q({ group })}`),
+
+  datasets: () => request<DatasetInfo[]>("GET", "/optimise/datasets"),
+  programs: () => request<Programs>("GET", "/programs"),
+  promote: (versionId: string) => request<Programs>("POST", `/programs/${id(versionId)}/promote`),
+  rollback: (target: "agent" | "rlm") => request<Programs>("POST", `/programs/targets/${target}/rollback`),
   health: () => request<Health>("GET", "/health"),
 };
 

@@ -127,6 +127,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResen
           <button type="button" className="link" aria-label={`Show turn ${turn.index} in the execution tree`} onClick={onSelect}>
             {selected ? "shown in tree" : "show in tree"}
           </button>
+          <ProgramsChip programs={turn.programs} />
         </div>
         {answered.map((a, i) => (
           <div key={i} className="asked" data-testid="asked">
@@ -255,5 +256,22 @@ export function Chat({ sessionId, session, selectedTurnId, onSelectTurn, onFirst
         </>
       )}
     </section>
+  );
+}
+
+/** The optimised program versions a turn ran (the Optimise page lists them); nothing when it ran
+the baseline. */
+export function programsText(programs: Record<string, string | null>): string | null {
+  const ran = Object.entries(programs).filter(([, id]) => id);
+  return ran.length ? ran.map(([target, id]) => `${target} ${id}`).join(", ") : null;
+}
+
+function ProgramsChip({ programs }: { programs: Record<string, string | null> }) {
+  const text = programsText(programs);
+  if (!text) return null;
+  return (
+    <a className="chip muted small" href="#/optimise" data-testid="turn-programs" title="The optimised program versions this turn ran">
+      program {text}
+    </a>
   );
 }

@@ -1,5 +1,6 @@
-/* Under a finished answer: thumbs up or down with an optional comment (recorded on the turn's
-MLflow trace by the server), and the trace id with a copy button. */
+/* Under a finished answer: thumbs up or down with an optional comment and, with a thumbs down, the
+answer it should have given (stored on the turn, and on its MLflow trace when tracing is on; the
+feedback datasets of `fleet optimize` are made of them), and the trace id with a copy button. */
 
 import { useRef, useState } from "react";
 
@@ -44,6 +45,7 @@ function TraceId({ traceId }: { traceId: string }) {
 export function TurnFeedback({ turn }: { turn: Turn }) {
   const [choice, setChoice] = useState<boolean | null>(null);
   const [comment, setComment] = useState("");
+  const [corrected, setCorrected] = useState("");
   const [sent, setSent] = useState<Sent>({ state: "idle" });
   const done = sent.state === "sent";
 
@@ -56,7 +58,7 @@ export function TurnFeedback({ turn }: { turn: Turn }) {
   const submit = () => {
     if (choice === null) return;
     setSent({ state: "sending" });
-    api.sendFeedback(turn.id, choice, comment.trim() || null).then(
+    api.sendFeedback(turn.id, choice, comment.trim() || null, choice ? null : corrected.trim() || null).then(
       () => setSent({ state: "sent", thumbsUp: choice }),
       (e: unknown) => setSent({ state: "failed", message: feedbackProblem(e) }),
     );
@@ -101,6 +103,15 @@ export function TurnFeedback({ turn }: { turn: Turn }) {
               }
             }}
           />
+          {choice === false ? (
+            <textarea
+              aria-label="Corrected answer (optional)"
+              placeholder="The answer it should have given (optional): optimisation learns from it"
+              rows={2}
+              value={corrected}
+              onChange={(e) => setCorrected(e.target.value)}
+            />
+          ) : null}
           <div className="feedback-actions">
             <button type="submit" className="primary" aria-label="Send feedback" disabled={sent.state === "sending"}>
               {sent.state === "sending" ? "Sending…" : "Send feedback"}
@@ -110,7 +121,7 @@ export function TurnFeedback({ turn }: { turn: Turn }) {
         </form>
       ) : null}
       {sent.state === "sent" ? (
-        <p className="ok-text small" role="status">Thanks: your {sent.thumbsUp ? "thumbs up" : "thumbs down"} is recorded on the turn's MLflow trace.</p>
+        <p className="ok-text small" role="status">Thanks: your {sent.thumbsUp ? "thumbs up" : "thumbs down"} is recorded on the turn.</p>
       ) : null}
       {sent.state === "failed" ? <p className="warn-text small" role="alert" data-testid="feedback-problem">{sent.message}</p> : null}
     </div>

@@ -4,13 +4,8 @@ import { ApiError } from "../api/client";
 import { feedbackProblem, shortTrace } from "./feedback";
 
 describe("feedbackProblem", () => {
-  it("explains that tracing is off", () => {
-    const text = feedbackProblem(new ApiError(409, "tracing_off", "tracing is not configured"));
-    expect(text).toMatch(/^Feedback needs MLflow tracing: set FLEET_MLFLOW_TRACKING_URI/);
-  });
-
-  it("explains a turn without a trace", () => {
-    expect(feedbackProblem(new ApiError(409, "no_trace", "turn t has no trace"))).toMatch(/no MLflow trace/);
+  it("explains a turn still running", () => {
+    expect(feedbackProblem(new ApiError(409, "not_finished", "turn t is running"))).toMatch(/has not finished yet/);
   });
 
   it("passes any other failure on with the server's words", () => {

@@ -4,11 +4,8 @@ import { ApiError, errorText } from "../api/client";
 
 export function feedbackProblem(e: unknown): string {
   if (e instanceof ApiError && e.status === 409) {
-    if (e.code === "tracing_off") {
-      return "Feedback needs MLflow tracing: set FLEET_MLFLOW_TRACKING_URI on the server and restart it; turns finished from then on can take feedback.";
-    }
-    if (e.code === "no_trace") {
-      return "This turn has no MLflow trace (it finished while tracing was off, or its trace is still being written), so feedback cannot be recorded for it.";
+    if (e.code === "not_finished") {
+      return "This turn has not finished yet: feedback is on finished turns.";
     }
   }
   return `Feedback was not recorded: ${errorText(e)}`;

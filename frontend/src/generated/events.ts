@@ -34,6 +34,12 @@ export interface TurnStartedEvent {
   ts: number;
   type: "turn_started";
   question: string;
+  /**
+   * The promoted program version each target runs (agent, rlm); a target left out runs its baseline.
+   */
+  programs: {
+    [k: string]: string;
+  };
 }
 export interface AgentStepEvent {
   turn_id: string;
@@ -170,7 +176,7 @@ export interface LmCallEvent {
    */
   ts: number;
   type: "lm_call";
-  role: "root" | "sub" | "extract" | "agent" | "summary";
+  role: "root" | "sub" | "extract" | "agent" | "summary" | "reflection";
   model: string;
   prompt_tokens: number;
   completion_tokens: number;

@@ -21,6 +21,7 @@ function turn(id: string, index: number, status: Turn["status"] = "ok"): Turn {
     usage: null,
     question: null,
     trace_id: null,
+    programs: {},
     created_at: "2026-01-01T00:00:00Z",
     finished_at: null,
   };
@@ -30,7 +31,7 @@ function base(turnId: string, seq: number) {
   return { turn_id: turnId, node_id: "agent0", parent_id: null, depth: 0, seq, ts: 1_700_000_000 + seq };
 }
 
-const started = (turnId: string, question = "hello"): FleetEvent => ({ ...base(turnId, 1), type: "turn_started", question });
+const started = (turnId: string, question = "hello"): FleetEvent => ({ ...base(turnId, 1), type: "turn_started", question, programs: {} });
 const finished = (turnId: string, seq = 2): FleetEvent => ({
   ...base(turnId, seq),
   type: "turn_finished",

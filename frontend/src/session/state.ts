@@ -86,6 +86,7 @@ function placeholder(state: SessionState, event: FleetEvent, index: number): Tur
     usage: null,
     question: null,
     trace_id: null,
+    programs: event.type === "turn_started" ? event.programs : {},
     created_at: new Date(event.ts * 1000).toISOString(),
     finished_at: null,
   };

@@ -62,7 +62,7 @@ function lm(role: string, iteration: number | null, tokens: number, cost: number
  * whose second cell calls llm_query twice and starts a child RLM, then the streamed answer. */
 function script(): FleetEvent[] {
   const bodies: [Where, Body][] = [
-    [agent, { type: "turn_started", question: "How many needles?" }],
+    [agent, { type: "turn_started", question: "How many needles?", programs: {} }],
     [agent, lm("agent", 1, 100)],
     [agent, { type: "agent_step", thought: "ask", tool_name: "ask_user", tool_args: { question: "Which?" } }],
     [agent, { type: "ask_user", question: "Which document?", request_id: "r1", state: {} }],

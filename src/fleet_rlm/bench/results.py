@@ -23,3 +23,24 @@ def load_results(out: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+CONTEXTS = "contexts"
+
+
+def save_context(out: Path, sha256: str, text: str) -> None:
+    """A task's context, once per content in OUT/contexts/, so its results can become a
+    dataset to optimise on (`fleet optimize dataset create --bench OUT`)."""
+    path = out / CONTEXTS / f"{sha256}.txt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+
+def load_context(out: Path, sha256: str) -> str:
+    path = out / CONTEXTS / f"{sha256}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the context of a recorded task is missing")
+    return path.read_text(encoding="utf-8")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet_rlm.bench import OOLONG_SCORERS, Scorer, oolong, pairs, score, sniah
-from fleet_rlm.bench.results import RESULTS, load_results
+from fleet_rlm.bench.results import RESULTS, load_results, save_context
 from fleet_rlm.bench.tasks import CHARS_PER_TOKEN, Task
 from fleet_rlm.budget import Budget, BudgetExceeded, Cancelled, CancelToken
 from fleet_rlm.config import Settings
@@ -188,6 +188,9 @@ RUNNERS: dict[str, Callable[[Task, Settings, CancelToken], Outcome]] = {
     "rlm": run_rlm, "direct": run_direct, "agent": run_agent, "code-only": run_code_only}
 
 
+SCORE_META = ("answer", "answer_type")  # what a scorer reads from a task's meta
+
+
 def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
            seconds: float, scorer: Scorer = "official") -> dict[str, Any]:
     """One line of results.jsonl."""
@@ -204,6 +207,8 @@ def record(task: Task, mode: str, settings: Settings, outcome: Outcome,
         "model": settings.root_model if uses_model else None,
         "sub_model": settings.effective_sub_model if uses_model else None,
         "answer": outcome.answer, "gold": task.gold, "error": outcome.error, "ts": time.time(),
+        "question": task.question, "context_sha256": task.context_sha256,
+        "score_meta": {k: v for k, v in task.meta.items() if k in SCORE_META},
     }
 
 
@@ -261,6 +266,7 @@ class BenchRun:
                      self.scorer)
         with self._lock:
             self.out.mkdir(parents=True, exist_ok=True)
+            save_context(self.out, task.context_sha256, task.context)
             with (self.out / RESULTS).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             self.summary.done += 1

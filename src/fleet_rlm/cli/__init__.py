@@ -13,6 +13,7 @@ from .daytona import daytona_app
 from .doctor import doctor
 from .export import export_command
 from .imports import import_app
+from .optimize import optimize_app, programs_app
 from .run import run_command
 from .sandbox import sandbox_app
 from .server import serve_mcp, web
@@ -49,6 +50,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(import_app, name="import")
+app.add_typer(optimize_app, name="optimize")
+app.add_typer(programs_app, name="programs")
 
 
 def main() -> None:

@@ -35,6 +35,9 @@ def run_command(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the event stream as JSON lines instead of the answer.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live tree.")] = False,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline", help="Run the engine's baseline instructions, not the version the "
+        "local tenant promoted (fleet programs).")] = False,
     record: Annotated[Path | None, typer.Option(
         "--record", help="Save every model request and reply (keys redacted) to this JSON "
         "lines file, which the scripted LM server replays offline.")] = None,
@@ -78,7 +81,7 @@ def run_command(
         err.print(f"[red]error:[/red] {escape(missing_model_message(settings))}", soft_wrap=True)
         raise typer.Exit(1)
     try:
-        code = _run(settings, inputs, as_json=as_json, quiet=quiet)
+        code = _run(settings, inputs, as_json=as_json, quiet=quiet, baseline=baseline)
     except UnpricedModel as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         code = 1
@@ -119,7 +122,8 @@ def _read_context(names: list[str]) -> str | dict[str, str]:
     return texts
 
 
-def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int:
+def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool,
+         baseline: bool = False) -> int:
     import contextlib
     import os
     import signal
@@ -136,7 +140,15 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool) -> int
     if renderer is not None:
         sinks.append(renderer)
     stream = EventStream(turn_id=uuid.uuid4().hex[:12], sinks=sinks)
-    run, root = RecursiveRLM("context, question -> answer", settings=settings).start(stream)
+    program = None
+    if not baseline:
+        import asyncio
+
+        from ..sessions.offline import promoted_programs
+
+        program = asyncio.run(promoted_programs(settings)).get("rlm")
+    run, root = RecursiveRLM("context, question -> answer", settings=settings,
+                             program=program).start(stream)
     outcome: dict = {}
 
     def work() -> None:

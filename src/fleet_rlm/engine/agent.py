@@ -28,6 +28,7 @@ from ..config import Settings
 from ..events import NodeRef
 from ..lm import call_site
 from ..sandbox import Sandbox, create_sandbox
+from .programs import load
 from .rlm import NodeRLM, Run, _as_text
 from .steps import (
     STEP_TEXT_FIELDS,
@@ -186,6 +187,7 @@ class FleetAgent(dspy.ReAct):
             _PROTOTYPES[key] = _Prototype.of(self)
         else:
             prototype.build(self, max_steps)
+        load(self, self.run.programs.get("agent"))
 
     # -- tools -------------------------------------------------------------------------------
     def rlm_query(self, question: str, documents: list[str] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,7 @@ from .dspy_compat import (
     format_error_for_lm,
 )
 from .facade import install_facade
+from .programs import Program, load
 from .steps import RetryAllowance, UnreadableReply, cell_code, predict
 
 CHILD_SIGNATURE = "context, query -> answer"
@@ -55,6 +56,7 @@ class Run:
     max_depth: int
     batch_workers: int = BATCH_WORKERS
     interpreter_factory: Callable[[], SandboxInterpreter] | None = None
+    programs: Mapping[str, Program] = field(default_factory=dict)  # promoted, by target
     retries: RetryAllowance = field(init=False)  # the run's retries of unreadable replies
 
     def __post_init__(self) -> None:
@@ -111,6 +113,7 @@ class NodeRLM(dspy.RLM):
         super().__init__(signature, max_iters=run.max_iterations, max_llm_calls=max_calls,
                          max_output_chars=run.settings.max_output_chars, sub_lm=run.sub_lm,
                          tools=self._recursion_tools(), interpreter_factory=self._new_interpreter)
+        load(self, run.programs.get("rlm"))
 
     # -- sandbox -----------------------------------------------------------------------------
     def _new_interpreter(self) -> SandboxInterpreter:
@@ -388,9 +391,13 @@ class RecursiveRLM(dspy.Module):
                  max_iterations: int | None = None, max_depth: int | None = None,
                  max_calls: int | None = None, max_tokens: int | None = None,
                  max_usd: float | None = None, max_wall_s: float | None = None,
-                 interpreter_factory: Callable[[], SandboxInterpreter] | None = None) -> None:
+                 interpreter_factory: Callable[[], SandboxInterpreter] | None = None,
+                 program: Program | None = None) -> None:
+        """`program`: a version of the engine's instructions to run (`fleet run` passes the
+        promoted one); the baseline otherwise."""
         super().__init__()
         self.signature = dspy.ensure_signature(signature)
+        self.program = program
         overrides = {"max_iterations": max_iterations, "max_depth": max_depth,
                      "max_calls": max_calls, "max_tokens": max_tokens, "max_usd": max_usd,
                      "max_wall_s": max_wall_s}
@@ -406,7 +413,8 @@ class RecursiveRLM(dspy.Module):
         root = NodeRef.root()
         run = Run.create(self.settings, root, budget or self.budget, stream,
                          lm=self.lm or dspy.settings.lm, sub_lm=self.sub_lm,
-                         interpreter_factory=self.interpreter_factory)
+                         interpreter_factory=self.interpreter_factory,
+                         programs={"rlm": self.program} if self.program else {})
         return run, NodeRLM(run, root, self.signature)
 
     def forward(self, **inputs: Any) -> Prediction:

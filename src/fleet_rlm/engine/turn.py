@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..config import Settings
 from ..events import EventStream, NodeRef
 from ..lm import call_site
 from .agent import FleetAgent, SessionContext
+from .programs import Program
 from .rlm import Run
 
 SUMMARY_PROMPT = """Summarise this conversation between a user and an assistant for the
@@ -62,6 +63,7 @@ class Turn:
     cancel: CancelToken = field(default_factory=CancelToken)
     budget: Budget | None = None
     capture: CallCapture | None = None  # where every model call's request and reply is kept
+    programs: Mapping[str, Program] = field(default_factory=dict)  # promoted, by target
 
     def run(self, resume: dict | None = None, reply: str | None = None) -> TurnResult:
         budget = self.budget or Budget.from_settings(self.settings, cancel=self.cancel)
@@ -72,7 +74,8 @@ class Turn:
                 else NodeRef.root())
         emit: Callable[..., Any] = lambda kind, **f: self.stream.emit(kind, node, **f)  # noqa: E731
         if resume is None:
-            emit("turn_started", question=self.message)
+            emit("turn_started", question=self.message,
+                 programs={t: p.version_id for t, p in self.programs.items()})
         result = TurnResult(status="ok")
         streamed: list[str] = []
 
@@ -81,7 +84,8 @@ class Turn:
             emit("answer_delta", text=text)
 
         try:
-            run = Run.create(self.settings, node, budget, self.stream, capture=self.capture)
+            run = Run.create(self.settings, node, budget, self.stream, capture=self.capture,
+                             programs=self.programs)
             run.retries.used = int((resume or {}).get("retries", 0))  # per turn, across a pause
             conversation, result.summary = self._conversation(run.sub_lm, node)
             agent = FleetAgent(self.session, run, node, max_steps=self.settings.max_agent_steps)

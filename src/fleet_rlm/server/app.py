@@ -23,6 +23,7 @@ from .guard import RequestGuard, route_limits
 from .hub import Hub
 from .routes_documents import router as documents_router
 from .routes_limits import router as limits_router
+from .routes_programs import router as programs_router
 from .routes_sessions import router as sessions_router
 from .routes_settings import router as settings_router
 from .routes_traces import router as traces_router
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          responses=errors.ERROR_RESPONSES)
     errors.install(app)
     routers = (sessions_router, traces_router, documents_router, workspace_router,
-               settings_router, limits_router, feedback_router, ws_router)
+               settings_router, limits_router, feedback_router, programs_router, ws_router)
     app.add_middleware(RequestGuard, limits=route_limits(routers, API))
     for router in routers:
         app.include_router(router, prefix=API)

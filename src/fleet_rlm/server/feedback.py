@@ -1,4 +1,6 @@
-"""A person's thumbs up or down on a turn, recorded on the turn's MLflow trace."""
+"""A person's thumbs up or down on a turn, with a comment and a corrected answer: kept in the
+store (the feedback datasets of `fleet optimize` are made of it) and, with tracing configured,
+on the turn's MLflow trace too."""
 
 from __future__ import annotations
 
@@ -20,27 +22,30 @@ class FeedbackIn(BaseModel):
 
     thumbs_up: bool
     comment: str | None = Field(None, max_length=10_000)
+    corrected_answer: str | None = Field(
+        None, max_length=100_000,
+        description="With a thumbs-down: the answer the turn should have given.")
 
 
 class FeedbackOut(BaseModel):
     turn_id: str
-    trace_id: str
-    assessment_id: str
+    trace_id: str | None = Field(description="The turn's trace, when tracing is configured.")
+    assessment_id: str | None
 
 
 @router.post("/turns/{turn_id}/feedback", response_model=FeedbackOut, status_code=201)
 async def give_feedback(svc: Service, user: User, turn_id: str, body: FeedbackIn
                         ) -> FeedbackOut:
-    """Logged as an assessment on the turn's trace. 409 when tracing is not configured
-    (FLEET_MLFLOW_TRACKING_URI) or the turn has no trace (not finished, or finished while
-    tracing was off); 502 when the MLflow store fails."""
-    turn = await svc.turn(user, turn_id, complete=True)  # one that just finished: its trace
-    if not svc.settings.mlflow_tracking_uri:
-        raise ApiError(409, "tracing_off", "tracing is not configured: set "
-                       "FLEET_MLFLOW_TRACKING_URI so turns are traced and feedback is recorded")
-    if not turn.trace_id:
-        raise ApiError(409, "no_trace", f"turn {turn_id} has no trace: only a turn that "
-                       "finished while tracing was configured has one")
+    """Stored on the turn; also logged as an assessment on its trace when tracing is
+    configured (FLEET_MLFLOW_TRACKING_URI) and the turn has a trace. 409 while the turn runs
+    or waits; 502 when the MLflow store fails (the feedback is stored all the same)."""
+    try:
+        turn = await svc.add_feedback(user, turn_id, body.thumbs_up, body.comment,
+                                      body.corrected_answer)
+    except ValueError as exc:
+        raise ApiError(409, "not_finished", str(exc)) from None
+    if not svc.settings.mlflow_tracking_uri or not turn.trace_id:
+        return FeedbackOut(turn_id=turn_id, trace_id=None, assessment_id=None)
     try:
         assessment_id = await asyncio.to_thread(_log, svc.settings, turn.trace_id, body,
                                                 user.name)

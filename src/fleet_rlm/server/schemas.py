@@ -98,6 +98,8 @@ class TurnOut(BaseModel):
                                "asked the user, in order, with the reply it got.")
     trace_id: str | None = Field(None, description="The turn's MLflow trace, when it was traced.")
     tags: list[str] = Field(default_factory=list, description="Labels given to the turn.")
+    programs: dict[str, str | None] = Field(
+        {}, description="The program version each target ran (agent, rlm); none: the baseline.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -111,7 +113,8 @@ class TurnOut(BaseModel):
                    usage=t.usage,
                    question=(t.pending or {}).get("question"),
                    asked=[Asked.model_validate(a) for a in asked], trace_id=t.trace_id,
-                   tags=list(t.tags or ()), created_at=t.created_at, finished_at=t.finished_at)
+                   tags=list(t.tags or ()), programs=t.programs or {},
+                   created_at=t.created_at, finished_at=t.finished_at)
 
 
 class EventList(BaseModel):

@@ -37,6 +37,7 @@ from ..attachments import note as attachment_note
 from ..budget import CancelToken, Usage, renamed_limits
 from ..config import Settings
 from ..engine.agent import DocumentInfo
+from ..engine.programs import Program
 from ..engine.turn import Exchange, Turn, TurnResult
 from ..events import Event, EventStream, parse_event
 from ..extraction import ExtractionLimits, Extractor
@@ -54,6 +55,7 @@ from ..workspace import Workspace, WorkspaceIO
 from . import exports, inspector
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
+from .programs import Programs
 from .records import TurnOutcome, close_failed, end_record
 from .relay import Watch
 from .replicas import Replicas
@@ -163,6 +165,7 @@ class SessionService:
         self.loop: asyncio.AbstractEventLoop
         self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
         self.replicas = Replicas(self)  # leases, takeover, commands, other processes' events
+        self.programs = Programs(self.store, settings)  # feedback, datasets, versions
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -446,6 +449,43 @@ class SessionService:
         return await import_rlm_log(self.store, name, data, title=title,
                                     tenant_id=self._home(principal), user_id=user_id)
 
+    # -- optimised programs (programs.py) -----------------------------------------------------
+    async def promoted(self, principal: Principal) -> dict[str, Program]:
+        """The program versions the principal's tenant promoted, by target: what its runs
+        outside a session (MCP's rlm_query) run, as its turns do."""
+        return await self.programs.promoted(self._home(principal))
+
+    async def datasets(self, principal: Principal) -> list[Any]:
+        """The principal's tenant's datasets."""
+        return await self.programs.datasets(self._home(principal))
+
+    async def program_versions(self, principal: Principal) -> tuple[list[Any], dict[str, Any]]:
+        """The tenant's program versions, and the promoted one of each target."""
+        tenant = self._home(principal)
+        return (await self.programs.versions(tenant),
+                await self.programs.promoted_versions(tenant))
+
+    async def promote(self, principal: Principal, version: str) -> None:
+        """Promote a version for the principal's tenant (the caller checks it is an admin);
+        NotFound for another tenant's, Incompatible for another release's."""
+        await self.programs.promote(self._home(principal), version, by=principal.name)
+
+    async def rollback(self, principal: Principal, target: str) -> None:
+        await self.programs.rollback(self._home(principal), target, by=principal.name)
+
+    async def add_feedback(self, principal: Principal, turn_id: str, thumbs_up: bool,
+                           comment: str | None = None, corrected_answer: str | None = None
+                           ) -> TurnRow:
+        """Record a person's thumbs up or down on a finished turn (ValueError while it runs or
+        waits); the feedback datasets are made of these. Returns the turn."""
+        turn = await self.turn(principal, turn_id, complete=True)
+        if turn.status in (TurnStatus.RUNNING, TurnStatus.WAITING):
+            raise ValueError(f"turn {turn_id} is {turn.status}: feedback is on finished turns")
+        session = await self.store.sessions.get(turn.session_id)
+        await self.programs.add_feedback(session.tenant_id, turn_id, principal.name, thumbs_up,
+                                         comment, corrected_answer)
+        return turn
+
     async def tenant_limits(self, principal: Principal) -> dict[str, Any]:
         """The limits the principal's tenant's admin set (only those set)."""
         return await self.store.tenant_limits.get(self._home(principal))
@@ -609,13 +649,16 @@ class SessionService:
         async with self._starting:
             if await self.store.turns.running_for_session(session_id):
                 raise Busy(f"session {session_id} already has a turn in flight")
+            programs = await self.programs.promoted(session.tenant_id)
             try:  # another process may have started one meanwhile
-                turn = await self.store.turns.start(session_id, message, attached,
-                                                    owner=self.replicas.owner,
-                                                    lease_s=self.settings.turn_lease_s)
+                turn = await self.store.turns.start(
+                    session_id, message, attached, owner=self.replicas.owner,
+                    lease_s=self.settings.turn_lease_s,
+                    programs={t: p.version_id for t, p in programs.items()})
             except InFlight as exc:
                 raise Busy(str(exc)) from None
-            return await self._launch(turn.id, session_id, message, limits, None, None, 0)
+            return await self._launch(turn.id, session_id, message, limits, None, None, 0,
+                                      programs)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
@@ -634,8 +677,11 @@ class SessionService:
             if pending is None:
                 raise Busy(f"turn {turn_id} was answered or dismissed meanwhile")
             start_seq = await self.store.events.last_seq(turn_id)
+            session = await self.store.sessions.get(turn.session_id)
+            programs = await self.programs.ran(session.tenant_id, turn.programs)
             return await self._launch(turn_id, turn.session_id, turn.user_message,
-                                      pending.get("limits"), pending, text, start_seq)
+                                      pending.get("limits"), pending, text, start_seq,
+                                      programs)
 
     async def stored(self, session_id: str | None = None, turn_id: str | None = None, *,
                      complete: bool = False) -> None:
@@ -730,7 +776,7 @@ class SessionService:
 
     async def _launch(self, turn_id: str, session_id: str, message: str,
                       limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
-                      start_seq: int) -> LiveTurn:
+                      start_seq: int, programs: dict[str, Program]) -> LiveTurn:
         from ..store.recorder import EventRecorder
 
         session = await self.store.sessions.get(session_id)
@@ -755,7 +801,8 @@ class SessionService:
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
                     summary=self._summaries.get(session_id), cancel=live.cancel,
-                    capture=self.store.calls if settings.capture_calls else None)
+                    capture=self.store.calls if settings.capture_calls else None,
+                    programs=programs)
         self.live[turn_id] = live
 
         def run() -> TurnResult:

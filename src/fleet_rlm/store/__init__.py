@@ -10,9 +10,13 @@ from .models import (
     LOCAL_USER_ID,
     MEMORY_LABELS,
     TURN_STATUSES,
+    Dataset,
     Document,
     Event,
+    Feedback,
     MemoryBlock,
+    ProgramVersion,
+    Promotion,
     Session,
     Tenant,
     Turn,
@@ -21,6 +25,10 @@ from .models import (
 from .recorder import EventRecorder
 
 __all__ = [
+    "Dataset",
+    "Feedback",
+    "ProgramVersion",
+    "Promotion",
     "DOCUMENT_KINDS",
     "LOCAL_TENANT_ID",
     "LOCAL_USER_ID",

@@ -33,6 +33,7 @@ from .leases import LeaseRepo
 from .limits import TenantLimitsRepo
 from .models import ALL_TENANTS as ALL_TENANTS
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, User, utcnow
+from .programs import DatasetRepo, FeedbackRepo, ProgramRepo
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
 
@@ -135,6 +136,9 @@ class Store:
         self.memory = MemoryRepo(self)
         self.tenant_limits = TenantLimitsRepo(self)
         self.leases = LeaseRepo(self)
+        self.feedback = FeedbackRepo(self)
+        self.datasets = DatasetRepo(self)
+        self.programs = ProgramRepo(self)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tenant: str | None = None) -> Store:

@@ -19,7 +19,11 @@ from ..status import TURN_STATUSES
 
 DocumentKind = Literal["text", "markdown", "pdf", "json", "csv", "html"]
 MemoryLabel = Literal["persona", "human", "scratchpad"]
+DatasetSource = Literal["feedback", "jsonl", "bench"]
+ProgramTarget = Literal["agent", "rlm"]
 DOCUMENT_KINDS: tuple[str, ...] = get_args(DocumentKind)
+DATASET_SOURCES: tuple[str, ...] = get_args(DatasetSource)
+PROGRAM_TARGETS: tuple[str, ...] = get_args(ProgramTarget)
 MEMORY_LABELS: tuple[str, ...] = get_args(MemoryLabel)
 
 LOCAL_TENANT_ID = "local"
@@ -191,6 +195,8 @@ class Turn(Base):
         JSONColumn, doc="The documents sent with the message: [{id, name}]")
     tags: Mapped[list[str] | None] = mapped_column(
         JSONColumn, doc="Labels its users gave the turn, to find it again (null: none).")
+    programs: Mapped[dict[str, str | None] | None] = mapped_column(
+        JSONColumn, doc="The program version each target ran: {agent, rlm} (null: baseline)")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner: Mapped[str | None] = mapped_column(
@@ -278,3 +284,82 @@ class TenantLimits(Base):
 
     def __repr__(self) -> str:
         return f"TenantLimits(tenant_id={self.tenant_id!r})"
+
+
+class Feedback(Base):
+    """A person's thumbs up or down on a turn, with an optional comment and corrected answer."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    turn_id: Mapped[str] = mapped_column(sa.ForeignKey("turns.id", ondelete="CASCADE"),
+                                         index=True)
+    user_name: Mapped[str] = mapped_column(sa.String(200))
+    thumbs_up: Mapped[bool] = mapped_column(sa.Boolean)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    corrected_answer: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Dataset(Base):
+    """Examples to optimise a program on: [{question, context, answer, ...}], per tenant."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "name"),
+        sa.CheckConstraint(_in("source", DATASET_SOURCES), name="source"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    source: Mapped[str] = mapped_column(sa.String(16))
+    benchmark: Mapped[str | None] = mapped_column(
+        sa.String(32), doc="The benchmark whose official scorer scores it (bench datasets)")
+    examples: Mapped[list[dict[str, Any]]] = mapped_column(JSONColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProgramVersion(Base):
+    """The optimised instructions of one target's predictors, from one optimisation run."""
+
+    __tablename__ = "program_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "target", "number"),
+        sa.CheckConstraint(_in("target", PROGRAM_TARGETS), name="target"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(sa.String(16))
+    number: Mapped[int] = mapped_column(sa.Integer, doc="1 for a target's first version")
+    dataset: Mapped[str] = mapped_column(sa.String(200))
+    metric: Mapped[str] = mapped_column(sa.String(64))
+    release: Mapped[str] = mapped_column(
+        sa.String(64), doc="Fingerprint of the baseline program it was optimised from")
+    baseline: Mapped[dict[str, str]] = mapped_column(JSONColumn)
+    instructions: Mapped[dict[str, str]] = mapped_column(JSONColumn)
+    score_before: Mapped[float] = mapped_column(sa.Float)
+    score_after: Mapped[float] = mapped_column(sa.Float)
+    stopped: Mapped[str | None] = mapped_column(
+        sa.String(200), doc="Why the run stopped early (a budget limit), null when it finished")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Promotion(Base):
+    """A tenant promoting a target's version (null: the baseline); the newest row is in force.
+    `replaces` is the promotion it took over from, so a rollback goes back one step."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (sa.Index(None, "tenant_id", "target"),)
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.ForeignKey("tenants.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(sa.String(16))
+    version_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("program_versions.id", ondelete="CASCADE"))
+    replaces: Mapped[int | None] = mapped_column(EventId)
+    by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -190,7 +190,8 @@ class InFlight(RuntimeError):
 class TurnRepo(_Repo):
     async def start(self, session_id: str, user_message: str,
                     attachments: Sequence[Mapping[str, str]] = (), *,
-                    owner: str | None = None, lease_s: float = 0.0) -> Turn:
+                    owner: str | None = None, lease_s: float = 0.0,
+                    programs: Mapping[str, str | None] | None = None) -> Turn:
         """A new `running` turn with the session's next index (1, 2, ...), run by `owner`
         whose lease lasts `lease_s`; touches the session. `attachments` are the documents sent
         with the message ({id, name}). InFlight if the session has a turn in flight."""
@@ -211,7 +212,8 @@ class TurnRepo(_Repo):
                             user_message=user_message,
                             attachments=[dict(a) for a in attachments] or None,
                             status=TurnStatus.RUNNING.value, created_at=now, owner=owner,
-                            lease_expires=lease)
+                            lease_expires=lease,
+                            programs=None if programs is None else dict(programs))
                 db.add(turn)
                 session.updated_at = now
         except IntegrityError:

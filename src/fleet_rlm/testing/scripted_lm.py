@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 TAIL_CHARS = 200
 PREVIEW_CHARS = 120
+RECEIVED_KEPT = 1000  # requests kept for `requests()`
 
 
 class ToolCall(BaseModel):
@@ -196,10 +197,12 @@ class _State:
         self.unexpected: list[str] = []
         self.models: Counter[str] = Counter()
         self.user_agents: Counter[str] = Counter()
+        self.received: deque[dict[str, str]] = deque(maxlen=RECEIVED_KEPT)
 
     def pick(self, model: str, text: str, last_user: str, user_agent: str) -> Rule | None:
         with self._lock:
             self.calls += 1
+            self.received.append({"model": model, "text": text})
             self.models[model] += 1
             self.user_agents[user_agent] += 1
             for i, rule in enumerate(self.rules):
@@ -208,6 +211,10 @@ class _State:
                     return rule
             self.unexpected.append(f"{model}: ...{last_user[-PREVIEW_CHARS:]}")
             return None
+
+    def requests(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self.received)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -471,6 +478,11 @@ class ScriptedLMServer:
 
     def stats(self) -> dict[str, Any]:
         return self._state.stats()
+
+    def requests(self) -> list[dict[str, str]]:
+        """The last requests received (at most RECEIVED_KEPT), oldest first: each one's model
+        and its message text as `match` sees it."""
+        return self._state.requests()
 
     def set_rules(self, rules: Script) -> None:
         self._state.set_rules(load_rules(rules))
