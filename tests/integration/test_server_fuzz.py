@@ -3,11 +3,12 @@ real uvicorn (settings and data in tmp, the scripted LM server as api_base), on 
 PostgreSQL, never answers 5xx, and answers only statuses, content types and bodies its document
 declares (errors included: each is the declared `ErrorBody`).
 
-Path ids are mostly real ones (a session with a document, a finished turn and a workspace file;
-DELETEs get a session and document of their own), so the generated requests reach the handlers
-instead of stopping at 404. No operation is skipped: the settings checks run too (one model call
-to the scripted server, one sandbox start), and so does PATCH /settings, whose changes the later
-requests see. (The session WebSocket is not an OpenAPI operation.)
+Path ids are mostly real ones (a session with a document, a finished turn and one of its model
+calls, a workspace file; DELETEs get a session and document of their own), so the generated
+requests reach the handlers instead of stopping at 404. No operation is skipped: the settings
+checks run too (one model call to the scripted server, one sandbox start), and so does PATCH
+/settings, whose changes the later requests see. (The session WebSocket is not an OpenAPI
+operation.)
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def _seed(base: str) -> dict[str, str]:
         ws.recv(timeout=30)
         ws.send(json.dumps({"type": "message", "text": "hello"}))
         turn_id = until_finished(lambda: json.loads(ws.recv(timeout=60)))[-1]["turn_id"]
+    events = httpx.get(f"{base}{API}/turns/{turn_id}/events", headers=BEARER).json()["events"]
+    call_id = next(e["call_id"] for e in events if e["type"] == "lm_call")
     written = httpx.put(f"{base}{API}/sessions/{session_id}/workspace/file",
                         params={"path": WORKSPACE_FILE}, content=b"abc", headers=BEARER)
     assert written.status_code == 200, written.text
     return {"session_id": session_id, "document_id": document(session_id, "notes.md"),
-            "turn_id": turn_id, "doomed_document_id": document(session_id, "doomed.md"),
+            "turn_id": turn_id, "call_id": call_id,
+            "doomed_document_id": document(session_id, "doomed.md"),
             "doomed_session_id": post("/sessions", json={"title": "doomed"})["id"]}
 
 

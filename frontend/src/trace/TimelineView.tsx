@@ -23,6 +23,12 @@ function describe(span: Span): string {
   return `${span.label}: ${fmtSeconds(span.end - span.start)} (from ${fmtSeconds(span.start)} to ${fmtSeconds(span.end)})`;
 }
 
+/** A bar's tooltip: its times, and what a child RLM was asked. */
+function tooltip(span: Span, tree: TurnTree): string {
+  const query = span.kind === "node" ? tree.nodes[span.nodeId]?.query : null;
+  return query ? `${describe(span)}\nquery: ${query}` : describe(span);
+}
+
 export interface TimelineViewProps {
   tree: TurnTree;
   /** A span clicked: the node it belongs to, and its call if it is one. */
@@ -77,7 +83,7 @@ export default function TimelineView({ tree, onOpen, selectedNodeId }: TimelineV
                     data-kind={s.kind}
                     data-critical={critical.has(s.id) ? "true" : "false"}
                     aria-label={describe(s)}
-                    title={describe(s)}
+                    title={tooltip(s, tree)}
                     onMouseEnter={() => setHovered(s)}
                     onMouseLeave={() => setHovered(null)}
                     onFocus={() => setHovered(s)}

@@ -5,7 +5,7 @@ const mod = typeof navigator !== "undefined" && /Mac|iPhone|iPad/.test(navigator
 export const SHORTCUTS: [string, string][] = [
   ["Enter", "Send the message"],
   ["Shift + Enter", "New line in the message"],
-  ["Esc", "Stop the running turn"],
+  ["Esc", "Stop the running turn (with a model call open: close it)"],
   [`${mod} + K`, "Search sessions"],
   ["← / →", "Replay a finished turn step by step"],
   ["?", "Show this help"],
