@@ -253,9 +253,10 @@ class NotPlain(TypeError):
     pass
 
 
-def written_artifacts(since: float) -> list[dict]:
-    """Regular files under HOME/artifacts modified at or after `since` (the cell's start)."""
-    found: list[tuple[float, str, int]] = []
+def artifact_files() -> dict[str, tuple[int, int, int]]:
+    """Each regular file under HOME/artifacts (at most SCAN entries seen): its path relative to
+    HOME -> (mtime in ns, size, inode)."""
+    found: dict[str, tuple[int, int, int]] = {}
     pending, seen = [os.path.join(HOME, ARTIFACTS)], 0
     while pending and seen < SCAN:
         with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
@@ -268,10 +269,18 @@ def written_artifacts(since: float) -> list[dict]:
                         pending.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
                         info = entry.stat(follow_symlinks=False)
-                        if info.st_mtime >= since - 0.001:
-                            found.append((info.st_mtime, os.path.relpath(entry.path, HOME),
-                                          info.st_size))
-    newest = sorted(found, reverse=True)[:MAX_ARTIFACTS]
+                        found[os.path.relpath(entry.path, HOME)] = (
+                            info.st_mtime_ns, info.st_size, info.st_ino)
+    return found
+
+
+def written_artifacts(before: dict[str, tuple[int, int, int]]) -> list[dict]:
+    """The files under HOME/artifacts that are new or changed since `before` (artifact_files()
+    at the cell's start), newest last. Compared, not dated: file times come from a clock
+    coarser than the cell's, so a file written at once could look older than the cell."""
+    changed = [(stamp, path, size) for path, (stamp, size, inode) in artifact_files().items()
+               if before.get(path) != (stamp, size, inode)]
+    newest = sorted(changed, reverse=True)[:MAX_ARTIFACTS]
     return [{"path": path, "size": size} for _, path, size in reversed(newest)]
 
 
@@ -500,7 +509,7 @@ class Worker:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         stdout, stderr = CappedText(cap), CappedText(cap)
         error, final = None, None
-        started, wall_started = time.perf_counter(), time.time()
+        started, artifacts = time.perf_counter(), artifact_files()
         # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
         # written below Python, by C code or child processes, lands there, never in the protocol.
         # It is emptied before a cell only when something was written since the last one.
@@ -535,7 +544,7 @@ class Worker:
                 "final": final, "truncated": truncated,
                 "duration_s": round(time.perf_counter() - started, 6),
                 "names": self.own_names(set(message.get("tools", []))),
-                "files": written_artifacts(wall_started)}
+                "files": written_artifacts(artifacts)}
 
     def own_names(self, tools: set) -> list:
         """The variables the cells made (not the inputs, the tools or modules): what a stopped
