@@ -146,3 +146,19 @@ def test_a_chunk_a_new_call_sends_again_is_not_collected(tmp_path):
     assert store.save(_call("c2", text, turn="new")) is None  # the same text, sent again
     store.remove_turns(["new"])  # its record not yet read by the collector, say
     assert store.collect_chunks() == (0, 0)
+
+
+def test_fleet_db_gc_calls_reports_what_it_removed(tmp_path):
+    from typer.testing import CliRunner
+
+    from fleet_rlm.cli import app
+
+    store = CallStore(tmp_path / "calls")
+    assert store.save(_call("c1", _document(600, seed=9), turn="gone")) is None
+    store.remove_turns(["gone"])
+    for path in (tmp_path / "calls" / "chunks").rglob("*.txt"):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    result = CliRunner().invoke(app, ["db", "gc-calls"], env={"FLEET_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "removed" in result.output and "removed 0 " not in result.output
+    assert not list((tmp_path / "calls" / "chunks").rglob("*.txt"))
