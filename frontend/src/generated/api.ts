@@ -394,6 +394,28 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/turns/{turn_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Turn
+         * @description The turn with every event (JSON), a Markdown transcript, or its first RLM as a
+         *     trajectory log of the RLM paper's reference implementation (rlm-log, JSON lines; 422 for
+         *     a turn that ran no RLM).
+         */
+        get: operations["export_turn_api_v1_turns__turn_id__export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/turns/{turn_id}/feedback": {
         parameters: {
             query?: never;
@@ -1969,6 +1991,39 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["EventList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    export_turn_api_v1_turns__turn_id__export_get: {
+        parameters: {
+            query?: {
+                format?: "json" | "markdown" | "rlm-log";
+            };
+            header?: never;
+            path: {
+                turn_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             /** @description Validation Error */

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 
 from .deps import MAX_INT, Service, User
+from .errors import ApiError
 from .schemas import EventList, SessionCreate, SessionList, SessionOut, SessionPatch, TurnOut
 
 router = APIRouter(tags=["sessions"])
@@ -75,6 +76,23 @@ async def list_turns(svc: Service, user: User, session_id: str) -> list[TurnOut]
 @router.get("/turns/{turn_id}", response_model=TurnOut)
 async def get_turn(svc: Service, user: User, turn_id: str) -> TurnOut:
     return TurnOut.of(await svc.turn(user, turn_id))
+
+
+@router.get("/turns/{turn_id}/export")
+async def export_turn(svc: Service, user: User, turn_id: str,
+                      format: Literal["json", "markdown", "rlm-log"] = "json") -> Response:
+    """The turn with every event (JSON), a Markdown transcript, or its first RLM as a
+    trajectory log of the RLM paper's reference implementation (rlm-log, JSON lines; 422 for
+    a turn that ran no RLM)."""
+    try:
+        text = await svc.export_turn(user, turn_id, format)
+    except ValueError as exc:  # nothing to write in that format
+        raise ApiError(422, "invalid", str(exc), field="format") from None
+    extension, media_type = {"json": ("json", "application/json"),
+                             "markdown": ("md", "text/markdown; charset=utf-8"),
+                             "rlm-log": ("jsonl", "application/x-ndjson")}[format]
+    return Response(text, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="turn-{turn_id}.{extension}"'})
 
 
 @router.get("/turns/{turn_id}/events", response_model=EventList)
