@@ -211,3 +211,23 @@ async def test_an_unreachable_collector_never_fails_the_turn(scripted_lm, tmp_pa
         started = time.monotonic()
         await service.close()  # gives up on the queued spans within the exporter's timeout
     assert time.monotonic() - started < 4
+
+
+def test_fleet_run_exports_before_it_exits(tmp_path, scripted_lm, receiver):
+    from test_cli_run import fleet_run, step
+
+    server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
+    (tmp_path / "doc.txt").write_text("some context")
+    done = fleet_run(tmp_path, server, "what is it?", "--context", "doc.txt",
+                     env={"FLEET_OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                          "OTEL_SERVICE_NAME": "nightly-batch"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "forty-two\n"
+    tree = Spans(receiver.spans)  # sent before the process left
+    root = tree.root()
+    assert root.name == "invoke_agent fleet" and attrs(root)["fleet.status"] == "ok"
+    service = {kv.key: kv.value.string_value for kv in receiver.resources[0].attributes}
+    assert service["service.name"] == "nightly-batch"  # the standard variable
+    (rlm,) = tree.named("invoke_agent rlm")
+    (chat,) = tree.named("chat ")
+    assert tree.parent(tree.parent(chat)).span_id == rlm.span_id  # chat in iteration 1

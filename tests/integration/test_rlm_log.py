@@ -242,3 +242,35 @@ def test_the_api_imports_a_log_and_the_session_refuses_messages(tmp_path):
         assert bad.status_code == 422
         assert (bad.json()["error"], bad.json()["line"]) == ("invalid_log", 2)
         assert len(client.get(f"{API}/sessions").json()["items"]) == 1
+
+
+def test_the_api_exports_a_turn_in_each_format(scripted_lm, tmp_path):
+    from test_server_support import API, app_client, quick, until_finished, ws_url
+
+    server = scripted_lm(quick("hello", "hi"))
+    with app_client(settings_for(server, tmp_path)) as client:
+        imported = client.post(f"{API}/imports/rlm-log", files={
+            "file": ("run.jsonl", (LOGS / "every_field.jsonl").read_bytes())}).json()
+        turn_id = client.get(f"{API}/sessions/{imported['id']}/turns").json()[0]["id"]
+        log = client.get(f"{API}/turns/{turn_id}/export", params={"format": "rlm-log"})
+        assert log.status_code == 200 and log.headers["content-type"] == "application/x-ndjson"
+        assert f'turn-{turn_id}.jsonl' in log.headers["content-disposition"]
+        lines = [json.loads(line) for line in log.text.splitlines()]
+        original = [json.loads(line) for line in
+                    (LOGS / "every_field.jsonl").read_text().splitlines()[2:5]]
+        assert [i["prompt"] for i in lines[1:]] == [i["prompt"] for i in original]
+        assert [i["response"] for i in lines[1:]] == [i["response"] for i in original]
+        assert lines[-1]["final_answer"] == "42"
+        markdown = client.get(f"{API}/turns/{turn_id}/export", params={"format": "markdown"})
+        assert markdown.headers["content-type"].startswith("text/markdown")
+        as_json = client.get(f"{API}/turns/{turn_id}/export").json()
+        assert as_json["turn"]["id"] == turn_id
+
+        session_id = client.post(f"{API}/sessions", json={"title": "plain"}).json()["id"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            assert ws.receive_json()["type"] == "session"
+            ws.send_json({"type": "message", "text": "hello"})
+            agent_only = until_finished(ws.receive_json)[-1]["turn_id"]
+        refused = client.get(f"{API}/turns/{agent_only}/export", params={"format": "rlm-log"})
+        assert refused.status_code == 422 and "ran no RLM node" in refused.json()["message"]
+        assert client.get(f"{API}/turns/nope/export").status_code == 404

@@ -11,7 +11,7 @@ from fleet_rlm.sessions import LOCAL, SessionService
 from fleet_rlm.testing import ScriptedLMServer, load_rules
 
 VARYING = {"turn_id", "node_id", "parent_id", "ts", "latency_s", "elapsed_s", "duration_s",
-           "wall_s", "request_id", "session_id", "id"}
+           "wall_s", "request_id", "session_id", "id", "call_id"}
 KEY = "sk-sessionrecording0123456789"
 
 

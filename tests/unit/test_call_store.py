@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 
 from fleet_rlm.capture import CapturedCall
 from fleet_rlm.redaction import remember
@@ -117,3 +119,46 @@ def test_no_chunk_cut_splits_a_credential_the_redaction_would_mask(tmp_path):
     headers, line_of_keys = back["messages"][1]["content"], back["messages"][2]["content"]
     assert headers.count("Bearer\n*** ok") == 3000
     assert line_of_keys.count("sk-***") == 12_000 and "sk-0" not in line_of_keys
+
+
+def test_chunks_no_call_refers_to_are_collected_after_a_grace(tmp_path):
+    store = CallStore(tmp_path)
+    shared, own = _document(600, seed=1), _document(600, seed=2)
+    assert store.save(_call("c1", shared, own, turn="gone")) is None
+    assert store.save(_call("c2", shared, turn="kept")) is None
+    store.remove_turns(["gone"])
+    assert store.collect_chunks() == (0, 0)  # young chunks stay: a record may be on its way
+    removed, freed = store.collect_chunks(grace_s=0)
+    assert removed == len(chunks(own)) and freed > 0
+    back = store.read("kept", "c2")
+    assert back is not None and back["messages"][1]["content"] == shared
+    assert store.save(_call("c3", own, turn="again")) is None  # written again, not remembered
+    assert store.read("again", "c3")["messages"][1]["content"] == own
+
+
+def test_a_chunk_a_new_call_sends_again_is_not_collected(tmp_path):
+    store = CallStore(tmp_path)
+    text = _document(600, seed=5)
+    assert store.save(_call("c1", text, turn="gone")) is None
+    store.remove_turns(["gone"])
+    for path in (tmp_path / "chunks").rglob("*.txt"):  # an hour old
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert store.save(_call("c2", text, turn="new")) is None  # the same text, sent again
+    store.remove_turns(["new"])  # its record not yet read by the collector, say
+    assert store.collect_chunks() == (0, 0)
+
+
+def test_fleet_db_gc_calls_reports_what_it_removed(tmp_path):
+    from typer.testing import CliRunner
+
+    from fleet_rlm.cli import app
+
+    store = CallStore(tmp_path / "calls")
+    assert store.save(_call("c1", _document(600, seed=9), turn="gone")) is None
+    store.remove_turns(["gone"])
+    for path in (tmp_path / "calls" / "chunks").rglob("*.txt"):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    result = CliRunner().invoke(app, ["db", "gc-calls"], env={"FLEET_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "removed" in result.output and "removed 0 " not in result.output
+    assert not list((tmp_path / "calls" / "chunks").rglob("*.txt"))

@@ -68,6 +68,16 @@ def db_upgrade(
     console.print(escape(with_store(action, url)))
 
 
+@db_app.command("gc-calls")
+def db_gc_calls() -> None:
+    """Remove the pieces of kept model calls that no call refers to any more (those of deleted
+    sessions), from the call store in FLEET_DATA_DIR."""
+    from ..store.calls import CallStore
+
+    removed, freed = CallStore(Settings().data_dir / "calls").collect_chunks()
+    console.print(f"removed {removed} unreferenced chunk(s), {freed / 1024 / 1024:.1f} MB")
+
+
 @db_app.command("downgrade")
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, or base.")],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from . import checks
 from .deps import MAX_INT, Service, User
+from .errors import ApiError
 from .schemas import (
     CheckResult,
     EventList,
@@ -117,6 +118,23 @@ async def list_turns(svc: Service, user: User, session_id: str) -> list[TurnOut]
 async def get_turn(svc: Service, user: User, turn_id: str) -> TurnOut:
     turn = await svc.turn(user, turn_id)
     return TurnOut.of(turn, (await svc.asked([turn])).get(turn.id, ()))
+
+
+@router.get("/turns/{turn_id}/export")
+async def export_turn(svc: Service, user: User, turn_id: str,
+                      format: Literal["json", "markdown", "rlm-log"] = "json") -> Response:
+    """The turn with every event (JSON), a Markdown transcript, or its first RLM as a
+    trajectory log of the RLM paper's reference implementation (rlm-log, JSON lines; 422 for
+    a turn that ran no RLM)."""
+    try:
+        text = await svc.export_turn(user, turn_id, format)
+    except ValueError as exc:  # nothing to write in that format
+        raise ApiError(422, "invalid", str(exc), field="format") from None
+    extension, media_type = {"json": ("json", "application/json"),
+                             "markdown": ("md", "text/markdown; charset=utf-8"),
+                             "rlm-log": ("jsonl", "application/x-ndjson")}[format]
+    return Response(text, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="turn-{turn_id}.{extension}"'})
 
 
 @router.get("/turns/{turn_id}/events", response_model=EventList)

@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -112,7 +113,7 @@ class CallStore:
             record["error"] = redact(record["error"])
         body = json.dumps(record, ensure_ascii=False)
         with self._lock:
-            fresh = {sha: text for sha, text in new.items() if not self.chunk_store.exists(sha)}
+            fresh = {sha: text for sha, text in new.items() if not self._touch(sha)}
             adding = len(body) + sum(len(t.encode("utf-8", "surrogatepass"))
                                      for t in fresh.values())
             used = self._used_bytes()
@@ -154,6 +155,15 @@ class CallStore:
             chars += len(known[1])
         return {"chunks": shas, "chars": chars}
 
+    def _touch(self, sha: str) -> bool:
+        """Whether the chunk is stored; if so it is marked used now, so `collect_chunks`
+        leaves it to the call about to refer to it."""
+        try:
+            os.utime(self.chunk_store.path(sha))
+        except FileNotFoundError:
+            return False
+        return True
+
     def _used_bytes(self) -> int:
         if self._used is None:
             self._used = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) \
@@ -194,6 +204,34 @@ class CallStore:
         if not _ID.fullmatch(turn_id) or not folder.is_dir():
             return []
         return sorted(p.stem for p in folder.glob("*.json"))
+
+    def collect_chunks(self, grace_s: float = 3600.0) -> tuple[int, int]:
+        """Remove the chunks no kept call refers to (a deleted session's calls leave theirs,
+        which others may share); returns how many and their bytes. A chunk younger than
+        `grace_s` stays: its call's record may be being written now."""
+        referenced: set[str] = set()
+        for path in (self.root / "turns").glob("*/*.json"):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # removed meanwhile, or half a file from another process
+            parts = [*record.get("messages", []), record.get("reply") or {}]
+            referenced.update(sha for part in parts for sha in part.get("chunks", ()))
+        removed = freed = 0
+        now = time.time()
+        for sha in self.chunk_store.shas() - referenced:
+            path = self.chunk_store.path(sha)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if now - stat.st_mtime >= grace_s and self.chunk_store.remove(sha):
+                removed, freed = removed + 1, freed + stat.st_size
+        with self._lock:
+            self._used = None
+            self._redacted.clear()  # a remembered chunk may be gone
+            self._cached = 0
+        return removed, freed
 
     def remove_turns(self, turn_ids: list[str]) -> None:
         """Forget these turns' calls (their chunks stay: other calls may share them)."""
