@@ -115,6 +115,15 @@ def test_turns_are_found_filtered_sorted_paged_and_tagged(scripted_lm, tmp_path,
         assert client.put(f"{API}/turns/nope/tags", json={"tags": []}).status_code == 404
 
 
+def test_usage_of_a_model_without_a_price_says_so(scripted_lm, tmp_path, database) -> None:
+    server = scripted_lm(quick("hello", "hi"))
+    with app_client(settings_for(server, tmp_path, **database)) as client:
+        one = _turn(client, "One", "hello")
+        response = client.get(f"{API}/usage/models", params={"turn_id": one["turn_id"]})
+        (row,) = response.json()["rows"]
+        assert (row["calls"], row["unpriced_calls"], row["cost_usd"]) == (2, 2, 0)
+
+
 def test_usage_by_model_and_role_for_a_turn_a_session_and_dates(scripted_lm, tmp_path,
                                                                database):
     server = scripted_lm(quick("hello", "hi") + quick("again", "yes"))
@@ -130,6 +139,7 @@ def test_usage_by_model_and_role_for_a_turn_a_session_and_dates(scripted_lm, tmp
         (row,) = usage(turn_id=one["turn_id"])["rows"]
         assert (row["model"], row["role"], row["calls"]) == ("openai/root", "agent", 2)
         assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["cost_usd"] > 0
+        assert row["unpriced_calls"] == 0
         turn = client.get(f"{API}/turns/{one['turn_id']}").json()
         assert row["cost_usd"] == turn["usage"]["usd"]
         assert usage(session_id=two["session_id"])["rows"][0]["calls"] == 2

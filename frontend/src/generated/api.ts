@@ -1000,6 +1000,12 @@ export type components = {
             prompt_tokens: number;
             /** Role */
             role: string;
+            /**
+             * Unpriced Calls
+             * @description Attempts whose model has no known price: cost_usd leaves them out (0 and all unpriced: not known).
+             * @default 0
+             */
+            unpriced_calls: number;
         };
         /** ProgramsOut */
         ProgramsOut: {

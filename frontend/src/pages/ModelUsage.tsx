@@ -53,8 +53,9 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
       prompt: t.prompt + r.prompt_tokens,
       completion: t.completion + r.completion_tokens,
       usd: t.usd + r.cost_usd,
+      unpriced: t.unpriced + r.unpriced_calls,
     }),
-    { calls: 0, prompt: 0, completion: 0, usd: 0 },
+    { calls: 0, prompt: 0, completion: 0, usd: 0, unpriced: 0 },
   );
 
   return (
@@ -130,7 +131,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
                   <td>{r.calls}</td>
                   <td>{r.prompt_tokens.toLocaleString()}</td>
                   <td>{r.completion_tokens.toLocaleString()}</td>
-                  <td>{fmtUsd(r.cost_usd)}</td>
+                  <td>{fmtUsd(r.cost_usd, r.unpriced_calls)}</td>
                 </tr>
               ))}
             </tbody>
@@ -140,7 +141,7 @@ export function ModelUsage({ scope, sessions }: { scope: UsageScope; sessions: r
                 <td>{total.calls}</td>
                 <td>{total.prompt.toLocaleString()}</td>
                 <td>{total.completion.toLocaleString()}</td>
-                <td>{fmtUsd(total.usd)}</td>
+                <td>{fmtUsd(total.usd, total.unpriced)}</td>
               </tr>
             </tfoot>
           </table>

@@ -113,6 +113,8 @@ class ModelUsageRow(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    unpriced_calls: int = Field(0, description="Attempts whose model has no known price: "
+                                "cost_usd leaves them out (0 and all unpriced: not known).")
 
 
 class ModelUsageReport(BaseModel):

@@ -121,7 +121,8 @@ class TurnSearch:
                           until: datetime | None = None) -> list[dict[str, Any]]:
         """Calls, tokens and cost per (model, role) of the tenant's lm_call events in one
         scope: a turn, a session, or turns started in [since, until). A call is an attempt
-        that counted in its budget; tokens and cost are every attempt's."""
+        that counted in its budget; tokens and cost are every attempt's (`unpriced_calls`: the
+        attempts whose model has no known price, so the cost is a floor)."""
         payload = Event.payload
         stmt = (sa.select(payload["model"].as_string(), payload["role"].as_string(),
                           payload["prompt_tokens"].as_integer(),
@@ -143,9 +144,10 @@ class TurnSearch:
             for model, role, prompt, completion, cost, counted in (await db.execute(stmt)):
                 row = rows.setdefault((model or "", role or ""), {
                     "model": model or "", "role": role or "", "calls": 0, "prompt_tokens": 0,
-                    "completion_tokens": 0, "cost_usd": 0.0})
+                    "completion_tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0})
                 row["calls"] += 0 if counted is not None and not counted else 1
                 row["prompt_tokens"] += prompt or 0
                 row["completion_tokens"] += completion or 0
                 row["cost_usd"] += cost or 0.0
+                row["unpriced_calls"] += cost is None
         return sorted(rows.values(), key=lambda r: (-r["cost_usd"], r["model"], r["role"]))
