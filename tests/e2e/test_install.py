@@ -70,6 +70,27 @@ def test_wheel_and_sdist_carry_the_built_web_app(built):
     assert f"{root}/hatch_build.py" in sdist_names
 
 
+def test_a_wheel_builds_from_the_sdist_without_node(built, tmp_path):
+    """The sdist carries the built app, newer than its sources: building a wheel from it (as
+    `pip install fleet_rlm-*.tar.gz` does) needs no npm."""
+    _, sdist = built
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    tools = tmp_path / "bin"  # what the build runs, and no node or npm
+    tools.mkdir()
+    for tool in ("bash", "find", "dirname", "git"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    uv = uv_command()
+    if uv[0] == "uv":
+        uv = [shutil.which("uv")]
+    _run([*uv, "build", "--wheel", "--python", sys.executable, "--out-dir",
+          str(tmp_path / "dist"), str(unpacked)], tmp_path, PATH=str(tools))
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert f"{STATIC}/index.html" in archive.namelist()
+
+
 def test_pip_installed_wheel_serves_the_workbench(built, browser, tmp_path):
     wheel, _ = built
     venv = tmp_path / "venv"
