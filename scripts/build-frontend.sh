@@ -11,9 +11,10 @@ static="$root/src/fleet_rlm/server/static"
 cd "$web"
 
 stamp="$static/index.html"
+# Files only: directories unpacked from an sdist are as new as the unpacking.
 inputs=(src index.html package.json package-lock.json vite.config.ts tsconfig.json)
 [ -d public ] && inputs+=(public)
-if [ -f "$stamp" ] && [ -z "$(find "${inputs[@]}" -newer "$stamp" -print -quit)" ]; then
+if [ -f "$stamp" ] && [ -z "$(find "${inputs[@]}" -type f -newer "$stamp" -print -quit)" ]; then
   echo "build-frontend: up to date (${static#"$root"/})"
   exit 0
 fi

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import pytest
 from test_server_support import TOKEN, settings_for, uvicorn_server
 
 from fleet_rlm.server.app import create_app
+from uv_support import uv_command
 
 pytestmark = pytest.mark.slow
 GENERATOR = "openapi-python-client==0.29.1"
@@ -22,15 +22,12 @@ GENERATOR = "openapi-python-client==0.29.1"
 
 @pytest.fixture
 def generated(tmp_path, monkeypatch):
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("the generated-client test needs uv (scripts/test.sh installs it)")
     spec = tmp_path / "openapi.json"
     spec.write_text(json.dumps(create_app(settings_for(None, tmp_path)).openapi()))
-    result = subprocess.run([uv, "tool", "run", "--from", GENERATOR, "openapi-python-client",
-                             "generate", "--path", str(spec), "--meta", "none",
-                             "--output-path", str(tmp_path / "fleet_api_client")],
-                            capture_output=True, text=True, timeout=300)
+    command = [*uv_command(), "tool", "run", "--from", GENERATOR, "openapi-python-client",
+               "generate", "--path", str(spec), "--meta", "none",
+               "--output-path", str(tmp_path / "fleet_api_client")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     monkeypatch.syspath_prepend(str(tmp_path))
     yield importlib.import_module("fleet_api_client")

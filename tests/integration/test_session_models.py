@@ -69,3 +69,21 @@ def test_a_session_model_of_another_provider_never_gets_the_servers_key(tmp_path
     assert server.with_models(None, "groq/llama").api_key is None
     behind_base = server.model_copy(update={"api_base": "http://127.0.0.1:9/v1"})
     assert behind_base.with_models("anthropic/claude-3-haiku", None).api_key == "sk-server-key"
+
+
+def test_only_an_admin_points_a_session_at_another_provider(tmp_path):
+    """FLEET_AUTH=none: whoever reaches the port is a user, not an admin. They may pick another
+    model of the server's provider, never make the server call a new one."""
+    settings = settings_for(None, tmp_path, auth="none", token=None,
+                            root_model="openai/gpt-4o-mini", sub_model=None)
+    with app_client(settings) as client:
+        session_id = client.post(f"{API}/sessions", json={"title": "t"}).json()["id"]
+        same = client.patch(f"{API}/sessions/{session_id}", json={"root_model": "openai/gpt-4o"})
+        assert same.status_code == 200, same.text
+        for path, method in ((f"{API}/sessions/{session_id}", client.patch),
+                             (f"{API}/sessions/{session_id}/test-model", client.post)):
+            other = method(path, json={"root_model": "ollama/llama3"})
+            assert other.status_code == 403, other.text
+            assert "only an admin" in other.json()["message"]
+            assert "ollama" in other.json()["message"]
+        assert client.get(f"{API}/sessions/{session_id}").json()["root_model"] == "openai/gpt-4o"

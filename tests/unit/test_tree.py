@@ -127,3 +127,28 @@ def test_the_export_and_the_trace_draw_a_stream_joined_late() -> None:
     assert [s.name for s in root.children if s.kind != "lm"] == [
         "rlm rlm2", "rlm rlm1", "tool rlm_query", "step 1: python", "step 2: finish"]
     assert all(s.end is not None and s.start <= s.end for s in root.walk())
+
+
+def test_the_terminal_tree_and_the_export_name_the_files_a_step_wrote():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from fleet_rlm.cli.render import TreeRenderer
+    from fleet_rlm.export import turn_markdown
+
+    events = load("agent_turn")["events"]
+    console = Console(file=StringIO(), width=200)
+    renderer = TreeRenderer(console)
+    for event in events:
+        renderer(parse_event(event))
+    console.print(renderer.render())
+    drawn = console.file.getvalue()
+    assert "wrote artifacts/plot.png (68 bytes)" in drawn
+    assert "wrote artifacts/counts.csv (20 bytes)" in drawn
+    turn = {"index": 1, "status": "ok", "id": "t1", "session_id": "s1", "created_at": "then",
+            "finished_at": None, "trace_id": None, "user_message": "q", "events": events,
+            "question": None, "answer": "500 needles.", "error": None, "usage": None}
+    text = "\n".join(turn_markdown(turn))
+    assert "Files written:" in text
+    assert "- `artifacts/plot.png` (image/png, 68 bytes)" in text

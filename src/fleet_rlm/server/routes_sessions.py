@@ -8,6 +8,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Response
 
+from ..config import Settings
+from ..sessions import Principal
 from . import checks
 from .deps import MAX_INT, Service, User
 from .errors import ApiError
@@ -61,8 +63,22 @@ async def patch_session(svc: Service, user: User, session_id: str, body: Session
     fields = body.model_fields_set
     models = ((body.root_model, body.sub_model) if {"root_model", "sub_model"} & fields
               else None)
+    if models is not None:
+        _destination_allowed(svc.settings, user, svc.settings.with_models(*models))
     return SessionOut.of(await svc.update_session(user, session_id, title=body.title,
                                                   archived=body.archived, models=models))
+
+
+def _destination_allowed(server: Settings, user: Principal, chosen: Settings) -> None:
+    """A session's models that send calls elsewhere than the server's (another api_base, or
+    without one another provider) are an admin's choice: a user picks among what the server's
+    endpoint or providers serve, and never makes the server call a new destination."""
+    if user.admin or chosen.key_destination == server.key_destination:
+        return
+    raise ApiError(403, "forbidden", f"these models would send calls to "
+                   f"{', '.join(chosen.key_destination)}; the server's go to "
+                   f"{', '.join(server.key_destination)}, and only an admin chooses models of "
+                   "another provider or endpoint")
 
 
 @router.post("/sessions/{session_id}/test-model", response_model=CheckResult)
@@ -74,6 +90,7 @@ async def test_session_model(svc: Service, user: User, session_id: str,
     given = body or SessionModels()
     settings = svc.settings.with_models(given.root_model or session.root_model,
                                         given.sub_model or session.sub_model)
+    _destination_allowed(svc.settings, user, settings)
     root = await asyncio.to_thread(checks.check_model, settings)
     if not root.ok or settings.effective_sub_model == settings.root_model:
         return root
