@@ -14,9 +14,6 @@ from typing import Any
 
 import dspy
 
-from ..bench import Task
-from ..bench import score as bench_score
-from ..bench.tasks import normalize
 from .datasets import DatasetError, Example
 
 Scored = tuple[float, str]
@@ -50,6 +47,8 @@ def _exact(example: Example, answer: str, benchmark: str | None) -> Scored:
 
 
 def _normalised(example: Example, answer: str, benchmark: str | None) -> Scored:
+    from ..bench.tasks import normalize  # the bench package needs the `bench` extra's numpy
+
     return _compare(example, answer, lambda a, g: normalize(a) == normalize(g),
                     "match ignoring case, spacing and surrounding punctuation")
 
@@ -57,6 +56,9 @@ def _normalised(example: Example, answer: str, benchmark: str | None) -> Scored:
 def _bench(example: Example, answer: str, benchmark: str | None) -> Scored:
     if benchmark is None:
         raise DatasetError("the bench metric scores benchmark datasets only")
+    from ..bench import Task
+    from ..bench import score as bench_score
+
     task = Task(id=example.task_id or "task", benchmark=benchmark, context="",
                 question=example.question, gold=example.answer, meta=example.meta)
     value = bench_score(task, answer)
