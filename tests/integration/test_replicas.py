@@ -361,3 +361,30 @@ def test_a_notice_storm_does_not_starve_the_event_loop_and_a_lost_listener_comes
             await svc.close()
 
     asyncio.run(run())
+
+
+def test_fleet_chat_opened_on_a_session_draws_the_turn_the_web_app_runs(scripted_lm, tmp_path):
+    lm = scripted_lm(slow("count", "counted to eight", steps=30, delay_ms=500))
+    data = tmp_path / "data"
+    web = Web(data, lm.api_base, tmp_path / "web.log")
+    chat = None
+    try:
+        session_id = httpx.post(f"{web.base}{API}/sessions", json={"title": "x"}).json()["id"]
+        with web.socket(session_id) as ws:
+            receive = receiver(ws)
+            receive()
+            ws.send(json.dumps({"type": "message", "text": "count"}))
+            assert receive()["type"] == "turn_started"
+            chat = pexpect.spawn(str(FLEET), ["chat", "--session", session_id],
+                                 cwd=str(tmp_path), env=environment(data, lm.api_base,
+                                                                    TERM="xterm"),
+                                 encoding="utf-8", timeout=30, dimensions=(60, 200))
+            chat.expect_exact("following it", timeout=60)
+            chat.expect_exact("counted to eight")  # the answer, streamed from the web's turn
+            chat.expect_exact("ok")
+            chat.expect_exact("you> ")
+            assert until_finished(receive)[-1]["answer"] == "counted to eight"
+    finally:
+        if chat is not None and chat.isalive():
+            chat.kill(signal.SIGKILL)
+        web.stop()
