@@ -676,7 +676,9 @@ class SessionService:
                 if result.summary:
                     self._summaries[session_id] = result.summary
                 usage = result.usage.model_dump(mode="json") if result.usage else None
-                if result.status == "waiting":
+                if recorder.disowned:  # another process closed its record: nothing to write
+                    log.warning("turn %s stopped after %s", turn_id, recorder.disowned)
+                elif result.status == "waiting":
                     await until_available(lambda: self.store.turns.set_pending(
                         turn_id, {**(result.pending or {}), "question": result.question,
                                   "limits": limits}), f"parking turn {turn_id}")
@@ -703,8 +705,9 @@ class SessionService:
                     await self.store.turns.finish(turn_id, TurnStatus.ERROR, usage=usage,
                                                   error=f"{error_type}: {message}")
 
-                with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close
-                    await until_available(close, f"closing turn {turn_id}")
+                if not recorder.disowned:
+                    with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close
+                        await until_available(close, f"closing turn {turn_id}")
                 live.done.set_exception(exc)
             finally:
                 self.live.pop(turn_id, None)

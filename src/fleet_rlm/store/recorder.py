@@ -200,6 +200,7 @@ class EventRecorder:
         self._error: BaseException | None = None
         self._lost: RecordingLost | None = None  # set once events are refused; guarded by _lock
         self.last_seq = 0  # the highest seq handed over, kept or not
+        self.disowned: str | None = None  # why this turn's events are no longer ours to write
         self._progress = asyncio.Condition()
 
     def __call__(self, event: RecordableEvent) -> None:
@@ -208,6 +209,8 @@ class EventRecorder:
             if self._closed:
                 raise RuntimeError(f"recorder for turn {self.turn_id} is closed")
             self.last_seq = max(self.last_seq, record["seq"])
+            if self.disowned is not None:
+                return
             chars = _chars([record])
             if self._lost is None and (
                     self._received - self._written >= self.max_buffered
@@ -223,6 +226,16 @@ class EventRecorder:
             self._unwritten_chars += chars
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
+
+    def disown(self, reason: str) -> None:
+        """Another process closed this turn (its lease ran out): its record is that process's
+        now, so events from here on, and those not yet handed to the writer, are not written."""
+        with self._lock:
+            self.disowned = reason
+            dropped, self._buffer = self._buffer, []
+            self._received -= len(dropped)
+            self._unwritten_chars -= _chars(dropped)
+        log.warning("turn %s: %s; %d events not written", self.turn_id, reason, len(dropped))
 
     @property
     def stalled(self) -> bool:
