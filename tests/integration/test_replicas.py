@@ -233,9 +233,14 @@ def test_fleet_chat_and_fleet_web_on_one_sqlite_file_see_each_others_turns(
             chat.expect_exact("you> ")
             chat.sendline("second")
             started = time.monotonic()
-            live = [receive() for _ in range(3)]  # the web socket follows chat's turn live
+            live = []
+            for _ in range(3):  # the web socket follows chat's turn live
+                live.append(receive())
+                live[-1]["delay"] = time.time() - live[-1]["ts"]
             assert [f["type"] for f in live] == ["turn_started", "lm_call", "agent_step"]
             assert time.monotonic() - started < 20
+            # a poll every 100 ms: well within the 250 ms SQLite's readers may add
+            assert sorted(f["delay"] for f in live)[1] < 0.25, live
             turn_id = live[0]["turn_id"]
             assert httpx.get(f"{web.base}{API}/sessions/{session_id}/turns").json()[-1][
                 "status"] == "running"

@@ -135,6 +135,16 @@ class StoreSession:
         return self.service.session_sandbox(self.session_id)
 
 
+@functools.cache
+def _freeze_start_up_heap() -> None:
+    """What start-up built (dspy, litellm, the app: millions of objects) lives as long as the
+    process. Left to the collector, each full collection walks all of it, a pause of up to a
+    second of the event loop that any burst of allocations sets off (a storm of other processes'
+    notices, fifty sockets at once); frozen, it is never walked. Once per process: later
+    garbage is the collector's as usual."""
+    gc.freeze()
+
+
 class SessionService:
     def __init__(self, settings: Settings, store: Store | None = None, *,
                  tenant: str | None = None) -> None:
@@ -180,11 +190,7 @@ class SessionService:
             from ..tracing import import_mlflow
 
             import_mlflow()
-        # What start-up built (dspy, litellm, the app: millions of objects) lives as long as
-        # the process. Left to the collector, each full collection walks all of it, a pause of
-        # up to a second of the event loop that any burst of allocations sets off (a storm of
-        # other processes' notices, fifty sockets at once); frozen, it is never walked.
-        gc.freeze()
+        _freeze_start_up_heap()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
