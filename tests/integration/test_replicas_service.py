@@ -112,8 +112,8 @@ async def test_a_turn_whose_lease_another_process_took_stops_and_its_record_clos
     runner notices at its next renewal, stops the turn, and writes nothing more of it: the
     record ends with the one closing the other process wrote."""
     server = scripted_lm(slow("count", "counted", steps=30, delay_ms=200))
-    # The runner renews every 2 s: between two renewals its lease is made to have run out.
-    runner = await open_service(settings_for(server, tmp_path, turn_lease_s=6))
+    # The runner renews every 3 s: between two renewals its lease is made to have run out.
+    runner = await open_service(settings_for(server, tmp_path, turn_lease_s=9))
     other = await open_service(settings_for(server, tmp_path, turn_lease_s=1.5))
     session = await runner.create_session()
     posted = await runner.post(EVERY_TENANT, session.id, "count")

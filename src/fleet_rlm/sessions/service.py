@@ -660,7 +660,7 @@ class SessionService:
         recorder = live.recorder = EventRecorder(
             self.store, turn_id, tenant=tenant, loop=self.loop, outcome=outcome,
             max_buffered=self.settings.max_unwritten_events,
-            on_fault=lambda lost: live.cancel.cancel(lost.reason))
+            on_fault=lambda lost: live.cancel.cancel(lost.reason), owner=self.replicas.owner)
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,

@@ -157,7 +157,8 @@ class EventWriter:
             group = list(grouped)
             try:
                 await self.store.events.append_batches(
-                    [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant)
+                    [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant,
+                    owners={r.turn_id: r.owner for r, _, _ in group if r.owner})
                 errors += [None] * len(group)
                 continue
             except Exception as exc:  # noqa: BLE001 - sorted out below
@@ -166,8 +167,9 @@ class EventWriter:
                     continue
             for recorder, batch, update in group:
                 try:
-                    await self.store.events.append_batches([(recorder.turn_id, batch, update)],
-                                                           tenant=tenant)
+                    await self.store.events.append_batches(
+                        [(recorder.turn_id, batch, update)], tenant=tenant,
+                        owners={recorder.turn_id: recorder.owner} if recorder.owner else None)
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - kept by the recorder, raised to it
                     errors.append(exc)
@@ -182,8 +184,12 @@ class EventRecorder:
                  loop: asyncio.AbstractEventLoop | None = None,
                  outcome: Outcome | None = None, max_buffered: int = MAX_BUFFERED,
                  max_buffered_chars: int = MAX_BUFFERED_CHARS,
-                 on_fault: Callable[[RecordingLost], None] | None = None) -> None:
+                 on_fault: Callable[[RecordingLost], None] | None = None,
+                 owner: str | None = None) -> None:
+        """`owner`: the process running the turn (its lease's owner): once another process
+        owns the turn (it closed it), no more of its events are written."""
         self.store = store
+        self.owner = owner
         self.turn_id = turn_id
         self.tenant = tenant
         self.outcome = outcome
