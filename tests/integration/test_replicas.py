@@ -141,7 +141,10 @@ def test_a_turn_started_on_one_replica_is_followed_live_and_cancelled_through_th
         assert [f["type"] for f in live[:3]] == ["turn_started", "lm_call", "agent_step"]
         turn_id = live[0]["turn_id"]
         on_b.send(json.dumps({"type": "cancel", "turn_id": turn_id}))  # A runs it
-        seen_b = live + until_finished(from_b)
+        frames_b = live + until_finished(from_b)
+        # beside the events, B's socket may get the session's state after its stop
+        assert {f["type"] for f in frames_b if "seq" not in f} <= {"session"}, frames_b
+        seen_b = events(frames_b)
         seen_a = until_finished(from_a)
         assert seen_b[-1]["status"] == seen_a[-1]["status"] == "cancelled"
         assert [f["seq"] for f in seen_b] == list(range(1, len(seen_b) + 1))
@@ -233,9 +236,14 @@ def test_fleet_chat_and_fleet_web_on_one_sqlite_file_see_each_others_turns(
             chat.expect_exact("you> ")
             chat.sendline("second")
             started = time.monotonic()
-            live = [receive() for _ in range(3)]  # the web socket follows chat's turn live
+            live = []
+            for _ in range(3):  # the web socket follows chat's turn live
+                live.append(receive())
+                live[-1]["delay"] = time.time() - live[-1]["ts"]
             assert [f["type"] for f in live] == ["turn_started", "lm_call", "agent_step"]
             assert time.monotonic() - started < 20
+            # a poll every 100 ms: well within the 250 ms SQLite's readers may add
+            assert sorted(f["delay"] for f in live)[1] < 0.25, live
             turn_id = live[0]["turn_id"]
             assert httpx.get(f"{web.base}{API}/sessions/{session_id}/turns").json()[-1][
                 "status"] == "running"
@@ -361,3 +369,30 @@ def test_a_notice_storm_does_not_starve_the_event_loop_and_a_lost_listener_comes
             await svc.close()
 
     asyncio.run(run())
+
+
+def test_fleet_chat_opened_on_a_session_draws_the_turn_the_web_app_runs(scripted_lm, tmp_path):
+    lm = scripted_lm(slow("count", "counted to eight", steps=30, delay_ms=500))
+    data = tmp_path / "data"
+    web = Web(data, lm.api_base, tmp_path / "web.log")
+    chat = None
+    try:
+        session_id = httpx.post(f"{web.base}{API}/sessions", json={"title": "x"}).json()["id"]
+        with web.socket(session_id) as ws:
+            receive = receiver(ws)
+            receive()
+            ws.send(json.dumps({"type": "message", "text": "count"}))
+            assert receive()["type"] == "turn_started"
+            chat = pexpect.spawn(str(FLEET), ["chat", "--session", session_id],
+                                 cwd=str(tmp_path), env=environment(data, lm.api_base,
+                                                                    TERM="xterm"),
+                                 encoding="utf-8", timeout=30, dimensions=(60, 200))
+            chat.expect_exact("following it", timeout=60)
+            chat.expect_exact("counted to eight")  # the answer, streamed from the web's turn
+            chat.expect_exact("ok")
+            chat.expect_exact("you> ")
+            assert until_finished(receive)[-1]["answer"] == "counted to eight"
+    finally:
+        if chat is not None and chat.isalive():
+            chat.kill(signal.SIGKILL)
+        web.stop()

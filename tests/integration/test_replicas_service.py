@@ -8,11 +8,13 @@ import asyncio
 import time
 
 import pytest
+import sqlalchemy as sa
 from test_server_support import asking, slow
 
 from fleet_rlm.config import Settings
 from fleet_rlm.events import parse_event
 from fleet_rlm.sessions import EVERY_TENANT, Busy
+from fleet_rlm.store.models import Turn
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,3 +103,33 @@ async def test_a_turn_whose_lease_ran_out_is_closed_once_and_its_session_takes_m
         ("error", None), ("turn_finished", "interrupted")]
     posted = await services[1].post(EVERY_TENANT, session.id, "after")
     assert (await asyncio.wait_for(posted.done, 30)).answer == "fine"
+
+
+async def test_a_turn_whose_lease_another_process_took_stops_and_its_record_closes_once(
+        scripted_lm, tmp_path, open_service):
+    """The runner could not renew its lease in time (the database away from it longer than the
+    lease: here its lease is set to have run out) and another process closed the turn. The
+    runner notices at its next renewal, stops the turn, and writes nothing more of it: the
+    record ends with the one closing the other process wrote."""
+    server = scripted_lm(slow("count", "counted", steps=30, delay_ms=200))
+    # The runner renews every 3 s: between two renewals its lease is made to have run out.
+    runner = await open_service(settings_for(server, tmp_path, turn_lease_s=9))
+    other = await open_service(settings_for(server, tmp_path, turn_lease_s=1.5))
+    session = await runner.create_session()
+    posted = await runner.post(EVERY_TENANT, session.id, "count")
+    deadline = time.monotonic() + 30
+    while len(await runner.store.events.list(posted.turn_id)) < 4:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    async with runner.store.transaction() as db:
+        await db.execute(sa.update(Turn).where(Turn.id == posted.turn_id)
+                         .values(lease_expires=0.0))
+    assert await other.replicas.sweep() == [posted.turn_id]
+    result = await asyncio.wait_for(posted.done, 10)  # at its next renewal
+    assert result.status == "cancelled"
+    await asyncio.sleep(0.3)  # anything the runner still had would be written by now
+    events = [parse_event(r.payload) for r in await other.store.events.list(posted.turn_id)]
+    finished = [e for e in events if e.type == "turn_finished"]
+    assert [e.status for e in finished] == ["interrupted"] and events[-1] == finished[0]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert (await other.store.turns.get(posted.turn_id)).status == "interrupted"

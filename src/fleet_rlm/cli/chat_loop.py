@@ -3,7 +3,9 @@
 The service's asyncio loop owns the main thread. The prompt is read in a daemon thread so the loop
 keeps delivering events and signals while it waits; Ctrl-C is a loop signal handler: it cancels
 the running turn, or (at the prompt, or a second time) leaves. A turn's live tree is drawn on
-standard error until its answer starts streaming to standard output.
+standard error until its answer starts streaming to standard output. A turn another process runs
+in the session (the web app, say) is drawn the same way when the session is opened or a message
+meets it (Busy), and Ctrl-C stops it in that process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rich.markup import escape
 
 from ..budget import Usage
 from ..config import Settings
+from ..events import Event
 from ..sessions import (
     ALL_TENANTS,
     EVERY_TENANT,
@@ -95,6 +98,8 @@ class Chat:
         self.last_usage: list[Usage] = []
         self._turn: str | None = None  # the turn running now
         self._cancelling = self._streaming = False
+        self._elsewhere = False  # the running turn is another process's
+        self._stopping: asyncio.Task | None = None
         self._main: asyncio.Task | None = None
 
     # -- the loop ----------------------------------------------------------------------------
@@ -140,7 +145,11 @@ class Chat:
             self._main.cancel()
         elif not self._cancelling:
             self._cancelling = True
-            self.service.cancel(self._turn)
+            if self._elsewhere:  # the process that runs it stops it
+                self._stopping = asyncio.get_running_loop().create_task(
+                    self.service.stop(self._turn, principal=self.user))
+            else:
+                self.service.cancel(self._turn)
             self.err.print(("\n" if self._streaming else "")
                            + "[yellow]cancelling… (Ctrl-C again to quit)[/yellow]")
         else:  # the wind-down is taking too long for the user: leave now
@@ -164,26 +173,61 @@ class Chat:
                 self.last_usage = []
         except (Busy, ValueError, NotFound) as exc:
             self.err.print(f"[red]error:[/red] {escape(str(exc))}")
+            if isinstance(exc, Busy) and self.session_id is not None:
+                await self._follow_active()
             return
         await self.follow(posted)
 
+    async def _follow_active(self) -> None:
+        """Follow the session's running turn if another process runs it."""
+        assert self.session_id is not None
+        active = await self.service.active_turn(self.user, self.session_id)
+        if (active is not None and active["status"] == "running"
+                and active["turn_id"] not in self.service.live):
+            await self.follow_elsewhere(active["turn_id"])
+
+    async def _draw(self, turn_id: str, after_seq: int) -> Event | None:
+        """Draw a running turn until it stops: the tree, then the answer as it streams.
+        Returns its last event."""
+        renderer = TreeRenderer(self.err)
+        self._turn, self._cancelling, self._streaming = turn_id, False, False
+        last = None
+        with contextlib.ExitStack() as display:
+            display.enter_context(renderer.live())
+            async for event in self.service.follow(turn_id, after_seq):
+                last = event
+                renderer(event)
+                if event.type == "answer_delta":
+                    if not self._streaming:
+                        display.close()  # the tree's last frame stays above
+                        self._streaming = True
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+        if self._streaming:
+            sys.stdout.write("\n")
+        return last
+
+    async def follow_elsewhere(self, turn_id: str) -> None:
+        """Draw a turn another process (the web app, say) runs in this session until it stops;
+        Ctrl-C stops it there."""
+        self.err.print("[dim]a turn runs in this session elsewhere; following it (Ctrl-C "
+                       "stops it)[/dim]")
+        self._elsewhere = True
+        try:
+            last = await self._draw(turn_id, 0)
+        finally:
+            self._turn, self._elsewhere = None, False
+        status = getattr(last, "status", None) if last is not None else None
+        if status == "waiting":
+            self.waiting = turn_id
+            turn = await self.service.turn(self.user, turn_id)
+            self.out.print(f"[bold cyan]?[/] {escape((turn.pending or {}).get('question', ''))}")
+        self.err.print(f"[dim]{status or 'stopped'}[/dim]")
+
     async def follow(self, posted: Posted) -> None:
         """Draw a running turn until it stops: the tree, then the answer as it streams."""
-        renderer = TreeRenderer(self.err)
-        self._turn, self._cancelling, self._streaming = posted.turn_id, False, False
         try:
-            with contextlib.ExitStack() as display:
-                display.enter_context(renderer.live())
-                async for event in self.service.follow(posted.turn_id, posted.after_seq):
-                    renderer(event)
-                    if event.type == "answer_delta":
-                        if not self._streaming:
-                            display.close()  # the tree's last frame stays above
-                            self._streaming = True
-                        sys.stdout.write(event.text)
-                        sys.stdout.flush()
-            if self._streaming:
-                sys.stdout.write("\n")
+            await self._draw(posted.turn_id, posted.after_seq)
             try:
                 result = await posted.done
             except Exception as exc:  # noqa: BLE001 - the turn failed; the chat goes on
@@ -245,6 +289,7 @@ class Chat:
             else:
                 why = f": {turn.error}" if turn.error else ""
                 self.out.print(f"[dim]({turn.status}{escape(why)})[/dim]")
+        await self._follow_active()
 
     # -- slash commands ----------------------------------------------------------------------
     async def command(self, line: str) -> str | None:

@@ -70,6 +70,7 @@ class Relay:
         self._listening: set[str] = set()
         self._wanted: set[str] = set()  # channels to LISTEN on
         self._closed = False
+        self._syncing: set[asyncio.Task] = set()
 
     @property
     def postgres(self) -> bool:
@@ -113,7 +114,9 @@ class Relay:
             del self.watches[watch.session_id]
             self._wanted.discard(session_channel(watch.session_id))
             if self.postgres and not self._closed:
-                asyncio.get_running_loop().create_task(self._sync_channels())
+                task = asyncio.get_running_loop().create_task(self._sync_channels())
+                self._syncing.add(task)  # held until done: the loop keeps only weak references
+                task.add_done_callback(self._syncing.discard)
 
     def _note(self, session_id: str, turn_id: str, seq: int) -> None:
         for watch in self.watches.get(session_id, ()):

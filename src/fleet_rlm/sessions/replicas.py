@@ -145,7 +145,9 @@ class Replicas:
             if live.turn_id not in mine and live.finished is None:
                 log.error("turn %s was closed by another process (its lease ran out while the "
                           "database was away); stopping it", live.turn_id)
-                live.cancel.cancel("another process closed this turn: its lease ran out")
+                reason = "another process closed this turn: its lease ran out"
+                live.recorder.disown(reason)
+                live.cancel.cancel(reason)
 
     async def _sweep(self) -> None:
         await asyncio.sleep(self.lease_s / 6)

@@ -148,6 +148,16 @@ class StoreSession:
         return self.service.session_sandbox(self.session_id)
 
 
+@functools.cache
+def _freeze_start_up_heap() -> None:
+    """What start-up built (dspy, litellm, the app: millions of objects) lives as long as the
+    process. Left to the collector, each full collection walks all of it, a pause of up to a
+    second of the event loop that any burst of allocations sets off (a storm of other processes'
+    notices, fifty sockets at once); frozen, it is never walked. Once per process: later
+    garbage is the collector's as usual."""
+    gc.freeze()
+
+
 class SessionService:
     def __init__(self, settings: Settings, store: Store | None = None, *,
                  tenant: str | None = None) -> None:
@@ -194,15 +204,11 @@ class SessionService:
             from ..tracing import import_mlflow
 
             import_mlflow()
-        # What start-up built (dspy, litellm, the app: millions of objects) lives as long as
-        # the process. Left to the collector, each full collection walks all of it, a pause of
-        # up to a second of the event loop that any burst of allocations sets off (a storm of
-        # other processes' notices, fifty sockets at once); frozen, it is never walked.
-        gc.freeze()
         if self.settings.otel_exporter_otlp_endpoint:
             from ..otel import import_otel
 
             import_otel()
+        _freeze_start_up_heap()
 
     def _first_process(self) -> bool:
         """True unless another live process (say `fleet web` beside `fleet chat`) has this data
@@ -796,7 +802,7 @@ class SessionService:
         recorder = live.recorder = EventRecorder(
             self.store, turn_id, tenant=tenant, loop=self.loop, outcome=outcome,
             max_buffered=self.settings.max_unwritten_events,
-            on_fault=lambda lost: live.cancel.cancel(lost.reason))
+            on_fault=lambda lost: live.cancel.cancel(lost.reason), owner=self.replicas.owner)
         stream = EventStream(turn_id, [recorder, lambda e: self._fan_out(live, e)],
                              start_seq=start_seq)
         turn = Turn(settings, StoreSession(self, session_id), stream, message, history,
@@ -820,7 +826,9 @@ class SessionService:
                 if result.summary:
                     self._summaries[session_id] = result.summary
                 usage = result.usage.model_dump(mode="json") if result.usage else None
-                if result.status == "waiting":
+                if recorder.disowned:  # another process closed its record: nothing to write
+                    log.warning("turn %s stopped after %s", turn_id, recorder.disowned)
+                elif result.status == "waiting":
                     await until_available(lambda: self.store.turns.set_pending(
                         turn_id, {**(result.pending or {}), "question": result.question,
                                   "limits": limits}), f"parking turn {turn_id}")
@@ -847,8 +855,9 @@ class SessionService:
                     await self.store.turns.finish(turn_id, TurnStatus.ERROR, usage=usage,
                                                   error=f"{error_type}: {message}")
 
-                with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close
-                    await until_available(close, f"closing turn {turn_id}")
+                if not recorder.disowned:
+                    with contextlib.suppress(Exception):  # deleted meanwhile: nothing to close
+                        await until_available(close, f"closing turn {turn_id}")
                 live.done.set_exception(exc)
             finally:
                 self.live.pop(turn_id, None)

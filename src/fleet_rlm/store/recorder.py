@@ -157,7 +157,8 @@ class EventWriter:
             group = list(grouped)
             try:
                 await self.store.events.append_batches(
-                    [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant)
+                    [(r.turn_id, batch, update) for r, batch, update in group], tenant=tenant,
+                    owners={r.turn_id: r.owner for r, _, _ in group if r.owner})
                 errors += [None] * len(group)
                 continue
             except Exception as exc:  # noqa: BLE001 - sorted out below
@@ -166,8 +167,9 @@ class EventWriter:
                     continue
             for recorder, batch, update in group:
                 try:
-                    await self.store.events.append_batches([(recorder.turn_id, batch, update)],
-                                                           tenant=tenant)
+                    await self.store.events.append_batches(
+                        [(recorder.turn_id, batch, update)], tenant=tenant,
+                        owners={recorder.turn_id: recorder.owner} if recorder.owner else None)
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - kept by the recorder, raised to it
                     errors.append(exc)
@@ -182,8 +184,12 @@ class EventRecorder:
                  loop: asyncio.AbstractEventLoop | None = None,
                  outcome: Outcome | None = None, max_buffered: int = MAX_BUFFERED,
                  max_buffered_chars: int = MAX_BUFFERED_CHARS,
-                 on_fault: Callable[[RecordingLost], None] | None = None) -> None:
+                 on_fault: Callable[[RecordingLost], None] | None = None,
+                 owner: str | None = None) -> None:
+        """`owner`: the process running the turn (its lease's owner): once another process
+        owns the turn (it closed it), no more of its events are written."""
         self.store = store
+        self.owner = owner
         self.turn_id = turn_id
         self.tenant = tenant
         self.outcome = outcome
@@ -200,6 +206,7 @@ class EventRecorder:
         self._error: BaseException | None = None
         self._lost: RecordingLost | None = None  # set once events are refused; guarded by _lock
         self.last_seq = 0  # the highest seq handed over, kept or not
+        self.disowned: str | None = None  # why this turn's events are no longer ours to write
         self._progress = asyncio.Condition()
 
     def __call__(self, event: RecordableEvent) -> None:
@@ -208,6 +215,8 @@ class EventRecorder:
             if self._closed:
                 raise RuntimeError(f"recorder for turn {self.turn_id} is closed")
             self.last_seq = max(self.last_seq, record["seq"])
+            if self.disowned is not None:
+                return
             chars = _chars([record])
             if self._lost is None and (
                     self._received - self._written >= self.max_buffered
@@ -223,6 +232,16 @@ class EventRecorder:
             self._unwritten_chars += chars
         if first:  # a non-empty buffer is already on the writer's list
             self._writer.ready(self)
+
+    def disown(self, reason: str) -> None:
+        """Another process closed this turn (its lease ran out): its record is that process's
+        now, so events from here on, and those not yet handed to the writer, are not written."""
+        with self._lock:
+            self.disowned = reason
+            dropped, self._buffer = self._buffer, []
+            self._received -= len(dropped)
+            self._unwritten_chars -= _chars(dropped)
+        log.warning("turn %s: %s; %d events not written", self.turn_id, reason, len(dropped))
 
     @property
     def stalled(self) -> bool:

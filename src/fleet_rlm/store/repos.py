@@ -10,6 +10,7 @@ import asyncio
 import builtins
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .db import Store
 
 M = TypeVar("M", bound=Base)
+log = logging.getLogger(__name__)
 
 
 def dialect_insert(db: AsyncSession, model: type[Base]) -> Any:
@@ -289,13 +291,14 @@ class EventRepo(_Repo):
 
     async def append_batches(
         self, items: Iterable[tuple[str, Iterable[Mapping[str, Any]], Mapping[str, Any] | None]],
-        *, tenant: str | None = None,
+        *, tenant: str | None = None, owners: Mapping[str, str] | None = None,
     ) -> int:
         """Store events of several turns in one transaction: (turn id, events, turn update)
         per turn, where a turn update (column values, or None) is applied to a turn still in
         flight with its events. `tenant`: the turns' tenant, for row-level security (else the
-        caller's). Text PostgreSQL cannot store is escaped (`storable`). Returns how many
-        events were new."""
+        caller's). Text PostgreSQL cannot store is escaped (`storable`). `owners`: turn id ->
+        the process writing its events; a turn another process owns now (it closed the turn,
+        its lease having run out) gets none of them. Returns how many events were new."""
         now = utcnow()
         rows, updates = [], []
         for turn_id, events, update in items:
@@ -308,6 +311,18 @@ class EventRepo(_Repo):
         try:
             async with self._store.transaction(tenant) as db:
                 new = 0
+                if owners:
+                    # Locked until commit: a claim of one of these turns waits for these events.
+                    current = dict((await db.execute(
+                        sa.select(Turn.id, Turn.owner).where(Turn.id.in_(list(owners)))
+                        .with_for_update())).all())
+                    lost = {turn_id for turn_id, owner in owners.items()
+                            if current.get(turn_id) != owner}
+                    if lost:
+                        log.warning("not writing events of turns another process closed: %s",
+                                    ", ".join(sorted(lost)))
+                        rows = [row for row in rows if row["turn_id"] not in lost]
+                        updates = [(t, u) for t, u in updates if t not in lost]
                 if rows:
                     stmt = dialect_insert(db, Event).on_conflict_do_nothing(
                         index_elements=["turn_id", "seq"])
