@@ -263,7 +263,8 @@ def _new_id() -> str:
 Sink = Callable[[Event], object]
 # Texts that may carry a provider's or a tool's error, which may echo a key: redacted as the logs
 # are before any sink (store, socket, trace) sees them.
-ERROR_TEXTS = {"error": ("message", "detail"), "lm_call": ("error",),
+ERROR_TEXTS = {"error": ("message", "detail"),
+               "lm_call": ("error", "prompt_preview", "response_preview"),
                "code_output": ("stderr", "error_message", "traceback"), "cancelled": ("reason",)}
 
 

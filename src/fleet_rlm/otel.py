@@ -161,10 +161,12 @@ def _named(span: Span) -> tuple[str, dict[str, Any]]:
     ours = _flat({k: v for k, v in span.attributes.items() if not k.startswith("mlflow.")})
     genai_messages: dict[str, Any] = {
         k: ours.pop(k) for k in ("gen_ai.input.messages", "gen_ai.output.messages") if k in ours}
-    if span.inputs:
-        ours["fleet.inputs"] = _json(span.inputs)
-    if span.outputs:
-        ours["fleet.outputs"] = _json(span.outputs)
+    # A model call's prompt and reply (even their previews) go out only with the opt-in.
+    if span.kind != "lm" or _capture_content():
+        if span.inputs:
+            ours["fleet.inputs"] = _json(span.inputs)
+        if span.outputs:
+            ours["fleet.outputs"] = _json(span.outputs)
     a = span.attributes
     if span.kind in ("turn", "rlm"):
         agent = AGENT_NAMES[span.kind]

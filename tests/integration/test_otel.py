@@ -147,6 +147,7 @@ def test_a_two_level_run_arrives_as_one_span_tree(scripted_lm, receiver):
         assert a["gen_ai.usage.input_tokens"] == a["fleet.prompt_tokens"] > 0
         assert a["gen_ai.usage.output_tokens"] == a["fleet.completion_tokens"] > 0
         assert a["gen_ai.response.finish_reasons"] == ["stop"]
+        assert "fleet.inputs" not in a and "fleet.outputs" not in a  # no content: no opt-in
         parent = tree.parent(chat)
         assert parent.start_time_unix_nano <= chat.start_time_unix_nano
         assert chat.end_time_unix_nano <= parent.end_time_unix_nano
@@ -192,6 +193,7 @@ async def test_a_chat_turn_is_exported_when_it_ends(scripted_lm, receiver, tmp_p
         got = json.loads(attrs(chat)["gen_ai.output.messages"])
         assert sent[0]["role"] == "system" and sent[-1]["parts"][0]["type"] == "text"
         assert got[0]["role"] == "assistant" and got[0]["parts"][0]["content"]
+        assert json.loads(attrs(chat)["fleet.inputs"])["prompt"]  # the previews too
 
 
 async def test_an_unreachable_collector_never_fails_the_turn(scripted_lm, tmp_path,

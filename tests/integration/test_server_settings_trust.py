@@ -135,3 +135,22 @@ def test_the_logs_get_the_same_redaction():
     assert logged == redact("GET /x?token=abcdef123456&a=1 configured-key-9876543210 "
                             "Authorization: Bearer fleet_abcdefghijklmnopqrstuvwxyz")
     assert logged == "GET /x?token=***&a=1 *** Authorization: Bearer ***"
+
+
+def test_a_model_calls_previews_carry_no_key_or_bearer_token(scripted_lm, tmp_path):
+    key = "provider-key-0123456789abcdef"
+    token = "Bearer abcdefghijklmnopqrstuvwxyz012345"
+    message = f"hello, my header is {token}"
+    server = scripted_lm(quick(message, f"echoing {key}"))
+    with app_client(settings_for(server, tmp_path, api_key=key)) as client:
+        session_id = client.post(f"{API}/sessions", json={}).json()["id"]
+        with client.websocket_connect(ws_url(session_id)) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "message", "text": message})
+            frames = until_finished(ws.receive_json)
+        events = client.get(f"{API}/turns/{frames[-1]['turn_id']}/events").json()["events"]
+    calls = [e for e in events if e["type"] == "lm_call"]
+    assert calls and any("***" in c["prompt_preview"] for c in calls)
+    assert any("echoing ***" in c["response_preview"] for c in calls)
+    for text in (json.dumps(calls), json.dumps([f for f in frames if f["type"] == "lm_call"])):
+        assert key not in text and "abcdefghijklmnopqrstuvwxyz012345" not in text
