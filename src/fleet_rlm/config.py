@@ -223,12 +223,13 @@ class Settings(BaseSettings):
 
     @property
     def key_destination(self) -> tuple[str, ...]:
-        """Where the API key goes with each model call: the API base, else the models'
-        providers (their own endpoints). A key set for one destination never goes to another."""
-        if self.api_base:
-            return (self.api_base,)
-        return tuple(sorted({model.partition("/")[0]
-                             for model in (self.root_model, self.effective_sub_model)}))
+        """Where the API key goes with each model call: the API base (if any) and the models'
+        providers. A provider that ignores the API base (`replicate/`, `vertex_ai/`, ...) sends
+        the key to its own endpoint, so it is part of the destination either way. A key set for
+        one destination never goes to another."""
+        providers = sorted({model.partition("/")[0]
+                            for model in (self.root_model, self.effective_sub_model)})
+        return (self.api_base, *providers) if self.api_base else tuple(providers)
 
     def with_models(self, root_model: str | None, sub_model: str | None) -> Settings:
         """These settings with a session's own models (None: keep the server's). The API key

@@ -68,7 +68,10 @@ def test_a_session_model_of_another_provider_never_gets_the_servers_key(tmp_path
     assert server.with_models("anthropic/claude-3-haiku", None).api_key is None
     assert server.with_models(None, "groq/llama").api_key is None
     behind_base = server.model_copy(update={"api_base": "http://127.0.0.1:9/v1"})
-    assert behind_base.with_models("anthropic/claude-3-haiku", None).api_key == "sk-server-key"
+    assert behind_base.with_models("openai/gpt-4o", None).api_key == "sk-server-key"
+    # Some providers ignore the API base and call their own endpoint with the key.
+    assert behind_base.with_models("replicate/meta/llama", None).api_key is None
+    assert behind_base.with_models(None, "vertex_ai/gemini-pro").api_key is None
 
 
 def test_only_an_admin_points_a_session_at_another_provider(tmp_path):
@@ -87,3 +90,15 @@ def test_only_an_admin_points_a_session_at_another_provider(tmp_path):
             assert "only an admin" in other.json()["message"]
             assert "ollama" in other.json()["message"]
         assert client.get(f"{API}/sessions/{session_id}").json()["root_model"] == "openai/gpt-4o"
+
+
+def test_behind_an_api_base_a_user_cannot_pick_a_provider_that_ignores_it(tmp_path):
+    settings = settings_for(None, tmp_path, auth="none", token=None, api_key="sk-server-key",
+                            api_base="http://127.0.0.1:9/v1", root_model="openai/gpt-4o-mini",
+                            sub_model=None)
+    with app_client(settings) as client:
+        session_id = client.post(f"{API}/sessions", json={"title": "t"}).json()["id"]
+        for model in ("replicate/meta/llama", "sagemaker/endpoint", "vertex_ai/gemini-pro"):
+            other = client.post(f"{API}/sessions/{session_id}/test-model",
+                                json={"root_model": model})
+            assert other.status_code == 403, other.text
