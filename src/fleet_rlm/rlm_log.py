@@ -22,9 +22,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .budget import Limits, Usage
 from .capture import CapturedCall
@@ -45,8 +45,11 @@ class RlmLogError(ValueError):
 
 
 # -- the format ------------------------------------------------------------------------------
+Count = Annotated[int, Field(ge=0, le=10**12)]  # tokens and calls
+Seconds = Annotated[float, Field(ge=0, le=10**7)]  # a step's time (under four months)
+
 class _Line(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Metadata(_Line):
@@ -71,9 +74,9 @@ class RunContext(_Line):
 
 
 class ModelUsage(_Line):
-    total_calls: int = 0
-    total_input_tokens: int = 0
-    total_output_tokens: int = 0
+    total_calls: Count = 0
+    total_input_tokens: Count = 0
+    total_output_tokens: Count = 0
 
 
 class UsageSummary(_Line):
@@ -85,9 +88,9 @@ class SubCall(_Line):
     prompt: str | list[Any] | dict[str, Any]
     response: str | dict[str, Any] | None
     usage_summary: UsageSummary | None = None
-    prompt_tokens: int | None = None  # an older logger's usage
-    completion_tokens: int | None = None
-    execution_time: float = 0.0
+    prompt_tokens: Count | None = None  # an older logger's usage
+    completion_tokens: Count | None = None
+    execution_time: Seconds = 0.0
     error: str | None = None
     error_type: str | None = None
     status_code: int | None = None
@@ -97,7 +100,7 @@ class ReplResult(_Line):
     stdout: str
     stderr: str
     locals: dict[str, Any] = {}
-    execution_time: float | None = None
+    execution_time: Seconds | None = None
     rlm_calls: list[SubCall] = []
 
 
@@ -119,7 +122,7 @@ class Iteration(_Line):
     response: str
     code_blocks: list[CodeBlock]
     final_answer: str | list[Any] | None = None
-    iteration_time: float | None = None
+    iteration_time: Seconds | None = None
 
 
 EXPECTED = {
@@ -164,9 +167,13 @@ def parse(lines: Iterable[str]) -> tuple[Metadata, list[Run]]:
             continue
         last = number
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise RlmLogError(number, "a JSON object", f"not JSON: {exc.msg}") from None
+        except ValueError as exc:
+            raise RlmLogError(number, "a JSON object", f"not JSON: {exc}") from None
+        except RecursionError:
+            raise RlmLogError(number, "a JSON object", "nested too deeply") from None
         if not isinstance(data, dict):
             raise RlmLogError(number, "a JSON object", f"found {type(data).__name__}")
         kind = data.get("type", "iteration")
@@ -201,6 +208,10 @@ def parse(lines: Iterable[str]) -> tuple[Metadata, list[Run]]:
     return metadata, runs
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _valid(model: type[Any], data: dict, number: int, kind: str) -> Any:
     try:
         return model.model_validate(data)
@@ -214,7 +225,14 @@ def _valid(model: type[Any], data: dict, number: int, kind: str) -> Any:
 def read(lines: Iterable[str], new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]
          ) -> tuple[Metadata, list[ImportedRun]]:
     metadata, runs = parse(lines)
-    return metadata, [_imported(metadata, run, new_id()) for run in runs]
+    imported = []
+    for run in runs:
+        try:
+            imported.append(_imported(metadata, run, new_id()))
+        except (OverflowError, ValueError, OSError) as exc:  # a time or a count out of range
+            raise RlmLogError(run.iterations[0][0], "times and counts in range",
+                              f"{type(exc).__name__}: {exc}") from None
+    return metadata, imported
 
 
 def _when(text: str | None, default: datetime) -> datetime:

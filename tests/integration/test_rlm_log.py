@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_server_support import settings_for
+from test_server_support import API, app_client, settings_for
 from typer.testing import CliRunner
 
 from fleet_rlm import RecursiveRLM, rlm_log
@@ -150,6 +150,42 @@ def test_a_bad_log_is_refused_with_its_line_and_nothing_is_stored(tmp_path, line
     assert not (tmp_path / "data" / "calls").exists()
 
 
+SUB = ('{"code": "x", "result": {"stdout": "", "stderr": "", "rlm_calls": [{"prompt": "p", '
+       '"response": "r", "prompt_tokens": TOKENS}]}}')
+
+
+@pytest.mark.parametrize("iteration, expected", [
+    (ITERATION.replace('"iteration_time": 0.1', '"iteration_time": Infinity'),
+     "Infinity is not a number JSON allows"),
+    (ITERATION.replace('"iteration_time": 0.1', '"iteration_time": NaN'),
+     "NaN is not a number JSON allows"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (ITERATION.replace('"iteration_time": 0.1', '"iteration_time": 1e300'),
+     "iteration_time: Input should be less than or equal to"),
+    (ITERATION.replace('"code_blocks": []', '"code_blocks": [' + SUB.replace("TOKENS", "-10")
+                       + ']'), "Input should be greater than or equal to 0"),
+    (ITERATION.replace('"iteration": 1,', '"iteration": 1, "timestamp": '
+                       '"9999-12-31T23:59:59-23:59",'), "times and counts in range"),
+])
+def test_numbers_and_nesting_out_of_range_are_refused_by_line(tmp_path, iteration, expected):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f"{META}\n{iteration}\n")
+    result = fleet(tmp_path / "data", "import", "rlm-log", str(path))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1, message
+    assert "line 2: expected" in message and expected in message, message
+    assert "nothing was imported" in message
+
+
+def test_text_that_is_not_unicode_imports_without_its_call_kept(tmp_path):
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text(f"{META}\n" + ITERATION.replace('"FINAL(a)"', '"FINAL(a) \\ud800"') + "\n")
+    with app_client(settings_for(None, tmp_path / "data")) as client:
+        response = client.post(f"{API}/imports/rlm-log",
+                               files={"file": ("surrogate.jsonl", path.read_bytes())})
+        assert response.status_code == 201, response.text
+
+
 def test_a_line_that_is_not_utf8_is_refused(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(META.encode() + b"\n" + ITERATION.encode().replace(b"FINAL", b"\xff") + b"\n")
@@ -213,7 +249,7 @@ def test_a_run_writes_its_children_and_sub_calls_as_rlm_calls(scripted_lm):
 
 
 def test_the_api_imports_a_log_and_the_session_refuses_messages(tmp_path):
-    from test_server_support import API, app_client, ws_url
+    from test_server_support import ws_url
 
     with app_client(settings_for(None, tmp_path)) as client:
         sent = client.post(f"{API}/imports/rlm-log", data={"title": "Reference run"},

@@ -320,3 +320,24 @@ def test_no_login_mode_answers_loopback_hosts_and_same_site_writes_only(client):
     assert cross.status_code == 403
     same = client.post(f"{API}/sessions", json={}, headers={"origin": "http://localhost:5173"})
     assert same.status_code == 201
+
+
+def test_an_unexpected_failure_answers_with_the_error_body(tmp_path, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from test_server_support import HOST
+
+    from fleet_rlm.server.app import create_app
+    from fleet_rlm.sessions import SessionService
+
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SessionService, "list_sessions", broken)
+    settings = settings_for(None, tmp_path, auth="none", token=None)
+    with TestClient(create_app(settings), base_url=HOST,
+                    raise_server_exceptions=False) as client:
+        answer = client.get(f"{API}/sessions")
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "internal" and "RuntimeError" in answer.json()["message"]
+    assert "a bug" not in answer.text  # the detail stays in the server's log

@@ -3,6 +3,8 @@ paged), turn tags, and usage by model and role, through the REST API on real tur
 
 from __future__ import annotations
 
+import base64
+
 import asyncio
 import uuid
 from collections.abc import Iterator
@@ -103,6 +105,12 @@ def test_turns_are_found_filtered_sorted_paged_and_tagged(scripted_lm, tmp_path,
         rest = search(limit=2, cursor=page["next_cursor"])
         assert _ids(rest) == _ids(every)[2:] and rest["next_cursor"] is None
         assert client.get(f"{API}/turns", params={"cursor": "junk"}).status_code == 422
+        huge = base64.urlsafe_b64encode(b"o:" + b"9" * 40).decode()  # past any integer column
+        assert client.get(f"{API}/turns", params={"cursor": huge}).status_code == 422
+        for far in ({"until": "9999-12-31"}, {"since": "0001-01-01T00:00:00+23:59"}):
+            answer = client.get(f"{API}/turns", params=far)
+            assert answer.status_code in (200, 422), answer.text
+            assert answer.headers["content-type"] == "application/json"
 
         tagged = client.put(f"{API}/turns/{needle['turn_id']}/tags",
                             json={"tags": ["gold", " gold ", "review"]})

@@ -165,6 +165,12 @@ def install(app: FastAPI) -> None:
         detail = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
         return _response(422, "invalid", message or "invalid request", detail=detail)
 
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the exception after this answer; the client gets the one error body.
+        return _response(500, "internal", f"the server failed ({type(exc).__name__}); the "
+                         "error is in its log")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "error")

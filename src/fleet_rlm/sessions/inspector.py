@@ -151,10 +151,10 @@ def parse_when(value: str | None, *, end: bool = False) -> datetime | None:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return start + timedelta(days=1) if end else start
         when = datetime.fromisoformat(value)
-    except ValueError:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(f"not an ISO date or date-time: {value!r} (e.g. 2026-12-07 or "
                          "2026-12-07T13:00:00Z)") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _offset(cursor: str | None) -> int:
@@ -162,7 +162,7 @@ def _offset(cursor: str | None) -> int:
         return 0
     try:
         kind, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "o" and number.isdigit():
+        if kind == "o" and number.isdigit() and len(number) <= 12:
             return int(number)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

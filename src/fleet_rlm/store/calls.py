@@ -94,6 +94,8 @@ class CallStore:
             return self._save(call)
         except OSError as exc:
             return redact(f"the call store is unwritable: {type(exc).__name__}: {exc}")
+        except UnicodeError:  # a lone surrogate (a reply or an imported log can hold one)
+            return "the call holds text that is not valid Unicode"
 
     def _save(self, call: CapturedCall) -> str | None:
         if call.turn_id is None or not _ID.fullmatch(call.turn_id) \
