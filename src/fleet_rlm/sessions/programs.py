@@ -176,12 +176,7 @@ class Programs:
         return await self.store.programs.rollback(tenant_id, target, by)
 
     async def promoted_versions(self, tenant_id: str) -> dict[str, ProgramVersion]:
-        found: dict[str, ProgramVersion] = {}
-        for target in TARGETS:
-            promotion = await self.store.programs.promoted(tenant_id, target)
-            if promotion is not None and promotion.version_id is not None:
-                found[target] = await self.store.programs.get(tenant_id, promotion.version_id)
-        return found
+        return await self.store.programs.promoted_versions(tenant_id)
 
     async def ran(self, tenant_id: str, versions: dict[str, str | None] | None
                   ) -> dict[str, Program]:
