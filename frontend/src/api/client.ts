@@ -28,6 +28,8 @@ export type UsageRow = Schemas["UsageRow"];
 export type DatasetInfo = Schemas["DatasetOut"];
 export type ProgramVersion = Schemas["ProgramVersionOut"];
 export type Programs = Schemas["ProgramsOut"];
+export type OptimisationRun = Schemas["RunOut"];
+export type RunIn = Schemas["RunIn"];
 export type UsageReport = Schemas["UsageReport"];
 export type Health = operations["health_api_v1_health_get"]["responses"][200]["content"]["application/json"];
 
@@ -200,6 +202,8 @@ export const api = {
 
   datasets: () => request<DatasetInfo[]>("GET", "/optimise/datasets"),
   programs: () => request<Programs>("GET", "/programs"),
+  runs: () => request<OptimisationRun[]>("GET", "/optimise/runs"),
+  startRun: (body: RunIn) => request<OptimisationRun>("POST", "/optimise/runs", body),
   promote: (versionId: string) => request<Programs>("POST", `/programs/${id(versionId)}/promote`),
   rollback: (target: "agent" | "rlm") => request<Programs>("POST", `/programs/targets/${target}/rollback`),
   health: () => request<Health>("GET", "/health"),
