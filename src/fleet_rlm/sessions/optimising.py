@@ -21,6 +21,7 @@ from .programs import Programs
 log = logging.getLogger(__name__)
 
 RunState = Literal["running", "done", "failed"]
+KEPT_RUNS = 20  # a tenant's latest runs are listed; their versions stay in the store
 
 
 @dataclass
@@ -64,6 +65,8 @@ class OptimisationRuns:
         chosen = metric(metric_name or default_metric(row.benchmark), row.benchmark)
         run = OptimisationRun(new_id(), tenant_id, target, dataset, chosen.name,
                               datetime.now(UTC))
+        for old in self.of(tenant_id)[:-KEPT_RUNS + 1]:  # the oldest, all finished
+            del self.runs[old.id]
         self.runs[run.id] = run
         loop = asyncio.get_running_loop()
 
