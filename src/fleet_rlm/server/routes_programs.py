@@ -65,11 +65,12 @@ async def list_datasets(svc: Service, user: User) -> list[DatasetOut]:
 async def list_programs(svc: Service, user: User) -> ProgramsOut:
     versions, promoted = await svc.program_versions(user)
     live = {target: v.id for target, v in promoted.items()}
+    releases = {t: await svc.programs.current_release(t) for t in {v.target for v in versions}}
     return ProgramsOut(
         versions=[ProgramVersionOut(
             id=v.id, target=v.target, number=v.number, dataset=v.dataset, metric=v.metric,
             score_before=v.score_before, score_after=v.score_after, stopped=v.stopped,
-            compatible=v.release == svc.programs.release(v.target),
+            compatible=v.release == releases[v.target],
             promoted=live.get(v.target) == v.id, instructions=v.instructions,
             baseline=v.baseline, prompt_diff=v.detail.get("prompt_diff", ""),
             curve=v.detail.get("curve", []), usage=v.detail.get("usage"),
