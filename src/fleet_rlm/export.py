@@ -79,9 +79,12 @@ def turn_markdown(turn: dict[str, Any], level: int = 1) -> list[str]:
                                       if turn["finished_at"] else ".")]
     if turn["trace_id"]:
         out += ["", f"MLflow trace: `{turn['trace_id']}`"]
+    tree = fold(parse_event(e) for e in turn["events"]) if turn["events"] else None
+    if tree is not None and tree.programs:
+        out += ["", "Program versions: " + ", ".join(
+            f"{target} `{version}`" for target, version in sorted(tree.programs.items()))]
     out += ["", f"{_heading(level + 1)} Question", "", _quote(turn["user_message"])]
-    if turn["events"]:
-        tree = fold(parse_event(e) for e in turn["events"])
+    if tree is not None:
         numbers = {id(s): n for n, s in enumerate(
             (s for _, s in tree.steps() if not s.orphan), 1)}
         steps = [line for item in tree.top() for line in (

@@ -82,3 +82,28 @@ def test_promote_a_version_and_roll_it_back(page: Page, scripted: ScriptedLMServ
     agent = page.get_by_role("region", name="Chat agent")
     agent.get_by_role("button", name="Roll back agent").click()
     expect(agent).to_contain_text("New turns run the baseline")
+
+
+def test_a_run_started_on_the_page_adds_a_version(page: Page, scripted: ScriptedLMServer,
+                                                  fleet_data: Path) -> None:
+    # From the page the reflection model is the root model: its prompt asks for new_instruction.
+    scripted.set_rules([{"model": "root", "match": "new_instruction",
+                         "reply": dspy_json_reply(new_instruction=RULE)},
+                        *[r for r in rules() if r.get("model") != "reflect"]])
+    examples = fleet_data / "web.jsonl"
+    examples.write_text("\n".join(json.dumps({"question": f"What is the capital of {c}?",
+                                              "answer": city}) for c, city in CAPITALS))
+    fleet(fleet_data, scripted, "optimize", "dataset", "create", "from-web", "--jsonl",
+          str(examples))
+
+    page.goto("/#/optimise")
+    form = page.get_by_role("form", name="Start an optimisation run")
+    form.get_by_label("Dataset").select_option("from-web")
+    form.get_by_role("button", name="Optimise").click()
+    run = page.get_by_test_id("optimisation-run").first
+    expect(run).to_have_attribute("data-state", "done", timeout=120_000)
+    expect(run).to_contain_text("best validation")
+    shot(page, "31-optimise-run")
+    agent = page.get_by_role("region", name="Chat agent")
+    expect(agent.get_by_test_id(re.compile(r"version-agent:\d+")).filter(
+        has_text="dataset from-web")).to_contain_text("→")

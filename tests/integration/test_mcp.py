@@ -298,3 +298,28 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mcp.server", None)
     with pytest.raises(ImportError, match=r"pip install 'fleet-rlm\[mcp\]'"):
         import_mcp()
+
+
+async def test_rlm_query_runs_the_callers_promoted_engine(scripted_lm, tmp_path):
+    from fleet_rlm.config import Settings
+    from fleet_rlm.optimize.targets import baseline
+    from fleet_rlm.store import Store
+
+    rule = "Promoted: submit the word promoted."
+    release, instructions = baseline(Settings(), "rlm")
+    async with Store(None, tmp_path / "data") as store:
+        await store.prepare()
+        version = await store.programs.add(
+            "local", "rlm", dataset="d", metric="exact", release=release,
+            baseline=instructions, instructions={**instructions, "generate_action": rule},
+            score_before=0.0, score_after=1.0, stopped=None, detail={})
+        await store.programs.promote("local", "rlm", version.id, "test")
+    server = scripted_lm([{"match": re.escape(rule), "model": "root",
+                           "reply": dspy_reply(reasoning="r", code="SUBMIT(answer='promoted')")}])
+    params = StdioServerParameters(command=FLEET, args=["serve-mcp", "--transport", "stdio"],
+                                   env=server_env(tmp_path, server.api_base), cwd=tmp_path)
+    async with Client(params, read_timeout_seconds=120) as client:
+        result = await client.call_tool("rlm_query", {"question": "q", "context": "c"})
+    assert not result.is_error, result.content
+    assert result.structured_content["answer"] == "promoted"
+    server.verify()

@@ -106,6 +106,8 @@ async def test_feedback_to_a_promoted_version_that_the_next_turn_runs_and_back(
     [started] = [e for e in await svc.turn_events(LOCAL, turn_id)
                  if e["type"] == "turn_started"]
     assert started["programs"] == {"agent": version.id}
+    markdown = await svc.export_turn(LOCAL, turn_id, "markdown")
+    assert f"Program versions: agent `{version.id}`" in markdown
 
     # Roll back: the baseline runs again.
     await door.rollback("local", "agent", by="test")

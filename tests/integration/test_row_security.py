@@ -141,3 +141,34 @@ def test_token_mode_refuses_a_role_that_bypasses_row_security(tmp_path, deployme
         assert "CREATE ROLE fleet_app LOGIN" in said and "--grant fleet_app" in said
     finally:
         asyncio.run(superuser(f'DROP ROLE IF EXISTS "{role}"'))
+
+
+def test_optimisation_rows_are_their_tenants_own(tmp_path, deployment):
+    users = asyncio.run(add_users(deployment.url(deployment.owner), tmp_path))
+    (alpha, _), (beta, _) = users["alice"], users["bob"]
+
+    async def alphas_rows() -> None:
+        async with Store(deployment.url(deployment.app), tmp_path, tenant=alpha) as store:
+            await store.datasets.create(alpha, "d", "jsonl", [{"question": "q", "answer": "a"}])
+            version = await store.programs.add(
+                alpha, "agent", dataset="d", metric="exact", release="r", baseline={},
+                instructions={}, score_before=0.0, score_after=1.0, stopped=None, detail={})
+            await store.programs.promote(alpha, "agent", version.id, "alice")
+
+    asyncio.run(alphas_rows())
+
+    async def counts(tenant: str | None) -> dict[str, int]:
+        conn = await asyncpg.connect(**PG, user=deployment.app, database=deployment.database)
+        try:
+            async with conn.transaction():
+                if tenant is not None:
+                    await conn.execute("SELECT set_config('fleet.tenant_id', $1, true)", tenant)
+                return {t: await conn.fetchval(f"SELECT count(*) FROM {t}")  # noqa: S608
+                        for t in ("datasets", "program_versions", "promotions", "feedback")}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(counts(alpha)) == {"datasets": 1, "program_versions": 1,
+                                          "promotions": 1, "feedback": 0}
+    assert set(asyncio.run(counts(beta)).values()) == {0}
+    assert set(asyncio.run(counts(None)).values()) == {0}

@@ -324,7 +324,6 @@ def test_no_login_mode_answers_loopback_hosts_and_same_site_writes_only(client):
 
 def test_an_unexpected_failure_answers_with_the_error_body(tmp_path, monkeypatch) -> None:
     from fastapi.testclient import TestClient
-
     from test_server_support import HOST
 
     from fleet_rlm.server.app import create_app

@@ -85,6 +85,20 @@ def _seed(base: str) -> dict[str, str]:
             "doomed_session_id": post("/sessions", json={"title": "doomed"})["id"]}
 
 
+async def _seed_version(settings) -> str:
+    """A program version of the local tenant to promote (there is no route that makes one)."""
+    from fleet_rlm.optimize.targets import baseline
+
+    release, instructions = baseline(settings, "agent")
+    async with Store.from_settings(settings) as store:
+        await store.prepare()
+        version = await store.programs.add(
+            "local", "agent", dataset="d", metric="exact", release=release,
+            baseline=instructions, instructions=instructions, score_before=0.0,
+            score_after=0.0, stopped=None, detail={})
+    return version.id
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request) -> Iterator[str | None]:
     """The default SQLite file in the data dir, or a fresh PostgreSQL database (127.0.0.1:5432,
@@ -126,8 +140,9 @@ def api_schema(scripted_lm, tmp_path, database_url):
                 if database_url is None and find_spec("mlflow") else None)
     settings = settings_for(lm, tmp_path / "data", database_url=database_url,
                             mlflow_tracking_uri=tracking)
+    version_id = asyncio.run(_seed_version(settings))
     with uvicorn_server(settings) as base:
-        ids = _seed(base)
+        ids = {**_seed(base), "version_id": version_id, "target": "agent"}
         schema = schemathesis.openapi.from_url(f"{base}{API}/openapi.json")
 
         @schema.hook

@@ -3,9 +3,8 @@ paged), turn tags, and usage by model and role, through the REST API on real tur
 
 from __future__ import annotations
 
-import base64
-
 import asyncio
+import base64
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta

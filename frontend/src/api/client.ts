@@ -29,6 +29,8 @@ export type UsageRow = Schemas["UsageRow"];
 export type DatasetInfo = Schemas["DatasetOut"];
 export type ProgramVersion = Schemas["ProgramVersionOut"];
 export type Programs = Schemas["ProgramsOut"];
+export type OptimisationRun = Schemas["RunOut"];
+export type RunIn = Schemas["RunIn"];
 export type UsageReport = Schemas["UsageReport"];
 
 /** One model call as stored: its exact request and reply (GET /turns/{id}/calls/{call_id}). */
@@ -253,6 +255,8 @@ export const api = {
 
   datasets: () => request<DatasetInfo[]>("GET", "/optimise/datasets"),
   programs: () => request<Programs>("GET", "/programs"),
+  runs: () => request<OptimisationRun[]>("GET", "/optimise/runs"),
+  startRun: (body: RunIn) => request<OptimisationRun>("POST", "/optimise/runs", body),
   promote: (versionId: string) => request<Programs>("POST", `/programs/${id(versionId)}/promote`),
   rollback: (target: "agent" | "rlm") => request<Programs>("POST", `/programs/targets/${target}/rollback`),
   health: () => request<Health>("GET", "/health"),

@@ -4,7 +4,7 @@ promotes a version (new turns run it) or rolls the promotion back. */
 
 import { useCallback, useEffect, useState } from "react";
 
-import { api, errorText, type DatasetInfo, type ProgramVersion, type Programs } from "../api/client";
+import { api, errorText, type DatasetInfo, type OptimisationRun, type ProgramVersion, type Programs } from "../api/client";
 import { fmtUsd } from "../ui/format";
 
 type Target = "agent" | "rlm";
@@ -73,20 +73,89 @@ function Version({ v, onPromote }: { v: ProgramVersion; onPromote: () => void })
   );
 }
 
+function NewRun({ datasets, onStarted }: { datasets: DatasetInfo[]; onStarted: (run: OptimisationRun) => void }) {
+  const [target, setTarget] = useState<Target>("agent");
+  const [dataset, setDataset] = useState("");
+  const [maxCalls, setMaxCalls] = useState("");
+  const [problem, setProblem] = useState<string | null>(null);
+  const chosen = dataset || datasets[0]?.name || "";
+  if (!datasets.length) return null;
+  return (
+    <form
+      className="new-run"
+      aria-label="Start an optimisation run"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setProblem(null);
+        api
+          .startRun({ target, dataset: chosen, limits: maxCalls ? { max_calls: Number(maxCalls) } : null })
+          .then(onStarted, (err: unknown) => setProblem(errorText(err)));
+      }}
+    >
+      <label>
+        Program{" "}
+        <select aria-label="Program to optimise" value={target} onChange={(e) => setTarget(e.target.value as Target)}>
+          {TARGETS.map((t) => <option key={t.target} value={t.target}>{t.label}</option>)}
+        </select>
+      </label>
+      <label>
+        Dataset{" "}
+        <select aria-label="Dataset" value={chosen} onChange={(e) => setDataset(e.target.value)}>
+          {datasets.map((d) => <option key={d.name} value={d.name}>{d.name}</option>)}
+        </select>
+      </label>
+      <label>
+        Most model calls{" "}
+        <input aria-label="Most model calls" type="number" min={1} placeholder="a turn's" value={maxCalls} onChange={(e) => setMaxCalls(e.target.value)} />
+      </label>
+      <button type="submit" className="primary">Optimise</button>
+      {problem ? <p className="warn-text" role="alert">{problem}</p> : null}
+    </form>
+  );
+}
+
+function Runs({ runs }: { runs: OptimisationRun[] }) {
+  if (!runs.length) return null;
+  return (
+    <ul className="optimisation-runs" aria-label="Optimisation runs">
+      {runs.map((r) => {
+        const best = Math.max(0, ...r.curve.map((p) => (typeof p.score === "number" ? p.score : 0)));
+        return (
+          <li key={r.id} data-testid="optimisation-run" data-state={r.state}>
+            <strong>{r.target}</strong> on {r.dataset} ({r.metric}): {r.state}, {r.metric_calls} program runs, best validation {best.toFixed(3)}
+            <Curve points={r.curve} />
+            {r.error ? <span className="error-text"> {r.error}</span> : null}
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
 export function OptimisePage() {
   const [datasets, setDatasets] = useState<DatasetInfo[]>([]);
   const [programs, setPrograms] = useState<Programs | null>(null);
+  const [runs, setRuns] = useState<OptimisationRun[]>([]);
   const [error, setError] = useState<string | null>(null);
 
   const load = useCallback(() => {
-    Promise.all([api.datasets(), api.programs()]).then(([d, p]) => {
+    Promise.all([api.datasets(), api.programs(), api.runs()]).then(([d, p, r]) => {
       setDatasets(d);
       setPrograms(p);
+      setRuns(r);
       setError(null);
     }, (e: unknown) => setError(errorText(e)));
   }, []);
 
   useEffect(load, [load]);
+
+  // While a run is under way its progress is polled; when it ends its version appears.
+  const running = runs.some((r) => r.state === "running");
+  useEffect(() => {
+    if (!running) return;
+    const timer = setInterval(load, 1000);
+    return () => clearInterval(timer);
+  }, [running, load]);
 
   const act = (call: Promise<Programs>) => {
     call.then((p) => {
@@ -99,9 +168,14 @@ export function OptimisePage() {
     <div className="page optimise-page">
       <h1>Optimise</h1>
       <p className="muted">
-        Datasets come from feedback on turns, JSONL files and benchmark results; <code>fleet optimize run agent|rlm --dataset NAME</code> runs GEPA on one and saves a version here.
+        Datasets come from feedback on turns, JSONL files and benchmark results (<code>fleet optimize dataset create</code>). A run (here, within one turn's budget, or <code>fleet optimize run agent|rlm --dataset NAME</code>) improves a program with GEPA and saves a version; new turns run the promoted one.
       </p>
       {error ? <p className="warn-text" role="alert">{error}</p> : null}
+      <section aria-label="Runs">
+        <h2>Runs</h2>
+        <NewRun datasets={datasets} onStarted={(run) => setRuns([run, ...runs])} />
+        <Runs runs={runs} />
+      </section>
       <section aria-label="Datasets">
         <h2>Datasets</h2>
         {datasets.length ? (

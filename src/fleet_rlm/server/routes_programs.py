@@ -7,13 +7,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..sessions import NotFound
+from ..optimize.datasets import DatasetError
+from ..sessions import LimitRaised, NotFound
+from ..sessions.optimising import OptimisationRun
 from ..sessions.programs import Incompatible
 from .deps import Service, User
 from .errors import ApiError
 from .routes_limits import TenantAdmin
+from .schemas import Limits
 
 router = APIRouter(tags=["optimise"])
 
@@ -62,11 +65,12 @@ async def list_datasets(svc: Service, user: User) -> list[DatasetOut]:
 async def list_programs(svc: Service, user: User) -> ProgramsOut:
     versions, promoted = await svc.program_versions(user)
     live = {target: v.id for target, v in promoted.items()}
+    releases = {t: await svc.programs.current_release(t) for t in {v.target for v in versions}}
     return ProgramsOut(
         versions=[ProgramVersionOut(
             id=v.id, target=v.target, number=v.number, dataset=v.dataset, metric=v.metric,
             score_before=v.score_before, score_after=v.score_after, stopped=v.stopped,
-            compatible=v.release == svc.programs.release(v.target),
+            compatible=v.release == releases[v.target],
             promoted=live.get(v.target) == v.id, instructions=v.instructions,
             baseline=v.baseline, prompt_diff=v.detail.get("prompt_diff", ""),
             curve=v.detail.get("curve", []), usage=v.detail.get("usage"),
@@ -94,3 +98,61 @@ async def rollback(svc: Service, user: TenantAdmin, target: Literal["agent", "rl
         raise ApiError(404, "not_found", f"nothing promoted for {target}: the baseline runs",
                        kind="promotion", id=target) from None
     return await list_programs(svc, user)
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: Literal["agent", "rlm"]
+    dataset: str = Field(max_length=200)
+    metric: str | None = Field(None, max_length=64, description="Default: bench for a "
+                               "benchmark dataset, else normalised.")
+    max_metric_calls: int | None = Field(
+        None, gt=0, le=10_000, description="Runs of the program GEPA may make (default: "
+        "GEPA's light budget).")
+    limits: Limits | None = Field(None, description="Lower the run's budget below one turn's.")
+
+
+class RunOut(BaseModel):
+    id: str
+    target: Literal["agent", "rlm"]
+    dataset: str
+    metric: str
+    state: Literal["running", "done", "failed"]
+    started_at: datetime
+    metric_calls: int = Field(description="Runs of the program so far.")
+    curve: list[dict[str, Any]] = Field(description="Each validated candidate's score.")
+    version_id: str | None = Field(description="The version it saved (done).")
+    error: str | None
+
+    @classmethod
+    def of(cls, run: OptimisationRun) -> RunOut:
+        return cls(id=run.id, target=run.target, dataset=run.dataset,  # type: ignore[arg-type]
+                   metric=run.metric, state=run.state, started_at=run.started_at,
+                   metric_calls=run.metric_calls, curve=run.curve, version_id=run.version_id,
+                   error=run.error)
+
+
+@router.get("/optimise/runs", response_model=list[RunOut])
+async def list_runs(svc: Service, user: User) -> list[RunOut]:
+    """This server's optimisation runs of the tenant since it started, newest first."""
+    runs = sorted(svc.optimisation_runs(user), key=lambda r: r.started_at, reverse=True)
+    return [RunOut.of(r) for r in runs]
+
+
+@router.post("/optimise/runs", response_model=RunOut, status_code=202)
+async def start_run(svc: Service, user: TenantAdmin, body: RunIn) -> RunOut:
+    """Start GEPA on a dataset of the tenant; its whole budget is at most one turn's. 422 for
+    an unknown metric or a dataset too small, 409 while another run of the tenant is under
+    way; all before any model call."""
+    limits = body.limits.model_dump(exclude_none=True) if body.limits else None
+    try:
+        run = await svc.optimise(user, body.target, body.dataset, metric=body.metric,
+                                 max_metric_calls=body.max_metric_calls, limits=limits)
+    except (DatasetError, LimitRaised) as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    except NotFound:
+        raise
+    except ValueError as exc:
+        raise ApiError(409, "busy", str(exc)) from None
+    return RunOut.of(run)

@@ -47,6 +47,12 @@ class Programs:
         self.store, self.settings = store, settings
         self._releases: dict[str, str] = {}
 
+    async def current_release(self, target: str) -> str:
+        """This process's release of the target; built once, off the event loop."""
+        if target not in self._releases:
+            await asyncio.to_thread(self.release, target)
+        return self._releases[target]
+
     def release(self, target: str) -> str:
         if target not in self._releases:
             from ..optimize.targets import baseline
@@ -165,8 +171,9 @@ class Programs:
     async def promote(self, tenant_id: str, ref: str, by: str) -> Promotion:
         """Promote a version for the tenant; Incompatible when made for another release."""
         version = await self.version(tenant_id, ref)
-        if version.release != self.release(version.target):
-            raise Incompatible(version, self.release(version.target))
+        current = await self.current_release(version.target)
+        if version.release != current:
+            raise Incompatible(version, current)
         return await self.store.programs.promote(tenant_id, version.target, version.id, by)
 
     async def rollback(self, tenant_id: str, target: str, by: str) -> Promotion:
@@ -176,12 +183,7 @@ class Programs:
         return await self.store.programs.rollback(tenant_id, target, by)
 
     async def promoted_versions(self, tenant_id: str) -> dict[str, ProgramVersion]:
-        found: dict[str, ProgramVersion] = {}
-        for target in TARGETS:
-            promotion = await self.store.programs.promoted(tenant_id, target)
-            if promotion is not None and promotion.version_id is not None:
-                found[target] = await self.store.programs.get(tenant_id, promotion.version_id)
-        return found
+        return await self.store.programs.promoted_versions(tenant_id)
 
     async def ran(self, tenant_id: str, versions: dict[str, str | None] | None
                   ) -> dict[str, Program]:
@@ -199,9 +201,9 @@ class Programs:
         cannot run is left out (the baseline runs) with a warning in the log."""
         programs: dict[str, Program] = {}
         for target, version in (await self.promoted_versions(tenant_id)).items():
-            if version.release != self.release(target):
-                log.warning("tenant %s: %s", tenant_id, Incompatible(version,
-                                                                     self.release(target)))
+            current = await self.current_release(target)
+            if version.release != current:
+                log.warning("tenant %s: %s", tenant_id, Incompatible(version, current))
                 continue
             programs[target] = _program(version)
         return programs

@@ -55,6 +55,7 @@ from ..workspace import Workspace, WorkspaceIO
 from . import exports, inspector
 from . import live as live_turns
 from .live import LiveTurn, Overflow, deliver, subscribe
+from .optimising import OptimisationRun, OptimisationRuns
 from .programs import Programs
 from .records import TurnOutcome, close_failed, end_record
 from .relay import Watch
@@ -176,6 +177,7 @@ class SessionService:
         self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
         self.replicas = Replicas(self)  # leases, takeover, commands, other processes' events
         self.programs = Programs(self.store, settings)  # feedback, datasets, versions
+        self.optimising = OptimisationRuns(self.programs)  # runs started from the web app
 
     async def open(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -470,6 +472,20 @@ class SessionService:
         tenant = self._home(principal)
         return (await self.programs.versions(tenant),
                 await self.programs.promoted_versions(tenant))
+
+    async def optimise(self, principal: Principal, target: str, dataset: str, *,
+                       metric: str | None = None, max_metric_calls: int | None = None,
+                       limits: dict[str, Any] | None = None) -> OptimisationRun:
+        """Start an optimisation run for the principal's tenant (the caller checks it is an
+        admin), its whole budget at most one turn's (`limits` only lower it)."""
+        tenant = self._home(principal)
+        settings = self.with_limits(limits, tenant=await self.store.tenant_limits.get(tenant))
+        return await self.optimising.start(settings, tenant, target, dataset,
+                                           metric_name=metric,
+                                           max_metric_calls=max_metric_calls)
+
+    def optimisation_runs(self, principal: Principal) -> list[OptimisationRun]:
+        return self.optimising.of(self._home(principal))
 
     async def promote(self, principal: Principal, version: str) -> None:
         """Promote a version for the principal's tenant (the caller checks it is an admin);

@@ -98,13 +98,16 @@ class ProgramRepo(_Repo):
             raise NotFound("program version", version_id)
         return row
 
-    async def promoted(self, tenant_id: str, target: str) -> Promotion | None:
-        """The promotion in force for the target (None: never promoted, the baseline runs)."""
+    async def promoted_versions(self, tenant_id: str) -> dict[str, ProgramVersion]:
+        """The version in force for each target that has one (a target left out runs its
+        baseline), in one query: what every new turn reads."""
+        latest = (sa.select(sa.func.max(Promotion.id)).where(Promotion.tenant_id == tenant_id)
+                  .group_by(Promotion.target))
+        stmt = (sa.select(Promotion.target, ProgramVersion)
+                .join(ProgramVersion, ProgramVersion.id == Promotion.version_id)
+                .where(Promotion.id.in_(latest)))
         async with self._store.reading() as db:
-            return await db.scalar(
-                sa.select(Promotion).where(Promotion.tenant_id == tenant_id,
-                                           Promotion.target == target)
-                .order_by(Promotion.id.desc()).limit(1))
+            return {target: version for target, version in (await db.execute(stmt)).all()}
 
     async def promote(self, tenant_id: str, target: str, version_id: str | None, by: str
                       ) -> Promotion:
