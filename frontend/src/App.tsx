@@ -187,6 +187,7 @@ export function App() {
               <Workbench
                 key={route.sessionId}
                 sessionId={route.sessionId}
+                turnId={route.turnId}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.

@@ -1,10 +1,11 @@
 /* One open session: banners (reconnecting, the model not set up, the server's notices), the chat
 and the execution tree side by side (tabs on a narrow screen). Esc stops the running turn. */
 
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 
 import type { SettingsOut } from "./api/client";
 import { Chat } from "./chat/Chat";
+import { turnHref } from "./route";
 import { useSession } from "./session/useSession";
 import { TreePanel } from "./tree/TreePanel";
 import { Icon } from "./ui/Icon";
@@ -15,17 +16,33 @@ export interface WorkbenchProps {
   settings: SettingsOut | null;
   /** The first message of the session, which can name it. */
   onFirstMessage: (text: string) => void;
+  /** The turn the address names (#/s/SESSION/t/TURN), shown in the tree. */
+  turnId?: string;
 }
 
-export function Workbench({ sessionId, settings, onFirstMessage }: WorkbenchProps) {
+export function Workbench({ sessionId, settings, onFirstMessage, turnId }: WorkbenchProps) {
   const session = useSession(sessionId);
-  const [selected, setSelected] = useState<string | null>(null);
+  const [selected, setSelected] = useState<string | null>(turnId ?? null);
   const [tab, setTab] = useState<"chat" | "tree">("chat");
   const { turns, loadTurn } = session;
   const latest = turns.at(-1)?.id ?? null;
 
-  // A new turn takes the tree; the reader can then pick any other.
-  useEffect(() => setSelected(latest), [latest]);
+  // A new turn takes the tree; the reader can then pick any other. A turn the address names
+  // keeps the tree when the session opens.
+  const opened = useRef(false);
+  useEffect(() => {
+    if (latest === null) return;
+    const linked = !opened.current && turnId !== undefined && turns.some((t) => t.id === turnId);
+    opened.current = true;
+    if (!linked) setSelected(latest);
+  }, [latest]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => {
+    if (turnId) setSelected(turnId);
+  }, [turnId]);
+  // The address follows the turn shown: a link to it opens it.
+  useEffect(() => {
+    if (selected) history.replaceState(null, "", turnHref(sessionId, selected));
+  }, [selected, sessionId]);
   useEffect(() => {
     if (selected) loadTurn(selected);
   }, [selected, loadTurn]);

@@ -165,6 +165,17 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
         page.get_by_role("button", name="Export session as Markdown").click()
     exported = Path(download.value.path()).read_text()
     assert "How many needles are in big.txt?" in exported and "500 needles" in exported
+    # The menu closed after the download; Escape and a click outside close it too.
+    menu = page.get_by_role("group", name="Export options")
+    expect(menu).to_be_hidden()
+    page.get_by_label("Export", exact=True).click()
+    expect(menu).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    page.get_by_label("Export", exact=True).click()
+    expect(menu).to_be_visible()
+    page.get_by_role("heading", name="Execution tree").click()
+    expect(menu).to_be_hidden()
 
     # Replay: ← steps back through the recorded events, the tree as it was.
     page.get_by_role("heading", name="Execution tree").click()
@@ -299,6 +310,28 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     page.wait_for_timeout(300)
     assert scrolled_to_bottom(page, "chat-scroll")
     expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
+    # The sidebar tells sessions apart by when and how much.
+    current = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
+    expect(current.get_by_test_id("session-meta")).to_have_text(re.compile(r"^\d\d:\d\d · 3 turns$"))
+
+
+def test_a_selected_turn_has_its_own_address(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(1, delay_ms=0))
+    session_id = new_session(page)
+    attach(page)
+    for n in range(2):
+        ask(page, f"Read every part, pass {n}.")
+        expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
+                                                                     timeout=60_000)
+    first = page.get_by_test_id("turn").first
+    first_id = first.get_attribute("data-turn-id")
+    first.get_by_role("button", name="Show turn 1 in the execution tree").click()
+    page.wait_for_url(re.compile(rf"#/s/{session_id}/t/{first_id}$"))
+    # The address opens that turn in the tree, not the latest.
+    page.reload()
+    expect(page.get_by_role("combobox", name="Turn shown in the tree")).to_have_value(first_id)
+    expect(first.get_by_role("button", name="Show turn 1 in the execution tree")
+           ).to_have_text("shown in tree")
 
 
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:

@@ -613,6 +613,11 @@ export type components = {
             /** Title */
             title: string;
             /**
+             * Turns
+             * @description How many turns it has (in the session list).
+             */
+            turns?: number | null;
+            /**
              * Updated At
              * Format: date-time
              */

@@ -27,11 +27,12 @@ class SessionOut(BaseModel):
     archived: bool
     created_at: datetime
     updated_at: datetime
+    turns: int | None = Field(None, description="How many turns it has (in the session list).")
 
     @classmethod
-    def of(cls, s: SessionRow) -> SessionOut:
+    def of(cls, s: SessionRow, turns: int | None = None) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
-                   created_at=s.created_at, updated_at=s.updated_at)
+                   created_at=s.created_at, updated_at=s.updated_at, turns=turns)
 
 
 class SessionList(BaseModel):

@@ -116,6 +116,15 @@ class SessionRepo(_Repo):
         async with self._store.reading() as db:
             return await db.scalar(stmt)
 
+    async def turn_counts(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """How many turns each session has (a session with none is left out)."""
+        if not session_ids:
+            return {}
+        stmt = (sa.select(Turn.session_id, sa.func.count()).where(Turn.session_id.in_(session_ids))
+                .group_by(Turn.session_id))
+        async with self._store.reading() as db:
+            return {session_id: n for session_id, n in (await db.execute(stmt)).all()}
+
     async def rename(self, session_id: str, title: str) -> Session:
         async with self._store.transaction() as db:
             session = await _get(db, Session, session_id)
