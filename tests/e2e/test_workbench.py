@@ -755,6 +755,17 @@ def test_turns_and_usage(page: Page, scripted: ScriptedLMServer) -> None:
     page.get_by_role("radio", name="Per day").click()
     expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
     shot(page, "11-usage")
+    for name in ("Tokens per day", "Tokens per session"):
+        if name == "Tokens per session":
+            page.get_by_role("radio", name="Per session").click()
+        chart = page.get_by_role("img", name=name)
+        # Every label lies within the chart: none is clipped at its edges.
+        clipped = chart.evaluate("""svg => { const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')].map(t => [t.textContent,
+                t.getBoundingClientRect()]).filter(([, r]) => r.left < box.left - 0.5
+                || r.right > box.right + 0.5 || r.top < box.top - 0.5
+                || r.bottom > box.bottom + 0.5).map(([t]) => t); }""")
+        assert clipped == [], clipped
 
 
 def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
