@@ -591,6 +591,10 @@ def test_a_budget_for_the_message(page: Page, scripted: ScriptedLMServer) -> Non
     calls = popover.get_by_role("spinbutton", name="Max LM calls")
     expect(calls).to_be_focused()
     expect(calls).to_have_attribute("placeholder", re.compile(r"^\d+$"))  # the server's limit
+    # The limits `fleet run` takes: tokens and wall time too.
+    for name in ("Max tokens", "Max seconds"):
+        expect(popover.get_by_role("spinbutton", name=name)).to_have_attribute(
+            "placeholder", re.compile(r"^\d+(\.\d+)?$"))
     popover.get_by_role("spinbutton", name="Max depth").fill("-1")
     popover.get_by_role("button", name="Close the budget").click()
     expect(popover).to_have_count(0)
@@ -815,6 +819,23 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
     expect(page.get_by_role("region", name="Chat")).to_be_hidden()
     expect(node(page, "rlm", 1)).to_be_visible()
     shot(page, "14-narrow-tree")
+
+    # A phone-sized window: the brand and the composer fit, nothing scrolls sideways.
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.get_by_role("tab", name="Show chat").click()
+    shot(page, "14b-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    for control in (page.get_by_test_id("brand"),
+                    page.get_by_role("textbox", name="Message"),
+                    page.get_by_role("button", name="Send message"),
+                    page.get_by_role("button", name="Attach documents"),
+                    page.get_by_test_id("budget-button")):
+        box = control.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    brand = page.get_by_test_id("brand").bounding_box()
+    assert brand is not None and brand["height"] < 30, f"the brand wraps: {brand}"
+    message = page.get_by_role("textbox", name="Message").bounding_box()
+    assert message is not None and message["width"] >= 150, f"no room to write: {message}"
 
 
 def test_banner_when_no_model_key_or_endpoint_is_configured(page: Page) -> None:
