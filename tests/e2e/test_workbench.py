@@ -312,7 +312,8 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
     # The sidebar tells sessions apart by when and how much.
     current = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
-    expect(current.get_by_test_id("session-meta")).to_have_text(re.compile(r"^\d\d:\d\d · 3 turns$"))
+    expect(current.get_by_test_id("session-meta")).to_have_text(
+        re.compile(r"^\d\d:\d\d · 3 turns$"))
 
 
 def test_a_selected_turn_has_its_own_address(page: Page, scripted: ScriptedLMServer) -> None:

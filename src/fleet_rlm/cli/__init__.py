@@ -16,6 +16,7 @@ from .run import run_command
 from .sandbox import sandbox_app
 from .server import serve_mcp, web
 
+
 def _flags_without_metavars() -> None:
     """Typer's help shows `<bool>` beside a flag, which takes no value: show nothing there.
     (TyperOption.display_type_rich is Typer's; tests/integration/test_cli_help.py fails if it

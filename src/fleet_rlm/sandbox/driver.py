@@ -66,8 +66,8 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import traceback
+import types
 import uuid
 import warnings
 from typing import TYPE_CHECKING, Any

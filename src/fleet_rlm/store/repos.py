@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from .db import Store
 
 M = TypeVar("M", bound=Base)
+# The questions a turn asked the user with ask_user, each with its reply (None: unanswered).
+Exchanges = list[dict[str, str | None]]
 
 
 def dialect_insert(db: AsyncSession, model: type[Base]) -> Any:
@@ -271,7 +273,7 @@ class EventRepo(_Repo):
             await self._require(Turn, turn_id)
         return events
 
-    async def asked(self, turn_ids: Sequence[str]) -> dict[str, list[dict[str, str | None]]]:
+    async def asked(self, turn_ids: Sequence[str]) -> dict[str, Exchanges]:
         """The questions each turn asked the user with ask_user, in order, each with the reply
         it got (None: not answered)."""
         if not turn_ids:
@@ -281,7 +283,7 @@ class EventRepo(_Repo):
                 .order_by(Event.turn_id, Event.seq))
         async with self._store.reading() as db:
             rows = (await db.execute(stmt)).all()
-        asked: dict[str, list[dict[str, str | None]]] = {}
+        asked: dict[str, Exchanges] = {}
         for turn_id, kind, payload in rows:
             exchanges = asked.setdefault(turn_id, [])
             if kind == "ask_user":
