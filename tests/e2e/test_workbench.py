@@ -362,6 +362,13 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
         expect(page.get_by_test_id("attachment").filter(has_text=name)).to_be_visible()
     page.get_by_role("button", name="Remove attachment pasted.txt").click()
     expect(page.get_by_test_id("attachment")).to_have_count(1)
+    # A refused upload is named once, by the server's own message.
+    page.get_by_test_id("file-input").set_input_files(
+        files=[{"name": "blob.bin", "mimeType": "application/octet-stream",
+                "buffer": bytes(range(256)) * 4}])
+    refused = page.get_by_role("form", name="Message composer").get_by_role("alert")
+    expect(refused).to_contain_text("blob.bin looks like binary data")
+    assert refused.inner_text().count("blob.bin") == 1, refused.inner_text()
 
 
 def test_session_documents_strip_detach_delete_and_attach_again(
