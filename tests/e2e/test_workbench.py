@@ -717,9 +717,13 @@ def test_settings_test_buttons_show_the_servers_guidance(page: Page, scripted: S
 def test_documents_page_browses_previews_and_deletes(page: Page) -> None:
     new_session(page)
     attach(page, "notes.md", b"# Notes\n\nneedle one\n")
+    page.get_by_role("button", name="Detach notes.md: keep it, hide it from the agent").click()
+    expect(page.get_by_test_id("session-document").filter(has_text="notes.md")
+           ).to_have_attribute("data-attached", "false")
     page.get_by_role("link", name="Documents").click()
     row = page.get_by_test_id("document-row").filter(has_text="notes.md")
     expect(row).to_be_visible()
+    expect(row).to_contain_text("detached")
     row.get_by_role("button", name="Preview document notes.md").click()
     expect(page.get_by_test_id("preview")).to_contain_text("needle one")
     page.get_by_label("Choose files for the workspace").set_input_files(
