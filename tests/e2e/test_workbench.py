@@ -536,6 +536,10 @@ def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> 
     question.get_by_role("button", name="Dismiss the question and end the turn").click()
     expect(last_turn(page)).to_have_attribute("data-status", "cancelled")
     expect(question).to_have_count(0)
+    # The question stays in the transcript, unanswered.
+    asked = last_turn(page).get_by_test_id("asked")
+    expect(asked).to_contain_text("Which document shall I read?")
+    expect(asked).to_contain_text("Not answered (dismissed)")
     expect(page.get_by_role("button", name="Send message")).to_be_visible()
 
 
