@@ -188,6 +188,7 @@ export function App() {
                 key={route.sessionId}
                 sessionId={route.sessionId}
                 turnId={route.turnId}
+                onNewTurn={() => void reload()}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.

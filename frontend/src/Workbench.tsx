@@ -18,14 +18,25 @@ export interface WorkbenchProps {
   onFirstMessage: (text: string) => void;
   /** The turn the address names (#/s/SESSION/t/TURN), shown in the tree. */
   turnId?: string;
+  /** The session gained a turn: the sidebar's counts and order change. */
+  onNewTurn?: () => void;
 }
 
-export function Workbench({ sessionId, settings, onFirstMessage, turnId }: WorkbenchProps) {
+export function Workbench({ sessionId, settings, onFirstMessage, turnId, onNewTurn }: WorkbenchProps) {
   const session = useSession(sessionId);
   const [selected, setSelected] = useState<string | null>(turnId ?? null);
   const [tab, setTab] = useState<"chat" | "tree">("chat");
   const { turns, loadTurn } = session;
   const latest = turns.at(-1)?.id ?? null;
+
+  const count = turns.length;
+  const known = useRef<number | null>(null);
+  const { loading } = session;
+  useEffect(() => {
+    if (loading) return;
+    if (known.current !== null && count > known.current) onNewTurn?.();
+    known.current = count;
+  }, [count, loading]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A new turn takes the tree; the reader can then pick any other. A turn the address names
   // keeps the tree when the session opens.

@@ -299,10 +299,14 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     scripted.set_rules(long_run(1, delay_ms=0))
     new_session(page)
     attach(page)
+    current = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
     for n in range(3):
         ask(page, f"Read every part, round {n}.")
         expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
                                                                      timeout=60_000)
+        # The sidebar counts the session's turns as they come.
+        turns = f"{n + 1} turn{'s' if n else ''}"
+        expect(current.get_by_test_id("session-meta")).to_contain_text(turns)
     page.reload()
     expect(page.get_by_test_id("turn")).to_have_count(3)
     page.wait_for_function("() => { const el = document.querySelector('[data-testid=chat-scroll]');"
@@ -311,7 +315,6 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     assert scrolled_to_bottom(page, "chat-scroll")
     expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
     # The sidebar tells sessions apart by when and how much.
-    current = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
     expect(current.get_by_test_id("session-meta")).to_have_text(
         re.compile(r"^\d\d:\d\d · 3 turns$"))
 
