@@ -127,7 +127,7 @@ export function App() {
     <div className={`app ${menu ? "menu-open" : ""}`}>
       <header className="topbar">
         <button type="button" className="icon menu-button" aria-label={menu ? "Close the menu" : "Open the menu"} aria-expanded={menu} onClick={() => setMenu(!menu)}><Icon name="menu" size={18} /></button>
-        <a className="brand" href="#/" aria-label="fleet-rlm home">
+        <a className="brand" href="#/" aria-label="fleet-rlm home" data-testid="brand">
           <span className="logo" aria-hidden="true">◉</span> fleet-rlm
         </a>
         <span className="crumb">{route.page === "workbench" ? (current?.title ?? "") : route.page[0]?.toUpperCase() + route.page.slice(1)}</span>
@@ -196,6 +196,7 @@ export function App() {
                 sessionId={route.sessionId}
                 step={route.step}
                 importedFrom={current?.read_only ? (current.imported_from ?? "another tool's log") : null}
+                onNewTurn={() => void reload()}
                 settings={settings}
                 onFirstMessage={(text) => {
                   // A session still called "New session" takes its name from its first question.

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState, type RefObject } from "react";
 
 import type { Session } from "./api/client";
 import type { Route } from "./route";
+import { fmtWhen } from "./ui/format";
 import { Icon } from "./ui/Icon";
 
 export interface SidebarProps {
@@ -66,8 +67,12 @@ function SessionItem({ s, current, onRename, onArchive, onDelete, onExport, onNa
         />
       ) : (
         <a className="session-link" href={`#/s/${s.id}`} aria-current={current ? "page" : undefined} aria-label={`Open session ${s.title}`} onClick={onNavigate} onDoubleClick={() => setEditing(true)}>
-          {s.title}
+          <span className="session-title">{s.title}</span>
           {s.archived ? <span className="chip">archived</span> : null}
+          <span className="session-meta muted" data-testid="session-meta">
+            {fmtWhen(s.updated_at)}
+            {s.turns != null ? ` · ${s.turns} turn${s.turns === 1 ? "" : "s"}` : ""}
+          </span>
         </a>
       )}
       <span className="session-actions">

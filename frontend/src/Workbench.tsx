@@ -22,9 +22,11 @@ export interface WorkbenchProps {
   step: Step;
   /** An imported, read-only session: the log it came from. */
   importedFrom?: string | null;
+  /** The session gained a turn: the sidebar's counts and order change. */
+  onNewTurn?: () => void;
 }
 
-export function Workbench({ sessionId, settings, onFirstMessage, step, importedFrom = null }: WorkbenchProps) {
+export function Workbench({ sessionId, settings, onFirstMessage, step, importedFrom = null, onNewTurn }: WorkbenchProps) {
   const session = useSession(sessionId);
   const [latestShown, setLatestShown] = useState<string | null>(null);
   const [tab, setTab] = useState<"chat" | "tree">(step.turnId ? "tree" : "chat");
@@ -45,6 +47,14 @@ export function Workbench({ sessionId, settings, onFirstMessage, step, importedF
   useEffect(() => {
     if (selected) loadTurn(selected);
   }, [selected, loadTurn]);
+  const count = turns.length;
+  const known = useRef<number | null>(null);
+  const { loading } = session;
+  useEffect(() => {
+    if (loading) return;
+    if (known.current !== null && count > known.current) onNewTurn?.();
+    known.current = count;
+  }, [count, loading]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const { liveTurnId, cancel } = session;
   useEffect(() => {

@@ -113,3 +113,8 @@ export function usageHref(scope: UsageScope): string {
   const text = params.toString();
   return text ? `#/usage?${text}` : "#/usage";
 }
+
+/** A turn of a session, shown in the tree: a link to it opens the session with that turn. */
+export function turnHref(sessionId: string, turnId: string): string {
+  return `${sessionHref(sessionId)}/t/${encodeURIComponent(turnId)}`;
+}

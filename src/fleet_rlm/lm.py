@@ -49,6 +49,14 @@ from .prices import max_output_tokens
 from .redaction import redact
 
 PREVIEW_CHARS = 600
+# Whose prompts are previewed by their start: an llm_query prompt is the code's own text, its
+# instruction first; other prompts are dspy's, where the end (the latest turn) tells most.
+HEAD_PREVIEW_ROLES = frozenset({"sub"})
+
+
+def _preview(role: str, request: str) -> str:
+    return (request[:PREVIEW_CHARS] if role in HEAD_PREVIEW_ROLES
+            else request[-PREVIEW_CHARS:])
 MESSAGE_TOKENS = 4  # what a chat format adds per message (role and separators)
 # LM calls run here so a cancelled turn can walk away from a request still in flight.
 _calls = ThreadPoolExecutor(256, thread_name_prefix="lm-call")
@@ -522,7 +530,7 @@ class BudgetedLM(dspy.LM):
                          call_id=call_id, capture_missing=missing,
                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                          cost_usd=cost, latency_s=round(latency, 4), iteration=site.iteration,
-                         prompt_preview=request[-PREVIEW_CHARS:],
+                         prompt_preview=_preview(site.role, request),
                          response_preview=response[:PREVIEW_CHARS], error=error,
                          usage_estimated=estimated, attempt=attempt, http_status=http_status,
                          finish_reason=finish_reason, retry_in_s=retry_in_s, counted=counted)

@@ -165,6 +165,17 @@ def test_ask_with_a_document_and_watch_the_tree(page: Page, scripted: ScriptedLM
         page.get_by_role("button", name="Export session as Markdown").click()
     exported = Path(download.value.path()).read_text()
     assert "How many needles are in big.txt?" in exported and "500 needles" in exported
+    # The menu closed after the download; Escape and a click outside close it too.
+    menu = page.get_by_role("group", name="Export options")
+    expect(menu).to_be_hidden()
+    page.get_by_label("Export", exact=True).click()
+    expect(menu).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    page.get_by_label("Export", exact=True).click()
+    expect(menu).to_be_visible()
+    page.get_by_role("heading", name="Execution tree").click()
+    expect(menu).to_be_hidden()
 
     # Replay: ← steps back through the recorded events, the tree as it was.
     page.get_by_role("heading", name="Execution tree").click()
@@ -288,10 +299,14 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     scripted.set_rules(long_run(1, delay_ms=0))
     new_session(page)
     attach(page)
+    current = page.get_by_test_id("session-item").filter(has=page.locator('[aria-current="page"]'))
     for n in range(3):
         ask(page, f"Read every part, round {n}.")
         expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
                                                                      timeout=60_000)
+        # The sidebar counts the session's turns as they come.
+        turns = f"{n + 1} turn{'s' if n else ''}"
+        expect(current.get_by_test_id("session-meta")).to_contain_text(turns)
     page.reload()
     expect(page.get_by_test_id("turn")).to_have_count(3)
     page.wait_for_function("() => { const el = document.querySelector('[data-testid=chat-scroll]');"
@@ -299,6 +314,28 @@ def test_a_session_opens_at_its_latest_message(page: Page, scripted: ScriptedLMS
     page.wait_for_timeout(300)
     assert scrolled_to_bottom(page, "chat-scroll")
     expect(page.get_by_test_id("turn").first.locator(".bubble.user")).not_to_be_in_viewport()
+    # The sidebar tells sessions apart by when and how much.
+    expect(current.get_by_test_id("session-meta")).to_have_text(
+        re.compile(r"^\d\d:\d\d · 3 turns$"))
+
+
+def test_a_selected_turn_has_its_own_address(page: Page, scripted: ScriptedLMServer) -> None:
+    scripted.set_rules(long_run(1, delay_ms=0))
+    session_id = new_session(page)
+    attach(page)
+    for n in range(2):
+        ask(page, f"Read every part, pass {n}.")
+        expect(page.get_by_test_id("turn").nth(n)).to_have_attribute("data-status", "ok",
+                                                                     timeout=60_000)
+    first = page.get_by_test_id("turn").first
+    first_id = first.get_attribute("data-turn-id")
+    first.get_by_role("button", name="Show turn 1 in the execution tree").click()
+    page.wait_for_url(re.compile(rf"#/s/{session_id}/t/{first_id}$"))
+    # The address opens that turn in the tree, not the latest.
+    page.reload()
+    expect(page.get_by_role("combobox", name="Turn shown in the tree")).to_have_value(first_id)
+    expect(first.get_by_role("button", name="Show turn 1 in the execution tree")
+           ).to_have_text("shown in tree")
 
 
 def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
@@ -328,6 +365,13 @@ def test_attach_by_drag_and_drop_and_by_paste(page: Page) -> None:
         expect(page.get_by_test_id("attachment").filter(has_text=name)).to_be_visible()
     page.get_by_role("button", name="Remove attachment pasted.txt").click()
     expect(page.get_by_test_id("attachment")).to_have_count(1)
+    # A refused upload is named once, by the server's own message.
+    page.get_by_test_id("file-input").set_input_files(
+        files=[{"name": "blob.bin", "mimeType": "application/octet-stream",
+                "buffer": bytes(range(256)) * 4}])
+    refused = page.get_by_role("form", name="Message composer").get_by_role("alert")
+    expect(refused).to_contain_text("blob.bin looks like binary data")
+    assert refused.inner_text().count("blob.bin") == 1, refused.inner_text()
 
 
 def test_session_documents_strip_detach_delete_and_attach_again(
@@ -495,6 +539,10 @@ def test_a_question_can_be_dismissed(page: Page, scripted: ScriptedLMServer) -> 
     question.get_by_role("button", name="Dismiss the question and end the turn").click()
     expect(last_turn(page)).to_have_attribute("data-status", "cancelled")
     expect(question).to_have_count(0)
+    # The question stays in the transcript, unanswered.
+    asked = last_turn(page).get_by_test_id("asked")
+    expect(asked).to_contain_text("Which document shall I read?")
+    expect(asked).to_contain_text("Not answered (dismissed)")
     expect(page.get_by_role("button", name="Send message")).to_be_visible()
 
 
@@ -559,6 +607,10 @@ def test_a_budget_for_the_message(page: Page, scripted: ScriptedLMServer) -> Non
     calls = popover.get_by_role("spinbutton", name="Max LM calls")
     expect(calls).to_be_focused()
     expect(calls).to_have_attribute("placeholder", re.compile(r"^\d+$"))  # the server's limit
+    # The limits `fleet run` takes: tokens and wall time too.
+    for name in ("Max tokens", "Max seconds"):
+        expect(popover.get_by_role("spinbutton", name=name)).to_have_attribute(
+            "placeholder", re.compile(r"^\d+(\.\d+)?$"))
     popover.get_by_role("spinbutton", name="Max depth").fill("-1")
     popover.get_by_role("button", name="Close the budget").click()
     expect(popover).to_have_count(0)
@@ -673,9 +725,13 @@ def test_settings_test_buttons_show_the_servers_guidance(page: Page, scripted: S
 def test_documents_page_browses_previews_and_deletes(page: Page) -> None:
     new_session(page)
     attach(page, "notes.md", b"# Notes\n\nneedle one\n")
+    page.get_by_role("button", name="Detach notes.md: keep it, hide it from the agent").click()
+    expect(page.get_by_test_id("session-document").filter(has_text="notes.md")
+           ).to_have_attribute("data-attached", "false")
     page.get_by_role("link", name="Documents").click()
     row = page.get_by_test_id("document-row").filter(has_text="notes.md")
     expect(row).to_be_visible()
+    expect(row).to_contain_text("detached")
     row.get_by_role("button", name="Preview document notes.md").click()
     expect(page.get_by_test_id("preview")).to_contain_text("needle one")
     page.get_by_label("Choose files for the workspace").set_input_files(
@@ -723,6 +779,17 @@ def test_turns_and_usage(page: Page, scripted: ScriptedLMServer) -> None:
     page.get_by_role("radio", name="Per day").click()
     expect(page.get_by_role("img", name="Tokens per day")).to_be_visible()
     shot(page, "11-usage")
+    for name in ("Tokens per day", "Tokens per session"):
+        if name == "Tokens per session":
+            page.get_by_role("radio", name="Per session").click()
+        chart = page.get_by_role("img", name=name)
+        # Every label lies within the chart: none is clipped at its edges.
+        clipped = chart.evaluate("""svg => { const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')].map(t => [t.textContent,
+                t.getBoundingClientRect()]).filter(([, r]) => r.left < box.left - 0.5
+                || r.right > box.right + 0.5 || r.top < box.top - 0.5
+                || r.bottom > box.bottom + 0.5).map(([t]) => t); }""")
+        assert clipped == [], clipped
 
 
 def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
@@ -772,6 +839,23 @@ def test_dark_mode_help_and_narrow_window(page: Page, browser, fleet_web: str,
     expect(page.get_by_role("region", name="Chat")).to_be_hidden()
     expect(node(page, "rlm", 1)).to_be_visible()
     shot(page, "14-narrow-tree")
+
+    # A phone-sized window: the brand and the composer fit, nothing scrolls sideways.
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.get_by_role("tab", name="Show chat").click()
+    shot(page, "14b-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    for control in (page.get_by_test_id("brand"),
+                    page.get_by_role("textbox", name="Message"),
+                    page.get_by_role("button", name="Send message"),
+                    page.get_by_role("button", name="Attach documents"),
+                    page.get_by_test_id("budget-button")):
+        box = control.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    brand = page.get_by_test_id("brand").bounding_box()
+    assert brand is not None and brand["height"] < 30, f"the brand wraps: {brand}"
+    message = page.get_by_role("textbox", name="Message").bounding_box()
+    assert message is not None and message["width"] >= 150, f"no room to write: {message}"
 
 
 def test_banner_when_no_model_key_or_endpoint_is_configured(page: Page) -> None:

@@ -173,6 +173,32 @@ def test_a_chat_turn_stops_at_the_wall_limit_and_its_sandbox_keeps_its_variables
     server.verify()
 
 
+def test_a_budget_stopped_chat_turn_answers_with_its_partial_result(scripted_lm):
+    """Two calls: the agent's step and the delegated run's first iteration; the second
+    iteration is refused, and the turn's answer is what the run had printed."""
+    server = scripted_lm([
+        {"model": "root", "match": r"iteration ## \]\]\n1/", "times": 1,
+         "reply": dspy_reply(reasoning="half", code="print('half counted: 250')")},
+        {"model": "root", "match": "next_thought", "times": 1,
+         "reply": dspy_agent_step("delegate", "rlm_query", question="How many?")},
+    ])
+    settings = Settings(root_model="openai/root", api_base=server.api_base, max_calls=2,
+                        allow_unpriced_models=True)
+    session = InMemorySession(settings)
+    session.add_document("hay.txt", "hay needle " * 50)
+    stream = EventStream("t")
+    try:
+        result = Turn(settings, session, stream, "How many needles?").run()
+    finally:
+        session.close()
+    assert result.status == "budget", result.error
+    assert result.answer is not None and "half counted: 250" in result.answer
+    finished = stream.events[-1]
+    assert (finished.type, finished.status, finished.answer) == ("turn_finished", "budget",
+                                                                 result.answer)
+    server.verify()
+
+
 # -- depth: one number, counted from the top of the tree, in every entry point ------------------
 
 def test_in_a_chat_turn_rlm_query_at_max_depth_falls_back_to_llm_query(scripted_lm, tmp_path):

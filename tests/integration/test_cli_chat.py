@@ -50,7 +50,8 @@ RULES = [  # first match wins: each turn's final answer, then its later steps, t
     {"match": message(SUMMARY) + ".*observation_0", "model": "root", "times": 1,
      "reply": step("the user chose", "finish")},
     {"match": message(SUMMARY), "model": "root", "times": 1,
-     "reply": step("which one?", "ask_user", question="Which document do you mean?")},
+     "reply": step("which one?", "ask_user", question="Which document do you mean?",
+                   choices=["all of them", "notes.txt"])},
     {"match": message(COUNT), "model": "root", "times": 1,
      "reply": step("the list says enough", "finish")},
     {"match": message(SLOW), "model": "root", "times": 1, "delay_ms": 8000,
@@ -109,7 +110,8 @@ def test_chat_session(tmp_path, scripted_lm):
 
     say(chat, SUMMARY)
     chat.expect_exact("Which document do you mean?")
-    say(chat, "notes.txt", prompt="answer> ")
+    chat.expect(r"1\S* all of them\r?\n.*2\S* notes\.txt")  # the options, answered by number
+    say(chat, "2", prompt="answer> ")
     chat.expect_exact("notes.txt is hay with a few needles.")
     chat.expect(r"ok · 3 calls")  # both halves of the turn
     say(chat, "/budget")

@@ -70,6 +70,16 @@ def test_traceback_cell_numbers_are_the_trees_iterations(tmp_path, scripted_lm):
     assert 'File "<cell-2>", line 1' in failed[0].traceback, failed[0].traceback
 
 
+def test_a_sub_call_preview_shows_the_head_of_its_prompt(tmp_path, scripted_lm):
+    code = "print(llm_query('Count the needles in: ' + 'hay ' * 2000))\nSUBMIT(answer='done')"
+    server = scripted_lm([step(1, code), {"model": "sub", "reply": "none"}])
+    done = fleet_run(tmp_path, server, "q", "--json")
+    assert done.returncode == 0, done.stderr
+    [sub] = [e for e in map(parse_event, done.stdout.splitlines())
+             if e.type == "lm_call" and e.role == "sub"]
+    assert sub.prompt_preview.startswith("Count the needles in: hay hay"), sub.prompt_preview[:80]
+
+
 def test_simple_run_prints_the_answer(tmp_path, scripted_lm):
     server = scripted_lm([step(1, "print(len(context))\nSUBMIT(answer='forty-two')")])
     (tmp_path / "doc.txt").write_text("some context")

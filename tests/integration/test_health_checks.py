@@ -22,11 +22,13 @@ def _doctor(monkeypatch: pytest.MonkeyPatch, tmp_path, sandbox: str) -> tuple[in
         monkeypatch.delenv(name)
     monkeypatch.setenv("FLEET_DATA_DIR", str(tmp_path / "doctor"))
     monkeypatch.setenv("FLEET_SANDBOX", sandbox)
+    monkeypatch.setenv("FLEET_API_KEY", "test")  # a model is configured: its line comes first
     monkeypatch.setenv("COLUMNS", "2000")  # one line per check
     result = CliRunner().invoke(app, ["doctor"])
     lines = result.output.splitlines()
     assert lines[2] == f"sandbox:    {sandbox}", result.output
-    return result.exit_code, {(STATUS[line[0]], line[2:]) for line in lines[HEADER_LINES:]}
+    assert lines[HEADER_LINES].startswith("✓ model configured:"), result.output
+    return result.exit_code, {(STATUS[line[0]], line[2:]) for line in lines[HEADER_LINES + 1:]}
 
 
 def _server(tmp_path, sandbox: str) -> dict:

@@ -104,7 +104,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResen
   const answer = tree?.answer || turn.answer || "";
   const question = status === "waiting" ? (tree?.askUser?.question ?? turn.question) : null;
   // Questions asked and answered stay in the transcript, between the message and the answer.
-  const answered = askedOf(turn, tree).filter((a) => a.reply !== null);
+  const answered = askedOf(turn, tree).filter((a) => a.reply !== null || status !== "waiting");
   const running = status === "running";
   // Errors a turn recovered from (a reply retried, a tool that failed) stay in the tree.
   const failed = status === "error" || status === "budget";
@@ -132,7 +132,7 @@ function TurnView({ turn, tree, selected, onSelect, onAnswer, onDismiss, onResen
         {answered.map((a, i) => (
           <div key={i} className="asked" data-testid="asked">
             <p className="asked-question"><Icon name="help" size={13} /> {a.question}</p>
-            <p className="asked-reply"><span className="muted">You replied:</span> {a.reply}</p>
+            <p className="asked-reply">{a.reply !== null ? <><span className="muted">You replied:</span> {a.reply}</> : <span className="muted">Not answered (dismissed)</span>}</p>
           </div>
         ))}
         {answer ? <Markdown text={answer} /> : running ? <p className="muted working"><span className="spinner" aria-hidden="true" /> {activity(tree)}</p> : null}

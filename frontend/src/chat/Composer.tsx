@@ -12,6 +12,7 @@ import { Icon } from "../ui/Icon";
 import { BudgetPopover } from "./BudgetPopover";
 import { ModelPopover } from "./ModelPopover";
 import { toLimits, type LimitDraft } from "./limits";
+import { uploadError } from "./uploads";
 
 /** An attachment of the message being written; `size_bytes` when uploaded from this page. */
 export type Attached = Attachment & { size_bytes?: number };
@@ -34,11 +35,6 @@ export interface Attachments {
   restore: (list: readonly Attached[]) => void;
   /** Sets the attachments (a message taken back to edit). */
   replace: (list: readonly Attached[]) => void;
-}
-
-/** A failed upload's message: the server's text names the file already, else it is named. */
-export function uploadError(fileName: string, message: string): string {
-  return message.includes(fileName) ? message : `${fileName}: ${message}`;
 }
 
 /** The documents attached to the next message (each file is uploaded to the session at once),

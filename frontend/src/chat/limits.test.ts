@@ -21,5 +21,7 @@ describe("limitsSummary", () => {
     expect(limitsSummary({ max_iterations: 5, max_calls: 1 })).toBe("1 call · 5 it");
     expect(limitsSummary({ max_calls: 3, max_usd: 0.25, max_depth: 0 })).toBe("3 calls · $0.25 · depth 0");
     expect(limitsSummary({})).toBe("");
+    // tokens and wall time, as `fleet run --max-tokens --max-wall-s` take them
+    expect(limitsSummary({ max_wall_s: 60, max_tokens: 20000 })).toBe("20,000 tokens · 60 s");
   });
 });

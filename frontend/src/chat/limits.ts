@@ -4,7 +4,9 @@ server's own limit. */
 
 export const LIMIT_FIELDS = [
   { key: "max_calls", label: "Max LM calls", hint: "every model call in the tree", min: 1, step: 1 },
+  { key: "max_tokens", label: "Max tokens", hint: "prompt and completion, whole tree", min: 1, step: 1000 },
   { key: "max_usd", label: "Max USD", hint: "priced models only", min: 0.01, step: 0.01 },
+  { key: "max_wall_s", label: "Max seconds", hint: "wall time of the turn", min: 1, step: 1 },
   { key: "max_depth", label: "Max depth", hint: "the agent is depth 0", min: 0, step: 1 },
   { key: "max_iterations", label: "Max iterations", hint: "per recursive run", min: 1, step: 1 },
 ] as const;
@@ -30,8 +32,12 @@ function one(key: LimitKey, value: number | string): string {
   switch (key) {
     case "max_calls":
       return `${value} call${n === 1 ? "" : "s"}`;
+    case "max_tokens":
+      return `${Number.isFinite(n) ? n.toLocaleString("en-US") : value} tokens`;
     case "max_usd":
       return `$${value}`;
+    case "max_wall_s":
+      return `${value} s`;
     case "max_depth":
       return `depth ${value}`;
     case "max_iterations":

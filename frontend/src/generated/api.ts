@@ -245,8 +245,9 @@ export type paths = {
          * Upload Document
          * @description Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
          *     unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
-         *     session for another text → 409 (the same file again is the existing document, attached). The upload streams to a temporary file and from there to the extraction
-         *     process: the server never holds it whole.
+         *     session for another text → 409 (the same file again is the existing document, attached).
+         *     Text not in UTF-8 is detected and converted (`encoding` names it). The upload streams to a
+         *     temporary file and from there to the extraction process: the server never holds it whole.
          */
         post: operations["upload_document_api_v1_sessions__session_id__documents_post"];
         delete?: never;
@@ -1243,6 +1244,11 @@ export type components = {
             sub_model: string | null;
             /** Title */
             title: string;
+            /**
+             * Turns
+             * @description How many turns it has (in the session list).
+             */
+            turns?: number | null;
             /**
              * Updated At
              * Format: date-time

@@ -71,6 +71,8 @@ function Documents({ sessionId, onPreview, setError }: { sessionId: string; onPr
                   }}>
                     {d.name}
                   </button>
+                  {d.attached ? null : <span className="chip" title="Kept, but not shown to the agent">detached</span>}
+                  {d.encoding ? <span className="muted"> · from {d.encoding}</span> : null}
                 </td>
                 <td>{d.kind}</td>
                 <td>{fmtBytes(d.size_bytes)}</td>

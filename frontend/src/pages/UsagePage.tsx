@@ -21,22 +21,25 @@ export function BarChart({ rows, group, metric }: { rows: UsageRow[]; group: "se
   const gap = 10;
   const height = 180;
   const top = 18;
-  const bottom = 46;
-  const width = Math.max(320, shown.length * (barW + gap) + gap + 40);
+  // Room for the value axis's labels on the left and the slanted names below (12 characters
+  // at -35°), so no label is cut off at the chart's edge.
+  const left = 64;
+  const bottom = 78;
+  const width = Math.max(320, shown.length * (barW + gap) + gap + left);
   const fmt = metric === "usd" ? (n: number) => fmtUsd(n) : fmtTokens;
   return (
     <svg className="chart" role="img" aria-label={`${metric === "usd" ? "Cost" : "Tokens"} per ${group}`} viewBox={`0 0 ${width} ${height + top + bottom}`} width={width} height={height + top + bottom}>
       {[0, 0.5, 1].map((f) => (
         <g key={f}>
-          <line x1={36} x2={width} y1={top + height * (1 - f)} y2={top + height * (1 - f)} className="grid-line" />
-          <text x={32} y={top + height * (1 - f) + 4} className="axis" textAnchor="end">
+          <line x1={left - 4} x2={width} y1={top + height * (1 - f)} y2={top + height * (1 - f)} className="grid-line" />
+          <text x={left - 8} y={top + height * (1 - f) + 4} className="axis" textAnchor="end">
             {fmt(max * f)}
           </text>
         </g>
       ))}
       {shown.map((r, i) => {
         const h = (r[metric] / max) * height;
-        const x = 40 + gap + i * (barW + gap);
+        const x = left + gap + i * (barW + gap);
         const name = label(r, group);
         return (
           <g key={r.key}>

@@ -127,6 +127,22 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
     if (live) setFollowing(false);
   };
 
+  // The Export menu closes after a choice, on Escape and on a click outside it.
+  const menu = useRef<HTMLDetailsElement>(null);
+  useEffect(() => {
+    const close = (e: Event) => {
+      const el = menu.current;
+      if (!el?.open) return;
+      if (e instanceof KeyboardEvent ? e.key === "Escape" : !el.contains(e.target as Node)) el.open = false;
+    };
+    document.addEventListener("pointerdown", close);
+    document.addEventListener("keydown", close);
+    return () => {
+      document.removeEventListener("pointerdown", close);
+      document.removeEventListener("keydown", close);
+    };
+  }, []);
+
   const stopEvent = replayIndex !== null ? tree?.events.find((e) => e.seq === stops[replayIndex]) : undefined;
 
   return (
@@ -151,7 +167,7 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
           ))}
         </div>
         {tree?.turnId ? <a className="tiny" href={usageHref({ kind: "turn", turnId: tree.turnId })} aria-label="Cost of this turn per model">per model</a> : null}
-        <details className="menu panel-actions">
+        <details className="menu panel-actions" ref={menu}>
           <summary aria-label="Export">
             <Icon name="download" size={14} /> Export
           </summary>
@@ -159,8 +175,8 @@ export function TreePanel({ sessionId, turns, tree, selectedTurnId, onSelectTurn
             className="menu-items"
             role="group"
             aria-label="Export options"
-            onClick={(e) => {
-              (e.currentTarget.parentElement as HTMLDetailsElement).open = false;
+            onClick={() => {
+              if (menu.current) menu.current.open = false;
             }}
           >
             <button type="button" aria-label="Export session as JSON" onClick={() => exportAs("json")}>Session as JSON</button>

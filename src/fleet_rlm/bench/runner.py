@@ -251,6 +251,7 @@ class BenchRun:
 
     def cancel(self) -> None:
         self._interrupted = True
+        self.summary.stopped = "interrupted"  # also when no task was left to start
         for token in list(self._tokens.values()):
             token.cancel("benchmark interrupted")
 

@@ -93,6 +93,7 @@ class Chat:
         self.err = err or Console(stderr=True, highlight=False)
         self.session_id: str | None = None  # created on first use, so /new leaves no empty ones
         self.waiting: str | None = None  # a turn paused on a question to the user
+        self.choices: list[str] = []  # the options it offered: answered by number too
         self.limits: dict[str, float] = {}
         # The last turn's usage; a turn resumed after ask_user already counts its first part.
         self.last_usage: list[Usage] = []
@@ -163,6 +164,8 @@ class Chat:
         try:
             if self.waiting:
                 turn_id, self.waiting = self.waiting, None
+                if text.strip().isdigit() and 1 <= int(text) <= len(self.choices):
+                    text = self.choices[int(text) - 1]
                 assert self.session_id is not None
                 posted = await self.service.post(self.user, self.session_id, text,
                                                  answering=turn_id)
@@ -197,6 +200,8 @@ class Chat:
             async for event in self.service.follow(turn_id, after_seq):
                 last = event
                 renderer(event)
+                if event.type == "ask_user":
+                    self.choices = list(event.choices or [])
                 if event.type == "answer_delta":
                     if not self._streaming:
                         display.close()  # the tree's last frame stays above
@@ -241,6 +246,8 @@ class Chat:
             case "waiting":
                 self.waiting = posted.turn_id
                 self.out.print(f"[bold cyan]?[/] {escape(result.question or '')}")
+                for number, choice in enumerate(self.choices, 1):
+                    self.out.print(f"  [cyan]{number}[/] {escape(choice)}")
             case "cancelled":
                 self.err.print("[magenta]cancelled[/magenta]"
                                + (" (the partial answer is above)" if self._streaming else ""))

@@ -1,4 +1,5 @@
-"""Documents: upload (multipart), list, read a preview or a slice, detach or attach, delete."""
+"""Documents: upload (multipart), list, read a preview or a slice, detach or attach again,
+delete."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ async def upload_document(svc: Service, user: User, session_id: str,
                           file: Annotated[UploadFile, File()]) -> DocumentOut:
     """Text, Markdown, PDF, JSON, CSV or HTML; too large → 413, binary or unsupported → 415,
     unreadable or past an extraction cap (CPU, memory, text) → 422, a name already used in the
-    session for another text → 409 (the same file again is the existing document, attached). The upload streams to a temporary file and from there to the extraction
-    process: the server never holds it whole."""
+    session for another text → 409 (the same file again is the existing document, attached).
+    Text not in UTF-8 is detected and converted (`encoding` names it). The upload streams to a
+    temporary file and from there to the extraction process: the server never holds it whole."""
     document = await svc.add_document(session_id, file.filename or "", file.file,
                                       principal=user)
     return DocumentOut.of(document)

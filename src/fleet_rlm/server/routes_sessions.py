@@ -37,8 +37,9 @@ async def list_sessions(
     items = await svc.list_sessions(user, q, limit=limit, offset=offset,
                                     include_archived=include_archived)
     total = await svc.count_sessions(user, q, include_archived=include_archived)
-    return SessionList(items=[SessionOut.of(s) for s in items], total=total, limit=limit,
-                       offset=offset)
+    counts = await svc.turn_counts(items)
+    return SessionList(items=[SessionOut.of(s, counts.get(s.id, 0)) for s in items],
+                       total=total, limit=limit, offset=offset)
 
 
 @router.post("/sessions", response_model=SessionOut, status_code=201)

@@ -33,13 +33,14 @@ class SessionOut(BaseModel):
     root_model: str | None = Field(description="The session's own root model; null: the "
                                    "server's")
     sub_model: str | None = Field(description="The session's own sub model; null: the server's")
+    turns: int | None = Field(None, description="How many turns it has (in the session list).")
 
     @classmethod
-    def of(cls, s: SessionRow) -> SessionOut:
+    def of(cls, s: SessionRow, turns: int | None = None) -> SessionOut:
         return cls(id=s.id, title=s.title, user_id=s.user_id, archived=s.archived,
                    created_at=s.created_at, updated_at=s.updated_at,
                    imported_from=s.imported_from, read_only=s.imported_from is not None,
-                   root_model=s.root_model, sub_model=s.sub_model)
+                   root_model=s.root_model, sub_model=s.sub_model, turns=turns)
 
 
 class SessionList(BaseModel):

@@ -290,6 +290,10 @@ class SessionService:
         return await self.store.sessions.list(self._home(principal), q, limit=limit,
                                               offset=offset, include_archived=include_archived)
 
+    async def turn_counts(self, sessions: Sequence[SessionRow]) -> dict[str, int]:
+        """How many turns each of `sessions` (rows this caller read) has."""
+        return await self.store.sessions.turn_counts([s.id for s in sessions])
+
     async def count_sessions(self, principal: Principal, q: str | None = None, *,
                              include_archived: bool = False) -> int:
         return await self.store.sessions.count(self._home(principal), q,

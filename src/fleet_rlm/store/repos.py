@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=Base)
 log = logging.getLogger(__name__)
+# The questions a turn asked the user with ask_user, each with its reply (None: unanswered).
+Exchanges = list[dict[str, str | None]]
 
 
 def dialect_insert(db: AsyncSession, model: type[Base]) -> Any:
@@ -146,6 +148,15 @@ class SessionRepo(_Repo):
                             user_id, include_archived)
         async with self._store.reading() as db:
             return await db.scalar(stmt)
+
+    async def turn_counts(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """How many turns each session has (a session with none is left out)."""
+        if not session_ids:
+            return {}
+        stmt = (sa.select(Turn.session_id, sa.func.count()).where(Turn.session_id.in_(session_ids))
+                .group_by(Turn.session_id))
+        async with self._store.reading() as db:
+            return {session_id: n for session_id, n in (await db.execute(stmt)).all()}
 
     async def rename(self, session_id: str, title: str) -> Session:
         async with self._store.transaction() as db:
@@ -373,8 +384,7 @@ class EventRepo(_Repo):
         async with self._store.reading() as db:
             return await db.scalar(stmt)
 
-    async def asked(self, turn_ids: Sequence[str]
-                    ) -> dict[str, builtins.list[dict[str, str | None]]]:
+    async def asked(self, turn_ids: Sequence[str]) -> dict[str, Exchanges]:
         """The questions each turn asked the user with ask_user, in order, each with the reply
         it got (None: not answered)."""
         if not turn_ids:
@@ -384,7 +394,7 @@ class EventRepo(_Repo):
                 .order_by(Event.turn_id, Event.seq))
         async with self._store.reading() as db:
             rows = (await db.execute(stmt)).all()
-        asked: dict[str, builtins.list[dict[str, str | None]]] = {}
+        asked: dict[str, Exchanges] = {}
         for turn_id, kind, payload in rows:
             exchanges = asked.setdefault(turn_id, [])
             if kind == "ask_user":

@@ -29,7 +29,19 @@ _HOMES = {
     "make_pdf": "documents",
     "two_level_rlm_rules": "scripts",
 }
-__all__ = sorted(_HOMES)
+__all__ = [
+    "AGENT_ANSWER",
+    "Rule",
+    "ScriptedLMServer",
+    "ask_then_delegate_rules",
+    "dspy_agent_step",
+    "dspy_json_reply",
+    "dspy_reply",
+    "eager_thread_switching",
+    "load_rules",
+    "make_pdf",
+    "two_level_rlm_rules",
+]
 
 
 def __getattr__(name: str) -> Any:
