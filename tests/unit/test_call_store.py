@@ -162,3 +162,17 @@ def test_fleet_db_gc_calls_reports_what_it_removed(tmp_path):
     assert result.exit_code == 0, result.output
     assert "removed" in result.output and "removed 0 " not in result.output
     assert not list((tmp_path / "calls" / "chunks").rglob("*.txt"))
+
+
+def test_a_full_store_first_drops_what_deleted_sessions_left(tmp_path):
+    """One tenant's deleted imports cannot keep every other tenant's calls out of the store."""
+    own, other = _document(600, seed=7), _document(600, seed=8)
+    store = CallStore(tmp_path, max_store_mb=(len(own.encode()) * 1.5) / (1024 * 1024))
+    assert store.save(_call("c1", own, turn="deleted")) is None
+    store.remove_turns(["deleted"])
+    for path in (tmp_path / "chunks").rglob("*.txt"):  # past the grace a write may need
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    assert store.save(_call("c2", other, turn="someone_else")) is None
+    assert store.read("someone_else", "c2")["messages"][1]["content"] == other
+    # Full with calls still kept: said, and not collected again at once.
+    assert "full" in (store.save(_call("c3", own, turn="third")) or "")

@@ -42,6 +42,9 @@ MAX_CHUNK = 65536  # ...and at this many characters whatever the lines
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REDACTED_CACHE_CHARS = 16 * 1024 * 1024  # redacted chunks remembered by their text's sha
 MB = 1024 * 1024
+# A full store first drops the chunks no kept call refers to (a deleted session's), at most once
+# per COLLECT_EVERY_S, sparing those younger than COLLECT_GRACE_S (a call being written).
+COLLECT_EVERY_S, COLLECT_GRACE_S = 60.0, 60.0
 
 
 def chunks(text: str) -> list[str]:
@@ -86,6 +89,7 @@ class CallStore:
         self._used: int | None = None
         self._redacted: OrderedDict[str, tuple[str, str]] = OrderedDict()  # sha -> sha, text
         self._cached = 0
+        self._collected_at: float | None = None  # when a full store last collected (monotonic)
 
     # -- writing --------------------------------------------------------------------------
     def save(self, call: CapturedCall) -> str | None:
@@ -114,15 +118,13 @@ class CallStore:
         if record["error"]:
             record["error"] = redact(record["error"])
         body = json.dumps(record, ensure_ascii=False)
-        with self._lock:
-            fresh = {sha: text for sha, text in new.items() if not self._touch(sha)}
-            adding = len(body) + sum(len(t.encode("utf-8", "surrogatepass"))
-                                     for t in fresh.values())
-            used = self._used_bytes()
-            if used + adding > self.max_bytes:
-                return (f"the call store is full ({used / MB:.1f} MB of "
-                        f"FLEET_CAPTURE_MAX_STORE_MB {self.max_bytes / MB:g} MB)")
-            self._used = used + adding  # counted before writing: a failed write only wastes
+        fresh = self._reserve(body, new)
+        if isinstance(fresh, str) and self._may_collect():
+            # Full: first drop what deleted sessions left (chunks no kept call refers to).
+            self.collect_chunks(grace_s=COLLECT_GRACE_S)
+            fresh = self._reserve(body, new)
+        if isinstance(fresh, str):
+            return fresh
         for sha, text in fresh.items():
             self.chunk_store.put(sha, text)
         folder = self.root / "turns" / call.turn_id
@@ -156,6 +158,29 @@ class CallStore:
             shas.append(known[0])
             chars += len(known[1])
         return {"chunks": shas, "chars": chars}
+
+    def _reserve(self, body: str, new: dict[str, str]) -> dict[str, str] | str:
+        """Count the record and the chunks not yet stored against the store's size: those
+        chunks, or why they do not fit."""
+        with self._lock:
+            fresh = {sha: text for sha, text in new.items() if not self._touch(sha)}
+            adding = len(body) + sum(len(t.encode("utf-8", "surrogatepass"))
+                                     for t in fresh.values())
+            used = self._used_bytes()
+            if used + adding > self.max_bytes:
+                return (f"the call store is full ({used / MB:.1f} MB of "
+                        f"FLEET_CAPTURE_MAX_STORE_MB {self.max_bytes / MB:g} MB)")
+            self._used = used + adding  # counted before writing: a failed write only wastes
+        return fresh
+
+    def _may_collect(self) -> bool:
+        """At most one collection per COLLECT_EVERY_S when full (each reads every record)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._collected_at is not None and now - self._collected_at < COLLECT_EVERY_S:
+                return False
+            self._collected_at = now
+            return True
 
     def _touch(self, sha: str) -> bool:
         """Whether the chunk is stored; if so it is marked used now, so `collect_chunks`
