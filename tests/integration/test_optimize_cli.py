@@ -84,6 +84,19 @@ def test_optimise_the_engine_promote_it_run_it_and_roll_back(tmp_path, scripted_
     assert answered.stdout == "ROME\n"
     assert RULE in server.requests()[0]["text"]
 
+    # The Python API runs the promoted version too, unless told to run the baseline.
+    from fleet_rlm.config import Settings
+    from fleet_rlm.engine.rlm import RecursiveRLM
+
+    settings = Settings(data_dir=tmp_path / "data", root_model="openai/root",
+                        api_base=server.api_base, api_key="test", allow_unpriced_models=True)
+    for program, said in (("promoted", "ROME"), (None, "Rome")):
+        server.reset()
+        out = RecursiveRLM(settings=settings, program=program)(
+            context="Italy is a country.", question="What is the capital of Italy?")
+        assert (out.status, out.answer) == ("ok", said), out.error
+        assert (RULE in server.requests()[0]["text"]) == (program == "promoted")
+
     back = fleet(tmp_path, server, "programs", "rollback", "rlm")
     assert back.returncode == 0 and "rlm: the baseline runs" in back.stdout
     assert fleet(tmp_path, server, "run", "What is the capital of Italy?",

@@ -129,8 +129,8 @@ def _as_text(answer: Any) -> str | None:
 def run_rlm(task: Task, settings: Settings, cancel: CancelToken) -> Outcome:
     from fleet_rlm.engine.rlm import RecursiveRLM
 
-    rlm = RecursiveRLM("context, question -> answer", settings=settings,
-                       budget=Budget.from_settings(settings, cancel=cancel))
+    rlm = RecursiveRLM("context, question -> answer", settings=settings,  # the baseline engine:
+                       budget=Budget.from_settings(settings, cancel=cancel), program=None)
     result = rlm(context=task.context, question=task.question)
     root = next((e for e in result.events if e.type == "rlm_started"), None)
     return Outcome(_as_text(result.answer), result.status, _usage(result.usage),

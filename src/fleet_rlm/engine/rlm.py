@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 from dspy import (
@@ -39,6 +40,8 @@ from .dspy_compat import (
 from .facade import install_facade
 from .programs import Program, load
 from .steps import RetryAllowance, UnreadableReply, cell_code, predict
+
+log = logging.getLogger(__name__)
 
 CHILD_SIGNATURE = "context, query -> answer"
 BATCH_WORKERS = 16
@@ -392,9 +395,10 @@ class RecursiveRLM(dspy.Module):
                  max_calls: int | None = None, max_tokens: int | None = None,
                  max_usd: float | None = None, max_wall_s: float | None = None,
                  interpreter_factory: Callable[[], SandboxInterpreter] | None = None,
-                 program: Program | None = None) -> None:
-        """`program`: a version of the engine's instructions to run (`fleet run` passes the
-        promoted one); the baseline otherwise."""
+                 program: Program | Literal["promoted"] | None = "promoted") -> None:
+        """`program`: the version of the engine's instructions to run: by default the one the
+        local tenant promoted (`fleet programs promote`), read from the store on first use;
+        None for the baseline, or a `Program` (`fleet_rlm.promoted("rlm", settings)`)."""
         super().__init__()
         self.signature = dspy.ensure_signature(signature)
         self.program = program
@@ -411,6 +415,8 @@ class RecursiveRLM(dspy.Module):
               budget: Budget | None = None) -> tuple[Run, NodeRLM]:
         """The run and root node for one call; `fleet run` uses this directly."""
         root = NodeRef.root()
+        if self.program == "promoted":
+            self.program = _promoted_engine(self.settings)
         run = Run.create(self.settings, root, budget or self.budget, stream,
                          lm=self.lm or dspy.settings.lm, sub_lm=self.sub_lm,
                          interpreter_factory=self.interpreter_factory,
@@ -422,3 +428,18 @@ class RecursiveRLM(dspy.Module):
         result = node(**inputs)
         result.events = list(run.stream.events)
         return result
+
+
+def _promoted_engine(settings: Settings) -> Program | None:
+    """The engine version the local tenant promoted, or None (the baseline). Read in a thread
+    of its own, so a caller inside an event loop (a notebook) can construct and run an RLM; a
+    store that cannot be read leaves the baseline, said in the log."""
+    from ..sessions.offline import promoted
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(promoted, "rlm", settings).result()
+    except Exception as exc:  # noqa: BLE001 - the baseline runs; the log says why
+        log.warning("could not read the promoted engine version (%s: %s); running the "
+                    "baseline", type(exc).__name__, exc)
+        return None
