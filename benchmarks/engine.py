@@ -135,7 +135,7 @@ def run_ours(api_base: str, codes: list[str], inputs: dict, expect: str) -> Samp
     settings = Settings(root_model="openai/root", sub_model="openai/sub", api_base=api_base,
                         max_iterations=len(codes), allow_unpriced_models=True)
     started = time.perf_counter()
-    out = RecursiveRLM(SIGNATURE, settings=settings)(**inputs)
+    out = RecursiveRLM(SIGNATURE, settings=settings, program=None)(**inputs)  # no store read
     wall = time.perf_counter() - started
     check("ours", out.status == "ok" and out.answer == expect, f"{out.status} {out.error} "
           f"{out.answer!r}")
