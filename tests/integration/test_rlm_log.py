@@ -272,6 +272,15 @@ def test_the_api_imports_a_log_and_the_session_refuses_messages(tmp_path):
         upload = client.post(f"{API}/sessions/{session['id']}/documents",
                              files={"file": ("a.txt", b"hello")})
         assert upload.status_code == 409 and upload.json()["error"] == "read_only"
+        files = f"{API}/sessions/{session['id']}/workspace/file"
+        for refused_too in (client.put(files, params={"path": "a.txt"}, content=b"x"),
+                            client.delete(files, params={"path": "a.txt"}),
+                            client.patch(f"{API}/sessions/{session['id']}",
+                                         json={"root_model": "openai/other"})):
+            assert refused_too.status_code == 409, refused_too.text
+            assert refused_too.json()["error"] == "read_only"
+        renamed = client.patch(f"{API}/sessions/{session['id']}", json={"title": "kept"})
+        assert renamed.status_code == 200  # its name is the reader's to choose
 
         bad = client.post(f"{API}/imports/rlm-log",
                           files={"file": ("bad.jsonl", (META + "\n{oops\n").encode())})

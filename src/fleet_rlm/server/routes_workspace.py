@@ -21,8 +21,8 @@ UNSAFE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml
                 "application/xml", "application/javascript", "text/javascript")
 
 
-async def _workspace(svc, user, session_id: str) -> Workspace:
-    return await svc.files(user, session_id)
+async def _workspace(svc, user, session_id: str, write: bool = False) -> Workspace:
+    return await svc.files(user, session_id, write=write)
 
 
 @router.get("/sessions/{session_id}/workspace", response_model=WorkspaceListing)
@@ -55,7 +55,7 @@ async def write_file(svc: Service, user: User, request: Request, session_id: str
                      path: str = PathParam) -> dict:
     """The request body becomes the file (created with its directories, or replaced); larger
     than FLEET_MAX_WORKSPACE_FILE_MB → 413."""
-    workspace = await _workspace(svc, user, session_id)
+    workspace = await _workspace(svc, user, session_id, write=True)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
@@ -66,6 +66,6 @@ async def write_file(svc: Service, user: User, request: Request, session_id: str
 @router.delete("/sessions/{session_id}/workspace/file", status_code=204)
 async def delete_file(svc: Service, user: User, session_id: str, path: str = PathParam
                       ) -> Response:
-    workspace = await _workspace(svc, user, session_id)
+    workspace = await _workspace(svc, user, session_id, write=True)
     await svc.workspace_io.run(workspace.delete, path)
     return Response(status_code=204)

@@ -307,6 +307,8 @@ class SessionService:
         run with them."""
         session = await self.session(principal, session_id)
         if models is not None:
+            if session.imported_from is not None:  # it runs no turns
+                raise ReadOnly(session_id, session.imported_from)
             session = await self.store.sessions.set_models(session_id, *models)
         if title is not None:
             session = await self.store.sessions.rename(session_id, title)
@@ -387,9 +389,13 @@ class SessionService:
         await self.document(principal, document_id)
         await self.store.documents.delete(document_id)
 
-    async def files(self, principal: Principal, session_id: str) -> Workspace:
-        """The session's workspace (what its sandbox sees at /work)."""
-        await self.session(principal, session_id)
+    async def files(self, principal: Principal, session_id: str, *, write: bool = False
+                    ) -> Workspace:
+        """The session's workspace (what its sandbox sees at /work); with `write`, ReadOnly
+        for an imported session."""
+        session = await self.session(principal, session_id)
+        if write and session.imported_from is not None:
+            raise ReadOnly(session_id, session.imported_from)
         return self.session_workspace(session_id)
 
     async def export_session(self, principal: Principal, session_id: str,
