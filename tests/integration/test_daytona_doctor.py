@@ -59,7 +59,9 @@ def test_the_server_s_sandbox_check_reports_the_same_facts(doctor, settings: Set
     marks = {"ok": "✓", "warn": "!", "fail": "✗"}
     for check in result.checks:
         assert f"{marks[check.status]} {' '.join(check.detail.split())}" in out
-    assert sum(out.count(f"{mark} ") for mark in marks.values()) == len(result.checks)
+    # Every mark in the report is one of these checks, or the model's configuration.
+    assert "✓ model configured: " in out
+    assert sum(out.count(f"{mark} ") for mark in marks.values()) == len(result.checks) + 1
 
 
 def test_a_failed_check_is_the_server_s_answer_without_starting_a_sandbox(

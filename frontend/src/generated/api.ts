@@ -5531,13 +5531,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description The export, as a download */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": Record<string, never>;
+                    "application/x-ndjson": string;
+                    "text/markdown": string;
                 };
             };
             /** @description No or a wrong token */

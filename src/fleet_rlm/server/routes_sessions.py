@@ -138,7 +138,11 @@ async def get_turn(svc: Service, user: User, turn_id: str) -> TurnOut:
     return TurnOut.of(turn, (await svc.asked([turn])).get(turn.id, ()))
 
 
-@router.get("/turns/{turn_id}/export")
+@router.get("/turns/{turn_id}/export", responses={200: {
+    "description": "The export, as a download",
+    "content": {"application/json": {"schema": {"type": "object"}},
+                "text/markdown": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}}}}})
 async def export_turn(svc: Service, user: User, turn_id: str,
                       format: Literal["json", "markdown", "rlm-log"] = "json") -> Response:
     """The turn with every event (JSON), a Markdown transcript, or its first RLM as a
