@@ -185,7 +185,8 @@ def test_two_sockets_get_the_same_sequence_and_a_reconnect_resumes(scripted_lm, 
 
 async def test_a_client_that_stops_reading_overflows_and_resumes_without_slowing_the_turn(
         scripted_lm, tmp_path, monkeypatch):
-    server = scripted_lm(slow("many steps", "done", steps=4, delay_ms=50))
+    # Long enough that the stuck client stalls (stall_s) well before the turn ends.
+    server = scripted_lm(slow("many steps", "done", steps=6, delay_ms=200))
     svc = SessionService(settings_for(server, tmp_path))
     await svc.open()
     try:
