@@ -5,13 +5,18 @@ a turn still running, 404 for another tenant."""
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
-from test_server_support import API, app_client, quick, settings_for, until_finished, ws_url
-from typer.testing import CliRunner
+from test_server_support import (
+    API,
+    app_client,
+    quick,
+    settings_for,
+    until_finished,
+    user_token,
+    ws_url,
+)
 
-from fleet_rlm.cli import app as cli_app
 from fleet_rlm.tracing import FEEDBACK_NAME
 
 mlflow = pytest.importorskip("mlflow")
@@ -28,20 +33,11 @@ def _mlflow_uri_restored():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
-def _token(data_dir, user: str, *add: str) -> str:
-    env = {"FLEET_DATA_DIR": str(data_dir)}
-    runner = CliRunner()
-    assert runner.invoke(cli_app, ["users", "add", user, *add], env=env).exit_code == 0
-    created = runner.invoke(cli_app, ["tokens", "create", user], env=env)
-    assert created.exit_code == 0, created.output
-    return re.search(r"fleet_\S+", created.output).group()
-
-
 def test_feedback_lands_on_the_turns_trace_and_is_scoped_by_tenant(scripted_lm, tmp_path):
     server = scripted_lm(quick("hello", "hi there"))
     data = tmp_path / "data"
-    alice = {"Authorization": f"Bearer {_token(data, 'alice', '--tenant', 'alpha')}"}
-    bob = {"Authorization": f"Bearer {_token(data, 'bob')}"}
+    alice = {"Authorization": f"Bearer {user_token(data, 'alice', '--tenant', 'alpha')}"}
+    bob = {"Authorization": f"Bearer {user_token(data, 'bob')}"}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = settings_for(server, data, auth="token", mlflow_tracking_uri=uri)
     with app_client(settings) as client:

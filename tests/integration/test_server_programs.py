@@ -4,30 +4,24 @@ naming the version it ran."""
 
 from __future__ import annotations
 
-import re
-
-from test_server_support import API, app_client, quick, settings_for, until_finished, ws_url
-from typer.testing import CliRunner
-
-from fleet_rlm.cli import app as cli_app
-
-
-def _token(data_dir, user: str, *add: str) -> str:
-    env = {"FLEET_DATA_DIR": str(data_dir)}
-    runner = CliRunner()
-    assert runner.invoke(cli_app, ["users", "add", user, *add], env=env).exit_code == 0
-    created = runner.invoke(cli_app, ["tokens", "create", user], env=env)
-    assert created.exit_code == 0, created.output
-    return re.search(r"fleet_\S+", created.output).group()
+from test_server_support import (
+    API,
+    app_client,
+    quick,
+    settings_for,
+    until_finished,
+    user_token,
+    ws_url,
+)
 
 
 def test_versions_are_promoted_by_the_tenants_admin_and_turns_name_them(scripted_lm, tmp_path):
     server = scripted_lm(quick("hello", "hi there"))
     data = tmp_path / "data"
     bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
-    alice = bearer(_token(data, "alice", "--tenant", "alpha", "--admin"))
-    bob = bearer(_token(data, "bob", "--tenant", "alpha"))
-    carol = bearer(_token(data, "carol", "--tenant", "beta", "--admin"))
+    alice = bearer(user_token(data, "alice", "--tenant", "alpha", "--admin"))
+    bob = bearer(user_token(data, "bob", "--tenant", "alpha"))
+    carol = bearer(user_token(data, "carol", "--tenant", "beta", "--admin"))
     with app_client(settings_for(server, data, auth="token")) as client:
         svc = client.app.state.svc
         session = client.post(f"{API}/sessions", json={"title": "x"}, headers=alice).json()
@@ -95,8 +89,8 @@ def test_an_admin_runs_gepa_from_the_web_within_a_turns_budget(scripted_lm, tmp_
                            "reply": dspy_json_reply(new_instruction=RULE)},
                           *[r for r in toy_rules() if r.get("model") != "reflect"]])
     data = tmp_path / "data"
-    alice = {"Authorization": f"Bearer {_token(data, 'alice', '--tenant', 'alpha', '--admin')}"}
-    bob = {"Authorization": f"Bearer {_token(data, 'bob', '--tenant', 'alpha')}"}
+    alice = {"Authorization": f"Bearer {user_token(data, 'alice', '--tenant', 'alpha', '--admin')}"}
+    bob = {"Authorization": f"Bearer {user_token(data, 'bob', '--tenant', 'alpha')}"}
     with app_client(settings_for(server, data, auth="token")) as client:
         svc = client.app.state.svc
         session = client.post(f"{API}/sessions", json={"title": "x"}, headers=alice).json()

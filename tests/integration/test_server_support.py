@@ -87,6 +87,22 @@ def app_client(settings: Settings, **headers: str) -> Iterator[TestClient]:
         yield client
 
 
+def user_token(data_dir: Path, user: str, *add: str) -> str:
+    """A new user of the data dir's store (`fleet users add USER *add`) and an API token."""
+    from typer.testing import CliRunner
+
+    from fleet_rlm.cli import app as cli_app
+
+    env = {"FLEET_DATA_DIR": str(data_dir)}
+    runner = CliRunner()
+    assert runner.invoke(cli_app, ["users", "add", user, *add], env=env).exit_code == 0
+    created = runner.invoke(cli_app, ["tokens", "create", user], env=env)
+    assert created.exit_code == 0, created.output
+    match = re.search(r"fleet_\S+", created.output)
+    assert match, created.output
+    return match.group()
+
+
 def ws_url(session_id: str, base: str = "ws://127.0.0.1", token: str | None = None) -> str:
     return f"{base}{API}/sessions/{session_id}/ws" + (f"?token={token}" if token else "")
 

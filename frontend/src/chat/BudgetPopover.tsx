@@ -1,9 +1,10 @@
 /* "Budget" beside the send button: limits for the next messages of this session, each field
 optional (empty keeps the server's limit, shown as the placeholder). */
 
-import { useEffect, useRef, useState } from "react";
+import { useRef, useState } from "react";
 
 import { Icon } from "../ui/Icon";
+import { useClickOutside } from "../ui/useClickOutside";
 import { LIMIT_FIELDS, limitsSummary, toLimits, type LimitDraft } from "./limits";
 
 export interface BudgetPopoverProps {
@@ -18,14 +19,7 @@ export function BudgetPopover({ draft, onChange, defaults }: BudgetPopoverProps)
   const box = useRef<HTMLDivElement>(null);
   const summary = limitsSummary(toLimits(draft));
 
-  useEffect(() => {
-    if (!open) return;
-    const onDown = (e: PointerEvent) => {
-      if (box.current && !box.current.contains(e.target as Node)) setOpen(false);
-    };
-    document.addEventListener("pointerdown", onDown);
-    return () => document.removeEventListener("pointerdown", onDown);
-  }, [open]);
+  useClickOutside(box, open, () => setOpen(false));
 
   return (
     <div className="budget-popover" ref={box}>

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "react";
 
 import { api, errorText, type CheckResult } from "../api/client";
 import { Icon } from "../ui/Icon";
+import { useClickOutside } from "../ui/useClickOutside";
 
 export interface ModelPopoverProps {
   sessionId: string;
@@ -37,14 +38,7 @@ export function ModelPopover({ sessionId, defaults }: ModelPopoverProps) {
     };
   }, [sessionId]);
 
-  useEffect(() => {
-    if (!open) return;
-    const onDown = (e: PointerEvent) => {
-      if (box.current && !box.current.contains(e.target as Node)) setOpen(false);
-    };
-    document.addEventListener("pointerdown", onDown);
-    return () => document.removeEventListener("pointerdown", onDown);
-  }, [open]);
+  useClickOutside(box, open, () => setOpen(false));
 
   const run = async (f: () => Promise<void>) => {
     setWorking(true);
