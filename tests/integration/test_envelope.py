@@ -401,3 +401,19 @@ def test_nothing_a_cell_started_is_running_inside_after_it(make) -> None:
     init, live, threads = map(int, after.stdout.split())
     assert (init, live) == (1, 2), after.stdout
     assert threads <= 2
+
+
+def test_an_envelope_removed_while_its_kills_are_read_answers_none() -> None:
+    """A sandbox closed (a stop, Ctrl-C) while its last execution is read for memory kills:
+    the read never reaches a descriptor the number of which something else took since."""
+    import uuid
+
+    envelope = cgroups.Envelope(f"fleet-test-{uuid.uuid4().hex[:8]}")
+    assert envelope.oom_kills() == 0
+    envelope.remove()
+    read, write = os.pipe()  # most likely the number the envelope's descriptor had
+    try:
+        assert envelope.oom_kills() == 0
+    finally:
+        os.close(read)
+        os.close(write)

@@ -13,6 +13,7 @@ import errno
 import functools
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,11 @@ class Envelope:
         events = "memory.events" if self.hierarchy.version == "v2" else "memory.oom_control"
         # Held open: it is read after every execution, and a re-read of an open control file
         # costs a tenth of opening it again.
-        self._events = os.open(self._memory_dir / events, os.O_RDONLY | os.O_CLOEXEC)
+        self._events: int | None = os.open(self._memory_dir / events,
+                                           os.O_RDONLY | os.O_CLOEXEC)
+        # A sandbox closed (Ctrl-C, a stop) while its last execution is read for kills: the
+        # descriptor must not be closed under that read, nor read once its number is reused.
+        self._events_lock = threading.Lock()
 
     def set_caps(self, memory_bytes: int, pids: int, cpus: float) -> None:
         """Write the caps; a group that refuses one is removed again (and OSError raised)."""
@@ -167,8 +172,13 @@ class Envelope:
         return self.dirs["unified" if self.hierarchy.version == "v2" else "memory"]
 
     def oom_kills(self) -> int:
-        """How many processes the kernel has killed for this envelope's memory cap."""
-        for line in os.pread(self._events, 4096, 0).decode().splitlines():
+        """How many processes the kernel has killed for this envelope's memory cap (0 once
+        the envelope is removed)."""
+        with self._events_lock:
+            if self._events is None:
+                return 0
+            text = os.pread(self._events, 4096, 0).decode()
+        for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 return int(value)
@@ -196,7 +206,10 @@ class Envelope:
 
     def remove(self) -> None:
         self.kill_all()
-        os.close(self._events)
+        with self._events_lock:
+            if self._events is not None:
+                os.close(self._events)
+                self._events = None
         for path in self.dirs.values():
             for _ in range(100):  # a killed process leaves its group once the kernel reaps it
                 try:
