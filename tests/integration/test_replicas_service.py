@@ -95,7 +95,9 @@ async def test_a_turn_whose_lease_ran_out_is_closed_once_and_its_session_takes_m
         [[], [], []],)  # the lease still runs
     await asyncio.sleep(1.2)
     closed = await asyncio.gather(*(s.replicas.sweep() for s in services))
-    assert sorted(map(len, closed)) == [0, 0, 1]
+    # One of these sweeps closed it, or a service's own periodic sweep just before them: once,
+    # as the record's one pair of closing events shows.
+    assert sum(map(len, closed)) <= 1
     turn = await store.turns.get(lost.id)
     assert turn.status == "interrupted"
     events = [parse_event(r.payload) for r in await store.events.list(lost.id)]
