@@ -92,6 +92,9 @@ class Client:
         self.follows: dict[str, asyncio.Task] = {}
         self.seen: dict[str, int] = {}  # turn id -> the last seq sent to this socket
         self.ended: set[str] = set()  # turns this socket saw end (not just pause on the user)
+        # The turn in flight when the socket joined: its `session` frame named it, and the
+        # client resumes it from where it stands, so it is not followed from the start for it.
+        self.waived: set[str] = set()
 
     def push(self, frame: dict[str, Any]) -> None:
         self.outbox.put(frame)
@@ -184,6 +187,7 @@ class Hub:
                 for turn_id, seq in list(watch.newest.items()):
                     for client in list(self.clients.get(session_id, ())):
                         if (turn_id not in client.follows and turn_id not in client.ended
+                                and turn_id not in client.waived
                                 and client.seen.get(turn_id, 0) < seq):
                             client.follow(turn_id, client.seen.get(turn_id, 0),
                                           session_id=session_id)

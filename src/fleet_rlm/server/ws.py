@@ -172,11 +172,14 @@ async def session_socket(ws: WebSocket, session_id: str) -> None:
     hub: Hub = ws.app.state.hub
     client = Client(hub.svc, ws, session_id)
     connection = Connection(hub, client, user)
+    state = await hub.state(user, session_id)  # before joining: see Client.waived
+    if state.get("active_turn"):
+        client.waived.add(state["active_turn"]["turn_id"])
     hub.join(client)
     writer = asyncio.create_task(client.write_loop())
     watcher = asyncio.create_task(_watch_token(ws))
     try:
-        client.push(await hub.state(user, session_id))
+        client.push(state)
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
