@@ -11,7 +11,7 @@ import pytest
 from test_server_support import quick, settings_for, slow
 from test_sessions import ask_user_script
 
-from fleet_rlm.events import parse_event
+from fleet_rlm.events import EventStream, parse_event
 from fleet_rlm.sessions import LOCAL, Busy, NotFound, Principal, SessionService
 from fleet_rlm.sessions import live as live_turns
 
@@ -126,3 +126,23 @@ async def test_another_tenants_session_and_turns_are_missing_to_it(svc):
     # Its own principal still sees everything, and nothing was started or deleted.
     assert [t.id for t in await svc.turns(LOCAL, session.id)] == [posted.turn_id]
     assert [e.seq async for e in svc.follow(posted.turn_id, principal=LOCAL)]
+
+
+async def test_a_reader_whose_queue_is_full_when_the_turn_ends_is_told_to_catch_up() -> None:
+    """The end of a turn reaches a slow reader too: its full queue gets an overflow (it reads
+    the rest from the store, where the turn has ended), never a lost end it would wait for."""
+    from fleet_rlm.budget import CancelToken
+    from fleet_rlm.events import NodeRef
+    from fleet_rlm.sessions.live import LiveTurn, Overflow, end
+
+    loop = asyncio.get_running_loop()
+    live = LiveTurn("t1", "s1", CancelToken(), loop.create_future())
+    slow, quick = asyncio.Queue(2), asyncio.Queue(2)
+    live.subscribers += [slow, quick]
+    stream = EventStream("t1")
+    for _ in range(2):
+        slow.put_nowait(stream.emit("answer_delta", NodeRef.root(), text="x"))
+    end(live)
+    (told,) = [slow.get_nowait()]
+    assert isinstance(told, Overflow) and told.last_seq == 0
+    assert quick.get_nowait() is None

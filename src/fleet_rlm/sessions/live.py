@@ -70,6 +70,19 @@ def deliver(live: LiveTurn, event: Event) -> None:
             queue.put_nowait(event)
 
 
+def end(live: LiveTurn) -> None:
+    """Tell every subscriber the turn stopped. A full queue (a slow reader) gets an overflow
+    in place of its unread events: it catches up from the store, where the turn has ended."""
+    for queue in list(live.subscribers):
+        if queue.full():
+            oldest_unread = queue.get_nowait()
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(Overflow(oldest_unread.seq - 1))
+        else:
+            queue.put_nowait(None)
+
+
 def subscribe(live: LiveTurn | None) -> asyncio.Queue:
     queue: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
     if live is not None:

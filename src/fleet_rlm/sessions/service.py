@@ -887,8 +887,7 @@ class SessionService:
                 live.done.set_exception(exc)
             finally:
                 self.live.pop(turn_id, None)
-                for queue in live.subscribers:
-                    queue.put_nowait(None)
+                live_turns.end(live)
 
         self.loop.create_task(finish())
         return live
