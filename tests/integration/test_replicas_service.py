@@ -126,7 +126,8 @@ async def test_a_turn_whose_lease_another_process_took_stops_and_its_record_clos
     async with runner.store.transaction() as db:
         await db.execute(sa.update(Turn).where(Turn.id == posted.turn_id)
                          .values(lease_expires=0.0))
-    assert await other.replicas.sweep() == [posted.turn_id]
+    # This sweep closes it, or the other service's periodic one did just before.
+    assert await other.replicas.sweep() in ([posted.turn_id], [])
     result = await asyncio.wait_for(posted.done, 10)  # at its next renewal
     assert result.status == "cancelled"
     await asyncio.sleep(0.3)  # anything the runner still had would be written by now
