@@ -44,6 +44,7 @@ from dspy.utils.exceptions import (
 from .budget import Budget, BudgetExceeded, Cancelled
 from .capture import CallCapture, CapturedCall, request_params, sent_messages
 from .config import Settings
+from .engine.dspy_compat import share_clients, skip_dspy_pricing
 from .events import EventStream, NodeRef
 from .prices import max_output_tokens
 from .redaction import redact
@@ -298,6 +299,7 @@ class BudgetedLM(dspy.LM):
         kwargs.setdefault("cache", False)
         kwargs.setdefault("num_retries", 0)  # retries are ours (RetryPolicy), never doubled
         super().__init__(model, **kwargs)
+        share_clients(self)  # connections outlive the turn that opened them
         self.budget, self.stream = budget, stream
         self.call_max_tokens = call_max_tokens
         self.retry = retry or RetryPolicy()
@@ -539,6 +541,9 @@ class BudgetedLM(dspy.LM):
         clone = super().copy(**kwargs)
         clone._local = threading.local()
         return clone
+
+
+skip_dspy_pricing(BudgetedLM)  # the budget prices every call (prices.py); dspy's estimate is unused
 
 
 def _common(settings: Settings, budget: Budget, stream: EventStream | None,

@@ -53,7 +53,21 @@ def _instance(owner: type) -> object:
         return dspy.RLM("question -> answer", tools=[lookup])
     if owner is dspy_compat.FacadeInvocation:
         return dspy_compat.FacadeInvocation({}, lambda: None, None, custom_types={"T": int})
+    if owner is dspy.LM:
+        return dspy.LM("openai/m", api_key="k")
     raise AssertionError(f"no instance recipe for {owner}")
+
+
+@pytest.mark.parametrize(("module", "name"), list(dspy_compat.FUNCTIONS),
+                         ids=[f"{m}.{n}" for m, n in dspy_compat.FUNCTIONS])
+def test_replaced_function_keeps_its_parameters(module: str, name: str) -> None:
+    function = getattr(importlib.import_module(module), name, None)
+    if not callable(function):
+        pytest.fail(_moved(f"{module} has no function {name}"))
+    params = tuple(inspect.signature(function).parameters)
+    expected = dspy_compat.FUNCTIONS[(module, name)]
+    if params != expected:
+        pytest.fail(_moved(f"{module}.{name} now takes {params}, not {expected}"))
 
 
 @pytest.mark.parametrize(("owner", "name"), dspy_compat.ATTRIBUTES,

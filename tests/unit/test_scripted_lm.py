@@ -281,6 +281,7 @@ def test_runtime_script_reset_and_models(scripted_lm) -> None:
         "unexpected_calls": [],
         "models": {},
         "user_agents": {},
+        "connections": 0,
     }
     status, body = _post(srv.url + "/_script", [{"reply": "x", "typo": 1}])
     assert status == 400 and "typo" in body["error"]["message"]

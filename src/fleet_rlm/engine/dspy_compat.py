@@ -14,6 +14,9 @@ from `dspy` itself where they are used.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import dspy
@@ -21,6 +24,7 @@ import dspy
 # Every name imported below, as (module, name): what the test checks.
 IMPORTED: tuple[tuple[str, str], ...] = (
     ("dspy.adapters.utils", "parse_value"),
+    ("dspy.clients.execution", "_price_result"),
     ("dspy.predict.rlm", "SUB_AGENT_INSTRUCTIONS"),
     ("dspy.predict.rlm", "_LLMCallBudget"),
     ("dspy.predict.rlm", "_strip_code_fences"),
@@ -35,6 +39,7 @@ IMPORTED: tuple[tuple[str, str], ...] = (
 
 try:
     from dspy.adapters.utils import parse_value
+    from dspy.clients import execution
     from dspy.predict.rlm import SUB_AGENT_INSTRUCTIONS
     from dspy.predict.rlm import _LLMCallBudget as LLMCallBudget
     from dspy.predict.rlm import _strip_code_fences as strip_code_fences
@@ -78,7 +83,67 @@ METHODS: dict[tuple[type, str], tuple[str, ...]] = {
 ATTRIBUTES: tuple[tuple[type, str], ...] = (
     (dspy.RLM, "_user_tools"),
     (FacadeInvocation, "_custom_types"),
+    (dspy.LM, "_engine_store"),
+    (dspy.LM, "_engine_lock"),
 )
+
+
+# Module functions the package replaces, with their parameters: a replacement must take what
+# dspy passes, and a function dspy stopped calling by this name would leave it silently unused.
+FUNCTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("dspy.clients.execution", "_price_result"): (
+        "lm", "result", "response", "provider", "request"),
+}
+
+SELF_PRICED = {"kind": "unknown", "reason": "priced by fleet_rlm's budget, not by dspy"}
+_self_priced: tuple[type, ...] = ()
+_pricing_lock = threading.Lock()
+
+
+def skip_dspy_pricing(lm_class: type) -> None:
+    """Calls of `lm_class` instances skip dspy's advisory price estimate.
+
+    dspy prices every completed call from its model metadata (`execution._price_result`, which
+    fills `cost` in the LM's history). For a model its metadata lacks (a local server's model,
+    a test's) that is a scan of every entry, twice: about 0.5 ms of CPU per call, held under the
+    GIL, which a 16-way fan-out pays in series. An LM whose calls the budget prices needs none
+    of it; its history says so in `cost_details`. Other LMs keep dspy's estimate."""
+    global _self_priced
+    with _pricing_lock:
+        if not _self_priced:
+            execution._price_result = _pricing(execution._price_result)
+        if lm_class not in _self_priced:
+            _self_priced = (*_self_priced, lm_class)
+
+
+def _pricing(dspy_price: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(dspy_price)  # its signature stays dspy's, for the test of FUNCTIONS
+    def price_result(lm: Any, result: Any, response: Any, provider: Any, request: Any) -> None:
+        if isinstance(lm, _self_priced):
+            result.cost, result.cost_details = None, dict(SELF_PRICED)
+            return
+        dspy_price(lm, result, response, provider, request)
+
+    return price_result
+
+
+_shared_engines: dict[Any, Any] = {}
+_shared_engines_lock = threading.RLock()
+
+
+def share_clients(lm: dspy.LM) -> None:
+    """`lm` keeps its HTTP clients in one store shared by every LM passed here.
+
+    A dspy.LM keeps its native clients (lm15 engines, each with its connection pool) in a store
+    of its own (`_engine_store`, under `_engine_lock`), which dspy's copies of one LM share.
+    dspy keys each client by model, model type, timeouts and client settings (api_base,
+    api_key, ...), so sharing the store shares a pool only between LMs that would send the same
+    requests the same way. The LMs of a turn are built for that turn: with a store of their own
+    every turn opened (and TLS-handshook) a new connection for each of its concurrent calls;
+    shared, a turn finds the connections the last one left open. Closing one sharer
+    (`lm.close()`) would close every sharer's pools: the package never calls it."""
+    lm._engine_store = _shared_engines
+    lm._engine_lock = _shared_engines_lock
 
 
 def user_tools(rlm: dspy.RLM) -> dict[str, Any]:
@@ -91,7 +156,8 @@ def custom_types(facade: FacadeInvocation) -> dict[str, type] | None:
     return facade._custom_types
 
 
-__all__ = ["ATTRIBUTES", "CALL_TOOL", "CONSTRUCT_TOOL", "IMPORTED", "METHODS",
-           "SUB_AGENT_INSTRUCTIONS", "FacadeInvocation", "LLMCallBudget", "REPLHistory",
-           "REPLVariable", "custom_types", "format_error_for_lm", "parse_value",
-           "resolve_signature", "strip_code_fences", "user_tools"]
+__all__ = ["ATTRIBUTES", "CALL_TOOL", "CONSTRUCT_TOOL", "FUNCTIONS", "IMPORTED", "METHODS",
+           "SELF_PRICED", "SUB_AGENT_INSTRUCTIONS", "FacadeInvocation", "LLMCallBudget",
+           "REPLHistory", "REPLVariable", "custom_types", "format_error_for_lm", "parse_value",
+           "resolve_signature", "share_clients", "skip_dspy_pricing", "strip_code_fences",
+           "user_tools"]

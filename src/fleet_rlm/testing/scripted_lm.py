@@ -197,6 +197,7 @@ class _State:
         self.unexpected: list[str] = []
         self.models: Counter[str] = Counter()
         self.user_agents: Counter[str] = Counter()
+        self.connections = 0
         self.received: deque[dict[str, str]] = deque(maxlen=RECEIVED_KEPT)
 
     def pick(self, model: str, text: str, last_user: str, user_agent: str) -> Rule | None:
@@ -216,6 +217,10 @@ class _State:
         with self._lock:
             return list(self.received)
 
+    def connected(self) -> None:
+        with self._lock:
+            self.connections += 1
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -226,6 +231,8 @@ class _State:
                 "models": dict(self.models),
                 # Shows which client stack made the calls (dspy's native engine vs litellm).
                 "user_agents": dict(self.user_agents),
+                # Connections accepted: a client that reuses its connections opens few.
+                "connections": self.connections,
             }
 
 
@@ -430,6 +437,10 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, port: int, state: _State) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.state = state
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.state.connected()
+        super().process_request(request, client_address)
 
 
 class ScriptedLMServer:

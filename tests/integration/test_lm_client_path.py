@@ -1,0 +1,68 @@
+"""The client path of a budgeted model call: what it skips and what it reuses, through the real
+dspy client against the scripted LM server."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import dspy
+
+from fleet_rlm.budget import Budget, Limits
+from fleet_rlm.config import Settings
+from fleet_rlm.engine.dspy_compat import SELF_PRICED
+from fleet_rlm.events import EventStream
+from fleet_rlm.lm import BudgetedLM, build_lms
+
+
+def budgeted(api_base: str, budget: Budget | None = None) -> BudgetedLM:
+    return BudgetedLM("openai/m", budget=budget or Budget(Limits()), stream=EventStream("t"),
+                      api_key="test-key", api_base=api_base, timeout=5.0)
+
+
+def test_a_budgeted_call_is_priced_by_the_budget_not_by_dspy(scripted_lm):
+    server = scripted_lm([{"reply": "fine"}])
+    budget = Budget(Limits(), prices={"openai/m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}})
+    lm = budgeted(server.api_base, budget)
+    assert lm("q") == ["fine"]
+    # dspy's advisory estimate (a scan of its model metadata) did not run for this call...
+    assert lm.history[-1]["cost_details"] == SELF_PRICED
+    # ...and the budget priced it from the usage the reply reported.
+    [event] = [e for e in lm.stream.events if e.type == "lm_call"]
+    assert event.prompt_tokens > 0 and event.completion_tokens > 0
+    assert event.cost_usd == budget.snapshot().usd > 0
+
+
+def test_a_plain_dspy_lm_keeps_dspys_price_estimate(scripted_lm):
+    server = scripted_lm([{"reply": "fine"}])
+    assert BudgetedLM  # imported: the skip is installed, and must not reach other LMs
+    plain = dspy.LM("openai/m", api_key="test-key", api_base=server.api_base, cache=False)
+    assert plain("q") == ["fine"]
+    assert plain.history[-1]["cost_details"] != SELF_PRICED
+    assert "kind" in plain.history[-1]["cost_details"]
+
+
+def test_the_lms_of_successive_turns_reuse_their_connections(scripted_lm):
+    server = scripted_lm([{"reply": "ok"}])
+    settings = Settings(root_model="openai/root", sub_model="openai/sub",
+                        api_base=server.api_base, api_key="test-key")
+    for _turn in range(3):  # each turn builds its own LMs, as a run does
+        root, sub = build_lms(settings, Budget(Limits()), EventStream("t"))
+        assert root("q") == ["ok"]
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(sub, ["a", "b", "c", "d"])) == [["ok"]] * 4
+    stats = server.stats()
+    assert stats["calls"] == 15
+    # The first turn opened at most one connection per concurrent call (1 root + 4 sub); the
+    # later turns found them open. With a store per LM each turn opened its own.
+    assert stats["connections"] <= 5, stats
+
+
+def test_lms_with_other_client_settings_do_not_share_a_connection(scripted_lm):
+    one, two = scripted_lm([{"reply": "ok"}]), scripted_lm([{"reply": "ok"}])
+    a, b = budgeted(one.api_base), budgeted(two.api_base)
+    assert a("q") == b("q") == ["ok"]
+    assert one.stats()["calls"] == two.stats()["calls"] == 1
+    keyed = BudgetedLM("openai/m", budget=Budget(Limits()), api_key="other-key",
+                       api_base=one.api_base, timeout=5.0)
+    assert keyed("q") == ["ok"]
+    assert one.stats()["connections"] == 2  # a new key is a new client, never the old one's
