@@ -516,3 +516,20 @@ def test_max_usd_ends_the_run_with_status_budget(scripted_lm):
     assert capped.usage.usd <= limit
     assert capped.answer is None
     assert [e.status for e in of_type(capped.events, "rlm_finished")] == ["budget"]
+
+
+def test_every_iteration_is_told_the_tree_rules(scripted_lm):
+    # The action signature is derived once per run (dspy would build it per iteration): each
+    # iteration's prompt still carries the rules of our REPL, not dspy's own.
+    from fleet_rlm.engine.facade import TREE_NOTE
+
+    server = scripted_lm([root_step(1, "x = 1\nprint(x)"), root_step(2, "print(x + 1)"),
+                          root_step(3, "SUBMIT(answer=str(x + 2))")])
+    result = RecursiveRLM(settings=make_settings(server), max_iterations=3)(
+        context="c", question="Count.")
+    server.verify()
+    assert result.status == "ok" and result.answer == "3", result.error
+    prompts = [r["text"] for r in server.requests() if r["model"] == "root"]
+    assert len(prompts) == 3
+    note = " ".join(TREE_NOTE.split()[:8])
+    assert all(note in " ".join(p.split()) for p in prompts)

@@ -231,8 +231,7 @@ class NodeRLM(dspy.RLM):
                            output_field_names, interpreter_factory, sub_agent_rules):
         self.run.cancel.raise_if_cancelled()
         self.iteration = iteration + 1
-        signature = self._action_signature_for_current_factory(interpreter_factory,
-                                                               sub_agent_rules)
+        signature = self._iteration_signature
         with call_site("root", self.node, self.iteration):
             action = predict(self.run, self.node, f"iteration {self.iteration}",
                              lambda: self.generate_action(
@@ -318,6 +317,10 @@ class NodeRLM(dspy.RLM):
         variables = self._build_variables(**input_args)
         with self._interpreter_context(tools, self._new_interpreter) as repl:
             rules = install_facade(self, repl, LLMCallBudget(self.max_llm_calls).reserve)
+            # Fixed for the run; dspy would derive it (a new pydantic model) every iteration,
+            # since our rules differ from its own: a quarter of an iteration's host time.
+            self._iteration_signature = self._action_signature_for_current_factory(
+                self._new_interpreter, rules)
             regular = self._prepare_serializable_vars(input_args, repl)
             for iteration in range(self.max_iters):
                 result = self._execute_iteration(repl, variables, self.repl_history, iteration,
