@@ -44,7 +44,7 @@ from dspy.utils.exceptions import (
 from .budget import Budget, BudgetExceeded, Cancelled
 from .capture import CallCapture, CapturedCall, request_params, sent_messages
 from .config import Settings
-from .engine.dspy_compat import share_clients, skip_dspy_pricing
+from .engine.dspy_compat import skip_dspy_pricing
 from .events import EventStream, NodeRef
 from .prices import max_output_tokens
 from .redaction import redact
@@ -299,7 +299,6 @@ class BudgetedLM(dspy.LM):
         kwargs.setdefault("cache", False)
         kwargs.setdefault("num_retries", 0)  # retries are ours (RetryPolicy), never doubled
         super().__init__(model, **kwargs)
-        share_clients(self)  # connections outlive the turn that opened them
         self.budget, self.stream = budget, stream
         self.call_max_tokens = call_max_tokens
         self.retry = retry or RetryPolicy()

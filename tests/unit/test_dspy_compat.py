@@ -53,8 +53,6 @@ def _instance(owner: type) -> object:
         return dspy.RLM("question -> answer", tools=[lookup])
     if owner is dspy_compat.FacadeInvocation:
         return dspy_compat.FacadeInvocation({}, lambda: None, None, custom_types={"T": int})
-    if owner is dspy.LM:
-        return dspy.LM("openai/m", api_key="k")
     raise AssertionError(f"no instance recipe for {owner}")
 
 

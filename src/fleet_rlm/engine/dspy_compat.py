@@ -83,8 +83,6 @@ METHODS: dict[tuple[type, str], tuple[str, ...]] = {
 ATTRIBUTES: tuple[tuple[type, str], ...] = (
     (dspy.RLM, "_user_tools"),
     (FacadeInvocation, "_custom_types"),
-    (dspy.LM, "_engine_store"),
-    (dspy.LM, "_engine_lock"),
 )
 
 
@@ -127,25 +125,6 @@ def _pricing(dspy_price: Callable[..., None]) -> Callable[..., None]:
     return price_result
 
 
-_shared_engines: dict[Any, Any] = {}
-_shared_engines_lock = threading.RLock()
-
-
-def share_clients(lm: dspy.LM) -> None:
-    """`lm` keeps its HTTP clients in one store shared by every LM passed here.
-
-    A dspy.LM keeps its native clients (lm15 engines, each with its connection pool) in a store
-    of its own (`_engine_store`, under `_engine_lock`), which dspy's copies of one LM share.
-    dspy keys each client by model, model type, timeouts and client settings (api_base,
-    api_key, ...), so sharing the store shares a pool only between LMs that would send the same
-    requests the same way. The LMs of a turn are built for that turn: with a store of their own
-    every turn opened (and TLS-handshook) a new connection for each of its concurrent calls;
-    shared, a turn finds the connections the last one left open. Closing one sharer
-    (`lm.close()`) would close every sharer's pools: the package never calls it."""
-    lm._engine_store = _shared_engines
-    lm._engine_lock = _shared_engines_lock
-
-
 def user_tools(rlm: dspy.RLM) -> dict[str, Any]:
     """The tools an RLM was built with (dspy's normalised `tools=`), by name."""
     return rlm._user_tools
@@ -159,5 +138,5 @@ def custom_types(facade: FacadeInvocation) -> dict[str, type] | None:
 __all__ = ["ATTRIBUTES", "CALL_TOOL", "CONSTRUCT_TOOL", "FUNCTIONS", "IMPORTED", "METHODS",
            "SELF_PRICED", "SUB_AGENT_INSTRUCTIONS", "FacadeInvocation", "LLMCallBudget",
            "REPLHistory", "REPLVariable", "custom_types", "format_error_for_lm", "parse_value",
-           "resolve_signature", "share_clients", "skip_dspy_pricing", "strip_code_fences",
+           "resolve_signature", "skip_dspy_pricing", "strip_code_fences",
            "user_tools"]
