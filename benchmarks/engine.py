@@ -284,7 +284,7 @@ def main() -> int:
                     report.notes.append(f"stock failed on {name}: {type(exc).__name__}: "
                                         f"{exc}"[:400])
                     stock = None
-        results[name] = (ours_runs[1:], stock_runs[1:])
+        results[codes[0]] = (ours_runs[1:], stock_runs[1:])  # by the case's first cell
 
     def row(label: str, runs: tuple[list[Sample], list[Sample]], pick: Callable[[Sample], float],
             goal: Goal | None = None, note: Callable[[float], str] | None = None) -> None:
@@ -295,7 +295,7 @@ def main() -> int:
     def ideal(seconds: float) -> str:
         return f"{seconds / IDEAL_FANOUT_S:.3g}x ideal"
 
-    big_runs, fan_runs, trivial_runs = results.values()
+    big_runs, fan_runs, trivial_runs = results[BIG[0]], results[FAN[0]], results[TRIVIAL[0]]
     floors = (fan_runs[0], [])  # the floors are figures of this process, not of an engine
     row("10 MB, 5 iterations: wall", big_runs, lambda s: s.wall, Goal.fraction_of_stock(1 / 5))
     row("  minus root LM latency", big_runs, lambda s: s.overhead)
