@@ -6,8 +6,8 @@
     report.row("  floor: plain client", floor_s)           # a figure to read, no goal
     report.print(console)                                    # table, notes, goals met/missed
 
-Values are seconds (or None where a side was not measured). A goal that needs stock's figure
-and has none prints "?" and counts as not shown met.
+Values are seconds, or bytes shown with `show=mib` (None where a side was not measured). A
+goal that needs stock's figure and has none prints "?" and counts as not shown met.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def mib(size: float | None) -> str:
+    """Bytes as MiB, for rows of memory: `report.row(..., show=mib)`."""
+    return "-" if size is None else f"{size / (1 << 20):.3g} MiB"
 
 
 def times(ratio: float) -> str:
@@ -50,9 +55,9 @@ class Goal:
                    lambda ours, stock: None if stock is None else ours <= stock * fraction)
 
     @classmethod
-    def at_most(cls, limit_s: float, text: str | None = None) -> Goal:
-        """Ours at most `limit_s` seconds, whatever stock does."""
-        return cls(text or f"<= {fmt(limit_s)}", lambda ours, stock: ours <= limit_s)
+    def at_most(cls, limit: float, text: str | None = None) -> Goal:
+        """Ours at most `limit` (seconds unless `text` says otherwise), whatever stock does."""
+        return cls(text or f"<= {fmt(limit)}", lambda ours, stock: ours <= limit)
 
 
 MET, MISSED, UNKNOWN = "met", "[bold red]MISSED[/bold red]", "? (no stock figure)"
@@ -68,8 +73,10 @@ class Report:
     _rows: list[list[str]] = field(default_factory=list)
 
     def row(self, label: str, ours: float | None, stock: float | None = None,
-            goal: Goal | None = None, note: str = "", extra: Sequence[str] = ()) -> bool | None:
-        """Adds a row; returns whether its goal was met (None: no goal, or cannot tell)."""
+            goal: Goal | None = None, note: str = "", extra: Sequence[str] = (),
+            show: Callable[[float | None], str] = fmt) -> bool | None:
+        """Adds a row (values shown by `show`: seconds by default, `mib` for bytes); returns
+        whether its goal was met (None: no goal, or cannot tell)."""
         ratio = "-" if ours is None or not stock else times(ours / stock)
         met = None if goal is None or ours is None else goal.check(ours, stock)
         result = note
@@ -77,7 +84,7 @@ class Report:
             verdict = UNKNOWN if met is None else MET if met else MISSED
             result = f"{note}, {verdict}" if note else verdict
             self.verdicts.append((label.strip(), met))
-        self._rows.append([label, fmt(ours), fmt(stock), ratio,
+        self._rows.append([label, show(ours), show(stock), ratio,
                            goal.text if goal else "-", result, *extra])
         return met
 
