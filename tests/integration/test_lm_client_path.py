@@ -3,11 +3,14 @@ dspy client against the scripted LM server."""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dspy
+import pytest
 
-from fleet_rlm.budget import Budget, Limits
+from fleet_rlm.budget import Budget, Cancelled, Limits
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.dspy_compat import SELF_PRICED
 from fleet_rlm.events import EventStream
@@ -55,3 +58,24 @@ def test_a_turns_calls_reuse_their_connections(scripted_lm):
     # One connection per concurrent call (1 root + 4 sub), opened once: no client, and no
     # connection, is made per call.
     assert stats["connections"] <= 5, stats
+
+
+def test_a_cancel_walks_away_from_a_call_in_flight_at_once(scripted_lm):
+    server = scripted_lm([{"reply": "late", "delay_ms": 5000}])
+    lm = budgeted(server.api_base)
+    threading.Timer(0.3, lm.budget.cancel.cancel, args=("user",)).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        lm("q")
+    assert time.monotonic() - started < 1.0
+    [event] = [e for e in lm.stream.events if e.type == "lm_call"]
+    assert event.error and event.error.startswith("Cancelled")
+    assert lm.budget.snapshot().calls == 1  # walked away from, but sent: it counts
+
+
+def test_calls_that_end_leave_no_cancel_callback_behind(scripted_lm):
+    server = scripted_lm([{"reply": "ok"}])
+    lm = budgeted(server.api_base)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lm, ["q"] * 20)) == [["ok"]] * 20
+    assert lm.budget.cancel._callbacks == {}  # one waiting call registers one, and removes it
