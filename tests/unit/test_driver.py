@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,9 @@ def session(tmp_path: Path) -> Iterator[DriverSession]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
 
-    def put_file(name: str, data: bytes) -> str:
+    def put_file(name: str, chunks: Iterable[bytes]) -> str:
         path = tmp_path / name
-        path.write_bytes(data)
+        path.write_bytes(b"".join(chunks))
         return str(path)
 
     driver = DriverSession(proc.stdin, proc.stdout, kill=proc.kill, put_file=put_file,

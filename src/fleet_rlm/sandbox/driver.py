@@ -36,6 +36,14 @@ Replies (driver -> host):
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
 
+Large values leave as files where the host gave the driver an outbox (`--outbox NAME`: a
+directory under the working directory, which the host reads through a descriptor of its own;
+see sandbox/bulk.py). A callback's args and kwargs, a result's final or a var's value whose JSON
+is longer than FILE_AT go, as one JSON object of those fields, into a new file there, and the
+frame carries {"file": name} in their place: the frame stays small, the file is the bulk. A name
+is digits, "x", digits, ".json" (`value_file_name`), never a path. Without an outbox (Daytona)
+they go inline, at most MAX_FRAME bytes a frame.
+
 Values from the host keep their Python type: a "tagged" value is JSON in which an object with
 the key TAG stands for a value JSON cannot hold (see `revive`): a tuple, set, frozenset, bytes,
 date, dict with keys that are not strings, ..., or a record, the data of a pydantic model or
@@ -84,6 +92,9 @@ MAX_NAMES = 200  # variable names a result lists
 ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
 HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
+FILE_AT = 1 << 20  # characters of JSON above which a value leaves through the outbox
+# Which fields of a frame may come from a value file, by frame type.
+BULK_FIELDS = {"callback": ("args", "kwargs"), "result": ("final",), "var": ("value",)}
 CHUNK = 1 << 20
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
 # What the worker may send in reply to each kind of request.
@@ -147,6 +158,12 @@ def encode(message: dict, strict: bool = False) -> bytes:
     dump = json.dumps(message, ensure_ascii=False, default=None if strict else repr)
     return (dump + "\n").encode(
         "utf-8", "backslashreplace")
+
+
+def value_file_name(name: object) -> bool:
+    """Whether `name` is what the worker calls a value file: digits "x" digits ".json"."""
+    return (isinstance(name, str) and len(name) <= 48 and name.endswith(".json")
+            and name.isascii() and name[:-5].replace("x", "", 1).isdigit())
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -247,6 +264,44 @@ def revive(value):
 
 def load_value(text: str, tagged: bool):
     return json.loads(text, object_hook=_revive_object) if tagged else json.loads(text)
+
+
+def read_text(path: str) -> str:
+    """A value file the host wrote (UTF-8; a lone surrogate passes as itself)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return data.decode("utf-8", "surrogatepass")
+
+
+# Values no cell can change in place: a copy of an input shares them.
+ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None), frozenset,
+                   datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+                   decimal.Decimal, uuid.UUID})
+
+
+def fresh(value):
+    """A copy of an input as the host set it: new containers (lists, dicts, sets, records,
+    bytearrays, tuples holding any of them), the same atoms. Linear in the containers and their
+    items; nothing is parsed, and no string is copied."""
+    kind = type(value)
+    if kind in ATOMS:
+        return value
+    if kind is list:
+        if all(type(item) in ATOMS for item in value):
+            return value.copy()
+        return [fresh(item) for item in value]
+    if kind is dict or isinstance(value, Record):
+        return kind({key: fresh(item) for key, item in value.items()})
+    if kind is set:
+        return value.copy()  # its items are hashable: atoms and tuples of them
+    if kind is bytearray:
+        return bytearray(value)
+    if isinstance(value, tuple):
+        items = [fresh(item) for item in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return kind(*items) if hasattr(value, "_fields") else kind(items)
+    return value
 
 
 class NotPlain(TypeError):
@@ -378,8 +433,10 @@ class Worker:
     frame out; `results` carries the host's answers to callbacks (read by a thread, since any
     thread of a cell may be waiting for one)."""
 
-    def __init__(self, channel: int, results: int) -> None:
+    def __init__(self, channel: int, results: int, outbox: str | None = None) -> None:
         self.channel, self.results = channel, results
+        self.outbox = outbox  # the directory large values leave through, if the host reads one
+        self.files = itertools.count(1)
         self.requests = Lines(limit=1 << 62)  # the supervisor is trusted
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         self.pending: dict[int, queue.Queue] = {}
@@ -388,12 +445,30 @@ class Worker:
         self.call_ids = itertools.count(1)
         self.cells = itertools.count(1)
         self.executing = False
-        # The inputs the host set, as they arrived: (value, None) for one no cell can change
-        # in place, else (JSON text, tagged) to load afresh (see restore).
-        self.inputs: dict[str, tuple] = {}
+        # The inputs the host set, as they arrived; each cell gets a fresh copy (see restore).
+        self.inputs: dict[str, Any] = {}
 
-    def send(self, message: dict, strict: bool = False) -> None:
-        data = encode(message, strict)
+    def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
+        """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
+        JSON is longer than FILE_AT and there is an outbox, in a value file the frame names."""
+        text = json.dumps(bulk, ensure_ascii=False, default=None if strict else repr)
+        if self.outbox is not None and len(text) > FILE_AT:
+            return encode({**head, "file": self.write_file(text)})
+        line = json.dumps(head, ensure_ascii=False)[:-1] + ", " + text[1:] + "\n"
+        return line.encode("utf-8", "backslashreplace")
+
+    def write_file(self, text: str) -> str:
+        """`text` in a new file of the outbox, written a slice at a time (no second copy of a
+        large value in memory); its name."""
+        assert self.outbox is not None
+        os.makedirs(self.outbox, mode=0o700, exist_ok=True)
+        name = f"{os.getpid()}x{next(self.files)}.json"
+        with open(os.path.join(self.outbox, name), "xb") as handle:
+            for start in range(0, len(text), CHUNK):
+                handle.write(text[start:start + CHUNK].encode("utf-8", "backslashreplace"))
+        return name
+
+    def send(self, data: bytes) -> None:
         if len(data) > MAX_FRAME:
             raise FrameTooLarge(len(data))
         with self.send_lock:
@@ -430,12 +505,13 @@ class Worker:
             self.pending[call_id] = waiter
         try:
             try:
-                payload = {"type": "callback", "call_id": call_id, "name": name,
-                           "args": plain(list(args)), "kwargs": plain(kwargs)}
-                self.send(payload, strict=True)
+                self.send(self.frame({"type": "callback", "call_id": call_id, "name": name},
+                                     {"args": plain(list(args)), "kwargs": plain(kwargs)},
+                                     strict=True))
             except (TypeError, ValueError, RecursionError) as exc:
+                most = "" if self.outbox else f" of at most {MAX_FRAME} bytes"
                 raise TypeError(f"arguments to {name}() must be plain data (JSON, sets, tuples, "
-                                f"bytes, dates) of at most {MAX_FRAME} bytes: {exc}") from None
+                                f"bytes, dates){most}: {exc}") from None
             reply = waiter.get()
         finally:
             with self.pending_lock:
@@ -457,29 +533,25 @@ class Worker:
         if not name.isidentifier():
             raise ValueError(f"not a valid variable name: {name!r}")
         tagged = bool(message.get("tagged"))
-        text: Any
         if "path" in message:
-            with open(message["path"], encoding="utf-8") as handle:
-                text = handle.read()
-            is_text = message.get("format") == "text"
-        elif not tagged and isinstance(message["value"], (str, int, float, type(None))):
-            text, is_text = message["value"], True  # bound as it is, nothing to parse
+            text = read_text(message["path"])
+            value = text if message.get("format") == "text" else load_value(text, tagged)
+            del text
+        elif tagged:
+            value = revive(message["value"])
         else:
-            text, is_text = json.dumps(message["value"]), False
-        value = text if is_text else load_value(text, tagged)
-        if isinstance(value, (str, bytes, int, float, type(None))):  # bool is an int
-            self.inputs[name] = (value, None)
-        else:
-            self.inputs[name] = (text, tagged)
-        self.namespace[name] = value
+            value = message["value"]
+        self.inputs[name] = value
+        self.namespace[name] = fresh(value)
 
     def restore(self, names: list[str]) -> None:
-        """Bind each input to its value as the host set it (a fresh copy of a mutable one)."""
+        """Bind each input to its value as the host set it: a fresh copy of its containers,
+        sharing what no cell can change in place (its strings, numbers, ...), so an unchanged
+        input costs no parse, and a large text nothing."""
         for name in names:
             if name not in self.inputs:
                 raise NameError(f"the host asked to restore {name!r}, which it never set")
-            kept, tagged = self.inputs[name]
-            self.namespace[name] = kept if tagged is None else load_value(kept, tagged)
+            self.namespace[name] = fresh(self.inputs[name])
 
     def get_var(self, message: dict):
         self.restore(message.get("restore") or [])
@@ -614,9 +686,14 @@ class Worker:
                     raise ValueError(f"unknown op {op!r}")
             except BaseException as exc:  # noqa: BLE001 - reported to the host, loop goes on
                 reply = {"type": "error", "error": describe(exc, None)}
-            data = encode(reply)
-            if len(data) > MAX_FRAME:
-                error = describe(FrameTooLarge(len(data)), None)
+            field = {"result": "final", "var": "value"}.get(reply["type"])
+            try:
+                data = (encode(reply) if field is None
+                        else self.frame(reply, {field: reply.pop(field)}))
+                if len(data) > MAX_FRAME:
+                    raise FrameTooLarge(len(data))
+            except (FrameTooLarge, OSError) as exc:  # too large, or the outbox is full
+                error = describe(exc, None)
                 data = encode({"type": "result", "stdout": "", "stderr": "", "error": error,
                                "final": None, "truncated": False, "duration_s": 0.0}
                               if op == "execute" else {"type": "error", "error": error})
@@ -643,8 +720,8 @@ class Worker:
 class Supervisor:
     """Holds the host's channel and relays between it and the worker (see the module doc)."""
 
-    def __init__(self, host_in: int, host_out: int) -> None:
-        self.host_in, self.host_out = host_in, host_out
+    def __init__(self, host_in: int, host_out: int, outbox: str | None = None) -> None:
+        self.host_in, self.host_out, self.outbox = host_in, host_out, outbox
         self.in_flight: tuple[object, str] | None = None  # (id, op) of the request being served
         self.worker, self.exited, self.channel, self.results = self.spawn()
         self.pid = os.getpid()
@@ -667,7 +744,7 @@ class Supervisor:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc entries stay its own
-            Worker(theirs.detach(), their_results.detach()).serve()
+            Worker(theirs.detach(), their_results.detach(), self.outbox).serve()
             os._exit(0)
         theirs.close()
         their_results.close()
@@ -767,6 +844,9 @@ class Supervisor:
         except (ValueError, KeyError, TypeError):
             self.violation(f"the worker sent a line that is not a frame: {line[:200]!r}")
         request_id, op = self.in_flight or (None, None)
+        if "file" in frame and not (self.outbox and value_file_name(frame["file"])
+                                    and kind in BULK_FIELDS):
+            self.violation(f"the worker named a value file it cannot: {str(frame['file'])[:80]!r}")
         if op == "execute" and kind == "callback":
             write_all(self.host_out, line + b"\n")
         elif op == "execute" and kind == "worker" and isinstance(frame.get("pid"), int):
@@ -1018,7 +1098,8 @@ def main(argv: list[str]) -> None:
     os.dup2(capture.fileno(), 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the worker's cells
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    Supervisor(host_in, host_out).run()
+    outbox = options.get("--outbox")
+    Supervisor(host_in, host_out, outbox and os.path.join(HOME, os.path.basename(outbox))).run()
 
 
 if __name__ == "__main__":
