@@ -123,8 +123,13 @@ class Outbox:
                               f"{self.max_bytes} a value may")
 
     def clear(self) -> None:
-        """Remove what a sandbox that ended left in the outbox (its entries, not followed)."""
-        directory = self._directory()
+        """Remove what a sandbox that ended left in the outbox (its entries, not followed; an
+        outbox that is not a directory, a link say, is removed itself)."""
+        try:
+            directory = self._directory()
+        except RefusedFile:
+            os.unlink(OUTBOX, dir_fd=self._work)
+            return
         if directory is None:
             return
         try:

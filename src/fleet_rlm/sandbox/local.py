@@ -197,7 +197,8 @@ class LocalSandbox(DriverBackedSandbox):
         process = self._process
         assert process.stdin is not None and process.stdout is not None  # both are pipes
         if self._outbox is None:  # the work dir as mounted now (its quota image, if any)
-            self._outbox = Outbox(self.work_dir, max(s.sandbox_memory_mb, 1024) * 1024 * 1024)
+            # No value the sandbox can make is larger than its memory: nor is its file.
+            self._outbox = Outbox(self.work_dir, s.sandbox_memory_mb * 1024 * 1024)
         self._outbox.clear()  # what a sandbox that died on this work dir left
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
