@@ -97,8 +97,8 @@ def test_unchanged_inputs_are_neither_serialised_nor_sent_again(make, monkeypatc
 
     encoded: list[object] = []
     real_to_wire = base.to_wire
-    monkeypatch.setattr(base, "to_wire", lambda value: (encoded.append(value),
-                                                        real_to_wire(value))[1])
+    monkeypatch.setattr(base, "to_wire", lambda value, *args: (encoded.append(value),
+                                                               real_to_wire(value, *args))[1])
     box = make()
     session = box._session
     sent: list[dict] = []
@@ -111,6 +111,8 @@ def test_unchanged_inputs_are_neither_serialised_nor_sent_again(make, monkeypatc
                              "context['a.txt'] = 'changed'\ncontext['new'] = 1")
         assert result.stdout == f"[('a.txt', {2 * MB}), ('b.txt', {2 * MB})]\n", step
     assert [m["op"] for m in sent if m["op"] == "set_var"] == ["set_var"]
+    # Each document crossed as a file of its own, the dict as small JSON naming them.
+    assert [item.get("$t") for item in sent[0]["value"].values()] == ["file", "file"]
     assert len(encoded) == 1  # serialised once, for the one time it was sent
     assert [m["restore"] for m in sent if m["op"] == "execute"] == [[]] + [["context"]] * 3
     documents = {**documents, "c.txt": "c"}  # a new object is sent again

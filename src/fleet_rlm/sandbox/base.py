@@ -585,35 +585,41 @@ class DriverSession:
                 self._restore.add(name)
                 return
             payload, fmt, tagged, wire = value, "text", False, value
-        else:
-            try:
-                wire, tagged = to_wire(value)
-                payload, fmt = json.dumps(wire, ensure_ascii=False), "json"
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent to "
-                                f"the sandbox: {exc}") from None
-        small = len(payload) <= INLINE_LIMIT
-        content = (fmt, tagged, payload) if small else None
-        if known is not None and content is not None and known[1] == content:
-            self._sent[name] = (value, content, isinstance(value, IMMUTABLE))
-            self._restore.add(name)
-            return
-        path = None
-        if small:
-            message: dict[str, Any] = {"op": "set_var", "name": name, "value": wire}
-        else:
-            path = self._put_file(f"{name}.{fmt}", text_chunks(payload))
-            message = {"op": "set_var", "name": name, "path": path, "format": fmt}
-        del payload
-        if tagged:
-            message["tagged"] = True
-        self._restore.discard(name)
-        self._sent.pop(name, None)
+        paths: list[str] = []  # the value files written for this value
+
+        def spill(text: str) -> str:
+            paths.append(self._put_file(f"{name}.text", text_chunks(text)))
+            return paths[-1]
+
         try:
+            if not isinstance(value, str):
+                try:
+                    wire, tagged = to_wire(value, spill, INLINE_LIMIT)
+                    payload, fmt = json.dumps(wire, ensure_ascii=False), "json"
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent "
+                                    f"to the sandbox: {exc}") from None
+            small = len(payload) <= INLINE_LIMIT and not paths
+            content = (fmt, tagged, payload) if small else None
+            if known is not None and content is not None and known[1] == content:
+                self._sent[name] = (value, content, isinstance(value, IMMUTABLE))
+                self._restore.add(name)
+                return
+            if len(payload) <= INLINE_LIMIT:
+                message: dict[str, Any] = {"op": "set_var", "name": name, "value": wire}
+            else:
+                paths.append(self._put_file(f"{name}.{fmt}", text_chunks(payload)))
+                message = {"op": "set_var", "name": name, "path": paths[-1], "format": fmt}
+            del payload, wire
+            if tagged:
+                message["tagged"] = True
+            self._restore.discard(name)
+            self._sent.pop(name, None)
             self._checked(message)
         finally:
-            if path is not None and self._drop_file is not None:
-                self._drop_file(path)
+            if self._drop_file is not None:
+                for path in paths:
+                    self._drop_file(path)
         self._sent[name] = (value, content, isinstance(value, IMMUTABLE) or not small)
 
     def _take_restore(self) -> list[str]:

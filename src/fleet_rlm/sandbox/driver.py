@@ -244,6 +244,8 @@ def _revive_object(obj: dict) -> Any:
         return datetime.time.fromisoformat(value)
     if kind == "timedelta":
         return datetime.timedelta(*value)
+    if kind == "file":  # a long string of a value from the host, in a file the host wrote
+        return read_text(value)
     if kind == "decimal":
         return decimal.Decimal(value)
     if kind == "uuid":
