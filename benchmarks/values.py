@@ -42,8 +42,8 @@ def text(size: int, needle: bool = False) -> str:
     parts = [LINE] * count
     if needle:
         parts.insert(2 * count // 3, NEEDLE + "\n")
-    body = "".join(parts)
-    return body + "x" * (size - len(body))
+    parts.append("x" * (size - count * len(LINE) - (len(NEEDLE) + 1 if needle else 0)))
+    return "".join(parts)
 
 
 def fmt(seconds: float) -> str:

@@ -731,3 +731,17 @@ def test_reported_artifacts_outside_artifacts_or_malformed_are_dropped() -> None
                            {"path": "artifacts/c", "size": "big"}, "junk"]) == [
         {"path": "artifacts/a.png", "size": 3}]
     assert reported_files("not a list") == [] and reported_files(None) == []
+
+
+@pytest.mark.parametrize("sample", ["plain ascii ", "latin é ", "bmp € ", "astral 𝄞 ",
+                                    "surrogate \ud800 ", "mixed a é € 𝄞 "])
+def test_a_large_value_file_reads_back_exactly(tmp_path: Path, sample: str) -> None:
+    from fleet_rlm.sandbox.driver import CHUNK, read_text
+
+    # Several chunks, with characters split across their edges (odd lengths, offset starts).
+    text = "x" + sample * (3 * CHUNK // len(sample) + 7)
+    (tmp_path / "v").write_bytes(text.encode("utf-8", "surrogatepass"))
+    got = read_text(str(tmp_path / "v"))
+    assert got == text and hash(got) == hash(text) and len(got) == len(text)
+    assert got.isascii() == text.isascii() and sys.getsizeof(got) == sys.getsizeof(text)
+    assert (got + "é")[-2:] == text[-1] + "é" and got.split(" ")[-2] == text.split(" ")[-2]

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import codecs
 import contextlib
 import datetime
 import decimal
@@ -82,7 +83,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 CELL = "<cell-{}>"
 MAX_NAMES = 200  # variable names a result lists
@@ -269,10 +270,57 @@ def load_value(text: str, tagged: bool):
 
 
 def read_text(path: str) -> str:
-    """A value file the host wrote (UTF-8; a lone surrogate passes as itself)."""
+    """A value file the host wrote (UTF-8; a lone surrogate passes as itself). A large one is
+    decoded into a string made at its final size (`_read_in_place`): a large text is never
+    held twice, as bytes and as the string."""
     with open(path, "rb") as handle:
-        data = handle.read()
-    return data.decode("utf-8", "surrogatepass")
+        if os.fstat(handle.fileno()).st_size > CHUNK and sys.implementation.name == "cpython":
+            return _read_in_place(handle)
+        return handle.read().decode("utf-8", "surrogatepass")
+
+
+# A CPython string holds its characters after a header, 1, 2 or 4 bytes each, the narrowest
+# that fits its largest one (and 1 byte under a shorter header for pure ASCII).
+_ASCII_HEADER = sys.getsizeof("a") - 2
+_HEADER = sys.getsizeof("\xe9") - 2
+_MAX_CHAR = {0: 0x7F, 1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}  # by width, 0 for ASCII
+_AS_BYTES = {0: "ascii", 1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+
+
+def _pieces(handle) -> Iterator[str]:
+    """The file decoded a CHUNK of bytes at a time, from its start."""
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
+    while block := handle.read(CHUNK):
+        yield decoder.decode(block)
+    yield decoder.decode(b"", final=True)
+
+
+def _read_in_place(handle) -> str:
+    """Two passes over the file: the first finds the string's length and width, the second
+    decodes into a string of that size made empty (PyUnicode_New), as CPython's own decoder
+    would, a piece at a time."""
+    import ctypes
+
+    length, width = 0, 0
+    for piece in _pieces(handle):
+        length += len(piece)
+        if not piece.isascii():
+            width = max(width, (sys.getsizeof(piece) - _HEADER) // (len(piece) + 1))
+    new = ctypes.pythonapi.PyUnicode_New
+    new.argtypes, new.restype = (ctypes.c_ssize_t, ctypes.c_uint32), ctypes.py_object
+    text = new(length, _MAX_CHAR[width])
+    start = id(text) + (_HEADER if width else _ASCII_HEADER)
+    done = 0
+    for piece in _pieces(handle):
+        if done + len(piece) > length:
+            raise ValueError("the value file changed while it was read")
+        data = piece.encode(_AS_BYTES[width], "surrogatepass")
+        ctypes.memmove(start + done * max(width, 1), data, len(data))
+        done += len(piece)
+    if done != length:
+        raise ValueError("the value file changed while it was read")
+    return text
 
 
 # Values no cell can change in place: a copy of an input shares them.
