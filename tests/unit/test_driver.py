@@ -745,3 +745,23 @@ def test_a_large_value_file_reads_back_exactly(tmp_path: Path, sample: str) -> N
     assert got == text and hash(got) == hash(text) and len(got) == len(text)
     assert got.isascii() == text.isascii() and sys.getsizeof(got) == sys.getsizeof(text)
     assert (got + "é")[-2:] == text[-1] + "é" and got.split(" ")[-2] == text.split(" ")[-2]
+
+
+@pytest.mark.parametrize("bulk", [
+    {"args": ["p" * 3_000_000], "kwargs": {}},
+    {"args": ['quote " back \\ nl \n tab \t nul \x00 é € 𝄞 lone \ud800 ' * 200_000, 1, None],
+     "kwargs": {"k": ["x" * 2_000_000, {"deep": "y" * 2_000_000}], "n": 1.5}},
+    {"final": {"answer": "z" * 2_000_000, "rows": [[1, 2]] * 1000, "set": [3]}},
+    {"value": list(range(300_000))},  # large, with no long string: dumped whole
+])
+def test_a_value_file_holds_the_json_of_its_fields(tmp_path: Path, bulk: dict) -> None:
+    from fleet_rlm.sandbox.driver import Worker
+
+    worker = Worker(-1, -1, str(tmp_path / "out"))
+    line = worker.frame({"type": "var"}, bulk)
+    frame = json.loads(line)
+    assert line.endswith(b"\n") and len(line) < 200 and set(frame) == {"type", "file"}
+    data = (tmp_path / "out" / frame["file"]).read_bytes()
+    assert json.loads(data) == json.loads(json.dumps(bulk))
+    inline = Worker(-1, -1, None).frame({"type": "var"}, bulk)  # no outbox: one JSON line
+    assert json.loads(inline) == {"type": "var", **json.loads(json.dumps(bulk))}

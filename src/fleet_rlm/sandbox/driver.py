@@ -167,6 +167,41 @@ def value_file_name(name: object) -> bool:
             and name.isascii() and name[:-5].replace("x", "", 1).isdigit())
 
 
+SHALLOW = 64  # items of a list or dict looked into for long strings (the rest are dumped whole)
+
+
+def _long_text(value, depth: int) -> bool:
+    """Whether `value` holds a string longer than CHUNK within its first levels."""
+    if type(value) is str:
+        return len(value) > CHUNK
+    if depth < 3 and type(value) in (list, dict) and len(value) <= SHALLOW:
+        items = value.values() if type(value) is dict else value
+        return any(_long_text(item, depth + 1) for item in items)
+    return False
+
+
+def _json_parts(value, default, parts: list, depth: int) -> None:
+    """`value` as JSON text in parts, as json.dumps would write it (ensure_ascii off), but each
+    string longer than CHUNK in its first levels left as a 1-tuple of itself, to be escaped a
+    slice at a time (JSON escapes are per character, so slices escape alike)."""
+    kind = type(value)
+    if kind is str and len(value) > CHUNK:
+        parts.append((value,))
+    elif depth < 3 and kind is list and 0 < len(value) <= SHALLOW:
+        for index, item in enumerate(value):
+            parts.append(", " if index else "[")
+            _json_parts(item, default, parts, depth + 1)
+        parts.append("]")
+    elif (depth < 3 and kind is dict and 0 < len(value) <= SHALLOW
+          and all(type(key) is str for key in value)):
+        for index, (key, item) in enumerate(value.items()):
+            parts.append((", " if index else "{") + json.dumps(key, ensure_ascii=False) + ": ")
+            _json_parts(item, default, parts, depth + 1)
+        parts.append("}")
+    else:
+        parts.append(json.dumps(value, ensure_ascii=False, default=default))
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -501,21 +536,35 @@ class Worker:
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
         JSON is longer than FILE_AT and there is an outbox, in a value file the frame names."""
-        text = json.dumps(bulk, ensure_ascii=False, default=None if strict else repr)
+        default = None if strict else repr
+        if self.outbox is not None and _long_text(bulk, 0):
+            parts: list = []
+            _json_parts(bulk, default, parts, 0)
+            return encode({**head, "file": self.write_file(parts)})
+        text = json.dumps(bulk, ensure_ascii=False, default=default)
         if self.outbox is not None and len(text) > FILE_AT:
-            return encode({**head, "file": self.write_file(text)})
+            return encode({**head, "file": self.write_file([text])})
         line = json.dumps(head, ensure_ascii=False)[:-1] + ", " + text[1:] + "\n"
         return line.encode("utf-8", "backslashreplace")
 
-    def write_file(self, text: str) -> str:
-        """`text` in a new file of the outbox, written a slice at a time (no second copy of a
-        large value in memory); its name."""
+    def write_file(self, parts: list) -> str:
+        """JSON text in parts (a long string as a 1-tuple of itself, escaped here) in a new file
+        of the outbox, a slice at a time: a large value is never copied whole; its name."""
         assert self.outbox is not None
         os.makedirs(self.outbox, mode=0o700, exist_ok=True)
         name = f"{os.getpid()}x{next(self.files)}.json"
         with open(os.path.join(self.outbox, name), "xb") as handle:
-            for start in range(0, len(text), CHUNK):
-                handle.write(text[start:start + CHUNK].encode("utf-8", "backslashreplace"))
+            for part in parts:
+                text, escape = (part[0], True) if type(part) is tuple else (part, False)
+                if escape:
+                    handle.write(b'"')
+                for start in range(0, len(text), CHUNK):
+                    piece = text[start:start + CHUNK]
+                    if escape:
+                        piece = json.encoder.encode_basestring(piece)[1:-1]
+                    handle.write(piece.encode("utf-8", "backslashreplace"))
+                if escape:
+                    handle.write(b'"')
         return name
 
     def send(self, data: bytes) -> None:
