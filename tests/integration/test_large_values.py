@@ -119,3 +119,18 @@ def test_unchanged_inputs_are_neither_serialised_nor_sent_again(make, monkeypatc
     box.put_variable("context", documents)
     assert box.execute("print(sorted(context))").stdout == "['a.txt', 'b.txt', 'c.txt']\n"
     assert len([m for m in sent if m["op"] == "set_var"]) == 2
+
+
+def test_a_value_too_large_for_the_workspace_fails_the_call_and_leaves_no_file(make) -> None:
+    box = make(sandbox_disk_mb=32)
+    if not box.quota_in_force:
+        pytest.skip("no disk quota on this host (it needs root)")
+    called: list = []
+    result = box.execute("try:\n    shout('x' * (40 * 1024 * 1024))\n"
+                         "except OSError as exc:\n    print(type(exc).__name__, exc.errno)",
+                         callbacks={"shout": called.append})
+    assert result.ok, result.traceback
+    assert result.stdout == "OSError 28\n" and called == []  # ENOSPC, in the cell
+    assert box.execute("import os\nprint(os.listdir('.fleet-out'))").stdout == "[]\n"
+    assert box.execute("shout('small')", callbacks={"shout": called.append}).ok
+    assert called == ["small"]

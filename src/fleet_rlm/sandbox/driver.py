@@ -553,7 +553,18 @@ class Worker:
         assert self.outbox is not None
         os.makedirs(self.outbox, mode=0o700, exist_ok=True)
         name = f"{os.getpid()}x{next(self.files)}.json"
-        with open(os.path.join(self.outbox, name), "xb") as handle:
+        path = os.path.join(self.outbox, name)
+        try:
+            self._write_parts(path, parts)
+        except BaseException:  # a full workspace, say: no half file is left to fill it
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return name
+
+    @staticmethod
+    def _write_parts(path: str, parts: list) -> None:
+        with open(path, "xb") as handle:
             for part in parts:
                 text, escape = (part[0], True) if type(part) is tuple else (part, False)
                 if escape:
@@ -565,7 +576,6 @@ class Worker:
                     handle.write(piece.encode("utf-8", "backslashreplace"))
                 if escape:
                     handle.write(b'"')
-        return name
 
     def send(self, data: bytes) -> None:
         if len(data) > MAX_FRAME:
