@@ -536,16 +536,18 @@ class Worker:
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
         JSON is longer than FILE_AT and there is an outbox, in a value file the frame names."""
+        if self.outbox is None:
+            return encode({**head, **bulk}, strict)
         default = None if strict else repr
-        if self.outbox is not None and _long_text(bulk, 0):
+        if _long_text(bulk, 0):
             parts: list = []
             _json_parts(bulk, default, parts, 0)
             return encode({**head, "file": self.write_file(parts)})
-        text = json.dumps(bulk, ensure_ascii=False, default=default)
-        if self.outbox is not None and len(text) > FILE_AT:
+        data = encode({**head, **bulk}, strict)  # the common case: one small line
+        if len(data) > FILE_AT:  # large, but of many small parts: dumped once more, to a file
+            text = json.dumps(bulk, ensure_ascii=False, default=default)
             return encode({**head, "file": self.write_file([text])})
-        line = json.dumps(head, ensure_ascii=False)[:-1] + ", " + text[1:] + "\n"
-        return line.encode("utf-8", "backslashreplace")
+        return data
 
     def write_file(self, parts: list) -> str:
         """JSON text in parts (a long string as a 1-tuple of itself, escaped here) in a new file
@@ -797,7 +799,7 @@ class Worker:
                 reply = {"type": "error", "error": describe(exc, None)}
             field = {"result": "final", "var": "value"}.get(reply["type"])
             try:
-                data = (encode(reply) if field is None
+                data = (encode(reply) if field is None or reply[field] is None
                         else self.frame(reply, {field: reply.pop(field)}))
                 if len(data) > MAX_FRAME:
                     raise FrameTooLarge(len(data))
