@@ -323,10 +323,10 @@ _AS_BYTES = {0: "ascii", 1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
 
 
 def _pieces(handle) -> Iterator[str]:
-    """The file decoded a CHUNK of bytes at a time, from its start."""
+    """The file decoded READ bytes at a time, from its start."""
     handle.seek(0)
     decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
-    while block := handle.read(CHUNK):
+    while block := handle.read(READ):
         yield decoder.decode(block)
     yield decoder.decode(b"", final=True)
 
