@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -411,9 +411,9 @@ def test_a_20_mb_context_crosses_into_the_sandbox_once(scripted_lm, monkeypatch)
     sent: Counter[str] = Counter()
     put_file = LocalSandbox._put_file
 
-    def counting_put_file(self: LocalSandbox, name: str, data: bytes) -> str:
+    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
         sent[name] += 1
-        return put_file(self, name, data)
+        return put_file(self, name, chunks)
 
     monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
     context = ("0123456789" * 2_000_000)[:-6] + "NEEDLE"
@@ -436,6 +436,32 @@ def test_a_20_mb_context_crosses_into_the_sandbox_once(scripted_lm, monkeypatch)
     assert elapsed < 30, f"a 20 MB context took {elapsed:.1f} s"
     # The model saw a preview, never the context itself.
     assert max(e.prompt_tokens for e in of_type(result.events, "lm_call")) < 50_000
+
+
+def test_a_multi_document_context_crosses_once_per_document(scripted_lm, monkeypatch):
+    sent: Counter[str] = Counter()
+    put_file = LocalSandbox._put_file
+
+    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
+        sent[name] += 1
+        return put_file(self, name, chunks)
+
+    monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
+    context = {"a.txt": "a" * 3_000_000 + "END-A", "b.txt": "b" * 3_000_000 + "END-B"}
+    server = scripted_lm([
+        root_step(1, "print(sorted(context), context['a.txt'][-5:])\ncontext['a.txt'] = 'mine'"),
+        root_step(2, "print(context['a.txt'][-5:], context['b.txt'][-5:])"),
+        {"model": "root", "match": r"END-A END-B.*" + STEP.format(3), "times": 1,
+         "reply": action("SUBMIT(answer=str(sum(map(len, context.values()))))")},
+    ])
+    result = RecursiveRLM(settings=make_settings(server), max_iterations=4)(
+        context=context, question="How long?")
+    assert result.status == "ok", result.error
+    server.verify()
+    assert result.answer == "6000010"
+    # Each document went into the sandbox once, as a file of its own; later iterations bound
+    # the sandbox's own copy again (the cell's change to it did not last).
+    assert sent == {"context.text": 2}
 
 
 # -- 7. a sandbox that dies -------------------------------------------------------------------

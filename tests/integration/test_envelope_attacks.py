@@ -142,11 +142,12 @@ def test_an_image_that_will_not_mount_stops_the_start_not_the_quota(make,
 def test_a_memory_kill_while_a_variable_crosses_is_a_memory_limit(make, operation: str) -> None:
     box = make(sandbox_memory_mb=256, sandbox_tmp_mb=220)
     # /tmp's files count in the cap: with 200 MiB of them, a value of tens of MiB in the driver
-    # crosses it (under its own per-process limit), and the kernel kills.
+    # crosses it (under its own per-process limit), and the kernel kills. (Bytes leave as text:
+    # one copy of them is made on the way out.)
     filled = box.execute("with open('/tmp/fill', 'wb') as f:\n"
                          "    for _ in range(200):\n"
                          "        f.write(b'x' * 1024 * 1024)\n"
-                         "grown = 'y' * (24 * 1024 * 1024)")
+                         "grown = b'y' * (30 * 1024 * 1024)")
     assert filled.ok, filled
     with pytest.raises(MemoryLimit) as killed:
         if operation == "put":

@@ -226,9 +226,9 @@ def test_unchanged_inputs_are_not_sent_again_but_are_set_again(monkeypatch) -> N
     encoded: list[int] = []
     real_to_wire = base.to_wire
 
-    def counting_to_wire(value):
+    def counting_to_wire(value, *args):
         encoded.append(len(value) if isinstance(value, list) else -1)
-        return real_to_wire(value)
+        return real_to_wire(value, *args)
 
     monkeypatch.setattr(base, "to_wire", counting_to_wire)
     interpreter = ours()()

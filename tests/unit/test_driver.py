@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,9 @@ def session(tmp_path: Path) -> Iterator[DriverSession]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
 
-    def put_file(name: str, data: bytes) -> str:
+    def put_file(name: str, chunks: Iterable[bytes]) -> str:
         path = tmp_path / name
-        path.write_bytes(data)
+        path.write_bytes(b"".join(chunks))
         return str(path)
 
     driver = DriverSession(proc.stdin, proc.stdout, kill=proc.kill, put_file=put_file,
@@ -731,3 +731,37 @@ def test_reported_artifacts_outside_artifacts_or_malformed_are_dropped() -> None
                            {"path": "artifacts/c", "size": "big"}, "junk"]) == [
         {"path": "artifacts/a.png", "size": 3}]
     assert reported_files("not a list") == [] and reported_files(None) == []
+
+
+@pytest.mark.parametrize("sample", ["plain ascii ", "latin é ", "bmp € ", "astral 𝄞 ",
+                                    "surrogate \ud800 ", "mixed a é € 𝄞 "])
+def test_a_large_value_file_reads_back_exactly(tmp_path: Path, sample: str) -> None:
+    from fleet_rlm.sandbox.driver import CHUNK, read_text
+
+    # Several chunks, with characters split across their edges (odd lengths, offset starts).
+    text = "x" + sample * (3 * CHUNK // len(sample) + 7)
+    (tmp_path / "v").write_bytes(text.encode("utf-8", "surrogatepass"))
+    got = read_text(str(tmp_path / "v"))
+    assert got == text and hash(got) == hash(text) and len(got) == len(text)
+    assert got.isascii() == text.isascii() and sys.getsizeof(got) == sys.getsizeof(text)
+    assert (got + "é")[-2:] == text[-1] + "é" and got.split(" ")[-2] == text.split(" ")[-2]
+
+
+@pytest.mark.parametrize("bulk", [
+    {"args": ["p" * 3_000_000], "kwargs": {}},
+    {"args": ['quote " back \\ nl \n tab \t nul \x00 é € 𝄞 lone \ud800 ' * 200_000, 1, None],
+     "kwargs": {"k": ["x" * 2_000_000, {"deep": "y" * 2_000_000}], "n": 1.5}},
+    {"final": {"answer": "z" * 2_000_000, "rows": [[1, 2]] * 1000, "set": [3]}},
+    {"value": list(range(300_000))},  # large, with no long string: dumped whole
+])
+def test_a_value_file_holds_the_json_of_its_fields(tmp_path: Path, bulk: dict) -> None:
+    from fleet_rlm.sandbox.driver import Worker
+
+    worker = Worker(-1, -1, str(tmp_path / "out"))
+    line = worker.frame({"type": "var"}, bulk)
+    frame = json.loads(line)
+    assert line.endswith(b"\n") and len(line) < 200 and set(frame) == {"type", "file"}
+    data = (tmp_path / "out" / frame["file"]).read_bytes()
+    assert json.loads(data) == json.loads(json.dumps(bulk))
+    inline = Worker(-1, -1, None).frame({"type": "var"}, bulk)  # no outbox: one JSON line
+    assert json.loads(inline) == {"type": "var", **json.loads(json.dumps(bulk))}

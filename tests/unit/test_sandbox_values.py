@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fleet_rlm.sandbox.driver import TAG, Record, load_value, plain, revive
+from fleet_rlm.sandbox.driver import TAG, Record, fresh, load_value, plain, revive
 from fleet_rlm.sandbox.values import Unsendable, to_wire
 
 
@@ -116,3 +116,36 @@ def test_values_leave_the_sandbox_as_plain_json() -> None:
     with pytest.raises(TypeError, match="a object is not plain data"):
         plain([object()])
     assert plain([object], strict=False) == [repr(object)]
+
+
+def test_long_strings_spill_to_files_the_sandbox_reads_back(tmp_path: Path) -> None:
+    written: list[str] = []
+
+    def spill(text: str) -> str:
+        path = tmp_path / f"{len(written)}.text"
+        path.write_text(text, encoding="utf-8")
+        written.append(text)
+        return str(path)
+
+    value = {"a.txt": "a" * 100, "short": "b", "nested": [("c" * 100, 1)]}
+    wire, tagged = to_wire(value, spill, 10)
+    assert tagged and written == ["a" * 100, "c" * 100]
+    assert wire["short"] == "b" and wire["a.txt"] == {TAG: "file", "v": str(tmp_path / "0.text")}
+    assert revive(json.loads(json.dumps(wire))) == {"a.txt": "a" * 100, "short": "b",
+                                                    "nested": [("c" * 100, 1)]}
+
+
+def test_a_fresh_input_shares_its_atoms_and_copies_its_containers() -> None:
+    text = "x" * 1000
+    kept = {"docs": [text, {"k": bytearray(b"ab")}], "pair": (text, [1]), "atoms": (text, 1),
+            "set": {1, 2}, "record": Record({"a": [1]})}
+    copy = fresh(kept)
+    assert copy == kept
+    assert copy["docs"][0] is text and copy["atoms"] is kept["atoms"]
+    for path in (("docs",), ("docs", 1), ("docs", 1, "k"), ("pair", 1), ("set",),
+                 ("record",), ("record", "a")):
+        mine, theirs = copy, kept
+        for step in path:
+            mine, theirs = mine[step], theirs[step]
+        assert mine is not theirs and mine == theirs, path
+    assert type(copy["record"]) is Record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -13,12 +12,13 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
+from .bulk import Outbox, RefusedFile, merge, text_chunks
 from .driver import (
     ARTIFACTS,
     MAX_ARTIFACTS,
@@ -169,10 +169,15 @@ class DriverSession:
     """
 
     def __init__(self, stdin: DriverInput, stdout: IO[bytes], kill: Callable[[], None],
-                 put_file: Callable[[str, bytes], str], max_output: int, kill_grace_s: float,
-                 max_callback_workers: int = 64, direct: bool = False,
-                 request_timeout_s: float = 60.0) -> None:
+                 put_file: Callable[[str, Iterable[bytes]], str], max_output: int,
+                 kill_grace_s: float, max_callback_workers: int = 64, direct: bool = False,
+                 request_timeout_s: float = 60.0, outbox: Outbox | None = None,
+                 drop_file: Callable[[str], None] | None = None) -> None:
+        """`put_file(name, chunks)` writes a value file the driver can read and returns its
+        path there, which `drop_file` removes once the driver has read it; `outbox` reads the
+        value files the driver writes (without one, large values cross inline)."""
         self._stdin, self._stdout, self._kill, self._put_file = stdin, stdout, kill, put_file
+        self._drop_file, self._outbox = drop_file, outbox
         self.max_output, self.kill_grace_s = max_output, kill_grace_s
         self.request_timeout_s = request_timeout_s
         # A pipe is written without blocking, against a deadline; other streams (Daytona's
@@ -184,10 +189,10 @@ class DriverSession:
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_callback_workers, thread_name_prefix="sandbox-callback")
-        # What each variable was last set to: (the object, its kind and digest, whether it is
+        # What each variable was last set to: (the object, its JSON when small, whether it is
         # trusted unchanged while it is the same object). `_restore`: unchanged ones to bind
         # again from the sandbox's own copy before the next cell.
-        self._sent: dict[str, tuple[Any, tuple, bool]] = {}
+        self._sent: dict[str, tuple[Any, tuple | None, bool]] = {}
         self._restore: set[str] = set()
         self._request_lock = threading.Lock()
         self._in_callbacks = 0
@@ -279,7 +284,18 @@ class DriverSession:
             frame = None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             self._violation(f"the sandbox sent a line that is not a frame: {line[:200]!r}")
+        if "file" in frame:
+            self._take_file(frame)
         return frame
+
+    def _take_file(self, frame: dict) -> None:
+        """The fields a frame left in a value file of the outbox, put back into it."""
+        try:
+            if self._outbox is None:
+                raise RefusedFile("this sandbox has no outbox")
+            merge(frame, self._outbox.take(frame.pop("file")))
+        except RefusedFile as exc:
+            self._violation(f"a value file the host refuses: {exc}")
 
     def _next_line(self, deadline: float) -> bytes | FrameTooLarge | None:
         while True:
@@ -550,43 +566,61 @@ class DriverSession:
 
     def put_variable(self, name: str, value: Any) -> None:
         """Bind `name` in the sandbox to `value` before the next cell. A value the sandbox
-        already holds is not sent again: the sandbox binds its own copy of it afresh.
+        already holds is not sent again: the sandbox binds a fresh copy of its own.
 
-        The same object as last time is taken as unchanged without a look when it cannot
-        change (a string, a number) or when it is large (more than INLINE_LIMIT as JSON: a host
-        that changes a large input in place between cells must pass a new object); otherwise
-        its content is compared, so a small list changed in place is sent again."""
+        Unchanged is judged by identity, not content, wherever content would cost: the same
+        object as last time is taken as unchanged without a look (no serialisation, no hash)
+        when it cannot change (a string, a number) or when it is large (more than INLINE_LIMIT
+        as JSON: a host that changes a large input in place between cells must pass a new
+        object); a small value is compared by its JSON, so a small list changed in place is
+        sent again, and a string equal to the last one is not. A large value crosses as a
+        file (`put_file`), written a slice at a time."""
         known = self._sent.get(name)
         if known is not None and known[0] is value and known[2]:
             self._restore.add(name)
             return
         if isinstance(value, str):
-            payload, fmt, tagged = value, "text", False
-        else:
-            try:
-                wire, tagged = to_wire(value)
-                payload, fmt = json.dumps(wire, ensure_ascii=False), "json"
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent to "
-                                f"the sandbox: {exc}") from exc
-        digest = (fmt, tagged, payload if fmt == "text"
-                  else hashlib.sha256(payload.encode("utf-8", "surrogatepass")).digest())
-        trusted = isinstance(value, IMMUTABLE) or len(payload) > INLINE_LIMIT
-        if known is not None and known[1] == digest:
-            self._sent[name] = (value, digest, trusted)
-            self._restore.add(name)
-            return
-        if len(payload) > INLINE_LIMIT:
-            path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
-            message: dict[str, Any] = {"op": "set_var", "name": name, "path": path,
-                                       "format": fmt}
-        else:
-            message = {"op": "set_var", "name": name, "value": value if fmt == "text" else wire}
-        if tagged:
-            message["tagged"] = True
-        self._restore.discard(name)
-        self._checked(message)
-        self._sent[name] = (value, digest, trusted)
+            if known is not None and isinstance(known[0], str) and known[0] == value:
+                self._sent[name] = (value, None, True)
+                self._restore.add(name)
+                return
+            payload, fmt, tagged, wire = value, "text", False, value
+        paths: list[str] = []  # the value files written for this value
+
+        def spill(text: str) -> str:
+            paths.append(self._put_file(f"{name}.text", text_chunks(text)))
+            return paths[-1]
+
+        try:
+            if not isinstance(value, str):
+                try:
+                    wire, tagged = to_wire(value, spill, INLINE_LIMIT)
+                    payload, fmt = json.dumps(wire, ensure_ascii=False), "json"
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"variable {name!r} ({type(value).__name__}) cannot be sent "
+                                    f"to the sandbox: {exc}") from None
+            small = len(payload) <= INLINE_LIMIT and not paths
+            content = (fmt, tagged, payload) if small else None
+            if known is not None and content is not None and known[1] == content:
+                self._sent[name] = (value, content, isinstance(value, IMMUTABLE))
+                self._restore.add(name)
+                return
+            if len(payload) <= INLINE_LIMIT:
+                message: dict[str, Any] = {"op": "set_var", "name": name, "value": wire}
+            else:
+                paths.append(self._put_file(f"{name}.{fmt}", text_chunks(payload)))
+                message = {"op": "set_var", "name": name, "path": paths[-1], "format": fmt}
+            del payload, wire
+            if tagged:
+                message["tagged"] = True
+            self._restore.discard(name)
+            self._sent.pop(name, None)
+            self._checked(message)
+        finally:
+            if self._drop_file is not None:
+                for path in paths:
+                    self._drop_file(path)
+        self._sent[name] = (value, content, isinstance(value, IMMUTABLE) or not small)
 
     def _take_restore(self) -> list[str]:
         names, self._restore = sorted(self._restore), set()

@@ -303,8 +303,11 @@ class DaytonaSandbox(DriverBackedSandbox):
         with contextlib.suppress(_sdk().DaytonaError):  # already gone is fine
             self.sandbox.process.delete_session(channel.session_id)
 
-    def _put_file(self, name: str, data: bytes) -> str:
+    def _put_file(self, name: str, chunks: Iterable[bytes]) -> str:
+        """Uploaded whole: the SDK takes bytes. Values leaving the sandbox cross inline (no
+        outbox: the host reads nothing of a Daytona sandbox but through its API)."""
         sdk = _sdk()
+        data = b"".join(chunks)
         path = f"{self._work_dir}/.fleet/vars/{secrets.token_hex(4)}-{name}"
         try:
             _retrying(lambda: self.sandbox.fs.upload_file(data, path))

@@ -36,6 +36,14 @@ Replies (driver -> host):
   {"type": "protocol_error", "error": str}     a request line the driver could not read
   {"type": "violation", "error": str}          the worker broke the protocol; the driver exits
 
+Large values leave as files where the host gave the driver an outbox (`--outbox NAME`: a
+directory under the working directory, which the host reads through a descriptor of its own;
+see sandbox/bulk.py). A callback's args and kwargs, a result's final or a var's value whose JSON
+is longer than FILE_AT go, as one JSON object of those fields, into a new file there, and the
+frame carries {"file": name} in their place: the frame stays small, the file is the bulk. A name
+is digits, "x", digits, ".json" (`value_file_name`), never a path. Without an outbox (Daytona)
+they go inline, at most MAX_FRAME bytes a frame.
+
 Values from the host keep their Python type: a "tagged" value is JSON in which an object with
 the key TAG stands for a value JSON cannot hold (see `revive`): a tuple, set, frozenset, bytes,
 date, dict with keys that are not strings, ..., or a record, the data of a pydantic model or
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import codecs
 import contextlib
 import datetime
 import decimal
@@ -74,7 +83,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 CELL = "<cell-{}>"
 MAX_NAMES = 200  # variable names a result lists
@@ -84,6 +93,9 @@ MAX_NAMES = 200  # variable names a result lists
 ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
 HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
+FILE_AT = 1 << 20  # characters of JSON above which a value leaves through the outbox
+# Which fields of a frame may come from a value file, by frame type.
+BULK_FIELDS = {"callback": ("args", "kwargs"), "result": ("final",), "var": ("value",)}
 CHUNK = 1 << 20
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
 # What the worker may send in reply to each kind of request.
@@ -147,6 +159,47 @@ def encode(message: dict, strict: bool = False) -> bytes:
     dump = json.dumps(message, ensure_ascii=False, default=None if strict else repr)
     return (dump + "\n").encode(
         "utf-8", "backslashreplace")
+
+
+def value_file_name(name: object) -> bool:
+    """Whether `name` is what the worker calls a value file: digits "x" digits ".json"."""
+    return (isinstance(name, str) and len(name) <= 48 and name.endswith(".json")
+            and name.isascii() and name[:-5].replace("x", "", 1).isdigit())
+
+
+SHALLOW = 64  # items of a list or dict looked into for long strings (the rest are dumped whole)
+
+
+def _long_text(value, depth: int) -> bool:
+    """Whether `value` holds a string longer than CHUNK within its first levels."""
+    if type(value) is str:
+        return len(value) > CHUNK
+    if depth < 3 and type(value) in (list, dict) and len(value) <= SHALLOW:
+        items = value.values() if type(value) is dict else value
+        return any(_long_text(item, depth + 1) for item in items)
+    return False
+
+
+def _json_parts(value, default, parts: list, depth: int) -> None:
+    """`value` as JSON text in parts, as json.dumps would write it (ensure_ascii off), but each
+    string longer than CHUNK in its first levels left as a 1-tuple of itself, to be escaped a
+    slice at a time (JSON escapes are per character, so slices escape alike)."""
+    kind = type(value)
+    if kind is str and len(value) > CHUNK:
+        parts.append((value,))
+    elif depth < 3 and kind is list and 0 < len(value) <= SHALLOW:
+        for index, item in enumerate(value):
+            parts.append(", " if index else "[")
+            _json_parts(item, default, parts, depth + 1)
+        parts.append("]")
+    elif (depth < 3 and kind is dict and 0 < len(value) <= SHALLOW
+          and all(type(key) is str for key in value)):
+        for index, (key, item) in enumerate(value.items()):
+            parts.append((", " if index else "{") + json.dumps(key, ensure_ascii=False) + ": ")
+            _json_parts(item, default, parts, depth + 1)
+        parts.append("}")
+    else:
+        parts.append(json.dumps(value, ensure_ascii=False, default=default))
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -227,6 +280,8 @@ def _revive_object(obj: dict) -> Any:
         return datetime.time.fromisoformat(value)
     if kind == "timedelta":
         return datetime.timedelta(*value)
+    if kind == "file":  # a long string of a value from the host, in a file the host wrote
+        return read_text(value)
     if kind == "decimal":
         return decimal.Decimal(value)
     if kind == "uuid":
@@ -247,6 +302,91 @@ def revive(value):
 
 def load_value(text: str, tagged: bool):
     return json.loads(text, object_hook=_revive_object) if tagged else json.loads(text)
+
+
+def read_text(path: str) -> str:
+    """A value file the host wrote (UTF-8; a lone surrogate passes as itself). A large one is
+    decoded into a string made at its final size (`_read_in_place`): a large text is never
+    held twice, as bytes and as the string."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > CHUNK and sys.implementation.name == "cpython":
+            return _read_in_place(handle)
+        return handle.read().decode("utf-8", "surrogatepass")
+
+
+# A CPython string holds its characters after a header, 1, 2 or 4 bytes each, the narrowest
+# that fits its largest one (and 1 byte under a shorter header for pure ASCII).
+_ASCII_HEADER = sys.getsizeof("a") - 2
+_HEADER = sys.getsizeof("\xe9") - 2
+_MAX_CHAR = {0: 0x7F, 1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}  # by width, 0 for ASCII
+_AS_BYTES = {0: "ascii", 1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
+
+
+def _pieces(handle) -> Iterator[str]:
+    """The file decoded READ bytes at a time, from its start."""
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
+    while block := handle.read(READ):
+        yield decoder.decode(block)
+    yield decoder.decode(b"", final=True)
+
+
+def _read_in_place(handle) -> str:
+    """Two passes over the file: the first finds the string's length and width, the second
+    decodes into a string of that size made empty (PyUnicode_New), as CPython's own decoder
+    would, a piece at a time."""
+    import ctypes
+
+    length, width = 0, 0
+    for piece in _pieces(handle):
+        length += len(piece)
+        if not piece.isascii():
+            width = max(width, (sys.getsizeof(piece) - _HEADER) // (len(piece) + 1))
+    new = ctypes.pythonapi.PyUnicode_New
+    new.argtypes, new.restype = (ctypes.c_ssize_t, ctypes.c_uint32), ctypes.py_object
+    text = new(length, _MAX_CHAR[width])
+    start = id(text) + (_HEADER if width else _ASCII_HEADER)
+    done = 0
+    for piece in _pieces(handle):
+        if done + len(piece) > length:
+            raise ValueError("the value file changed while it was read")
+        data = piece.encode(_AS_BYTES[width], "surrogatepass")
+        ctypes.memmove(start + done * max(width, 1), data, len(data))
+        done += len(piece)
+    if done != length:
+        raise ValueError("the value file changed while it was read")
+    return text
+
+
+# Values no cell can change in place: a copy of an input shares them.
+ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None), frozenset,
+                   datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+                   decimal.Decimal, uuid.UUID})
+
+
+def fresh(value):
+    """A copy of an input as the host set it: new containers (lists, dicts, sets, records,
+    bytearrays, tuples holding any of them), the same atoms. Linear in the containers and their
+    items; nothing is parsed, and no string is copied."""
+    kind = type(value)
+    if kind in ATOMS:
+        return value
+    if kind is list:
+        if all(type(item) in ATOMS for item in value):
+            return value.copy()
+        return [fresh(item) for item in value]
+    if kind is dict or isinstance(value, Record):
+        return kind({key: fresh(item) for key, item in value.items()})
+    if kind is set:
+        return value.copy()  # its items are hashable: atoms and tuples of them
+    if kind is bytearray:
+        return bytearray(value)
+    if isinstance(value, tuple):
+        items = [fresh(item) for item in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return kind(*items) if hasattr(value, "_fields") else kind(items)
+    return value
 
 
 class NotPlain(TypeError):
@@ -378,8 +518,10 @@ class Worker:
     frame out; `results` carries the host's answers to callbacks (read by a thread, since any
     thread of a cell may be waiting for one)."""
 
-    def __init__(self, channel: int, results: int) -> None:
+    def __init__(self, channel: int, results: int, outbox: str | None = None) -> None:
         self.channel, self.results = channel, results
+        self.outbox = outbox  # the directory large values leave through, if the host reads one
+        self.files = itertools.count(1)
         self.requests = Lines(limit=1 << 62)  # the supervisor is trusted
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         self.pending: dict[int, queue.Queue] = {}
@@ -388,12 +530,56 @@ class Worker:
         self.call_ids = itertools.count(1)
         self.cells = itertools.count(1)
         self.executing = False
-        # The inputs the host set, as they arrived: (value, None) for one no cell can change
-        # in place, else (JSON text, tagged) to load afresh (see restore).
-        self.inputs: dict[str, tuple] = {}
+        # The inputs the host set, as they arrived; each cell gets a fresh copy (see restore).
+        self.inputs: dict[str, Any] = {}
 
-    def send(self, message: dict, strict: bool = False) -> None:
-        data = encode(message, strict)
+    def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
+        """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
+        JSON is longer than FILE_AT and there is an outbox, in a value file the frame names."""
+        if self.outbox is None:
+            return encode({**head, **bulk}, strict)
+        default = None if strict else repr
+        if _long_text(bulk, 0):
+            parts: list = []
+            _json_parts(bulk, default, parts, 0)
+            return encode({**head, "file": self.write_file(parts)})
+        data = encode({**head, **bulk}, strict)  # the common case: one small line
+        if len(data) > FILE_AT:  # large, but of many small parts: dumped once more, to a file
+            text = json.dumps(bulk, ensure_ascii=False, default=default)
+            return encode({**head, "file": self.write_file([text])})
+        return data
+
+    def write_file(self, parts: list) -> str:
+        """JSON text in parts (a long string as a 1-tuple of itself, escaped here) in a new file
+        of the outbox, a slice at a time: a large value is never copied whole; its name."""
+        assert self.outbox is not None
+        os.makedirs(self.outbox, mode=0o700, exist_ok=True)
+        name = f"{os.getpid()}x{next(self.files)}.json"
+        path = os.path.join(self.outbox, name)
+        try:
+            self._write_parts(path, parts)
+        except BaseException:  # a full workspace, say: no half file is left to fill it
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return name
+
+    @staticmethod
+    def _write_parts(path: str, parts: list) -> None:
+        with open(path, "xb") as handle:
+            for part in parts:
+                text, escape = (part[0], True) if type(part) is tuple else (part, False)
+                if escape:
+                    handle.write(b'"')
+                for start in range(0, len(text), CHUNK):
+                    piece = text[start:start + CHUNK]
+                    if escape:
+                        piece = json.encoder.encode_basestring(piece)[1:-1]
+                    handle.write(piece.encode("utf-8", "backslashreplace"))
+                if escape:
+                    handle.write(b'"')
+
+    def send(self, data: bytes) -> None:
         if len(data) > MAX_FRAME:
             raise FrameTooLarge(len(data))
         with self.send_lock:
@@ -430,12 +616,13 @@ class Worker:
             self.pending[call_id] = waiter
         try:
             try:
-                payload = {"type": "callback", "call_id": call_id, "name": name,
-                           "args": plain(list(args)), "kwargs": plain(kwargs)}
-                self.send(payload, strict=True)
+                self.send(self.frame({"type": "callback", "call_id": call_id, "name": name},
+                                     {"args": plain(list(args)), "kwargs": plain(kwargs)},
+                                     strict=True))
             except (TypeError, ValueError, RecursionError) as exc:
+                most = "" if self.outbox else f" of at most {MAX_FRAME} bytes"
                 raise TypeError(f"arguments to {name}() must be plain data (JSON, sets, tuples, "
-                                f"bytes, dates) of at most {MAX_FRAME} bytes: {exc}") from None
+                                f"bytes, dates){most}: {exc}") from None
             reply = waiter.get()
         finally:
             with self.pending_lock:
@@ -457,29 +644,25 @@ class Worker:
         if not name.isidentifier():
             raise ValueError(f"not a valid variable name: {name!r}")
         tagged = bool(message.get("tagged"))
-        text: Any
         if "path" in message:
-            with open(message["path"], encoding="utf-8") as handle:
-                text = handle.read()
-            is_text = message.get("format") == "text"
-        elif not tagged and isinstance(message["value"], (str, int, float, type(None))):
-            text, is_text = message["value"], True  # bound as it is, nothing to parse
+            text = read_text(message["path"])
+            value = text if message.get("format") == "text" else load_value(text, tagged)
+            del text
+        elif tagged:
+            value = revive(message["value"])
         else:
-            text, is_text = json.dumps(message["value"]), False
-        value = text if is_text else load_value(text, tagged)
-        if isinstance(value, (str, bytes, int, float, type(None))):  # bool is an int
-            self.inputs[name] = (value, None)
-        else:
-            self.inputs[name] = (text, tagged)
-        self.namespace[name] = value
+            value = message["value"]
+        self.inputs[name] = value
+        self.namespace[name] = fresh(value)
 
     def restore(self, names: list[str]) -> None:
-        """Bind each input to its value as the host set it (a fresh copy of a mutable one)."""
+        """Bind each input to its value as the host set it: a fresh copy of its containers,
+        sharing what no cell can change in place (its strings, numbers, ...), so an unchanged
+        input costs no parse, and a large text nothing."""
         for name in names:
             if name not in self.inputs:
                 raise NameError(f"the host asked to restore {name!r}, which it never set")
-            kept, tagged = self.inputs[name]
-            self.namespace[name] = kept if tagged is None else load_value(kept, tagged)
+            self.namespace[name] = fresh(self.inputs[name])
 
     def get_var(self, message: dict):
         self.restore(message.get("restore") or [])
@@ -614,9 +797,14 @@ class Worker:
                     raise ValueError(f"unknown op {op!r}")
             except BaseException as exc:  # noqa: BLE001 - reported to the host, loop goes on
                 reply = {"type": "error", "error": describe(exc, None)}
-            data = encode(reply)
-            if len(data) > MAX_FRAME:
-                error = describe(FrameTooLarge(len(data)), None)
+            field = {"result": "final", "var": "value"}.get(reply["type"])
+            try:
+                data = (encode(reply) if field is None or reply[field] is None
+                        else self.frame(reply, {field: reply.pop(field)}))
+                if len(data) > MAX_FRAME:
+                    raise FrameTooLarge(len(data))
+            except (FrameTooLarge, OSError) as exc:  # too large, or the outbox is full
+                error = describe(exc, None)
                 data = encode({"type": "result", "stdout": "", "stderr": "", "error": error,
                                "final": None, "truncated": False, "duration_s": 0.0}
                               if op == "execute" else {"type": "error", "error": error})
@@ -643,8 +831,8 @@ class Worker:
 class Supervisor:
     """Holds the host's channel and relays between it and the worker (see the module doc)."""
 
-    def __init__(self, host_in: int, host_out: int) -> None:
-        self.host_in, self.host_out = host_in, host_out
+    def __init__(self, host_in: int, host_out: int, outbox: str | None = None) -> None:
+        self.host_in, self.host_out, self.outbox = host_in, host_out, outbox
         self.in_flight: tuple[object, str] | None = None  # (id, op) of the request being served
         self.worker, self.exited, self.channel, self.results = self.spawn()
         self.pid = os.getpid()
@@ -667,7 +855,7 @@ class Supervisor:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc entries stay its own
-            Worker(theirs.detach(), their_results.detach()).serve()
+            Worker(theirs.detach(), their_results.detach(), self.outbox).serve()
             os._exit(0)
         theirs.close()
         their_results.close()
@@ -767,6 +955,9 @@ class Supervisor:
         except (ValueError, KeyError, TypeError):
             self.violation(f"the worker sent a line that is not a frame: {line[:200]!r}")
         request_id, op = self.in_flight or (None, None)
+        if "file" in frame and not (self.outbox and value_file_name(frame["file"])
+                                    and kind in BULK_FIELDS):
+            self.violation(f"the worker named a value file it cannot: {str(frame['file'])[:80]!r}")
         if op == "execute" and kind == "callback":
             write_all(self.host_out, line + b"\n")
         elif op == "execute" and kind == "worker" and isinstance(frame.get("pid"), int):
@@ -1018,7 +1209,8 @@ def main(argv: list[str]) -> None:
     os.dup2(capture.fileno(), 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the worker's cells
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    Supervisor(host_in, host_out).run()
+    outbox = options.get("--outbox")
+    Supervisor(host_in, host_out, outbox and os.path.join(HOME, os.path.basename(outbox))).run()
 
 
 if __name__ == "__main__":

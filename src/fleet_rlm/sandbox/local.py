@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .base import (
     ExecResult,
     SandboxError,
 )
+from .bulk import OUTBOX, Outbox, write_text
 from .containment import (
     MemoryLimit,
     enter_command,
@@ -114,6 +115,7 @@ class LocalSandbox(DriverBackedSandbox):
         self.envelope: cgroups.Envelope | None = None
         self._oom_kills = 0
         self._mounted_work = False  # this sandbox mounted the work dir's image (and unmounts it)
+        self._outbox: Outbox | None = None  # value files the driver writes, read from here
         self.quota_in_force = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -156,7 +158,7 @@ class LocalSandbox(DriverBackedSandbox):
         python = sandbox_python() if self.isolated else sys.executable
         nproc = s.sandbox_max_processes
         limits = ["--memory-mb", str(s.sandbox_memory_mb), "--nproc", str(nproc),
-                  "--fsize-mb", str(max(s.sandbox_memory_mb, 1024))]
+                  "--fsize-mb", str(max(s.sandbox_memory_mb, 1024)), "--outbox", OUTBOX]
         as_root = self.isolated and os.geteuid() == 0
         if as_root:
             # bwrap runs privileged, so it can mount any work dir (even under a 0700 home);
@@ -194,10 +196,15 @@ class LocalSandbox(DriverBackedSandbox):
         threading.Thread(target=self._drain_stderr, args=(self._process,), daemon=True).start()
         process = self._process
         assert process.stdin is not None and process.stdout is not None  # both are pipes
+        if self._outbox is None:  # the work dir as mounted now (its quota image, if any)
+            # No value the sandbox can make is larger than its memory: nor is its file.
+            self._outbox = Outbox(self.work_dir, s.sandbox_memory_mb * 1024 * 1024)
+        self._outbox.clear()  # what a sandbox that died on this work dir left
         self._session = DriverSession(
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
-            kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s)
+            kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s,
+            outbox=self._outbox, drop_file=self._drop_file)
         try:
             ready = self._session.wait_ready(timeout=30)
         except SandboxError as exc:
@@ -265,12 +272,17 @@ class LocalSandbox(DriverBackedSandbox):
             python, "-I", INSIDE_DRIVER,
         ]
 
-    def _put_file(self, name: str, data: bytes) -> str:
+    def _put_file(self, name: str, chunks: Iterable[bytes]) -> str:
+        """A value file in the directory the sandbox sees read-only at INSIDE_VARS."""
         assert self._root is not None
-        target = self._root / "vars" / f"{secrets.token_hex(4)}-{name}"
-        target.write_bytes(data)
-        os.chmod(target, 0o644)
+        target = self._root / "vars" / f"{secrets.token_hex(8)}-{name}"
+        write_text(target, iter(chunks))
         return f"{INSIDE_VARS}/{target.name}" if self.isolated else str(target)
+
+    def _drop_file(self, path: str) -> None:
+        if self._root is not None:
+            with contextlib.suppress(OSError):
+                (self._root / "vars" / os.path.basename(path)).unlink()
 
     def _drain_stderr(self, process: subprocess.Popen) -> None:
         self._stderr_lines: list[bytes] = []
@@ -340,6 +352,9 @@ class LocalSandbox(DriverBackedSandbox):
                 self._root = None
 
     def _release(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
         if self.envelope is not None:
             self.envelope.remove()
             self.envelope = None

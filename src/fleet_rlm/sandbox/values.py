@@ -3,7 +3,8 @@
 JSON holds None, bools, numbers, strings, lists and dicts with string keys. Every other value the
 sandbox's standard library can hold crosses as an object with the key `TAG` (driver.revive turns
 it back): tuples, sets, frozensets, bytes, dates and times, decimals, UUIDs, complex numbers,
-named tuples, and dicts whose keys are not all strings (or that hold the key `TAG` itself).
+named tuples, and dicts whose keys are not all strings (or that hold the key `TAG` itself); a
+long string inside a larger value may cross as a file the sandbox reads (a "file" tag).
 A pydantic model or a dataclass crosses as a record: its data (pydantic's own python-mode dump;
 a dataclass's fields), which the sandbox holds as a dict subclass named after the type. An enum
 crosses as its value. Anything else crosses as pydantic's JSON form of it when it has one (a
@@ -22,6 +23,7 @@ import datetime
 import decimal
 import enum
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,10 +39,14 @@ class Unsendable(TypeError):
     """A value the sandbox cannot hold."""
 
 
-def to_wire(value: Any) -> tuple[Any, bool]:
+def to_wire(value: Any, spill: Callable[[str], str] | None = None,
+            spill_at: int = 0) -> tuple[Any, bool]:
     """(JSON-ready form of `value`, whether it holds tags). Plain JSON values come back as the
-    very same objects, so the common case costs one walk and no copy."""
-    encoder = _Encoder()
+    very same objects, so the common case costs one walk and no copy. With `spill`, each
+    string inside `value` longer than `spill_at` goes to a file of its own (`spill` writes
+    it and returns the sandbox's path of it) and crosses as a "file" tag naming it: the
+    documents of a large context are written once each, never serialised into one JSON."""
+    encoder = _Encoder(spill, spill_at)
     try:
         return encoder.encode(value), encoder.tagged
     except RecursionError:
@@ -54,9 +60,10 @@ def type_name(value: Any) -> str:
 
 
 class _Encoder:
-    def __init__(self) -> None:
+    def __init__(self, spill: Callable[[str], str] | None = None, spill_at: int = 0) -> None:
         self.tagged = False
         self.depth = 0
+        self.spill, self.spill_at = spill, spill_at
 
     def tag(self, kind: str, value: Any, **extra: Any) -> dict:
         self.tagged = True
@@ -64,6 +71,8 @@ class _Encoder:
 
     def encode(self, value: Any) -> Any:
         if isinstance(value, _SCALARS) and not isinstance(value, enum.Enum):
+            if self.spill is not None and type(value) is str and len(value) > self.spill_at:
+                return self.tag("file", self.spill(value))
             return value
         self.depth += 1
         if self.depth > MAX_DEPTH:
