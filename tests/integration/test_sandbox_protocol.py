@@ -228,6 +228,27 @@ def test_junk_on_the_workers_channel_is_one_violation(box: LocalSandbox,
     assert box.execute("'back'").stdout == "'back'\n"
 
 
+@pytest.mark.parametrize("frame", [b'{"type": "result", not json}',
+                                   b'{"type": "result", "final": {"output": 1}, "x": [}',
+                                   b'{"type": "var", "value": 1}'])
+def test_a_frame_with_a_right_head_and_a_wrong_body_is_one_violation(
+        box: LocalSandbox, caplog: pytest.LogCaptureFixture, frame: bytes) -> None:
+    """The supervisor reads only a worker frame's head; the host reads the rest, and a body it
+    cannot read, or a reply of the wrong kind for the request, kills the sandbox."""
+    result = box.execute("import os, stat, time\n"
+                         "for fd in map(int, os.listdir('/proc/self/fd')):\n"
+                         "    try:\n"
+                         "        if fd > 2 and stat.S_ISSOCK(os.fstat(fd).st_mode):\n"
+                         f"            os.write(fd, {frame!r} + b'\\n')\n"
+                         "    except OSError:\n"
+                         "        pass\n"
+                         "time.sleep(2)\n", timeout=5)
+    assert (result.error_type, result.state_lost) == ("ProtocolViolation", True), result
+    assert result.final is None
+    assert len(violations(caplog)) == 1
+    assert box.execute("'back'").stdout == "'back'\n"
+
+
 def test_an_unterminated_line_from_a_cell_ends_by_its_deadline(box: LocalSandbox) -> None:
     started = time.monotonic()
     result = box.execute("import os, time\n"

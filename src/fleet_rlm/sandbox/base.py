@@ -28,6 +28,8 @@ from .driver import (
     FrameTooLarge,
     Lines,
     current_cpu,
+    decode,
+    encode,
 )
 from .values import Unsendable, to_wire
 
@@ -233,8 +235,7 @@ class DriverSession:
         self._replies.put(None)
 
     def _send(self, message: dict, deadline: float) -> None:
-        # backslashreplace: a lone surrogate becomes a JSON \u escape the driver decodes back.
-        data = (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+        data = encode(message, strict=True)
         with self._send_lock:
             try:
                 if self._in_fd is None:
@@ -279,7 +280,7 @@ class DriverSession:
         if isinstance(line, FrameTooLarge):
             self._violation(f"the sandbox sent {line}")
         try:
-            frame = json.loads(line)
+            frame = decode(line)
         except ValueError:
             frame = None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
@@ -411,7 +412,8 @@ class DriverSession:
     def _serve(self, message: dict, request_id: int, callbacks: dict[str, Callback] | None,
                timeout: float, started: float, deadline: float) -> tuple[dict | None, bool]:
         op = message["op"]
-        self._send({**message, "id": request_id}, deadline)
+        # The op and the id go first: all the driver's supervisor reads of a request.
+        self._send({"op": op, "id": request_id, **message}, deadline)
         timed_out = False
         while True:
             try:

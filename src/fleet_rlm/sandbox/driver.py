@@ -41,8 +41,9 @@ directory under the working directory, which the host reads through a descriptor
 see sandbox/bulk.py). A callback's args and kwargs, a result's final or a var's value whose JSON
 is longer than FILE_AT go, as one JSON object of those fields, into a new file there, and the
 frame carries {"file": name} in their place: the frame stays small, the file is the bulk. A name
-is digits, "x", digits, ".json" (`value_file_name`), never a path. Without an outbox (Daytona)
-they go inline, at most MAX_FRAME bytes a frame.
+is digits, "x", digits, ".json" (`value_file_name`), never a path: the host refuses any other
+name, and a file in a frame of a kind that carries none. Without an outbox (Daytona) they go
+inline, at most MAX_FRAME bytes a frame.
 
 Values from the host keep their Python type: a "tagged" value is JSON in which an object with
 the key TAG stands for a value JSON cannot hold (see `revive`): a tuple, set, frozenset, bytes,
@@ -68,6 +69,7 @@ import json
 import linecache
 import os
 import queue
+import re
 import resource
 import select
 import signal
@@ -80,7 +82,7 @@ import traceback
 import types
 import uuid
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -92,6 +94,7 @@ MAX_NAMES = 200  # variable names a result lists
 # SCAN entries, regular files only (no links), the newest ones in the order written.
 ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
 HOME = os.getcwd()
+ARTIFACTS_ROOT = os.path.join(HOME, ARTIFACTS)
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 FILE_AT = 1 << 20  # characters of JSON above which a value leaves through the outbox
 # Which fields of a frame may come from a value file, by frame type.
@@ -153,12 +156,34 @@ class Lines:
         return line
 
 
+# Made once: json.dumps with arguments builds an encoder per call, and json.loads inspects
+# and decodes its argument first, costs paid on every frame of every request.
+_ENCODERS = (json.JSONEncoder(ensure_ascii=False, default=repr).encode,
+             json.JSONEncoder(ensure_ascii=False).encode)
+_DECODE = json.JSONDecoder().raw_decode
+
+
 def encode(message: dict, strict: bool = False) -> bytes:
     """One line; a value JSON cannot hold goes as its repr unless `strict`. A lone surrogate
     goes out as a JSON \\u escape (which decodes back to it)."""
-    dump = json.dumps(message, ensure_ascii=False, default=None if strict else repr)
-    return (dump + "\n").encode(
-        "utf-8", "backslashreplace")
+    return (_ENCODERS[strict](message) + "\n").encode("utf-8", "backslashreplace")
+
+
+def decode(line: bytes) -> Any:
+    """The JSON value that is the whole of `line` (ValueError otherwise)."""
+    text = line.decode("utf-8", "surrogatepass")
+    value, end = _DECODE(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON value at {end}")
+    return value
+
+
+# What the supervisor reads of a frame: the host's requests start with their op and id (the
+# host is trusted; the rest goes to the worker unread), the worker's frames with their type
+# (the host parses and checks the whole frame, and any frame it cannot read is a violation).
+REQUEST_HEAD = re.compile(rb'\{"op": "([a-z_]+)"(?:, "id": (\d+)[,}])?')
+UNNUMBERED = {b"interrupt", b"shutdown", b"callback_result", b"callback_error"}
+FRAME_HEAD = re.compile(rb'\{"type": "([a-z_]+)"[,}]')
 
 
 def value_file_name(name: object) -> bool:
@@ -397,7 +422,7 @@ def artifact_files() -> dict[str, tuple[int, int, int]]:
     """Each regular file under HOME/artifacts (at most SCAN entries seen): its path relative to
     HOME -> (mtime in ns, size, inode)."""
     found: dict[str, tuple[int, int, int]] = {}
-    root = os.path.join(HOME, ARTIFACTS)
+    root = ARTIFACTS_ROOT
     if not os.access(root, os.F_OK):  # most cells: one system call, no exception raised
         return found
     pending, seen = [root], 0
@@ -421,7 +446,10 @@ def written_artifacts(before: dict[str, tuple[int, int, int]]) -> list[dict]:
     """The files under HOME/artifacts that are new or changed since `before` (artifact_files()
     at the cell's start), newest last. Compared, not dated: file times come from a clock
     coarser than the cell's, so a file written at once could look older than the cell."""
-    changed = [(stamp, path, size) for path, (stamp, size, inode) in artifact_files().items()
+    now = artifact_files()
+    if not now:
+        return []
+    changed = [(stamp, path, size) for path, (stamp, size, inode) in now.items()
                if before.get(path) != (stamp, size, inode)]
     newest = sorted(changed, reverse=True)[:MAX_ARTIFACTS]
     return [{"path": path, "size": size} for _, path, size in reversed(newest)]
@@ -474,12 +502,17 @@ class Submitted(BaseException):
 
 
 class CappedText(io.TextIOBase):
-    """A stdout/stderr stand-in that keeps the first `cap` characters and counts the rest."""
+    """A stdout/stderr stand-in that keeps the first `cap` characters and counts the rest.
+    One per stream for the worker's life, emptied before each cell (`reset`): a new IO object
+    per cell costs more than many a cell."""
 
     def __init__(self, cap: int) -> None:
+        self.buffer = _BytesInto(self)
+        self.reset(cap)
+
+    def reset(self, cap: int) -> None:
         self.cap, self.kept, self.dropped = cap, 0, 0
         self.parts: list[str] = []
-        self.buffer = _BytesInto(self)
 
     def writable(self) -> bool:
         return True
@@ -532,6 +565,9 @@ class Worker:
         self.executing = False
         # The inputs the host set, as they arrived; each cell gets a fresh copy (see restore).
         self.inputs: dict[str, Any] = {}
+        self.stdout, self.stderr = CappedText(0), CappedText(0)
+        self.names_seen: tuple[tuple, list[str]] | None = None  # (what own_names saw, its answer)
+        self.submits: dict[tuple | None, Callable] = {}  # SUBMIT for each list of fields
 
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
@@ -590,13 +626,13 @@ class Worker:
         while (line := self.requests.next()) is None:
             if not self.requests.fill(self.channel):
                 return {"op": "shutdown"}
-        return json.loads(line)
+        return decode(line)
 
     def read_results(self) -> None:
         lines = Lines(limit=1 << 62)
         while lines.fill(self.results):
             while (line := lines.next()) is not None:
-                message = json.loads(line)
+                message = decode(line)
                 if message.get("tagged"):
                     try:
                         message["value"] = revive(message.get("value"))
@@ -679,27 +715,35 @@ class Worker:
     # -- execution -------------------------------------------------------------------------
     def execute(self, message: dict) -> dict:
         cap = int(message.get("max_output", 100_000))
-        with contextlib.suppress(ChildProcessError):  # children the last cell left, now killed
+        try:  # children the last cell left, now killed
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+        except ChildProcessError:
+            pass
         self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
             self.namespace[name] = self.host_function(name)
         fields = message.get("submit_fields")
-        self.namespace["SUBMIT"] = self.make_submit(fields)
+        key = None if fields is None else tuple(fields)
+        submit = self.submits.get(key)
+        if submit is None:
+            submit = self.submits[key] = self.make_submit(fields)
+        self.namespace["SUBMIT"] = submit
 
         number = next(self.cells)
         label = message.get("cell")  # the host's name for it: the tree's iteration
         filename = CELL.format(label if isinstance(label, str) and label.isalnum() else number)
         code = message["code"]
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        stdout, stderr = CappedText(cap), CappedText(cap)
+        stdout, stderr = self.stdout, self.stderr
+        stdout.reset(cap)
+        stderr.reset(cap)
         error, final = None, None
         started, artifacts = time.perf_counter(), artifact_files()
         # fds 1 and 2 point at one capture file for the driver's lifetime (see main): output
         # written below Python, by C code or child processes, lands there, never in the protocol.
         # It is emptied before a cell only when something was written since the last one.
-        if os.fstat(1).st_size:
+        if os.lseek(1, 0, os.SEEK_END):  # its size (an int, where fstat makes a stat_result)
             os.ftruncate(1, 0)
             os.lseek(1, 0, os.SEEK_SET)
         sys.stdout, sys.stderr = stdout, stderr
@@ -716,7 +760,7 @@ class Worker:
         finally:
             self.executing = False
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        written = os.fstat(1).st_size
+        written = os.lseek(1, 0, os.SEEK_END)
         raw = os.pread(1, cap + 1, 0) if written else b""
         unread = written - len(raw)
         if raw:
@@ -729,16 +773,22 @@ class Worker:
         return {"type": "result", "stdout": out, "stderr": stderr.value(), "error": error,
                 "final": final, "truncated": truncated,
                 "duration_s": round(time.perf_counter() - started, 6),
-                "names": self.own_names(set(message.get("tools", []))),
+                "names": self.own_names(message.get("tools", [])),
                 "files": written_artifacts(artifacts)}
 
-    def own_names(self, tools: set) -> list:
+    def own_names(self, tools: list) -> list:
         """The variables the cells made (not the inputs, the tools or modules): what a stopped
-        sandbox loses."""
-        names = [name for name, value in self.namespace.items()
-                 if not name.startswith("_") and name not in self.inputs and name not in tools
-                 and name != "SUBMIT" and not isinstance(value, types.ModuleType)]
-        return sorted(names)[:MAX_NAMES]
+        sandbox loses. Worked out again only when a name, the kind of a value, the tools or
+        the inputs changed since the last time (the check is a few C-level tuple builds)."""
+        key = (tuple(self.namespace), tuple(map(type, self.namespace.values())), tuple(tools),
+               len(self.inputs))
+        if self.names_seen is None or self.names_seen[0] != key:
+            skip = {*tools, "SUBMIT"}
+            own = sorted(name for name, value in self.namespace.items()
+                         if name[0] != "_" and name not in skip and name not in self.inputs
+                         and not isinstance(value, types.ModuleType))
+            self.names_seen = (key, own[:MAX_NAMES])
+        return self.names_seen[1]
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
         tree = ast.parse(code, filename=filename, mode="exec")
@@ -897,12 +947,18 @@ class Supervisor:
                 self.stop(1)  # the worker died: the host reports the sandbox died
 
     def from_host(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-            op = message["op"]
-        except (ValueError, KeyError, TypeError):
-            self.send_host({"type": "protocol_error", "error": f"bad request line: {line[:200]!r}"})
-            return
+        head = REQUEST_HEAD.match(line)
+        if head is not None and (head[2] is not None or head[1] in UNNUMBERED):
+            op, request_id = head[1].decode(), head[2] or b"null"
+        else:  # not the host's own layout: read it whole
+            try:
+                message = decode(line)
+                op = message["op"]
+                request_id = json.dumps(message.get("id")).encode()
+            except (ValueError, KeyError, TypeError):
+                self.send_host({"type": "protocol_error",
+                                "error": f"bad request line: {line[:200]!r}"})
+                return
         if op == "interrupt":
             if self.in_flight is not None and self.in_flight[1] == "execute":
                 os.kill(self.worker, signal.SIGINT)
@@ -913,10 +969,10 @@ class Supervisor:
             write_all(self.results, line + b"\n")
             return
         if self.in_flight is not None:
-            self.send_host({"type": "error", "id": message.get("id"), "error": {
+            self.send_host({"type": "error", "id": json.loads(request_id), "error": {
                 "type": "ProtocolError", "message": "a request is already in flight"}})
             return
-        self.in_flight = (message.get("id"), op)
+        self.in_flight = (request_id, op)
         self.pin_worker()
         write_all(self.channel, line + b"\n")
 
@@ -949,30 +1005,36 @@ class Supervisor:
                     os.sched_setaffinity(int(task), self.cpus)
 
     def from_worker(self, line: bytes, poll: select.poll) -> None:
-        try:
-            frame = json.loads(line)
-            kind = frame["type"]
-        except (ValueError, KeyError, TypeError):
+        head = FRAME_HEAD.match(line)
+        if head is None or not line.endswith(b"}"):
             self.violation(f"the worker sent a line that is not a frame: {line[:200]!r}")
+        kind = head[1].decode()
         request_id, op = self.in_flight or (None, None)
-        if "file" in frame and not (self.outbox and value_file_name(frame["file"])
-                                    and kind in BULK_FIELDS):
-            self.violation(f"the worker named a value file it cannot: {str(frame['file'])[:80]!r}")
         if op == "execute" and kind == "callback":
             write_all(self.host_out, line + b"\n")
-        elif op == "execute" and kind == "worker" and isinstance(frame.get("pid"), int):
-            self.succeed(frame["pid"], poll)
+        elif op == "execute" and kind == "worker":
+            self.succeed(self.successor(line), poll)
         elif op is not None and kind in REPLIES.get(op, ("error",)):
             if op == "execute" and not self.sweep():
                 self.violation("the cell left threads running and the worker kept them")
             self.in_flight = None
-            # The frame is a JSON object, so it ends with "}": the id goes in as its last key
-            # (the one a reader keeps if the worker sent one too).
-            stamped = b'%s, "id": %s}\n' % (line.rstrip()[:-1], json.dumps(request_id).encode())
+            # The frame ends with "}": the id goes in as its last key (the one a reader keeps if
+            # the worker sent one too; a frame that is not a JSON object stays unreadable).
+            stamped = b'%s, "id": %s}\n' % (line[:-1], request_id)
             write_all(self.host_out, stamped)
         else:
             self.violation(f"the worker sent an unexpected {str(kind)[:40]!r} frame "
                            f"while {'serving ' + op if op else 'idle'}")
+
+    def successor(self, line: bytes) -> int:
+        try:
+            frame = decode(line)
+        except ValueError:
+            frame = None
+        pid = frame.get("pid") if isinstance(frame, dict) else None
+        if not isinstance(pid, int):
+            self.violation(f"the worker named no successor: {line[:200]!r}")
+        return pid
 
     def succeed(self, pid: int, poll: select.poll) -> None:
         """The worker forked its successor (Worker.shed_threads): the old one goes."""
@@ -1031,11 +1093,11 @@ class Supervisor:
                 os._exit(1)
             os.waitpid(ended.si_pid, 0)
 
-    def violation(self, detail: str) -> None:
+    def violation(self, detail: str) -> NoReturn:
         self.send_host({"type": "violation", "error": detail})
         self.stop(1)
 
-    def stop(self, status: int) -> None:
+    def stop(self, status: int) -> NoReturn:
         with contextlib.suppress(OSError):
             os.kill(self.worker, signal.SIGKILL)
             os.waitpid(self.worker, 0)
