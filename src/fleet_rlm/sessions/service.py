@@ -592,7 +592,9 @@ class SessionService:
         turn goes on. True: it answers the session's waiting turn if there is one, else it
         starts a turn. Bad `limits` (LimitRaised, ValidationError) fail before anything is
         recorded; `document_ids` (the session's) go with the message as its attachments."""
-        session = await self.session(principal, session_id)
+        async with self.store.reads():  # the session and its tenant's limits: one read
+            session = await self.session(principal, session_id)
+            tenant_limits = await self.store.tenant_limits.get(session.tenant_id)
         if answering is True:
             await self.stored(session_id, complete=True)
             waiting = await self.store.turns.running_for_session(session_id)
@@ -608,7 +610,8 @@ class SessionService:
             return Posted(answering, session_id, after, True, live.done)
         for document_id in document_ids:  # the principal's; send checks they are the session's
             await self.document(principal, document_id)
-        live = await self.send(session_id, text, limits, document_ids, session=session)
+        live = await self.send(session_id, text, limits, document_ids, session=session,
+                               tenant_limits=tenant_limits)
         return Posted(live.turn_id, session_id, 0, False, live.done)
 
     def follow(self, turn_id: str, after_seq: int = 0, *, principal: Principal | None = None,
@@ -669,18 +672,20 @@ class SessionService:
     async def send(self, session_id: str, message: str,
                    limits: dict[str, Any] | None = None,
                    attachments: Sequence[str] = (), *,
-                   session: SessionRow | None = None) -> LiveTurn:
+                   session: SessionRow | None = None,
+                   tenant_limits: dict[str, Any] | None = None) -> LiveTurn:
         """Start a turn. One turn at a time per session: a second message gets Busy.
         `attachments`: ids of the session's documents sent with the message; the agent reads
-        their names after the text, the turn records them apart from it. `session`: its row,
-        when the caller has just read it."""
+        their names after the text, the turn records them apart from it. `session` and
+        `tenant_limits`: its row and its tenant's limits, when the caller has just read them."""
         if session is None:
             session = await self.store.sessions.get(session_id)
         if session.imported_from is not None:
             raise ReadOnly(session_id, session.imported_from)
         limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
-        tenant_limits = await self.store.tenant_limits.get(session.tenant_id)
+        if tenant_limits is None:
+            tenant_limits = await self.store.tenant_limits.get(session.tenant_id)
         self.with_limits(limits, tenant=tenant_limits)
         if not message.strip():
             raise ValueError("the message is empty")
@@ -695,10 +700,11 @@ class SessionService:
         message += attachment_note([a["name"] for a in attached])
         await self.stored(session_id, complete=True)
         async with self._starting.hold(session_id):
-            earlier = await self.store.turns.list(session_id)
-            if any(t.status in ACTIVE_STATUSES for t in earlier):
-                raise Busy(f"session {session_id} already has a turn in flight")
-            programs = await self.programs.promoted(session.tenant_id)
+            async with self.store.reads():
+                earlier = await self.store.turns.list(session_id)
+                if any(t.status in ACTIVE_STATUSES for t in earlier):
+                    raise Busy(f"session {session_id} already has a turn in flight")
+                programs = await self.programs.promoted(session.tenant_id)
             try:  # another process may have started one meanwhile
                 turn = await self.store.turns.start(
                     session_id, message, attached, owner=self.replicas.owner,
