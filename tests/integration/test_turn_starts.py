@@ -13,11 +13,21 @@ from pg_deployment import fleet, superuser
 from test_server_support import quick, settings_for
 
 from fleet_rlm.config import Settings
-from fleet_rlm.sessions import ALL_TENANTS, EVERY_TENANT, Busy, Posted, SessionService
+from fleet_rlm.sessions import (
+    ALL_TENANTS,
+    EVERY_TENANT,
+    LOCAL,
+    Busy,
+    NotFound,
+    Posted,
+    Principal,
+    SessionService,
+)
 from fleet_rlm.testing import AGENT_ANSWER, dspy_reply
 from fleet_rlm.testing import dspy_agent_step as step
 
 pytestmark = pytest.mark.timeout(120)
+OTHER = Principal("someone", "another-tenant", "someone", admin=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -142,3 +152,25 @@ async def test_more_turns_than_cores_start_before_any_finishes(scripted_lm, tmp_
                for events in turns)
     assert max(started) < min(finished)
     assert all(any(e.type == "answer_delta" for e in events) for events in turns)
+
+
+async def test_a_live_turn_is_followed_with_no_read_yet_not_by_another_tenant(
+        scripted_lm, tmp_path, open_terminal_service, database):
+    server = scripted_lm([
+        {"model": "root", "match": AGENT_ANSWER,
+         "reply": dspy_reply(reasoning="r", answer="fine")},
+        {"model": "root", "match": "next_thought", "delay_ms": 1000,
+         "reply": step("slow model", "finish")},
+    ])
+    svc = await open_terminal_service(settings_for(server, tmp_path, **database))
+    session = await svc.create_session(principal=EVERY_TENANT)
+    posted = await svc.post(EVERY_TENANT, session.id, "hello")
+    assert posted.turn_id in svc.live
+    with pytest.raises(NotFound):  # its tenant is the live turn's, not this one
+        [e async for e in svc.follow(posted.turn_id, principal=OTHER)]
+    events = await asyncio.wait_for(follow_as(svc, posted, LOCAL), 30)  # its tenant's user
+    assert events[0].type == "turn_started" and events[-1].status == "ok"
+
+
+async def follow_as(svc: SessionService, posted: Posted, principal: Principal) -> list:
+    return [e async for e in svc.follow(posted.turn_id, posted.after_seq, principal=principal)]
