@@ -9,7 +9,10 @@ the scripted LM server runs in a process of its own and answers every model call
 at once; each turn is one agent step (finish) and the answer: two model calls, no sandbox work.
 The client stamps every frame as it arrives; an event's `ts` is stamped when the engine emits it,
 and client and server share this machine's clock, so receipt minus `ts` is the latency the server
-adds (recording, fan-out, the socket) plus the client's own scheduling.
+adds (recording, fan-out, the socket) plus the client's own scheduling. Rows beside it: the time
+from the client sending a message to its `turn_started` arriving (a message waiting before its
+turn starts), the server's CPU time per turn (/proc/<pid>/stat), and a crowded turn's wall over a
+lone session's, each with its goal.
 
 `--replicas 2`: two `fleet web` replicas on one PostgreSQL database (made for the run with
 `--admin-url`'s role and dropped after; migrated once by `fleet db upgrade`). Each session sends
