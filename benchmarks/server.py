@@ -9,7 +9,10 @@ the scripted LM server runs in a process of its own and answers every model call
 at once; each turn is one agent step (finish) and the answer: two model calls, no sandbox work.
 The client stamps every frame as it arrives; an event's `ts` is stamped when the engine emits it,
 and client and server share this machine's clock, so receipt minus `ts` is the latency the server
-adds (recording, fan-out, the socket) plus the client's own scheduling.
+adds (recording, fan-out, the socket) plus the client's own scheduling. Rows beside it: the time
+from the client sending a message to its `turn_started` arriving (a message waiting before its
+turn starts), the server's CPU time per turn (/proc/<pid>/stat), and a crowded turn's wall over a
+lone session's, each with its goal.
 
 `--replicas 2`: two `fleet web` replicas on one PostgreSQL database (made for the run with
 `--admin-url`'s role and dropped after; migrated once by `fleet db upgrade`). Each session sends
@@ -53,6 +56,10 @@ API = "/api/v1"
 ANSWER = r"then `\[\[ ## answer ## \]\]`"  # only the final-answer (extract) prompt has this
 GOAL_P99_MS = 20.0
 GOAL_CROSS_P99_MS = 50.0  # across replicas: the store and NOTIFY lie between
+GOAL_START_P99_MS = 50.0  # message sent -> its turn_started received, 50 sessions at once
+GOAL_WALL_RATIO = 2.0  # a crowded turn's wall at most this many times a lone session's
+GOAL_CPU_PER_TURN_MS = 25.0  # the server's CPU time per trivial turn
+SERVER_PIDS: dict[str, int] = {}  # base URL -> pid of the fleet web serving it
 SERVE = "from fleet_rlm.testing.scripted_lm import main; main()"
 console = Console()
 
@@ -105,6 +112,7 @@ def fleet_web(api_base: str, tmp: Path, name: str = "fleet-web", **extra: str) -
     proc = subprocess.Popen([sys.executable, "-m", "fleet_rlm.cli", "web", "--port", str(port)],
                             env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -132,6 +140,9 @@ class Round:
     added: list[float] = field(default_factory=list)  # receipt - ts of every event, seconds
     by_type: dict[str, list[float]] = field(default_factory=dict)  # the same, per event type
     turn_walls: list[float] = field(default_factory=list)  # message sent -> turn_finished
+    started: list[float] = field(default_factory=list)  # message sent -> turn_started received
+    cpu: float = 0.0  # server CPU seconds from the first message to the last turn_finished
+    cpu_round: float = 0.0  # the same over the whole round: sessions made, sockets opened
 
     @property
     def events(self) -> int:
@@ -142,10 +153,25 @@ class Round:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def server_cpu(bases: list[str]) -> float:
+    """CPU seconds (user and system) the fleet web processes behind `bases` have used so far,
+    from /proc/<pid>/stat."""
+    total = 0
+    for base in bases:
+        stat = Path(f"/proc/{SERVER_PIDS[base]}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # after the command name, from field 3
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+SETTLE_S = 0.2  # after the last turn_finished: what the turns still write counts as theirs
+
+
 async def one_round(bases: list[str], sessions: int) -> Round:
     """Every session sends at once; with two bases, session i sends through bases[i % 2] and is
     measured on a socket of the other."""
     result = Round(sessions)
+    round_cpu = server_cpu(bases)
     async with httpx.AsyncClient(base_url=bases[0]) as http:
         ids = [(await http.post(f"{API}/sessions", json={"title": f"bench {i}"})).json()["id"]
                for i in range(sessions)]
@@ -183,6 +209,8 @@ async def one_round(bases: list[str], sessions: int) -> Round:
                     raise RuntimeError(f"unexpected frame: {frame}")
                 result.added.append(received - frame["ts"])
                 result.by_type.setdefault(frame["type"], []).append(received - frame["ts"])
+                if frame["type"] == "turn_started":
+                    result.started.append(received - sent)
                 if frame["type"] == "turn_finished":
                     if frame["status"] != "ok":
                         raise RuntimeError(f"turn ended {frame['status']}: {frame}")
@@ -190,14 +218,18 @@ async def one_round(bases: list[str], sessions: int) -> Round:
                     return
 
         tasks = [asyncio.create_task(turn(i, ws)) for i, ws in enumerate(watchers)]
+        cpu = server_cpu(bases)
         started = time.perf_counter()
         go.set()
         await asyncio.gather(*tasks)
         result.wall = time.perf_counter() - started
+        await asyncio.sleep(SETTLE_S)
+        result.cpu = server_cpu(bases) - cpu
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
         for task in drains:
             task.cancel()
+    result.cpu_round = server_cpu(bases) - round_cpu
     return result
 
 
@@ -254,6 +286,7 @@ def main() -> int:
     row("throughput, turns/s", lambda r: r.sessions / r.wall, rate("/s"))
     row("turn wall p50 (2 model calls)", lambda r: statistics.median(r.turn_walls))
     row("events per turn", lambda r: r.events / r.sessions, rate(""))
+    turn_start_rows(row, median(alone, lambda r: statistics.median(r.turn_walls)))
     console.print(table)
     kinds = Table(title=f"Added latency by event type, {args.sessions} sessions — medians of "
                         "rounds")
@@ -272,6 +305,20 @@ def main() -> int:
         "includes the client's own scheduling of its sockets. Throughput spans the first message sent to the last "
         "turn_finished received.")
     return 0
+
+
+def turn_start_rows(row, lone_wall: float) -> None:
+    """How soon a message's turn starts, what a turn costs the server, and a turn's wall
+    against `lone_wall`, a lone session's median."""
+    row("message -> turn_started p50", lambda r: r.pct(0.50, r.started))
+    row("message -> turn_started p99", lambda r: r.pct(0.99, r.started),
+        goal=f"<= {GOAL_START_P99_MS:g} ms", met=lambda a: a * 1e3 <= GOAL_START_P99_MS)
+    row("server CPU per turn", lambda r: r.cpu / r.sessions,
+        goal=f"<= {GOAL_CPU_PER_TURN_MS:g} ms", met=lambda a: a * 1e3 <= GOAL_CPU_PER_TURN_MS)
+    row("server CPU per turn, whole round", lambda r: r.cpu_round / r.sessions)
+    row("turn wall p50 / lone session's", lambda r: statistics.median(r.turn_walls) / lone_wall,
+        lambda value: f"{value:.3g}x", goal=f"<= {GOAL_WALL_RATIO:g}x",
+        met=lambda a: a <= GOAL_WALL_RATIO)
 
 
 @contextmanager

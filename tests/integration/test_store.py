@@ -235,6 +235,22 @@ async def test_concurrent_turn_starts_leave_one_in_flight_and_distinct_indexes(
     assert sorted(t.index for t in turns) == list(range(1, 11))
 
 
+async def test_reads_in_a_reads_block_are_one_transaction_and_writes_go_their_own_way(
+        store: Store) -> None:
+    session = await store.sessions.create()
+    async with store.reading() as first, store.reading() as second:
+        assert first is not second  # outside a block, each read is its own transaction
+    async with store.reads():
+        async with store.reading() as first, store.reading() as second:
+            assert first is second
+        assert await store.turns.list(session.id) == []
+        await store.memory.set(session.id, "human", "writes commit on their own")
+        assert await store.tenant_limits.get(session.tenant_id) == {}
+    async with store.reading() as after:
+        assert after is not first  # the block's transaction ended with it
+    assert await store.memory.get_all(session.id) == {"human": "writes commit on their own"}
+
+
 async def test_an_expired_lease_is_claimed_by_exactly_one_process(store: Store) -> None:
     """Many processes notice the same expired lease at once: one claim wins. A lease renewed
     in time is nobody's to claim, and a waiting turn has no lease at all."""

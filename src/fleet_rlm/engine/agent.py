@@ -128,6 +128,11 @@ def agent_signature(threshold: int) -> dspy.Signature:
 
 
 MAX_CHOICES = 8  # options an ask_user question shows as buttons
+# dspy.streamify runs each stream's program from an event loop of its own (a thread per stream)
+# through one anyio limiter for the whole process (dspy.utils.asyncify). A stream that had to
+# wait there would be woken from another loop's thread, which never wakes its own loop: with more
+# answers streaming at once than the limit (8 by default), they all hang. So none ever waits.
+STREAMS_AT_ONCE = 1_000_000
 TOOL_NAMES = ("rlm_query", "list_documents", "read_document", "search_documents",
               "memory_read", "memory_update", "ask_user", "python")
 
@@ -366,12 +371,14 @@ class FleetAgent(dspy.ReAct):
         program = dspy.streamify(self.extract, stream_listeners=[listener], async_streaming=False)
         final, streamed = None, False
         try:
-            for item in program(**inputs, trajectory=self._format_trajectory(trajectory)):
-                if isinstance(item, StreamResponse) and item.chunk:
-                    streamed = True
-                    on_text(item.chunk)
-                elif isinstance(item, dspy.Prediction):
-                    final = item
+            with dspy.context(async_max_workers=STREAMS_AT_ONCE):
+                for item in program(**inputs,
+                                    trajectory=self._format_trajectory(trajectory)):
+                    if isinstance(item, StreamResponse) and item.chunk:
+                        streamed = True
+                        on_text(item.chunk)
+                    elif isinstance(item, dspy.Prediction):
+                        final = item
         except AdapterParseError as exc:
             fields = None if streamed else lenient_parse(exc.signature, exc.lm_response or "")
             if fields is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,32 @@ class Overflow(RuntimeError):
         self.last_seq = last_seq
 
 
+class SessionLocks:
+    """One lock per session, held while a turn of it starts or resumes: checking that the
+    session is free and starting its turn are one step for that session, and a start never
+    waits for another session's. A session's lock lives while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # session id -> lock, users
+
+    @contextlib.asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(session_id) or (asyncio.Lock(), 0)
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users == 1:
+                del self._locks[session_id]
+            else:
+                self._locks[session_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class LiveTurn:
     """A turn executing now in this process."""
@@ -48,6 +74,7 @@ class LiveTurn:
     session_id: str
     cancel: CancelToken
     done: asyncio.Future
+    tenant_id: str | None = None  # its session's: who may follow it, with no read of the store
     subscribers: list[asyncio.Queue] = field(default_factory=list)
     last_seq: int = 0
     recorder: Any = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import functools
@@ -27,6 +28,7 @@ import gc
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -43,7 +45,7 @@ from ..events import Event, EventStream, parse_event
 from ..extraction import ExtractionLimits, Extractor
 from ..redaction import redact, remember
 from ..sandbox import Sandbox, backend
-from ..status import TurnStatus
+from ..status import ACTIVE_STATUSES, TurnStatus
 from ..store import LOCAL_TENANT_ID, NotFound, Store
 from ..store import Session as SessionRow
 from ..store import Turn as TurnRow
@@ -54,7 +56,7 @@ from ..store.repos import InFlight
 from ..workspace import Workspace, WorkspaceIO
 from . import exports, inspector
 from . import live as live_turns
-from .live import LiveTurn, Overflow, deliver, subscribe
+from .live import LiveTurn, Overflow, SessionLocks, deliver, subscribe
 from .optimising import OptimisationRun, OptimisationRuns
 from .programs import Programs
 from .records import TurnOutcome, close_failed, end_record
@@ -70,6 +72,10 @@ log = logging.getLogger(__name__)
 
 SETTLE_S = 60.0  # longest wait for a finished turn to save its sandbox and record its outcome
 WORKSPACE_IO_WORKERS = 4  # threads for workspace file operations over the API
+# Threads for the turns running at once in this process (mostly waiting on a model). The loop's
+# default executor has cores + 4: on two cores, the seventh concurrent turn would wait for one of
+# the first six to end before it even started.
+TURN_THREADS = 512
 STALLED_WAIT_S = 2.0  # that wait while the database is away
 LIMIT_KEYS = {"max_calls", "max_tokens", "max_usd", "max_wall_s", "max_depth", "max_iterations"}
 
@@ -171,10 +177,12 @@ class SessionService:
         self._reaper: asyncio.Task | None = None
         self.extractor = Extractor()
         self._summaries: dict[str, str] = {}
-        # Checking that a session is free and starting its turn happen as one step.
-        self._starting = asyncio.Lock()
+        # Checking that a session is free and starting its turn happen as one step, per
+        # session: other sessions' turns start meanwhile.
+        self._starting = SessionLocks()
         self.loop: asyncio.AbstractEventLoop
         self.workspace_io = WorkspaceIO(WORKSPACE_IO_WORKERS, settings.workspace_io_timeout_s)
+        self._turn_threads = ThreadPoolExecutor(TURN_THREADS, thread_name_prefix="turn")
         self.replicas = Replicas(self)  # leases, takeover, commands, other processes' events
         self.programs = Programs(self.store, settings)  # feedback, datasets, versions
         self.optimising = OptimisationRuns(self.programs)  # runs started from the web app
@@ -235,6 +243,7 @@ class SessionService:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(live.done), 10)
         await self.replicas.close()
+        self._turn_threads.shutdown(wait=False)
         self.sandboxes.close()
         self.workspace_io.close()
         if self.settings.otel_exporter_otlp_endpoint:
@@ -583,7 +592,9 @@ class SessionService:
         turn goes on. True: it answers the session's waiting turn if there is one, else it
         starts a turn. Bad `limits` (LimitRaised, ValidationError) fail before anything is
         recorded; `document_ids` (the session's) go with the message as its attachments."""
-        await self.session(principal, session_id)
+        async with self.store.reads():  # the session and its tenant's limits: one read
+            session = await self.session(principal, session_id)
+            tenant_limits = await self.store.tenant_limits.get(session.tenant_id)
         if answering is True:
             await self.stored(session_id, complete=True)
             waiting = await self.store.turns.running_for_session(session_id)
@@ -599,7 +610,8 @@ class SessionService:
             return Posted(answering, session_id, after, True, live.done)
         for document_id in document_ids:  # the principal's; send checks they are the session's
             await self.document(principal, document_id)
-        live = await self.send(session_id, text, limits, document_ids)
+        live = await self.send(session_id, text, limits, document_ids, session=session,
+                               tenant_limits=tenant_limits)
         return Posted(live.turn_id, session_id, 0, False, live.done)
 
     def follow(self, turn_id: str, after_seq: int = 0, *, principal: Principal | None = None,
@@ -624,7 +636,10 @@ class SessionService:
         of_session: str | None = live.session_id if live else None
         status: str | None = TurnStatus.RUNNING if live else None
         try:
-            if principal is not None or live is None:  # a live turn here needs no read
+            if live is not None:  # a live turn here needs no read: it knows its tenant
+                if principal is not None and not principal.sees(live.tenant_id or ""):
+                    raise NotFound("turn", turn_id)
+            else:
                 turn = await (self.turn(principal, turn_id) if principal is not None
                               else self.store.turns.get(turn_id))
                 of_session, status = turn.session_id, turn.status
@@ -656,16 +671,22 @@ class SessionService:
     # -- turns: the steps post and follow are made of ------------------------------------
     async def send(self, session_id: str, message: str,
                    limits: dict[str, Any] | None = None,
-                   attachments: Sequence[str] = ()) -> LiveTurn:
+                   attachments: Sequence[str] = (), *,
+                   session: SessionRow | None = None,
+                   tenant_limits: dict[str, Any] | None = None) -> LiveTurn:
         """Start a turn. One turn at a time per session: a second message gets Busy.
         `attachments`: ids of the session's documents sent with the message; the agent reads
-        their names after the text, the turn records them apart from it."""
-        session = await self.store.sessions.get(session_id)
+        their names after the text, the turn records them apart from it. `session` and
+        `tenant_limits`: its row and its tenant's limits, when the caller has just read them."""
+        if session is None:
+            session = await self.store.sessions.get(session_id)
         if session.imported_from is not None:
             raise ReadOnly(session_id, session.imported_from)
         limits = renamed_limits(limits, "limits") if limits else limits  # stored by one name
         # bad overrides fail before a turn is recorded
-        self.with_limits(limits, tenant=await self.store.tenant_limits.get(session.tenant_id))
+        if tenant_limits is None:
+            tenant_limits = await self.store.tenant_limits.get(session.tenant_id)
+        self.with_limits(limits, tenant=tenant_limits)
         if not message.strip():
             raise ValueError("the message is empty")
         attached = []
@@ -678,10 +699,12 @@ class SessionService:
             attached.append({"id": document.id, "name": document.name})
         message += attachment_note([a["name"] for a in attached])
         await self.stored(session_id, complete=True)
-        async with self._starting:
-            if await self.store.turns.running_for_session(session_id):
-                raise Busy(f"session {session_id} already has a turn in flight")
-            programs = await self.programs.promoted(session.tenant_id)
+        async with self._starting.hold(session_id):
+            async with self.store.reads():
+                earlier = await self.store.turns.list(session_id)
+                if any(t.status in ACTIVE_STATUSES for t in earlier):
+                    raise Busy(f"session {session_id} already has a turn in flight")
+                programs = await self.programs.promoted(session.tenant_id)
             try:  # another process may have started one meanwhile
                 turn = await self.store.turns.start(
                     session_id, message, attached, owner=self.replicas.owner,
@@ -689,15 +712,16 @@ class SessionService:
                     programs={t: p.version_id for t, p in programs.items()})
             except InFlight as exc:
                 raise Busy(str(exc)) from None
-            return await self._launch(turn.id, session_id, message, limits, None, None, 0,
-                                      programs)
+            return self._launch(turn.id, session, message, limits, None, None, 0, programs,
+                                tenant_limits=tenant_limits, earlier=earlier)
 
     async def reply(self, turn_id: str, text: str) -> LiveTurn:
         """Answer a turn waiting on ask_user; it resumes where it paused (also after a restart)."""
         live = self.live.get(turn_id)
         if live is not None:
             await self.stored(live.session_id, complete=True)
-        async with self._starting:
+        session_id = (await self.store.turns.get(turn_id)).session_id
+        async with self._starting.hold(session_id):
             turn = await self.store.turns.get(turn_id)
             if turn.status != TurnStatus.WAITING or not turn.pending:
                 raise ValueError(f"turn {turn_id} is {turn.status}, not waiting for an answer")
@@ -711,9 +735,11 @@ class SessionService:
             start_seq = await self.store.events.last_seq(turn_id)
             session = await self.store.sessions.get(turn.session_id)
             programs = await self.programs.ran(session.tenant_id, turn.programs)
-            return await self._launch(turn_id, turn.session_id, turn.user_message,
-                                      pending.get("limits"), pending, text, start_seq,
-                                      programs)
+            return self._launch(turn_id, session, turn.user_message, pending.get("limits"),
+                                pending, text, start_seq, programs,
+                                tenant_limits=await self.store.tenant_limits.get(
+                                    session.tenant_id),
+                                earlier=await self.store.turns.list(session.id))
 
     async def stored(self, session_id: str | None = None, turn_id: str | None = None, *,
                      complete: bool = False) -> None:
@@ -806,23 +832,23 @@ class SessionService:
                                       usage=usage.model_dump(mode="json"), error=reason)
         return True
 
-    async def _launch(self, turn_id: str, session_id: str, message: str,
-                      limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
-                      start_seq: int, programs: dict[str, Program]) -> LiveTurn:
+    def _launch(self, turn_id: str, session: SessionRow, message: str,
+                limits: dict[str, Any] | None, resume: dict | None, reply: str | None,
+                start_seq: int, programs: dict[str, Program], *,
+                tenant_limits: dict[str, Any], earlier: Sequence[TurnRow]) -> LiveTurn:
+        """Run the turn in a worker thread. `tenant_limits` and `earlier` (the session's turns,
+        its history) were read by the caller, under the session's lock."""
         from ..store.recorder import EventRecorder
 
-        session = await self.store.sessions.get(session_id)
-        tenant = session.tenant_id
+        session_id, tenant = session.id, session.tenant_id
         # send() refused any raise; a resumed turn meets the limits as they are now
-        settings = self.with_limits(limits, clamp=True,
-                                    tenant=await self.store.tenant_limits.get(tenant)
+        settings = self.with_limits(limits, clamp=True, tenant=tenant_limits
                                     ).with_models(session.root_model, session.sub_model)
         remember(settings.api_key, settings.daytona_api_key)  # redacted from what is stored
-        history = [Exchange(t.user_message, t.answer or "")
-                   for t in await self.store.turns.list(session_id)
+        history = [Exchange(t.user_message, t.answer or "") for t in earlier
                    if t.status == TurnStatus.OK and t.id != turn_id]
         live = LiveTurn(turn_id, session_id, CancelToken(), self.loop.create_future(),
-                        last_seq=start_seq)
+                        tenant_id=tenant, last_seq=start_seq)
         outcome = TurnOutcome()
         # Events the store cannot take (the database away too long, its disk full) end the turn.
         recorder = live.recorder = EventRecorder(
@@ -847,7 +873,8 @@ class SessionService:
             # Writes wait out an unavailable database: a turn that ends in an outage is closed
             # when the database is back, never left `running`.
             try:
-                result = await asyncio.to_thread(run)
+                result = await self.loop.run_in_executor(
+                    self._turn_threads, contextvars.copy_context().run, run)
                 await recorder.close()
                 if result.summary:
                     self._summaries[session_id] = result.summary

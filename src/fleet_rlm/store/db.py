@@ -123,6 +123,9 @@ class Store:
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
         self._readmaker: async_sessionmaker[AsyncSession] | None = None
+        # The read transaction of a `reads()` block, which `reading()` in it joins.
+        self._ambient_read: contextvars.ContextVar[AsyncSession | None] = \
+            contextvars.ContextVar(f"fleet_store_read_{id(self)}", default=None)
         # SQLite has one writer at a time. Writers of this process queue here, in order, rather
         # than on SQLite's busy handler, which polls with sleeps of up to 100 ms; other
         # processes on the same file still wait through busy_timeout.
@@ -221,11 +224,28 @@ class Store:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that only reads: it never waits for writers (nor they for it)."""
+        """A transaction that only reads: it never waits for writers (nor they for it). Inside
+        a `reads()` block, that block's transaction."""
+        ambient = self._ambient_read.get()
+        if ambient is not None:
+            yield ambient
+            return
         self.sessionmaker  # noqa: B018 - raises when the store is not open
         assert self._readmaker is not None  # made with the sessionmaker
         async with self._readmaker() as db, db.begin():
             yield db
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[None]:
+        """Every read of the repositories in the block (this task's; a task the block starts
+        must not read) is one read transaction: one begin and end for several reads, where each
+        would otherwise cost its own. Writes still go their own way."""
+        async with self.reading() as db:
+            token = self._ambient_read.set(db)
+            try:
+                yield
+            finally:
+                self._ambient_read.reset(token)
 
     async def prepare(self) -> None:
         """Make the schema ready for this version. The embedded SQLite file migrates itself;

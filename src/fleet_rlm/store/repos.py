@@ -216,11 +216,12 @@ class TurnRepo(_Repo):
                 # IMMEDIATE already has. The unique index on turns in flight holds across
                 # processes.
                 session = await _get(db, Session, session_id, with_for_update=True)
-                last = await db.scalar(
-                    sa.select(sa.func.max(Turn.index)).where(Turn.session_id == session_id))
+                # The last index and the lease's end on the database's clock, in one query.
+                last, lease = (await db.execute(sa.select(
+                    sa.func.max(Turn.index),
+                    sa.null() if owner is None else db_now(self._store.dialect) + lease_s,
+                ).where(Turn.session_id == session_id))).one()
                 now = utcnow()
-                lease = None if owner is None else await db.scalar(
-                    sa.select(db_now(self._store.dialect) + lease_s))
                 turn = Turn(session_id=session_id, index=(last or 0) + 1,
                             user_message=user_message,
                             attachments=[dict(a) for a in attachments] or None,
@@ -273,8 +274,8 @@ class TurnRepo(_Repo):
         async with self._store.reading() as db:
             turns = list(await db.scalars(
                 sa.select(Turn).where(Turn.session_id == session_id).order_by(Turn.index)))
-        if not turns:
-            await self._require(Session, session_id)
+            if not turns:
+                await _get(db, Session, session_id)
         return turns
 
     async def set_tags(self, turn_id: str, tags: Sequence[str]) -> Turn:
@@ -492,8 +493,8 @@ class DocumentRepo(_Repo):
         async with self._store.reading() as db:
             documents = list(await db.scalars(query.order_by(Document.created_at,
                                                              Document.name)))
-        if not documents:
-            await self._require(Session, session_id)
+            if not documents:
+                await _get(db, Session, session_id)
         return documents
 
     async def read(self, document_id: str, start: int = 0, length: int | None = None) -> str:
@@ -525,8 +526,8 @@ class MemoryRepo(_Repo):
         async with self._store.reading() as db:
             rows = (await db.execute(sa.select(MemoryBlock.label, MemoryBlock.value).where(
                 MemoryBlock.session_id == session_id).order_by(MemoryBlock.label))).all()
-        if not rows:
-            await self._require(Session, session_id)
+            if not rows:
+                await _get(db, Session, session_id)
         return dict(rows)
 
     async def set(self, session_id: str, label: str, value: str) -> None:
