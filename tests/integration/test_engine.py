@@ -516,3 +516,24 @@ def test_max_usd_ends_the_run_with_status_budget(scripted_lm):
     assert capped.usage.usd <= limit
     assert capped.answer is None
     assert [e.status for e in of_type(capped.events, "rlm_finished")] == ["budget"]
+
+
+def test_a_program_source_that_fails_leaves_the_baseline(scripted_lm, caplog):
+    def unreadable(settings: Settings) -> None:
+        raise OSError("the store is gone")
+
+    run, _ = RecursiveRLM(settings=make_settings(scripted_lm([])), program=unreadable).start()
+    assert run.programs == {}
+    assert "could not read the version of the engine to run (OSError: the store is gone)" \
+        in caplog.text
+
+
+def test_the_python_apis_engine_reads_the_promoted_version_and_the_engines_does_not(
+        scripted_lm):
+    import fleet_rlm
+    from fleet_rlm.api import promoted_engine
+
+    settings = make_settings(scripted_lm([]))
+    assert fleet_rlm.RecursiveRLM(settings=settings).program is promoted_engine
+    assert fleet_rlm.RecursiveRLM(settings=settings, program=None).program is None
+    assert RecursiveRLM(settings=settings).program is None
