@@ -9,15 +9,15 @@ __all__ = ["Budget", "BudgetExceeded", "FleetAgent", "Limits", "RecursiveRLM", "
            "promoted"]
 
 if TYPE_CHECKING:
+    from .api import RecursiveRLM
     from .budget import Budget, BudgetExceeded, Limits
     from .config import Settings
     from .engine.agent import FleetAgent
-    from .engine.rlm import RecursiveRLM
     from .sessions.offline import promoted
 
 _LAZY = {"Budget": ".budget", "BudgetExceeded": ".budget", "Limits": ".budget",
          "Settings": ".config",
-         "RecursiveRLM": ".engine.rlm", "FleetAgent": ".engine.agent",
+         "RecursiveRLM": ".api", "FleetAgent": ".engine.agent",
          "promoted": ".sessions.offline"}
 
 

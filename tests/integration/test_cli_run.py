@@ -196,6 +196,7 @@ def test_an_unpriced_model_under_a_usd_limit_is_a_clear_error(tmp_path, scripted
                      env={"FLEET_ALLOW_UNPRICED_MODELS": "false"})
     assert done.returncode == 1, done.stderr
     assert "'openai/root' has no known price" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: "), done.stderr  # no frame of the view before it
     assert server.stats()["calls"] == 0
 
 

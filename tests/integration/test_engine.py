@@ -559,3 +559,24 @@ def test_every_iteration_is_told_the_tree_rules(scripted_lm):
     assert len(prompts) == 3
     note = " ".join(TREE_NOTE.split()[:8])
     assert all(note in " ".join(p.split()) for p in prompts)
+
+
+def test_a_program_source_that_fails_leaves_the_baseline(scripted_lm, caplog):
+    def unreadable(settings: Settings) -> None:
+        raise OSError("the store is gone")
+
+    run, _ = RecursiveRLM(settings=make_settings(scripted_lm([])), program=unreadable).start()
+    assert run.programs == {}
+    assert "could not read the version of the engine to run (OSError: the store is gone)" \
+        in caplog.text
+
+
+def test_the_python_apis_engine_reads_the_promoted_version_and_the_engines_does_not(
+        scripted_lm):
+    import fleet_rlm
+    from fleet_rlm.api import promoted_engine
+
+    settings = make_settings(scripted_lm([]))
+    assert fleet_rlm.RecursiveRLM(settings=settings).program is promoted_engine
+    assert fleet_rlm.RecursiveRLM(settings=settings, program=None).program is None
+    assert RecursiveRLM(settings=settings).program is None

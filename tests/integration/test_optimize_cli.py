@@ -85,8 +85,8 @@ def test_optimise_the_engine_promote_it_run_it_and_roll_back(tmp_path, scripted_
     assert RULE in server.requests()[0]["text"]
 
     # The Python API runs the promoted version too, unless told to run the baseline.
+    from fleet_rlm import RecursiveRLM
     from fleet_rlm.config import Settings
-    from fleet_rlm.engine.rlm import RecursiveRLM
 
     settings = Settings(data_dir=tmp_path / "data", root_model="openai/root",
                         api_base=server.api_base, api_key="test", allow_unpriced_models=True)

@@ -1,22 +1,35 @@
-"""The `fleet` command: the Typer app, its commands and groups each in a module of their own."""
+"""The `fleet` command: the Typer app, its commands and groups each in a module of their own.
+
+A command's module is imported only when that command runs (or a help page lists it): `fleet
+run` does not pay for the server, the store or the optimiser before its first line."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-from .admin import db_app, tokens_app, users_app
-from .bench import bench_app
-from .chat import chat
-from .daytona import daytona_app
-from .doctor import doctor
-from .export import export_command
-from .imports import import_app
-from .optimize import optimize_app, programs_app
-from .run import run_command
-from .sandbox import sandbox_app
-from .server import serve_mcp, web
+# Name → (module in this package, its command function or Typer group). `fleet --help` lists
+# them in this order: commands, then groups.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("doctor", "doctor"),
+    "run": ("run", "run_command"),
+    "chat": ("chat", "chat"),
+    "export": ("export", "export_command"),
+    "serve-mcp": ("server", "serve_mcp"),
+    "web": ("server", "web"),
+    "sandbox": ("sandbox", "sandbox_app"),
+    "db": ("admin", "db_app"),
+    "daytona": ("daytona", "daytona_app"),
+    "bench": ("bench", "bench_app"),
+    "users": ("admin", "users_app"),
+    "tokens": ("admin", "tokens_app"),
+    "import": ("imports", "import_app"),
+    "optimize": ("optimize", "optimize_app"),
+    "programs": ("optimize", "programs_app"),
+}
 
 
 def _flags_without_metavars() -> None:
@@ -33,25 +46,46 @@ def _flags_without_metavars() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+def _group_holding(name: str) -> TyperGroup:
+    """A group holding the command `name`, built from its module just as registering it on the
+    app would have built it."""
+    module, attribute = COMMANDS[name]
+    target = getattr(import_module(f"{__name__}.{module}"), attribute)
+    holder = typer.Typer(rich_markup_mode=app.rich_markup_mode,
+                         pretty_exceptions_short=app.pretty_exceptions_short)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder)
+
+
+class LazyGroup(TyperGroup):
+    """`fleet` itself: knows its commands by name and loads each on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            self.commands.update(_group_holding(cmd_name).commands)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in COMMANDS:  # a typo: "did you mean" looks at every command
+            for name in COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
 _flags_without_metavars()
-app = typer.Typer(help="fleet-rlm: a workspace for recursive language-model work on DSPy.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
-# `fleet --help` lists commands, then groups, each in the order registered here.
-app.command("doctor")(doctor)
-app.command("run")(run_command)
-app.command("chat")(chat)
-app.command("export")(export_command)
-app.command("serve-mcp")(serve_mcp)
-app.command("web")(web)
-app.add_typer(sandbox_app, name="sandbox")
-app.add_typer(db_app, name="db")
-app.add_typer(daytona_app, name="daytona")
-app.add_typer(bench_app, name="bench")
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(import_app, name="import")
-app.add_typer(optimize_app, name="optimize")
-app.add_typer(programs_app, name="programs")
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="fleet-rlm: a workspace for recursive language-model work on DSPy.")
+
+
+@app.callback()
+def _fleet() -> None:
+    """A group needs a callback; its commands do the work."""
 
 
 def main() -> None:

@@ -28,13 +28,17 @@ def chat(
     from pydantic import ValidationError
 
     from ..config import get_settings, invalid_settings
-    from .chat_loop import run_chat
 
     try:
         settings = get_settings(root_model=model, sub_model=sub_model, api_base=api_base)
     except ValidationError as exc:
         err.print(f"[red]error:[/red] {escape(invalid_settings(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
+    err.print(f"[bold]fleet chat[/] · {escape(settings.root_model)} "
+              f"(sub {escape(settings.effective_sub_model)}) · /help for commands, "
+              "Ctrl-C cancels a turn, /exit leaves", highlight=False)
+    from .chat_loop import run_chat  # the session service, dspy and the store: after the header
+
     code = run_chat(settings, session)
     # A cancelled turn's LM request and an unanswered prompt read may still hold threads the
     # interpreter would wait for: leave now that everything is printed and the store is closed.

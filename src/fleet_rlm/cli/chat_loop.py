@@ -107,10 +107,6 @@ class Chat:
     async def run(self, session_id: str | None) -> int:
         loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        settings = self.service.settings
-        self.err.print(f"[bold]fleet chat[/] · {escape(settings.root_model)} "
-                       f"(sub {escape(settings.effective_sub_model)}) · /help for commands, "
-                       "Ctrl-C cancels a turn, /exit leaves")
         if session_id is not None:
             try:
                 await self.open(session_id)

@@ -147,6 +147,7 @@ class TreeRenderer:
         """Redraw while the block runs; the last frame stays on screen."""
         with Live(console=self.console, get_renderable=self.render,
                   refresh_per_second=refresh_per_second, redirect_stdout=False) as live:
+            live.refresh()  # drawn now, not a refresh period later: the command's first line
             yield live
         if not self.console.is_terminal:  # Rich ends the last frame with a newline only on a tty
             self.console.line()

@@ -6,13 +6,17 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from ..config import Settings
 from .common import err
+
+if TYPE_CHECKING:
+    from ..engine.rlm import NodeRLM, Run
+    from ..events import EventStream
 
 
 def run_command(
@@ -129,7 +133,6 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool,
     import signal
     import threading
 
-    from ..engine.rlm import RecursiveRLM
     from ..events import EventStream
     from .render import TreeRenderer
 
@@ -140,38 +143,36 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool,
     if renderer is not None:
         sinks.append(renderer)
     stream = EventStream(turn_id=uuid.uuid4().hex[:12], sinks=sinks)
-    program = None
-    if not baseline:
-        import asyncio
-
-        from ..sessions.offline import promoted_programs
-
-        program = asyncio.run(promoted_programs(settings)).get("rlm")
-    run, root = RecursiveRLM("context, question -> answer", settings=settings,
-                             program=program).start(stream)
     outcome: dict = {}
-
-    def work() -> None:
+    with renderer.live() if renderer else contextlib.nullcontext() as live:
+        # The view is drawn: dspy and the promoted version load behind it.
         try:
-            outcome["result"] = root(**inputs)
-        except Exception as exc:  # noqa: BLE001 - reported as a clear message, exit 1
-            outcome["exception"] = exc
+            run, root = _start(settings, stream, baseline)
+        except BaseException:
+            if live is not None:  # the error is the first thing left on screen, as before
+                live.transient = True
+            raise
 
-    def on_sigint(signum: int, frame: object) -> None:
-        if run.cancel.cancelled:  # a second Ctrl-C: stop waiting for the wind-down
-            os._exit(130)
-        err.print("[yellow]interrupted: stopping the run…[/yellow]")
-        run.cancel.cancel("interrupted by the user")
+        def work() -> None:
+            try:
+                outcome["result"] = root(**inputs)
+            except Exception as exc:  # noqa: BLE001 - reported as a clear message, exit 1
+                outcome["exception"] = exc
 
-    worker = threading.Thread(target=work, name="fleet-run", daemon=True)
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with renderer.live() if renderer else contextlib.nullcontext():
+        def on_sigint(signum: int, frame: object) -> None:
+            if run.cancel.cancelled:  # a second Ctrl-C: stop waiting for the wind-down
+                os._exit(130)
+            err.print("[yellow]interrupted: stopping the run…[/yellow]")
+            run.cancel.cancel("interrupted by the user")
+
+        worker = threading.Thread(target=work, name="fleet-run", daemon=True)
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
             worker.start()
             while worker.is_alive():  # the main thread stays free to take SIGINT
                 worker.join(0.1)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     code = _report(outcome, run.cancel.reason, as_json)
     _trace_run(settings, stream.events, inputs["question"])
     if run.cancel.cancelled:
@@ -181,6 +182,22 @@ def _run(settings: Settings, inputs: dict, *, as_json: bool, quiet: bool,
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _start(settings: Settings, stream: EventStream, baseline: bool) -> tuple[Run, NodeRLM]:
+    """The run and its root node, on the version of the engine's instructions the local tenant
+    promoted (none when `baseline`): where dspy and the store are first imported."""
+    from ..engine.rlm import RecursiveRLM
+
+    program = None
+    if not baseline:
+        import asyncio
+
+        from ..sessions.offline import promoted_programs
+
+        program = asyncio.run(promoted_programs(settings)).get("rlm")
+    return RecursiveRLM("context, question -> answer", settings=settings,
+                        program=program).start(stream)
 
 
 def _report(outcome: dict, cancel_reason: str | None, as_json: bool) -> int:

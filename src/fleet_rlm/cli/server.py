@@ -84,11 +84,7 @@ def web(
     """
     import threading
 
-    import uvicorn
-
-    from ..server import create_app
-    from ..server.auth import is_loopback_host, with_server_token
-    from ..server.serving import uvicorn_config
+    from ..server.local_auth import is_loopback_host, with_server_token
 
     settings = with_server_token(Settings())
     if not is_loopback_host(host) and settings.auth != "token":
@@ -112,6 +108,11 @@ def web(
                   "FLEET_AUTH to require a token.", soft_wrap=True)
     if open_browser:
         threading.Timer(1.0, open_in_browser, [url]).start()
+    import uvicorn  # the app, the session service and dspy: after the URL is on screen
+
+    from ..server import create_app
+    from ..server.serving import uvicorn_config
+
     uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port,
                                   log_level="info")).run()
 

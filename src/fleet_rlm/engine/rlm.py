@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import dspy
 from dspy import (
@@ -44,6 +44,8 @@ from .steps import RetryAllowance, UnreadableReply, cell_code, predict
 log = logging.getLogger(__name__)
 
 CHILD_SIGNATURE = "context, query -> answer"
+# Reads the version of the engine's instructions to run, from the settings (None: the baseline).
+ProgramSource = Callable[[Settings], Program | None]
 BATCH_WORKERS = 16
 
 @dataclass
@@ -398,10 +400,10 @@ class RecursiveRLM(dspy.Module):
                  max_calls: int | None = None, max_tokens: int | None = None,
                  max_usd: float | None = None, max_wall_s: float | None = None,
                  interpreter_factory: Callable[[], SandboxInterpreter] | None = None,
-                 program: Program | Literal["promoted"] | None = "promoted") -> None:
-        """`program`: the version of the engine's instructions to run: by default the one the
-        local tenant promoted (`fleet programs promote`), read from the store on first use;
-        None for the baseline, or a `Program` (`fleet_rlm.promoted("rlm", settings)`)."""
+                 program: Program | ProgramSource | None = None) -> None:
+        """`program`: the version of the engine's instructions to run: None for the baseline,
+        a `Program`, or a `ProgramSource` read once on first use. The engine reads no store:
+        `fleet_rlm.RecursiveRLM` passes the local tenant's promoted version this way."""
         super().__init__()
         self.signature = dspy.ensure_signature(signature)
         self.program = program
@@ -418,8 +420,8 @@ class RecursiveRLM(dspy.Module):
               budget: Budget | None = None) -> tuple[Run, NodeRLM]:
         """The run and root node for one call; `fleet run` uses this directly."""
         root = NodeRef.root()
-        if self.program == "promoted":
-            self.program = _promoted_engine(self.settings)
+        if callable(self.program):
+            self.program = _read(self.program, self.settings)
         run = Run.create(self.settings, root, budget or self.budget, stream,
                          lm=self.lm or dspy.settings.lm, sub_lm=self.sub_lm,
                          interpreter_factory=self.interpreter_factory,
@@ -433,16 +435,14 @@ class RecursiveRLM(dspy.Module):
         return result
 
 
-def _promoted_engine(settings: Settings) -> Program | None:
-    """The engine version the local tenant promoted, or None (the baseline). Read in a thread
-    of its own, so a caller inside an event loop (a notebook) can construct and run an RLM; a
-    store that cannot be read leaves the baseline, said in the log."""
-    from ..sessions.offline import promoted
-
+def _read(source: ProgramSource, settings: Settings) -> Program | None:
+    """The version `source` reads, or None (the baseline). Read in a thread of its own, so a
+    caller inside an event loop (a notebook) can construct and run an RLM; a source that fails
+    leaves the baseline, said in the log."""
     try:
         with ThreadPoolExecutor(1) as pool:
-            return pool.submit(promoted, "rlm", settings).result()
+            return pool.submit(source, settings).result()
     except Exception as exc:  # noqa: BLE001 - the baseline runs; the log says why
-        log.warning("could not read the promoted engine version (%s: %s); running the "
+        log.warning("could not read the version of the engine to run (%s: %s); running the "
                     "baseline", type(exc).__name__, exc)
         return None

@@ -17,10 +17,11 @@ from .. import __version__
 from ..config import Settings
 from ..sessions import ALL_TENANTS, SessionService, install_tenant_guard, tenant_scope
 from . import errors, settings_file
-from .auth import redact_tokens_in_logs, with_server_token
+from .auth import redact_tokens_in_logs
 from .feedback import router as feedback_router
 from .guard import RequestGuard, route_limits
 from .hub import Hub
+from .local_auth import with_server_token
 from .routes_documents import router as documents_router
 from .routes_limits import router as limits_router
 from .routes_programs import router as programs_router
@@ -52,7 +53,7 @@ code,pre{{background:#f3f3f3;padding:.1rem .3rem;border-radius:4px}}</style></he
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app on a SessionService opened at startup and closed at shutdown. With
     FLEET_AUTH=local and no token set, one is made here (the caller reads it from the settings
-    it passed: pass them through `auth.with_server_token` first to know it)."""
+    it passed: pass them through `local_auth.with_server_token` first to know it)."""
     base = with_server_token(settings or Settings())
 
     @asynccontextmanager

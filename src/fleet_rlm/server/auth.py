@@ -17,8 +17,6 @@ PostgreSQL row-level security (migration 0002) hides other tenants' rows underne
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import secrets
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -37,34 +35,16 @@ from ..sessions import (  # noqa: F401 - the tenancy names, where the server's c
     unavailable,
 )
 from .errors import ApiError
+from .local_auth import is_loopback_host
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PRINCIPAL = "fleet.principal"  # scope key: the caller, when the request guard found it already
-
-
-def with_server_token(settings: Settings) -> Settings:
-    """FLEET_AUTH=local: the settings with the server's token, a new one when none is set."""
-    if settings.auth != "local" or settings.token:
-        return settings
-    return settings.model_copy(update={"token": secrets.token_urlsafe(32)})
 
 
 def redact_tokens_in_logs(settings: Settings) -> None:
     """Tokens (browsers pass the WebSocket's as ?token=) and keys stay out of the logs."""
     remember(settings.api_key, settings.daytona_api_key, settings.token, settings.mcp_token)
     redact_logs("uvicorn.error", "uvicorn.access", "fleet_rlm")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of(netloc: str) -> str:
