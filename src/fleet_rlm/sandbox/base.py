@@ -662,14 +662,19 @@ class DriverSession:
         self.kill()
 
 
+_MAYBE_DICT, _MAYBE_STR, _MAYBE_INT, _NUMBER = ((dict, type(None)), (str, type(None)),
+                                                 (int, type(None)), (int, float))
+
+
 def _well_formed(result: dict) -> bool:
-    """A result frame's fields have the types ExecResult promises."""
+    """A result frame's fields have the types ExecResult promises. (Tuples of types, made once:
+    `dict | None` in an isinstance call builds a union on every call.)"""
     error = result.get("error")
     return (isinstance(result.get("stdout", ""), str) and isinstance(result.get("stderr", ""), str)
-            and isinstance(result.get("final"), dict | None)
+            and isinstance(result.get("final"), _MAYBE_DICT)
             and isinstance(result.get("truncated", False), bool)
-            and isinstance(result.get("duration_s", 0.0), int | float)
+            and isinstance(result.get("duration_s", 0.0), _NUMBER)
             and (error is None or isinstance(error, dict)
-                 and all(isinstance(error.get(k), str) for k in ("type", "message"))
-                 and isinstance(error.get("traceback"), str | None)
-                 and isinstance(error.get("line"), int | None)))
+                 and isinstance(error.get("type"), str) and isinstance(error.get("message"), str)
+                 and isinstance(error.get("traceback"), _MAYBE_STR)
+                 and isinstance(error.get("line"), _MAYBE_INT)))

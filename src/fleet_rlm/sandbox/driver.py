@@ -59,6 +59,7 @@ from __future__ import annotations
 import ast
 import base64
 import codecs
+import collections
 import contextlib
 import datetime
 import decimal
@@ -66,7 +67,9 @@ import errno
 import io
 import itertools
 import json
+import keyword
 import linecache
+import opcode
 import os
 import queue
 import re
@@ -225,6 +228,94 @@ def _json_parts(value, default, parts: list, depth: int) -> None:
         parts.append("}")
     else:
         parts.append(json.dumps(value, ensure_ascii=False, default=default))
+
+
+# -- cells -------------------------------------------------------------------------------------
+SHOWN = "__shown__"  # the name a cell's last expression is kept under while it runs
+_OPS = opcode.opmap
+_POP_TOP, _STORE_NAME, _LOAD_CONST, _RESUME = (_OPS["POP_TOP"], _OPS["STORE_NAME"],
+                                              _OPS["LOAD_CONST"], _OPS.get("RESUME"))
+_RETURNS = (_OPS["RETURN_VALUE"], _OPS.get("RETURN_CONST"))
+_IN_EXPRESSIONS = {"not", "lambda", "await", "None", "True", "False", "yield"}  # keywords
+_ONLY_COMMENTS = re.compile(r"(?:[ \t\f;]*(?:#[^\n]*)?\n?)*")
+_FIRST_WORD = re.compile(r"[^\W\d]\w*")
+
+
+def compile_cell(code: str, filename: str) -> tuple[types.CodeType, bool]:
+    """The cell's code, and whether it keeps the value of its last statement, an expression,
+    under SHOWN. Compiled from the text, and the last statement found in the bytecode: a trip
+    through Python's AST (parse, then compile the tree) costs more than most cells. Where the
+    bytecode does not settle it (see `_last_statement`), the AST does."""
+    compiled = compile(code, filename, "exec")
+    last = _last_statement(code, compiled)
+    if last is None:
+        return _compile_with_ast(code, filename)
+    if last is False:
+        return compiled, False
+    if len(compiled.co_names) > 255:  # the name's index is STORE_NAME's one-byte argument
+        return _compile_with_ast(code, filename)
+    ops = bytearray(compiled.co_code)
+    ops[2 * last:2 * last + 2] = bytes((_STORE_NAME, len(compiled.co_names)))
+    return compiled.replace(co_code=bytes(ops), co_names=(*compiled.co_names, SHOWN)), True
+
+
+def _compile_with_ast(code: str, filename: str) -> tuple[types.CodeType, bool]:
+    tree = ast.parse(code, filename=filename, mode="exec")
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return compile(tree, filename, "exec"), False
+    last = tree.body[-1]
+    keep = ast.Assign(targets=[ast.Name(SHOWN, ast.Store())], value=last.value)
+    tree.body[-1] = ast.copy_location(keep, last)
+    ast.fix_missing_locations(tree)
+    return compile(tree, filename, "exec"), True
+
+
+def _last_statement(code: str, compiled: types.CodeType) -> int | bool | None:
+    """Read from the bytecode: the index of the instruction that drops the value of the cell's
+    last statement when that is an expression, False when it is not, None when the bytecode
+    cannot tell (the AST decides then).
+
+    The module ends with an implicit return placed at the last node the compiler visited, and
+    the instruction before it is the last statement's own. Where the two end apart, a statement
+    that left no code (a constant, `pass`) came last; so too where the text goes on past the
+    return's line. A last line that is a comment, or holds a `;`, is left to the AST. An
+    expression statement's last instruction is the POP_TOP of its value, placed at its span:
+    top-level when that starts in column 0, and not a `with` (which ends in a POP_TOP too)
+    when it does not start with a keyword."""
+    ops = compiled.co_code
+    count = len(ops) // 2
+    if count >= 1 and ops[-2] == _RETURNS[1]:
+        last = count - 2
+    elif count >= 2 and ops[-2] == _RETURNS[0] and ops[-4] == _LOAD_CONST:
+        last = count - 3
+    else:
+        return None
+    if last < 0 or ops[2 * last] == _RESUME or "\r" in code:
+        return None
+    positions = collections.deque(compiled.co_positions(), maxlen=count - last)
+    line, end_line, column, end_column = positions[0]
+    if end_line is None or positions[-1][1:4:2] != (end_line, end_column):
+        return None
+    text = code.rstrip()
+    tail = text[text.rfind("\n") + 1:]
+    if not tail or tail.lstrip().startswith("#") or ";" in tail \
+            or text.count("\n") + 1 > end_line:
+        return None
+    op, argument = ops[2 * last], ops[2 * last + 1]
+    if op == _STORE_NAME and compiled.co_names[argument] == "__doc__":
+        return None  # a cell that is one string: the string is shown
+    if op != _POP_TOP:
+        return False
+    if column != 0 or line is None or end_column is None:
+        return None
+    lines = code.split("\n")
+    rest = lines[end_line - 1].encode()[end_column:].decode("utf-8", "replace")
+    word = _FIRST_WORD.match(lines[line - 1])
+    if not _ONLY_COMMENTS.fullmatch(rest) or word is not None and (
+            keyword.issoftkeyword(word[0])
+            or keyword.iskeyword(word[0]) and word[0] not in _IN_EXPRESSIONS):
+        return None
+    return last
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -791,15 +882,20 @@ class Worker:
         return self.names_seen[1]
 
     def run_cell(self, code: str, filename: str, stdout: CappedText) -> None:
-        tree = ast.parse(code, filename=filename, mode="exec")
-        last = tree.body[-1].value if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        if last is not None:
-            tree.body.pop()
-        exec(compile(tree, filename, "exec"), self.namespace)
-        if last is not None:
-            value = eval(compile(ast.Expression(last), filename, "eval"), self.namespace)
-            if value is not None:
-                stdout.write(repr(value) + "\n")
+        """Run the cell; the value of a last statement that is an expression is shown, as a
+        REPL shows it, unless it is None."""
+        compiled, shows = compile_cell(code, filename)
+        if not shows:
+            exec(compiled, self.namespace)
+            return
+        self.namespace.pop(SHOWN, None)
+        try:
+            exec(compiled, self.namespace)
+            value = self.namespace.get(SHOWN)
+        finally:
+            self.namespace.pop(SHOWN, None)
+        if value is not None:
+            stdout.write(repr(value) + "\n")
 
     def make_submit(self, fields: list[str] | None):
         def SUBMIT(*args, **kwargs):  # noqa: N802 - the name models are told to call
