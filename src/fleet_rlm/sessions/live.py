@@ -158,12 +158,14 @@ async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, afte
 class Reads:
     """The store reads of every turn followed from another process, made together: the tails a
     notice (or a burst of them) wakes ask in the same turn of the loop, and one query per tenant
-    answers them all, not one query per follower."""
+    answers them all, not one query per follower. One read is in flight at a time: what is asked
+    meanwhile waits for it and is answered by the next, so a busier store gets fewer, larger
+    reads rather than a queue of small ones."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: dict[str | None, dict[tuple[str, int], list[asyncio.Future]]] = {}
-        self._scheduled = False
+        self._reading: asyncio.Task | None = None
 
     async def payloads(self, turn_id: str, after_seq: int) -> list[dict[str, Any]]:
         """The turn's stored events after `after_seq`, read as the caller's tenant."""
@@ -171,16 +173,22 @@ class Reads:
         future: asyncio.Future = loop.create_future()
         wanted = self._pending.setdefault(TENANT.get(), {})
         wanted.setdefault((turn_id, after_seq), []).append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            # In a context of its own: the read runs as each group's tenant, not the first
+        if self._reading is None:
+            # In a context of its own: the reads run as each group's tenant, not the first
             # caller's.
-            loop.call_soon(lambda: loop.create_task(self._read()), context=contextvars.Context())
+            self._reading = loop.create_task(self._read_all(), context=contextvars.Context())
         return await future
 
-    async def _read(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, {}
+    async def _read_all(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                await self._read(pending)
+        finally:
+            self._reading = None
+
+    async def _read(self, pending: dict[str | None, dict[tuple[str, int], list[asyncio.Future]]]
+                    ) -> None:
         for tenant, wanted in pending.items():
             try:
                 after: dict[str, int] = {}

@@ -309,7 +309,21 @@ class EventRepo(_Repo):
         flight with its events. `tenant`: the turns' tenant, for row-level security (else the
         caller's). Text PostgreSQL cannot store is escaped (`storable`). `owners`: turn id ->
         the process writing its events; a turn another process owns now (it closed the turn,
-        its lease having run out) gets none of them. Returns how many events were new."""
+        its lease having run out) gets none of them. Returns how many events were new.
+
+        On PostgreSQL with `tenant` given (the event writer's batches) it is one statement on a
+        connection of its own (`pgevents.py`), the notices of the turns' sessions included."""
+        if tenant is not None and self._store.pg_events is not None:
+            items = [(turn_id, list(events), update) for turn_id, events, update in items]
+            written, new = await self._store.pg_events.append(tenant, items, owners)
+            unwritten = {turn_id for turn_id, _, _ in items} - written
+            lost = {turn_id for turn_id in unwritten if (owners or {}).get(turn_id)}
+            if lost:
+                log.warning("not writing events of turns another process closed: %s",
+                            ", ".join(sorted(lost)))
+            if unwritten - lost:
+                raise NotFound("turn", ", ".join(sorted(unwritten - lost)))
+            return new
         now = utcnow()
         rows, updates = [], []
         for turn_id, events, update in items:
@@ -363,7 +377,10 @@ class EventRepo(_Repo):
                             ) -> dict[str, builtins.list[dict[str, Any]]]:
         """The stored events (as dicts) of several turns in one query: turn id -> its events
         after the seq `wanted` gives it, in seq order; no rows are built. `tenant`: on
-        PostgreSQL, the tenant the read acts for."""
+        PostgreSQL, the tenant the read acts for (then one statement on a connection of its own,
+        `pgevents.py`)."""
+        if tenant is not None and self._store.pg_events is not None:
+            return await self._store.pg_events.payloads(tenant, wanted)
         after = sa.or_(*(sa.and_(Event.turn_id == turn_id, Event.seq > seq)
                          for turn_id, seq in wanted.items()))
         found: dict[str, builtins.list[dict[str, Any]]] = {turn_id: [] for turn_id in wanted}
