@@ -14,6 +14,8 @@ import asyncpg
 import pytest
 from pg_deployment import PG, Deployment, add_users, cut_login
 
+from fleet_rlm.sessions.live import Reads
+from fleet_rlm.sessions.tenancy import TENANT
 from fleet_rlm.status import TurnStatus
 from fleet_rlm.store import NotFound, Store
 from fleet_rlm.store.db import ALL_TENANTS
@@ -206,5 +208,44 @@ async def test_a_lost_connection_is_an_outage_and_the_next_batch_reconnects(depl
         found = await server.events.payloads_many({turn_id: 0}, tenant=tenant)
         assert [e["seq"] for e in found[turn_id]] == [1, 2]
     finally:
+        await server.close()
+        await admin.close()
+
+
+async def test_the_turns_a_burst_of_notices_names_are_looked_up_in_one_query(deployment,
+                                                                            tmp_path):
+    """A socket that hears of a turn run elsewhere looks it up (its session and status) before
+    following it; fifty at once are one query, as the follower's tenant: another tenant's turn
+    is missing, and a read that fails reaches every asker."""
+    server, admin, turns = await open_stores(deployment, tmp_path)
+    alice, alice_session, alice_turn = turns["alice"]
+    _, _, bob_turn = turns["bob"]
+    reads = Reads(server)
+    queries: list[list[str]] = []
+    states = server.turns.states
+
+    async def counted(turn_ids, *, tenant=None):
+        queries.append(list(turn_ids))
+        return await states(turn_ids, tenant=tenant)
+
+    server.turns.states = counted  # the real query, counted
+    token = TENANT.set(alice)
+    try:
+        found = await asyncio.gather(*(reads.turn(alice_turn) for _ in range(50)),
+                                     reads.turn(bob_turn), return_exceptions=True)
+        assert found[:50] == [(alice_session, TurnStatus.RUNNING)] * 50
+        assert isinstance(found[50], NotFound)  # bob's turn, unseen by alice's tenant
+        assert queries == [[alice_turn, bob_turn]]
+        await server.pg_events.close()
+        await cut_login(deployment, False)
+        try:
+            failed = await asyncio.gather(reads.turn(alice_turn), reads.payloads(alice_turn, 0),
+                                          return_exceptions=True)
+            assert all(isinstance(error, Exception) and unavailable(error) for error in failed)
+        finally:
+            await cut_login(deployment, True)
+        assert await reads.turn(alice_turn) == (alice_session, TurnStatus.RUNNING)
+    finally:
+        TENANT.reset(token)
         await server.close()
         await admin.close()

@@ -624,10 +624,11 @@ class SessionService:
         of_session: str | None = live.session_id if live else None
         status: str | None = TurnStatus.RUNNING if live else None
         try:
-            if principal is not None or live is None:  # a live turn here needs no read
-                turn = await (self.turn(principal, turn_id) if principal is not None
-                              else self.store.turns.get(turn_id))
+            if principal is not None:
+                turn = await self.turn(principal, turn_id)
                 of_session, status = turn.session_id, turn.status
+            elif live is None:  # a live turn here needs no read; others are looked up together
+                of_session, status = await self.replicas.reads.turn(turn_id)
             if session_id not in (None, of_session):
                 raise NotFound("turn", turn_id)
         except BaseException:

@@ -71,6 +71,8 @@ WHERE e.seq > w.after
 ORDER BY e.turn_id, e.seq
 """
 
+_STATES = "SELECT id, session_id, status FROM turns WHERE id = ANY($1::text[])"
+
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=lambda v: v.isoformat())
@@ -180,3 +182,8 @@ class PgEvents:
                 tenant, _READ, list(wanted), list(wanted.values())):
             found[turn_id].append(json.loads(payload))
         return found
+
+    async def states(self, tenant: str, turn_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(session id, status) of each of the turns that exists, read as `tenant`."""
+        return {turn_id: (session_id, status) for turn_id, session_id, status
+                in await self._reader.fetch(tenant, _STATES, turn_ids)}

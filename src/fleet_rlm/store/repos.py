@@ -283,6 +283,20 @@ class TurnRepo(_Repo):
             turn.tags = storable(list(tags)) or None
         return turn
 
+    async def states(self, turn_ids: Sequence[str], *, tenant: str | None = None
+                     ) -> dict[str, tuple[str, str]]:
+        """(session id, status) of each of the turns that exists, in one query; `tenant`: on
+        PostgreSQL, the tenant the read acts for (then on the followers' connection,
+        `pgevents.py`)."""
+        if tenant is not None and self._store.pg_events is not None:
+            return await self._store.pg_events.states(tenant, list(turn_ids))
+        async with self._store.reading() as db:
+            if tenant is not None and self._store.dialect == "postgresql":
+                await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
+            rows = await db.execute(sa.select(Turn.id, Turn.session_id, Turn.status)
+                                    .where(Turn.id.in_(list(turn_ids))))
+            return {turn_id: (session_id, status) for turn_id, session_id, status in rows}
+
     async def running_for_session(self, session_id: str) -> Turn | None:
         """The session's latest turn still in flight: `running`, or `waiting` on the user."""
         async with self._store.reading() as db:
