@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..budget import CancelToken
 from ..events import Event, parse_event
 from ..status import ACTIVE_STATUSES
-from ..store import Store
+from ..store import NotFound, Store
 from .tenancy import TENANT
 
 if TYPE_CHECKING:
@@ -185,46 +185,83 @@ async def follow(store: Store, lives: Mapping[str, LiveTurn], turn_id: str, afte
 class Reads:
     """The store reads of every turn followed from another process, made together: the tails a
     notice (or a burst of them) wakes ask in the same turn of the loop, and one query per tenant
-    answers them all, not one query per follower."""
+    answers them all, not one query per follower; so does one query answer the look-ups of the
+    turns a burst of notices names for the first time. One read is in flight at a time: what is
+    asked meanwhile waits for it and is answered by the next, so a busier store gets fewer,
+    larger reads rather than a queue of small ones."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pending: dict[str | None, dict[tuple[str, int], list[asyncio.Future]]] = {}
-        self._scheduled = False
+        # per tenant: (turn id, after seq) -> its readers; turn id -> who looks it up
+        self._events: dict[str | None, dict[tuple[str, int], list[asyncio.Future]]] = {}
+        self._turns: dict[str | None, dict[str, list[asyncio.Future]]] = {}
+        self._reading: asyncio.Task | None = None
 
     async def payloads(self, turn_id: str, after_seq: int) -> list[dict[str, Any]]:
         """The turn's stored events after `after_seq`, read as the caller's tenant."""
+        wanted = self._events.setdefault(TENANT.get(), {})
+        return await self._ask(wanted.setdefault((turn_id, after_seq), []))
+
+    async def turn(self, turn_id: str) -> tuple[str, str]:
+        """The turn's session id and status, read as the caller's tenant; NotFound if it does
+        not see the turn."""
+        wanted = self._turns.setdefault(TENANT.get(), {})
+        return await self._ask(wanted.setdefault(turn_id, []))
+
+    async def _ask(self, futures: list[asyncio.Future]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        wanted = self._pending.setdefault(TENANT.get(), {})
-        wanted.setdefault((turn_id, after_seq), []).append(future)
-        if not self._scheduled:
-            self._scheduled = True
-            # In a context of its own: the read runs as each group's tenant, not the first
+        futures.append(future)
+        if self._reading is None:
+            # In a context of its own: the reads run as each group's tenant, not the first
             # caller's.
-            loop.call_soon(lambda: loop.create_task(self._read()), context=contextvars.Context())
+            self._reading = loop.create_task(self._read_all(), context=contextvars.Context())
         return await future
 
-    async def _read(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, {}
-        for tenant, wanted in pending.items():
-            try:
-                after: dict[str, int] = {}
-                for turn_id, seq in wanted:
-                    after[turn_id] = min(after.get(turn_id, seq), seq)
-                found = await self.store.events.payloads_many(after, tenant=tenant)
-            except Exception as exc:  # noqa: BLE001 - each reader gets it
-                for futures in wanted.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
+    async def _read_all(self) -> None:
+        try:
+            while self._events or self._turns:
+                turns, self._turns = self._turns, {}
+                for tenant, looked_up in turns.items():
+                    await _answer(looked_up, self._states(looked_up, tenant))
+                events, self._events = self._events, {}
+                for tenant, wanted in events.items():
+                    await _answer(wanted, self._payloads(wanted, tenant))
+        finally:
+            self._reading = None
+
+    async def _states(self, looked_up: dict[str, list[asyncio.Future]], tenant: str | None
+                      ) -> dict[str, Any]:
+        found = await self.store.turns.states(list(looked_up), tenant=tenant)
+        return {turn_id: found.get(turn_id) or NotFound("turn", turn_id)
+                for turn_id in looked_up}
+
+    async def _payloads(self, wanted: dict[tuple[str, int], list[asyncio.Future]],
+                        tenant: str | None) -> dict[tuple[str, int], Any]:
+        after: dict[str, int] = {}
+        for turn_id, seq in wanted:
+            after[turn_id] = min(after.get(turn_id, seq), seq)
+        found = await self.store.events.payloads_many(after, tenant=tenant)
+        return {(turn_id, seq): [p for p in found[turn_id] if p["seq"] > seq]
+                for turn_id, seq in wanted}
+
+
+async def _answer(asked: Mapping[Any, list[asyncio.Future]], read: Awaitable[Mapping[Any, Any]]
+                  ) -> None:
+    """Give each future of `asked` its answer from `read` (an exception is raised to it), or
+    the read's error."""
+    try:
+        answers = await read
+    except Exception as exc:  # noqa: BLE001 - each asker gets it
+        answers = {key: exc for key in asked}
+    for key, futures in asked.items():
+        for future in futures:
+            if future.done():
                 continue
-            for (turn_id, seq), futures in wanted.items():
-                events = [p for p in found[turn_id] if p["seq"] > seq]
-                for future in futures:
-                    if not future.done():
-                        future.set_result(events)
+            if isinstance(answers[key], Exception):
+                future.set_exception(answers[key])
+            else:
+                future.set_result(answers[key])
 
 
 async def tail(store: Store, reads: Reads, relay: Relay, turn_id: str, session_id: str,
@@ -244,7 +281,7 @@ async def tail(store: Store, reads: Reads, relay: Relay, turn_id: str, session_i
                 yield event
                 if event.type == "turn_finished":
                     return
-            if not records and (await store.turns.get(turn_id)).status not in ACTIVE_STATUSES:
+            if not records and (await reads.turn(turn_id))[1] not in ACTIVE_STATUSES:
                 return
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TAIL_CHECK_S

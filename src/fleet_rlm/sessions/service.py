@@ -639,10 +639,11 @@ class SessionService:
             if live is not None:  # a live turn here needs no read: it knows its tenant
                 if principal is not None and not principal.sees(live.tenant_id or ""):
                     raise NotFound("turn", turn_id)
-            else:
-                turn = await (self.turn(principal, turn_id) if principal is not None
-                              else self.store.turns.get(turn_id))
+            elif principal is not None:
+                turn = await self.turn(principal, turn_id)
                 of_session, status = turn.session_id, turn.status
+            else:  # turns run elsewhere are looked up together
+                of_session, status = await self.replicas.reads.turn(turn_id)
             if session_id not in (None, of_session):
                 raise NotFound("turn", turn_id)
         except BaseException:

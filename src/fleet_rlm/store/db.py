@@ -33,6 +33,7 @@ from .leases import LeaseRepo
 from .limits import TenantLimitsRepo
 from .models import ALL_TENANTS as ALL_TENANTS
 from .models import LOCAL_TENANT_ID, LOCAL_USER_ID, Tenant, User, utcnow
+from .pgevents import PgEvents
 from .programs import DatasetRepo, FeedbackRepo, ProgramRepo
 from .recorder import EventWriter
 from .repos import DocumentRepo, EventRepo, MemoryRepo, SessionRepo, TurnRepo, dialect_insert
@@ -131,6 +132,7 @@ class Store:
         # processes on the same file still wait through busy_timeout.
         self.write_lock = asyncio.Lock()
         self._event_writer: EventWriter | None = None
+        self.pg_events: PgEvents | None = None  # PostgreSQL: live events' own connections
         self.blob_lock = asyncio.Lock()  # blob writes and blob GC never interleave
         self.sessions = SessionRepo(self)
         self.turns = TurnRepo(self)
@@ -168,6 +170,8 @@ class Store:
             _use_sqlite_pragmas(self._engine)
         elif self.tenant is not None:
             _act_for(self._engine, self.tenant)
+        if self.dialect == "postgresql":
+            self.pg_events = PgEvents(self.url)
         self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
         self._readmaker = async_sessionmaker(
             self._engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
@@ -184,6 +188,9 @@ class Store:
         if self._event_writer is not None:
             await self._event_writer.stop()
             self._event_writer = None
+        if self.pg_events is not None:
+            await self.pg_events.close()
+            self.pg_events = None
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = self._sessionmaker = self._readmaker = None

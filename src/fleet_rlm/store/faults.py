@@ -48,6 +48,9 @@ def unavailable(exc: BaseException) -> bool:
             return True
         sqlite_name, sqlstate = _codes(exc)
         return bool(sqlite_name) or sqlstate.startswith(_PG_UNAVAILABLE)
+    raw_sqlstate = getattr(exc, "sqlstate", None)  # asyncpg's own, unwrapped (pgevents.py)
+    if isinstance(raw_sqlstate, str):
+        return raw_sqlstate.startswith(_PG_UNAVAILABLE)
     if isinstance(exc, OSError):  # refused or reset connections, a full disk under the blobs
         return isinstance(exc, ConnectionError | TimeoutError) or exc.errno in (
             errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ECONNREFUSED,

@@ -284,6 +284,20 @@ class TurnRepo(_Repo):
             turn.tags = storable(list(tags)) or None
         return turn
 
+    async def states(self, turn_ids: Sequence[str], *, tenant: str | None = None
+                     ) -> dict[str, tuple[str, str]]:
+        """(session id, status) of each of the turns that exists, in one query; `tenant`: on
+        PostgreSQL, the tenant the read acts for (then on the followers' connection,
+        `pgevents.py`)."""
+        if tenant is not None and self._store.pg_events is not None:
+            return await self._store.pg_events.states(tenant, list(turn_ids))
+        async with self._store.reading() as db:
+            if tenant is not None and self._store.dialect == "postgresql":
+                await db.execute(sa.select(sa.func.set_config("fleet.tenant_id", tenant, True)))
+            rows = await db.execute(sa.select(Turn.id, Turn.session_id, Turn.status)
+                                    .where(Turn.id.in_(list(turn_ids))))
+            return {turn_id: (session_id, status) for turn_id, session_id, status in rows}
+
     async def running_for_session(self, session_id: str) -> Turn | None:
         """The session's latest turn still in flight: `running`, or `waiting` on the user."""
         async with self._store.reading() as db:
@@ -310,7 +324,21 @@ class EventRepo(_Repo):
         flight with its events. `tenant`: the turns' tenant, for row-level security (else the
         caller's). Text PostgreSQL cannot store is escaped (`storable`). `owners`: turn id ->
         the process writing its events; a turn another process owns now (it closed the turn,
-        its lease having run out) gets none of them. Returns how many events were new."""
+        its lease having run out) gets none of them. Returns how many events were new.
+
+        On PostgreSQL with `tenant` given (the event writer's batches) it is one statement on a
+        connection of its own (`pgevents.py`), the notices of the turns' sessions included."""
+        if tenant is not None and self._store.pg_events is not None:
+            items = [(turn_id, list(events), update) for turn_id, events, update in items]
+            written, new = await self._store.pg_events.append(tenant, items, owners)
+            unwritten = {turn_id for turn_id, _, _ in items} - written
+            lost = {turn_id for turn_id in unwritten if (owners or {}).get(turn_id)}
+            if lost:
+                log.warning("not writing events of turns another process closed: %s",
+                            ", ".join(sorted(lost)))
+            if unwritten - lost:
+                raise NotFound("turn", ", ".join(sorted(unwritten - lost)))
+            return new
         now = utcnow()
         rows, updates = [], []
         for turn_id, events, update in items:
@@ -364,7 +392,10 @@ class EventRepo(_Repo):
                             ) -> dict[str, builtins.list[dict[str, Any]]]:
         """The stored events (as dicts) of several turns in one query: turn id -> its events
         after the seq `wanted` gives it, in seq order; no rows are built. `tenant`: on
-        PostgreSQL, the tenant the read acts for."""
+        PostgreSQL, the tenant the read acts for (then one statement on a connection of its own,
+        `pgevents.py`)."""
+        if tenant is not None and self._store.pg_events is not None:
+            return await self._store.pg_events.payloads(tenant, wanted)
         after = sa.or_(*(sa.and_(Event.turn_id == turn_id, Event.seq > seq)
                          for turn_id, seq in wanted.items()))
         found: dict[str, builtins.list[dict[str, Any]]] = {turn_id: [] for turn_id in wanted}
