@@ -29,6 +29,7 @@ from .driver import (
     Lines,
     current_cpu,
 )
+from .shared import TAKES_SHARED, FileSharing, SharedText, resolve, well_formed
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,13 @@ class DriverSession:
     def __init__(self, stdin: DriverInput, stdout: IO[bytes], kill: Callable[[], None],
                  put_file: Callable[[str, bytes], str], max_output: int, kill_grace_s: float,
                  max_callback_workers: int = 64, direct: bool = False,
-                 request_timeout_s: float = 60.0) -> None:
+                 request_timeout_s: float = 60.0, sharing: FileSharing | None = None) -> None:
+        """`sharing`: how the backend shares one file between its sandboxes, if it can
+        (see shared.py); without it a SharedText crosses as its text."""
         self._stdin, self._stdout, self._kill, self._put_file = stdin, stdout, kill, put_file
+        self._sharing = sharing
+        # The text inputs set from a file the sandbox may hand on by reference, by name.
+        self._shared: dict[str, SharedText] = {}
         self.max_output, self.kill_grace_s = max_output, kill_grace_s
         self.request_timeout_s = request_timeout_s
         # A pipe is written without blocking, against a deadline; other streams (Daytona's
@@ -433,7 +439,8 @@ class DriverSession:
     def _queue_callback(self, call: dict, callbacks: dict[str, Callback]) -> None:
         if not (isinstance(call.get("call_id"), int) and isinstance(call.get("name"), str)
                 and isinstance(call.get("args", []), list)
-                and isinstance(call.get("kwargs", {}), dict)):
+                and isinstance(call.get("kwargs", {}), dict)
+                and well_formed(call.get("refs", []))):
             self._violation(f"a malformed callback frame: {str(call)[:200]}")
         with self._callback_lock:
             if self._queued_callbacks >= MAX_QUEUED_CALLBACKS:
@@ -466,7 +473,11 @@ class DriverSession:
                 self._host_busy_since = time.monotonic()
         _serving.session = self
         try:
-            value = callbacks[name](*call.get("args", []), **call.get("kwargs", {}))
+            args, kwargs, function = call.get("args", []), call.get("kwargs", {}), callbacks[name]
+            if call.get("refs"):
+                resolve(args, kwargs, call["refs"], self._shared,
+                        as_text=not getattr(function, TAKES_SHARED, False))
+            value = function(*args, **kwargs)
             try:
                 wire, tagged = to_wire(value)
             except Unsendable:  # as dspy's interpreter does: the result's text
@@ -555,10 +566,17 @@ class DriverSession:
         The same object as last time is taken as unchanged without a look when it cannot
         change (a string, a number) or when it is large (more than INLINE_LIMIT as JSON: a host
         that changes a large input in place between cells must pass a new object); otherwise
-        its content is compared, so a small list changed in place is sent again."""
+        its content is compared, so a small list changed in place is sent again.
+
+        A SharedText (another sandbox's input, handed on by reference) is linked into this
+        sandbox and read there from the one copy; a text large enough to go as a file may be
+        handed on by this sandbox in turn."""
         known = self._sent.get(name)
         if known is not None and known[0] is value and known[2]:
             self._restore.add(name)
+            return
+        if isinstance(value, SharedText):
+            self._put_shared(name, value)
             return
         if isinstance(value, str):
             payload, fmt, tagged = value, "text", False
@@ -576,17 +594,41 @@ class DriverSession:
             self._sent[name] = (value, digest, trusted)
             self._restore.add(name)
             return
+        shared = None
         if len(payload) > INLINE_LIMIT:
-            path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
+            data = payload.encode("utf-8")
+            path = self._put_file(f"{name}.{fmt}", data)
             message: dict[str, Any] = {"op": "set_var", "name": name, "path": path,
                                        "format": fmt}
+            if fmt == "text" and self._sharing is not None:
+                message["share"] = True
+                shared = SharedText(self._sharing.host_path(path), 0, len(data),
+                                    payload.isascii())
         else:
             message = {"op": "set_var", "name": name, "value": value if fmt == "text" else wire}
         if tagged:
             message["tagged"] = True
-        self._restore.discard(name)
-        self._checked(message)
+        self._set(name, message, shared)
         self._sent[name] = (value, digest, trusted)
+
+    def _put_shared(self, name: str, value: SharedText) -> None:
+        if self._sharing is None:  # the text crosses as any other would
+            self.put_variable(name, value.read())
+            self._sent[name] = (value, self._sent[name][1], True)
+            return
+        inside = self._sharing.link_file(value.path, f"{name}.text")
+        self._set(name, {"op": "set_var", "name": name, "path": inside, "format": "text",
+                         "start": value.start, "stop": value.stop, "share": True},
+                  SharedText(self._sharing.host_path(inside), value.start, value.stop,
+                             value.ascii))
+        self._sent[name] = (value, ("shared", value), True)
+
+    def _set(self, name: str, message: dict, shared: SharedText | None) -> None:
+        self._restore.discard(name)
+        self._shared.pop(name, None)
+        self._checked(message)
+        if shared is not None:
+            self._shared[name] = shared
 
     def _take_restore(self) -> list[str]:
         names, self._restore = sorted(self._restore), set()

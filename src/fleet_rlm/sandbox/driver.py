@@ -19,8 +19,10 @@ Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
    "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
-  {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool}
-                                                                    value from a file
+  {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool,
+   "start": int?, "stop": int?, "share": bool?}
+                        value from a file (text: bytes start to stop of it); with "share", a
+                        text the host lets this sandbox hand on by reference (see `references`)
   {"op": "get_var", "name": str, "restore": [names]}
   {"op": "callback_result", "call_id": int, "value": json, "tagged": bool}   (no id)
   {"op": "callback_error", "call_id": int, "error": str}            (no id)
@@ -28,7 +30,10 @@ Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "shutdown"}                                                (no id)
 Replies (driver -> host):
   {"type": "ready", "python": str, "pid": int}
-  {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
+  {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...},
+   "refs": [[where, name, start, stop], ...]?}  an argument that is a shared input, or a slice
+                        of one: null at `where` (["args", i, j?] or ["kwargs", key, j?]), and
+                        the input's name with the slice's byte range in its place
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
    "final": json | null, "truncated": bool, "duration_s": float, "names": [str],
    "files": [{"path": str, "size": int}]}   files under artifacts/ the cell wrote (ARTIFACTS)
@@ -57,6 +62,7 @@ import io
 import itertools
 import json
 import linecache
+import mmap
 import os
 import queue
 import resource
@@ -85,6 +91,9 @@ ARTIFACTS, MAX_ARTIFACTS, SCAN = "artifacts", 20, 5000
 HOME = os.getcwd()
 MAX_FRAME = 32 * 1024 * 1024  # bytes in one line either way between worker, supervisor and host
 CHUNK = 1 << 20
+# A text argument at least this long that is a shared input, or a slice of one, goes to the host
+# as a reference to it (see Worker.references); a shorter one crosses as it is.
+SHARE_MIN = 64 * 1024
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
 # What the worker may send in reply to each kind of request.
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
@@ -287,6 +296,22 @@ def written_artifacts(before: dict[str, tuple[int, int, int]]) -> list[dict]:
     return [{"path": path, "size": size} for _, path, size in reversed(newest)]
 
 
+def read_text(path: str, start: int | None, stop: int | None) -> tuple[str, int]:
+    """Bytes `start` to `stop` of a UTF-8 file (all of it by default) as text, decoded from a
+    read-only mapping of the file: no copy of its bytes is made on the way. Returns the text
+    and how many bytes it took."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        start, stop = start or 0, size if stop is None else stop
+        if not 0 <= start <= stop <= size:
+            raise ValueError(f"bytes {start}:{stop} are outside {path} ({size} bytes)")
+        if start == stop:
+            return "", 0
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped, \
+                memoryview(mapped) as whole, whole[start:stop] as part:
+            return str(part, "utf-8"), stop - start
+
+
 def plain(value, strict: bool = True):
     """`value` as plain JSON data, the only form in which values go to the host: tuples and
     sets become lists (sets sorted when they can be), dict keys strings (as json.dumps writes
@@ -391,6 +416,8 @@ class Worker:
         # The inputs the host set, as they arrived: (value, None) for one no cell can change
         # in place, else (JSON text, tagged) to load afresh (see restore).
         self.inputs: dict[str, tuple] = {}
+        # The text inputs the host let this sandbox hand on by reference: (text, its bytes).
+        self.shared: dict[str, tuple[str, int]] = {}
 
     def send(self, message: dict, strict: bool = False) -> None:
         data = encode(message, strict)
@@ -430,8 +457,11 @@ class Worker:
             self.pending[call_id] = waiter
         try:
             try:
+                sent, kwargs, refs = self.references(list(args), dict(kwargs))
                 payload = {"type": "callback", "call_id": call_id, "name": name,
-                           "args": plain(list(args)), "kwargs": plain(kwargs)}
+                           "args": plain(sent), "kwargs": plain(kwargs)}
+                if refs:
+                    payload["refs"] = refs
                 self.send(payload, strict=True)
             except (TypeError, ValueError, RecursionError) as exc:
                 raise TypeError(f"arguments to {name}() must be plain data (JSON, sets, tuples, "
@@ -443,6 +473,49 @@ class Worker:
         if reply["op"] == "callback_error":
             raise RuntimeError(f"{name}() failed: {reply.get('error')}")
         return reply.get("value")
+
+    def references(self, args: list, kwargs: dict) -> tuple[list, dict, list]:
+        """The arguments with each shared input, or slice of one, replaced by a placeholder
+        (null), and the references the host reads in their place. Arguments and the items of
+        list or tuple arguments are looked at."""
+        refs: list = []
+        if not self.shared:
+            return args, kwargs, refs
+
+        def visit(container, key, where: list, nested: bool) -> None:
+            value = container[key]
+            if isinstance(value, str):
+                ref = self.reference(value)
+                if ref is not None:
+                    container[key] = None
+                    refs.append([where, *ref])
+            elif not nested and isinstance(value, (list, tuple)):
+                container[key] = items = list(value)
+                for index in range(len(items)):
+                    visit(items, index, [*where, index], True)
+
+        for index in range(len(args)):
+            visit(args, index, ["args", index], False)
+        for key in list(kwargs):
+            visit(kwargs, key, ["kwargs", key], False)
+        return args, kwargs, refs
+
+    def reference(self, value: str) -> list | None:
+        """[name, start, stop] of a shared input that is `value` or holds it (bytes start to
+        stop of it), or None. A slice is found by its text, so any copy of it will do."""
+        for name, (text, size) in self.shared.items():
+            if value is text:
+                return [name, 0, size]
+            if len(value) < SHARE_MIN or len(value) > len(text):
+                continue
+            at = text.find(value)
+            if at < 0:
+                continue
+            if text.isascii():
+                return [name, at, at + len(value)]
+            start = len(text[:at].encode("utf-8"))
+            return [name, start, start + len(value.encode("utf-8"))]
+        return None
 
     def host_function(self, name: str):
         def call(*args, **kwargs):
@@ -458,10 +531,14 @@ class Worker:
             raise ValueError(f"not a valid variable name: {name!r}")
         tagged = bool(message.get("tagged"))
         text: Any
-        if "path" in message:
+        size = None
+        if "path" in message and message.get("format") == "text":
+            text, size = read_text(message["path"], message.get("start"), message.get("stop"))
+            is_text = True
+        elif "path" in message:
             with open(message["path"], encoding="utf-8") as handle:
                 text = handle.read()
-            is_text = message.get("format") == "text"
+            is_text = False
         elif not tagged and isinstance(message["value"], (str, int, float, type(None))):
             text, is_text = message["value"], True  # bound as it is, nothing to parse
         else:
@@ -472,6 +549,9 @@ class Worker:
         else:
             self.inputs[name] = (text, tagged)
         self.namespace[name] = value
+        self.shared.pop(name, None)
+        if message.get("share") and size is not None and not tagged:
+            self.shared[name] = (value, size)
 
     def restore(self, names: list[str]) -> None:
         """Bind each input to its value as the host set it (a fresh copy of a mutable one)."""
