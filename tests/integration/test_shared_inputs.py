@@ -180,3 +180,42 @@ def test_a_forged_reference_is_refused_with_a_clear_error(make, forgery):
     assert got == []  # the host function never ran
     assert "RefusedReference" in out and said in out, out
     assert run(box, "print(len(question))") == "13\n"  # the sandbox is unharmed
+
+
+FORGED_FRAMES = {
+    "a reference over a value": ("lambda a, k: (a, k, [[['args', 0], 'context', 0, 5]])",
+                                 "has a value"),
+    "a reference to no argument": ("lambda a, k: (a, k, [[['args', 7], 'context', 0, 5]])",
+                                   "points at no argument"),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGED_FRAMES)
+def test_a_reference_where_no_placeholder_is_is_refused(make, forgery):
+    box = make()
+    box.put_variable("context", document())
+    got: list = []
+    forge, said = FORGED_FRAMES[forgery]
+
+    out = run(box, "w = next(c.cell_contents for c in take.__closure__\n"
+                   "         if hasattr(c.cell_contents, 'shared'))\n"
+                   f"w.references = {forge}\n"
+                   "try:\n"
+                   "    take('mine')\n"
+                   "except RuntimeError as exc:\n"
+                   "    print(exc)\n", take=taking(got))
+
+    assert got == [] and "RefusedReference" in out and said in out, out
+
+
+def test_malformed_references_are_a_protocol_violation(make):
+    box = make()
+    box.put_variable("context", document())
+    got: list = []
+
+    result = box.execute("w = next(c.cell_contents for c in take.__closure__\n"
+                         "         if hasattr(c.cell_contents, 'shared'))\n"
+                         "w.references = lambda a, k: (a, k, [['args', 'context', 0, 5]])\n"
+                         "take(context)\n", callbacks={"take": taking(got)})
+
+    assert got == [] and result.error_type == "ProtocolViolation" and result.state_lost
