@@ -411,9 +411,9 @@ def test_a_20_mb_context_crosses_into_the_sandbox_once(scripted_lm, monkeypatch)
     sent: Counter[str] = Counter()
     put_file = LocalSandbox._put_file
 
-    def counting_put_file(self: LocalSandbox, name: str, data: bytes) -> str:
+    def counting_put_file(self: LocalSandbox, name: str, data: bytes, *at: int) -> str:
         sent[name] += 1
-        return put_file(self, name, data)
+        return put_file(self, name, data, *at)
 
     monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
     context = ("0123456789" * 2_000_000)[:-6] + "NEEDLE"

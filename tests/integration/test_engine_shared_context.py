@@ -49,9 +49,9 @@ def test_children_read_the_parents_context_from_its_one_copy(scripted_lm, monkey
     written: Counter[str] = Counter()
     put_file = LocalSandbox._put_file
 
-    def counting_put_file(self: LocalSandbox, name: str, data: bytes) -> str:
+    def counting_put_file(self: LocalSandbox, name: str, data: bytes, *at: int) -> str:
         written[name] += 1
-        return put_file(self, name, data)
+        return put_file(self, name, data, *at)
 
     frames: list[int] = []
     queue = DriverSession._queue_callback

@@ -219,3 +219,38 @@ def test_malformed_references_are_a_protocol_violation(make):
                          "take(context)\n", callbacks={"take": taking(got)})
 
     assert got == [] and result.error_type == "ProtocolViolation" and result.state_lost
+
+
+IN_ITS_FILE = ("ranges = [[int(x, 16) for x in line.split()[0].split('-')]\n"
+               "          for line in open('/proc/self/maps')\n"
+               "          if line.split()[-1].endswith('context.text')]\n"
+               "print(any(lo <= id(context) < hi for lo, hi in ranges))")
+
+
+@BOTH
+def test_an_ascii_context_is_a_str_over_its_files_pages(make):
+    """Each sandbox's `context` is laid over the pages of the one file: sandboxes given the same
+    text share its memory, as they share its file."""
+    parent, child = make(), make()
+    text = document()
+    parent.put_variable("context", text)
+    got: list = []
+    run(parent, "take(context, context[4:100004])", take=taking(got))
+    whole, part = got
+
+    for box, value, expected in ((parent, None, text), (child, whole, text),
+                                 (child, part, text[4:100004])):
+        if value is not None:
+            box.put_variable("context", value)
+        assert run(box, IN_ITS_FILE) == "True\n"
+        assert run(box, "import hashlib\nprint(len(context), hash(context) == hash(context[:]),"
+                        " hashlib.sha256(context.encode()).hexdigest())") == \
+            f"{len(expected)} True {hashlib.sha256(expected.encode()).hexdigest()}\n"
+    assert whole.read() == text  # the file is as the host wrote it
+
+
+def test_a_non_ascii_context_is_decoded_into_the_sandboxs_own_memory(make):
+    box = make()
+    box.put_variable("context", document(char="é"))
+    assert run(box, IN_ITS_FILE) == "False\n"
+    assert run(box, "print(context[:3])") == "é00\n"

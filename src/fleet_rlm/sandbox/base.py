@@ -29,7 +29,7 @@ from .driver import (
     Lines,
     current_cpu,
 )
-from .shared import TAKES_SHARED, FileSharing, SharedText, resolve, well_formed
+from .shared import TAKES_SHARED, TEXT_AT, FileSharing, SharedText, resolve, well_formed
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -595,15 +595,18 @@ class DriverSession:
             self._restore.add(name)
             return
         shared = None
-        if len(payload) > INLINE_LIMIT:
+        if len(payload) > INLINE_LIMIT and fmt == "text" and self._sharing is not None:
             data = payload.encode("utf-8")
-            path = self._put_file(f"{name}.{fmt}", data)
+            path = self._sharing.put_shared(f"{name}.text", data)
+            shared = SharedText(self._sharing.host_path(path), TEXT_AT, TEXT_AT + len(data),
+                                payload.isascii())
             message: dict[str, Any] = {"op": "set_var", "name": name, "path": path,
-                                       "format": fmt}
-            if fmt == "text" and self._sharing is not None:
-                message["share"] = True
-                shared = SharedText(self._sharing.host_path(path), 0, len(data),
-                                    payload.isascii())
+                                       "format": fmt, "start": shared.start,
+                                       "stop": shared.stop, "share": True,
+                                       "ascii": shared.ascii}
+        elif len(payload) > INLINE_LIMIT:
+            path = self._put_file(f"{name}.{fmt}", payload.encode("utf-8"))
+            message = {"op": "set_var", "name": name, "path": path, "format": fmt}
         else:
             message = {"op": "set_var", "name": name, "value": value if fmt == "text" else wire}
         if tagged:
@@ -618,7 +621,8 @@ class DriverSession:
             return
         inside = self._sharing.link_file(value.path, f"{name}.text")
         self._set(name, {"op": "set_var", "name": name, "path": inside, "format": "text",
-                         "start": value.start, "stop": value.stop, "share": True},
+                         "start": value.start, "stop": value.stop, "share": True,
+                         "ascii": value.ascii},
                   SharedText(self._sharing.host_path(inside), value.start, value.stop,
                              value.ascii))
         self._sent[name] = (value, ("shared", value), True)

@@ -20,9 +20,11 @@ Requests (host -> driver), each with an ``id`` unless noted:
    "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
   {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool,
-   "start": int?, "stop": int?, "share": bool?}
+   "start": int?, "stop": int?, "share": bool?, "ascii": bool?}
                         value from a file (text: bytes start to stop of it); with "share", a
-                        text the host lets this sandbox hand on by reference (see `references`)
+                        text the host lets this sandbox hand on by reference (see `references`);
+                        with "ascii", an ASCII text with room before and after it in its file
+                        for a str laid over the file's pages (see `mapped_ascii`)
   {"op": "get_var", "name": str, "restore": [names]}
   {"op": "callback_result", "call_id": int, "value": json, "tagged": bool}   (no id)
   {"op": "callback_error", "call_id": int, "error": str}            (no id)
@@ -296,10 +298,12 @@ def written_artifacts(before: dict[str, tuple[int, int, int]]) -> list[dict]:
     return [{"path": path, "size": size} for _, path, size in reversed(newest)]
 
 
-def read_text(path: str, start: int | None, stop: int | None) -> tuple[str, int]:
-    """Bytes `start` to `stop` of a UTF-8 file (all of it by default) as text, decoded from a
-    read-only mapping of the file: no copy of its bytes is made on the way. Returns the text
-    and how many bytes it took."""
+def read_text(path: str, start: int | None, stop: int | None,
+              ascii_text: bool = False) -> tuple[str, int]:
+    """Bytes `start` to `stop` of a UTF-8 file (all of it by default) as text, and how many
+    bytes it took. An ASCII text with room around it is laid over the file's own pages
+    (`mapped_ascii`); any other is decoded from a read-only mapping of the file, with no copy
+    of its bytes on the way."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         start, stop = start or 0, size if stop is None else stop
@@ -307,9 +311,65 @@ def read_text(path: str, start: int | None, stop: int | None) -> tuple[str, int]
             raise ValueError(f"bytes {start}:{stop} are outside {path} ({size} bytes)")
         if start == stop:
             return "", 0
+        layout = str_layout() if ascii_text else None
+        if layout is not None and start >= layout[1] and stop < size:
+            with contextlib.suppress(OSError, ValueError, BufferError):
+                return mapped_ascii(handle.fileno(), start, stop, layout), stop - start
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped, \
                 memoryview(mapped) as whole, whole[start:stop] as part:
             return str(part, "utf-8"), stop - start
+
+
+# The mappings that str objects made by mapped_ascii live in: never closed.
+MAPPINGS: list = []
+_LAYOUT: list = []
+
+
+def str_layout() -> tuple[str, int] | None:
+    """A compact ASCII str to copy the header of, and the header's size, when this CPython lays
+    strs out as mapped_ascii expects (checked on the copy: its length, hash and text where
+    they should be); None otherwise."""
+    import ctypes  # here, not at start-up: only a shared text needs it
+    import sysconfig
+
+    if not _LAYOUT:
+        _LAYOUT.append(None)
+        if sys.implementation.name == "cpython" and not sysconfig.get_config_var(
+                "Py_GIL_DISABLED"):
+            probe = "".join(["fleet-", "probe"])  # made at run time: not interned
+            at, digest, word = id(probe), hash(probe), ctypes.sizeof(ctypes.c_ssize_t)
+            header = sys.getsizeof(probe) - len(probe) - 1
+            if (header >= 4 * word and probe.isascii()
+                    and ctypes.c_ssize_t.from_address(at + 2 * word).value == len(probe)
+                    and ctypes.c_ssize_t.from_address(at + 3 * word).value == digest
+                    and ctypes.string_at(at + header, len(probe) + 1) == b"fleet-probe\0"):
+                _LAYOUT[0] = (probe, header)
+    return _LAYOUT[0]
+
+
+def mapped_ascii(fd: int, start: int, stop: int, layout: tuple[str, int]) -> str:
+    """Bytes `start` to `stop` of an ASCII file as a str whose characters are the file's own
+    pages, shared with every process that maps them (other sandboxes given the same file; the
+    host's page cache, not this sandbox's memory). The str's header goes in the bytes before
+    them and its closing NUL in the byte after, in a private mapping: those pages, and only
+    those, become this process's own copies. The file is never written. The str is never
+    freed (its count of references starts far above any it will get): its memory is the
+    mapping's, which stays for the driver's life."""
+    import ctypes
+
+    probe, header = layout
+    word = ctypes.sizeof(ctypes.c_ssize_t)
+    base = (start - header) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(fd, stop + 1 - base, flags=mmap.MAP_PRIVATE,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+    at = ctypes.addressof(ctypes.c_char.from_buffer(mapped)) + start - base - header
+    ctypes.memmove(at, id(probe), header)  # the type, and compact ASCII's state bits
+    ctypes.c_ssize_t.from_address(at).value = 1 << 29
+    ctypes.c_ssize_t.from_address(at + 2 * word).value = stop - start
+    ctypes.c_ssize_t.from_address(at + 3 * word).value = -1  # its hash, not yet computed
+    mapped[stop - base] = 0
+    MAPPINGS.append(mapped)
+    return ctypes.cast(at, ctypes.py_object).value
 
 
 def plain(value, strict: bool = True):
@@ -533,7 +593,8 @@ class Worker:
         text: Any
         size = None
         if "path" in message and message.get("format") == "text":
-            text, size = read_text(message["path"], message.get("start"), message.get("stop"))
+            text, size = read_text(message["path"], message.get("start"), message.get("stop"),
+                                   bool(message.get("ascii")))
             is_text = True
         elif "path" in message:
             with open(message["path"], encoding="utf-8") as handle:

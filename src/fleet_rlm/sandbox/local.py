@@ -44,6 +44,7 @@ from .containment import (
     quota_workspace,
     record_mount,
 )
+from .shared import TEXT_AT
 
 log = logging.getLogger(__name__)
 
@@ -266,14 +267,25 @@ class LocalSandbox(DriverBackedSandbox):
             python, "-I", INSIDE_DRIVER,
         ]
 
-    def _put_file(self, name: str, data: bytes) -> str:
+    def _put_file(self, name: str, data: bytes, at: int = 0) -> str:
+        """A new file in the variables directory with `data` at byte `at` (zeros before it,
+        and then one after it): its path inside."""
         assert self._root is not None
         target = self._root / "vars" / f"{secrets.token_hex(4)}-{name}"
-        target.write_bytes(data)
+        with open(target, "wb") as handle:
+            if at:
+                handle.truncate(at)  # a hole: no disk spent on it
+                handle.seek(at)
+            handle.write(data)
+            if at:
+                handle.write(b"\0")
         os.chmod(target, 0o644)
         return f"{INSIDE_VARS}/{target.name}" if self.isolated else str(target)
 
     # -- files shared with other sandboxes (shared.py's FileSharing) --------------------------
+    def put_shared(self, name: str, data: bytes) -> str:
+        return self._put_file(name, data, TEXT_AT)
+
     def host_path(self, inside: str) -> Path:
         assert self._root is not None
         return self._root / "vars" / Path(inside).name

@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 # References in one callback frame; more is a protocol violation.
 MAX_REFS = 256
+# Where a shared text starts in its file: the bytes before it, and the one after it, are room
+# for the header and closing NUL of a str laid over the file's pages (driver.mapped_ascii).
+TEXT_AT = 4096
 # A host callback that takes SharedText values carries this attribute, true; every other one
 # gets the text read from the file.
 TAKES_SHARED = "takes_shared_text"
@@ -87,6 +90,11 @@ class SharedText:
 
 class FileSharing(Protocol):
     """What a backend that can share files between its sandboxes provides."""
+
+    def put_shared(self, name: str, data: bytes) -> str:
+        """A new file for this sandbox holding `data` at TEXT_AT, a NUL after it: its path
+        inside."""
+        ...
 
     def host_path(self, inside: str) -> Path:
         """The host file behind a path the backend's `put_file` returned."""
