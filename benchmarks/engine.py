@@ -313,12 +313,12 @@ def main() -> int:
 
 
 CHILDREN = (1, 4, 8)
-CHILD_CODE = "SUBMIT(answer=str(len(context)))"
+CHILD_CODE = "found = context.count('lorem')  # every page read\nSUBMIT(answer=str(len(context)))"
 
 
 def child_rlm_script() -> list[dict]:
-    """The root hands its context (or a short text) to k children at once; each child
-    answers its context's length in one step."""
+    """The root hands its context (or a short text) to k children at once; each child reads
+    all of it and answers its length in one step."""
     rules = [{"model": "root", "match": rf"k={k} {what}\.\n.*\[\[ ## iteration ## \]\]\n1/",
               "reply": dspy_reply(reasoning="Fan out.", code=(
                   f"answers = rlm_query_batched(['count'] * {k}, "
@@ -376,8 +376,8 @@ def child_rlm_table(console: Console, repeat: int) -> None:
     one_wall, one_extra = med(1, "shared", 0), med(1, "shared", 1) - med(1, "short", 1)
     table = Table(title="Child RLMs on a 10 MiB context: rlm_query_batched to k children, each "
                         "given the root's context — medians")
-    for column in ("k", "wall", "wall / k=1", "memory", "children at baseline",
-                   "beyond baseline", "more than k=1", "goal", "result"):
+    for column in ("k", "wall", "wall / k=1", "wall at baseline", "memory", "memory at baseline",
+                   "memory beyond baseline", "more than k=1", "goal", "result"):
         table.add_column(column, justify="left" if column == "goal" else "right")
     for k in CHILDREN:
         wall, peak, base = med(k, "shared", 0), med(k, "shared", 1), med(k, "short", 1)
@@ -389,8 +389,8 @@ def child_rlm_table(console: Console, repeat: int) -> None:
                       f"{'met' if ok_memory else '[bold red]MISSED[/bold red]'}")
         else:
             goal, result = "-", ""
-        table.add_row(str(k), fmt(wall), times(wall / one_wall), mib(peak), mib(base),
-                      mib(extra), mib(extra - one_extra), goal, result)
+        table.add_row(str(k), fmt(wall), times(wall / one_wall), fmt(med(k, "short", 0)),
+                      mib(peak), mib(base), mib(extra), mib(extra - one_extra), goal, result)
     console.print(table)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     console.print(
@@ -398,9 +398,9 @@ def child_rlm_table(console: Console, repeat: int) -> None:
         f"child; load average {load}. Wall: "
         "the whole call, every sandbox's start included. Memory: peak PSS of this process and "
         "every process under it (sandboxes included; pages shared between them counted once), "
-        "above what they held before the run, sampled every 20 ms. 'Children at baseline': the "
-        "same run whose children get a one-character context; 'beyond baseline' is the "
-        "difference, what handing the context to the children costs.")
+        "above what they held before the run, sampled every 20 ms. 'At baseline': the same run "
+        "whose children get a one-character context (each child sandbox's own cost); 'beyond "
+        "baseline' is the difference, what handing the context to the children costs.")
 
 
 if __name__ == "__main__":
