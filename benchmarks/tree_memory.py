@@ -1,8 +1,10 @@
 """Peak memory of this process and every process under it (its sandboxes), sampled.
 
 PSS (proportional set size) from /proc/PID/smaps_rollup: a page shared by n processes counts
-1/n in each, so the sum counts it once. Reading another uid's sandbox processes needs root (or
-CAP_SYS_PTRACE); a process that cannot be read counts its RSS from /proc/PID/status instead.
+1/n in each, so the sum counts it once. A process under this one still running this one's
+executable is a fork on its way to exec: subprocess starts programs with vfork, which shares
+this process's memory outright, so it is left out rather than counted twice. Reading another uid's sandbox processes needs root (or CAP_SYS_PTRACE); a process that cannot
+be read, or is gone, counts nothing (its RSS would count the pages it shares again).
 """
 
 from __future__ import annotations
@@ -23,25 +25,34 @@ def _children(pid: int) -> list[int]:
 
 
 def _kib(pid: int) -> int:
-    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
-        try:
-            with open(path) as lines:
-                for line in lines:
-                    if line.startswith(key):
-                        return int(line.split()[1])
-        except OSError:
-            continue
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as lines:
+            for line in lines:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
 def tree_bytes(root: int | None = None) -> int:
     """PSS of `root` (this process) and all its descendants, in bytes."""
-    todo, total = [root or os.getpid()], 0
+    root = root or os.getpid()
+    own = _exe(root)
+    todo, total = [root], _kib(root) * 1024
     while todo:
-        pid = todo.pop()
-        total += _kib(pid) * 1024
-        todo += _children(pid)
+        for child in _children(todo.pop()):
+            if _exe(child) != own:
+                total += _kib(child) * 1024
+            todo.append(child)
     return total
+
+
+def _exe(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
 
 
 class TreeMemory:
