@@ -3,8 +3,9 @@
 PSS (proportional set size) from /proc/PID/smaps_rollup: a page shared by n processes counts
 1/n in each, so the sum counts it once. A process under this one still running this one's
 executable is a fork on its way to exec: subprocess starts programs with vfork, which shares
-this process's memory outright, so it is left out rather than counted twice. Reading another uid's sandbox processes needs root (or CAP_SYS_PTRACE); a process that cannot
-be read, or is gone, counts nothing (its RSS would count the pages it shares again).
+this process's memory outright, so it is left out rather than counted twice. Reading another
+uid's sandbox processes needs root (or CAP_SYS_PTRACE); a process that cannot be read, or is
+gone, counts nothing (its RSS would count the pages it shares again).
 """
 
 from __future__ import annotations
