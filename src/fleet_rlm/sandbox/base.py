@@ -512,6 +512,9 @@ class DriverSession:
                    "restore": self._take_restore()}
         if cell is not None:
             message["cell"] = cell
+        sharing = sorted(n for n, f in (callbacks or {}).items() if getattr(f, TAKES_SHARED, False))
+        if sharing:
+            message["sharing"] = sharing
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)

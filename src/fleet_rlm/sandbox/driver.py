@@ -17,7 +17,9 @@ stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
-   "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
+   "max_output": int, "restore": [names], "cell": str?, "sharing": [names]?}
+                        (cell: its name in tracebacks; sharing: the tools a slice of a shared
+                        input goes to by reference, see `references`)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
   {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool,
    "start": int?, "stop": int?, "share": bool?, "ascii": bool?}
@@ -476,8 +478,11 @@ class Worker:
         # The inputs the host set, as they arrived: (value, None) for one no cell can change
         # in place, else (JSON text, tagged) to load afresh (see restore).
         self.inputs: dict[str, tuple] = {}
-        # The text inputs the host let this sandbox hand on by reference: (text, its bytes).
+        # The text inputs the host let this sandbox hand on by reference: (text, its bytes),
+        # and the tools their slices go to by reference (a slice is searched for: see
+        # `reference`); every tool gets an input itself by reference.
         self.shared: dict[str, tuple[str, int]] = {}
+        self.sharing: set = set()
 
     def send(self, message: dict, strict: bool = False) -> None:
         data = encode(message, strict)
@@ -517,7 +522,8 @@ class Worker:
             self.pending[call_id] = waiter
         try:
             try:
-                sent, kwargs, refs = self.references(list(args), dict(kwargs))
+                sent, kwargs, refs = self.references(list(args), dict(kwargs),
+                                                     name in self.sharing)
                 payload = {"type": "callback", "call_id": call_id, "name": name,
                            "args": plain(sent), "kwargs": plain(kwargs)}
                 if refs:
@@ -534,10 +540,11 @@ class Worker:
             raise RuntimeError(f"{name}() failed: {reply.get('error')}")
         return reply.get("value")
 
-    def references(self, args: list, kwargs: dict) -> tuple[list, dict, list]:
-        """The arguments with each shared input, or slice of one, replaced by a placeholder
-        (null), and the references the host reads in their place. Arguments and the items of
-        list or tuple arguments are looked at."""
+    def references(self, args: list, kwargs: dict,
+                   slices: bool) -> tuple[list, dict, list]:
+        """The arguments with each shared input, or with `slices` each slice of one too,
+        replaced by a placeholder (null), and the references the host reads in their place.
+        Arguments and the items of list or tuple arguments are looked at."""
         refs: list = []
         if not self.shared:
             return args, kwargs, refs
@@ -545,7 +552,7 @@ class Worker:
         def visit(container, key, where: list, nested: bool) -> None:
             value = container[key]
             if isinstance(value, str):
-                ref = self.reference(value)
+                ref = self.reference(value, slices)
                 if ref is not None:
                     container[key] = None
                     refs.append([where, *ref])
@@ -560,13 +567,15 @@ class Worker:
             visit(kwargs, key, ["kwargs", key], False)
         return args, kwargs, refs
 
-    def reference(self, value: str) -> list | None:
-        """[name, start, stop] of a shared input that is `value` or holds it (bytes start to
-        stop of it), or None. A slice is found by its text, so any copy of it will do."""
+    def reference(self, value: str, slices: bool) -> list | None:
+        """[name, start, stop] of a shared input that is `value`, or with `slices` that holds
+        it (bytes start to stop of it), or None. A slice is found by its text, so any copy of
+        it will do; the search costs a pass over the input, so it is made only for the tools
+        that hand a text to another sandbox."""
         for name, (text, size) in self.shared.items():
             if value is text:
                 return [name, 0, size]
-            if len(value) < SHARE_MIN or len(value) > len(text):
+            if not slices or len(value) < SHARE_MIN or len(value) > len(text):
                 continue
             at = text.find(value)
             if at < 0:
@@ -643,6 +652,7 @@ class Worker:
         self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
             self.namespace[name] = self.host_function(name)
+        self.sharing = set(message.get("sharing") or [])
         fields = message.get("submit_fields")
         self.namespace["SUBMIT"] = self.make_submit(fields)
 
