@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from fleet_rlm.sandbox.bulk import value_file
 from fleet_rlm.sandbox.driver import TAG, Record, fresh, load_value, plain, revive
 from fleet_rlm.sandbox.values import Unsendable, to_wire
 
@@ -123,7 +124,7 @@ def test_long_strings_spill_to_files_the_sandbox_reads_back(tmp_path: Path) -> N
 
     def spill(text: str) -> str:
         path = tmp_path / f"{len(written)}.text"
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(b"".join(value_file([text.encode()])))
         written.append(text)
         return str(path)
 
