@@ -256,3 +256,20 @@ def test_a_non_ascii_context_is_decoded_into_the_sandboxs_own_memory(make):
     box.put_variable("context", document(char="é"))
     assert run(box, IN_ITS_FILE) == "False\n"
     assert run(box, "print(context[:3])") == "é00\n"
+
+
+MAPPED = ("ranges = [[int(x, 16) for x in line.split()[0].split('-')]\n"
+          "          for line in open('/proc/self/maps') if 'context.text' in line]\n"
+          "print([any(lo <= id(context[k]) < hi for lo, hi in ranges) for k in sorted(context)])")
+
+
+@BOTH
+def test_an_ascii_document_of_a_larger_value_is_a_str_over_its_files_pages(make):
+    """The documents of a multi-document context cross as value files of their own: an ASCII
+    one is laid over its file's pages as a shared input is, a non-ASCII one decoded."""
+    box = make()
+    docs = {"a.txt": document(), "b.txt": document(char="é")}
+    box.put_variable("context", docs)
+    assert run(box, MAPPED) == "[True, False]\n"
+    assert run(box, "print(len(context['a.txt']), context['b.txt'][:3])") == \
+        f"{len(docs['a.txt'])} é00\n"

@@ -128,12 +128,13 @@ def test_long_strings_spill_to_files_the_sandbox_reads_back(tmp_path: Path) -> N
         written.append(text)
         return str(path)
 
-    value = {"a.txt": "a" * 100, "short": "b", "nested": [("c" * 100, 1)]}
+    value = {"a.txt": "a" * 100, "é.txt": "é" * 100, "short": "b", "nested": [("c" * 100, 1)]}
     wire, tagged = to_wire(value, spill, 10)
-    assert tagged and written == ["a" * 100, "c" * 100]
-    assert wire["short"] == "b" and wire["a.txt"] == {TAG: "file", "v": str(tmp_path / "0.text")}
-    assert revive(json.loads(json.dumps(wire))) == {"a.txt": "a" * 100, "short": "b",
-                                                    "nested": [("c" * 100, 1)]}
+    assert tagged and written == ["a" * 100, "é" * 100, "c" * 100]
+    assert wire["short"] == "b" and wire["a.txt"] == {TAG: "file", "ascii": True,
+                                                       "v": str(tmp_path / "0.text")}
+    assert wire["é.txt"] == {TAG: "file", "v": str(tmp_path / "1.text")}  # decoded, not mapped
+    assert revive(json.loads(json.dumps(wire))) == value
 
 
 def test_a_fresh_input_shares_its_atoms_and_copies_its_containers() -> None:

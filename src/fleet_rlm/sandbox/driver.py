@@ -323,7 +323,7 @@ def _revive_object(obj: dict) -> Any:
     if kind == "timedelta":
         return datetime.timedelta(*value)
     if kind == "file":  # a long string of a value from the host, in a file the host wrote
-        return read_text(value)[0]
+        return read_text(value, ascii_text=obj.get("ascii") is True)[0]
     if kind == "decimal":
         return decimal.Decimal(value)
     if kind == "uuid":
