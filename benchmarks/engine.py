@@ -1,6 +1,6 @@
 """Engine benchmark: fleet-rlm's RecursiveRLM against dspy's stock dspy.RLM (Deno + Pyodide).
 
-    uv run --group bench python benchmarks/engine.py [--repeat N] [--quick]
+    uv run --group bench python benchmarks/engine.py [--repeat N] [--quick] [--children]
 
 Both engines play the same scripted root-model replies from one local scripted LM server, in
 one process, case by case and side by side; the table shows medians and ratios.
@@ -31,9 +31,11 @@ from pathlib import Path
 
 import dspy
 from _stock import StockUnavailable, stock_factory
-from _table import Goal, Report, load_average
+from _table import Goal, Report, fmt, load_average, times
 from dspy.primitives.python_interpreter import PythonInterpreter
 from rich.console import Console
+from rich.table import Table
+from tree_memory import TreeMemory
 
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.rlm import BATCH_WORKERS, RecursiveRLM
@@ -242,12 +244,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per engine and case")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 timed run per case")
+    parser.add_argument("--children", action="store_true",
+                        help="only the child-RLM table (ours alone)")
+    parser.add_argument("--child-case", nargs=3, metavar=("API_BASE", "K", "WHAT"),
+                        help=argparse.SUPPRESS)  # one measured child-RLM run, in a new process
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     console = Console()
     console.width = max(console.width, 132)  # a pipe gets 80 columns otherwise
     console.print(f"[dim]{load_average()} at the start[/dim]")
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    if args.child_case:
+        api_base, k, what = args.child_case
+        print(json.dumps(child_case(api_base, int(k), what)))
+        return 0
+    if args.children:
+        child_rlm_table(console, repeat)
+        return 0
     report = Report("Engine: fleet-rlm RecursiveRLM (bubblewrap + CPython) vs stock dspy.RLM "
                     "(Deno + Pyodide) - medians")
     try:
@@ -323,7 +336,99 @@ def main() -> int:
         "Overhead = wall minus root LM call time; 'steady state' spans first to last root "
         "reply, so sandbox start is left out. The scripted LM server runs in its own process "
         "with TCP_NODELAY.")
+    child_rlm_table(console, repeat)
     return 0
+
+
+CHILDREN = (1, 4, 8)
+CHILD_CODE = "found = context.count('lorem')  # every page read\nSUBMIT(answer=str(len(context)))"
+
+
+def child_rlm_script() -> list[dict]:
+    """The root hands its context (or a short text) to k children at once; each child reads
+    all of it and answers its length in one step."""
+    rules = [{"model": "root", "match": rf"k={k} {what}\.\n.*\[\[ ## iteration ## \]\]\n1/",
+              "reply": dspy_reply(reasoning="Fan out.", code=(
+                  f"answers = rlm_query_batched(['count'] * {k}, "
+                  f"[{'context' if what == 'shared' else repr('c')}] * {k})\n"
+                  "SUBMIT(answer=','.join(answers))"))}
+             for k in CHILDREN for what in ("shared", "short")]
+    return rules + [{"model": "root", "match": r"Variable: `query`.*## iteration ## \]\]\n1/",
+                     "reply": dspy_reply(reasoning="Count.", code=CHILD_CODE)}]
+
+
+def child_case(api_base: str, k: int, what: str) -> tuple[float, int]:
+    """In a process of its own (so no earlier run's memory is reused): one untimed run with one
+    child, then the measured one. Wall time and peak memory (PSS of this process and every
+    process under it, above what it held before) of the root and its k children."""
+    context = haystack(10 * MB)
+    settings = Settings(root_model="openai/root", sub_model="openai/sub", api_base=api_base,
+                        max_iterations=2, allow_unpriced_models=True)
+    for run_k, run_what in ((1, "short"), (k, what)):
+        rlm = RecursiveRLM(SIGNATURE, settings=settings, program=None)
+        with TreeMemory() as memory:
+            started = time.perf_counter()
+            out = rlm(context=context, question=f"k={run_k} {run_what}.")
+            wall = time.perf_counter() - started
+        size = str(len(context) if run_what == "shared" else 1)
+        check("ours", out.status == "ok" and out.answer == ",".join([size] * run_k),
+              f"{out.status} {out.error} {str(out.answer)[:200]!r}")
+    return wall, memory.peak_above_start
+
+
+def run_children(api_base: str, k: int, what: str) -> tuple[float, int]:
+    done = subprocess.run([sys.executable, __file__, "--child-case", api_base, str(k), what],
+                          capture_output=True, text=True, check=False)
+    check("ours", done.returncode == 0, done.stderr[-2000:])
+    wall, peak = json.loads(done.stdout.splitlines()[-1])
+    return wall, peak
+
+
+def child_rlm_table(console: Console, repeat: int) -> None:
+    """Child RLMs on a 10 MiB context, k at a time, each child handed the root's context, beside
+    the same run whose children get a one-character context (each sandbox's own baseline)."""
+    console.print("[dim]… child RLMs[/dim]")
+    runs: dict[tuple[int, str], list[tuple[float, int]]] = {}
+    with script_server(child_rlm_script()) as url:
+        for _ in range(repeat):  # interleaved, so load from elsewhere hits every case alike
+            for k in CHILDREN:
+                for what in ("shared", "short"):
+                    runs.setdefault((k, what), []).append(run_children(url + "/v1", k, what))
+
+    def med(k: int, what: str, index: int) -> float:
+        return statistics.median(sample[index] for sample in runs[(k, what)])
+
+    def mib(n: float) -> str:
+        return f"{n / MB:.0f} MiB"
+
+    one_wall, one_extra = med(1, "shared", 0), med(1, "shared", 1) - med(1, "short", 1)
+    table = Table(title="Child RLMs on a 10 MiB context: rlm_query_batched to k children, each "
+                        "given the root's context — medians")
+    for column in ("k", "wall", "wall / k=1", "wall at baseline", "memory", "memory at baseline",
+                   "memory beyond baseline", "more than k=1", "goal", "result"):
+        table.add_column(column, justify="left" if column == "goal" else "right")
+    for k in CHILDREN:
+        wall, peak, base = med(k, "shared", 0), med(k, "shared", 1), med(k, "short", 1)
+        extra = peak - base
+        if k == CHILDREN[-1]:
+            ok_time, ok_memory = wall <= 1.3 * one_wall, extra - one_extra <= 30 * MB
+            goal = "<= 1.3x the wall of k=1; <= 30 MiB more than k=1 beyond baseline"
+            result = (f"time {'met' if ok_time else '[bold red]MISSED[/bold red]'}, memory "
+                      f"{'met' if ok_memory else '[bold red]MISSED[/bold red]'}")
+        else:
+            goal, result = "-", ""
+        table.add_row(str(k), fmt(wall), times(wall / one_wall), fmt(med(k, "short", 0)),
+                      mib(peak), mib(base), mib(extra), mib(extra - one_extra), goal, result)
+    console.print(table)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    console.print(
+        f"n = {repeat} timed runs per row, each in a new process after an untimed run with one "
+        f"child; load average {load}. Wall: "
+        "the whole call, every sandbox's start included. Memory: peak PSS of this process and "
+        "every process under it (sandboxes included; pages shared between them counted once), "
+        "above what they held before the run, sampled every 20 ms. 'At baseline': the same run "
+        "whose children get a one-character context (each child sandbox's own cost); 'beyond "
+        "baseline' is the difference, what handing the context to the children costs.")
 
 
 if __name__ == "__main__":

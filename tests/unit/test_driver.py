@@ -23,6 +23,7 @@ import pytest
 
 from fleet_rlm.config import Settings
 from fleet_rlm.sandbox.base import DRIVER_SOURCE, INLINE_LIMIT, DriverSession, SandboxError
+from fleet_rlm.sandbox.bulk import value_file
 from fleet_rlm.sandbox.local import LocalSandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,9 +190,9 @@ def test_raw_set_var_inline_and_from_files(raw: RawDriver, tmp_path: Path) -> No
     assert raw.request({"op": "set_var", "name": "inline", "value": {"a": [1, 2]}}) == \
         {"type": "var", "value": None, "id": 1}
     text_file = tmp_path / "doc.txt"
-    text_file.write_text("héllo\n{not json}", encoding="utf-8")
+    text_file.write_bytes(b"".join(value_file(["héllo\n{not json}".encode()])))
     json_file = tmp_path / "doc.json"
-    json_file.write_text(json.dumps({"k": [1, "ü"]}), encoding="utf-8")
+    json_file.write_bytes(b"".join(value_file([json.dumps({"k": [1, "ü"]}).encode()])))
     raw.request({"op": "set_var", "name": "text", "path": str(text_file), "format": "text"})
     raw.request({"op": "set_var", "name": "data", "path": str(json_file), "format": "json"})
     out = raw.execute("print(inline['a'][1], repr(text), data['k'][1], type(data).__name__)")
@@ -303,7 +304,7 @@ def test_put_variable_inline_and_as_files(session: DriverSession, tmp_path: Path
     messages = set_vars(sent)
     assert messages[0] == {"op": "set_var", "name": "small", "value": {"k": "v"}, "id": 1}
     assert messages[1]["format"] == "text" and "value" not in messages[1]
-    assert Path(messages[1]["path"]).read_text(encoding="utf-8") == big_text
+    assert Path(messages[1]["path"]).read_bytes() == b"".join(value_file([big_text.encode()]))
     assert messages[2]["format"] == "json"
     assert Path(messages[2]["path"]).parent == tmp_path
     check = session.execute(
@@ -740,8 +741,10 @@ def test_a_large_value_file_reads_back_exactly(tmp_path: Path, sample: str) -> N
 
     # Several chunks, with characters split across their edges (odd lengths, offset starts).
     text = "x" + sample * (3 * CHUNK // len(sample) + 7)
-    (tmp_path / "v").write_bytes(text.encode("utf-8", "surrogatepass"))
-    got = read_text(str(tmp_path / "v"))
+    data = text.encode("utf-8", "surrogatepass")
+    (tmp_path / "v").write_bytes(b"".join(value_file([data])))
+    got, size = read_text(str(tmp_path / "v"))
+    assert size == len(data)
     assert got == text and hash(got) == hash(text) and len(got) == len(text)
     assert got.isascii() == text.isascii() and sys.getsizeof(got) == sys.getsizeof(text)
     assert (got + "é")[-2:] == text[-1] + "é" and got.split(" ")[-2] == text.split(" ")[-2]

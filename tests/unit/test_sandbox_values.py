@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from fleet_rlm.sandbox.bulk import value_file
 from fleet_rlm.sandbox.driver import TAG, Record, fresh, load_value, plain, revive
 from fleet_rlm.sandbox.values import Unsendable, to_wire
 
@@ -123,16 +124,17 @@ def test_long_strings_spill_to_files_the_sandbox_reads_back(tmp_path: Path) -> N
 
     def spill(text: str) -> str:
         path = tmp_path / f"{len(written)}.text"
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(b"".join(value_file([text.encode()])))
         written.append(text)
         return str(path)
 
-    value = {"a.txt": "a" * 100, "short": "b", "nested": [("c" * 100, 1)]}
+    value = {"a.txt": "a" * 100, "é.txt": "é" * 100, "short": "b", "nested": [("c" * 100, 1)]}
     wire, tagged = to_wire(value, spill, 10)
-    assert tagged and written == ["a" * 100, "c" * 100]
-    assert wire["short"] == "b" and wire["a.txt"] == {TAG: "file", "v": str(tmp_path / "0.text")}
-    assert revive(json.loads(json.dumps(wire))) == {"a.txt": "a" * 100, "short": "b",
-                                                    "nested": [("c" * 100, 1)]}
+    assert tagged and written == ["a" * 100, "é" * 100, "c" * 100]
+    assert wire["short"] == "b" and wire["a.txt"] == {TAG: "file", "ascii": True,
+                                                       "v": str(tmp_path / "0.text")}
+    assert wire["é.txt"] == {TAG: "file", "v": str(tmp_path / "1.text")}  # decoded, not mapped
+    assert revive(json.loads(json.dumps(wire))) == value
 
 
 def test_a_fresh_input_shares_its_atoms_and_copies_its_containers() -> None:

@@ -31,6 +31,7 @@ from ..config import Settings
 from ..events import QUERY_CHARS, EventStream, NodeRef
 from ..lm import BudgetedLM, call_site
 from ..sandbox import ExecResult, SandboxInterpreter, create_sandbox
+from ..sandbox.shared import SharedText
 from .dspy_compat import (
     LLMCallBudget,
     REPLHistory,
@@ -129,6 +130,9 @@ class NodeRLM(dspy.RLM):
             interpreter = SandboxInterpreter(create_sandbox(self.run.settings, labels=labels),
                                              timeout=self.run.settings.exec_timeout_s)
         interpreter.on_result = self._report_output
+        # A child's context that is this node's own input, or a slice of it, arrives as a
+        # reference to the file it was read from, and goes to the child's sandbox as that file.
+        interpreter.shared_tools = frozenset({"rlm_query", "rlm_query_batched"})
         # Tracebacks name the cell as the tree numbers it (<cell-3>: iteration 3).
         interpreter.cell_name = lambda: str(self.iteration) if self.iteration else "setup"
         # A cancel closes the sandbox at once, even mid-cell. No cell runs after it: a closed
@@ -280,7 +284,8 @@ class NodeRLM(dspy.RLM):
                    signature=self.signature.signature, max_iterations=self.max_iters,
                    iteration=self.spawned_at,
                    query=None if query is None else query[:QUERY_CHARS],
-                   inputs={k: {"type": type(v).__name__, "chars": len(_as_text(v))}
+                   inputs={k: {"type": "str", "chars": v.chars()} if isinstance(v, SharedText)
+                           else {"type": type(v).__name__, "chars": len(_as_text(v))}
                            for k, v in input_args.items()})
         self.repl_history = REPLHistory(max_output_chars=self.max_output_chars)
         exception: Exception | None
@@ -313,6 +318,13 @@ class NodeRLM(dspy.RLM):
                           trajectory=[e.model_dump() for e in self.repl_history],
                           partial=_partial(self.repl_history))
 
+    def _build_variables(self, **input_args: Any) -> list[REPLVariable]:
+        """dspy's descriptions of the inputs; a shared text's preview is read from its ends."""
+        others = {k: v for k, v in input_args.items() if not isinstance(v, SharedText)}
+        built = {v.name: v for v in super()._build_variables(**others)}
+        return [built[k] if k in built else _shared_variable(self, k, v)
+                for k, v in input_args.items()]
+
     def _loop(self, input_args: dict, names: list[str]) -> Prediction:
         """dspy.RLM.forward's loop, keeping `history` reachable for a partial result."""
         tools = self._prepare_execution_tools(LLMCallBudget(self.max_llm_calls))
@@ -340,9 +352,20 @@ def _text(response: Any) -> str:
     return str(getattr(response, "text", response))
 
 
+def _shared_variable(node: NodeRLM, name: str, value: SharedText) -> REPLVariable:
+    """What REPLVariable.from_value says of the text, without reading all of it."""
+    chars, preview_chars = value.chars(), 1000  # from_value's default
+    empty = REPLVariable.from_value(name, "", field_info=node.signature.input_fields.get(name))
+    preview = (value.read() if chars <= preview_chars
+               else "...".join(value.ends(preview_chars // 2)))
+    return empty.model_copy(update={"total_length": chars, "preview": preview})
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, SharedText):
+        return value.read()
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn, Protocol
 
-from .bulk import Outbox, RefusedFile, merge, text_chunks
+from .bulk import Outbox, RefusedFile, merge, text_chunks, value_file
 from .driver import (
     ARTIFACTS,
     MAX_ARTIFACTS,
@@ -31,6 +31,7 @@ from .driver import (
     decode,
     encode,
 )
+from .shared import TAKES_SHARED, FileSharing, SharedText, resolve, well_formed
 from .values import Unsendable, to_wire
 
 log = logging.getLogger(__name__)
@@ -174,12 +175,18 @@ class DriverSession:
                  put_file: Callable[[str, Iterable[bytes]], str], max_output: int,
                  kill_grace_s: float, max_callback_workers: int = 64, direct: bool = False,
                  request_timeout_s: float = 60.0, outbox: Outbox | None = None,
-                 drop_file: Callable[[str], None] | None = None) -> None:
+                 drop_file: Callable[[str], None] | None = None,
+                 sharing: FileSharing | None = None) -> None:
         """`put_file(name, chunks)` writes a value file the driver can read and returns its
-        path there, which `drop_file` removes once the driver has read it; `outbox` reads the
-        value files the driver writes (without one, large values cross inline)."""
+        path there, which `drop_file` removes once the driver has read it (a shared text
+        input's, once it is replaced); `outbox` reads the value files the driver writes
+        (without one, large values cross inline); `sharing`: how the backend shares one value
+        file between its sandboxes, if it can (see shared.py; without it a SharedText crosses
+        as its text)."""
         self._stdin, self._stdout, self._kill, self._put_file = stdin, stdout, kill, put_file
-        self._drop_file, self._outbox = drop_file, outbox
+        self._drop_file, self._outbox, self._sharing = drop_file, outbox, sharing
+        # The text inputs set from a file the sandbox may hand on by reference, by name.
+        self._shared: dict[str, SharedText] = {}
         self.max_output, self.kill_grace_s = max_output, kill_grace_s
         self.request_timeout_s = request_timeout_s
         # A pipe is written without blocking, against a deadline; other streams (Daytona's
@@ -451,7 +458,8 @@ class DriverSession:
     def _queue_callback(self, call: dict, callbacks: dict[str, Callback]) -> None:
         if not (isinstance(call.get("call_id"), int) and isinstance(call.get("name"), str)
                 and isinstance(call.get("args", []), list)
-                and isinstance(call.get("kwargs", {}), dict)):
+                and isinstance(call.get("kwargs", {}), dict)
+                and well_formed(call.get("refs", []))):
             self._violation(f"a malformed callback frame: {str(call)[:200]}")
         with self._callback_lock:
             if self._queued_callbacks >= MAX_QUEUED_CALLBACKS:
@@ -484,7 +492,11 @@ class DriverSession:
                 self._host_busy_since = time.monotonic()
         _serving.session = self
         try:
-            value = callbacks[name](*call.get("args", []), **call.get("kwargs", {}))
+            args, kwargs, function = call.get("args", []), call.get("kwargs", {}), callbacks[name]
+            if call.get("refs"):
+                resolve(args, kwargs, call["refs"], self._shared,
+                        as_text=not getattr(function, TAKES_SHARED, False))
+            value = function(*args, **kwargs)
             try:
                 wire, tagged = to_wire(value)
             except Unsendable:  # as dspy's interpreter does: the result's text
@@ -519,6 +531,9 @@ class DriverSession:
                    "restore": self._take_restore()}
         if cell is not None:
             message["cell"] = cell
+        sharing = sorted(n for n, f in (callbacks or {}).items() if getattr(f, TAKES_SHARED, False))
+        if sharing:
+            message["sharing"] = sharing
         started = time.perf_counter()
         try:
             reply, timed_out = self.request(message, callbacks, timeout)
@@ -576,10 +591,18 @@ class DriverSession:
         as JSON: a host that changes a large input in place between cells must pass a new
         object); a small value is compared by its JSON, so a small list changed in place is
         sent again, and a string equal to the last one is not. A large value crosses as a
-        file (`put_file`), written a slice at a time."""
+        file (`put_file`, bulk.value_file's layout), written a slice at a time.
+
+        A large text goes as a file the backend can share (`sharing`): kept, not dropped, so
+        this sandbox may hand it, or a slice of it, to another by reference. A SharedText (such
+        a reference, resolved by the host) is linked into this sandbox and read there from the
+        one copy."""
         known = self._sent.get(name)
         if known is not None and known[0] is value and known[2]:
             self._restore.add(name)
+            return
+        if isinstance(value, SharedText):
+            self._put_shared(name, value)
             return
         if isinstance(value, str):
             if known is not None and isinstance(known[0], str) and known[0] == value:
@@ -587,10 +610,11 @@ class DriverSession:
                 self._restore.add(name)
                 return
             payload, fmt, tagged, wire = value, "text", False, value
-        paths: list[str] = []  # the value files written for this value
+        paths: list[str] = []  # the value files written for this value, dropped once read
+        shared: SharedText | None = None
 
         def spill(text: str) -> str:
-            paths.append(self._put_file(f"{name}.text", text_chunks(text)))
+            paths.append(self._put_file(f"{name}.text", value_file(text_chunks(text))))
             return paths[-1]
 
         try:
@@ -610,19 +634,55 @@ class DriverSession:
             if len(payload) <= INLINE_LIMIT:
                 message: dict[str, Any] = {"op": "set_var", "name": name, "value": wire}
             else:
-                paths.append(self._put_file(f"{name}.{fmt}", text_chunks(payload)))
+                paths.append(self._put_file(f"{name}.{fmt}", value_file(text_chunks(payload))))
                 message = {"op": "set_var", "name": name, "path": paths[-1], "format": fmt}
+                if fmt == "text" and self._sharing is not None:
+                    shared = SharedText.whole(self._sharing.host_path(paths[-1]), payload.isascii())
+                    message.update(start=shared.start, stop=shared.stop, share=True,
+                                   ascii=shared.ascii)
             del payload, wire
             if tagged:
                 message["tagged"] = True
             self._restore.discard(name)
             self._sent.pop(name, None)
+            self._unshare(name)
             self._checked(message)
+            if shared is not None:  # read by the driver, and kept for the sandboxes it goes to
+                self._shared[name] = shared
+                paths.pop()
         finally:
             if self._drop_file is not None:
                 for path in paths:
                     self._drop_file(path)
         self._sent[name] = (value, content, isinstance(value, IMMUTABLE) or not small)
+
+    def _put_shared(self, name: str, value: SharedText) -> None:
+        if self._sharing is None:  # the text crosses as any other would
+            self.put_variable(name, value.read())
+            self._sent[name] = (value, None, True)
+            return
+        inside = self._sharing.link_file(value.path, f"{name}.text")
+        self._restore.discard(name)
+        self._sent.pop(name, None)
+        self._unshare(name)
+        try:
+            self._checked({"op": "set_var", "name": name, "path": inside, "format": "text",
+                           "start": value.start, "stop": value.stop, "share": True,
+                           "ascii": value.ascii})
+        except BaseException:
+            if self._drop_file is not None:
+                self._drop_file(inside)
+            raise
+        self._shared[name] = SharedText(self._sharing.host_path(inside), value.start,
+                                        value.stop, value.ascii)
+        self._sent[name] = (value, None, True)
+
+    def _unshare(self, name: str) -> None:
+        """The file of a shared input that is replaced, removed: the driver read it (a str laid
+        over its pages keeps them), and the sandbox can no longer name it."""
+        old = self._shared.pop(name, None)
+        if old is not None and self._drop_file is not None:
+            self._drop_file(str(old.path))
 
     def _take_restore(self) -> list[str]:
         names, self._restore = sorted(self._restore), set()

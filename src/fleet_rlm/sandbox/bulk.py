@@ -1,11 +1,14 @@
 """Large values cross between host and sandbox as files, not through the driver's pipes.
 
 Into the sandbox (the inbox): the host writes a value to a file of a directory the sandbox sees
-read-only, a slice at a time (`write_text`), and a set_var request names it; the driver reads
-it once and keeps the value. Out of the sandbox (the outbox, `Outbox`): the driver writes a
-large callback argument, SUBMIT value or get_var value to a file of OUTBOX, a directory under
-its working directory (so under the workspace's own disk quota), and its frame names the file
-instead of holding the value (driver.py, "Large values leave as files").
+read-only, a slice at a time (`write_text`, in `value_file`'s layout), and a set_var request
+names it; the driver reads it once and keeps the value. A large text input is kept there for the
+sandbox's life, so that the host may link it into another sandbox (shared.py).
+
+Out of the sandbox (the outbox, `Outbox`): the driver writes a large callback argument, SUBMIT
+value or get_var value to a file of OUTBOX, a directory under its working directory (so under
+the workspace's own disk quota), and its frame names the file instead of holding the value
+(driver.py, "Large values leave as files").
 
 The outbox is written by hostile code, so a name is only ever a plain file name the driver
 could have made (`value_file_name`), opened relative to a descriptor of the workspace the host
@@ -20,9 +23,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from .driver import BULK_FIELDS, CHUNK, value_file_name
+from .driver import BULK_FIELDS, CHUNK, TEXT_AT, value_file_name
 
 OUTBOX = ".fleet-out"  # under the sandbox's working directory (the workspace)
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -38,6 +41,16 @@ def text_chunks(text: str) -> Iterator[bytes]:
     is never held twice."""
     for start in range(0, len(text), CHUNK):
         yield text[start:start + CHUNK].encode("utf-8", "surrogatepass")
+
+
+def value_file(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The bytes of a value file: TEXT_AT bytes of room, the value, one byte more. Every value
+    file the host writes has this layout (the driver reads the value between them): an ASCII
+    text then becomes a str laid over the file's pages in place (driver.mapped_ascii), shared
+    by every sandbox the file is linked into."""
+    yield bytes(TEXT_AT)
+    yield from chunks
+    yield b"\0"
 
 
 def write_text(path: str | os.PathLike[str], chunks: Iterator[bytes], mode: int = 0o644) -> None:

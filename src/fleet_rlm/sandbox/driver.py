@@ -17,10 +17,17 @@ stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "execute", "code": str, "tools": [names], "submit_fields": [names] | null,
-   "max_output": int, "restore": [names], "cell": str?}  (cell: its name in tracebacks)
+   "max_output": int, "restore": [names], "cell": str?, "sharing": [names]?}
+                        (cell: its name in tracebacks; sharing: the tools a slice of a shared
+                        input goes to by reference, see `references`)
   {"op": "set_var", "name": str, "value": json, "tagged": bool}     inline value
-  {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool}
-                                                                    value from a file
+  {"op": "set_var", "name": str, "path": str, "format": "text" | "json", "tagged": bool,
+   "start": int?, "stop": int?, "share": bool?, "ascii": bool?}
+                        value from a file the host wrote (TEXT_AT bytes of room, the value,
+                        one byte more: bytes start to stop, the value by default); with "share",
+                        a text the host lets this sandbox hand on by reference (see
+                        `references`); with "ascii", an ASCII text, laid as a str over the
+                        file's pages (see `mapped_ascii`)
   {"op": "get_var", "name": str, "restore": [names]}
   {"op": "callback_result", "call_id": int, "value": json, "tagged": bool}   (no id)
   {"op": "callback_error", "call_id": int, "error": str}            (no id)
@@ -28,7 +35,10 @@ Requests (host -> driver), each with an ``id`` unless noted:
   {"op": "shutdown"}                                                (no id)
 Replies (driver -> host):
   {"type": "ready", "python": str, "pid": int}
-  {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...}}
+  {"type": "callback", "call_id": int, "name": str, "args": [...], "kwargs": {...},
+   "refs": [[where, name, start, stop], ...]?}  an argument that is a shared input, or a slice
+                        of one: null at `where` (["args", i, j?] or ["kwargs", key, j?]), and
+                        the input's name with the slice's byte range in its place
   {"type": "result", "id": int, "stdout": str, "stderr": str, "error": {...} | null,
    "final": json | null, "truncated": bool, "duration_s": float, "names": [str],
    "files": [{"path": str, "size": int}]}   files under artifacts/ the cell wrote (ARTIFACTS)
@@ -69,6 +79,7 @@ import itertools
 import json
 import keyword
 import linecache
+import mmap
 import opcode
 import os
 import queue
@@ -103,6 +114,12 @@ FILE_AT = 1 << 20  # characters of JSON above which a value leaves through the o
 # Which fields of a frame may come from a value file, by frame type.
 BULK_FIELDS = {"callback": ("args", "kwargs"), "result": ("final",), "var": ("value",)}
 CHUNK = 1 << 20
+# Where a value starts in a value file the host writes: the bytes before it, and the one after
+# it, are room for the header and closing NUL of a str laid over the file's pages (mapped_ascii).
+TEXT_AT = 4096
+# A text argument at least this long that is a shared input, or a slice of one, goes to the host
+# as a reference to it (see Worker.references); a shorter one crosses as it is.
+SHARE_MIN = 64 * 1024
 READ = 1 << 18  # bytes taken from a pipe or socket per read (a pipe holds 64 KiB by default)
 # What the worker may send in reply to each kind of request.
 REPLIES = {"execute": ("result", "error"), "set_var": ("var", "error"),
@@ -397,7 +414,7 @@ def _revive_object(obj: dict) -> Any:
     if kind == "timedelta":
         return datetime.timedelta(*value)
     if kind == "file":  # a long string of a value from the host, in a file the host wrote
-        return read_text(value)
+        return read_text(value, ascii_text=obj.get("ascii") is True)[0]
     if kind == "decimal":
         return decimal.Decimal(value)
     if kind == "uuid":
@@ -420,14 +437,30 @@ def load_value(text: str, tagged: bool):
     return json.loads(text, object_hook=_revive_object) if tagged else json.loads(text)
 
 
-def read_text(path: str) -> str:
-    """A value file the host wrote (UTF-8; a lone surrogate passes as itself). A large one is
-    decoded into a string made at its final size (`_read_in_place`): a large text is never
-    held twice, as bytes and as the string."""
+def read_text(path: str, start: int | None = None, stop: int | None = None,
+              ascii_text: bool = False) -> tuple[str, int]:
+    """Bytes `start` to `stop` of a value file the host wrote (UTF-8; a lone surrogate passes
+    as itself) as text, and how many bytes it took. Every value file has one layout: TEXT_AT
+    bytes of room (a hole), the value, one byte more; by default the whole value is read.
+
+    An ASCII text the host marked so is laid over the file's own pages (`mapped_ascii`); any
+    other large one is decoded into a string made at its final size (`_read_in_place`): a
+    large text is never held twice, as bytes and as the string."""
     with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size > CHUNK and sys.implementation.name == "cpython":
-            return _read_in_place(handle)
-        return handle.read().decode("utf-8", "surrogatepass")
+        size = os.fstat(handle.fileno()).st_size
+        start = TEXT_AT if start is None else start
+        stop = size - 1 if stop is None else stop
+        if not TEXT_AT <= start <= stop < size:
+            raise ValueError(f"bytes {start}:{stop} are outside the value in {path} "
+                             f"({size} bytes)")
+        layout = str_layout() if ascii_text and start < stop else None
+        if layout is not None and start >= layout[1]:
+            with contextlib.suppress(OSError, ValueError, BufferError):
+                return mapped_ascii(handle.fileno(), start, stop, layout), stop - start
+        if stop - start > CHUNK and sys.implementation.name == "cpython":
+            return _read_in_place(handle, start, stop), stop - start
+        return os.pread(handle.fileno(), stop - start, start).decode(
+            "utf-8", "surrogatepass"), stop - start
 
 
 # A CPython string holds its characters after a header, 1, 2 or 4 bytes each, the narrowest
@@ -438,36 +471,35 @@ _MAX_CHAR = {0: 0x7F, 1: 0xFF, 2: 0xFFFF, 4: 0x10FFFF}  # by width, 0 for ASCII
 _AS_BYTES = {0: "ascii", 1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
 
 
-def _pieces(handle) -> Iterator[str]:
-    """The file decoded READ bytes at a time, from its start."""
-    handle.seek(0)
+def _pieces(handle, start: int, stop: int) -> Iterator[str]:
+    """Bytes `start` to `stop` of the file decoded READ bytes at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
-    while block := handle.read(READ):
-        yield decoder.decode(block)
+    for at in range(start, stop, READ):
+        yield decoder.decode(os.pread(handle.fileno(), min(READ, stop - at), at))
     yield decoder.decode(b"", final=True)
 
 
-def _read_in_place(handle) -> str:
+def _read_in_place(handle, start: int, stop: int) -> str:
     """Two passes over the file: the first finds the string's length and width, the second
     decodes into a string of that size made empty (PyUnicode_New), as CPython's own decoder
     would, a piece at a time."""
     import ctypes
 
     length, width = 0, 0
-    for piece in _pieces(handle):
+    for piece in _pieces(handle, start, stop):
         length += len(piece)
         if not piece.isascii():
             width = max(width, (sys.getsizeof(piece) - _HEADER) // (len(piece) + 1))
     new = ctypes.pythonapi.PyUnicode_New
     new.argtypes, new.restype = (ctypes.c_ssize_t, ctypes.c_uint32), ctypes.py_object
     text = new(length, _MAX_CHAR[width])
-    start = id(text) + (_HEADER if width else _ASCII_HEADER)
+    into = id(text) + (_HEADER if width else _ASCII_HEADER)
     done = 0
-    for piece in _pieces(handle):
+    for piece in _pieces(handle, start, stop):
         if done + len(piece) > length:
             raise ValueError("the value file changed while it was read")
         data = piece.encode(_AS_BYTES[width], "surrogatepass")
-        ctypes.memmove(start + done * max(width, 1), data, len(data))
+        ctypes.memmove(into + done * max(width, 1), data, len(data))
         done += len(piece)
     if done != length:
         raise ValueError("the value file changed while it was read")
@@ -544,6 +576,58 @@ def written_artifacts(before: dict[str, tuple[int, int, int]]) -> list[dict]:
                if before.get(path) != (stamp, size, inode)]
     newest = sorted(changed, reverse=True)[:MAX_ARTIFACTS]
     return [{"path": path, "size": size} for _, path, size in reversed(newest)]
+
+
+# The mappings that str objects made by mapped_ascii live in: never closed.
+MAPPINGS: list = []
+_LAYOUT: list = []
+
+
+def str_layout() -> tuple[str, int] | None:
+    """A compact ASCII str to copy the header of, and the header's size, when this CPython lays
+    strs out as mapped_ascii expects (checked on the copy: its length, hash and text where
+    they should be); None otherwise."""
+    import ctypes  # here, not at start-up: only a shared text needs it
+    import sysconfig
+
+    if not _LAYOUT:
+        _LAYOUT.append(None)
+        if sys.implementation.name == "cpython" and not sysconfig.get_config_var(
+                "Py_GIL_DISABLED"):
+            probe = "".join(["fleet-", "probe"])  # made at run time: not interned
+            at, digest, word = id(probe), hash(probe), ctypes.sizeof(ctypes.c_ssize_t)
+            header = sys.getsizeof(probe) - len(probe) - 1
+            if (header >= 4 * word and probe.isascii()
+                    and ctypes.c_ssize_t.from_address(at + 2 * word).value == len(probe)
+                    and ctypes.c_ssize_t.from_address(at + 3 * word).value == digest
+                    and ctypes.string_at(at + header, len(probe) + 1) == b"fleet-probe\0"):
+                _LAYOUT[0] = (probe, header)
+    return _LAYOUT[0]
+
+
+def mapped_ascii(fd: int, start: int, stop: int, layout: tuple[str, int]) -> str:
+    """Bytes `start` to `stop` of an ASCII file as a str whose characters are the file's own
+    pages, shared with every process that maps them (other sandboxes given the same file; the
+    host's page cache, not this sandbox's memory). The str's header goes in the bytes before
+    them and its closing NUL in the byte after, in a private mapping: those pages, and only
+    those, become this process's own copies. The file is never written. The str is never
+    freed (its count of references starts far above any it will get): its memory is the
+    mapping's, which stays for the driver's life."""
+    import ctypes
+
+    probe, header = layout
+    word = ctypes.sizeof(ctypes.c_ssize_t)
+    base = (start - header) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(fd, stop + 1 - base, flags=mmap.MAP_PRIVATE,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+    at = ctypes.addressof(ctypes.c_char.from_buffer(mapped)) + start - base - header
+    ctypes.memmove(at, id(probe), header)  # the type, and compact ASCII's state bits
+    ctypes.c_ssize_t.from_address(at).value = 1 << 29
+    ctypes.c_ssize_t.from_address(at + 2 * word).value = stop - start
+    ctypes.c_ssize_t.from_address(at + 3 * word).value = -1  # its hash, not yet computed
+    mapped[stop - base] = 0
+    MAPPINGS.append(mapped)
+    return ctypes.cast(at, ctypes.py_object).value
 
 
 def plain(value, strict: bool = True):
@@ -659,6 +743,11 @@ class Worker:
         self.stdout, self.stderr = CappedText(0), CappedText(0)
         self.names_seen: tuple[tuple, list[str]] | None = None  # (what own_names saw, its answer)
         self.submits: dict[tuple | None, Callable] = {}  # SUBMIT for each list of fields
+        # The text inputs the host let this sandbox hand on by reference: (text, its bytes),
+        # and the tools their slices go to by reference (a slice is searched for: see
+        # `reference`); every tool gets an input itself by reference.
+        self.shared: dict[str, tuple[str, int]] = {}
+        self.sharing: set = set()
 
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
@@ -743,8 +832,12 @@ class Worker:
             self.pending[call_id] = waiter
         try:
             try:
-                self.send(self.frame({"type": "callback", "call_id": call_id, "name": name},
-                                     {"args": plain(list(args)), "kwargs": plain(kwargs)},
+                sent, kwargs, refs = self.references(list(args), dict(kwargs),
+                                                     name in self.sharing)
+                head: dict = {"type": "callback", "call_id": call_id, "name": name}
+                if refs:
+                    head["refs"] = refs
+                self.send(self.frame(head, {"args": plain(sent), "kwargs": plain(kwargs)},
                                      strict=True))
             except (TypeError, ValueError, RecursionError) as exc:
                 most = "" if self.outbox else f" of at most {MAX_FRAME} bytes"
@@ -757,6 +850,52 @@ class Worker:
         if reply["op"] == "callback_error":
             raise RuntimeError(f"{name}() failed: {reply.get('error')}")
         return reply.get("value")
+
+    def references(self, args: list, kwargs: dict,
+                   slices: bool) -> tuple[list, dict, list]:
+        """The arguments with each shared input, or with `slices` each slice of one too,
+        replaced by a placeholder (null), and the references the host reads in their place.
+        Arguments and the items of list or tuple arguments are looked at."""
+        refs: list = []
+        if not self.shared:
+            return args, kwargs, refs
+
+        def visit(container, key, where: list, nested: bool) -> None:
+            value = container[key]
+            if isinstance(value, str):
+                ref = self.reference(value, slices)
+                if ref is not None:
+                    container[key] = None
+                    refs.append([where, *ref])
+            elif not nested and isinstance(value, (list, tuple)):
+                container[key] = items = list(value)
+                for index in range(len(items)):
+                    visit(items, index, [*where, index], True)
+
+        for index in range(len(args)):
+            visit(args, index, ["args", index], False)
+        for key in list(kwargs):
+            visit(kwargs, key, ["kwargs", key], False)
+        return args, kwargs, refs
+
+    def reference(self, value: str, slices: bool) -> list | None:
+        """[name, start, stop] of a shared input that is `value`, or with `slices` that holds
+        it (bytes start to stop of it), or None. A slice is found by its text, so any copy of
+        it will do; the search costs a pass over the input, so it is made only for the tools
+        that hand a text to another sandbox."""
+        for name, (text, size) in self.shared.items():
+            if value is text:
+                return [name, 0, size]
+            if not slices or len(value) < SHARE_MIN or len(value) > len(text):
+                continue
+            at = text.find(value)
+            if at < 0:
+                continue
+            if text.isascii():
+                return [name, at, at + len(value)]
+            start = len(text[:at].encode("utf-8"))
+            return [name, start, start + len(value.encode("utf-8"))]
+        return None
 
     def host_function(self, name: str):
         def call(*args, **kwargs):
@@ -771,8 +910,10 @@ class Worker:
         if not name.isidentifier():
             raise ValueError(f"not a valid variable name: {name!r}")
         tagged = bool(message.get("tagged"))
+        size = None
         if "path" in message:
-            text = read_text(message["path"])
+            text, size = read_text(message["path"], message.get("start"), message.get("stop"),
+                                   bool(message.get("ascii")))
             value = text if message.get("format") == "text" else load_value(text, tagged)
             del text
         elif tagged:
@@ -781,6 +922,9 @@ class Worker:
             value = message["value"]
         self.inputs[name] = value
         self.namespace[name] = fresh(value)
+        self.shared.pop(name, None)
+        if message.get("share") and size is not None and type(value) is str:
+            self.shared[name] = (value, size)
 
     def restore(self, names: list[str]) -> None:
         """Bind each input to its value as the host set it: a fresh copy of its containers,
@@ -814,6 +958,7 @@ class Worker:
         self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
             self.namespace[name] = self.host_function(name)
+        self.sharing = set(message.get("sharing") or [])
         fields = message.get("submit_fields")
         key = None if fields is None else tuple(fields)
         submit = self.submits.get(key)

@@ -13,6 +13,7 @@ from typing import Any
 from dspy import CodeExecutionError, CodeInterpreterError, FinalOutput
 
 from .base import ExecResult, Sandbox, SandboxError
+from .shared import TAKES_SHARED
 
 EXECUTION_INSTRUCTIONS = (
     "Code runs in CPython 3 (standard library only) in an isolated sandbox with no network. "
@@ -50,6 +51,9 @@ class SandboxInterpreter:
         # The name of the next cell in tracebacks (the tree's iteration), when the caller knows.
         self.cell_name: Callable[[], str | None] = lambda: None
         self._wrapped: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+        # Tools that take a shared input as a SharedText (handing it to another sandbox), not
+        # as its text: see shared.py.
+        self.shared_tools: frozenset[str] = frozenset()
 
     def start(self) -> None:
         if self._shut:
@@ -94,6 +98,7 @@ class SandboxInterpreter:
             if known is None or known[0] is not tool:
                 known = self._wrapped[name] = (tool, _sync(tool))
             wrapped[name] = functools.partial(_in_context, context, known[1])
+            setattr(wrapped[name], TAKES_SHARED, name in self.shared_tools)
         return wrapped
 
     def shutdown(self) -> None:

@@ -204,7 +204,7 @@ class LocalSandbox(DriverBackedSandbox):
             process.stdin, process.stdout, kill=lambda: _kill_group(process, self.isolated),
             put_file=self._put_file, max_output=s.max_output_chars,
             kill_grace_s=s.exec_kill_grace_s, direct=True, request_timeout_s=s.exec_timeout_s,
-            outbox=self._outbox, drop_file=self._drop_file)
+            outbox=self._outbox, drop_file=self._drop_file, sharing=self)
         try:
             ready = self._session.wait_ready(timeout=30)
         except SandboxError as exc:
@@ -283,6 +283,23 @@ class LocalSandbox(DriverBackedSandbox):
         if self._root is not None:
             with contextlib.suppress(OSError):
                 (self._root / "vars" / os.path.basename(path)).unlink()
+
+    # -- value files shared with other sandboxes (shared.py's FileSharing) -------------------
+    def host_path(self, inside: str) -> Path:
+        assert self._root is not None
+        return self._root / "vars" / Path(inside).name
+
+    def link_file(self, source: Path, name: str) -> str:
+        """A hard link in this sandbox's variables directory, which it sees read-only: the
+        same bytes as `source`, a value file the host wrote, in no other sandbox's directory.
+        Only that file: the directory `source` is in stays out of reach."""
+        assert self._root is not None
+        target = self._root / "vars" / f"{secrets.token_hex(8)}-{name}"
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except OSError as exc:
+            raise SandboxError(f"could not share {source.name} with the sandbox: {exc}") from exc
+        return f"{INSIDE_VARS}/{target.name}" if self.isolated else str(target)
 
     def _drain_stderr(self, process: subprocess.Popen) -> None:
         self._stderr_lines: list[bytes] = []

@@ -72,7 +72,9 @@ class _Encoder:
     def encode(self, value: Any) -> Any:
         if isinstance(value, _SCALARS) and not isinstance(value, enum.Enum):
             if self.spill is not None and type(value) is str and len(value) > self.spill_at:
-                return self.tag("file", self.spill(value))
+                # An ASCII one becomes a str over the file's pages (driver.mapped_ascii).
+                return self.tag("file", self.spill(value),
+                                **({"ascii": True} if value.isascii() else {}))
             return value
         self.depth += 1
         if self.depth > MAX_DEPTH:
