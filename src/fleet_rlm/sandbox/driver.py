@@ -10,8 +10,8 @@ frame's head, FRAME_HEAD; the host parses the whole frame and refuses one it can
 exactly one reply per request, which the supervisor stamps with the request's id. Anything else
 is a protocol violation: the supervisor says so ({"type": "violation"}) and exits, taking the
 sandbox down. Of the host's requests the supervisor reads only the op and id the host writes
-first (REQUEST_HEAD). Model code can still end its own cell early with a reply of its making; that is no more
-than returning one. The supervisor is the sandbox's subreaper, and when a cell ends it kills
+first (REQUEST_HEAD). Model code can still end its own cell early with a reply of its making;
+that is no more than returning one. The supervisor is the sandbox's subreaper, and when a cell ends it kills
 every process the cell left (orphans included); a cell that leaves threads running is shed of
 them by forking the worker (a fork copies only the calling thread, and every variable) and
 ending the old process, which the supervisor checks from outside. Model code's own
@@ -661,6 +661,7 @@ class Worker:
         self.stdout, self.stderr = CappedText(0), CappedText(0)
         self.names_seen: tuple[tuple, list[str]] | None = None  # (what own_names saw, its answer)
         self.submits: dict[tuple | None, Callable] = {}  # SUBMIT for each list of fields
+        self.tools: dict[str, Callable] = {}  # the function that calls each host tool
 
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
@@ -815,7 +816,10 @@ class Worker:
             pass
         self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
-            self.namespace[name] = self.host_function(name)
+            tool = self.tools.get(name)
+            if tool is None:
+                tool = self.tools[name] = self.host_function(name)
+            self.namespace[name] = tool
         fields = message.get("submit_fields")
         key = None if fields is None else tuple(fields)
         submit = self.submits.get(key)
