@@ -11,10 +11,10 @@ exactly one reply per request, which the supervisor stamps with the request's id
 is a protocol violation: the supervisor says so ({"type": "violation"}) and exits, taking the
 sandbox down. Of the host's requests the supervisor reads only the op and id the host writes
 first (REQUEST_HEAD). Model code can still end its own cell early with a reply of its making;
-that is no more than returning one. The supervisor is the sandbox's subreaper, and when a cell ends it kills
-every process the cell left (orphans included); a cell that leaves threads running is shed of
-them by forking the worker (a fork copies only the calling thread, and every variable) and
-ending the old process, which the supervisor checks from outside. Model code's own
+that is no more than returning one. The supervisor is the sandbox's subreaper, and when a cell
+ends it kills every process the cell left (orphans included); a cell that leaves threads running
+is shed of them by forking the worker (a fork copies only the calling thread, and every
+variable) and ending the old process, which the supervisor checks from outside. Model code's own
 stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
