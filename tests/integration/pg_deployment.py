@@ -47,6 +47,25 @@ def fleet(*args: str, **env: str) -> str:
     return result.output
 
 
+
+def database_settings(kind: str, prefix: str, tmp_path) -> Iterator[dict]:
+    """The settings' database for a test run on both: SQLite in the data dir ({}), or a
+    PostgreSQL database of its own, owned by a role that is no superuser (row security binds
+    it) and migrated the documented way ({"database_url": ...}). Dropped after."""
+    if kind == "sqlite":
+        yield {}
+        return
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+asyncpg://{name}@127.0.0.1:5432/{name}"
+    try:
+        asyncio.run(superuser(f'CREATE ROLE "{name}" LOGIN'))
+        asyncio.run(superuser(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+        fleet("db", "upgrade", "--url", url, FLEET_DATA_DIR=str(tmp_path / "cli"))
+        yield {"database_url": url}
+    finally:
+        asyncio.run(superuser(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(superuser(f'DROP ROLE IF EXISTS "{name}"'))
+
 @pytest.fixture
 def empty_deployment(tmp_path) -> Iterator[Deployment]:
     """A database owned by a role that is no superuser, and an app role; nothing migrated."""

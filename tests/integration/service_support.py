@@ -14,11 +14,12 @@ Open = Callable[..., Awaitable[SessionService]]
 
 @pytest.fixture
 async def open_service() -> AsyncIterator[Open]:
-    """`svc = await open_service(settings)`; every service opened is closed when the test ends."""
+    """`svc = await open_service(settings, **options)` (options: SessionService's, such as
+    `tenant`); every service opened is closed when the test ends."""
     services: list[SessionService] = []
 
-    async def start(settings: Settings) -> SessionService:
-        svc = SessionService(settings)
+    async def start(settings: Settings, **options) -> SessionService:
+        svc = SessionService(settings, **options)
         await svc.open()
         services.append(svc)
         return svc

@@ -3,14 +3,12 @@ paged), turn tags, and usage by model and role, through the REST API on real tur
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pg_deployment import fleet, superuser
+from pg_deployment import database_settings
 from test_server_support import API, app_client, quick, settings_for, until_finished, ws_url
 
 PRICES = {"openai/root": {"input_per_mtok": 10.0, "output_per_mtok": 10.0},
@@ -19,21 +17,7 @@ PRICES = {"openai/root": {"input_per_mtok": 10.0, "output_per_mtok": 10.0},
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path) -> Iterator[dict]:
-    """The settings' database: SQLite in the data dir, or a PostgreSQL database migrated the
-    documented way and owned by a role that is no superuser (row security binds it)."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    name = f"trace_api_{uuid.uuid4().hex[:8]}"
-    url = f"postgresql+asyncpg://{name}@127.0.0.1:5432/{name}"
-    try:
-        asyncio.run(superuser(f'CREATE ROLE "{name}" LOGIN'))
-        asyncio.run(superuser(f'CREATE DATABASE "{name}" OWNER "{name}"'))
-        fleet("db", "upgrade", "--url", url, FLEET_DATA_DIR=str(tmp_path / "cli"))
-        yield {"database_url": url}
-    finally:
-        asyncio.run(superuser(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        asyncio.run(superuser(f'DROP ROLE IF EXISTS "{name}"'))
+    yield from database_settings(request.param, "trace_api", tmp_path)
 
 
 def _as(model: str, rules: list[dict]) -> list[dict]:

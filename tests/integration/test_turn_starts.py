@@ -5,14 +5,12 @@ On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from pg_deployment import fleet, superuser
+from pg_deployment import database_settings
 from test_server_support import quick, settings_for
 
-from fleet_rlm.config import Settings
 from fleet_rlm.sessions import (
     ALL_TENANTS,
     EVERY_TENANT,
@@ -32,38 +30,7 @@ OTHER = Principal("someone", "another-tenant", "someone", admin=True)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path) -> Iterator[dict]:
-    """The settings' database: SQLite in the data dir, or a PostgreSQL database of its own,
-    owned by a role that is no superuser and migrated by `fleet db upgrade`."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    name = f"turn_starts_{uuid.uuid4().hex[:8]}"
-    url = f"postgresql+asyncpg://{name}@127.0.0.1:5432/{name}"
-    try:
-        asyncio.run(superuser(f'CREATE ROLE "{name}" LOGIN'))
-        asyncio.run(superuser(f'CREATE DATABASE "{name}" OWNER "{name}"'))
-        fleet("db", "upgrade", "--url", url, FLEET_DATA_DIR=str(tmp_path / "cli"))
-        yield {"database_url": url}
-    finally:
-        asyncio.run(superuser(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        asyncio.run(superuser(f'DROP ROLE IF EXISTS "{name}"'))
-
-
-@pytest.fixture
-async def open_terminal_service() -> AsyncIterator[Callable[[Settings], Awaitable[SessionService]]]:
-    """`svc = await open_terminal_service(settings)`: a service acting for every tenant, as
-    `fleet chat` does (on PostgreSQL row security binds the database's owner too)."""
-    services: list[SessionService] = []
-
-    async def start(settings: Settings) -> SessionService:
-        svc = SessionService(settings, tenant=ALL_TENANTS)
-        await svc.open()
-        services.append(svc)
-        return svc
-
-    yield start
-    for svc in services:
-        await svc.close()
+    yield from database_settings(request.param, "turn_starts", tmp_path)
 
 
 def hold_first_start(svc: SessionService, session_id: str) -> tuple[asyncio.Event,
@@ -88,9 +55,9 @@ async def follow(svc: SessionService, posted: Posted) -> list:
 
 
 async def test_a_turn_start_held_in_the_store_does_not_hold_up_another_sessions(
-        scripted_lm, tmp_path, open_terminal_service, database):
+        scripted_lm, tmp_path, open_service, database):
     server = scripted_lm(quick("alpha", "a") + quick("beta", "b"))
-    svc = await open_terminal_service(settings_for(server, tmp_path, **database))
+    svc = await open_service(settings_for(server, tmp_path, **database), tenant=ALL_TENANTS)
     a = await svc.create_session(principal=EVERY_TENANT)
     b = await svc.create_session(principal=EVERY_TENANT)
     held, release = hold_first_start(svc, a.id)
@@ -110,9 +77,9 @@ async def test_a_turn_start_held_in_the_store_does_not_hold_up_another_sessions(
 
 
 async def test_two_messages_to_one_session_never_run_at_once(scripted_lm, tmp_path,
-                                                             open_terminal_service, database):
+                                                             open_service, database):
     server = scripted_lm(quick("first", "one") + quick("second", "two"))
-    svc = await open_terminal_service(settings_for(server, tmp_path, **database))
+    svc = await open_service(settings_for(server, tmp_path, **database), tenant=ALL_TENANTS)
     session = await svc.create_session(principal=EVERY_TENANT)
     held, release = hold_first_start(svc, session.id)
 
@@ -131,7 +98,7 @@ async def test_two_messages_to_one_session_never_run_at_once(scripted_lm, tmp_pa
 
 
 async def test_more_turns_than_cores_start_before_any_finishes(scripted_lm, tmp_path,
-                                                              open_terminal_service, database):
+                                                              open_service, database):
     """Twelve sessions at once, each turn's answer taking a second to stream: every turn has
     started before the first finishes (a pool of cores + 4 threads started six), and the twelve
     answers stream at once (more than dspy's limiter's eight waited on it, and hung)."""
@@ -141,7 +108,7 @@ async def test_more_turns_than_cores_start_before_any_finishes(scripted_lm, tmp_
         {"model": "root", "match": "next_thought", "delay_ms": 200,
          "reply": step("slow model", "finish")},
     ])
-    svc = await open_terminal_service(settings_for(server, tmp_path, **database))
+    svc = await open_service(settings_for(server, tmp_path, **database), tenant=ALL_TENANTS)
     sessions = [await svc.create_session(principal=EVERY_TENANT) for _ in range(12)]
     posted = await asyncio.gather(*(svc.post(EVERY_TENANT, s.id, f"question {i}")
                                     for i, s in enumerate(sessions)))
@@ -155,14 +122,14 @@ async def test_more_turns_than_cores_start_before_any_finishes(scripted_lm, tmp_
 
 
 async def test_a_live_turn_is_followed_with_no_read_yet_not_by_another_tenant(
-        scripted_lm, tmp_path, open_terminal_service, database):
+        scripted_lm, tmp_path, open_service, database):
     server = scripted_lm([
         {"model": "root", "match": AGENT_ANSWER,
          "reply": dspy_reply(reasoning="r", answer="fine")},
         {"model": "root", "match": "next_thought", "delay_ms": 1000,
          "reply": step("slow model", "finish")},
     ])
-    svc = await open_terminal_service(settings_for(server, tmp_path, **database))
+    svc = await open_service(settings_for(server, tmp_path, **database), tenant=ALL_TENANTS)
     session = await svc.create_session(principal=EVERY_TENANT)
     posted = await svc.post(EVERY_TENANT, session.id, "hello")
     assert posted.turn_id in svc.live

@@ -45,8 +45,14 @@ MAX_QUEUED_CALLBACKS = 256
 Callback = Callable[..., Any]
 # Values no cell can change in place: an unchanged one (the same object) is not looked at again.
 IMMUTABLE = (str, bytes, int, float, type(None))
-# The host thread serving a callback knows whose: a call back into that sandbox is refused.
-_serving = threading.local()
+class _Serving(threading.local):
+    """The host thread serving a callback knows whose: a call back into that sandbox is
+    refused. (A class default: reading an attribute a thread never set would raise inside.)"""
+
+    session: DriverSession | None = None
+
+
+_serving = _Serving()
 
 
 class SandboxError(RuntimeError):
@@ -390,7 +396,7 @@ class DriverSession:
 
         Returns (reply, timed_out). reply is None when the process died or was killed.
         """
-        if getattr(_serving, "session", None) is self:
+        if _serving.session is self:
             raise SandboxBusy("a host function cannot call back into the sandbox whose code "
                               "called it: that sandbox is waiting for the function's result")
         if not self._request_lock.acquire(blocking=False):

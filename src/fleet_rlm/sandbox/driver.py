@@ -5,14 +5,16 @@ lines, requests on stdin, replies on stdout. It forks the worker, which runs mod
 only sockets to the supervisor: the host's pipes are closed in it, and the supervisor is not
 dumpable (and, under bubblewrap, the namespace's pid 1, which its processes cannot signal), so
 no code in the sandbox can reach its descriptors or memory. The worker's frames are treated as
-hostile: at most MAX_FRAME bytes, JSON objects of the kind the request in flight expects, exactly
-one reply per request, which the supervisor stamps with the request's id. Anything else is a
-protocol violation: the supervisor says so ({"type": "violation"}) and exits, taking the sandbox
-down. Model code can still end its own cell early with a reply of its making; that is no more
-than returning one. The supervisor is the sandbox's subreaper, and when a cell ends it kills
-every process the cell left (orphans included); a cell that leaves threads running is shed of
-them by forking the worker (a fork copies only the calling thread, and every variable) and
-ending the old process, which the supervisor checks from outside. Model code's own
+hostile: at most MAX_FRAME bytes, of the kind the request in flight expects (read from the
+frame's head, FRAME_HEAD; the host parses the whole frame and refuses one it cannot read),
+exactly one reply per request, which the supervisor stamps with the request's id. Anything else
+is a protocol violation: the supervisor says so ({"type": "violation"}) and exits, taking the
+sandbox down. Of the host's requests the supervisor reads only the op and id the host writes
+first (REQUEST_HEAD). Model code can still end its own cell early with a reply of its making;
+that is no more than returning one. The supervisor is the sandbox's subreaper, and when a cell
+ends it kills every process the cell left (orphans included); a cell that leaves threads running
+is shed of them by forking the worker (a fork copies only the calling thread, and every
+variable) and ending the old process, which the supervisor checks from outside. Model code's own
 stdout/stderr are captured per execution.
 
 Requests (host -> driver), each with an ``id`` unless noted:
@@ -748,6 +750,7 @@ class Worker:
         # `reference`); every tool gets an input itself by reference.
         self.shared: dict[str, tuple[str, int]] = {}
         self.sharing: set = set()
+        self.tools: dict[str, Callable] = {}  # the function that calls each host tool
 
     def frame(self, head: dict, bulk: dict, strict: bool = False) -> bytes:
         """The line of frame `head` with the fields `bulk` (not empty): inline, or when their
@@ -957,7 +960,10 @@ class Worker:
             pass
         self.restore(message.get("restore") or [])
         for name in message.get("tools", []):
-            self.namespace[name] = self.host_function(name)
+            tool = self.tools.get(name)
+            if tool is None:
+                tool = self.tools[name] = self.host_function(name)
+            self.namespace[name] = tool
         self.sharing = set(message.get("sharing") or [])
         fields = message.get("submit_fields")
         key = None if fields is None else tuple(fields)
