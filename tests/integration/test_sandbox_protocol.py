@@ -6,6 +6,7 @@ the protocol on purpose); the driver's are tested in real bubblewrap sandboxes."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -338,3 +339,46 @@ def test_a_worker_kept_from_shedding_threads_is_stopped(box: LocalSandbox) -> No
     assert (result.error_type, result.state_lost) == ("ProtocolViolation", True), result
     assert "left threads running" in result.error_message
     assert box.execute("'back'").stdout == "'back'\n"
+
+
+def test_a_reader_thread_never_reads_a_pipe_that_took_its_streams_number() -> None:
+    """The reading thread (the Daytona way) keeps a descriptor of its own: once the owner of the
+    stream closes it, its number may be a new pipe's (the next sandbox's replies), which a
+    reader still holding the number would read from, taking another sandbox's frames."""
+    host_in, driver_in = os.pipe()
+    their_out, our_out = os.pipe()
+
+    class Stream:  # a stream that names its descriptor as the number it was made with
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def fileno(self) -> int:
+            return self.fd
+
+        def write(self, data: bytes) -> int:
+            return os.write(self.fd, data)
+
+        def flush(self) -> None:
+            pass
+
+    session = DriverSession(Stream(driver_in), Stream(their_out), kill=lambda: None,
+                            put_file=lambda name, data: name, max_output=1000,
+                            kill_grace_s=0.5, direct=False)
+    os.write(our_out, b'{"type": "ready"}\n')
+    assert session.wait_ready(timeout=10) == {"type": "ready"}
+    os.close(their_out)  # its owner closes the stream while the reader waits on it
+    reused, feed = os.pipe()
+    try:
+        if reused != their_out:  # the next pipe takes the freed number, as it does at once
+            os.dup2(reused, their_out)
+            os.close(reused)
+            reused = their_out
+        os.write(our_out, b'{"type": "late"}\n')  # the old pipe: the reader reads on
+        os.write(feed, b'{"type": "ready"}\n')  # the new sandbox says ready
+        time.sleep(0.5)
+        os.set_blocking(reused, False)
+        assert os.read(reused, 100) == b'{"type": "ready"}\n'
+    finally:
+        for fd in (reused, feed, our_out, host_in, driver_in):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -32,7 +32,7 @@ def doctor(
     console.print(f"sandbox:    {settings.sandbox}")
     failed = not _model_checks(settings, live)
     for check in iter_checks(settings):
-        console.print(f"{MARKS[check.status]} {escape(check.detail)}")
+        console.print(f"{MARKS[check.status]} {escape(check.detail)}", soft_wrap=True)
         failed = failed or check.failed
     raise typer.Exit(1 if failed else 0)
 

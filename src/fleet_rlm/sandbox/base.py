@@ -232,19 +232,24 @@ class DriverSession:
             self._poll = select.poll()
             self._poll.register(self._fd, select.POLLIN)
         else:
-            threading.Thread(target=self._read, daemon=True).start()
+            # The reader's own descriptor: the stream's number, once whoever owns the stream
+            # closes it, can be a new pipe's (another sandbox's replies) by the next read.
+            threading.Thread(target=self._read, args=(os.dup(stdout.fileno()),),
+                             daemon=True).start()
 
     # -- wire -------------------------------------------------------------------------------
-    def _read(self) -> None:
+    def _read(self, fd: int) -> None:
         lines = Lines()
         try:
-            while lines.fill(self._stdout.fileno()):
+            while lines.fill(fd):
                 while (line := lines.next()) is not None:
                     self._replies.put(line)
         except FrameTooLarge as exc:
             self._replies.put(exc)
-        except (OSError, ValueError):  # closed under us: the sandbox is gone
+        except OSError:  # the sandbox is gone
             pass
+        finally:
+            os.close(fd)
         self._replies.put(None)
 
     def _send(self, message: dict, deadline: float) -> None:
