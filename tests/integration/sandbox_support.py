@@ -1,9 +1,10 @@
-"""Fixtures and marks shared by the sandbox envelope tests (test_envelope*.py)."""
+"""Fixtures, marks and probes shared by the sandbox tests (test_envelope*.py, the engine's)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,17 @@ def make(backend: str) -> Iterator:
     yield sandbox
     for box in made:
         box.close()
+
+
+def count_files_put(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """From now on, how many times the host writes each value file (by name) into a local
+    sandbox."""
+    written: Counter[str] = Counter()
+    put_file = LocalSandbox._put_file
+
+    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
+        written[name] += 1
+        return put_file(self, name, chunks)
+
+    monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
+    return written

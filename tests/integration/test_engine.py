@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,11 @@ import dspy
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sandbox_support import count_files_put
 
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.rlm import RecursiveRLM
 from fleet_rlm.events import EventStream
-from fleet_rlm.sandbox.local import LocalSandbox
 from fleet_rlm.testing import (
     ScriptedLMServer,
     dspy_reply,
@@ -408,14 +408,8 @@ def test_replies_that_never_parse_end_the_run_with_an_error_and_keep_the_traject
 # -- 6. a large context -----------------------------------------------------------------------
 
 def test_a_20_mb_context_crosses_into_the_sandbox_once(scripted_lm, monkeypatch):
-    sent: Counter[str] = Counter()
-    put_file = LocalSandbox._put_file
+    sent = count_files_put(monkeypatch)
 
-    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
-        sent[name] += 1
-        return put_file(self, name, chunks)
-
-    monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
     context = ("0123456789" * 2_000_000)[:-6] + "NEEDLE"
     assert len(context) == 20_000_000
     server = scripted_lm([
@@ -439,14 +433,8 @@ def test_a_20_mb_context_crosses_into_the_sandbox_once(scripted_lm, monkeypatch)
 
 
 def test_a_multi_document_context_crosses_once_per_document(scripted_lm, monkeypatch):
-    sent: Counter[str] = Counter()
-    put_file = LocalSandbox._put_file
+    sent = count_files_put(monkeypatch)
 
-    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
-        sent[name] += 1
-        return put_file(self, name, chunks)
-
-    monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
     context = {"a.txt": "a" * 3_000_000 + "END-A", "b.txt": "b" * 3_000_000 + "END-B"}
     server = scripted_lm([
         root_step(1, "print(sorted(context), context['a.txt'][-5:])\ncontext['a.txt'] = 'mine'"),

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import dspy
 import pytest
+from sandbox_support import count_files_put
 
 from fleet_rlm.config import Settings
 from fleet_rlm.engine.rlm import RecursiveRLM
 from fleet_rlm.sandbox.base import DriverSession
-from fleet_rlm.sandbox.local import LocalSandbox
 from fleet_rlm.testing import dspy_reply
 
 STEP = r"\[\[ ## iteration ## \]\]\n{}/"
@@ -46,12 +45,7 @@ def child_rule(chars: int, times: int) -> dict[str, Any]:
 
 
 def test_children_read_the_parents_context_from_its_one_copy(scripted_lm, monkeypatch):
-    written: Counter[str] = Counter()
-    put_file = LocalSandbox._put_file
-
-    def counting_put_file(self: LocalSandbox, name: str, chunks: Iterable[bytes]) -> str:
-        written[name] += 1
-        return put_file(self, name, chunks)
+    written = count_files_put(monkeypatch)
 
     frames: list[int] = []
     queue = DriverSession._queue_callback
@@ -60,7 +54,6 @@ def test_children_read_the_parents_context_from_its_one_copy(scripted_lm, monkey
         frames.append(len(json.dumps(call)))
         queue(self, call, callbacks)
 
-    monkeypatch.setattr(LocalSandbox, "_put_file", counting_put_file)
     monkeypatch.setattr(DriverSession, "_queue_callback", counting_frames)
     context = context_of(SIZE)
     part = context[1000:100_000]
