@@ -89,12 +89,18 @@ def deliver(live: LiveTurn, event: Event) -> None:
     for queue in list(live.subscribers):
         if queue.full():  # a slow client never slows the turn: it resumes from the store
             live.subscribers.remove(queue)
-            oldest_unread = queue.get_nowait()
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(Overflow(oldest_unread.seq - 1))
+            _overflow(queue)
         else:
             queue.put_nowait(event)
+
+
+def _overflow(queue: asyncio.Queue) -> None:
+    """Replace a full queue's unread events with an Overflow: its reader catches up from the
+    store, after the last event it read."""
+    oldest_unread = queue.get_nowait()
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(Overflow(oldest_unread.seq - 1))
 
 
 def end(live: LiveTurn) -> None:
@@ -102,10 +108,7 @@ def end(live: LiveTurn) -> None:
     in place of its unread events: it catches up from the store, where the turn has ended."""
     for queue in list(live.subscribers):
         if queue.full():
-            oldest_unread = queue.get_nowait()
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(Overflow(oldest_unread.seq - 1))
+            _overflow(queue)
         else:
             queue.put_nowait(None)
 
